@@ -1,0 +1,1 @@
+"""Fixtures for a real JACK server with the dummy driver."""
