@@ -1,0 +1,286 @@
+"""One agent process: hears the bus, plans its part ahead, and plays each note at its moment.
+
+Threads: the asyncio loop (bus, clock sync, planning, heartbeats) and the scheduler's timing thread
+(the only caller of the output). Everything on the bus is in beats; beats become this process's
+seconds only inside the scheduler, through a `LocalTimeMap` replaced whenever the timeline or the
+clock-offset estimate changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from agents.engines import Engine, PlanContext, make_engine
+from agents.outputs import Output
+from agents.outputs.factory import make_output
+from agents.realtime import set_switch_interval
+from agents.scheduler import ScheduledEvent, Scheduler
+from protocol.bus import Bus, open_bus
+from protocol.ensemble import AgentConfig, Ensemble
+from protocol.harmony import ChordError, ChordPlan
+from protocol.messages import AgentParams, AgentStatus, Note, PlanState, SyncPing, SyncPong
+from protocol.sync import ClockSync
+from protocol.timeline import LocalTimeMap, Timeline
+
+log = logging.getLogger("barcelona.agent")
+
+HEARTBEAT_S = 0.25
+PLAN_TICK_S = 0.01
+STATS_EVERY_S = 0.5
+
+
+class Agent:
+    def __init__(self, ens: Ensemble, name: str, *, base_dir: Path, stats_path: Path | None = None) -> None:
+        self.ens = ens
+        self.cfg: AgentConfig = ens.agent(name)
+        self.name = name
+        self.base_dir = base_dir
+        self.stats_path = stats_path
+        self.clock = time.monotonic
+        self.engine: Engine = make_engine(self.cfg)
+        self.sync = ClockSync()
+        self.timeline: Timeline | None = None
+        self.plan: ChordPlan | None = None
+        self.plan_epoch = -1
+        e = self.cfg.engine
+        self.params = AgentParams(name, 0, False, e.temperature, e.density, e.top_p, e.top_k)
+        self.params_epoch = -1
+        self.committed_until: float | None = None
+        self.notes_sent = 0
+        self.notes_committed = 0
+        self.invalid_local = 0
+        self.stale = 0
+        self.seq = 0
+        self.output: Output | None = None
+        self.scheduler: Scheduler | None = None
+        self.bus: Bus | None = None
+        self.stuck_notes = 0
+        self._stopping = asyncio.Event()
+        self.previous = self._load_previous_stats()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        set_switch_interval(0.0005)
+        self.output = make_output(
+            self.cfg.output, channel=self.cfg.channel, program=self.cfg.program, base_dir=self.base_dir,
+            clock=self.clock, client_name=f"barcelona-{self.name}",
+        )
+        self.output.open()
+        self.scheduler = Scheduler(self._send, clock=self.clock, realtime=self.ens.timing.realtime)
+        self.scheduler.start()
+        will = self._status("gone")
+        try:
+            async with open_bus(self.ens, self.name, will=will) as bus:
+                self.bus = bus
+                tasks = [
+                    asyncio.create_task(self._receive(), name="receive"),
+                    asyncio.create_task(self._ping_loop(), name="sync"),
+                    asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+                    asyncio.create_task(self._plan_loop(), name="plan"),
+                    asyncio.create_task(self._stats_loop(), name="stats"),
+                ]
+                await self._stopping.wait()
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                try:
+                    await asyncio.wait_for(bus.publish(self._status("gone")), 0.3)
+                except (asyncio.TimeoutError, OSError):
+                    pass
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """Release every sounding note whatever happened; idempotent, safe from a signal path."""
+        if self.scheduler is not None:
+            self.scheduler.stop(flush=True)
+        if self.output is not None:
+            self.output.close()
+            self.stuck_notes = self.output.sounding()
+        self.write_stats()
+
+    # -- output (timing thread) ---------------------------------------------------------------------
+    def _send(self, ev: ScheduledEvent) -> float | None:
+        out = self.output
+        if out is None:
+            return None
+        if ev.kind == "on":
+            t = out.note_on(ev.channel, ev.pitch, ev.velocity, due=ev.due)
+            self.notes_sent += 1
+            return t
+        return out.note_off(ev.channel, ev.pitch, due=ev.due)
+
+    # -- bus ----------------------------------------------------------------------------------------
+    async def _receive(self) -> None:
+        assert self.bus is not None
+        async for msg, _sender in self.bus.messages():
+            try:
+                self._handle(msg)
+            except (ChordError, ValueError, TypeError) as exc:
+                self.invalid_local += 1
+                log.warning("%s: rejected %s: %s", self.name, type(msg).__name__, exc)
+
+    def _handle(self, msg: Any) -> None:
+        if isinstance(msg, Timeline):
+            self._on_timeline(msg)
+        elif isinstance(msg, SyncPong):
+            if msg.agent == self.name:
+                if self.sync.add(msg.t_local, msg.t_conductor, self.clock()):
+                    self._retime()
+        elif isinstance(msg, PlanState):
+            if msg.epoch != self.plan_epoch:
+                self.plan = ChordPlan.parse(msg.text, loop=msg.loop, key=msg.key)
+                self.plan_epoch = msg.epoch
+        elif isinstance(msg, AgentParams):
+            if msg.agent == self.name and msg.epoch != self.params_epoch:
+                self.params, self.params_epoch = msg, msg.epoch
+        elif isinstance(msg, Note):
+            if msg.source != self.name:
+                self.engine.hear(msg)
+
+    def _on_timeline(self, tl: Timeline) -> None:
+        cur = self.timeline
+        if cur is not None and tl.epoch < cur.epoch:
+            # A restarted conductor with no saved state counts from 0 again: follow it once it insists.
+            self.stale += 1
+            if self.stale < 3:
+                return
+        self.stale = 0
+        if cur is not None and tl == cur:
+            return
+        was_playing = cur is not None and cur.playing
+        self.timeline = tl
+        if was_playing and not tl.playing and self.scheduler is not None:
+            self.scheduler.clear()
+            self.committed_until = None
+        if tl.playing and not was_playing:
+            self.committed_until = None
+        self._retime()
+
+    def _retime(self) -> None:
+        if self.timeline is not None and self.scheduler is not None:
+            self.scheduler.set_timemap(LocalTimeMap(self.timeline, self.sync.offset_s))
+
+    def _timemap(self) -> LocalTimeMap | None:
+        return None if self.timeline is None else LocalTimeMap(self.timeline, self.sync.offset_s)
+
+    # -- loops --------------------------------------------------------------------------------------
+    async def _ping_loop(self) -> None:
+        assert self.bus is not None
+        conductor = self.ens.osc_endpoint("conductor") if self.ens.bus.transport == "osc" else None
+        n = 0
+        while True:
+            await self.bus.publish(SyncPing(self.name, n, self.clock()), to=conductor)
+            n += 1
+            # A burst at start gets a good estimate at once; then a gentle rate tracks drift.
+            await asyncio.sleep(0.03 if n < 20 else 0.5)
+
+    async def _heartbeat_loop(self) -> None:
+        assert self.bus is not None
+        while True:
+            await self.bus.publish(self._status("playing" if self._playing() else "ready"))
+            await asyncio.sleep(HEARTBEAT_S)
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_EVERY_S)
+            self.write_stats()
+
+    async def _plan_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PLAN_TICK_S)
+            if self._playing() and self.plan is not None:
+                await self._plan_tick()
+
+    def _playing(self) -> bool:
+        return self.timeline is not None and self.timeline.playing
+
+    async def _plan_tick(self) -> None:
+        tm = self._timemap()
+        assert tm is not None and self.plan is not None and self.scheduler is not None and self.bus is not None
+        tl = tm.timeline
+        now_beat = tm.beat_at(self.clock())
+        latency_beats = self.ens.timing.latency_ms / 1000.0 * tl.tempo_at_beat(now_beat) / 60.0
+        if self.committed_until is None:
+            # (Re)joining: anything starting sooner than the output latency would be late.
+            self.committed_until = now_beat + latency_beats
+        target = now_beat + max(self.ens.timing.commit_beats, latency_beats)
+        if target <= self.committed_until:
+            return
+        ctx = PlanContext(self.plan, tl.beats_per_bar, self.params)
+        start, self.committed_until = self.committed_until, target
+        for note in self.engine.plan(start, target, ctx):
+            if not self.cfg.range[0] <= note.pitch <= self.cfg.range[1] and self.cfg.engine.voicing != "drums":
+                continue
+            self.scheduler.schedule_note(note.start_beat, note.duration_beats, note.channel, note.pitch,
+                                         note.velocity)
+            self.notes_committed += 1
+            await self.bus.publish(note)
+
+    # -- status and stats ---------------------------------------------------------------------------
+    def _status(self, state: str) -> AgentStatus:
+        self.seq += 1
+        st = self.scheduler.stats() if self.scheduler else {"late_count": 0, "p50": 0.0}
+        lookahead = 0.0
+        tm = self._timemap()
+        if tm is not None and tm.timeline.playing and self.committed_until is not None:
+            lookahead = self.committed_until - tm.beat_at(self.clock())
+        return AgentStatus(
+            agent=self.name, seq=self.seq % 2**31, state=state, pid=os.getpid(),
+            notes=self.notes_sent + self.previous.get("notes", 0),
+            late_notes=int(st["late_count"]) + self.previous.get("late_notes", 0),
+            invalid=self.invalid_total(), load=0.0, lookahead_beats=max(-1e6, min(1e6, lookahead)),
+            latency_ms=float(st["p50"]), offset_ms=self.sync.offset_s * 1000.0,
+            rtt_ms=min(1e6, (self.sync.rtt_s or 0.0) * 1000.0),
+        )
+
+    def invalid_total(self) -> int:
+        bus = self.bus.invalid_total if self.bus else 0
+        return bus + self.invalid_local + self.previous.get("invalid_messages", 0)
+
+    def stats(self) -> dict[str, Any]:
+        st = self.scheduler.stats() if self.scheduler else {"p50": 0.0, "p99": 0.0, "max": 0.0, "late_count": 0}
+        return {
+            "role": "agent",
+            "pid": os.getpid(),
+            "notes": self.notes_sent + self.previous.get("notes", 0),
+            "committed": self.notes_committed,
+            "late_notes": int(st["late_count"]) + self.previous.get("late_notes", 0),
+            "timing_ms": {k: round(float(st[k]), 4) for k in ("p50", "p99", "max")},
+            "sync": {
+                "offset_ms": round(self.sync.offset_s * 1000.0, 4),
+                "rtt_ms": round((self.sync.rtt_s or 0.0) * 1000.0, 4),
+            },
+            "invalid_messages": self.invalid_total(),
+            "invalid_reasons": dict(self.bus.invalid) if self.bus else {},
+            "priority": self.scheduler.priority if self.scheduler else "none",
+            "stuck_notes": self.stuck_notes,
+            "sounding": self.output.sounding() if self.output else 0,
+            "updated": time.time(),
+        }
+
+    def write_stats(self) -> None:
+        if self.stats_path is None:
+            return
+        tmp = self.stats_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.stats()))
+        os.replace(tmp, self.stats_path)
+
+    def _load_previous_stats(self) -> dict[str, Any]:
+        """A restarted agent continues its predecessor's counts so the report covers the whole run."""
+        if self.stats_path is None or not self.stats_path.exists():
+            return {}
+        try:
+            data = json.loads(self.stats_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {k: int(data.get(k, 0)) for k in ("notes", "late_notes", "invalid_messages")}

@@ -1,0 +1,37 @@
+"""Engines turn (context, chord plan, window of beats) into notes; the agent owns time and output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from protocol.ensemble import AgentConfig
+from protocol.harmony import ChordPlan
+from protocol.messages import AgentParams, Note
+
+
+@dataclass(frozen=True, slots=True)
+class PlanContext:
+    """What an engine may look at when it plans: the harmony and the agent's live settings."""
+
+    plan: ChordPlan
+    beats_per_bar: int
+    params: AgentParams
+
+
+class Engine(Protocol):
+    def plan(self, start_beat: float, end_beat: float, ctx: PlanContext) -> list[Note]:
+        """Notes that START in [start_beat, end_beat); called with consecutive windows."""
+        ...
+
+    def hear(self, note: Note) -> None:
+        """A note from another part (human or agent), for engines that listen."""
+        ...
+
+
+def make_engine(cfg: AgentConfig) -> Engine:
+    if cfg.engine.type == "pattern":
+        from agents.engines.pattern import PatternEngine
+
+        return PatternEngine(cfg)
+    raise ValueError(f"engine.type: {cfg.engine.type!r} is not available in this build")

@@ -1,0 +1,183 @@
+"""MIDI ports through python-rtmidi, on whichever MIDI system this machine has.
+
+Musicians run Linux (ALSA, or JACK for studio setups) and macOS (CoreMIDI); CI runs JACK's dummy
+driver because it has no sound hardware. So nothing here assumes one API: ``api="auto"`` tries every
+API compiled into rtmidi, in rtmidi's own order, and uses the first one that can do the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+import rtmidi
+
+from agents.outputs.base import Clock, Output, OutputError
+
+__all__ = ["Api", "MidiPortOutput", "PortNotFoundError", "available_apis", "list_ports"]
+
+log = logging.getLogger(__name__)
+
+Api = Literal["auto", "jack", "alsa", "coremidi"]
+
+_API_IDS: dict[str, int] = {
+    "jack": rtmidi.API_UNIX_JACK,
+    "alsa": rtmidi.API_LINUX_ALSA,
+    "coremidi": rtmidi.API_MACOSX_CORE,
+    "winmm": rtmidi.API_WINDOWS_MM,
+}
+
+
+class PortNotFoundError(OutputError, LookupError):
+    """The named port is not there; the message lists the ports that are, so the user can pick one."""
+
+
+def _candidate_apis(api: str) -> list[int]:
+    compiled = [a for a in rtmidi.get_compiled_api() if a != rtmidi.API_RTMIDI_DUMMY]
+    if api == "auto":
+        return compiled
+    if api not in _API_IDS:
+        raise ValueError(f"api must be one of auto, {', '.join(_API_IDS)}; got {api!r}")
+    if _API_IDS[api] not in compiled:
+        names = ", ".join(rtmidi.get_api_name(a) for a in compiled) or "none"
+        raise OutputError(f"api {api!r} is not compiled into this python-rtmidi (compiled: {names})")
+    return [_API_IDS[api]]
+
+
+def _client(api_id: int, client_name: str) -> rtmidi.MidiOut:
+    """Connect to one MIDI system; rtmidi raises here when it is absent (no /dev/snd/seq, no jackd)."""
+    return rtmidi.MidiOut(api_id, client_name)
+
+
+def available_apis() -> list[str]:
+    """Names of the MIDI APIs that work right now (compiled in and their server/driver reachable)."""
+    usable = []
+    for api_id in _candidate_apis("auto"):
+        try:
+            _client(api_id, "barcelona-probe").delete()
+        except rtmidi.RtMidiError:
+            continue
+        usable.append(rtmidi.get_api_name(api_id))
+    return usable
+
+
+def list_ports(api: Api | str = "auto") -> list[str]:
+    """Output (destination) ports a MidiPortOutput could open, for ``--list-ports``.
+
+    With ``auto`` an unusable API contributes nothing; a named API that cannot be reached raises,
+    because the user asked for it specifically.
+    """
+    ports: list[str] = []
+    for api_id in _candidate_apis(api):
+        try:
+            client = _client(api_id, "barcelona-list")
+        except rtmidi.RtMidiError as exc:
+            if api != "auto":
+                raise OutputError(f"MIDI api {api!r} is not usable: {exc}") from exc
+            continue
+        try:
+            ports.extend(p for p in client.get_ports() if p not in ports)
+        finally:
+            client.delete()
+    return ports
+
+
+def _match_port(wanted: str, ports: list[str]) -> int | None:
+    """Exact name first, then a unique case-insensitive substring (port names carry client ids)."""
+    if wanted in ports:
+        return ports.index(wanted)
+    hits = [i for i, p in enumerate(ports) if wanted.lower() in p.lower()]
+    if len(hits) > 1:
+        names = ", ".join(repr(ports[i]) for i in hits)
+        raise PortNotFoundError(f"port {wanted!r} is ambiguous: it matches {names}; give more of the name")
+    return hits[0] if hits else None
+
+
+class MidiPortOutput(Output):
+    """Notes to a hardware or software synth over a MIDI port (named, or a virtual port others join)."""
+
+    def __init__(
+        self,
+        port: str | None = None,
+        virtual: bool = False,
+        api: Api | str = "auto",
+        client_name: str = "barcelona",
+        *,
+        channels: Iterable[int] | None = None,
+        programs: Mapping[int, int] | None = None,
+        name: str | None = None,
+        clock: Clock = time.perf_counter,
+    ) -> None:
+        if port is not None and not isinstance(port, str):
+            raise TypeError(f"port must be a str or None, got {type(port).__name__}")
+        if not virtual and not port:
+            raise ValueError("port: name the MIDI port to open, or set virtual=True to create one")
+        if not isinstance(client_name, str) or not client_name:
+            raise ValueError(f"client_name must be a non-empty str, got {client_name!r}")
+        self._apis = _candidate_apis(api)
+        super().__init__(channels=channels, programs=programs, name=name or port or client_name, clock=clock)
+        self.port = port
+        self.virtual = bool(virtual)
+        self.api = api
+        self.client_name = client_name
+        self._midi: rtmidi.MidiOut | None = None
+        self.api_name: str | None = None
+        self.port_name: str | None = None
+
+    def _open_transport(self) -> None:
+        problems: list[str] = []
+        for api_id in self._apis:
+            api_name = rtmidi.get_api_name(api_id)
+            try:
+                client = _client(api_id, self.client_name)
+            except rtmidi.RtMidiError as exc:
+                problems.append(f"{api_name}: not usable ({exc})")
+                continue
+            try:
+                opened = self._open_on(client, api_name, problems)
+            except BaseException:
+                client.delete()
+                raise
+            if opened:
+                self._midi = client
+                self.api_name = api_name
+                log.info("%s: opened %s on %s", self.name, self.port_name, api_name)
+                return
+            client.delete()
+        what = f"virtual port {self.port or 'out'!r}" if self.virtual else f"MIDI port {self.port!r}"
+        detail = "; ".join(problems) or "no MIDI API compiled into python-rtmidi"
+        raise PortNotFoundError(f"cannot open {what} (api={self.api}): {detail}")
+
+    def _open_on(self, client: rtmidi.MidiOut, api_name: str, problems: list[str]) -> bool:
+        if self.virtual:
+            try:
+                client.open_virtual_port(self.port or "out")
+            except (rtmidi.RtMidiError, NotImplementedError) as exc:
+                problems.append(f"{api_name}: no virtual ports ({exc})")
+                return False
+            self.port_name = f"{self.client_name}:{self.port or 'out'}"
+            return True
+        assert self.port is not None
+        ports = client.get_ports()
+        index = _match_port(self.port, ports)
+        if index is None:
+            problems.append(f"{api_name} has {', '.join(map(repr, ports)) or 'no ports'}")
+            return False
+        client.open_port(index, "out")
+        self.port_name = ports[index]
+        return True
+
+    def _send(self, message: tuple[int, ...], due: float | None) -> None:
+        assert self._midi is not None
+        self._midi.send_message(list(message))
+
+    def _close_transport(self) -> None:
+        if self._midi is None:
+            return
+        try:
+            self._midi.close_port()
+        finally:
+            self._midi.delete()
+            self._midi = None

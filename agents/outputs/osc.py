@@ -1,0 +1,123 @@
+"""Notes as OSC messages, for synth hosts that speak OSC (a Max patch, SuperCollider, a DAW bridge).
+
+With ``timetag=True`` every message travels in a bundle stamped with its due time, so the host can
+play it sample-accurately and the agent may send it early (``schedules_ahead``): network jitter is
+then absorbed by the host's scheduler instead of ours.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+from agents.outputs.base import (
+    CONTROL_CHANGE,
+    NOTE_OFF,
+    NOTE_ON,
+    PROGRAM_CHANGE,
+    Clock,
+    Output,
+    OutputError,
+    check_int,
+)
+
+__all__ = ["OscOutput", "wall_time_of"]
+
+
+def wall_time_of(due: float, clock: Clock = time.perf_counter) -> float:
+    """Map a local monotonic time to Unix wall time, which is what OSC timetags count.
+
+    The offset is sampled now, bracketing ``time.time()`` between two clock reads, so a wall clock
+    that NTP has slewed since the agent started is accounted for: the receiving host reads the
+    timetag with today's wall clock, not the one we had at start-up.
+    """
+    before = clock()
+    wall = time.time()
+    after = clock()
+    return due + (wall - (before + after) / 2.0)
+
+
+class OscOutput(Output):
+    """Sends ``<address_pattern>/note channel pitch velocity`` (velocity 0 releases), all ints.
+
+    Controllers go to ``<address_pattern>/cc channel control value`` and programs to
+    ``<address_pattern>/program channel program``. Channels go out 1-based by default, as Max's
+    ``noteout`` and every synth UI number them (``channel_base=0`` sends them as on the wire).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 57120,
+        address_pattern: str = "/barcelona/synth",
+        timetag: bool = False,
+        *,
+        channel_base: int = 1,
+        channels: Iterable[int] | None = None,
+        programs: Mapping[int, int] | None = None,
+        name: str | None = None,
+        clock: Clock = time.perf_counter,
+    ) -> None:
+        if not isinstance(host, str) or not host:
+            raise ValueError(f"host must be a non-empty str, got {host!r}")
+        check_int("port", port, 1, 65535)
+        if not isinstance(address_pattern, str) or not address_pattern.startswith("/"):
+            raise ValueError(f"address_pattern must be a str starting with '/', got {address_pattern!r}")
+        if any(c in address_pattern for c in " #*?,[]{}"):
+            raise ValueError(f"address_pattern must be a plain OSC address, got {address_pattern!r}")
+        self.channel_base = check_int("channel_base", channel_base, 0, 1)
+        super().__init__(channels=channels, programs=programs, name=name or f"osc://{host}:{port}",
+                         clock=clock)
+        self.host = host
+        self.port = int(port)
+        self.address_pattern = address_pattern.rstrip("/")
+        self.timetag = bool(timetag)
+        self.schedules_ahead = self.timetag
+        self._sock: socket.socket | None = None
+        self._target: Any = None
+
+    def _open_transport(self) -> None:
+        # Resolve once here: a name lookup per note (python-osc's UDPClient) would sit in the timing path.
+        try:
+            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
+            family, kind, proto, _, target = infos[0]
+            self._sock = socket.socket(family, kind, proto)
+        except OSError as exc:
+            raise OutputError(f"OSC output: cannot resolve host {self.host!r}: {exc}") from exc
+        self._target = target
+
+    def _close_transport(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _send(self, message: tuple[int, ...], due: float | None) -> None:
+        assert self._sock is not None
+        kind, channel = message[0] & 0xF0, (message[0] & 0x0F) + self.channel_base
+        if kind in (NOTE_ON, NOTE_OFF):
+            velocity = message[2] if kind == NOTE_ON else 0
+            osc = self._message("note", channel, message[1], velocity)
+        elif kind == CONTROL_CHANGE:
+            osc = self._message("cc", channel, message[1], message[2])
+        elif kind == PROGRAM_CHANGE:
+            osc = self._message("program", channel, message[1])
+        else:
+            raise ValueError(f"OSC output cannot carry MIDI status 0x{message[0]:02X}")
+        if self.timetag:
+            bundle = OscBundleBuilder(IMMEDIATELY if due is None else wall_time_of(due, self._clock))
+            bundle.add_content(osc)
+            self._sock.sendto(bundle.build().dgram, self._target)
+        else:
+            self._sock.sendto(osc.dgram, self._target)
+
+    def _message(self, leaf: str, *ints: int) -> OscMessage:
+        builder = OscMessageBuilder(f"{self.address_pattern}/{leaf}")
+        for value in ints:
+            builder.add_arg(int(value), OscMessageBuilder.ARG_TYPE_INT)
+        return builder.build()

@@ -1,0 +1,503 @@
+"""The agent's output scheduler: committed notes in beats, sent at the exact local moment.
+
+Clock domain: every time here is LOCAL `time.monotonic()` seconds (CLOCK_MONOTONIC on Linux, the same
+clock `perf_counter` reads there), the domain of `protocol.timeline.LocalTimeMap`.
+
+Events are stored in beats and turned into seconds only when they are about to go out, through the
+current `TimeMap`. The agent builds that map from the conductor timeline plus its clock offset and
+replaces it whole whenever either changes, so a tempo change announced after a note was committed
+still moves that note (and its note-off) to the right moment.
+
+One core (`SchedulerCore`, no threads, no clock) holds the queue, the notes that are sounding and the
+timing statistics; two thin drivers run it (STYLE example 5): `Scheduler`, a realtime timing thread
+that sleeps to just before the due time and spins the rest, and `OfflineScheduler`, driven by a
+`ManualClock` for tests and rendering, where every event goes out with lateness exactly 0.
+
+Stopped timeline: while the map is None, says `playing=False`, or its `time_at` returns None, nothing
+is due: unstarted notes are held (not dropped) and go out once a playing map arrives; notes already
+sounding are released at once (their note-off is sent immediately), so a stop never leaves a stuck
+note.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import ClassVar, Literal, Protocol
+
+import numpy as np
+
+from agents.realtime import DEFAULT_RT_PRIORITY, PRIORITY_NORMAL, request_realtime
+
+__all__ = [
+    "EventKind",
+    "LatenessStats",
+    "ManualClock",
+    "OfflineScheduler",
+    "ScheduledEvent",
+    "Scheduler",
+    "SchedulerCore",
+    "SendFn",
+    "TimeMap",
+]
+
+log = logging.getLogger(__name__)
+
+EventKind = Literal["on", "off"]
+
+
+class TimeMap(Protocol):
+    """Beats to local monotonic seconds. None means "not playing": events wait.
+
+    An object may also carry `playing: bool`; False holds events just as None does.
+    """
+
+    def time_at(self, beat: float) -> float | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledEvent:
+    """One MIDI-like event. `due` is filled in on the copy handed to `send` (local seconds) so outputs
+    that take timestamps (OSC bundles) can stamp it; it is None on a note-off forced by a stop."""
+
+    beat: float
+    kind: EventKind
+    channel: int
+    pitch: int
+    velocity: int
+    tag: object
+    note_id: int
+    due: float | None = None
+
+
+SendFn = Callable[[ScheduledEvent], float | None]
+"""Called from the timing thread only. May return the time it actually sent (local seconds); None
+means "now", read just before the call."""
+
+
+class LatenessStats:
+    """Lateness of every send (actual - due) in a bounded ring buffer, so a long set uses fixed memory.
+
+    Written by one thread, read by others without a lock: a reader may miss the sample being written,
+    which does not matter for percentiles, and the writer (the timing thread) never waits for a reader.
+    """
+
+    def __init__(self, capacity: int = 65536, late_ms: float = 5.0) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity: must be >= 1, got {capacity}")
+        self._buf = np.zeros(capacity, dtype=np.float64)
+        self._count = 0
+        self._late = 0
+        self.late_ms = late_ms
+
+    def add(self, lateness_s: float) -> None:
+        ms = lateness_s * 1000.0
+        self._buf[self._count % self._buf.shape[0]] = ms
+        if ms > self.late_ms:
+            self._late += 1
+        self._count += 1
+
+    def values_ms(self) -> np.ndarray:
+        """The retained window (at most `capacity` latest sends), oldest first."""
+        n, cap = self._count, self._buf.shape[0]
+        if n <= cap:
+            return self._buf[:n].copy()
+        i = n % cap
+        return np.concatenate((self._buf[i:], self._buf[:i]))
+
+    def summary(self) -> dict[str, float | int]:
+        """p50/p99/max over the retained window (ms); count and late_count over the whole run."""
+        v = self.values_ms()
+        if v.size == 0:
+            p50 = p99 = mx = 0.0
+        else:
+            p50, p99 = (float(x) for x in np.percentile(v, (50.0, 99.0)))
+            mx = float(v.max())
+        return {"p50": p50, "p99": p99, "max": mx, "count": self._count, "late_count": self._late}
+
+
+@dataclass(slots=True)
+class _Note:
+    on_seq: int
+    off_seq: int
+    off_event: ScheduledEvent
+    started: bool = False
+
+
+def _check_int(name: str, value: object, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected int, got {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name}: {value} is outside {lo}..{hi}")
+    return value
+
+
+def _check_beat(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: must be finite, got {value}")
+    return float(value)
+
+
+class SchedulerCore:
+    """Queue, sounding notes and statistics; no threads and no clock, so both drivers share it.
+
+    Not thread-safe: the threaded driver holds its lock around every call. The heap is ordered by
+    beat, never by seconds: a TimeMap is monotonic, so the earliest beat is always the earliest due
+    time, and replacing the map re-times everything pending without touching the heap. At one beat a
+    note-off goes before a note-on, so a repeated pitch is re-struck rather than cut.
+    """
+
+    _ORDER: ClassVar[dict[str, int]] = {"off": 0, "on": 1}
+
+    def __init__(self, *, late_ms: float = 5.0, stats_capacity: int = 65536,
+                 drop_after_s: float | None = None) -> None:
+        self._heap: list[tuple[float, int, int, ScheduledEvent]] = []
+        self._dead: set[int] = set()
+        self._notes: dict[int, _Note] = {}
+        self._forced: list[ScheduledEvent] = []
+        self._seq = itertools.count()
+        self._ids = itertools.count(1)
+        self._timemap: TimeMap | None = None
+        self.drop_after_s = drop_after_s
+        self.lateness = LatenessStats(stats_capacity, late_ms)
+        self.dropped = 0
+        self.send_errors = 0
+        self._error_types: set[type] = set()
+
+    # -- commands ----------------------------------------------------------------------------------
+    def schedule_note(self, start_beat: float, duration_beats: float, channel: int, pitch: int,
+                      velocity: int, tag: object = None) -> int:
+        start = _check_beat("start_beat", start_beat)
+        dur = _check_beat("duration_beats", duration_beats)
+        if dur <= 0.0:
+            raise ValueError(f"duration_beats: must be > 0, got {dur}")
+        _check_int("channel", channel, 0, 15)
+        _check_int("pitch", pitch, 0, 127)
+        _check_int("velocity", velocity, 1, 127)
+        note_id = next(self._ids)
+        on = ScheduledEvent(start, "on", channel, pitch, velocity, tag, note_id)
+        off = ScheduledEvent(start + dur, "off", channel, pitch, 0, tag, note_id)
+        on_seq, off_seq = self._push(on), self._push(off)
+        self._notes[note_id] = _Note(on_seq, off_seq, off)
+        return note_id
+
+    def set_timemap(self, timemap: TimeMap | None) -> None:
+        self._timemap = timemap
+        if not self._playing():
+            self._release_sounding()
+
+    def flush(self) -> list[ScheduledEvent]:
+        """Note-offs for every sounding note, to send now; every unstarted note is dropped."""
+        self._release_sounding()
+        out, self._forced = self._forced, []
+        self._heap.clear()
+        self._dead.clear()
+        self._notes.clear()
+        return out
+
+    # -- queries -----------------------------------------------------------------------------------
+    @property
+    def timemap(self) -> TimeMap | None:
+        return self._timemap
+
+    def pending(self) -> int:
+        """Events not yet sent (note-ons and note-offs), including forced note-offs."""
+        return len(self._heap) - len(self._dead) + len(self._forced)
+
+    def sounding(self) -> list[int]:
+        return [nid for nid, n in self._notes.items() if n.started]
+
+    def head_beat(self) -> float | None:
+        self._prune()
+        return self._heap[0][0] if self._heap else None
+
+    def next_due(self) -> float | None:
+        """Local seconds of the next send; -inf when forced note-offs wait; None when nothing is due."""
+        if self._forced:
+            return -math.inf
+        beat = self.head_beat()
+        if beat is None or not self._playing():
+            return None
+        assert self._timemap is not None
+        return self._timemap.time_at(beat)
+
+    # -- the two steps a driver takes --------------------------------------------------------------
+    def pop_due(self, now: float) -> list[ScheduledEvent]:
+        """Remove and return every event due at or before `now`, in order, with `due` filled in."""
+        out, self._forced = self._forced, []
+        tm = self._timemap
+        while self._heap and tm is not None and self._playing():
+            self._prune()
+            if not self._heap:
+                break
+            beat = self._heap[0][0]
+            due = tm.time_at(beat)
+            if due is None or due > now:
+                break
+            ev = heapq.heappop(self._heap)[3]
+            note = self._notes.get(ev.note_id)
+            if note is None:
+                continue
+            if ev.kind == "on":
+                if self.drop_after_s is not None and now - due > self.drop_after_s:
+                    self._dead.add(note.off_seq)
+                    del self._notes[ev.note_id]
+                    self.dropped += 1
+                    continue
+                note.started = True
+            else:
+                del self._notes[ev.note_id]
+            out.append(replace(ev, due=due))
+        return out
+
+    def deliver(self, events: list[ScheduledEvent], send: SendFn, clock: Callable[[], float]) -> None:
+        """Send each event and record its lateness; a failing output never stops the clock."""
+        for ev in events:
+            t = clock()
+            try:
+                r = send(ev)
+            except Exception as exc:
+                self.send_errors += 1
+                if type(exc) not in self._error_types:
+                    self._error_types.add(type(exc))
+                    log.exception("output failed on %s (further %s errors only counted)", ev,
+                                  type(exc).__name__)
+                continue
+            if ev.due is not None:
+                self.lateness.add((t if r is None else r) - ev.due)
+
+    def stats(self) -> dict[str, float | int]:
+        s = self.lateness.summary()
+        s["dropped"] = self.dropped
+        s["send_errors"] = self.send_errors
+        return s
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _push(self, ev: ScheduledEvent) -> int:
+        seq = next(self._seq)
+        heapq.heappush(self._heap, (ev.beat, self._ORDER[ev.kind], seq, ev))
+        return seq
+
+    def _prune(self) -> None:
+        while self._heap and self._heap[0][2] in self._dead:
+            self._dead.discard(heapq.heappop(self._heap)[2])
+
+    def _playing(self) -> bool:
+        tm = self._timemap
+        return tm is not None and getattr(tm, "playing", True) is not False
+
+    def _release_sounding(self) -> None:
+        for nid in [nid for nid, n in self._notes.items() if n.started]:
+            note = self._notes.pop(nid)
+            self._dead.add(note.off_seq)
+            self._forced.append(note.off_event)
+
+
+class Scheduler:
+    """Realtime driver: one daemon timing thread is the only caller of `send`.
+
+    Sleeping on a Condition (not polling, STYLE "what they avoid" 1) lets an earlier note or a new
+    TimeMap wake the thread at once; the last `spin_s` is spun because a wake-up from a timed wait can
+    be tens to hundreds of microseconds late. The thread asks for SCHED_FIFO (see `agents.realtime`);
+    the process-wide GIL switch interval is the agent process's own setting
+    (`agents.realtime.set_switch_interval`), not this class's.
+    """
+
+    def __init__(self, send: SendFn, *, clock: Callable[[], float] = time.monotonic, realtime: bool = True,
+                 rt_priority: int = DEFAULT_RT_PRIORITY, spin_s: float = 0.0005, late_ms: float = 5.0,
+                 drop_after_s: float | None = None, stats_capacity: int = 65536) -> None:
+        if spin_s < 0.0:
+            raise ValueError(f"spin_s: must be >= 0, got {spin_s}")
+        self._send = send
+        self._clock = clock
+        self._realtime = realtime
+        self._rt_priority = rt_priority
+        self._spin_s = spin_s
+        self._core = SchedulerCore(late_ms=late_ms, stats_capacity=stats_capacity, drop_after_s=drop_after_s)
+        self._cond = threading.Condition(threading.Lock())
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._flush_on_stop = True
+        self._ready = threading.Event()
+        self._priority = PRIORITY_NORMAL
+
+    # -- commands from any thread ------------------------------------------------------------------
+    def schedule_note(self, start_beat: float, duration_beats: float, channel: int, pitch: int,
+                      velocity: int, tag: object = None) -> int:
+        """Queue a note-on and its note-off; returns the note id. Wakes the thread only if needed."""
+        with self._cond:
+            head = self._core.head_beat()
+            note_id = self._core.schedule_note(start_beat, duration_beats, channel, pitch, velocity, tag)
+            if head is None or start_beat < head:
+                self._cond.notify()
+        return note_id
+
+    def set_timemap(self, timemap: TimeMap | None) -> None:
+        """Replace the beat→seconds map atomically; pending events are re-timed by it."""
+        with self._cond:
+            self._core.set_timemap(timemap)
+            self._cond.notify()
+
+    def start(self) -> None:
+        """Start the timing thread; returns once its priority is known."""
+        if self._thread is not None:
+            return
+        self._stopping = False
+        self._ready.clear()
+        self._thread = threading.Thread(target=self._run, name="barcelona-timing", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+
+    def stop(self, flush: bool = True, timeout: float = 2.0) -> None:
+        """Stop the thread. flush=True sends note-offs of sounding notes now and drops the unstarted
+        ones; flush=False keeps everything queued for a later start() (the caller owns stuck notes)."""
+        thread = self._thread
+        if thread is None:
+            if flush:
+                with self._cond:
+                    offs = self._core.flush()
+                self._core.deliver(offs, self._send, self._clock)
+            return
+        with self._cond:
+            self._stopping = True
+            self._flush_on_stop = flush
+            self._cond.notify()
+        thread.join(timeout)
+        self._thread = None
+
+    def __enter__(self) -> Scheduler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- queries -----------------------------------------------------------------------------------
+    @property
+    def priority(self) -> str:
+        """'SCHED_FIFO' or 'normal': what the timing thread actually got."""
+        return self._priority
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def pending(self) -> int:
+        with self._cond:
+            return self._core.pending()
+
+    def stats(self) -> dict[str, float | int]:
+        """Lateness in ms (p50, p99, max over the last `stats_capacity` sends), count, late_count,
+        dropped, send_errors."""
+        return self._core.stats()
+
+    def lateness_ms(self) -> np.ndarray:
+        return self._core.lateness.values_ms()
+
+    # -- the timing thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        self._priority = request_realtime(self._rt_priority) if self._realtime else PRIORITY_NORMAL
+        self._ready.set()
+        core, cond, clock, spin, send = self._core, self._cond, self._clock, self._spin_s, self._send
+        while True:
+            with cond:
+                if self._stopping:
+                    offs = core.flush() if self._flush_on_stop else []
+                    break
+                due = core.next_due()
+                if due is None:
+                    cond.wait()
+                    continue
+                wait = due - clock() - spin
+                if wait > 0.0:
+                    cond.wait(wait)
+                    continue
+            while clock() < due:  # the last fraction of a millisecond, outside the lock
+                pass
+            with cond:
+                batch = core.pop_due(clock())
+            core.deliver(batch, send, clock)
+        core.deliver(offs, send, clock)
+
+
+class ManualClock:
+    """A clock moved by hand; tests and offline rendering pass it where a real clock would go."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = float(start)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0.0:
+            raise ValueError(f"seconds: a clock does not run backwards, got {seconds}")
+        self.now += seconds
+
+
+class OfflineScheduler:
+    """Offline driver: the same core stepped by `advance`/`advance_to`, as fast as the CPU allows.
+
+    Each event is sent with the clock set to its due time, so lateness is exactly 0 unless an event
+    was already overdue when it was queued or re-timed: then it goes out at once and the lateness
+    shows how late, just as it would live.
+    """
+
+    def __init__(self, send: SendFn, *, clock: ManualClock | None = None, late_ms: float = 5.0,
+                 drop_after_s: float | None = None, stats_capacity: int = 65536) -> None:
+        self._send = send
+        self.clock = clock if clock is not None else ManualClock()
+        self._core = SchedulerCore(late_ms=late_ms, stats_capacity=stats_capacity, drop_after_s=drop_after_s)
+        self.priority = PRIORITY_NORMAL
+
+    def schedule_note(self, start_beat: float, duration_beats: float, channel: int, pitch: int,
+                      velocity: int, tag: object = None) -> int:
+        return self._core.schedule_note(start_beat, duration_beats, channel, pitch, velocity, tag)
+
+    def set_timemap(self, timemap: TimeMap | None) -> None:
+        """Replace the map; forced note-offs (a stopped map) go out now, as the thread would."""
+        self._core.set_timemap(timemap)
+        self.advance(0.0)
+
+    def start(self) -> None:
+        """Nothing to start: time moves only when advanced. Present so drivers are interchangeable."""
+
+    def stop(self, flush: bool = True) -> None:
+        if flush:
+            self._core.deliver(self._core.flush(), self._send, self.clock)
+
+    def advance(self, seconds: float) -> None:
+        self.advance_to(self.clock.now + seconds)
+
+    def advance_to(self, t: float) -> None:
+        """Send everything due up to t, each at its own due time, then leave the clock at t."""
+        if t < self.clock.now:
+            raise ValueError(f"t: a clock does not run backwards ({t} < {self.clock.now})")
+        core = self._core
+        while True:
+            due = core.next_due()
+            if due is None or due > t:
+                break
+            self.clock.now = max(self.clock.now, due)
+            core.deliver(core.pop_due(self.clock.now), self._send, self.clock)
+        self.clock.now = t
+
+    def pending(self) -> int:
+        return self._core.pending()
+
+    def sounding(self) -> list[int]:
+        return self._core.sounding()
+
+    def stats(self) -> dict[str, float | int]:
+        return self._core.stats()
+
+    def lateness_ms(self) -> np.ndarray:
+        return self._core.lateness.values_ms()

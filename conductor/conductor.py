@@ -1,0 +1,328 @@
+"""The conductor process: broadcasts the timeline, plan and mix; answers clock pings; keeps the roster;
+listens to the control surface and the human; records the session.
+
+State messages are re-sent several times a second and on every change, so a lost UDP packet or a
+late joiner costs at most one period. Heavy work never happens here: the loop must answer pings at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from conductor.control import HUMAN_NOTE, Allowlist, ControlError, parse_control, strip_prefix
+from conductor.human import FileHuman, LiveHuman, MidiInput, read_midi_notes
+from conductor.recorder import Recorder
+from conductor.state import ConductorState
+from protocol.bus import Bus, open_bus
+from protocol.ensemble import Ensemble
+from protocol.harmony import ChordError, ChordPlan
+from protocol.messages import AgentStatus, BeatTick, Control, Note, SyncPing, SyncPong
+from protocol.timeline import Timeline
+
+log = logging.getLogger("barcelona.conductor")
+
+TIMELINE_EVERY_S = 0.2
+STATE_EVERY_S = 1.0
+ROSTER_TIMEOUT_S = 1.5
+TICK_S = 0.005
+
+
+class Conductor:
+    def __init__(self, ens: Ensemble, *, base_dir: Path, bars: int | None = None, record: Path | None = None,
+                 stats_path: Path | None = None, state_path: Path | None = None, wait_agents_s: float = 5.0,
+                 autostart: bool = True) -> None:
+        self.ens = ens
+        self.base_dir = base_dir
+        self.bars = bars
+        self.record_path = record
+        self.stats_path = stats_path
+        self.state_path = state_path
+        self.wait_agents_s = wait_agents_s
+        self.autostart = autostart
+        self.clock = time.monotonic
+        names = tuple(a.name for a in ens.agents)
+        if state_path is not None and state_path.exists():
+            self.state = ConductorState.load(state_path, names)
+            self.resumed = True
+        else:
+            plan = ChordPlan.parse(ens.chords, loop=ens.loop, key=ens.key)
+            self.state = ConductorState(Timeline(tempo_bpm=ens.tempo, beats_per_bar=ens.meter), plan, agents=names)
+            self.resumed = False
+        parts = [(p.name, p.channel, p.program) for p in ens.parts()]
+        self.recorder = Recorder(parts, beats_per_bar=ens.meter)
+        self.allow = Allowlist(ens.control.allow)
+        self.control_invalid: dict[str, int] = {}
+        self.displays: set[tuple[str, int]] = set()
+        self.human_file: FileHuman | None = None
+        self.human_live: LiveHuman | None = None
+        self.midi_in: MidiInput | None = None
+        self.human_notes = 0
+        self.agent_status: dict[str, AgentStatus] = {}
+        self.bus: Bus | None = None
+        self.surface: Any = None
+        self.finished = asyncio.Event()
+        self.last_beat_tick: int | None = None
+        self.end_beat: float | None = None
+        self._setup_human()
+
+    def _setup_human(self) -> None:
+        h = self.ens.human
+        if h is None or h.source.type == "none":
+            return
+        if h.source.type == "file":
+            path = Path(h.source.path or "")
+            path = path if path.is_absolute() else self.base_dir / path
+            notes = read_midi_notes(path, h.source.transpose)
+            self.human_file = FileHuman(notes, h.name, h.channel, self.ens.meter, h.source.loop)
+        else:
+            self.human_live = LiveHuman(h.name, h.channel)
+            if h.source.type == "midi":
+                self.midi_in = MidiInput(h.source.port, h.source.api)
+
+    # -- main -------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        from protocol.transport_osc import OscTransport
+
+        surface = OscTransport((self.ens.control.listen, self.ens.control.port), [])
+        async with open_bus(self.ens, "conductor") as bus, surface:
+            self.bus, self.surface = bus, surface
+            tasks = [
+                asyncio.create_task(self._receive(), name="receive"),
+                asyncio.create_task(self._surface_loop(), name="surface"),
+                asyncio.create_task(self._broadcast_loop(), name="broadcast"),
+                asyncio.create_task(self._tick_loop(), name="tick"),
+                asyncio.create_task(self._stats_loop(), name="stats"),
+            ]
+            await self._publish_state()
+            if self.autostart:
+                await self._start_when_ready()
+            await self.finished.wait()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # Make sure every agent hears the stop even if one packet is lost.
+            for _ in range(3):
+                await bus.publish(self.state.timeline)
+                await asyncio.sleep(0.02)
+        self.close()
+
+    def stop(self) -> None:
+        self.finished.set()
+
+    def close(self) -> None:
+        if self.midi_in is not None:
+            self.midi_in.close()
+        if self.record_path is not None:
+            self.recorder.save(self.record_path, until_beat=self.end_beat)
+        self.save_state()
+        self.write_stats()
+
+    async def _start_when_ready(self) -> None:
+        if self.resumed and self.state.timeline.playing:
+            return
+        deadline = self.clock() + self.wait_agents_s
+        expected = set(self.state.agents)
+        while self.clock() < deadline and not expected <= set(self.state.heard):
+            await asyncio.sleep(0.02)
+        count_in = self.ens.timing.count_in_beats * 60.0 / self.state.timeline.tempo_bpm
+        latency = self.ens.timing.latency_ms / 1000.0
+        now = self.clock()
+        self.state.timeline = self.state.timeline.started(now, at_beat=0.0, delay_s=max(count_in, latency))
+        self.recorder.tempo(0.0, self.state.timeline.tempo_bpm)
+        await self._publish(self.state.timeline)
+        self.save_state()
+
+    # -- publishing -------------------------------------------------------------------------------
+    async def _publish(self, msg: Any) -> None:
+        assert self.bus is not None
+        await self.bus.publish(msg)
+
+    async def _publish_state(self) -> None:
+        now = self.clock()
+        await self._publish(self.state.timeline)
+        await self._publish(self.state.plan_message())
+        for p in self.state.params_messages():
+            await self._publish(p)
+        await self._publish(self.state.roster_message(now, ROSTER_TIMEOUT_S))
+
+    async def _broadcast_loop(self) -> None:
+        n = 0
+        while True:
+            await asyncio.sleep(TIMELINE_EVERY_S)
+            n += 1
+            now = self.clock()
+            settled = self.state.timeline.settled(now)
+            if settled is not self.state.timeline:
+                self.state.timeline = settled
+            if n % round(STATE_EVERY_S / TIMELINE_EVERY_S) == 0:
+                gone = self.state.expire(now, ROSTER_TIMEOUT_S)
+                for name in gone:
+                    log.warning("agent %s lost (no heartbeat for %.1f s)", name, ROSTER_TIMEOUT_S)
+                await self._publish_state()
+            else:
+                await self._publish(self.state.timeline)
+
+    # -- bus receive --------------------------------------------------------------------------------
+    async def _receive(self) -> None:
+        assert self.bus is not None
+        async for msg, sender in self.bus.messages():
+            if isinstance(msg, SyncPing):
+                pong = SyncPong(msg.agent, msg.seq, msg.t_local, self.clock())
+                await self.bus.publish(pong, to=sender if isinstance(sender, tuple) else None)
+            elif isinstance(msg, AgentStatus):
+                if msg.state == "gone":
+                    self.state.heard.pop(msg.agent, None)
+                    self.state.roster_epoch += 1
+                elif msg.agent in self.state.agents and self.state.heartbeat(msg.agent, self.clock()):
+                    await self._publish_state()
+                self.agent_status[msg.agent] = msg
+            elif isinstance(msg, Note):
+                self.recorder.add(msg)
+
+    # -- the control surface ------------------------------------------------------------------------
+    async def _surface_loop(self) -> None:
+        async for packet in self.surface.incoming():
+            host = packet.sender[0]
+            if not self.allow.allows(host):
+                self._count("refused")
+                continue
+            self.displays.add((host, self.ens.control.reply_port or packet.sender[1]))
+            try:
+                await self._on_surface(packet.address, list(packet.args))
+            except (ControlError, ChordError, ValueError, TypeError) as exc:
+                reason = exc.reason if isinstance(exc, ControlError) else f"rejected.{type(exc).__name__}"
+                self._count(reason)
+                log.warning("control %s %s refused: %s", packet.address, packet.args, exc)
+
+    def _count(self, reason: str) -> None:
+        self.control_invalid[reason] = self.control_invalid.get(reason, 0) + 1
+
+    async def _on_surface(self, address: str, args: list[Any]) -> None:
+        if strip_prefix(self.ens.name, address) == HUMAN_NOTE:
+            await self._human_osc(args)
+            return
+        ctl = parse_control(self.ens.name, address, args)
+        await self.apply(ctl)
+
+    async def apply(self, ctl: Control) -> None:
+        now = self.clock()
+        changed = self.state.apply(ctl, now)
+        for msg in changed:
+            if isinstance(msg, Timeline) and msg.next_tempo_bpm > 0:
+                self.recorder.tempo(msg.change_beat, msg.next_tempo_bpm)
+            await self._publish(msg)
+        if changed:
+            self.save_state()
+
+    async def _human_osc(self, args: list[Any]) -> None:
+        if self.human_live is None:
+            raise ControlError("no_live_human", "the ensemble's human source is not osc")
+        if len(args) < 2:
+            raise ControlError("bad_value.human_note", "needs pitch and velocity")
+        beat = self.state.timeline.beat_at(self.clock())
+        note = self.human_live.note_on(args[0], args[1], beat)
+        if note is not None:
+            await self._human_note(note)
+
+    async def _human_note(self, note: Note) -> None:
+        self.human_notes += 1
+        self.recorder.add(note)
+        await self._publish(note)
+
+    # -- the beat: human replay, display ticks, the end of a --bars run -----------------------------
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            tl = self.state.timeline
+            if not tl.playing:
+                continue
+            now = self.clock()
+            beat = tl.beat_at(now)
+            if self.human_file is not None:
+                for note in self.human_file.due(beat):
+                    await self._human_note(note)
+            if self.midi_in is not None and self.human_live is not None:
+                await self._drain_midi_in(tl)
+            whole = math.floor(beat)
+            if whole != self.last_beat_tick and beat >= 0:
+                self.last_beat_tick = whole
+                await self._beat_tick(whole, tl)
+            if self.bars is not None and beat >= self.bars * tl.beats_per_bar:
+                self.end_beat = float(self.bars * tl.beats_per_bar)
+                self.state.timeline = tl.stopped(now)
+                self.finished.set()
+                return
+
+    async def _drain_midi_in(self, tl: Timeline) -> None:
+        assert self.midi_in is not None and self.human_live is not None
+        while not self.midi_in.queue.empty():
+            t, msg = self.midi_in.queue.get_nowait()
+            beat = tl.beat_at(t)
+            note = None
+            if msg.type == "note_on":
+                note = self.human_live.note_on(msg.note, msg.velocity, beat)
+            elif msg.type == "note_off":
+                note = self.human_live.note_off(msg.note, beat)
+            if note is not None:
+                await self._human_note(note)
+
+    async def _beat_tick(self, beat: int, tl: Timeline) -> None:
+        chord = self.state.plan.chord_at(beat, tl.beats_per_bar)
+        tick = BeatTick(beat // tl.beats_per_bar, beat % tl.beats_per_bar, chord.symbol if chord else "",
+                        tl.tempo_at_beat(beat))
+        await self._publish(tick)
+        if self.displays and self.surface is not None:
+            from protocol.codec import to_osc
+
+            address, targs = to_osc(self.ens.name, tick)
+            for display in list(self.displays):
+                await self.surface.send(address, targs, to=display)
+
+    # -- stats and persistence ----------------------------------------------------------------------
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            self.write_stats()
+
+    def stats(self) -> dict[str, Any]:
+        tl = self.state.timeline
+        now = self.clock()
+        beat = tl.beat_at(now)
+        chord = self.state.plan.chord_at(beat, tl.beats_per_bar) if beat >= 0 else None
+        return {
+            "role": "conductor",
+            "pid": os.getpid(),
+            "playing": tl.playing,
+            "tempo": tl.tempo_at_beat(beat),
+            "beat": beat,
+            "bar": math.floor(beat / tl.beats_per_bar),
+            "chord": chord.symbol if chord else "",
+            "roster": sorted(self.state.heard),
+            "human_notes": self.human_notes,
+            "recorded": {p.name: self.recorder.count(p.name) for p in self.ens.parts()},
+            "invalid_messages": (self.bus.invalid_total if self.bus else 0) + sum(self.control_invalid.values()),
+            "invalid_reasons": {**(dict(self.bus.invalid) if self.bus else {}), **self.control_invalid},
+            "refused": dict(self.allow.refused),
+            "agents": {a: {"state": s.state, "notes": s.notes, "late": s.late_notes,
+                           "offset_ms": s.offset_ms, "rtt_ms": s.rtt_ms} for a, s in self.agent_status.items()},
+            "bus": self.ens.bus.transport,
+            "updated": time.time(),
+        }
+
+    def write_stats(self) -> None:
+        if self.stats_path is None:
+            return
+        tmp = self.stats_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.stats()))
+        os.replace(tmp, self.stats_path)
+
+    def save_state(self) -> None:
+        if self.state_path is not None:
+            self.state.save(self.state_path)

@@ -1,0 +1,77 @@
+"""Records every part heard on the bus into a MIDI file: one named track per part, human included.
+
+Notes arrive stamped in beats, so the file is written in beats (480 ticks per beat) with the tempo
+changes the conductor made at the beats they took effect; nothing depends on when packets arrived.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mido
+
+from protocol.messages import Note
+
+PPQ = 480
+
+
+@dataclass
+class Recorder:
+    parts: list[tuple[str, int, int]]  # name, channel, program
+    notes: dict[str, list[Note]] = field(default_factory=dict)
+    tempos: list[tuple[float, float]] = field(default_factory=list)  # (beat, bpm)
+    beats_per_bar: int = 4
+    seen: set[tuple[str, float, int]] = field(default_factory=set)
+
+    def add(self, note: Note) -> None:
+        if note.start_beat < 0:
+            return
+        key = (note.source, round(note.start_beat, 6), note.pitch)
+        if key in self.seen:  # a note heard twice (MQTT redelivery) is one note
+            return
+        self.seen.add(key)
+        self.notes.setdefault(note.source, []).append(note)
+
+    def tempo(self, beat: float, bpm: float) -> None:
+        if not self.tempos or self.tempos[-1][1] != bpm:
+            self.tempos.append((max(0.0, beat), bpm))
+
+    def count(self, part: str) -> int:
+        return len(self.notes.get(part, []))
+
+    def save(self, path: Path, until_beat: float | None = None) -> None:
+        mid = mido.MidiFile(type=1, ticks_per_beat=PPQ)
+        meta = mido.MidiTrack()
+        meta.append(mido.MetaMessage("track_name", name="conductor", time=0))
+        meta.append(mido.MetaMessage("time_signature", numerator=self.beats_per_bar, denominator=4, time=0))
+        events = [(round(b * PPQ), mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))) for b, bpm in
+                  sorted(self.tempos or [(0.0, 120.0)])]
+        _append_timed(meta, events)
+        mid.tracks.append(meta)
+        for name, channel, program in self.parts:
+            track = mido.MidiTrack()
+            track.append(mido.MetaMessage("track_name", name=name, time=0))
+            timed: list[tuple[int, mido.Message]] = [(0, mido.Message("program_change", channel=channel,
+                                                                      program=program))]
+            for n in self.notes.get(name, []):
+                end = n.end_beat if until_beat is None else min(n.end_beat, until_beat)
+                if end <= n.start_beat:
+                    continue
+                on, off = round(n.start_beat * PPQ), max(round(end * PPQ), round(n.start_beat * PPQ) + 1)
+                timed.append((on, mido.Message("note_on", channel=n.channel, note=n.pitch, velocity=n.velocity)))
+                timed.append((off, mido.Message("note_off", channel=n.channel, note=n.pitch, velocity=0)))
+            _append_timed(track, timed)
+            mid.tracks.append(track)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mid.save(str(path))
+
+
+def _append_timed(track: mido.MidiTrack, events: list[tuple[int, mido.Message | mido.MetaMessage]]) -> None:
+    """Absolute ticks to delta times; note-offs sort before note-ons at the same tick."""
+    events.sort(key=lambda e: (e[0], 0 if getattr(e[1], "type", "") == "note_off" else 1))
+    now = 0
+    for tick, msg in events:
+        track.append(msg.copy(time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=0))

@@ -1,0 +1,170 @@
+"""The conductor's state: the one source of truth for time, harmony and the mix.
+
+Pure and clock-injected: every transition takes `now` and returns the messages to broadcast, so
+tests drive it by hand and the process only has to publish what comes back. The state can be saved
+and loaded so a restarted conductor resumes tempo, plan and bar position.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field, replace
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+from protocol.harmony import ChordPlan
+from protocol.messages import AgentParams, Control, PlanState, Roster
+from protocol.timeline import Timeline
+
+
+@dataclass
+class Mix:
+    """One agent's requested settings; `muted` in AgentParams also folds in other agents' solo."""
+
+    mute: bool = False
+    solo: bool = False
+    temperature: float = 1.0
+    density: float = 1.0
+    top_p: float = 0.98
+    top_k: int = 20
+
+
+@dataclass
+class ConductorState:
+    timeline: Timeline
+    plan: ChordPlan
+    plan_epoch: int = 0
+    agents: tuple[str, ...] = ()
+    mix: dict[str, Mix] = field(default_factory=dict)
+    params_epoch: int = 0
+    heard: dict[str, float] = field(default_factory=dict)
+    roster_epoch: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+    # -- messages ---------------------------------------------------------------------------------
+    def plan_message(self) -> PlanState:
+        return PlanState(self.plan_epoch, self.plan.to_text(), self.plan.loop, self.plan.key)
+
+    def params_messages(self) -> list[AgentParams]:
+        any_solo = any(m.solo for m in self.mix.values())
+        out = []
+        for name in self.agents:
+            m = self.mix.setdefault(name, Mix())
+            muted = m.mute or (any_solo and not m.solo)
+            out.append(AgentParams(name, self.params_epoch, muted, m.temperature, m.density, m.top_p, m.top_k))
+        return out
+
+    def roster_message(self, now: float, timeout_s: float) -> Roster:
+        alive = sorted(a for a, t in self.heard.items() if now - t <= timeout_s)
+        return Roster(self.roster_epoch, ",".join(alive))
+
+    # -- roster -----------------------------------------------------------------------------------
+    def heartbeat(self, agent: str, now: float) -> bool:
+        """Note an agent's heartbeat; True when it (re)joined, so the caller re-sends state at once."""
+        joined = agent not in self.heard
+        self.heard[agent] = now
+        if joined:
+            self.roster_epoch += 1
+        return joined
+
+    def expire(self, now: float, timeout_s: float) -> list[str]:
+        gone = [a for a, t in self.heard.items() if now - t > timeout_s]
+        for a in gone:
+            del self.heard[a]
+        if gone:
+            self.roster_epoch += 1
+        return gone
+
+    # -- controls ---------------------------------------------------------------------------------
+    def apply(self, ctl: Control, now: float) -> list[Any]:
+        """Apply a validated control; returns the state messages that changed."""
+        p, v = ctl.param, ctl.value
+        if ctl.target:
+            return self._apply_agent(ctl)
+        if p == "tempo":
+            tl = self.timeline
+            beat = tl.settled(now).beat_at(now)
+            next_bar = (math.floor(beat / tl.beats_per_bar) + 1) * tl.beats_per_bar
+            self.timeline = tl.with_tempo(float(v), next_bar, now)
+            return [self.timeline]
+        if p == "play":
+            if float(v) <= 0 or self.timeline.playing:
+                return []
+            start = math.ceil(self.timeline.beat_origin)
+            self.timeline = self.timeline.started(now, at_beat=start, delay_s=60.0 / self.timeline.tempo_bpm)
+            return [self.timeline]
+        if p == "stop":
+            if float(v) <= 0 or not self.timeline.playing:
+                return []
+            self.timeline = self.timeline.stopped(now)
+            return [self.timeline]
+        if p == "plan":
+            self.plan = ChordPlan.parse(str(v), loop=self.plan.loop, key=self.plan.key)
+        elif p == "bar":
+            index, _, symbols = str(v).partition(" ")
+            self.plan = self.plan.with_bar(int(index), tuple(symbols.split()))
+        else:
+            raise ValueError(f"param: unknown ensemble control {p!r}")
+        self.plan_epoch += 1
+        return [self.plan_message()]
+
+    def _apply_agent(self, ctl: Control) -> list[Any]:
+        pats = _osc_patterns(ctl.target)
+        targets = [a for a in self.agents if any(fnmatchcase(a, pat) for pat in pats)]
+        if not targets:
+            raise ValueError(f"target: no agent matches {ctl.target!r}")
+        for a in targets:
+            m = self.mix.setdefault(a, Mix())
+            if ctl.param == "mute":
+                m.mute = bool(ctl.value)
+            elif ctl.param == "solo":
+                m.solo = bool(ctl.value)
+            elif ctl.param in ("temperature", "density", "top_p"):
+                setattr(m, ctl.param, float(ctl.value))
+            elif ctl.param == "top_k":
+                m.top_k = int(ctl.value)
+            else:
+                raise ValueError(f"param: unknown agent control {ctl.param!r}")
+        self.params_epoch += 1
+        return list(self.params_messages())
+
+    # -- persistence ------------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        """Atomic write: a conductor killed mid-write must still find the previous state."""
+        data = {
+            "timeline": {k: getattr(self.timeline, k) for k in self.timeline.__dataclass_fields__},
+            "plan": {"text": self.plan.to_text(), "loop": self.plan.loop, "key": self.plan.key},
+            "plan_epoch": self.plan_epoch,
+            "params_epoch": self.params_epoch,
+            "mix": {a: vars(m) for a, m in self.mix.items()},
+        }
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path, agents: tuple[str, ...]) -> ConductorState:
+        data = json.loads(path.read_text())
+        p = data["plan"]
+        state = cls(
+            timeline=Timeline(**data["timeline"]),
+            plan=ChordPlan.parse(p["text"], loop=p["loop"], key=p["key"]),
+            plan_epoch=int(data["plan_epoch"]) + 1,
+            agents=agents,
+            params_epoch=int(data["params_epoch"]) + 1,
+        )
+        state.timeline = replace(state.timeline, epoch=state.timeline.epoch + 1)
+        state.mix = {a: Mix(**m) for a, m in data.get("mix", {}).items() if a in agents}
+        return state
+
+
+def _osc_patterns(pattern: str) -> list[str]:
+    """OSC address patterns as fnmatch patterns: `{a,b}` alternatives expand, `[!x]` is shared."""
+    if "{" in pattern and "}" in pattern:
+        head, _, rest = pattern.partition("{")
+        alts, _, tail = rest.partition("}")
+        return [p for a in alts.split(",") for p in _osc_patterns(head + a + tail)]
+    return [pattern]

@@ -1,0 +1,162 @@
+"""The bus: typed messages over either transport, with every rejected packet counted by reason.
+
+Processes see one interface whichever transport the ensemble uses: `publish(msg)` and an async
+stream of `(msg, sender)`. OSC is brokerless (each process sends to the ensemble's fixed peer list);
+MQTT goes through mosquitto with retained state topics and a last will. Bad packets never reach the
+caller: they are dropped, counted under a precise reason and logged once per reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from protocol import codec
+from protocol.ensemble import Ensemble
+
+log = logging.getLogger("barcelona.bus")
+
+
+class Bus:
+    """Base: counting of rejects shared by both transports."""
+
+    transport_name = "none"
+
+    def __init__(self, ensemble: str) -> None:
+        self.ensemble = ensemble
+        self.invalid: Counter[str] = Counter()
+        self.sent = 0
+        self.received = 0
+
+    def reject(self, exc: Exception) -> None:
+        reason = exc.reason if isinstance(exc, codec.DecodeError) else type(exc).__name__
+        if reason not in self.invalid:
+            log.warning("dropped a bad %s message: %s", self.transport_name, exc)
+        self.invalid[reason] += 1
+
+    @property
+    def invalid_total(self) -> int:
+        return sum(self.invalid.values())
+
+    async def __aenter__(self) -> Bus:
+        raise NotImplementedError
+
+    async def __aexit__(self, *exc: object) -> None:
+        raise NotImplementedError
+
+    async def publish(self, msg: Any, to: tuple[str, int] | None = None) -> None:
+        raise NotImplementedError
+
+    def messages(self) -> AsyncIterator[tuple[Any, Any]]:
+        raise NotImplementedError
+
+
+class OscBus(Bus):
+    transport_name = "osc"
+
+    def __init__(self, ensemble: str, listen: tuple[str, int], peers: Sequence[tuple[str, int]]) -> None:
+        super().__init__(ensemble)
+        from protocol.transport_osc import OscTransport
+
+        self._transport = OscTransport(listen, list(peers))
+
+    @property
+    def raw(self) -> Any:
+        return self._transport
+
+    async def __aenter__(self) -> OscBus:
+        await self._transport.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._transport.__aexit__(*exc)
+
+    async def publish(self, msg: Any, to: tuple[str, int] | None = None) -> None:
+        address, args = codec.to_osc(self.ensemble, msg)
+        await self._transport.send(address, args, to=to)
+        self.sent += 1
+
+    async def messages(self) -> AsyncIterator[tuple[Any, Any]]:  # type: ignore[override]
+        async for packet in self._transport.incoming():
+            try:
+                msg = codec.from_osc(self.ensemble, packet.address, packet.args)
+            except (codec.DecodeError, TypeError, ValueError) as exc:
+                self.reject(exc)
+                continue
+            self.received += 1
+            yield msg, packet.sender
+
+    def transport_invalid(self) -> dict[str, int]:
+        return dict(getattr(self._transport.stats, "invalid", {}))
+
+
+class MqttBus(Bus):
+    transport_name = "mqtt"
+
+    def __init__(self, ensemble: str, config: Any, client_id: str, will: Any | None = None) -> None:
+        super().__init__(ensemble)
+        from protocol.transport_mqtt import MqttTransport, TlsConfig, Will
+
+        tls = None
+        if config.tls is not None:
+            tls = TlsConfig(
+                ca_file=config.tls.ca_file,
+                cert_file=config.tls.cert_file,
+                key_file=config.tls.key_file,
+                insecure=config.tls.insecure,
+            )
+        mqtt_will = None
+        if will is not None:
+            kind = codec.kind_of(will)
+            mqtt_will = Will(codec.mqtt_topic(ensemble, will), codec.to_msgpack(will), kind.qos, kind.retain)
+        self._transport = MqttTransport(
+            config.host,
+            config.port,
+            client_id=client_id,
+            username=config.username,
+            password=config.password,
+            tls=tls,
+            keepalive=config.keepalive,
+            will=mqtt_will,
+        )
+
+    @property
+    def raw(self) -> Any:
+        return self._transport
+
+    async def __aenter__(self) -> MqttBus:
+        await self._transport.__aenter__()
+        for topic in codec.mqtt_filters(self.ensemble):
+            await self._transport.subscribe(topic, 1)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._transport.__aexit__(*exc)
+
+    async def publish(self, msg: Any, to: tuple[str, int] | None = None) -> None:
+        kind = codec.kind_of(msg)
+        await self._transport.publish(
+            codec.mqtt_topic(self.ensemble, msg), codec.to_msgpack(msg), kind.qos, kind.retain
+        )
+        self.sent += 1
+
+    async def messages(self) -> AsyncIterator[tuple[Any, Any]]:  # type: ignore[override]
+        async for packet in self._transport.incoming():
+            try:
+                msg = codec.from_mqtt(self.ensemble, packet.topic, packet.payload)
+            except (codec.DecodeError, TypeError, ValueError) as exc:
+                self.reject(exc)
+                continue
+            self.received += 1
+            yield msg, packet.topic
+
+
+def open_bus(ens: Ensemble, who: str, *, will: Any | None = None) -> Bus:
+    """The bus for one process of an ensemble; `who` is 'conductor', an agent name or 'monitor'."""
+    if ens.bus.transport == "mqtt":
+        client_id = f"barcelona-{ens.name}-{who}-{int(time.time() * 1000) % 100000}"
+        return MqttBus(ens.name, ens.bus.mqtt, client_id, will)
+    return OscBus(ens.name, ens.osc_endpoint(who), ens.osc_peers(who))

@@ -1,0 +1,63 @@
+"""Every control a surface may send, once: the conductor's dispatcher, docs and tests read this table.
+
+Addresses are `/barcelona/<ensemble>/<name>` for ensemble controls and
+`/barcelona/<ensemble>/agent/<agent>/<name>` for per-agent ones; `<agent>` may be an OSC pattern
+(`*`, `?`, `[ab]`, `{bass,piano}`). The `/barcelona/<ensemble>` prefix may be left out, which keeps
+TouchOSC layouts short.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from protocol.fields import check_bool, check_float, check_int, check_str
+
+
+@dataclass(frozen=True, slots=True)
+class ControlSpec:
+    name: str
+    scope: Literal["ensemble", "agent"]
+    kind: Literal["float", "int", "bool", "text", "trigger", "bar"]
+    lo: float | None
+    hi: float | None
+    doc: str
+
+    def coerce(self, args: list[Any]) -> Any:
+        """Turn what Max/TouchOSC send (floats for everything, 0/1 toggles) into a checked value."""
+        field = self.name
+        if self.kind == "trigger":
+            # A button sends 1 on press and 0 on release; act on press (or on a bare message).
+            return 1.0 if not args else check_float(field, args[0])
+        if not args:
+            raise ValueError(f"{field}: needs a value")
+        if self.kind == "float":
+            return check_float(field, args[0], self.lo, self.hi)
+        if self.kind == "int":
+            return float(check_int(field, args[0], int(self.lo or 0), int(self.hi or 0)))
+        if self.kind == "bool":
+            return 1.0 if check_bool(field, args[0]) else 0.0
+        if self.kind == "text":
+            return check_str(field, " ".join(str(a) for a in args), 4096)
+        # bar: index then symbols, sent as "<index> <symbols…>" text on the bus
+        if len(args) < 2:
+            raise ValueError(f"{field}: needs a bar index and chord symbols")
+        index = check_int(f"{field}.index", args[0], 0, 1023)
+        symbols = check_str(f"{field}.symbols", " ".join(str(a) for a in args[1:]), 256)
+        return f"{index} {symbols}"
+
+
+CONTROLS: tuple[ControlSpec, ...] = (
+    ControlSpec("tempo", "ensemble", "float", 20, 400, "Tempo in BPM; takes effect at the next bar line."),
+    ControlSpec("play", "ensemble", "trigger", None, None, "Start the transport at the next beat."),
+    ControlSpec("stop", "ensemble", "trigger", None, None, "Stop the transport; all notes are released."),
+    ControlSpec("plan", "ensemble", "text", None, None, "Replace the chord plan: `Dm7 G7 | Cmaj7 | ...`."),
+    ControlSpec("bar", "ensemble", "bar", None, None, "Replace one bar: index, then its chord symbols."),
+    ControlSpec("mute", "agent", "bool", None, None, "Silence an agent (1) or let it play (0)."),
+    ControlSpec("solo", "agent", "bool", None, None, "Only soloed agents play while any is soloed."),
+    ControlSpec("temperature", "agent", "float", 0.01, 5.0, "Sampling temperature of the agent's model."),
+    ControlSpec("density", "agent", "float", 0.0, 4.0, "How many notes the agent plays (1 = as written)."),
+    ControlSpec("top_p", "agent", "float", 0.01, 1.0, "Nucleus sampling threshold."),
+    ControlSpec("top_k", "agent", "int", 0, 4096, "Keep only the k likeliest tokens (0 = all)."),
+)
+BY_NAME: dict[tuple[str, str], ControlSpec] = {(c.scope, c.name): c for c in CONTROLS}

@@ -1,0 +1,259 @@
+"""The ensemble YAML schema: one pydantic model that every process validates its own part against.
+
+A bad file must stop the launcher with one line naming the field (`agents.1.channel: ...`), never a
+traceback, so `load_ensemble` turns pydantic's report into `EnsembleError` with that line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Channel = Annotated[int, Field(ge=0, le=15)]
+Pitch = Annotated[int, Field(ge=0, le=127)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OscBusConfig(Strict):
+    """Brokerless bus: each process listens on base_port + its index (conductor 0, agents 1..)."""
+
+    base_port: Port = 57400
+    monitor_port: Port | None = None
+
+
+class TlsConfig(Strict):
+    ca_file: str
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = False
+
+
+class MqttBusConfig(Strict):
+    host: str = "127.0.0.1"
+    port: Port = 1883
+    username: str | None = None
+    password: str | None = None
+    tls: TlsConfig | None = None
+    keepalive: Annotated[int, Field(ge=1, le=600)] = 5
+
+
+class BusConfig(Strict):
+    transport: Literal["osc", "mqtt"] = "osc"
+    osc: OscBusConfig = OscBusConfig()
+    mqtt: MqttBusConfig = MqttBusConfig()
+
+
+class ControlConfig(Strict):
+    """The OSC control surface: Max/MSP and TouchOSC steer the ensemble here."""
+
+    listen: str = "127.0.0.1"
+    port: Port = 57300
+    allow: tuple[str, ...] = ("127.0.0.1/32",)
+    reply_port: Port | None = None
+
+    @field_validator("allow")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for net in value:
+            ipaddress.ip_network(net, strict=False)
+        return value
+
+
+class TimingConfig(Strict):
+    latency_ms: Annotated[float, Field(ge=5, le=2000)] = 150.0
+    commit_beats: Annotated[float, Field(gt=0, le=8)] = 1.0
+    horizon_beats: Annotated[float, Field(gt=0, le=64)] = 8.0
+    count_in_beats: Annotated[float, Field(ge=0, le=16)] = 1.0
+    realtime: bool = True
+
+
+class OutputConfig(Strict):
+    """Where a part sounds: a MIDI port, an OSC synth host, built-in fluidsynth, or nowhere."""
+
+    type: Literal["null", "midi", "osc", "fluidsynth"] = "null"
+    port: str | None = None
+    virtual: bool = False
+    api: Literal["auto", "jack", "alsa", "coremidi"] = "auto"
+    host: str = "127.0.0.1"
+    osc_port: Port | None = None
+    address: str = "/note"
+    timetag: bool = True
+    soundfont: str | None = None
+    gain: Annotated[float, Field(ge=0, le=10)] = 1.0
+    audio_driver: str | None = None
+
+
+class Hit(Strict):
+    """One rhythm step: where in the bar, how long, and (for drums) which pitch."""
+
+    beat: Annotated[float, Field(ge=0, le=32)]
+    duration: Annotated[float, Field(gt=0, le=32)] = 0.5
+    pitch: Pitch | None = None
+    velocity: Annotated[int, Field(ge=1, le=127)] = 90
+
+
+class EngineConfig(Strict):
+    """`pattern`: voices the chord plan on a rhythm (no model). `onnx`: a SkyTNT-format model."""
+
+    type: Literal["pattern", "onnx"] = "pattern"
+    voicing: Literal["root", "root_fifth", "chord", "arpeggio", "drums"] = "chord"
+    rhythm: tuple[Hit, ...] = (Hit(beat=0, duration=1.0), Hit(beat=2, duration=1.0))
+    model: str | None = None
+    temperature: Annotated[float, Field(ge=0.01, le=5)] = 1.0
+    top_p: Annotated[float, Field(ge=0.01, le=1)] = 0.98
+    top_k: Annotated[int, Field(ge=0, le=4096)] = 20
+    density: Annotated[float, Field(ge=0, le=4)] = 1.0
+    chord_bias: Annotated[float, Field(ge=0, le=20)] = 2.0
+    seed: int | None = None
+
+
+class PartConfig(Strict):
+    name: Name
+    channel: Channel = 0
+    program: Annotated[int, Field(ge=0, le=127)] = 0
+    range: tuple[Pitch, Pitch] = (36, 96)
+    host: Name = "local"
+    address: str = "127.0.0.1"
+    output: OutputConfig = OutputConfig()
+
+    @field_validator("range")
+    @classmethod
+    def _ordered(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if value[0] > value[1]:
+            raise ValueError(f"low {value[0]} is above high {value[1]}")
+        return value
+
+
+class HumanSource(Strict):
+    """`file`: a MIDI file replayed as the human; `midi`: a MIDI input port; `osc`: notes over OSC."""
+
+    type: Literal["file", "midi", "osc", "none"] = "none"
+    path: str | None = None
+    port: str | None = None
+    api: Literal["auto", "jack", "alsa", "coremidi"] = "auto"
+    loop: bool = True
+    transpose: Annotated[int, Field(ge=-48, le=48)] = 0
+
+    @model_validator(mode="after")
+    def _needs(self) -> HumanSource:
+        if self.type == "file" and not self.path:
+            raise ValueError("path: a file source needs a path to a MIDI file")
+        return self
+
+
+class HumanConfig(PartConfig):
+    source: HumanSource = HumanSource()
+
+
+class AgentConfig(PartConfig):
+    engine: EngineConfig = EngineConfig()
+
+
+class ConductorConfig(Strict):
+    host: Name = "local"
+    address: str = "127.0.0.1"
+
+
+class Ensemble(Strict):
+    name: Name = "demo"
+    tempo: Annotated[float, Field(ge=20, le=400)] = 120.0
+    meter: Annotated[int, Field(ge=1, le=32)] = 4
+    key: str = "C"
+    chords: str = "C"
+    loop: bool = True
+    bus: BusConfig = BusConfig()
+    control: ControlConfig = ControlConfig()
+    timing: TimingConfig = TimingConfig()
+    conductor: ConductorConfig = ConductorConfig()
+    human: HumanConfig | None = None
+    agents: tuple[AgentConfig, ...] = Field(default=(), max_length=15)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Ensemble:
+        names = [a.name for a in self.agents] + ([self.human.name] if self.human else [])
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"agents: part names must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+    def agent(self, name: str) -> AgentConfig:
+        for a in self.agents:
+            if a.name == name:
+                return a
+        raise KeyError(f"agents: no agent named {name!r}")
+
+    def parts(self) -> list[PartConfig]:
+        return ([self.human] if self.human else []) + list(self.agents)
+
+    # -- the brokerless bus addresses, derived so no two processes ever disagree ------------------
+    def osc_endpoint(self, who: str) -> tuple[str, int]:
+        """The UDP address a process listens on: conductor at base_port, agent i at base_port+1+i."""
+        base = self.bus.osc.base_port
+        if who == "conductor":
+            return (self.conductor.address, base)
+        for i, a in enumerate(self.agents):
+            if a.name == who:
+                return (a.address, base + 1 + i)
+        raise KeyError(f"agents: no agent named {who!r}")
+
+    def osc_peers(self, who: str) -> list[tuple[str, int]]:
+        names = ["conductor"] + [a.name for a in self.agents]
+        peers = [self.osc_endpoint(n) for n in names if n != who]
+        if self.bus.osc.monitor_port:
+            peers.append((self.conductor.address, self.bus.osc.monitor_port))
+        return peers
+
+
+class EnsembleError(ValueError):
+    """A broken ensemble file; str() is the one line the launcher prints."""
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(top)"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{loc}: {msg}"
+
+
+def parse_ensemble(data: Any, source: str = "<ensemble>") -> Ensemble:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise EnsembleError(f"{source}: (top): expected a mapping of settings, got {type(data).__name__}")
+    try:
+        ens = Ensemble.model_validate(data)
+    except ValidationError as exc:
+        raise EnsembleError(f"{source}: {_first_error(exc)}") from None
+    from protocol.harmony import ChordError, ChordPlan
+
+    try:
+        ChordPlan.parse(ens.chords, loop=ens.loop, key=ens.key)
+    except (ChordError, ValueError, TypeError) as exc:
+        raise EnsembleError(f"{source}: chords: {exc}") from None
+    return ens
+
+
+def load_ensemble(path: str | Path) -> Ensemble:
+    """Read and validate a YAML file; relative paths inside it are taken from the file's folder."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise EnsembleError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise EnsembleError(f"{path}: YAML syntax{where}: {problem}") from None
+    return parse_ensemble(data, str(path))

@@ -1,0 +1,239 @@
+"""Every message on the bus, defined once as a frozen value that checks itself.
+
+Each class lists its fields in `SPEC` (kind and range); construction validates against it, so a
+message that exists is a valid message, whichever encoding it came from. Timeline lives in
+`protocol.timeline` and is a message too. Addresses, topics and encodings are in `protocol.codec`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from protocol.fields import check_bool, check_float, check_int, check_name, check_str
+
+# kind, low, high. Kinds: i int, d double, s string, n name (address-safe), b bool, v float-or-string
+Spec = tuple[str, Any, Any]
+
+MAX_BEAT = 1e9
+MAX_TEXT = 4096
+
+
+def validate(obj: Any) -> None:
+    """Coerce and check every field of a message against its class's SPEC."""
+    for f in fields(obj):
+        kind, lo, hi = obj.SPEC[f.name]
+        value = getattr(obj, f.name)
+        name = f"{type(obj).__name__}.{f.name}"
+        if kind == "i":
+            value = check_int(name, value, lo, hi)
+        elif kind == "d":
+            value = check_float(name, value, lo, hi)
+        elif kind == "s":
+            value = check_str(name, value, hi, empty_ok=lo == 0)
+        elif kind == "n":
+            value = check_name(name, value)
+        elif kind == "b":
+            value = check_bool(name, value)
+        elif kind == "v":
+            if isinstance(value, str):
+                value = check_str(name, value, MAX_TEXT, empty_ok=True)
+            else:
+                value = check_float(name, value)
+        object.__setattr__(obj, f.name, value)
+
+
+class Message:
+    """Base: validation on construction, field access by SPEC order."""
+
+    __slots__ = ()
+    SPEC: ClassVar[dict[str, Spec]] = {}
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def values(self) -> list[Any]:
+        return [getattr(self, f.name) for f in fields(self)]  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Note(Message):
+    """A note in beats. Agents publish committed notes; the human bridge publishes the human's."""
+
+    start_beat: float
+    duration_beats: float
+    pitch: int
+    velocity: int
+    channel: int
+    source: str
+
+    SPEC: ClassVar[dict[str, Spec]] = {
+        "start_beat": ("d", -MAX_BEAT, MAX_BEAT),
+        "duration_beats": ("d", 1e-4, 1024.0),
+        "pitch": ("i", 0, 127),
+        "velocity": ("i", 1, 127),
+        "channel": ("i", 0, 15),
+        "source": ("n", None, None),
+    }
+
+    @property
+    def end_beat(self) -> float:
+        return self.start_beat + self.duration_beats
+
+
+@dataclass(frozen=True, slots=True)
+class PlanState(Message):
+    """The chord plan as text (`Dm7 G7 | Cmaj7`); receivers parse it with protocol.harmony."""
+
+    epoch: int
+    text: str
+    loop: bool
+    key: str
+
+    SPEC: ClassVar[dict[str, Spec]] = {
+        "epoch": ("i", 0, 2**31 - 1),
+        "text": ("s", 0, MAX_TEXT),
+        "loop": ("b", None, None),
+        "key": ("s", 1, 8),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class AgentParams(Message):
+    """One agent's live parameters, resolved by the conductor (solo already folded into `muted`)."""
+
+    agent: str
+    epoch: int
+    muted: bool
+    temperature: float
+    density: float
+    top_p: float
+    top_k: int
+
+    SPEC: ClassVar[dict[str, Spec]] = {
+        "agent": ("n", None, None),
+        "epoch": ("i", 0, 2**31 - 1),
+        "muted": ("b", None, None),
+        "temperature": ("d", 0.01, 5.0),
+        "density": ("d", 0.0, 4.0),
+        "top_p": ("d", 0.01, 1.0),
+        "top_k": ("i", 0, 4096),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStatus(Message):
+    """An agent's heartbeat: the roster is built from these, and displays show them."""
+
+    agent: str
+    seq: int
+    state: str
+    pid: int
+    notes: int
+    late_notes: int
+    invalid: int
+    load: float
+    lookahead_beats: float
+    latency_ms: float
+    offset_ms: float
+    rtt_ms: float
+
+    SPEC: ClassVar[dict[str, Spec]] = {
+        "agent": ("n", None, None),
+        "seq": ("i", 0, 2**31 - 1),
+        "state": ("s", 1, 16),
+        "pid": ("i", 0, 2**31 - 1),
+        "notes": ("i", 0, 2**31 - 1),
+        "late_notes": ("i", 0, 2**31 - 1),
+        "invalid": ("i", 0, 2**31 - 1),
+        "load": ("d", 0.0, 1e3),
+        "lookahead_beats": ("d", -1e6, 1e6),
+        "latency_ms": ("d", -1e6, 1e6),
+        "offset_ms": ("d", -1e9, 1e9),
+        "rtt_ms": ("d", 0.0, 1e6),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Roster(Message):
+    """The agents the conductor currently hears, comma-separated (OSC has no list type Max likes)."""
+
+    epoch: int
+    agents: str
+
+    SPEC: ClassVar[dict[str, Spec]] = {
+        "epoch": ("i", 0, 2**31 - 1),
+        "agents": ("s", 0, MAX_TEXT),
+    }
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(a for a in self.agents.split(",") if a)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPing(Message):
+    """Agent → conductor: t_local is the agent's clock when sent."""
+
+    agent: str
+    seq: int
+    t_local: float
+
+    SPEC: ClassVar[dict[str, Spec]] = {
+        "agent": ("n", None, None),
+        "seq": ("i", 0, 2**31 - 1),
+        "t_local": ("d", -1e12, 1e12),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPong(Message):
+    """Conductor → agent: echoes the ping and adds the conductor clock at receipt."""
+
+    agent: str
+    seq: int
+    t_local: float
+    t_conductor: float
+
+    SPEC: ClassVar[dict[str, Spec]] = {
+        "agent": ("n", None, None),
+        "seq": ("i", 0, 2**31 - 1),
+        "t_local": ("d", -1e12, 1e12),
+        "t_conductor": ("d", -1e12, 1e12),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Control(Message):
+    """A steering request for the conductor (tempo, play, a plan edit, an agent's mute…).
+
+    `target` is an agent name for per-agent params, empty for ensemble-wide ones. Which params exist
+    and their ranges is `protocol.controls.CONTROLS`.
+    """
+
+    param: str
+    value: float | str
+    target: str = ""
+
+    SPEC: ClassVar[dict[str, Spec]] = {
+        "param": ("s", 1, 32),
+        "value": ("v", None, None),
+        "target": ("s", 0, 64),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class BeatTick(Message):
+    """Conductor → displays: bar, beat in bar and the current chord, once a beat."""
+
+    bar: int
+    beat: int
+    chord: str
+    tempo_bpm: float
+
+    SPEC: ClassVar[dict[str, Spec]] = {
+        "bar": ("i", -(2**31), 2**31 - 1),
+        "beat": ("i", 0, 64),
+        "chord": ("s", 0, 32),
+        "tempo_bpm": ("d", 0.0, 1000.0),
+    }

@@ -1,0 +1,464 @@
+"""MQTT transport: one long-lived broker session that survives broker restarts and dead links.
+
+aiomqtt gives one connection per ``async with Client``; a band cannot stop when the broker restarts,
+so this wraps it in a reconnect loop with jittered exponential backoff. Each connection gets a fresh
+client, which is how the last will is set on every (re)connect. Subscriptions are remembered and
+renewed before ``connected`` turns true. QoS >= 1 publishes go through a bounded outbox drained in
+order by a sender loop, so a plan or control change made while the link is down is sent after it
+comes back ("lose no plan or control change"); a queued retained message supersedes an older queued
+one on the same topic because only the latest state matters. QoS 0 (notes) is sent at once or
+dropped and counted: a late note is worse than a missing one.
+
+Named loops per connection: ``mqtt-connection`` (reconnect), ``mqtt-receive``, ``mqtt-outbox``;
+keepalive pings and dead-link detection (~1.5-2 x keepalive) run inside paho's misc loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import aiomqtt
+
+__all__ = [
+    "MqttAuthError",
+    "MqttPacket",
+    "MqttStats",
+    "MqttTransport",
+    "MqttTransportError",
+    "TlsConfig",
+    "Will",
+]
+
+log = logging.getLogger(__name__)
+
+# CONNACK reasons that no retry can fix (MQTT 5 codes, which paho also uses for 3.1.1 refusals):
+# unsupported protocol, bad client id, bad credentials, not authorised, banned, bad auth method.
+_FATAL_CONNACK = frozenset({1, 2, 4, 5, 132, 133, 134, 135, 138, 140})
+
+
+class MqttTransportError(Exception):
+    """The transport cannot do what was asked (closed, subscription refused)."""
+
+
+class MqttAuthError(MqttTransportError):
+    """The broker refused our credentials or client id; retrying would only hammer it."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """TLS to the broker. ``insecure`` skips the host-name check only (like ``mosquitto_sub --insecure``);
+    the certificate chain is still verified against ``ca_file`` (system CAs when ``None``)."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, name)
+            if path is not None and not os.path.isfile(path):
+                raise FileNotFoundError(f"TlsConfig.{name}: no such file {path!r}")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("TlsConfig: cert_file and key_file go together")
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    """What the broker publishes for us when our link dies without a DISCONNECT."""
+
+    topic: str
+    payload: bytes = b""
+    qos: int = 1
+    retain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MqttPacket:
+    """One received message; ``received_at`` is the transport clock (monotonic by default)."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+    received_at: float
+    qos: int = 0
+
+
+@dataclass(slots=True)
+class MqttStats:
+    connects: int = 0
+    reconnects: int = 0
+    published: int = 0
+    received: int = 0
+    dropped: int = 0  # QoS 0 sent while down, or oldest QoS >= 1 pushed out of a full outbox
+    dropped_incoming: int = 0  # oldest received packets discarded because nobody read them
+    invalid: dict[str, int] = field(default_factory=dict)
+    last_error: str | None = None
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+class _Incoming:
+    """Cancel-safe iterator, so ``asyncio.wait_for(anext(it), t)`` may time out and be retried."""
+
+    def __init__(self, owner: MqttTransport) -> None:
+        self._owner = owner
+
+    def __aiter__(self) -> _Incoming:
+        return self
+
+    async def __anext__(self) -> MqttPacket:
+        item = await self._owner._queue.get()
+        if item is None:
+            self._owner._queue.put_nowait(None)
+            if self._owner._fatal is not None:
+                raise self._owner._fatal
+            raise StopAsyncIteration
+        return item
+
+
+def _check_qos(qos: int) -> None:
+    if qos not in (0, 1, 2):
+        raise ValueError(f"qos must be 0, 1 or 2, got {qos!r}")
+
+
+class MqttTransport:
+    """An ``async with`` broker session: topics and bytes in, topics and bytes out.
+
+    Entering starts the connection loop and returns at once: an agent may start before the broker.
+    Use ``wait_connected`` to wait for the first link; it raises MqttAuthError when the broker refuses
+    credentials (that is not retried). Leaving sends queued QoS >= 1 messages for up to
+    ``flush_timeout`` seconds, then disconnects cleanly (so no last will is published).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int = 1883,
+        *,
+        client_id: str,
+        username: str | None = None,
+        password: str | None = None,
+        tls: TlsConfig | None = None,
+        keepalive: int = 5,
+        will: Will | None = None,
+        outbox_limit: int = 1024,
+        max_incoming: int = 10_000,
+        max_payload: int = 256 * 1024,
+        min_backoff: float = 0.05,
+        max_backoff: float = 5.0,
+        op_timeout: float = 5.0,
+        flush_timeout: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not client_id:
+            raise ValueError("client_id must be non-empty: the broker tells clients apart by it")
+        if will is not None:
+            _check_qos(will.qos)
+        self._host, self._port = host, int(port)
+        self._client_id = client_id
+        self._username, self._password = username, password
+        self._tls, self._keepalive, self._will = tls, keepalive, will
+        self._outbox: deque[_Outgoing] = deque()
+        self._outbox_limit = outbox_limit
+        self._max_payload = max_payload
+        self._backoff = (min_backoff, max_backoff)
+        self._op_timeout, self._flush_timeout = op_timeout, flush_timeout
+        self._clock = clock
+        self._subscriptions: dict[str, int] = {}
+        self._queue: asyncio.Queue[MqttPacket | None] = asyncio.Queue(maxsize=max_incoming)
+        self._client: aiomqtt.Client | None = None
+        self._connected = asyncio.Event()
+        self._outbox_ready = asyncio.Event()
+        self._outbox_empty = asyncio.Event()
+        self._outbox_empty.set()
+        self._closing = asyncio.Event()
+        self._fatal: MqttAuthError | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.stats = MqttStats()
+
+    # -- life cycle -------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> MqttTransport:
+        self._task = asyncio.create_task(self._connection_loop(), name=f"mqtt-connection:{self._client_id}")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.connected and self._outbox:
+            with contextlib.suppress(TimeoutError):
+                await self.flush(self._flush_timeout)
+        self._closing.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self._op_timeout)
+            except (TimeoutError, asyncio.TimeoutError):
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+        self._end_incoming()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def queued(self) -> int:
+        """QoS >= 1 messages waiting for a link."""
+        return len(self._outbox)
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        """Wait for a live, subscribed session; raise MqttAuthError at once if the broker refused us."""
+        waiters = [asyncio.ensure_future(self._connected.wait()), asyncio.ensure_future(self._closing.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        if self._fatal is not None:
+            raise self._fatal
+        if not self._connected.is_set():
+            if self._closing.is_set():
+                raise MqttTransportError("transport closed before it connected")
+            raise TimeoutError(
+                f"no MQTT connection to {self._host}:{self._port} within {timeout} s "
+                f"(last error: {self.stats.last_error})"
+            )
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until every queued QoS >= 1 message has been acknowledged by the broker."""
+        await asyncio.wait_for(self._outbox_empty.wait(), timeout)
+
+    # -- sending and subscribing -------------------------------------------------------------------
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> bool:
+        """Publish; returns False when the message was dropped (QoS 0 with no link).
+
+        QoS >= 1 is queued and sent in order by the outbox loop; await ``flush`` to wait for acks.
+        """
+        _check_qos(qos)
+        if not isinstance(payload, (bytes, bytearray)):
+            raise TypeError(f"payload must be bytes, got {type(payload).__name__}")
+        if self._fatal is not None:
+            raise self._fatal
+        if qos == 0:
+            client = self._client
+            if client is None or not self._connected.is_set():
+                self.stats.dropped += 1
+                return False
+            try:
+                await client.publish(topic, bytes(payload), qos=0, retain=retain, timeout=self._op_timeout)
+            except aiomqtt.MqttError as exc:
+                self.stats.dropped += 1
+                self.stats.last_error = str(exc)
+                return False
+            self.stats.published += 1
+            return True
+        self._enqueue(_Outgoing(topic, bytes(payload), qos, retain))
+        return True
+
+    def _enqueue(self, item: _Outgoing, *, front: bool = False) -> None:
+        if item.retain:
+            stale = [queued for queued in self._outbox if queued.retain and queued.topic == item.topic]
+            if front and stale:
+                return  # a newer state for this topic is already queued; the failed one is obsolete
+            for queued in stale:
+                self._outbox.remove(queued)
+        if front:
+            self._outbox.appendleft(item)
+        else:
+            self._outbox.append(item)
+        while len(self._outbox) > self._outbox_limit:
+            self._outbox.popleft()
+            self.stats.dropped += 1
+            log.warning("MQTT outbox full (%d): dropped the oldest queued message", self._outbox_limit)
+        self._outbox_empty.clear()
+        self._outbox_ready.set()
+
+    async def subscribe(self, topic_filter: str, qos: int = 0) -> None:
+        """Subscribe now if connected, and again after every reconnect."""
+        _check_qos(qos)
+        self._subscriptions[topic_filter] = qos
+        client = self._client
+        if client is not None:
+            try:
+                granted = await client.subscribe(topic_filter, qos, timeout=self._op_timeout)
+            except aiomqtt.MqttError as exc:  # link lost mid-call: renewed on reconnect
+                self.stats.last_error = str(exc)
+                return
+            self._check_granted([topic_filter], granted)
+
+    async def unsubscribe(self, topic_filter: str) -> None:
+        self._subscriptions.pop(topic_filter, None)
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.unsubscribe(topic_filter, timeout=self._op_timeout)
+
+    def _check_granted(self, filters: list[str], granted: object) -> None:
+        codes = [int(getattr(code, "value", code)) for code in granted]  # type: ignore[attr-defined]
+        refused = [f for f, code in zip(filters, codes, strict=False) if code >= 0x80]
+        if refused:
+            raise MqttTransportError(f"broker refused subscription to {refused} (ACL?)")
+
+    def incoming(self) -> AsyncIterator[MqttPacket]:
+        """Iterate received packets across reconnects until the transport closes."""
+        return _Incoming(self)
+
+    # -- loops --------------------------------------------------------------------------------------
+
+    def _make_client(self) -> aiomqtt.Client:
+        tls_params = None
+        if self._tls is not None:
+            tls_params = aiomqtt.TLSParameters(
+                ca_certs=self._tls.ca_file, certfile=self._tls.cert_file, keyfile=self._tls.key_file
+            )
+        will = None
+        if self._will is not None:
+            will = aiomqtt.Will(self._will.topic, self._will.payload, self._will.qos, self._will.retain)
+        return aiomqtt.Client(
+            self._host,
+            self._port,
+            identifier=self._client_id,
+            username=self._username,
+            password=self._password,
+            keepalive=self._keepalive,
+            will=will,
+            tls_params=tls_params,
+            tls_insecure=self._tls.insecure if self._tls is not None else None,
+            timeout=self._op_timeout,
+            clean_session=True,
+        )
+
+    async def _connection_loop(self) -> None:
+        attempt = 0
+        while not self._closing.is_set():
+            started = self._clock()
+            was_up = False
+            try:
+                async with self._make_client() as client:
+                    was_up = True
+                    await self._session(client)
+            except aiomqtt.MqttError as exc:
+                if isinstance(exc, aiomqtt.MqttCodeError) and not was_up and _fatal_code(exc.rc):
+                    self._fatal = MqttAuthError(f"broker {self._host}:{self._port} refused us: {exc}")
+                    self.stats.last_error = str(exc)
+                    log.error("%s", self._fatal)
+                    self._closing.set()
+                    self._end_incoming()
+                    return
+                if self.stats.last_error != str(exc):
+                    log.warning("MQTT %s:%d: %s; reconnecting", self._host, self._port, exc)
+                self.stats.last_error = str(exc)
+            except Exception as exc:  # a bug here must not end the band's only link for good
+                log.exception("MQTT session failed unexpectedly; reconnecting")
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            finally:
+                self._client = None
+                self._connected.clear()
+            if self._closing.is_set():
+                return
+            if was_up and self._clock() - started > 10 * self._backoff[1]:
+                attempt = 0  # a long healthy session earns a fast first retry
+            low, high = self._backoff
+            delay = min(high, low * 2**attempt) * random.uniform(0.5, 1.0)
+            attempt = min(attempt + 1, 30)
+            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), delay)
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        """Run one connection: renew subscriptions, then receive and drain the outbox until it ends."""
+        self._client = client
+        if self._subscriptions:
+            filters = list(self._subscriptions)
+            granted = await client.subscribe([(f, self._subscriptions[f]) for f in filters])
+            try:
+                self._check_granted(filters, granted)
+            except MqttTransportError as exc:
+                log.error("%s", exc)
+        self.stats.connects += 1
+        if self.stats.connects > 1:
+            self.stats.reconnects += 1
+        self._connected.set()
+        log.info("MQTT connected to %s:%d as %s", self._host, self._port, self._client_id)
+        receive = asyncio.create_task(self._receive_loop(client), name="mqtt-receive")
+        outbox = asyncio.create_task(self._outbox_loop(client), name="mqtt-outbox")
+        closing = asyncio.create_task(self._closing.wait(), name="mqtt-closing")
+        try:
+            await asyncio.wait({receive, outbox, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._connected.clear()
+            for task in (receive, outbox, closing):
+                task.cancel()
+            await asyncio.gather(receive, outbox, closing, return_exceptions=True)
+        for task in (receive, outbox):
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    async def _receive_loop(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = message.payload
+            if not isinstance(payload, (bytes, bytearray)):
+                self._count_invalid("not_bytes", message.topic.value)
+                continue
+            if len(payload) > self._max_payload:
+                self._count_invalid("too_large", f"{message.topic.value}: {len(payload)} bytes")
+                continue
+            packet = MqttPacket(
+                message.topic.value, bytes(payload), bool(message.retain), self._clock(), int(message.qos)
+            )
+            self.stats.received += 1
+            if self._queue.full():
+                self._queue.get_nowait()  # fresh state beats stale: shed the oldest
+                self.stats.dropped_incoming += 1
+            self._queue.put_nowait(packet)
+
+    async def _outbox_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            if not self._outbox:
+                self._outbox_empty.set()
+                self._outbox_ready.clear()
+                await self._outbox_ready.wait()
+                continue
+            item = self._outbox.popleft()
+            try:
+                await client.publish(
+                    item.topic, item.payload, qos=item.qos, retain=item.retain, timeout=self._op_timeout
+                )
+            except BaseException:
+                self._enqueue(item, front=True)  # at-least-once: resend after reconnect
+                raise
+            self.stats.published += 1
+
+    def _count_invalid(self, reason: str, detail: str) -> None:
+        first = reason not in self.stats.invalid
+        self.stats.invalid[reason] = self.stats.invalid.get(reason, 0) + 1
+        if first:
+            log.warning("dropped MQTT message: %s (%s); further ones counted, not logged", reason, detail)
+
+    def _end_incoming(self) -> None:
+        if self._queue.full():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)
+
+
+def _fatal_code(rc: object) -> bool:
+    value = getattr(rc, "value", rc)
+    return isinstance(value, int) and value in _FATAL_CONNACK

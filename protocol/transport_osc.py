@@ -1,0 +1,430 @@
+"""OSC over UDP: one socket that both listens and sends, moving addresses and typed arguments only.
+
+The typed messages and their codecs live above this module; here a message is an address plus
+``(typetag, value)`` pairs. Typetags are explicit because python-osc guesses ``'f'`` (float32) for a
+Python float, and a float32 timestamp is off by about a minute: times go as ``'d'`` or as a bundle
+timetag.
+
+Receiving uses python-osc only for the leaf message parser. Bundles are walked here, iteratively
+and with a depth cap, because python-osc recurses once per nesting level (a 64 KiB datagram of
+nested bundle headers is ~3000 levels deep) and drops bad packets silently. Every dropped datagram
+is counted by reason and logged once per reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import math
+import socket
+import struct
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from pythonosc.osc_message import OscMessage, ParseError
+from pythonosc.parsing import osc_types
+from pythonosc.parsing.ntp import IMMEDIATELY as _NTP_IMMEDIATELY
+
+log = logging.getLogger(__name__)
+
+MAX_UDP_PAYLOAD = 65507
+OscArg = tuple[str, Any]
+Address = tuple[str, int]
+
+_BUNDLE_HEADER = b"#bundle\x00"
+_NTP_DELTA = 2_208_988_800  # seconds from 1900-01-01 (NTP epoch) to 1970-01-01
+_KNOWN_RECEIVE_TAGS = frozenset("ihfdsbrmtTFN[]")
+
+
+@dataclass(frozen=True, slots=True)
+class OscPacket:
+    """One received OSC message; a bundle arrives as one packet per message it holds.
+
+    ``timetag`` is the enclosing bundle's time in Unix seconds, or ``None`` for a bare message or an
+    "immediately" bundle. ``received_at`` comes from the transport's clock (monotonic by default),
+    so it compares with the local timing code, not with wall-clock timetags.
+    """
+
+    address: str
+    args: tuple[Any, ...]
+    sender: Address
+    received_at: float
+    timetag: float | None = None
+
+
+@dataclass(slots=True)
+class OscStats:
+    """Counters that make a lossy UDP link observable instead of silently quiet."""
+
+    datagrams_in: int = 0
+    messages_in: int = 0
+    datagrams_out: int = 0
+    send_errors: int = 0
+    dropped: int = 0  # good packets lost because the incoming queue was full
+    callback_errors: int = 0
+    invalid: dict[str, int] = field(default_factory=dict)
+
+
+class MalformedDatagramError(ValueError):
+    """A datagram that is not valid OSC; ``reason`` is the short key counted in ``stats.invalid``."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+_PACK = {
+    "i": struct.Struct(">i"),
+    "h": struct.Struct(">q"),
+    "f": struct.Struct(">f"),
+    "d": struct.Struct(">d"),
+}
+
+
+def _encode_arg(index: int, tag: str, value: Any) -> bytes:
+    """Check and encode one argument, naming it on error (python-osc's BuildError names nothing)."""
+    where = f"args[{index}] ({tag!r})"
+    if tag in ("i", "h", "f", "d"):
+        if isinstance(value, bool) or not isinstance(value, int if tag in "ih" else (int, float)):
+            raise TypeError(f"{where} must be {'an int' if tag in 'ih' else 'a number'}, not {value!r}")
+        try:
+            return _PACK[tag].pack(value)
+        except (struct.error, OverflowError):
+            raise ValueError(f"{where} = {value} does not fit") from None
+    if tag == "s":
+        if not isinstance(value, str) or "\x00" in value:
+            raise TypeError(f"{where} must be a str without NUL, not {value!r}")
+        return osc_types.write_string(value)
+    if tag == "b":
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise TypeError(f"{where} must be bytes, not {type(value).__name__}")
+        raw = bytes(value)
+        return struct.pack(">i", len(raw)) + raw + b"\x00" * (-len(raw) % 4)
+    if tag in ("T", "F", "N"):
+        return b""
+    raise ValueError(f"{where}: unsupported typetag, use one of i h f d s b T F N")
+
+
+def encode_message(address: str, args: Sequence[OscArg] = ()) -> bytes:
+    """Encode one OSC message; pure, so codecs above can test it against golden bytes."""
+    if not isinstance(address, str) or not address.startswith("/"):
+        raise ValueError(f"address must be a str starting with '/', got {address!r}")
+    tags = []
+    body = []
+    for index, pair in enumerate(args):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[0], str)):
+            raise TypeError(f"args[{index}] must be a (typetag, value) pair, got {pair!r}")
+        tags.append(pair[0])
+        body.append(_encode_arg(index, *pair))
+    return osc_types.write_string(address) + osc_types.write_string("," + "".join(tags)) + b"".join(body)
+
+
+def _encode_timetag(timetag: float | None) -> bytes:
+    if timetag is None:
+        return _NTP_IMMEDIATELY
+    if not math.isfinite(timetag) or timetag < -_NTP_DELTA:
+        raise ValueError(f"timetag must be finite Unix seconds after 1900, got {timetag}")
+    whole = math.floor(timetag)
+    fraction = min(int((timetag - whole) * 2**32), 2**32 - 1)
+    return struct.pack(">II", (whole + _NTP_DELTA) & 0xFFFFFFFF, fraction)
+
+
+def encode_bundle(messages: Sequence[tuple[str, Sequence[OscArg]]], timetag: float | None) -> bytes:
+    """Encode a bundle of messages due at ``timetag`` (Unix seconds; ``None`` means immediately)."""
+    parts = [_BUNDLE_HEADER, _encode_timetag(timetag)]
+    for address, args in messages:
+        encoded = encode_message(address, args)
+        parts.append(struct.pack(">i", len(encoded)))
+        parts.append(encoded)
+    return b"".join(parts)
+
+
+def _decode_message(data: bytes) -> tuple[str, tuple[Any, ...]]:
+    # python-osc skips unknown typetags with a warning and misreads what follows, so check them first.
+    try:
+        address, index = osc_types.get_string(data, 0)
+        tags = osc_types.get_string(data, index)[0] if index < len(data) else ","
+    except (osc_types.ParseError, UnicodeDecodeError) as exc:
+        raise MalformedDatagramError("bad_string", str(exc)) from None
+    if not address.startswith("/"):
+        raise MalformedDatagramError("bad_address", repr(address[:40]))
+    if not tags.startswith(","):
+        raise MalformedDatagramError("bad_typetags", repr(tags[:40]))
+    unknown = set(tags[1:]) - _KNOWN_RECEIVE_TAGS
+    if unknown:
+        raise MalformedDatagramError("unknown_typetag", "".join(sorted(unknown)))
+    try:
+        message = OscMessage(data)
+    except ParseError as exc:
+        raise MalformedDatagramError("bad_argument", str(exc.args[-1]) if exc.args else "") from None
+    except (UnicodeDecodeError, ValueError, OverflowError, IndexError) as exc:
+        raise MalformedDatagramError("bad_argument", f"{type(exc).__name__}: {exc}") from None
+    return address, tuple(message.params)
+
+
+def decode_datagram(data: bytes, *, max_depth: int = 8) -> list[tuple[str, tuple[Any, ...], float | None]]:
+    """Turn one datagram into ``(address, args, timetag)`` triples, or raise MalformedDatagramError.
+
+    Bundles are flattened in order; nested bundles keep their own timetag. The walk is iterative and
+    refuses nesting deeper than ``max_depth`` so a hostile datagram cannot exhaust the stack.
+    """
+    out: list[tuple[str, tuple[Any, ...], float | None]] = []
+    # Stack of (bytes, timetag, depth) still to visit; popped in order so output keeps datagram order.
+    pending: list[tuple[bytes, float | None, int]] = [(data, None, 0)]
+    while pending:
+        chunk, timetag, depth = pending.pop()
+        if chunk.startswith(b"/"):
+            address, args = _decode_message(chunk)
+            out.append((address, args, timetag))
+            continue
+        if not chunk.startswith(_BUNDLE_HEADER):
+            reason = "not_osc" if depth == 0 else "bad_bundle_element"
+            raise MalformedDatagramError(reason, repr(chunk[:16]))
+        if depth >= max_depth:
+            raise MalformedDatagramError("bundle_too_deep", f"more than {max_depth} levels")
+        if len(chunk) < 16:
+            raise MalformedDatagramError("bad_bundle", "truncated timetag")
+        raw_tag = chunk[8:16]
+        if raw_tag == _NTP_IMMEDIATELY:
+            inner_tag: float | None = None
+        else:
+            seconds, fraction = struct.unpack(">II", raw_tag)
+            inner_tag = seconds - _NTP_DELTA + fraction / 2**32
+        children = []
+        index = 16
+        while index < len(chunk):
+            if index + 4 > len(chunk):
+                raise MalformedDatagramError("bad_bundle", "truncated element size")
+            (size,) = struct.unpack_from(">i", chunk, index)
+            index += 4
+            if size <= 0 or size % 4 or index + size > len(chunk):
+                raise MalformedDatagramError("bad_bundle", f"element size {size} at byte {index - 4}")
+            children.append((chunk[index : index + size], inner_tag, depth + 1))
+            index += size
+        pending.extend(reversed(children))
+    return out
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, owner: OscTransport) -> None:
+        self._owner = owner
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self._owner._on_datagram(data, (str(addr[0]), int(addr[1])))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP "port unreachable" for a peer that is not up yet lands here; it must not stop the loop.
+        self._owner._count_send_error(exc)
+
+
+class _Incoming:
+    """Cancel-safe async iterator: ``asyncio.wait_for(anext(it), t)`` can time out and be retried."""
+
+    def __init__(self, owner: OscTransport) -> None:
+        self._owner = owner
+
+    def __aiter__(self) -> _Incoming:
+        return self
+
+    async def __anext__(self) -> OscPacket:
+        item = await self._owner._queue.get()
+        if item is None:
+            self._owner._queue.put_nowait(None)  # let any other reader see the end too
+            raise StopAsyncIteration
+        return item
+
+
+def _check_ip(addr: Address, what: str) -> Address:
+    host, port = addr
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            f"{what} host must be an IP literal (resolve names first, e.g. with resolve_peer), got {host!r}"
+        ) from None
+    if not 0 <= int(port) <= 65535:
+        raise ValueError(f"{what} port out of range: {port}")
+    return (host, int(port))
+
+
+class OscTransport:
+    """An ``async with`` UDP endpoint bound to exactly ``listen`` that fans messages out to peers.
+
+    There are no background loops: the datagram protocol's callback is the receive loop, and UDP has
+    no connection to keep alive. Packets go to ``on_packet`` when given (lowest latency, called on the
+    event loop; its errors are counted, never raised into the loop) or else to ``incoming()``.
+    Sending is synchronous and must happen on the event loop's thread (asyncio transports are not
+    thread-safe); from another thread use ``loop.call_soon_threadsafe(transport.send, ...)``.
+    """
+
+    def __init__(
+        self,
+        listen: Address = ("127.0.0.1", 0),
+        peers: Sequence[Address] = (),
+        *,
+        max_packet: int = MAX_UDP_PAYLOAD,
+        max_queue: int = 4096,
+        on_packet: Callable[[OscPacket], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._listen = _check_ip(listen, "listen")
+        if not 0 < max_packet <= MAX_UDP_PAYLOAD:
+            raise ValueError(f"max_packet must be in 1..{MAX_UDP_PAYLOAD}, got {max_packet}")
+        self._max_packet = max_packet
+        self._peers: list[Address] = []
+        for peer in peers:
+            self.add_peer(peer)
+        self._on_packet = on_packet
+        self._clock = clock
+        self._queue: asyncio.Queue[OscPacket | None] = asyncio.Queue(maxsize=max_queue)
+        self._transport: asyncio.DatagramTransport | None = None
+        self._logged: set[str] = set()
+        self.stats = OscStats()
+
+    async def __aenter__(self) -> OscTransport:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), local_addr=self._listen)
+        self._transport = transport
+        bound = transport.get_extra_info("sockname")
+        self._listen = (str(bound[0]), int(bound[1]))
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        try:
+            self._queue.put_nowait(None)
+        except asyncio.QueueFull:
+            self._queue.get_nowait()
+            self._queue.put_nowait(None)
+
+    @property
+    def address(self) -> Address:
+        """The bound address; with port 0 requested, the port the kernel chose."""
+        return self._listen
+
+    @property
+    def peers(self) -> tuple[Address, ...]:
+        return tuple(self._peers)
+
+    def add_peer(self, peer: Address) -> None:
+        """Add a fan-out destination; IP literals only, so sending never blocks on DNS."""
+        checked = _check_ip(peer, "peer")
+        if ipaddress.ip_address(checked[0]).version != ipaddress.ip_address(self._listen[0]).version:
+            raise ValueError(f"peer {checked} is not the same IP version as the listen address")
+        if checked not in self._peers:
+            self._peers.append(checked)
+
+    def remove_peer(self, peer: Address) -> None:
+        """Forget a peer; forgetting one that was never added is not an error (roster churn)."""
+        checked = (peer[0], int(peer[1]))
+        if checked in self._peers:
+            self._peers.remove(checked)
+
+    def send(self, address: str, args: Sequence[OscArg] = (), to: Address | None = None) -> None:
+        """Send one message to ``to``, or to every peer."""
+        self.send_raw(encode_message(address, args), to)
+
+    def send_bundle(
+        self,
+        messages: Sequence[tuple[str, Sequence[OscArg]]],
+        timetag: float | None,
+        to: Address | None = None,
+    ) -> None:
+        """Send messages as one bundle due at ``timetag`` (Unix seconds, ``None`` = immediately)."""
+        self.send_raw(encode_bundle(messages, timetag), to)
+
+    def send_raw(self, data: bytes, to: Address | None = None) -> None:
+        """Send pre-encoded bytes; an oversize packet is the caller's bug, so it raises."""
+        if self._transport is None:
+            raise RuntimeError("OscTransport is not open; use it with 'async with'")
+        if len(data) > self._max_packet:
+            raise ValueError(f"OSC packet of {len(data)} bytes exceeds max_packet={self._max_packet}")
+        targets = [_check_ip(to, "to")] if to is not None else self._peers
+        for target in targets:
+            try:
+                self._transport.sendto(data, target)
+                self.stats.datagrams_out += 1
+            except OSError as exc:
+                self._count_send_error(exc)
+
+    def incoming(self) -> AsyncIterator[OscPacket]:
+        """Iterate received packets until the transport closes."""
+        if self._on_packet is not None:
+            raise RuntimeError("this transport delivers to on_packet; incoming() would never yield")
+        return _Incoming(self)
+
+    # -- receive path (runs inside the event loop's datagram callback) --------------------------------
+
+    def _on_datagram(self, data: bytes, sender: Address) -> None:
+        received_at = self._clock()
+        self.stats.datagrams_in += 1
+        try:
+            if len(data) > self._max_packet:
+                raise MalformedDatagramError("too_large", f"{len(data)} bytes")
+            decoded = decode_datagram(data)
+        except MalformedDatagramError as exc:
+            self._count_invalid(exc.reason, exc.detail, sender)
+            return
+        except Exception as exc:  # a parser bug must cost one packet, never the loop
+            self._count_invalid("parser_error", f"{type(exc).__name__}: {exc}", sender)
+            return
+        for address, args, timetag in decoded:
+            self._deliver(OscPacket(address, args, sender, received_at, timetag))
+
+    def _deliver(self, packet: OscPacket) -> None:
+        self.stats.messages_in += 1
+        if self._on_packet is not None:
+            try:
+                self._on_packet(packet)
+            except Exception:
+                self.stats.callback_errors += 1
+                if "callback" not in self._logged:
+                    self._logged.add("callback")
+                    log.exception("OSC on_packet callback failed (logged once; counted in stats)")
+            return
+        try:
+            self._queue.put_nowait(packet)
+        except asyncio.QueueFull:
+            self.stats.dropped += 1
+            if "queue_full" not in self._logged:
+                self._logged.add("queue_full")
+                log.warning("OSC incoming queue full: dropping packets (logged once; counted in stats)")
+
+    def _count_invalid(self, reason: str, detail: str, sender: Address) -> None:
+        self.stats.invalid[reason] = self.stats.invalid.get(reason, 0) + 1
+        if reason not in self._logged:
+            self._logged.add(reason)
+            log.warning(
+                "dropped malformed OSC datagram from %s:%d: %s %s (further ones counted, not logged)",
+                sender[0],
+                sender[1],
+                reason,
+                detail,
+            )
+
+    def _count_send_error(self, exc: Exception) -> None:
+        self.stats.send_errors += 1
+        key = f"send:{type(exc).__name__}"
+        if key not in self._logged:
+            self._logged.add(key)
+            log.warning("OSC send error (further ones counted, not logged): %s", exc)
+
+
+async def resolve_peer(host: str, port: int, *, ipv6: bool = False) -> Address:
+    """Resolve a host name once, off the hot path, into the IP literal that ``add_peer`` wants."""
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ipv6 else socket.AF_INET
+    infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)
+    if not infos:
+        raise OSError(f"could not resolve {host!r}")
+    sockaddr = infos[0][4]
+    return (str(sockaddr[0]), int(sockaddr[1]))

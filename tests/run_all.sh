@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The project's one test command: provision what the tests need on a fresh Debian machine, lint, test.
+# Idempotent: every step checks first, so a second run goes straight to ruff and pytest.
+# Services (mosquitto, jackd) are not started here: the fixtures start their own, private instances.
+# Extra arguments go to pytest, e.g. `bash tests/run_all.sh tests/test_outputs.py -x`.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export DEBIAN_FRONTEND=noninteractive
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# Root runs apt directly; anyone else needs sudo (checked only when something must be installed).
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+    SUDO=(sudo --preserve-env=DEBIAN_FRONTEND)
+fi
+
+# --- system packages -------------------------------------------------------------------------
+# Each package is installed only when dpkg says it is missing, so apt is not touched on later runs.
+APT_PACKAGES=(mosquitto jackd2 fluidsynth libfluidsynth3 timgm6mb-soundfont iproute2 nftables)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$pkg")
+    fi
+done
+
+if ((${#missing[@]})); then
+    if ! command -v apt-get >/dev/null 2>&1; then
+        log "missing system packages (${missing[*]}) and no apt-get: install them by hand"
+        exit 1
+    fi
+    log "installing: ${missing[*]}"
+    # jackd2's postinst asks whether to enable realtime scheduling; answer it up front (tests run
+    # jackd with --no-realtime, and the limits file it would write is of no use on a CI box).
+    if command -v debconf-set-selections >/dev/null 2>&1; then
+        echo "jackd2 jackd/tweak_rt_limits boolean false" | "${SUDO[@]}" debconf-set-selections
+    fi
+    "${SUDO[@]}" apt-get update -qq
+    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- python environment ----------------------------------------------------------------------
+PY="$ROOT/.venv/bin/python"
+if [[ ! -x "$PY" ]]; then
+    log "creating .venv"
+    if ! python3 -m venv "$ROOT/.venv" 2>/dev/null; then
+        # Debian ships venv separately from python3.
+        "${SUDO[@]}" apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        python3 -m venv "$ROOT/.venv"
+    fi
+    "$PY" -m pip install -q --upgrade pip
+fi
+
+# Reinstall only when the dependency declaration changed since the last successful install.
+STAMP="$ROOT/.venv/.barcelona-install-stamp"
+WANT="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]] || ! "$PY" -c "import agents" 2>/dev/null; then
+    log "pip install -e '.[cpu,test]'"
+    "$PY" -m pip install -q -e '.[cpu,test]'
+    echo "$WANT" >"$STAMP"
+fi
+
+# --- lint and test ---------------------------------------------------------------------------
+log "ruff check ."
+"$ROOT/.venv/bin/ruff" check .
+
+log "pytest"
+# exec: pytest's exit status is the script's (5, "no tests collected", stays a failure on purpose).
+exec "$PY" -m pytest -q "$@"
