@@ -70,10 +70,7 @@ class Agent:
 
     async def run(self) -> None:
         set_switch_interval(0.0005)
-        self.output = make_output(
-            self.cfg.output, channel=self.cfg.channel, program=self.cfg.program, base_dir=self.base_dir,
-            clock=self.clock, client_name=f"barcelona-{self.name}",
-        )
+        self.output = make_output(self._output_spec(), where=f"agents.{self.name}.output")
         self.output.open()
         self.scheduler = Scheduler(self._send, clock=self.clock, realtime=self.ens.timing.realtime)
         self.scheduler.start()
@@ -98,6 +95,22 @@ class Agent:
                     pass
         finally:
             self.shutdown()
+
+    def _output_spec(self) -> dict[str, Any]:
+        """The schema's output section in the form the output factory reads."""
+        o = self.cfg.output
+        spec: dict[str, Any] = {"type": o.type, "name": f"barcelona-{self.name}", "channels": [self.cfg.channel],
+                                "programs": {self.cfg.channel: self.cfg.program}}
+        if o.type == "midi":
+            spec.update(port=o.port, virtual=o.virtual, api=o.api, client_name=f"barcelona-{self.name}")
+        elif o.type == "osc":
+            spec.update(host=o.host, port=o.osc_port or 57120, address=o.address, timetag=o.timetag)
+        elif o.type == "fluidsynth":
+            soundfont = o.soundfont
+            if soundfont and not Path(soundfont).is_absolute():
+                soundfont = str(self.base_dir / soundfont)
+            spec.update(soundfont=soundfont, gain=o.gain, audio_driver=o.audio_driver)
+        return spec
 
     def shutdown(self) -> None:
         """Release every sounding note whatever happened; idempotent, safe from a signal path."""
@@ -134,7 +147,7 @@ class Agent:
             self._on_timeline(msg)
         elif isinstance(msg, SyncPong):
             if msg.agent == self.name:
-                if self.sync.add(msg.t_local, msg.t_conductor, self.clock()):
+                if self.sync.add_sample(msg.t_local, msg.t_conductor, self.clock()):
                     self._retime()
         elif isinstance(msg, PlanState):
             if msg.epoch != self.plan_epoch:
@@ -240,8 +253,11 @@ class Agent:
             late_notes=int(st["late_count"]) + self.previous.get("late_notes", 0),
             invalid=self.invalid_total(), load=0.0, lookahead_beats=max(-1e6, min(1e6, lookahead)),
             latency_ms=float(st["p50"]), offset_ms=self.sync.offset_s * 1000.0,
-            rtt_ms=min(1e6, (self.sync.rtt_s or 0.0) * 1000.0),
+            rtt_ms=min(1e6, self._rtt_s() * 1000.0),
         )
+
+    def _rtt_s(self) -> float:
+        return self.sync.rtt_s if self.sync.synced else 0.0
 
     def invalid_total(self) -> int:
         bus = self.bus.invalid_total if self.bus else 0
@@ -258,7 +274,7 @@ class Agent:
             "timing_ms": {k: round(float(st[k]), 4) for k in ("p50", "p99", "max")},
             "sync": {
                 "offset_ms": round(self.sync.offset_s * 1000.0, 4),
-                "rtt_ms": round((self.sync.rtt_s or 0.0) * 1000.0, 4),
+                "rtt_ms": round(self._rtt_s() * 1000.0, 4),
             },
             "invalid_messages": self.invalid_total(),
             "invalid_reasons": dict(self.bus.invalid) if self.bus else {},

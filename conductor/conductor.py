@@ -283,7 +283,7 @@ class Conductor:
 
             address, targs = to_osc(self.ens.name, tick)
             for display in list(self.displays):
-                await self.surface.send(address, targs, to=display)
+                self.surface.send(address, targs, to=display)
 
     # -- stats and persistence ----------------------------------------------------------------------
     async def _stats_loop(self) -> None:

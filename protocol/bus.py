@@ -39,7 +39,12 @@ class Bus:
 
     @property
     def invalid_total(self) -> int:
-        return sum(self.invalid.values())
+        return sum(self.invalid.values()) + sum(self.transport_invalid().values())
+
+    def transport_invalid(self) -> dict[str, int]:
+        """Packets the transport itself refused (not OSC at all, oversize…), by reason."""
+        stats = getattr(getattr(self, "_transport", None), "stats", None)
+        return dict(getattr(stats, "invalid", None) or {})
 
     async def __aenter__(self) -> Bus:
         raise NotImplementedError
@@ -76,7 +81,7 @@ class OscBus(Bus):
 
     async def publish(self, msg: Any, to: tuple[str, int] | None = None) -> None:
         address, args = codec.to_osc(self.ensemble, msg)
-        await self._transport.send(address, args, to=to)
+        self._transport.send(address, args, to=to)
         self.sent += 1
 
     async def messages(self) -> AsyncIterator[tuple[Any, Any]]:  # type: ignore[override]
@@ -88,9 +93,6 @@ class OscBus(Bus):
                 continue
             self.received += 1
             yield msg, packet.sender
-
-    def transport_invalid(self) -> dict[str, int]:
-        return dict(getattr(self._transport.stats, "invalid", {}))
 
 
 class MqttBus(Bus):

@@ -91,6 +91,12 @@ class OutputConfig(Strict):
     gain: Annotated[float, Field(ge=0, le=10)] = 1.0
     audio_driver: str | None = None
 
+    @field_validator("type", mode="before")
+    @classmethod
+    def _yaml_null(cls, value: Any) -> Any:
+        """`type: null` in YAML reads as None; the user meant the null output."""
+        return "null" if value is None else value
+
 
 class Hit(Strict):
     """One rhythm step: where in the bar, how long, and (for drums) which pitch."""

@@ -109,7 +109,7 @@ class ClockSync:
         self._window.clear()
         self._offset_s = 0.0
         self._best: SyncSample | None = None
-        self._disagreeing = 0
+        self._pending: list[SyncSample] = []
         self._accepted = 0
         self._relocks = 0
 
@@ -126,18 +126,20 @@ class ClockSync:
             return False
         self._accepted += 1
         if self._best is not None and self._contradicts(sample):
-            self._disagreeing += 1
-            if self._disagreeing >= self._relock_after:  # the conductor's clock really moved
-                self._relocks += 1
-                self._window.clear()
-                self._best = None
+            # Honest clocks cannot produce this; several in a row mean the conductor's clock moved.
+            self._pending.append(sample)
+            if len(self._pending) < self._relock_after:
+                return True
+            self._relocks += 1
+            self._window.clear()
+            self._window.extend(self._pending)
+            self._best = None
         else:
-            self._disagreeing = 0
-        self._window.append(sample)
+            self._window.append(sample)
+        self._pending.clear()
         best = min(self._window, key=lambda s: s.rtt_s)
         if self._best is None:
             self._offset_s = best.offset_s
-            self._disagreeing = 0
         else:
             step = self._smoothing * (best.offset_s - self._offset_s)
             self._offset_s += max(-self._max_step_s, min(self._max_step_s, step))
@@ -154,10 +156,11 @@ class ClockSync:
         return None
 
     def _contradicts(self, sample: SyncSample) -> bool:
-        """True when no offset consistent with this sample lies near the current estimate."""
-        assert self._best is not None
-        slack = sample.rtt_s / 2 + self._best.rtt_s / 2 + self._relock_margin_s
-        return abs(sample.offset_s - self._offset_s) > slack
+        """True when the sample proves the estimate wrong by more than the margin.
+
+        The true offset lies within rtt/2 of every honest sample's offset.
+        """
+        return abs(sample.offset_s - self._offset_s) > sample.rtt_s / 2 + self._relock_margin_s
 
     @property
     def synced(self) -> bool:

@@ -1,16 +1,12 @@
-"""MQTT transport: one long-lived broker session that survives broker restarts and dead links.
+"""MQTT transport: one broker session that outlives broker restarts and dead links.
 
-aiomqtt gives one connection per ``async with Client``; a band cannot stop when the broker restarts,
-so this wraps it in a reconnect loop with jittered exponential backoff. Each connection gets a fresh
-client, which is how the last will is set on every (re)connect. Subscriptions are remembered and
-renewed before ``connected`` turns true. QoS >= 1 publishes go through a bounded outbox drained in
-order by a sender loop, so a plan or control change made while the link is down is sent after it
-comes back ("lose no plan or control change"); a queued retained message supersedes an older queued
-one on the same topic because only the latest state matters. QoS 0 (notes) is sent at once or
-dropped and counted: a late note is worse than a missing one.
-
-Named loops per connection: ``mqtt-connection`` (reconnect), ``mqtt-receive``, ``mqtt-outbox``;
-keepalive pings and dead-link detection (~1.5-2 x keepalive) run inside paho's misc loop.
+aiomqtt gives one connection per ``async with Client``; a band cannot stop when the broker restarts.
+So a reconnect loop (``mqtt-connection``, jittered exponential backoff) makes a fresh client per
+connection (which sets the last will every time) and renews subscriptions before ``connected``.
+QoS >= 1 goes through a bounded, ordered outbox (``mqtt-outbox``), so a plan or control change made
+while the link is down is sent when it returns; a queued retained message replaces an older one on
+its topic (only the latest state matters). QoS 0 (notes) goes at once or is dropped and counted: a
+late note is worse than none. Keepalive and dead-link detection run in paho's misc loop.
 """
 
 from __future__ import annotations
@@ -22,26 +18,15 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from types import TracebackType
+from typing import NamedTuple
 
 import aiomqtt
 
-__all__ = [
-    "MqttAuthError",
-    "MqttPacket",
-    "MqttStats",
-    "MqttTransport",
-    "MqttTransportError",
-    "TlsConfig",
-    "Will",
-]
-
 log = logging.getLogger(__name__)
 
-# CONNACK reasons that no retry can fix (MQTT 5 codes, which paho also uses for 3.1.1 refusals):
-# unsupported protocol, bad client id, bad credentials, not authorised, banned, bad auth method.
+# Refusals no retry fixes (3.1.1 and 5 codes): protocol, client id, credentials, not authorised, banned.
 _FATAL_CONNACK = frozenset({1, 2, 4, 5, 132, 133, 134, 135, 138, 140})
 
 
@@ -105,36 +90,19 @@ class MqttStats:
     last_error: str | None = None
 
 
-@dataclass(slots=True)
-class _Outgoing:
+class _Outgoing(NamedTuple):
     topic: str
     payload: bytes
     qos: int
     retain: bool
 
 
-class _Incoming:
-    """Cancel-safe iterator, so ``asyncio.wait_for(anext(it), t)`` may time out and be retried."""
-
-    def __init__(self, owner: MqttTransport) -> None:
-        self._owner = owner
-
-    def __aiter__(self) -> _Incoming:
-        return self
-
-    async def __anext__(self) -> MqttPacket:
-        item = await self._owner._queue.get()
-        if item is None:
-            self._owner._queue.put_nowait(None)
-            if self._owner._fatal is not None:
-                raise self._owner._fatal
-            raise StopAsyncIteration
-        return item
-
-
-def _check_qos(qos: int) -> None:
+def _check(qos: int, topic: str = "/") -> None:
     if qos not in (0, 1, 2):
         raise ValueError(f"qos must be 0, 1 or 2, got {qos!r}")
+    # A bad topic must fail here, in the caller: in the outbox it would fail on every reconnect.
+    if not isinstance(topic, str) or not topic or any(c in topic for c in "+#\x00"):
+        raise ValueError(f"publish topic must be a non-empty str without '+', '#' or NUL: {topic!r}")
 
 
 class MqttTransport:
@@ -160,8 +128,7 @@ class MqttTransport:
         outbox_limit: int = 1024,
         max_incoming: int = 10_000,
         max_payload: int = 256 * 1024,
-        min_backoff: float = 0.05,
-        max_backoff: float = 5.0,
+        backoff: tuple[float, float] = (0.05, 5.0),
         op_timeout: float = 5.0,
         flush_timeout: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -169,17 +136,14 @@ class MqttTransport:
         if not client_id:
             raise ValueError("client_id must be non-empty: the broker tells clients apart by it")
         if will is not None:
-            _check_qos(will.qos)
-        self._host, self._port = host, int(port)
-        self._client_id = client_id
+            _check(will.qos, will.topic)
+        self._host, self._port, self._client_id = host, int(port), client_id
         self._username, self._password = username, password
         self._tls, self._keepalive, self._will = tls, keepalive, will
         self._outbox: deque[_Outgoing] = deque()
-        self._outbox_limit = outbox_limit
-        self._max_payload = max_payload
-        self._backoff = (min_backoff, max_backoff)
-        self._op_timeout, self._flush_timeout = op_timeout, flush_timeout
-        self._clock = clock
+        self._outbox_limit, self._max_payload = outbox_limit, max_payload
+        self._backoff = backoff  # (first retry delay, cap), jittered to 50-100 %
+        self._op_timeout, self._flush_timeout, self._clock = op_timeout, flush_timeout, clock
         self._subscriptions: dict[str, int] = {}
         self._queue: asyncio.Queue[MqttPacket | None] = asyncio.Queue(maxsize=max_incoming)
         self._client: aiomqtt.Client | None = None
@@ -192,27 +156,20 @@ class MqttTransport:
         self._task: asyncio.Task[None] | None = None
         self.stats = MqttStats()
 
-    # -- life cycle -------------------------------------------------------------------------------
-
     async def __aenter__(self) -> MqttTransport:
         self._task = asyncio.create_task(self._connection_loop(), name=f"mqtt-connection:{self._client_id}")
         return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self.connected and self._outbox:
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
                 await self.flush(self._flush_timeout)
         self._closing.set()
         if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), self._op_timeout)
-            except (TimeoutError, asyncio.TimeoutError):
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-            self._task = None
+            await asyncio.wait({self._task}, timeout=self._op_timeout)  # a clean DISCONNECT: no will
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         self._end_incoming()
 
     @property
@@ -226,7 +183,7 @@ class MqttTransport:
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait for a live, subscribed session; raise MqttAuthError at once if the broker refused us."""
-        waiters = [asyncio.ensure_future(self._connected.wait()), asyncio.ensure_future(self._closing.wait())]
+        waiters = [asyncio.ensure_future(event.wait()) for event in (self._connected, self._closing)]
         try:
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -237,40 +194,30 @@ class MqttTransport:
         if not self._connected.is_set():
             if self._closing.is_set():
                 raise MqttTransportError("transport closed before it connected")
-            raise TimeoutError(
-                f"no MQTT connection to {self._host}:{self._port} within {timeout} s "
-                f"(last error: {self.stats.last_error})"
-            )
+            raise TimeoutError(f"no MQTT link within {timeout} s; last error: {self.stats.last_error}")
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until every queued QoS >= 1 message has been acknowledged by the broker."""
         await asyncio.wait_for(self._outbox_empty.wait(), timeout)
 
-    # -- sending and subscribing -------------------------------------------------------------------
-
     async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> bool:
-        """Publish; returns False when the message was dropped (QoS 0 with no link).
-
-        QoS >= 1 is queued and sent in order by the outbox loop; await ``flush`` to wait for acks.
-        """
-        _check_qos(qos)
+        """Returns False if dropped (QoS 0, no link). QoS >= 1 is queued and sent in order: see ``flush``."""
+        _check(qos, topic)
         if not isinstance(payload, (bytes, bytearray)):
             raise TypeError(f"payload must be bytes, got {type(payload).__name__}")
         if self._fatal is not None:
             raise self._fatal
         if qos == 0:
-            client = self._client
-            if client is None or not self._connected.is_set():
-                self.stats.dropped += 1
-                return False
+            client = self._client if self._connected.is_set() else None
             try:
-                await client.publish(topic, bytes(payload), qos=0, retain=retain, timeout=self._op_timeout)
+                if client is not None:
+                    await client.publish(topic, bytes(payload), 0, retain, timeout=self._op_timeout)
+                    self.stats.published += 1
+                    return True
             except aiomqtt.MqttError as exc:
-                self.stats.dropped += 1
                 self.stats.last_error = str(exc)
-                return False
-            self.stats.published += 1
-            return True
+            self.stats.dropped += 1
+            return False
         self._enqueue(_Outgoing(topic, bytes(payload), qos, retain))
         return True
 
@@ -281,10 +228,7 @@ class MqttTransport:
                 return  # a newer state for this topic is already queued; the failed one is obsolete
             for queued in stale:
                 self._outbox.remove(queued)
-        if front:
-            self._outbox.appendleft(item)
-        else:
-            self._outbox.append(item)
+        (self._outbox.appendleft if front else self._outbox.append)(item)
         while len(self._outbox) > self._outbox_limit:
             self._outbox.popleft()
             self.stats.dropped += 1
@@ -294,7 +238,7 @@ class MqttTransport:
 
     async def subscribe(self, topic_filter: str, qos: int = 0) -> None:
         """Subscribe now if connected, and again after every reconnect."""
-        _check_qos(qos)
+        _check(qos)
         self._subscriptions[topic_filter] = qos
         client = self._client
         if client is not None:
@@ -303,36 +247,31 @@ class MqttTransport:
             except aiomqtt.MqttError as exc:  # link lost mid-call: renewed on reconnect
                 self.stats.last_error = str(exc)
                 return
-            self._check_granted([topic_filter], granted)
-
-    async def unsubscribe(self, topic_filter: str) -> None:
-        self._subscriptions.pop(topic_filter, None)
-        client = self._client
-        if client is not None:
-            with contextlib.suppress(aiomqtt.MqttError):
-                await client.unsubscribe(topic_filter, timeout=self._op_timeout)
-
-    def _check_granted(self, filters: list[str], granted: object) -> None:
-        codes = [int(getattr(code, "value", code)) for code in granted]  # type: ignore[attr-defined]
-        refused = [f for f, code in zip(filters, codes, strict=False) if code >= 0x80]
-        if refused:
-            raise MqttTransportError(f"broker refused subscription to {refused} (ACL?)")
+            if _refused([topic_filter], granted):
+                del self._subscriptions[topic_filter]
+                raise MqttTransportError(f"broker refused subscription to {topic_filter!r} (ACL?)")
 
     def incoming(self) -> AsyncIterator[MqttPacket]:
-        """Iterate received packets across reconnects until the transport closes."""
-        return _Incoming(self)
+        """Iterate received packets across reconnects until the transport closes.
 
-    # -- loops --------------------------------------------------------------------------------------
+        The iterator is cancel-safe: ``asyncio.wait_for(anext(it), t)`` may time out and be retried.
+        """
+        return self
+
+    def __aiter__(self) -> MqttTransport:
+        return self
+
+    async def __anext__(self) -> MqttPacket:
+        item = await self._queue.get()
+        if item is None:
+            self._queue.put_nowait(None)  # every later reader sees the end too
+            if self._fatal is not None:
+                raise self._fatal
+            raise StopAsyncIteration
+        return item
 
     def _make_client(self) -> aiomqtt.Client:
-        tls_params = None
-        if self._tls is not None:
-            tls_params = aiomqtt.TLSParameters(
-                ca_certs=self._tls.ca_file, certfile=self._tls.cert_file, keyfile=self._tls.key_file
-            )
-        will = None
-        if self._will is not None:
-            will = aiomqtt.Will(self._will.topic, self._will.payload, self._will.qos, self._will.retain)
+        tls, w = self._tls, self._will
         return aiomqtt.Client(
             self._host,
             self._port,
@@ -340,9 +279,9 @@ class MqttTransport:
             username=self._username,
             password=self._password,
             keepalive=self._keepalive,
-            will=will,
-            tls_params=tls_params,
-            tls_insecure=self._tls.insecure if self._tls is not None else None,
+            will=aiomqtt.Will(w.topic, w.payload, w.qos, w.retain) if w else None,
+            tls_params=aiomqtt.TLSParameters(tls.ca_file, tls.cert_file, tls.key_file) if tls else None,
+            tls_insecure=tls.insecure if tls else None,
             timeout=self._op_timeout,
             clean_session=True,
         )
@@ -389,13 +328,10 @@ class MqttTransport:
         if self._subscriptions:
             filters = list(self._subscriptions)
             granted = await client.subscribe([(f, self._subscriptions[f]) for f in filters])
-            try:
-                self._check_granted(filters, granted)
-            except MqttTransportError as exc:
-                log.error("%s", exc)
+            if refused := _refused(filters, granted):
+                log.error("broker refused resubscription to %s (ACL?)", refused)
+        self.stats.reconnects += self.stats.connects > 0
         self.stats.connects += 1
-        if self.stats.connects > 1:
-            self.stats.reconnects += 1
         self._connected.set()
         log.info("MQTT connected to %s:%d as %s", self._host, self._port, self._client_id)
         receive = asyncio.create_task(self._receive_loop(client), name="mqtt-receive")
@@ -415,11 +351,8 @@ class MqttTransport:
     async def _receive_loop(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             payload = message.payload
-            if not isinstance(payload, (bytes, bytearray)):
-                self._count_invalid("not_bytes", message.topic.value)
-                continue
-            if len(payload) > self._max_payload:
-                self._count_invalid("too_large", f"{message.topic.value}: {len(payload)} bytes")
+            if not isinstance(payload, (bytes, bytearray)) or len(payload) > self._max_payload:
+                self._count_invalid("too_large", f"{message.topic.value}: {len(payload or b'')} bytes")
                 continue
             packet = MqttPacket(
                 message.topic.value, bytes(payload), bool(message.retain), self._clock(), int(message.qos)
@@ -439,24 +372,26 @@ class MqttTransport:
                 continue
             item = self._outbox.popleft()
             try:
-                await client.publish(
-                    item.topic, item.payload, qos=item.qos, retain=item.retain, timeout=self._op_timeout
-                )
-            except BaseException:
+                await client.publish(*item, timeout=self._op_timeout)
+            except (aiomqtt.MqttError, asyncio.CancelledError):
                 self._enqueue(item, front=True)  # at-least-once: resend after reconnect
                 raise
             self.stats.published += 1
 
     def _count_invalid(self, reason: str, detail: str) -> None:
-        first = reason not in self.stats.invalid
-        self.stats.invalid[reason] = self.stats.invalid.get(reason, 0) + 1
-        if first:
+        if reason not in self.stats.invalid:
             log.warning("dropped MQTT message: %s (%s); further ones counted, not logged", reason, detail)
+        self.stats.invalid[reason] = self.stats.invalid.get(reason, 0) + 1
 
     def _end_incoming(self) -> None:
         if self._queue.full():
             self._queue.get_nowait()
         self._queue.put_nowait(None)
+
+
+def _refused(filters: list[str], granted: Iterable[object]) -> list[str]:
+    codes = [int(getattr(code, "value", code)) for code in granted]  # type: ignore[call-overload]
+    return [f for f, code in zip(filters, codes, strict=False) if code >= 0x80]
 
 
 def _fatal_code(rc: object) -> bool:

@@ -1,14 +1,13 @@
 """OSC over UDP: one socket that both listens and sends, moving addresses and typed arguments only.
 
-The typed messages and their codecs live above this module; here a message is an address plus
-``(typetag, value)`` pairs. Typetags are explicit because python-osc guesses ``'f'`` (float32) for a
-Python float, and a float32 timestamp is off by about a minute: times go as ``'d'`` or as a bundle
-timetag.
-
-Receiving uses python-osc only for the leaf message parser. Bundles are walked here, iteratively
-and with a depth cap, because python-osc recurses once per nesting level (a 64 KiB datagram of
-nested bundle headers is ~3000 levels deep) and drops bad packets silently. Every dropped datagram
-is counted by reason and logged once per reason.
+A message here is an address plus ``(typetag, value)`` pairs; typed messages live above. Typetags
+are explicit because python-osc guesses ``'f'`` (float32) for a Python float, and a float32
+timestamp is off by about a minute: times go as ``'d'`` or as a bundle timetag. Encoding is done
+here rather than with OscMessageBuilder, whose ``build()`` re-parses every datagram it makes and
+refuses empty blobs. For receiving, python-osc parses leaf messages only: bundles are walked here
+iteratively with a depth cap (python-osc recurses once per level, and a 64 KiB datagram can nest
+~3000), and every dropped datagram is counted by reason and logged once per reason, where
+python-osc drops silently.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import struct
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from pythonosc.osc_message import OscMessage, ParseError
@@ -32,7 +30,8 @@ from pythonosc.parsing.ntp import IMMEDIATELY as _NTP_IMMEDIATELY
 log = logging.getLogger(__name__)
 
 MAX_UDP_PAYLOAD = 65507
-OscArg = tuple[str, Any]
+OscArg = tuple[str, Any]  # (typetag, value)
+OscItem = tuple[str, Sequence[OscArg]]  # (address, args): one message of a bundle
 Address = tuple[str, int]
 
 _BUNDLE_HEADER = b"#bundle\x00"
@@ -74,8 +73,7 @@ class MalformedDatagramError(ValueError):
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
+        self.reason, self.detail = reason, detail
 
 
 _PACK = {
@@ -134,7 +132,7 @@ def _encode_timetag(timetag: float | None) -> bytes:
     return struct.pack(">II", (whole + _NTP_DELTA) & 0xFFFFFFFF, fraction)
 
 
-def encode_bundle(messages: Sequence[tuple[str, Sequence[OscArg]]], timetag: float | None) -> bytes:
+def encode_bundle(messages: Sequence[OscItem], timetag: float | None) -> bytes:
     """Encode a bundle of messages due at ``timetag`` (Unix seconds; ``None`` means immediately)."""
     parts = [_BUNDLE_HEADER, _encode_timetag(timetag)]
     for address, args in messages:
@@ -160,9 +158,7 @@ def _decode_message(data: bytes) -> tuple[str, tuple[Any, ...]]:
         raise MalformedDatagramError("unknown_typetag", "".join(sorted(unknown)))
     try:
         message = OscMessage(data)
-    except ParseError as exc:
-        raise MalformedDatagramError("bad_argument", str(exc.args[-1]) if exc.args else "") from None
-    except (UnicodeDecodeError, ValueError, OverflowError, IndexError) as exc:
+    except (ParseError, UnicodeDecodeError, ValueError, OverflowError, IndexError) as exc:
         raise MalformedDatagramError("bad_argument", f"{type(exc).__name__}: {exc}") from None
     return address, tuple(message.params)
 
@@ -189,12 +185,8 @@ def decode_datagram(data: bytes, *, max_depth: int = 8) -> list[tuple[str, tuple
             raise MalformedDatagramError("bundle_too_deep", f"more than {max_depth} levels")
         if len(chunk) < 16:
             raise MalformedDatagramError("bad_bundle", "truncated timetag")
-        raw_tag = chunk[8:16]
-        if raw_tag == _NTP_IMMEDIATELY:
-            inner_tag: float | None = None
-        else:
-            seconds, fraction = struct.unpack(">II", raw_tag)
-            inner_tag = seconds - _NTP_DELTA + fraction / 2**32
+        seconds, fraction = struct.unpack_from(">II", chunk, 8)
+        inner_tag = None if chunk[8:16] == _NTP_IMMEDIATELY else seconds - _NTP_DELTA + fraction / 2**32
         children = []
         index = 16
         while index < len(chunk):
@@ -244,9 +236,7 @@ def _check_ip(addr: Address, what: str) -> Address:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        raise ValueError(
-            f"{what} host must be an IP literal (resolve names first, e.g. with resolve_peer), got {host!r}"
-        ) from None
+        raise ValueError(f"{what} host must be an IP literal (see resolve_peer), got {host!r}") from None
     if not 0 <= int(port) <= 65535:
         raise ValueError(f"{what} port out of range: {port}")
     return (host, int(port))
@@ -289,22 +279,17 @@ class OscTransport:
     async def __aenter__(self) -> OscTransport:
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), local_addr=self._listen)
-        self._transport = transport
-        bound = transport.get_extra_info("sockname")
+        self._transport, bound = transport, transport.get_extra_info("sockname")
         self._listen = (str(bound[0]), int(bound[1]))
         return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
-        try:
-            self._queue.put_nowait(None)
-        except asyncio.QueueFull:
+        if self._queue.full():
             self._queue.get_nowait()
-            self._queue.put_nowait(None)
+        self._queue.put_nowait(None)  # ends incoming()
 
     @property
     def address(self) -> Address:
@@ -334,10 +319,7 @@ class OscTransport:
         self.send_raw(encode_message(address, args), to)
 
     def send_bundle(
-        self,
-        messages: Sequence[tuple[str, Sequence[OscArg]]],
-        timetag: float | None,
-        to: Address | None = None,
+        self, messages: Sequence[OscItem], timetag: float | None, to: Address | None = None
     ) -> None:
         """Send messages as one bundle due at ``timetag`` (Unix seconds, ``None`` = immediately)."""
         self.send_raw(encode_bundle(messages, timetag), to)
@@ -362,9 +344,7 @@ class OscTransport:
             raise RuntimeError("this transport delivers to on_packet; incoming() would never yield")
         return _Incoming(self)
 
-    # -- receive path (runs inside the event loop's datagram callback) --------------------------------
-
-    def _on_datagram(self, data: bytes, sender: Address) -> None:
+    def _on_datagram(self, data: bytes, sender: Address) -> None:  # runs in the loop's datagram callback
         received_at = self._clock()
         self.stats.datagrams_in += 1
         try:
@@ -385,46 +365,34 @@ class OscTransport:
         if self._on_packet is not None:
             try:
                 self._on_packet(packet)
-            except Exception:
+            except Exception as exc:
                 self.stats.callback_errors += 1
-                if "callback" not in self._logged:
-                    self._logged.add("callback")
-                    log.exception("OSC on_packet callback failed (logged once; counted in stats)")
+                self._log_once("callback", "OSC on_packet callback failed: %r", exc)
             return
-        try:
-            self._queue.put_nowait(packet)
-        except asyncio.QueueFull:
+        if self._queue.full():
             self.stats.dropped += 1
-            if "queue_full" not in self._logged:
-                self._logged.add("queue_full")
-                log.warning("OSC incoming queue full: dropping packets (logged once; counted in stats)")
+            self._log_once("queue_full", "OSC incoming queue full: dropping packets")
+        else:
+            self._queue.put_nowait(packet)
 
     def _count_invalid(self, reason: str, detail: str, sender: Address) -> None:
         self.stats.invalid[reason] = self.stats.invalid.get(reason, 0) + 1
-        if reason not in self._logged:
-            self._logged.add(reason)
-            log.warning(
-                "dropped malformed OSC datagram from %s:%d: %s %s (further ones counted, not logged)",
-                sender[0],
-                sender[1],
-                reason,
-                detail,
-            )
+        self._log_once(reason, "dropped malformed OSC datagram from %s: %s %s", sender, reason, detail)
 
     def _count_send_error(self, exc: Exception) -> None:
         self.stats.send_errors += 1
-        key = f"send:{type(exc).__name__}"
+        self._log_once(f"send:{type(exc).__name__}", "OSC send error: %s", exc)
+
+    def _log_once(self, key: str, msg: str, *args: object) -> None:
         if key not in self._logged:
             self._logged.add(key)
-            log.warning("OSC send error (further ones counted, not logged): %s", exc)
+            log.warning(msg + " (further ones are only counted in stats)", *args)
 
 
 async def resolve_peer(host: str, port: int, *, ipv6: bool = False) -> Address:
     """Resolve a host name once, off the hot path, into the IP literal that ``add_peer`` wants."""
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ipv6 else socket.AF_INET
-    infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)
-    if not infos:
-        raise OSError(f"could not resolve {host!r}")
+    infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)  # raises if none
     sockaddr = infos[0][4]
     return (str(sockaddr[0]), int(sockaddr[1]))

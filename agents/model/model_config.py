@@ -94,7 +94,8 @@ def read_tokenizer_config(path: Path) -> TokenizerConfig:
                              f"got {version!r}")
     optimise = tok.get("optimise_midi", False)
     if not isinstance(optimise, bool):
-        raise ModelLoadError(f"{path}: field 'tokenizer.optimise_midi' must be true or false, got {optimise!r}")
+        raise ModelLoadError(f"{path}: field 'tokenizer.optimise_midi' must be true or false, "
+                             f"got {optimise!r}")
     name = raw.get("config_name")
     return TokenizerConfig(version, optimise, name if isinstance(name, str) else None)
 
@@ -138,7 +139,8 @@ def _stack(path: Path, inputs: dict[str, _Port], outputs: dict[str, _Port]) -> S
             if kv not in layers.get(i, ()):
                 raise ModelLoadError(f"{path}: input 'past_key_values.{i}.{kv}' missing")
             _expect(path, outputs.get(f"present.{i}.{kv}"), f"present.{i}.{kv}", "output", "tensor(float)", 4)
-    first = _expect(path, inputs["past_key_values.0.key"], "past_key_values.0.key", "input", "tensor(float)", 4)
+    first = _expect(path, inputs["past_key_values.0.key"], "past_key_values.0.key", "input",
+                    "tensor(float)", 4)
     heads, head_dim = _static(first.shape[1]), _static(first.shape[3])
     if heads is None or head_dim is None:
         raise ModelLoadError(f"{path}: input 'past_key_values.0.key' needs static heads and head_dim "
@@ -153,7 +155,8 @@ def inspect_graphs(folder: Path, tok: TokenizerConfig, base_in: list[Any], base_
     bi, bo, ti, to = _ports(base_in), _ports(base_out), _ports(token_in), _ports(token_out)
     x = _expect(bpath, bi.get("x"), "x", "input", "tensor(int64)", 3)
     if _static(x.shape[2]) not in (None, MAX_TOKEN_SEQ):
-        raise ModelLoadError(f"{bpath}: input 'x' dim 2 (token_seq) must be {MAX_TOKEN_SEQ}, found {x.shape[2]}")
+        raise ModelLoadError(f"{bpath}: input 'x' dim 2 (token_seq) must be {MAX_TOKEN_SEQ}, "
+                             f"found {x.shape[2]}")
     hidden = _expect(bpath, bo.get("hidden"), "hidden", "output", "tensor(float)", 3)
     base, token = _stack(bpath, bi, bo), _stack(tpath, ti, to)
     if (base is None) != (token is None):

@@ -29,6 +29,8 @@ _API_IDS: dict[str, int] = {
     "winmm": rtmidi.API_WINDOWS_MM,
 }
 
+_JACK_DRAIN_S = 0.08
+
 
 class PortNotFoundError(OutputError, LookupError):
     """The named port is not there; the message lists the ports that are, so the user can pick one."""
@@ -176,6 +178,12 @@ class MidiPortOutput(Output):
     def _close_transport(self) -> None:
         if self._midi is None:
             return
+        if self.api_name == "jack":
+            # rtmidi's JACK backend queues sends in a ringbuffer that JACK's process thread drains
+            # once per period; closing the port before then garbles what is still queued (seen here:
+            # the final note-offs arrived as copies of another message). rtmidi exposes no drain, so
+            # allow a few periods of a typical 1024-frame setup; close is not time-critical.
+            time.sleep(_JACK_DRAIN_S)
         try:
             self._midi.close_port()
         finally:

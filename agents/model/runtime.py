@@ -1,0 +1,329 @@
+"""ONNX Runtime inference for a SkyTNT-format model, with the event-level and token-level KV caches.
+
+An agent keeps one context (the time-ordered event rows of all parts) and extends it event by event;
+late events are inserted by rolling the cache back and re-feeding. So the runtime's job is: append rows
+to the base model's cache (`prefill`), cut it (`rollback`), and give the token model's logits for each
+token of the next event (`token_logits`), while the caller samples. `full_logits` recomputes everything
+without a cache; tests hold the cached path to it.
+
+Hot-loop allocations: on CPU the caches live in preallocated double buffers and ORT writes each
+`present` straight into the idle half through IO binding (the export concatenates past and new keys, so
+a copy per call is inherent; a fresh allocation per call is not). With CUDA the caches stay on the
+device as ORT-allocated OrtValues fed back as the next inputs. Logits land in one preallocated array.
+Not thread-safe: one runtime per agent thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from agents.model.model_config import (
+    MAX_TOKEN_SEQ,
+    ModelInfo,
+    ModelLoadError,
+    StackShape,
+    inspect_graphs,
+    model_paths,
+    read_tokenizer_config,
+)
+
+__all__ = ["ModelLoadError", "ModelRuntime", "choose_providers"]
+
+log = logging.getLogger(__name__)
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def choose_providers(requested: Sequence[str] | None = None) -> list[str]:
+    """CUDA first when this onnxruntime build has it (onnxruntime-gpu), CPU always as the fallback."""
+    available = ort.get_available_providers()
+    if requested is None:
+        return ([CUDA] if CUDA in available else []) + [CPU]
+    missing = [p for p in requested if p not in available]
+    if missing:
+        raise ValueError(f"providers: {missing} not available in this onnxruntime (has {available})")
+    return list(requested)
+
+
+class _KVCache:
+    """Past keys/values of one stack. 'buffers': two host arrays per tensor, ORT reads one half and
+    writes the present into the other, then they swap. 'ortvalues': whatever ORT allocated on the
+    device is kept and bound as the next past, so a CUDA cache never crosses to the host."""
+
+    def __init__(self, stack: StackShape, batch: int, capacity: int, device: str | None) -> None:
+        self.past = [f"past_key_values.{i}.{kv}" for i in range(stack.layers) for kv in ("key", "value")]
+        self.present = [f"present.{i}.{kv}" for i in range(stack.layers) for kv in ("key", "value")]
+        self.b, self.h, self.d, self.capacity = batch, stack.heads, stack.head_dim, capacity
+        self.device = device  # None: host buffers
+        self.length = 0
+        if device is None:
+            size = batch * stack.heads * capacity * stack.head_dim
+            self._buf = [[np.empty(size, np.float32), np.empty(size, np.float32)] for _ in self.past]
+            self._cur = 0
+        else:
+            self._values: list[ort.OrtValue] = []
+            self.truncate(0)
+
+    def _shape(self, length: int) -> tuple[int, int, int, int]:
+        return (self.b, self.h, length, self.d)
+
+    def _view(self, half: int, i: int, length: int) -> np.ndarray:
+        return self._buf[i][half][: self.b * self.h * length * self.d].reshape(self._shape(length))
+
+    def bind(self, binding: ort.IOBinding, new: int) -> None:
+        if self.device is not None:
+            for name, value in zip(self.past, self._values, strict=True):
+                binding.bind_ortvalue_input(name, value)
+            for name in self.present:
+                binding.bind_output(name, self.device)
+            return
+        n = self.length + new
+        for i, (p, q) in enumerate(zip(self.past, self.present, strict=True)):
+            past, present = self._view(self._cur, i, self.length), self._view(1 - self._cur, i, n)
+            binding.bind_input(p, "cpu", 0, np.float32, past.shape, past.ctypes.data)
+            binding.bind_output(q, "cpu", 0, np.float32, present.shape, present.ctypes.data)
+
+    def commit(self, outputs: list[ort.OrtValue] | None, new: int) -> None:
+        """Make the presents of the run just done the past; `outputs` only in 'ortvalues' mode."""
+        self.length += new
+        if self.device is None:
+            self._cur = 1 - self._cur
+        else:
+            assert outputs is not None
+            self._values = outputs
+
+    def truncate(self, length: int) -> None:
+        if self.device is None:
+            if length < self.length:  # compact (b, h, :length) into the other half: heads are strided
+                for i in range(len(self.past)):
+                    old = self._view(self._cur, i, self.length)
+                    self._view(1 - self._cur, i, length)[...] = old[:, :, :length]
+                self._cur = 1 - self._cur
+        elif length == 0:
+            empty = np.zeros(self._shape(0), np.float32)
+            self._values = [ort.OrtValue.ortvalue_from_numpy(empty, self.device, 0) for _ in self.past]
+        else:
+            self._values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v.numpy()[:, :, :length]),
+                                                             self.device, 0) for v in self._values]
+        self.length = length
+
+    def host_arrays(self) -> list[np.ndarray]:
+        """Copies of the current past, for inspection and tests."""
+        if self.device is None:
+            return [self._view(self._cur, i, self.length).copy() for i in range(len(self.past))]
+        return [v.numpy() for v in self._values]
+
+
+class ModelRuntime:
+    """Sessions, caches and buffers for one model folder (ours or a user's SkyTNT export)."""
+
+    def __init__(self, folder: str | Path, *, providers: Sequence[str] | None = None,
+                 intra_op_threads: int = 1, batch_size: int = 1, max_events: int = 4096,
+                 cache_mode: str | None = None) -> None:
+        """intra_op_threads defaults to 1: agents share two cores with a timing thread, and ORT's
+        spinning worker threads would steal it. cache_mode 'buffers' / 'ortvalues' overrides the
+        choice made from the provider that actually runs (tests use it to cover both on CPU)."""
+        if intra_op_threads < 1 or batch_size < 1 or max_events < 1:
+            raise ValueError("intra_op_threads, batch_size and max_events must be >= 1, got "
+                             f"{intra_op_threads}, {batch_size}, {max_events}")
+        config_path, base_path, token_path = model_paths(folder)
+        tok = read_tokenizer_config(config_path)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = intra_op_threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        chosen = choose_providers(providers)
+        self._base = self._session(base_path, opts, chosen)
+        self._token = self._session(token_path, opts, chosen)
+        self.info: ModelInfo = inspect_graphs(Path(folder), tok, self._base.get_inputs(),
+                                              self._base.get_outputs(), self._token.get_inputs(),
+                                              self._token.get_outputs())
+        self.providers: tuple[str, ...] = tuple(self._base.get_providers())
+        if CUDA in chosen and self.providers[0] != CUDA:
+            log.warning("CUDA requested but onnxruntime runs %s (CUDA libraries missing?)", self.providers[0])
+        if cache_mode is None:
+            cache_mode = "ortvalues" if self.providers[0] == CUDA else "buffers"
+        if cache_mode not in ("buffers", "ortvalues"):
+            raise ValueError(f"cache_mode must be 'buffers' or 'ortvalues', got {cache_mode!r}")
+        device = None if cache_mode == "buffers" else ("cuda" if self.providers[0] == CUDA else "cpu")
+        self.batch_size, self.max_events = batch_size, max_events
+        b, e, v = batch_size, self.info.n_embd, self.info.vocab_size
+        self._rows = np.zeros((b, max_events, MAX_TOKEN_SEQ), np.int64)
+        self._length = 0
+        self._last_hidden = np.zeros((b, 1, e), np.float32)
+        self._hidden_fresh = False  # does _last_hidden belong to row _length - 1?
+        self._no_hidden = np.zeros((b, 0, e), np.float32)
+        self._no_tokens = np.zeros((b, 0), np.int64)
+        self._step_token = np.zeros((b, 1), np.int64)
+        self._logits = np.zeros((b, 1, v), np.float32)
+        self._fed = np.zeros((b, MAX_TOKEN_SEQ), np.int64)  # token prefix held by the token cache
+        self._fed_len = -1  # -1: token cache does not belong to the current context
+        self._hidden_out = np.empty(0, np.float32)
+        if self.info.kv_cache:
+            self._base_kv = _KVCache(self.info.base, b, max_events, device)
+            self._token_kv = _KVCache(self.info.token, b, 1 + MAX_TOKEN_SEQ, device)
+            self._base_bind = self._base.io_binding()
+            self._token_bind = self._token.io_binding()
+
+    @staticmethod
+    def _session(path: Path, opts: ort.SessionOptions, providers: list[str]) -> ort.InferenceSession:
+        try:
+            return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
+            raise ModelLoadError(f"{path}: onnxruntime cannot load it as an ONNX model ({exc})") from exc
+
+    @property
+    def length(self) -> int:
+        """Events in the context (and in the base cache)."""
+        return self._length
+
+    @property
+    def rows(self) -> np.ndarray:
+        """The context, (batch, length, 8); a view, valid until the next prefill or rollback."""
+        return self._rows[:, : self._length]
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.providers[0] == CUDA else "cpu"
+
+    def _as_batch(self, rows: np.ndarray, ndim_one: int, field: str) -> np.ndarray:
+        a = np.asarray(rows)
+        if a.size == 0:
+            a = a.astype(np.int64)  # `[]` arrives as float64
+        if a.ndim == ndim_one:
+            a = a[None]
+        if a.ndim != ndim_one + 1 or a.shape[0] not in (1, self.batch_size):
+            raise ValueError(f"{field}: expected shape {'(N, 8)' if ndim_one == 2 else '(j,)'} or with a "
+                             f"leading batch of {self.batch_size}, got {a.shape}")
+        if not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"{field}: token ids must be integers, got {a.dtype}")
+        if a.size and (a.min() < 0 or a.max() >= self.info.vocab_size):
+            raise ValueError(f"{field}: token ids must lie in 0..{self.info.vocab_size - 1}")
+        return np.ascontiguousarray(np.broadcast_to(a, (self.batch_size, *a.shape[1:])), dtype=np.int64)
+
+    def prefill(self, rows: np.ndarray) -> None:
+        """Append event rows, (8,), (N, 8) or (batch, N, 8), to the context and the base cache in one call."""
+        rows = np.asarray(rows)
+        x = self._as_batch(rows[None] if rows.ndim == 1 else rows, 2, "rows")
+        n = x.shape[1]
+        if x.shape[2] != MAX_TOKEN_SEQ:
+            raise ValueError(f"rows: each event needs {MAX_TOKEN_SEQ} token ids, got {x.shape[2]}")
+        if self._length + n > self.max_events:
+            raise ValueError(f"max_events: context would hold {self._length + n} events, capacity "
+                             f"{self.max_events}; roll back or create the runtime with a larger max_events")
+        if n == 0:
+            return
+        self._rows[:, self._length : self._length + n] = x
+        self._length += n
+        self._fed_len = -1
+        if not self.info.kv_cache:
+            self._hidden_fresh = False  # legacy: the base runs on the whole context when needed
+            return
+        b, e = self.batch_size, self.info.n_embd
+        if self._hidden_out.size < b * n * e:
+            self._hidden_out = np.empty(b * max(n, 16) * e, np.float32)
+        hidden = self._hidden_out[: b * n * e].reshape(b, n, e)
+        bind = self._base_bind
+        bind.bind_cpu_input("x", x)
+        bind.bind_output("hidden", "cpu", 0, np.float32, hidden.shape, hidden.ctypes.data)
+        self._base_kv.bind(bind, n)
+        self._base.run_with_iobinding(bind)
+        self._base_kv.commit(bind.get_outputs()[1:] if self._base_kv.device else None, n)
+        self._last_hidden[...] = hidden[:, -1:]
+        self._hidden_fresh = True
+
+    def rollback(self, length: int) -> None:
+        """Keep the first `length` events: the cut for inserting a late event, then re-feed from there."""
+        if not 0 <= length <= self._length:
+            raise ValueError(f"length: must lie in 0..{self._length}, got {length}")
+        if length == self._length:
+            return
+        self._length = length
+        self._hidden_fresh = False
+        self._fed_len = -1
+        if self.info.kv_cache:
+            self._base_kv.truncate(length)
+
+    def reset(self) -> None:
+        self.rollback(0)
+
+    def _refresh_hidden(self) -> None:
+        if self._length == 0:
+            raise ValueError("token_logits: the context is empty; prefill at least a BOS row first")
+        if self.info.kv_cache:  # after a rollback: re-feed the last event to get its hidden state back
+            last = self._rows[:, self._length - 1 : self._length].copy()
+            self.rollback(self._length - 1)
+            self.prefill(last)
+        else:
+            hidden = self._base.run(["hidden"], {"x": self._rows[:, : self._length]})[0]
+            self._last_hidden[...] = hidden[:, -1:]
+            self._hidden_fresh = True
+
+    def token_logits(self, prefix: np.ndarray) -> np.ndarray:
+        """Raw logits (batch, vocab) for token j of the next event, given its tokens 0..j-1 (`prefix`,
+        (j,) or (batch, j)). Calling with j = 0, 1, 2, ... extends the token cache one token per call;
+        any other prefix is recomputed. The array is reused by the next call: copy it to keep it."""
+        p = self._as_batch(prefix, 1, "prefix")
+        j = p.shape[1]
+        if j >= MAX_TOKEN_SEQ:
+            raise ValueError(f"prefix: an event has {MAX_TOKEN_SEQ} tokens, so j must be < "
+                             f"{MAX_TOKEN_SEQ}, got {j}")
+        if not self._hidden_fresh:
+            self._refresh_hidden()
+        if not self.info.kv_cache:
+            y = self._token.run(["y"], {"hidden": self._last_hidden[:, 0], "x": p})[0]
+            self._logits[...] = y[:, -1:]
+            return self._logits[:, 0]
+        kv, bind = self._token_kv, self._token_bind
+        step = j >= 1 and self._fed_len == j - 1 and np.array_equal(p[:, : j - 1], self._fed[:, : j - 1])
+        if step:
+            self._step_token[:, 0] = p[:, j - 1]
+            hidden, x, new = self._no_hidden, self._step_token, 1
+        else:
+            kv.truncate(0)
+            hidden, x, new = self._last_hidden, p, 1 + j
+        bind.bind_cpu_input("hidden", hidden)
+        bind.bind_cpu_input("x", x)
+        if new == 1:
+            bind.bind_output("y", "cpu", 0, np.float32, self._logits.shape, self._logits.ctypes.data)
+        else:
+            bind.bind_output("y", "cpu")
+        kv.bind(bind, new)
+        self._token.run_with_iobinding(bind)
+        outputs = bind.get_outputs() if (new > 1 or kv.device) else None
+        kv.commit(outputs[1:] if kv.device and outputs else None, new)
+        if new > 1:
+            assert outputs is not None
+            self._logits[:, 0] = outputs[0].numpy()[:, -1]
+        self._fed[:, :j] = p
+        self._fed_len = j
+        return self._logits[:, 0]
+
+    def full_logits(self, rows: np.ndarray, prefix: np.ndarray) -> np.ndarray:
+        """The same logits as prefill(rows) then token_logits(prefix), computed from scratch with no
+        cache and no binding: the reference the cached path is tested against."""
+        x = self._as_batch(rows, 2, "rows")
+        p = self._as_batch(prefix, 1, "prefix")
+        b = self.batch_size
+        if not self.info.kv_cache:
+            hidden = self._base.run(["hidden"], {"x": x})[0]
+            return self._token.run(["y"], {"hidden": hidden[:, -1], "x": p})[0][:, -1]
+
+        def empty(stack: StackShape) -> dict[str, np.ndarray]:
+            z = np.zeros((b, stack.heads, 0, stack.head_dim), np.float32)
+            return {f"past_key_values.{i}.{kv}": z for i in range(stack.layers) for kv in ("key", "value")}
+
+        hidden = self._base.run(["hidden"], {"x": x, **empty(self.info.base)})[0]
+        feeds = {"hidden": hidden[:, -1:], "x": p, **empty(self.info.token)}
+        return self._token.run(["y"], feeds)[0][:, -1]
+
+    def base_cache(self) -> list[np.ndarray]:
+        """Host copies of the base past, (batch, heads, length, head_dim) per tensor; empty if legacy."""
+        return self._base_kv.host_arrays() if self.info.kv_cache else []

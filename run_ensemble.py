@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""Run a Barcelona ensemble: `python run_ensemble.py ensembles/default.yaml`.
+
+Validates the YAML, starts the conductor and this host's agents as separate processes, restarts an
+agent that dies, shows live status, and stops everything cleanly on Ctrl-C or SIGTERM (every child
+gone within 2 s, every note released). See README.md for the flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from protocol.ensemble import Ensemble, EnsembleError, load_ensemble
+
+ROOT = Path(__file__).resolve().parent
+STOP_GRACE_S = 1.5
+
+
+@dataclass
+class Child:
+    """One supervised process; `restarts` counts how often the launcher brought it back."""
+
+    name: str
+    role: str
+    argv: list[str]
+    stats: Path
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started: list[float] = field(default_factory=list)
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env)
+        self.started.append(time.monotonic())
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def read_stats(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.stats.read_text())
+        except (OSError, ValueError):
+            return {}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="run_ensemble.py", description="Run a Barcelona ensemble.")
+    ap.add_argument("ensemble", type=Path, nargs="?", default=ROOT / "ensembles" / "default.yaml")
+    ap.add_argument("--bars", type=int, help="play N bars, then stop and exit")
+    ap.add_argument("--record", type=Path, help="write a MIDI file: one named track per part, human included")
+    ap.add_argument("--report", type=Path, help="write a JSON report (timing, sync, notes, stuck notes)")
+    ap.add_argument("--check", action="store_true", help="validate the YAML and exit")
+    ap.add_argument("--host", help="start only the processes the YAML places on this host")
+    ap.add_argument("--list-ports", action="store_true", help="list MIDI output and input ports and exit")
+    ap.add_argument("--quiet", action="store_true", help="no live status display")
+    ap.add_argument("--log-level", default="WARNING")
+    return ap.parse_args(argv)
+
+
+def list_ports() -> int:
+    from agents.outputs import list_ports as outputs
+
+    for api in ("auto",):
+        print("MIDI outputs:", ", ".join(outputs(api)) or "(none)")
+    return 0
+
+
+def plan_children(ens: Ensemble, args: argparse.Namespace, run_dir: Path) -> list[Child]:
+    py = sys.executable
+    yaml_path = str(args.ensemble.resolve())
+    common = ["--log-level", args.log_level]
+    children = []
+    for a in ens.agents:
+        if args.host is None or a.host == args.host:
+            stats = run_dir / f"agent-{a.name}.json"
+            children.append(Child(a.name, "agent", [py, "-m", "agents", yaml_path, a.name, "--stats", str(stats),
+                                                    *common], stats))
+    if args.host is None or ens.conductor.host == args.host:
+        stats = run_dir / "conductor.json"
+        argv = [py, "-m", "conductor", yaml_path, "--stats", str(stats), "--state", str(run_dir / "state.json"),
+                *common]
+        if args.bars:
+            argv += ["--bars", str(args.bars)]
+        if args.record:
+            argv += ["--record", str(args.record.resolve())]
+        children.append(Child("conductor", "conductor", argv, stats))
+    return children
+
+
+class Launcher:
+    def __init__(self, ens: Ensemble, args: argparse.Namespace, children: list[Child]) -> None:
+        self.ens, self.args, self.children = ens, args, children
+        self.stopping = False
+        self.t0 = time.monotonic()
+
+    def request_stop(self, *_: object) -> None:
+        self.stopping = True
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        for c in sorted(self.children, key=lambda c: c.role != "agent"):
+            c.start()
+        conductor = next((c for c in self.children if c.role == "conductor"), None)
+        display = None if self.args.quiet else _make_display(self)
+        rc = 0
+        try:
+            while not self.stopping:
+                time.sleep(0.05)
+                if conductor is not None and not conductor.alive:
+                    code = conductor.proc.returncode if conductor.proc else 1
+                    if code == 0 and self.args.bars:
+                        break
+                    if code in (0, -signal.SIGTERM, -signal.SIGINT):
+                        break
+                    print(f"conductor exited with {code}; restarting it (state is kept)", file=sys.stderr)
+                    conductor.restarts += 1
+                    conductor.start()
+                for c in self.children:
+                    if c.role == "agent" and not c.alive and not self.stopping:
+                        code = c.proc.returncode if c.proc else None
+                        if code == 1 and len(c.started) >= 3 and c.started[-1] - c.started[-3] < 5.0:
+                            print(f"agent {c.name} keeps failing at start; giving up", file=sys.stderr)
+                            rc = 1
+                            self.stopping = True
+                            break
+                        print(f"agent {c.name} exited with {code}; restarting it", file=sys.stderr)
+                        c.restarts += 1
+                        c.start()
+                if display is not None:
+                    display.update()
+        finally:
+            self.shutdown()
+            if display is not None:
+                display.close()
+        if conductor is not None and conductor.proc is not None and conductor.proc.returncode not in (0, None):
+            if conductor.proc.returncode not in (-signal.SIGTERM, -signal.SIGINT):
+                rc = rc or 1
+        return rc
+
+    def shutdown(self) -> None:
+        """SIGTERM everyone (they release their notes), then SIGKILL whatever is left after the grace."""
+        live = [c for c in self.children if c.alive]
+        for c in live:
+            assert c.proc is not None
+            c.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for c in live:
+            assert c.proc is not None
+            try:
+                c.proc.wait(timeout=max(0.01, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                c.proc.kill()
+                c.proc.wait()
+
+    def report(self) -> dict[str, Any]:
+        parts: dict[str, Any] = {}
+        cond = next((c.read_stats() for c in self.children if c.role == "conductor"), {})
+        stuck = 0
+        for c in self.children:
+            if c.role != "agent":
+                continue
+            s = c.read_stats()
+            stuck += int(s.get("stuck_notes", 0)) + int(s.get("sounding", 0) if c.alive else 0)
+            parts[c.name] = {
+                "role": "agent",
+                "notes": int(s.get("notes", 0)),
+                "late_notes": int(s.get("late_notes", 0)),
+                "timing_ms": s.get("timing_ms", {"p50": 0.0, "p99": 0.0, "max": 0.0}),
+                "sync": s.get("sync", {"offset_ms": 0.0, "rtt_ms": 0.0}),
+                "invalid_messages": int(s.get("invalid_messages", 0)),
+                "restarts": c.restarts,
+                "priority": s.get("priority", "none"),
+                "stuck_notes": int(s.get("stuck_notes", 0)),
+            }
+        if self.ens.human is not None and cond:
+            parts[self.ens.human.name] = {
+                "role": "human",
+                "notes": int(cond.get("human_notes", 0)),
+                "late_notes": 0,
+                "timing_ms": {"p50": 0.0, "p99": 0.0, "max": 0.0},
+                "sync": {"offset_ms": 0.0, "rtt_ms": 0.0},
+                "invalid_messages": 0,
+                "restarts": 0,
+            }
+        return {
+            "ensemble": self.ens.name,
+            "bus": self.ens.bus.transport,
+            "bars": self.args.bars,
+            "duration_s": round(time.monotonic() - self.t0, 3),
+            "stuck_notes": stuck,
+            "parts": parts,
+            "conductor": {k: cond.get(k) for k in ("invalid_messages", "invalid_reasons", "refused", "recorded",
+                                                   "tempo", "bar")} if cond else {},
+        }
+
+
+def _make_display(launcher: Launcher) -> Any:
+    from launcher.status import StatusDisplay
+
+    return StatusDisplay(launcher)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.list_ports:
+        return list_ports()
+    try:
+        ens = load_ensemble(args.ensemble)
+    except EnsembleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.bars is not None and args.bars < 1:
+        print("error: --bars: must be at least 1", file=sys.stderr)
+        return 1
+    if args.check:
+        print(f"ok: {args.ensemble}: ensemble {ens.name!r}, {len(ens.agents)} agents, bus {ens.bus.transport}")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="barcelona-") as tmp:
+        children = plan_children(ens, args, Path(tmp))
+        if not children:
+            print(f"error: --host: nothing in {args.ensemble} is placed on host {args.host!r}", file=sys.stderr)
+            return 1
+        launcher = Launcher(ens, args, children)
+        rc = launcher.run()
+        report = launcher.report()
+        if args.report:
+            args.report.parent.mkdir(parents=True, exist_ok=True)
+            args.report.write_text(json.dumps(report, indent=2))
+        if not args.quiet:
+            _print_summary(report)
+        if report["stuck_notes"]:
+            print(f"warning: {report['stuck_notes']} notes were still sounding at the end", file=sys.stderr)
+    return rc
+
+
+def _print_summary(report: dict[str, Any]) -> None:
+    print(f"{report['ensemble']}: {report['duration_s']:.1f} s on the {report['bus']} bus, "
+          f"stuck notes {report['stuck_notes']}")
+    for name, p in report["parts"].items():
+        t = p["timing_ms"]
+        print(f"  {name:<10} {p['role']:<6} notes {p['notes']:>5}  late {p['late_notes']:>3}  "
+              f"timing p50 {t['p50']:.3f} p99 {t['p99']:.3f} max {t['max']:.3f} ms  restarts {p['restarts']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

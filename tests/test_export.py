@@ -1,0 +1,82 @@
+"""training.export round trip: the torch model and the ONNX runtime must give the same logits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the exporter needs the train extra (PyTorch)")
+onnx = pytest.importorskip("onnx", reason="the exporter needs the train extra (onnx)")
+
+from agents.model.runtime import ModelRuntime  # noqa: E402
+from training.export import export_model, random_model, vocab_size  # noqa: E402
+
+pytestmark = pytest.mark.torch
+TOL = 1e-4
+FIXTURE = Path(__file__).parent / "fixtures" / "models" / "tiny_v2"
+SMALL = {"layers": 4, "width": 32, "heads": 4, "ffn": 48, "token_layers": 2, "token_heads": 2, "std": 0.3}
+
+
+def torch_logits(model: torch.nn.Module, rows: np.ndarray, prefix: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        hidden, _ = model(torch.from_numpy(rows)[None])
+        y, _ = model.forward_token(hidden[:, -1:], torch.from_numpy(prefix)[None])
+    return y[0, -1].numpy()
+
+
+@pytest.mark.parametrize(("version", "legacy"), [("v2", False), ("v2", True), ("v1", False)])
+def test_onnx_logits_equal_torch_logits(tmp_path: Path, version: str, legacy: bool) -> None:
+    model = random_model(11, tokenizer_version=version, **SMALL)
+    export_model(model, tmp_path, tokenizer_version=version, legacy=legacy)
+    rt = ModelRuntime(tmp_path)
+    assert (rt.info.vocab_size, rt.info.kv_cache, rt.info.tokenizer_version) == (vocab_size(version),
+                                                                                 not legacy, version)
+    rng = np.random.default_rng(0)
+    rows = rng.integers(3, vocab_size(version), (12, 8))
+    event = rng.integers(3, vocab_size(version), 8)
+    rt.prefill(rows[:9])  # a prompt in one call, then events one by one as in generation
+    for row in rows[9:]:
+        rt.prefill(row)
+    for j in range(8):
+        expected = torch_logits(model, rows, event[:j])
+        assert np.abs(rt.token_logits(event[:j]) - expected).max() <= TOL
+        assert np.abs(rt.full_logits(rows, event[:j])[0] - expected).max() <= TOL
+
+
+def test_export_matches_skytnt_signature(tmp_path: Path) -> None:
+    export_model(random_model(1, **SMALL), tmp_path, config_name="tiny", optimise_midi=False)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["tokenizer"]["version"] == "v2" and config["tokenizer"]["optimise_midi"] is False
+    assert config["tokenizer"]["vocab_size"] == 3406 and config["net_config"]["num_hidden_layers"] == 4
+    base = onnx.load(str(tmp_path / "onnx" / "model_base.onnx"))
+    token = onnx.load(str(tmp_path / "onnx" / "model_token.onnx"))
+    kv = [f"past_key_values.{i}.{k}" for i in range(4) for k in ("key", "value")]
+    assert [i.name for i in base.graph.input] == ["x", *kv]
+    assert [o.name for o in base.graph.output] == ["hidden"] + [n.replace("past_key_values", "present")
+                                                                for n in kv]
+    assert [i.name for i in token.graph.input] == ["hidden", "x", *kv[:4]]
+    assert base.opset_import[0].version == 14
+    meta = {p.key: p.value for p in base.metadata_props}
+    assert meta["config_name"] == "tiny"
+    assert json.loads(json.loads(meta["config"])["net_token"])["num_attention_heads"] == 2
+
+
+def test_committed_fixture_is_seed_7(tmp_path: Path) -> None:
+    """tests/fixtures/models/tiny_v2 must stay reproducible from the command in test_runtime.py."""
+    model = random_model(7, layers=4, width=16, heads=2, ffn=32, token_layers=2, token_heads=1,
+                         token_ffn=16, std=0.3)
+    rows = np.random.default_rng(1).integers(3, 3406, (5, 8))
+    prefix = rows[0, :3]
+    got = ModelRuntime(FIXTURE).full_logits(rows, prefix)[0]
+    assert np.abs(got - torch_logits(model, rows, prefix)).max() <= TOL
+
+
+def test_training_loss_is_finite() -> None:
+    model = random_model(2, **SMALL)
+    x = torch.from_numpy(np.random.default_rng(2).integers(0, 3406, (2, 6, 8)))
+    loss = model.loss(x)
+    loss.backward()
+    assert torch.isfinite(loss) and model.lm_head.weight.grad is not None

@@ -1,0 +1,229 @@
+"""ModelRuntime against its own no-cache path, on the committed tiny random-weights exports (no torch).
+
+tiny_v2 and tiny_v2_legacy hold the same weights (seed 7) in the KV-cache and the legacy format, made by
+`python -m training.export --random --seed 7 --layers 4 --width 16 --heads 2 --ffn 32 --token-layers 2
+--token-heads 1 --token-ffn 16 --std 0.3 --config-name tiny-v2 [--legacy] DIR`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from agents.model.model_config import BASE_FILE, CONFIG_FILE, TOKEN_FILE, StackShape
+from agents.model.runtime import ModelLoadError, ModelRuntime, choose_providers
+
+MODELS = Path(__file__).parent / "fixtures" / "models"
+TINY = MODELS / "tiny_v2"
+LEGACY = MODELS / "tiny_v2_legacy"
+TOL = 1e-4
+VOCAB = 3406
+
+
+def random_rows(rng: np.random.Generator, n: int) -> np.ndarray:
+    rows = rng.integers(3, VOCAB, (n, 8))
+    rows[:, 6:] *= rng.integers(0, 2, (n, 1))  # some events shorter than 8 tokens (pads are id 0)
+    return rows
+
+
+def assert_close(a: np.ndarray, b: np.ndarray) -> None:
+    assert a.shape == b.shape
+    assert np.abs(a - b).max() <= TOL, np.abs(a - b).max()
+
+
+@pytest.fixture(params=["buffers", "ortvalues"])
+def runtime(request: pytest.FixtureRequest) -> ModelRuntime:
+    return ModelRuntime(TINY, cache_mode=request.param)
+
+
+def test_reads_shapes_from_graphs() -> None:
+    rt = ModelRuntime(TINY)
+    info = rt.info
+    assert (info.tokenizer_version, info.optimise_midi, info.config_name) == ("v2", True, "tiny-v2")
+    assert (info.vocab_size, info.n_embd, info.kv_cache) == (VOCAB, 16, True)
+    assert info.base == StackShape(layers=4, heads=2, head_dim=8)
+    assert info.token == StackShape(layers=2, heads=1, head_dim=16)
+    assert not ModelRuntime(LEGACY).info.kv_cache
+
+
+def test_reports_the_provider_that_runs() -> None:
+    rt = ModelRuntime(TINY)
+    assert rt.providers[-1] == "CPUExecutionProvider"
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        assert rt.providers == ("CPUExecutionProvider",)
+        assert rt.device == "cpu"
+    assert choose_providers()[-1] == "CPUExecutionProvider"
+    with pytest.raises(ValueError, match="providers"):
+        choose_providers(["NoSuchExecutionProvider"])
+    assert ModelRuntime(TINY, providers=["CPUExecutionProvider"], intra_op_threads=2).device == "cpu"
+
+
+def test_event_by_event_matches_full_recompute(runtime: ModelRuntime) -> None:
+    rng = np.random.default_rng(0)
+    rows = random_rows(rng, 6)
+    rows[0] = [1, 0, 0, 0, 0, 0, 0, 0]  # BOS
+    for n in range(1, 7):
+        runtime.prefill(rows[n - 1])
+        assert runtime.length == n
+        assert_close(runtime.token_logits(np.zeros(0, np.int64)), runtime.full_logits(rows[:n], []))
+
+
+def test_every_token_position_matches_full_recompute(runtime: ModelRuntime) -> None:
+    rng = np.random.default_rng(1)
+    rows, event = random_rows(rng, 5), random_rows(rng, 1)[0]
+    runtime.prefill(rows)
+    for j in range(8):
+        assert_close(runtime.token_logits(event[:j]), runtime.full_logits(rows, event[:j]))
+    # a prefix the token cache does not hold (a different token 2) is recomputed, not extended
+    other = event.copy()
+    other[2] = (other[2] + 1) % VOCAB
+    assert_close(runtime.token_logits(other[:5]), runtime.full_logits(rows, other[:5]))
+
+
+def test_several_events_appended_at_once_match_one_by_one() -> None:
+    rng = np.random.default_rng(2)
+    rows, prefix = random_rows(rng, 9), random_rows(rng, 1)[0, :3]
+    chunked, single = ModelRuntime(TINY), ModelRuntime(TINY)
+    chunked.prefill(rows[:2])
+    chunked.prefill(rows[2:9])
+    for row in rows:
+        single.prefill(row[None])
+    for a, b in zip(chunked.base_cache(), single.base_cache(), strict=True):
+        assert_close(a, b)
+    assert_close(chunked.token_logits(prefix), single.token_logits(prefix))
+    assert_close(chunked.token_logits(prefix), chunked.full_logits(rows, prefix))
+
+
+def test_rollback_then_refeed_matches_full_recompute(runtime: ModelRuntime) -> None:
+    rng = np.random.default_rng(3)
+    rows, late, prefix = random_rows(rng, 10), random_rows(rng, 1), random_rows(rng, 1)[0, :4]
+    runtime.prefill(rows)
+    for j in range(4):
+        runtime.token_logits(prefix[:j])
+    runtime.rollback(6)  # a late event belongs after row 5: cut, insert it, re-feed what followed
+    assert runtime.length == 6 and runtime.base_cache()[0].shape[2] == 6
+    runtime.prefill(late)
+    runtime.prefill(rows[6:])
+    context = np.concatenate([rows[:6], late, rows[6:]])
+    assert np.array_equal(runtime.rows[0], context)
+    for j in range(4):
+        assert_close(runtime.token_logits(prefix[:j]), runtime.full_logits(context, prefix[:j]))
+    runtime.rollback(3)  # straight to sampling: the runtime recovers the hidden state of row 2 itself
+    assert_close(runtime.token_logits(prefix[:2]), runtime.full_logits(rows[:3], prefix[:2]))
+    runtime.reset()
+    assert runtime.length == 0
+    runtime.prefill(rows[:2])
+    assert_close(runtime.token_logits([]), runtime.full_logits(rows[:2], []))
+
+
+def test_batch_rows_are_independent() -> None:
+    rng = np.random.default_rng(4)
+    rows = np.stack([random_rows(rng, 4), random_rows(rng, 4)])
+    prefix = np.stack([random_rows(rng, 1)[0, :3], random_rows(rng, 1)[0, :3]])
+    rt, one = ModelRuntime(TINY, batch_size=2), ModelRuntime(TINY)
+    rt.prefill(rows)
+    logits = rt.token_logits(prefix).copy()
+    for b in range(2):
+        assert_close(logits[b], one.full_logits(rows[b], prefix[b])[0])
+
+
+def test_logits_land_in_one_reused_buffer() -> None:
+    rt = ModelRuntime(TINY)
+    rng = np.random.default_rng(5)
+    rt.prefill(random_rows(rng, 3))
+    event = random_rows(rng, 1)[0]
+    first = rt.token_logits(event[:0])
+    for j in range(1, 8):
+        assert np.shares_memory(first, rt.token_logits(event[:j]))
+
+
+def test_legacy_export_gives_the_same_logits() -> None:
+    rng = np.random.default_rng(6)
+    rows, event = random_rows(rng, 7), random_rows(rng, 1)[0]
+    legacy, cached = ModelRuntime(LEGACY), ModelRuntime(TINY)
+    legacy.prefill(rows[:4])
+    legacy.prefill(rows[4:])
+    cached.prefill(rows)
+    for j in range(8):
+        expected = cached.token_logits(event[:j]).copy()
+        assert_close(legacy.token_logits(event[:j]), expected)
+        assert_close(legacy.full_logits(rows, event[:j]), expected)
+    legacy.rollback(5)
+    assert_close(legacy.token_logits(event[:1]), cached.full_logits(rows[:5], event[:1]))
+
+
+def test_bad_input_names_the_argument() -> None:
+    rt = ModelRuntime(TINY, max_events=4)
+    with pytest.raises(ValueError, match="token_logits: the context is empty"):
+        rt.token_logits([])
+    with pytest.raises(ValueError, match=r"rows: token ids must lie in 0\.\.3405"):
+        rt.prefill(np.full((1, 8), VOCAB))
+    with pytest.raises(ValueError, match="rows: each event needs 8"):
+        rt.prefill(np.ones((1, 7), np.int64))
+    with pytest.raises(ValueError, match="max_events"):
+        rt.prefill(np.ones((5, 8), np.int64))
+    rt.prefill(np.ones((2, 8), np.int64))
+    with pytest.raises(ValueError, match=r"length: must lie in 0\.\.2"):
+        rt.rollback(3)
+    with pytest.raises(ValueError, match="prefix: an event has 8 tokens"):
+        rt.token_logits(np.ones(8, np.int64))
+    with pytest.raises(ValueError, match="prefix: token ids must be integers"):
+        rt.token_logits(np.ones(2))
+
+
+# ----- load errors: every one names the file or field --------------------------------------------------
+
+
+def copy_model(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_missing_folder_and_files(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        ModelRuntime(tmp_path / "nowhere")
+    for name in (CONFIG_FILE, BASE_FILE, TOKEN_FILE):
+        model = copy_model(TINY, tmp_path / name.replace("/", "_"))
+        (model / name).unlink()
+        with pytest.raises(ModelLoadError, match=f"has no {name}"):
+            ModelRuntime(model)
+
+
+def test_bad_config_json(tmp_path: Path) -> None:
+    model = copy_model(TINY, tmp_path / "m")
+    config = json.loads((model / CONFIG_FILE).read_text())
+    cases = [("{not json", "not a readable JSON"),
+             (json.dumps({"net_config": {}}), "field 'tokenizer' missing"),
+             (json.dumps({**config, "tokenizer": {"version": "v3"}}), "field 'tokenizer.version'"),
+             (json.dumps({**config, "tokenizer": {"version": "v2", "optimise_midi": "yes"}}),
+              "field 'tokenizer.optimise_midi'"),
+             # a v1 tokenizer cannot drive a graph with the v2 vocabulary
+             (json.dumps({**config, "tokenizer": {"version": "v1"}}),
+              "'tokenizer.version' = 'v1' needs 3239")]
+    for text, message in cases:
+        (model / CONFIG_FILE).write_text(text)
+        with pytest.raises(ModelLoadError, match=message):
+            ModelRuntime(model)
+
+
+def test_wrong_onnx_files(tmp_path: Path) -> None:
+    model = copy_model(TINY, tmp_path / "garbage")
+    (model / BASE_FILE).write_bytes(b"this is not a protobuf")
+    with pytest.raises(ModelLoadError, match=r"model_base\.onnx: onnxruntime cannot load it"):
+        ModelRuntime(model)
+
+    swapped = copy_model(TINY, tmp_path / "swapped")
+    shutil.copy(TINY / TOKEN_FILE, swapped / BASE_FILE)
+    shutil.copy(TINY / BASE_FILE, swapped / TOKEN_FILE)
+    with pytest.raises(ModelLoadError, match=r"model_base.onnx: input 'x' must be tensor\(int64\) of rank 3"):
+        ModelRuntime(swapped)
+
+    mixed = copy_model(TINY, tmp_path / "mixed")
+    shutil.copy(LEGACY / TOKEN_FILE, mixed / TOKEN_FILE)
+    with pytest.raises(ModelLoadError, match="different export formats"):
+        ModelRuntime(mixed)

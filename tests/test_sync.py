@@ -1,0 +1,195 @@
+"""Clock-offset estimation, driven by simulated ping/pong legs: no sockets, no sleeps."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocol.sync import (
+    REJECT_NEGATIVE_RTT,
+    REJECT_NON_FINITE,
+    REJECT_RTT_TOO_LARGE,
+    ClockMap,
+    ClockSync,
+    SyncSample,
+)
+
+PING_INTERVAL = 0.25
+
+
+def ping(sync: ClockSync, i: int, offset: float, out_s: float, back_s: float, start: float = 100.0) -> bool:
+    """One round trip: `out_s` to the conductor, which stamps its clock, and `back_s` home."""
+    t_send = start + i * PING_INTERVAL
+    return sync.add_sample(t_send, t_send + out_s + offset, t_send + out_s + back_s)
+
+
+def test_sample_arithmetic() -> None:
+    sample = SyncSample(10.0, 15.004, 10.010)
+    assert sample.rtt_s == pytest.approx(0.010)
+    assert sample.offset_s == pytest.approx(4.999)
+
+
+def test_before_any_sample() -> None:
+    sync = ClockSync()
+    assert not sync.synced
+    assert sync.offset_s == 0.0
+    assert sync.rtt_s == math.inf
+    assert sync.samples == ()
+    assert sync.to_remote(3.0) == 3.0
+
+
+def test_first_estimate_is_taken_at_once() -> None:
+    sync = ClockSync(max_step_s=0.001)
+    assert ping(sync, 0, offset=1234.5, out_s=0.002, back_s=0.002)
+    assert sync.synced
+    assert sync.offset_s == pytest.approx(1234.5, abs=1e-9)
+    assert sync.rtt_s == pytest.approx(0.004)
+    assert sync.to_remote(100.0) == pytest.approx(1334.5)
+    assert sync.to_local(sync.to_remote(7.25)) == pytest.approx(7.25)
+
+
+def test_smallest_round_trip_wins() -> None:
+    sync = ClockSync(window=8)
+    ping(sync, 0, offset=5.0, out_s=0.001, back_s=0.001)  # symmetric and fast: exact
+    for i in range(1, 8):  # slow and lopsided: each alone would be 20 ms off
+        ping(sync, i, offset=5.0, out_s=0.045, back_s=0.005)
+    assert sync.rtt_s == pytest.approx(0.002)
+    assert sync.offset_s == pytest.approx(5.0, abs=1e-9)
+
+
+def test_window_forgets_old_samples() -> None:
+    sync = ClockSync(window=4)
+    for i in range(10):
+        ping(sync, i, offset=0.0, out_s=0.001 * (i + 1), back_s=0.001 * (i + 1))
+    assert len(sync.samples) == 4
+    assert sync.rtt_s == pytest.approx(0.014)  # best of the last four, not the first sample
+    assert sync.accepted == 10
+
+
+def test_step_is_limited_once_locked() -> None:
+    sync = ClockSync(window=1, smoothing=1.0, max_step_s=0.001, relock_margin_s=0.010)
+    ping(sync, 0, offset=2.0, out_s=0.001, back_s=0.001)
+    ping(sync, 1, offset=2.004, out_s=0.001, back_s=0.001)  # 4 ms off: below the relock margin
+    assert sync.offset_s == pytest.approx(2.001, abs=1e-9)
+    for i in range(2, 10):
+        ping(sync, i, offset=2.004, out_s=0.001, back_s=0.001)
+    assert sync.offset_s == pytest.approx(2.004, abs=1e-9)
+    assert sync.relocks == 0
+
+
+def test_clock_jump_relocks_after_agreeing_samples_only() -> None:
+    sync = ClockSync(relock_after=3)
+    for i in range(5):
+        ping(sync, i, offset=1.0, out_s=0.001, back_s=0.001)
+    ping(sync, 5, offset=51.0, out_s=0.001, back_s=0.001)  # one contradicting sample is not enough
+    ping(sync, 6, offset=1.0, out_s=0.001, back_s=0.001)
+    assert sync.offset_s == pytest.approx(1.0)
+    for i in range(7, 9):
+        ping(sync, i, offset=51.0, out_s=0.001, back_s=0.001)
+    assert sync.offset_s == pytest.approx(1.0)  # two so far: unchanged
+    ping(sync, 9, offset=51.0, out_s=0.001, back_s=0.001)
+    assert sync.offset_s == pytest.approx(51.0, abs=1e-9)
+    assert sync.relocks == 1
+    assert len(sync.samples) == 3
+
+
+@pytest.mark.parametrize(
+    ("sample", "reason"),
+    [
+        ((10.0, 10.0, 9.999), REJECT_NEGATIVE_RTT),
+        ((10.0, math.nan, 10.01), REJECT_NON_FINITE),
+        ((math.inf, 10.0, 10.01), REJECT_NON_FINITE),
+        ((10.0, 10.0, 11.5), REJECT_RTT_TOO_LARGE),
+    ],
+)
+def test_absurd_samples_are_rejected_and_counted(sample: tuple[float, float, float], reason: str) -> None:
+    sync = ClockSync()
+    ping(sync, 0, offset=3.0, out_s=0.001, back_s=0.001)
+    assert sync.add_sample(*sample) is False
+    assert sync.add_sample(*sample) is False
+    assert sync.rejections == {reason: 2}
+    assert sync.offset_s == pytest.approx(3.0)
+    assert len(sync.samples) == 1
+
+
+def test_bad_types_and_settings_raise() -> None:
+    sync = ClockSync()
+    with pytest.raises(TypeError, match="t_remote"):
+        sync.add_sample(1.0, "2", 3.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="window"):
+        ClockSync(window=0)
+    with pytest.raises(ValueError, match="smoothing"):
+        ClockSync(smoothing=0.0)
+    with pytest.raises(ValueError, match="max_rtt_s"):
+        ClockSync(max_rtt_s=math.nan)
+    with pytest.raises(TypeError, match="relock_after"):
+        ClockSync(relock_after=2.0)  # type: ignore[arg-type]
+
+
+def test_reset_forgets_the_estimate_but_keeps_counts() -> None:
+    sync = ClockSync()
+    ping(sync, 0, offset=3.0, out_s=0.001, back_s=0.001)
+    sync.add_sample(1.0, 1.0, 0.0)
+    sync.reset()
+    assert not sync.synced and sync.samples == () and sync.offset_s == 0.0
+    assert sync.rejections == {REJECT_NEGATIVE_RTT: 1}
+    ping(sync, 1, offset=-7.0, out_s=0.001, back_s=0.001)
+    assert sync.offset_s == pytest.approx(-7.0)
+
+
+def test_clock_map_value() -> None:
+    mapping = ClockMap(2.5)
+    assert mapping.to_remote(1.0) == 3.5
+    assert mapping.to_local(3.5) == 1.0
+    assert ClockMap() == ClockMap(0.0)
+    with pytest.raises(ValueError, match="offset_s"):
+        ClockMap(math.inf)
+    with pytest.raises(TypeError, match="offset_s"):
+        ClockMap("1")  # type: ignore[arg-type]
+    sync = ClockSync()
+    ping(sync, 0, offset=0.75, out_s=0.001, back_s=0.001)
+    assert sync.clock_map.offset_s == sync.offset_s
+
+
+offsets = st.floats(-1e5, 1e5, allow_nan=False)
+legs = st.floats(0.0, 0.2, allow_nan=False)
+
+
+@given(offsets, st.lists(legs, min_size=1, max_size=60))
+def test_symmetric_delays_give_the_exact_offset(offset: float, delays: list[float]) -> None:
+    sync = ClockSync()
+    for i, d in enumerate(delays):
+        ping(sync, i, offset, d, d)
+        assert sync.offset_s == pytest.approx(offset, abs=1e-6)
+
+
+@given(offsets, st.lists(st.tuples(legs, legs), min_size=1, max_size=80))
+def test_error_never_exceeds_half_the_worst_round_trip(offset: float, trips: list[tuple[float, float]]) -> None:
+    sync = ClockSync()
+    worst = 0.0
+    for i, (out_s, back_s) in enumerate(trips):
+        ping(sync, i, offset, out_s, back_s)
+        worst = max(worst, out_s + back_s)
+        assert abs(sync.offset_s - offset) <= worst / 2 + 1e-6
+
+
+@given(
+    offsets,
+    st.lists(st.tuples(legs, legs), max_size=40),
+    st.floats(0.0005, 0.05),
+    st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=60, max_size=80),
+)
+def test_converges_within_half_the_recent_round_trip(
+    offset: float, history: list[tuple[float, float]], rtt_cap: float, recent: list[tuple[float, float]]
+) -> None:
+    """Whatever came before, once round trips stay under a cap the estimate settles within cap/2."""
+    sync = ClockSync()
+    for i, (out_s, back_s) in enumerate(history):
+        ping(sync, i, offset, out_s, back_s)
+    for j, (a, b) in enumerate(recent):
+        ping(sync, len(history) + j, offset, a * rtt_cap / 2, b * rtt_cap / 2)
+    assert abs(sync.offset_s - offset) <= rtt_cap / 2 + 1e-6
+    assert abs(sync.offset_s - offset) <= max(s.rtt_s for s in sync.samples) / 2 + 1e-6
