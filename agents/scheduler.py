@@ -28,7 +28,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import ClassVar, Literal, Protocol
 
 import numpy as np
@@ -194,13 +194,17 @@ class SchedulerCore:
         if not self._playing():
             self._release_sounding()
 
-    def flush(self) -> list[ScheduledEvent]:
-        """Note-offs for every sounding note, to send now; every unstarted note is dropped."""
+    def clear(self) -> None:
+        """Drop every unstarted note and queue the note-offs of sounding ones to go out at once."""
         self._release_sounding()
-        out, self._forced = self._forced, []
         self._heap.clear()
         self._dead.clear()
         self._notes.clear()
+
+    def flush(self) -> list[ScheduledEvent]:
+        """`clear`, then hand over the queued note-offs for the caller to send now."""
+        self.clear()
+        out, self._forced = self._forced, []
         return out
 
     # -- queries -----------------------------------------------------------------------------------
@@ -255,7 +259,9 @@ class SchedulerCore:
                 note.started = True
             else:
                 del self._notes[ev.note_id]
-            out.append(replace(ev, due=due))
+            # Built directly: dataclasses.replace costs ~12 µs here, all of it added to the lateness.
+            out.append(ScheduledEvent(ev.beat, ev.kind, ev.channel, ev.pitch, ev.velocity, ev.tag, ev.note_id,
+                                      due))
         return out
 
     def deliver(self, events: list[ScheduledEvent], send: SendFn, clock: Callable[[], float]) -> None:
@@ -309,6 +315,12 @@ class Scheduler:
     be tens to hundreds of microseconds late. The thread asks for SCHED_FIFO (see `agents.realtime`);
     the process-wide GIL switch interval is the agent process's own setting
     (`agents.realtime.set_switch_interval`), not this class's.
+
+    SCHED_FIFO does not reach the GIL: when a normal-priority thread of the same process holds the
+    GIL (or this class's lock) and busy cores preempt it, the timing thread waits until the CPU
+    scheduler runs that thread again, milliseconds on a loaded machine (bench/timing.py: p99 tens of
+    ms with a model thread in-process, 0.05 ms with the model in a sibling process). So keep only
+    light threads in the timing thread's process, and give them SCHED_FIFO below this one.
     """
 
     def __init__(self, send: SendFn, *, clock: Callable[[], float] = time.monotonic, realtime: bool = True,
@@ -346,6 +358,13 @@ class Scheduler:
             self._core.set_timemap(timemap)
             self._cond.notify()
 
+    def clear(self) -> None:
+        """Forget every unstarted note and release sounding ones now (from the timing thread), e.g.
+        when the transport stops and the planner will commit afresh; the thread keeps running."""
+        with self._cond:
+            self._core.clear()
+            self._cond.notify()
+
     def start(self) -> None:
         """Start the timing thread; returns once its priority is known."""
         if self._thread is not None:
@@ -370,7 +389,8 @@ class Scheduler:
             self._stopping = True
             self._flush_on_stop = flush
             self._cond.notify()
-        thread.join(timeout)
+        if thread is not threading.current_thread():  # an output may call stop() from inside send
+            thread.join(timeout)
         self._thread = None
 
     def __enter__(self) -> Scheduler:
@@ -418,7 +438,7 @@ class Scheduler:
                     continue
                 wait = due - clock() - spin
                 if wait > 0.0:
-                    cond.wait(wait)
+                    cond.wait(min(wait, 10.0))  # a bounded wait: lock timeouts overflow on absurd maps
                     continue
             while clock() < due:  # the last fraction of a millisecond, outside the lock
                 pass
@@ -469,6 +489,10 @@ class OfflineScheduler:
 
     def start(self) -> None:
         """Nothing to start: time moves only when advanced. Present so drivers are interchangeable."""
+
+    def clear(self) -> None:
+        self._core.clear()
+        self.advance(0.0)
 
     def stop(self, flush: bool = True) -> None:
         if flush:

@@ -35,7 +35,8 @@ class MqttTransportError(Exception):
 
 
 class MqttAuthError(MqttTransportError):
-    """The broker refused our credentials or client id; retrying would only hammer it."""
+    """The broker refused our credentials or client id, or its TLS certificate failed verification:
+    a configuration error that retrying cannot fix (a failed TLS handshake also leaks a socket in paho)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,16 +297,14 @@ class MqttTransport:
                     was_up = True
                     await self._session(client)
             except aiomqtt.MqttError as exc:
-                if isinstance(exc, aiomqtt.MqttCodeError) and not was_up and _fatal_code(exc.rc):
-                    self._fatal = MqttAuthError(f"broker {self._host}:{self._port} refused us: {exc}")
-                    self.stats.last_error = str(exc)
-                    log.error("%s", self._fatal)
+                if self.stats.last_error != str(exc):  # log each new error once, not every retry
+                    log.warning("MQTT %s:%d: %s", self._host, self._port, exc)
+                self.stats.last_error = str(exc)
+                if not was_up and _is_fatal(exc):
+                    self._fatal = MqttAuthError(f"MQTT {self._host}:{self._port}: {exc}")
                     self._closing.set()
                     self._end_incoming()
                     return
-                if self.stats.last_error != str(exc):
-                    log.warning("MQTT %s:%d: %s; reconnecting", self._host, self._port, exc)
-                self.stats.last_error = str(exc)
             except Exception as exc:  # a bug here must not end the band's only link for good
                 log.exception("MQTT session failed unexpectedly; reconnecting")
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
@@ -314,8 +313,8 @@ class MqttTransport:
                 self._connected.clear()
             if self._closing.is_set():
                 return
-            if was_up and self._clock() - started > 10 * self._backoff[1]:
-                attempt = 0  # a long healthy session earns a fast first retry
+            if was_up and self._clock() - started > 2 * self._backoff[1]:
+                attempt = 0  # a healthy session earns a fast first retry; a flapping one backs off
             low, high = self._backoff
             delay = min(high, low * 2**attempt) * random.uniform(0.5, 1.0)
             attempt = min(attempt + 1, 30)
@@ -394,6 +393,7 @@ def _refused(filters: list[str], granted: Iterable[object]) -> list[str]:
     return [f for f, code in zip(filters, codes, strict=False) if code >= 0x80]
 
 
-def _fatal_code(rc: object) -> bool:
-    value = getattr(rc, "value", rc)
-    return isinstance(value, int) and value in _FATAL_CONNACK
+def _is_fatal(exc: aiomqtt.MqttError) -> bool:
+    # aiomqtt turns a TLS verification error into a bare MqttError(str(exc)): only the text is left.
+    value = getattr(getattr(exc, "rc", None), "value", getattr(exc, "rc", None))
+    return value in _FATAL_CONNACK or "certificate verify failed" in str(exc).lower()

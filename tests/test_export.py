@@ -27,11 +27,21 @@ def torch_logits(model: torch.nn.Module, rows: np.ndarray, prefix: np.ndarray) -
     return y[0, -1].numpy()
 
 
-@pytest.mark.parametrize(("version", "legacy"), [("v2", False), ("v2", True), ("v1", False)])
-def test_onnx_logits_equal_torch_logits(tmp_path: Path, version: str, legacy: bool) -> None:
+@pytest.fixture(scope="module", params=[("v2", False), ("v2", True), ("v1", False)],
+                ids=["v2", "v2-legacy", "v1"])
+def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """One export per format for the whole module: tracing costs seconds."""
+    version, legacy = request.param
     model = random_model(11, tokenizer_version=version, **SMALL)
-    export_model(model, tmp_path, tokenizer_version=version, legacy=legacy)
-    rt = ModelRuntime(tmp_path)
+    folder = tmp_path_factory.mktemp(f"{version}-legacy" if legacy else version)
+    export_model(model, folder, config_name="tiny", tokenizer_version=version, optimise_midi=False,
+                 legacy=legacy)
+    return model, folder, version, legacy
+
+
+def test_onnx_logits_equal_torch_logits(exported: tuple) -> None:
+    model, folder, version, legacy = exported
+    rt = ModelRuntime(folder)
     assert (rt.info.vocab_size, rt.info.kv_cache, rt.info.tokenizer_version) == (vocab_size(version),
                                                                                  not legacy, version)
     rng = np.random.default_rng(0)
@@ -46,18 +56,20 @@ def test_onnx_logits_equal_torch_logits(tmp_path: Path, version: str, legacy: bo
         assert np.abs(rt.full_logits(rows, event[:j])[0] - expected).max() <= TOL
 
 
-def test_export_matches_skytnt_signature(tmp_path: Path) -> None:
-    export_model(random_model(1, **SMALL), tmp_path, config_name="tiny", optimise_midi=False)
-    config = json.loads((tmp_path / "config.json").read_text())
-    assert config["tokenizer"]["version"] == "v2" and config["tokenizer"]["optimise_midi"] is False
-    assert config["tokenizer"]["vocab_size"] == 3406 and config["net_config"]["num_hidden_layers"] == 4
-    base = onnx.load(str(tmp_path / "onnx" / "model_base.onnx"))
-    token = onnx.load(str(tmp_path / "onnx" / "model_token.onnx"))
-    kv = [f"past_key_values.{i}.{k}" for i in range(4) for k in ("key", "value")]
+def test_export_matches_skytnt_signature(exported: tuple) -> None:
+    _, folder, version, legacy = exported
+    config = json.loads((folder / "config.json").read_text())
+    assert config["tokenizer"]["version"] == version and config["tokenizer"]["optimise_midi"] is False
+    assert config["tokenizer"]["vocab_size"] == vocab_size(version)
+    assert config["net_config"]["num_hidden_layers"] == 4
+    base = onnx.load(str(folder / "onnx" / "model_base.onnx"))
+    token = onnx.load(str(folder / "onnx" / "model_token.onnx"))
+    kv = [] if legacy else [f"past_key_values.{i}.{k}" for i in range(4) for k in ("key", "value")]
     assert [i.name for i in base.graph.input] == ["x", *kv]
     assert [o.name for o in base.graph.output] == ["hidden"] + [n.replace("past_key_values", "present")
                                                                 for n in kv]
     assert [i.name for i in token.graph.input] == ["hidden", "x", *kv[:4]]
+    assert len(token.graph.input[0].type.tensor_type.shape.dim) == (2 if legacy else 3)
     assert base.opset_import[0].version == 14
     meta = {p.key: p.value for p in base.metadata_props}
     assert meta["config_name"] == "tiny"

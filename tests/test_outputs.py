@@ -131,6 +131,7 @@ def test_virtual_port_can_be_joined_by_a_synth(jack_server: JackServer) -> None:
     with MidiPortOutput("notes", virtual=True, api="jack", client_name=client, channels=[1]) as out:
         assert out.port_name == f"{client}:notes"
         with MidiCapture(source=out.port_name, client_name=unique("synth")) as cap:
+            cap.sync(lambda: out.control_change(1, 7, 100))
             out.note_on(1, 40, 110)
             (note,) = cap.wait_for(1)
             assert note.message == (0x91, 40, 110)

@@ -129,6 +129,18 @@ def test_stop_flushes_note_offs_of_started_notes_and_drops_unstarted_ones() -> N
     assert sched.stats()["count"] == 1  # the forced note-off was not a scheduled send
 
 
+def test_clear_releases_sounding_notes_drops_the_rest_and_keeps_scheduling() -> None:
+    sched, cap = offline()
+    sounding = sched.schedule_note(1.0, 4.0, 0, 60, 100)
+    sched.schedule_note(3.0, 1.0, 0, 64, 100)
+    sched.advance_to(2.0)
+    sched.clear()
+    assert cap.kinds() == [("on", sounding), ("off", sounding)] and sched.pending() == 0
+    later = sched.schedule_note(10.0, 1.0, 0, 67, 100)
+    sched.advance_to(20.0)
+    assert cap.kinds()[2:] == [("on", later), ("off", later)]
+
+
 def test_replacing_the_timemap_retimes_pending_events() -> None:
     sched, cap = offline(bpm=60.0)
     n = sched.schedule_note(4.0, 1.0, 0, 60, 100)

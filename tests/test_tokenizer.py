@@ -91,7 +91,8 @@ def test_detokenized_score_is_a_fixed_point(piece: str, setting: str) -> None:
     once = tok.detokenize(_expected(piece, setting))
     assert tok.detokenize(tok.tokenize(once)) == tok.detokenize(tok.tokenize(tok.detokenize(
         tok.tokenize(once))))
-    assert _only(midi_to_score(score_to_midi(once)), SCORE_TYPES) == _only(once, SCORE_TYPES)
+    reread = midi_to_score(score_to_midi(once))  # MIDI.py order: notes at their note-off
+    assert [sorted(tr) for tr in reread[1:]] == [sorted(tr) for tr in once[1:]]
 
 
 def test_vocabulary_layout() -> None:

@@ -237,13 +237,15 @@ class LiveContext:
     def _place(self, row: np.ndarray, slot: int, owner: int) -> Change:
         if slot < self._floor_slot:
             return Change(None)  # older than the window: the model can no longer see it
-        first: int | None = None
         key = slot * _KEY_SLOT + (int(row[3]) - self._track_base) * 8 + self._rank_of_id[int(row[0])]
-        at: int | None = None
-        if int(row[0]) == self._note_id:
-            first, at = self._resolve_same_key(row, slot)
-        seq = self._next_seq
-        self._next_seq += 1
+        p, n = self._n_prefix, self._n
+        lo = p + int(np.searchsorted(self._key[p:n], key, side="right"))
+        is_note = int(row[0]) == self._note_id
+        if is_note:
+            same = np.flatnonzero(self._same_key(row))
+            lo = min(lo, p + int(same[0])) if len(same) else lo
+        old_tail = self._rows[lo:n].copy()  # only rows that can change; usually one or none
+        at = self._resolve_same_key(row, slot) if is_note else None
         if at is None:
             p, n = self._n_prefix, self._n
             at = p + int(np.searchsorted(self._key[p:n], key, side="right"))
@@ -251,31 +253,44 @@ class LiveContext:
                 arr[at + 1 : n + 1] = arr[at:n]
             self._n += 1
         self._rows[at], self._slot[at], self._key[at] = row, slot, key
-        self._owner[at], self._seq[at] = owner, seq
-        first = at if first is None else min(first, at)
-        self._retime(first)
+        self._owner[at], self._seq[at] = owner, self._next_seq
+        self._next_seq += 1
+        self._retime(min(lo, at))
         trimmed = self._enforce_window()
         if trimmed:
             at = at - trimmed if at - trimmed >= self._n_prefix else None
             return Change(self._n_prefix, at, trimmed)
-        return Change(first, at)
+        return Change(self._first_diff(lo, old_tail), at)
 
-    def _resolve_same_key(self, row: np.ndarray, slot: int) -> tuple[int | None, int | None]:
+    def _first_diff(self, lo: int, old_tail: np.ndarray) -> int | None:
+        """First row from ``lo`` on whose tokens differ from ``old_tail`` (the rows there before)."""
+        new_tail = self._rows[lo : self._n]
+        m = min(len(old_tail), len(new_tail))
+        differ = np.flatnonzero((old_tail[:m] != new_tail[:m]).any(axis=1))
+        if len(differ):
+            return lo + int(differ[0])
+        return None if len(old_tail) == len(new_tail) else lo + m
+
+    def _same_key(self, row: np.ndarray) -> np.ndarray:
+        """Mask over event rows of notes with ``row``'s (track, channel, pitch)."""
+        rows = self._rows[self._n_prefix : self._n]
+        ch, pc = self._cols["channel"], self._cols["pitch"]
+        return (rows[:, 0] == row[0]) & (rows[:, 3] == row[3]) & (rows[:, ch] == row[ch]) & (
+            rows[:, pc] == row[pc])
+
+    def _resolve_same_key(self, row: np.ndarray, slot: int) -> int | None:
         """Apply the batch tokenizer's overlap rule for notes of one (track, channel, pitch).
 
         The previously *arrived* note of the key is cut to end where this one starts (removed if that
         leaves nothing); a note already at this very slot is replaced in place (same dedup key).
-        Returns (first changed row or None, row to overwrite or None).
+        Returns the row to overwrite, or None to insert.
         """
-        p, n = self._n_prefix, self._n
-        ch, pc, dc = self._cols["channel"], self._cols["pitch"], self._cols["duration"]
-        rows = self._rows[p:n]
-        same = (rows[:, 0] == row[0]) & (rows[:, 3] == row[3]) & (rows[:, ch] == row[ch]) & (
-            rows[:, pc] == row[pc])
+        same = self._same_key(row)
         if not same.any():
-            return None, None
-        first: int | None = None
+            return None
+        p, n = self._n_prefix, self._n
         j = p + int(np.argmax(np.where(same, self._seq[p:n], -1)))
+        dc = self._cols["duration"]
         dur_base = self.vocab.param_base["duration"]
         old = int(self._rows[j, dc]) - dur_base
         new = max(0, min(old, slot - int(self._slot[j])))
@@ -283,18 +298,10 @@ class LiveContext:
             keep = np.ones(n, dtype=bool)
             keep[j] = False
             self._compact(keep)
-            first = j
-        elif new != old:
+        else:
             self._rows[j, dc] = dur_base + new
-            first = j
-        p, n = self._n_prefix, self._n
-        rows = self._rows[p:n]
-        dup = np.flatnonzero((rows[:, 0] == row[0]) & (rows[:, 3] == row[3]) & (rows[:, ch] == row[ch])
-                             & (rows[:, pc] == row[pc]) & (self._slot[p:n] == slot))
-        if len(dup):
-            at = p + int(dup[0])
-            return (at if first is None else min(first, at)), at
-        return first, None
+        dup = np.flatnonzero(self._same_key(row) & (self._slot[self._n_prefix : self._n] == slot))
+        return self._n_prefix + int(dup[0]) if len(dup) else None
 
     def _compact(self, keep: np.ndarray) -> None:
         """Remove rows where ``keep`` (length n) is False, preserving order."""

@@ -29,6 +29,8 @@ _API_IDS: dict[str, int] = {
     "winmm": rtmidi.API_WINDOWS_MM,
 }
 
+# JACK timing allowances, sized for a 1024-frame period (21 ms), the largest in common use.
+_JACK_SETTLE_S = 0.05
 _JACK_DRAIN_S = 0.08
 
 
@@ -169,6 +171,10 @@ class MidiPortOutput(Output):
             return False
         client.open_port(index, "out")
         self.port_name = ports[index]
+        if api_name == "jack":
+            # JACK applies a new connection at a later cycle; what is sent before then is dropped
+            # (here: 1 in 30 opens lost the first message). Let the open-time panic get through.
+            time.sleep(_JACK_SETTLE_S)
         return True
 
     def _send(self, message: tuple[int, ...], due: float | None) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -56,10 +57,14 @@ class JackServer:
         env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1"}
         log_fd, log_name = tempfile.mkstemp(prefix=f"{name}-", suffix=".log")
         cmd = [jackd, "-n", name, "--no-realtime", "-d", "dummy", "-r", str(sample_rate), "-p", str(period)]
+        # A test run killed by a timeout skips fixture teardown; tying jackd to a pipe from this process
+        # means the server still goes when we do (EOF on stdin -> the watcher kills it).
+        # (fd 3: sh gives background jobs /dev/null as stdin, so the watcher reads the pipe through a dup.)
+        watch = 'exec 3<&0; "$@" </dev/null 3<&- & j=$!; (read -r _ <&3; kill "$j") & wait "$j"'
         with os.fdopen(log_fd, "wb") as log_file:
             process = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True,
+                ["sh", "-c", watch, "sh", *cmd], stdin=subprocess.PIPE, stdout=log_file,
+                stderr=subprocess.STDOUT, env=env, start_new_session=True,
             )
         server = cls(name, sample_rate, period, process, Path(log_name), env)
         try:
@@ -80,13 +85,14 @@ class JackServer:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout: float = 5.0) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
+        """Close the watcher's pipe (it stops jackd with SIGTERM); force the group only if that hangs."""
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout)
         self.log_path.unlink(missing_ok=True)
 
 
@@ -181,6 +187,22 @@ class MidiCapture:
                 raise TimeoutError(f"got {len(hits)} of {count} expected MIDI messages in {timeout} s; "
                                    f"all received: {[c.message for c in self._received]}")
             return hits
+
+    def sync(self, probe: Callable[[], object], timeout: float = 5.0, each: float = 0.02) -> None:
+        """Wait until a connection made by this side carries messages, then forget the probes.
+
+        JACK makes a connection live at a later cycle and drops what was sent before. ``probe``
+        sends one harmless message at the source; it is repeated, one at a time, until one arrives.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            probe()
+            with self._arrived:
+                if self._arrived.wait_for(lambda: bool(self._received), each):
+                    self._received.clear()
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no message reached {self.port_name} from {self.source} in {timeout} s")
 
     def stuck_notes(self) -> set[tuple[int, int]]:
         """Keys a receiving synth would still hold: on without a later off or channel all-notes-off."""

@@ -1,0 +1,87 @@
+"""Ensemble files for tests: the shipped YAML with free loopback ports and test-specific overrides."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from support.net_fixtures import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT = ROOT / "ensembles" / "default.yaml"
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def free_block(n: int) -> int:
+    """A base port with n consecutive free UDP ports after it (the OSC bus needs a block)."""
+    for _ in range(200):
+        base = free_port()
+        if base + n >= 65535:
+            continue
+        try:
+            import socket
+
+            socks = []
+            for p in range(base, base + n):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        return base
+    raise RuntimeError("no block of free UDP ports")
+
+
+def write_ensemble(tmp: Path, overrides: dict[str, Any] | None = None, *, source: Path = DEFAULT) -> Path:
+    """A copy of `source` with free ports and absolute paths, written to tmp/ensemble.yaml."""
+    data = yaml.safe_load(source.read_text())
+    n = len(data.get("agents", [])) + 2
+    data = merge(data, {"bus": {"osc": {"base_port": free_block(n)}}, "control": {"port": free_port()}})
+    human = data.get("human")
+    if human and human.get("source", {}).get("path"):
+        human["source"]["path"] = str((source.parent / human["source"]["path"]).resolve())
+    data = merge(data, overrides or {})
+    path = tmp / "ensemble.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def run_launcher(args: list[str], timeout: float = 120.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "run_ensemble.py"), *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, what: str, every: float = 0.02) -> Any:
+    """Poll a condition until it holds; fail with `what` named if it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,142 @@
+"""Whole ensembles as a user runs them: real processes, real UDP sockets, a real MIDI file out."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mido
+import pytest
+from support.ensembles import ROOT, run_launcher, wait_for, write_ensemble
+from support.monitor import BusMonitor
+from support.net_fixtures import free_port
+
+pytestmark = [pytest.mark.network, pytest.mark.slow]
+
+REPORT_PART_KEYS = {"notes", "late_notes", "timing_ms", "sync", "invalid_messages", "restarts"}
+
+
+def check_report(report: dict, agents: list[str], human: str | None) -> None:
+    assert report["stuck_notes"] == 0
+    for name in agents + ([human] if human else []):
+        part = report["parts"][name]
+        assert REPORT_PART_KEYS <= set(part), name
+        assert set(part["timing_ms"]) >= {"p50", "p99", "max"}
+        assert set(part["sync"]) >= {"offset_ms", "rtt_ms"}
+    for name in agents:
+        assert report["parts"][name]["notes"] > 0, name
+        assert report["parts"][name]["restarts"] == 0
+
+
+def check_recording(path: Path, parts: list[str]) -> dict[str, int]:
+    mid = mido.MidiFile(str(path))
+    counts = {}
+    for track in mid.tracks:
+        names = [m.name for m in track if m.type == "track_name"]
+        if names and names[0] in parts:
+            counts[names[0]] = sum(1 for m in track if m.type == "note_on" and m.velocity > 0)
+    assert set(counts) == set(parts)
+    return counts
+
+
+def test_default_ensemble_plays_records_and_reports_in_time(tmp_path: Path) -> None:
+    yaml_path = write_ensemble(tmp_path)
+    bars, tempo = 8, 120.0
+    t0 = time.monotonic()
+    proc = run_launcher([str(yaml_path), "--bars", str(bars), "--record", str(tmp_path / "out.mid"),
+                         "--report", str(tmp_path / "report.json"), "--quiet"])
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["bus"] == "osc"
+    check_report(report, ["bass", "piano", "drums"], "melody")
+    counts = check_recording(tmp_path / "out.mid", ["melody", "bass", "piano", "drums"])
+    assert all(counts[p] > 0 for p in ("bass", "piano", "drums", "melody")), counts
+    # Bass plays two notes a bar: what the agent reports sending is what the recording holds.
+    assert counts["bass"] == 2 * bars
+    assert elapsed <= bars * 4 * 60.0 / tempo + 5.0, f"took {elapsed:.1f} s"
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.split(") ", 1)[1][0] != "Z"
+
+
+def _start(yaml_path: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, str(ROOT / "run_ensemble.py"), str(yaml_path), "--quiet", *extra],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ})
+
+
+def test_sigterm_stops_every_process_within_two_seconds(tmp_path: Path) -> None:
+    monitor_port = free_port()
+    yaml_path = write_ensemble(tmp_path, {"bus": {"osc": {"monitor_port": monitor_port}}})
+    mon = BusMonitor("demo", monitor_port)
+    proc = _start(yaml_path, "--report", str(tmp_path / "r.json"))
+    try:
+        mon.wait(lambda: len(mon.notes("piano")) >= 3, 30, "piano notes on the bus")
+        kids = _children(proc.pid)
+        assert len(kids) == 4
+        proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        proc.wait(timeout=10)
+        wait_for(lambda: not any(_alive(k) for k in kids), 2.0 - (time.monotonic() - t0) + 0.5,
+                 "every child to exit")
+        assert time.monotonic() - t0 <= 2.5
+    finally:
+        mon.close()
+        if proc.poll() is None:
+            proc.kill()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["stuck_notes"] == 0
+    assert all(p["stuck_notes"] == 0 for n, p in report["parts"].items() if p["role"] == "agent")
+
+
+def test_a_killed_agent_is_restarted_and_plays_on(tmp_path: Path) -> None:
+    monitor_port = free_port()
+    yaml_path = write_ensemble(tmp_path, {"bus": {"osc": {"monitor_port": monitor_port}}})
+    mon = BusMonitor("demo", monitor_port)
+    proc = _start(yaml_path, "--bars", "12", "--report", str(tmp_path / "r.json"))
+    try:
+        mon.wait(lambda: len(mon.notes("bass")) >= 2, 30, "bass notes on the bus")
+        bass = [k for k in _children(proc.pid) if " bass " in _cmdline(k) + " "]
+        assert len(bass) == 1
+        os.kill(bass[0], signal.SIGKILL)
+        killed = time.monotonic()
+        # Rejoin time proper (goal 2 s) is measured in bench/faults.py on an idle machine; here the
+        # bound only has to catch a restart that never comes back.
+        mon.wait(lambda: mon.notes("bass", after=killed + 0.05), 8.0, "the restarted bass to commit a note")
+        # The others played on meanwhile.
+        assert mon.notes("drums", after=killed)
+        proc.wait(timeout=60)
+    finally:
+        mon.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["parts"]["bass"]["restarts"] == 1
+    assert report["parts"]["piano"]["restarts"] == 0
