@@ -19,6 +19,8 @@ from protocol.ensemble import Ensemble
 
 log = logging.getLogger("barcelona.bus")
 
+CONNECT_WAIT_S = 5.0
+
 
 class Bus:
     """Base: counting of rejects shared by both transports."""
@@ -133,6 +135,11 @@ class MqttBus(Bus):
         await self._transport.__aenter__()
         for topic in codec.mqtt_filters(self.ensemble):
             await self._transport.subscribe(topic, 1)
+        try:
+            await self._transport.wait_connected(CONNECT_WAIT_S)
+        except TimeoutError:
+            # Keep going: the reconnect loop goes on, and state messages are queued until the link is up.
+            log.warning("no MQTT broker yet after %.0f s; still trying", CONNECT_WAIT_S)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -23,8 +23,7 @@ NO_PITCH_CLASS = -1
 
 NO_CHORD_SYMBOLS = frozenset({"N.C.", "N.C", "NC", "n.c.", "nc"})
 MAX_SYMBOL_LEN = 32
-MAX_BARS = 4096
-"""Cap on an expanded plan, so `x100000` in a control message cannot eat memory."""
+MAX_BARS = 4096  # cap on an expanded plan, so `x9999` in a control message cannot eat memory
 
 _NOTE_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 _ACCIDENTAL = {"#": 1, "♯": 1, "b": -1, "♭": -1}
@@ -33,6 +32,7 @@ _KEY_RE = re.compile(r"([A-G])([#b]?)(m?)")
 _REPEAT_RE = re.compile(r"x\d{1,4}")
 
 # Whole-quality aliases, applied after minor / major-seventh spellings are normalised.
+# fmt: off
 _ALIASES = {
     "M": "", "maj": "", "Maj": "", "Ma": "", "ø": "m7b5", "ø7": "m7b5", "°": "dim", "o": "dim",
     "°7": "dim7", "o7": "dim7",
@@ -40,22 +40,17 @@ _ALIASES = {
     "6/9": "69", "6add9": "69", "m6/9": "m69", "m6add9": "m69", "sus": "sus4", "7sus": "7sus4",
     "9sus": "9sus4", "13sus": "13sus4", "2": "add9", "add2": "add9", "mmaj9": "mmaj7add9",
 }
-# Qualities pychord lacks or voices against common usage (intervals above the root, in semitones).
+# Qualities pychord lacks or voices against common usage (semitones above the root).
 _OWN_QUALITIES: dict[str, tuple[int, ...]] = {
-    "7alt": (0, 4, 10),
-    "11": (0, 7, 10, 14, 17),
-    "13": (0, 4, 7, 10, 14, 21),
-    "maj13": (0, 4, 7, 11, 14, 21),
-    "m13": (0, 3, 7, 10, 14, 17, 21),
-    "13sus4": (0, 5, 7, 10, 14, 21),
-    "7sus2": (0, 2, 7, 10),
-    "mmaj7": (0, 3, 7, 11),
+    "7alt": (0, 4, 10), "11": (0, 7, 10, 14, 17), "13": (0, 4, 7, 10, 14, 21), "7sus2": (0, 2, 7, 10),
+    "maj13": (0, 4, 7, 11, 14, 21), "m13": (0, 3, 7, 10, 14, 17, 21), "13sus4": (0, 5, 7, 10, 14, 21),
 }
 # Alteration -> (semitones added, pitch class it displaces or None).
 _ALTERATIONS = {
     "b5": (6, 7), "#5": (8, 7), "b9": (13, 2), "#9": (15, 2), "#11": (18, 5), "b13": (20, 9),
     "add9": (14, None), "add11": (17, None), "add13": (21, None),
 }
+# fmt: on
 _ALTERATION_RE = re.compile(r"(b5|#5|b9|#9|#11|b13|add9|add11|add13)$")
 
 
@@ -80,8 +75,7 @@ class PitchRole(enum.Enum):
     CHORD_TONE = "chord_tone"
     TENSION = "tension"
     AVOID = "avoid"
-    FREE = "free"
-    """No chord sounds (N.C.): the bias should leave the pitch alone."""
+    FREE = "free"  # no chord sounds (N.C.): the bias should leave the pitch alone
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,14 +95,11 @@ class Chord:
     quality: str
 
     def __post_init__(self) -> None:
-        for name in ("root", "bass"):
+        for name, lo in (("root", NO_PITCH_CLASS), ("bass", NO_PITCH_CLASS), ("tones", 0), ("tensions", 0)):
             value = getattr(self, name)
-            if type(value) is not int or not NO_PITCH_CLASS <= value <= 11:
-                raise ValueError(f"{name}: expected a pitch class 0-11 (-1 for N.C.), got {value!r}")
-        for name in ("tones", "tensions"):
-            value = getattr(self, name)
-            if type(value) is not tuple or not all(type(v) is int and 0 <= v <= 11 for v in value):
-                raise ValueError(f"{name}: expected a tuple of pitch classes 0-11, got {value!r}")
+            items = (value,) if lo < 0 else value if type(value) is tuple else (None,)
+            if not all(type(v) is int and lo <= v <= 11 for v in items):
+                raise ValueError(f"{name}: expected pitch classes {lo}..11, got {value!r}")
 
     @property
     def is_no_chord(self) -> bool:
@@ -221,16 +212,16 @@ def parse_chord(symbol: str) -> Chord:
     return Chord(text, root, bass, tones, tensions, quality)
 
 
+_ROLE = (PitchRole.AVOID, PitchRole.CHORD_TONE, PitchRole.TENSION)
+
+
 @lru_cache(maxsize=256)
 def pitch_class_roles(chord: Chord) -> tuple[PitchRole, ...]:
     """The role of each of the 12 pitch classes: a decoder builds its bias vector once per chord."""
     if chord.is_no_chord:
         return (PitchRole.FREE,) * 12
-    return tuple(
-        PitchRole.CHORD_TONE if pc in chord.tones else PitchRole.TENSION if pc in chord.tensions
-        else PitchRole.AVOID
-        for pc in range(12)
-    )
+    tones, tensions = set(chord.tones), set(chord.tensions)
+    return tuple(_ROLE[(pc in tones) + 2 * (pc in tensions)] for pc in range(12))
 
 
 def classify_pitch(chord: Chord, pitch: int) -> PitchRole:
@@ -258,9 +249,8 @@ def _bar_symbols(index: int, symbols: object) -> tuple[str, ...]:
         raise TypeError(f"bars[{index}]: expected a sequence of chord symbols, got {type(symbols).__name__}")
     if not symbols:
         raise ValueError(f"bars[{index}]: a bar needs at least one chord symbol")
-    for s in symbols:
-        if not isinstance(s, str):
-            raise TypeError(f"bars[{index}]: expected chord symbol strings, got {type(s).__name__}")
+    if not all(isinstance(s, str) for s in symbols):
+        raise TypeError(f"bars[{index}]: expected chord symbol strings, got {symbols!r}")
     return tuple(s.strip() for s in symbols)
 
 
@@ -351,9 +341,7 @@ class ChordPlan:
 
     @property
     def key_tonic(self) -> int:
-        match = _KEY_RE.fullmatch(self.key)
-        assert match is not None
-        return _root_pc(match.group(1), match.group(2))
+        return _root_pc(self.key[0], self.key[1:].removesuffix("m"))
 
     @property
     def key_is_minor(self) -> bool:

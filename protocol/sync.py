@@ -89,8 +89,8 @@ class ClockSync:
             raise TypeError(f"relock_after: expected int, got {type(relock_after).__name__}")
         if relock_after < 1:
             raise ValueError(f"relock_after: {relock_after} is below 1")
-        for name, value in (("max_rtt_s", max_rtt_s), ("max_step_s", max_step_s),
-                            ("relock_margin_s", relock_margin_s)):
+        limits = {"max_rtt_s": max_rtt_s, "max_step_s": max_step_s, "relock_margin_s": relock_margin_s}
+        for name, value in limits.items():
             if not math.isfinite(_check_time(name, value)) or value <= 0:
                 raise ValueError(f"{name}: {value} must be a positive finite number")
         if not 0 < _check_time("smoothing", smoothing) <= 1:

@@ -107,13 +107,10 @@ def _check(qos: int, topic: str = "/") -> None:
 
 
 class MqttTransport:
-    """An ``async with`` broker session: topics and bytes in, topics and bytes out.
-
-    Entering starts the connection loop and returns at once: an agent may start before the broker.
-    Use ``wait_connected`` to wait for the first link; it raises MqttAuthError when the broker refuses
-    credentials (that is not retried). Leaving sends queued QoS >= 1 messages for up to
-    ``flush_timeout`` seconds, then disconnects cleanly (so no last will is published).
-    """
+    """An ``async with`` broker session moving topics and bytes. Entering returns at once (an agent may
+    start before its broker); ``wait_connected`` waits for the link and raises MqttAuthError when the
+    broker refuses us (never retried). Leaving sends queued QoS >= 1 messages for up to
+    ``flush_timeout`` seconds, then disconnects cleanly, so no last will is published."""
 
     def __init__(
         self,
@@ -148,11 +145,10 @@ class MqttTransport:
         self._subscriptions: dict[str, int] = {}
         self._queue: asyncio.Queue[MqttPacket | None] = asyncio.Queue(maxsize=max_incoming)
         self._client: aiomqtt.Client | None = None
-        self._connected = asyncio.Event()
-        self._outbox_ready = asyncio.Event()
-        self._outbox_empty = asyncio.Event()
+        self._connected, self._closing = asyncio.Event(), asyncio.Event()
+        self._outbox_ready, self._outbox_empty = asyncio.Event(), asyncio.Event()
         self._outbox_empty.set()
-        self._closing = asyncio.Event()
+        self._warned_full = False
         self._fatal: MqttAuthError | None = None
         self._task: asyncio.Task[None] | None = None
         self.stats = MqttStats()
@@ -184,18 +180,21 @@ class MqttTransport:
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait for a live, subscribed session; raise MqttAuthError at once if the broker refused us."""
-        waiters = [asyncio.ensure_future(event.wait()) for event in (self._connected, self._closing)]
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-        if self._fatal is not None:
-            raise self._fatal
-        if not self._connected.is_set():
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._connected.is_set():  # re-checked: the link may drop again before we wake
+            if self._fatal is not None:
+                raise self._fatal
             if self._closing.is_set():
                 raise MqttTransportError("transport closed before it connected")
-            raise TimeoutError(f"no MQTT link within {timeout} s; last error: {self.stats.last_error}")
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"no MQTT link within {timeout} s; last error: {self.stats.last_error}")
+            waiters = [asyncio.ensure_future(event.wait()) for event in (self._connected, self._closing)]
+            try:
+                await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until every queued QoS >= 1 message has been acknowledged by the broker."""
@@ -233,7 +232,11 @@ class MqttTransport:
         while len(self._outbox) > self._outbox_limit:
             self._outbox.popleft()
             self.stats.dropped += 1
-            log.warning("MQTT outbox full (%d): dropped the oldest queued message", self._outbox_limit)
+            if not self._warned_full:
+                self._warned_full = True
+                log.warning(
+                    "MQTT outbox full (%d): dropping the oldest; counted in stats", self._outbox_limit
+                )
         self._outbox_empty.clear()
         self._outbox_ready.set()
 
@@ -253,10 +256,7 @@ class MqttTransport:
                 raise MqttTransportError(f"broker refused subscription to {topic_filter!r} (ACL?)")
 
     def incoming(self) -> AsyncIterator[MqttPacket]:
-        """Iterate received packets across reconnects until the transport closes.
-
-        The iterator is cancel-safe: ``asyncio.wait_for(anext(it), t)`` may time out and be retried.
-        """
+        """Received packets, across reconnects, until close; cancel-safe: ``wait_for(anext(it), t)``."""
         return self
 
     def __aiter__(self) -> MqttTransport:
@@ -323,7 +323,7 @@ class MqttTransport:
 
     async def _session(self, client: aiomqtt.Client) -> None:
         """Run one connection: renew subscriptions, then receive and drain the outbox until it ends."""
-        self._client = client
+        self._client, client.pending_calls_threshold = client, 1000  # note bursts are normal, not a leak
         if self._subscriptions:
             filters = list(self._subscriptions)
             granted = await client.subscribe([(f, self._subscriptions[f]) for f in filters])
@@ -353,9 +353,8 @@ class MqttTransport:
             if not isinstance(payload, (bytes, bytearray)) or len(payload) > self._max_payload:
                 self._count_invalid("too_large", f"{message.topic.value}: {len(payload or b'')} bytes")
                 continue
-            packet = MqttPacket(
-                message.topic.value, bytes(payload), bool(message.retain), self._clock(), int(message.qos)
-            )
+            topic, retain, qos = message.topic.value, bool(message.retain), int(message.qos)
+            packet = MqttPacket(topic, bytes(payload), retain, self._clock(), qos)
             self.stats.received += 1
             if self._queue.full():
                 self._queue.get_nowait()  # fresh state beats stale: shed the oldest

@@ -140,3 +140,18 @@ def test_a_killed_agent_is_restarted_and_plays_on(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["parts"]["bass"]["restarts"] == 1
     assert report["parts"]["piano"]["restarts"] == 0
+
+
+def test_the_same_run_over_mqtt_against_a_real_mosquitto(tmp_path: Path, mosquitto) -> None:  # noqa: ANN001
+    yaml_path = write_ensemble(tmp_path, {"bus": {"transport": "mqtt",
+                                                  "mqtt": {"host": mosquitto.host, "port": mosquitto.port}}})
+    proc = run_launcher([str(yaml_path), "--bars", "4", "--record", str(tmp_path / "out.mid"),
+                         "--report", str(tmp_path / "report.json"), "--quiet"])
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["bus"] == "mqtt"
+    check_report(report, ["bass", "piano", "drums"], "melody")
+    counts = check_recording(tmp_path / "out.mid", ["melody", "bass", "piano", "drums"])
+    assert counts["bass"] == 2 * 4
+    for name in ("bass", "piano", "drums"):
+        assert report["parts"][name]["sync"]["rtt_ms"] > 0

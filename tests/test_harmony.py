@@ -22,8 +22,29 @@ from protocol.harmony import (
     pitch_class_roles,
 )
 
-PC = {"C": 0, "C#": 1, "Db": 1, "D": 2, "D#": 3, "Eb": 3, "E": 4, "Fb": 4, "F": 5, "E#": 5, "F#": 6,
-      "Gb": 6, "G": 7, "G#": 8, "Ab": 8, "A": 9, "A#": 10, "Bb": 10, "B": 11, "Cb": 11, "B#": 0}
+PC = {
+    "C": 0,
+    "C#": 1,
+    "Db": 1,
+    "D": 2,
+    "D#": 3,
+    "Eb": 3,
+    "E": 4,
+    "Fb": 4,
+    "F": 5,
+    "E#": 5,
+    "F#": 6,
+    "Gb": 6,
+    "G": 7,
+    "G#": 8,
+    "Ab": 8,
+    "A": 9,
+    "A#": 10,
+    "Bb": 10,
+    "B": 11,
+    "Cb": 11,
+    "B#": 0,
+}
 
 
 def pcs(notes: str) -> set[int]:
@@ -161,7 +182,9 @@ def test_spellings_of_one_quality_agree() -> None:
         first = parse_chord(group[0])
         for symbol in group[1:]:
             other = parse_chord(symbol)
-            assert (other.root, other.tones, other.tensions) == (first.root, first.tones, first.tensions), symbol
+            assert (other.root, other.tones, other.tensions) == (first.root, first.tones, first.tensions), (
+                symbol
+            )
 
 
 @pytest.mark.parametrize("symbol", ["N.C.", "NC", "n.c."])
@@ -211,8 +234,30 @@ def test_chord_is_frozen_hashable_and_validated() -> None:
 
 
 ROOTS = ["C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
-QUALITIES = ["", "m", "7", "maj7", "m7", "ø7", "°7", "+", "7alt", "6/9", "sus4", "7sus4", "9", "13",
-             "7b9", "7#9#11", "m7b9", "maj9#11", "add9", "mM7", "m11", "dim"]
+QUALITIES = [
+    "",
+    "m",
+    "7",
+    "maj7",
+    "m7",
+    "ø7",
+    "°7",
+    "+",
+    "7alt",
+    "6/9",
+    "sus4",
+    "7sus4",
+    "9",
+    "13",
+    "7b9",
+    "7#9#11",
+    "m7b9",
+    "maj9#11",
+    "add9",
+    "mM7",
+    "m11",
+    "dim",
+]
 
 
 @given(st.sampled_from(QUALITIES), st.integers(0, 11))
@@ -220,8 +265,9 @@ def test_transposing_the_root_transposes_every_pitch_class(quality: str, shift: 
     base = parse_chord("C" + quality)
     moved = parse_chord(ROOTS[shift] + quality)
     assert moved.tones == tuple((pc + shift) % 12 for pc in base.tones)
-    assert moved.tensions == tuple(sorted(((pc + shift) % 12 for pc in base.tensions),
-                                          key=lambda pc: (pc - moved.root) % 12))
+    assert moved.tensions == tuple(
+        sorted(((pc + shift) % 12 for pc in base.tensions), key=lambda pc: (pc - moved.root) % 12)
+    )
 
 
 def test_classify_pitch() -> None:
@@ -321,8 +367,9 @@ def test_construction_validates_each_field() -> None:
     assert plan.bars == (("C", "G"), ("F",))
 
 
-@pytest.mark.parametrize(("key", "tonic", "minor"), [("C", 0, False), ("Am", 9, True), ("F#", 6, False),
-                                                     ("Bbm", 10, True)])
+@pytest.mark.parametrize(
+    ("key", "tonic", "minor"), [("C", 0, False), ("Am", 9, True), ("F#", 6, False), ("Bbm", 10, True)]
+)
 def test_key(key: str, tonic: int, minor: bool) -> None:
     plan = ChordPlan((("C",),), key=key)
     assert (plan.key_tonic, plan.key_is_minor) == (tonic, minor)
@@ -359,8 +406,9 @@ def test_chord_at_validates_arguments() -> None:
 
 
 SYMBOL_POOL = ["C", "Dm7", "G7", "Cmaj7", "Am7", "Bø7", "E7alt", "F6/9", "N.C.", "Ab+", "C/E", "Db°7"]
-bars_strategy = st.lists(st.lists(st.sampled_from(SYMBOL_POOL), min_size=1, max_size=4), min_size=1,
-                         max_size=8)
+bars_strategy = st.lists(
+    st.lists(st.sampled_from(SYMBOL_POOL), min_size=1, max_size=4), min_size=1, max_size=8
+)
 
 
 @given(bars_strategy, st.integers(-50, 50), st.integers(0, 255), st.integers(1, 7))

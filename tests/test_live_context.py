@@ -104,18 +104,18 @@ def test_decode_note_inverts_add_note(notes: list[LiveNote], nxt: list[LiveNote]
     for n in notes:
         ctx.add_note(n)
     end = ctx.beat_of_row(len(ctx) - 1) if len(ctx) > 1 else 0.0
-    for n in nxt:
+    for owner, n in enumerate(nxt, start=100):
         later = LiveNote(end + n.start_beat, n.duration_beats, n.pitch, n.velocity, n.channel, n.track)
-        change = ctx.add_note(later, owner=9)
+        change = ctx.add_note(later, owner=owner)
         if change.row != len(ctx) - 1:
             continue  # landed before the end (same slot, lower track): not a "next" row
         row = ctx.rows[-1].copy()
-        ctx.truncate_after(later.start_beat, owner=9)
+        ctx.truncate_after(later.start_beat, owner=owner)
         decoded = ctx.decode_note(row)
         quantised = max(1, round(later.duration_beats * 16)) / 16
         assert decoded == LiveNote(round(later.start_beat * 16) / 16, quantised, later.pitch, later.velocity,
                                    later.channel, later.track)
-        assert ctx.add_row(row, owner=9).row == len(ctx) - 1
+        assert ctx.add_row(row, owner=owner).row == len(ctx) - 1
         np.testing.assert_array_equal(ctx.rows[-1], row)
 
 
@@ -154,7 +154,7 @@ def test_window_trim_keeps_prefix_and_aligns_to_the_bar() -> None:
     prefix = setup_prefix("v2", bpm=120, time_signature=(4, 4))
     ctx = LiveContext("v2", max_events=10, trim_to=6, prefix=prefix)
     changes = [ctx.add_note(LiveNote(float(b), 0.5, 60, 80, 0, 1)) for b in range(8)]
-    assert [c.trimmed for c in changes] == [0] * 7 + [4]
+    assert [c.trimmed for c in changes] == [0] * 7 + [5]
     assert changes[-1].rebuild and changes[-1].first_row == 3 and changes[-1].row == 5
     np.testing.assert_array_equal(ctx.rows[:3], prefix)
     assert [ctx.beat_of_row(i) for i in range(3, 6)] == [5.0, 6.0, 7.0]

@@ -167,7 +167,9 @@ def test_symmetric_delays_give_the_exact_offset(offset: float, delays: list[floa
 
 
 @given(offsets, st.lists(st.tuples(legs, legs), min_size=1, max_size=80))
-def test_error_never_exceeds_half_the_worst_round_trip(offset: float, trips: list[tuple[float, float]]) -> None:
+def test_error_never_exceeds_half_the_worst_round_trip(
+    offset: float, trips: list[tuple[float, float]]
+) -> None:
     sync = ClockSync()
     worst = 0.0
     for i, (out_s, back_s) in enumerate(trips):

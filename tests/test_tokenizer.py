@@ -171,3 +171,11 @@ def test_errors_name_the_field() -> None:
         _plain().tokenize([0, []])
     with pytest.raises(TypeError, match="source"):
         midi_to_score(42)  # type: ignore[arg-type]
+
+
+def test_remap_keeps_channel_9_for_drums() -> None:
+    chans = [0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11]
+    score = [480, *[[["note", 0, 480, c, 60 + i, 90]] for i, c in enumerate(chans)]]
+    rows = _note_rows(MidiTokenizer("v2", optimise_midi=True).tokenize(score))
+    got = {(r[3] - 2201, r[4] - 2329) for r in rows}
+    assert got == {(i + 1, c) for i, c in enumerate([0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11])}

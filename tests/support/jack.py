@@ -129,36 +129,53 @@ class MidiCapture:
     With ``source`` it connects itself to that output port (substring of the JACK name, waited
     for, since the port may appear a moment later); without, it only offers its own input port
     (``port_name``) for an output to connect to.
+
+    Messages are drained from rtmidi's queue by a Python thread, not taken in an rtmidi callback:
+    a callback runs Python (and waits for the GIL) inside JACK's process cycle, and on a busy
+    machine the late cycles garble messages (seen here: a burst arrived as copies of its first
+    message). Arrival times are therefore accurate to the poll interval (0.25 ms).
     """
+
+    POLL_S = 0.00025
 
     def __init__(self, source: str | None = None, client_name: str = "capture", timeout: float = 5.0) -> None:
         self._midi = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, client_name)
         self._midi.ignore_types(sysex=False, timing=False, active_sense=False)
         self._received: list[Captured] = []
         self._arrived = threading.Condition()
-        if source is None:
-            self._midi.open_virtual_port("in")
-            self.port_name = f"{client_name}:in"
-            self.source: str | None = None
-        else:
-            wait_until(lambda: self._find(source) is not None, timeout, f"JACK MIDI port {source!r}")
-            index = self._find(source)
-            assert index is not None
-            self.source = self._midi.get_ports()[index]
-            self._midi.open_port(index, "in")
-            self.port_name = f"{client_name}:in"
-        self._midi.set_callback(self._on_message)
+        self._stop = threading.Event()
+        self.source: str | None = None
+        try:
+            if source is None:
+                self._midi.open_virtual_port("in")
+            else:
+                wait_until(lambda: self._find(source) is not None, timeout, f"JACK MIDI port {source!r}")
+                index = self._find(source)
+                assert index is not None
+                self.source = self._midi.get_ports()[index]
+                self._midi.open_port(index, "in")
+        except BaseException:
+            self._midi.delete()
+            raise
+        self.port_name = f"{client_name}:in"
+        self._reader = threading.Thread(target=self._drain, name=f"midi-capture-{client_name}", daemon=True)
+        self._reader.start()
 
     def _find(self, source: str) -> int | None:
         ports = self._midi.get_ports()
         hits = [i for i, p in enumerate(ports) if source in p]
         return hits[0] if hits else None
 
-    def _on_message(self, event: tuple[list[int], float], _data: object = None) -> None:
-        arrived = time.perf_counter()
-        with self._arrived:
-            self._received.append(Captured(tuple(event[0]), arrived))
-            self._arrived.notify_all()
+    def _drain(self) -> None:
+        while not self._stop.is_set():
+            event = self._midi.get_message()
+            if event is None:
+                time.sleep(self.POLL_S)
+                continue
+            arrived = time.perf_counter()
+            with self._arrived:
+                self._received.append(Captured(tuple(event[0]), arrived))
+                self._arrived.notify_all()
 
     @property
     def received(self) -> list[Captured]:
@@ -217,7 +234,8 @@ class MidiCapture:
         return held
 
     def close(self) -> None:
-        self._midi.cancel_callback()
+        self._stop.set()
+        self._reader.join()
         self._midi.close_port()
         self._midi.delete()
 
