@@ -182,6 +182,7 @@ class Agent:
     def _retime(self) -> None:
         if self.timeline is not None and self.scheduler is not None:
             self.scheduler.set_timemap(LocalTimeMap(self.timeline, self.sync.offset_s))
+            self.write_stats()
 
     def _timemap(self) -> LocalTimeMap | None:
         return None if self.timeline is None else LocalTimeMap(self.timeline, self.sync.offset_s)
@@ -280,9 +281,17 @@ class Agent:
             "invalid_reasons": dict(self.bus.invalid) if self.bus else {},
             "priority": self.scheduler.priority if self.scheduler else "none",
             "stuck_notes": self.stuck_notes,
+            "timemap": self._timemap_dict(),
             "sounding": self.output.sounding() if self.output else 0,
             "updated": time.time(),
         }
+
+    def _timemap_dict(self) -> dict[str, Any] | None:
+        """This agent's own beat clock (timeline + offset), so tools can compare agents' beats."""
+        if self.timeline is None:
+            return None
+        return {"timeline": {k: getattr(self.timeline, k) for k in self.timeline.__dataclass_fields__},
+                "offset_s": self.sync.offset_s}
 
     def write_stats(self) -> None:
         if self.stats_path is None:
