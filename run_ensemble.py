@@ -39,7 +39,10 @@ class Child:
     started: list[float] = field(default_factory=list)
 
     def start(self) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
         self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env)
         self.started.append(time.monotonic())
 
@@ -84,12 +87,27 @@ def plan_children(ens: Ensemble, args: argparse.Namespace, run_dir: Path) -> lis
     for a in ens.agents:
         if args.host is None or a.host == args.host:
             stats = run_dir / f"agent-{a.name}.json"
-            children.append(Child(a.name, "agent", [py, "-m", "agents", yaml_path, a.name, "--stats", str(stats),
-                                                    *common], stats))
+            children.append(
+                Child(
+                    a.name,
+                    "agent",
+                    [py, "-m", "agents", yaml_path, a.name, "--stats", str(stats), *common],
+                    stats,
+                )
+            )
     if args.host is None or ens.conductor.host == args.host:
         stats = run_dir / "conductor.json"
-        argv = [py, "-m", "conductor", yaml_path, "--stats", str(stats), "--state", str(run_dir / "state.json"),
-                *common]
+        argv = [
+            py,
+            "-m",
+            "conductor",
+            yaml_path,
+            "--stats",
+            str(stats),
+            "--state",
+            str(run_dir / "state.json"),
+            *common,
+        ]
         if args.bars:
             argv += ["--bars", str(args.bars)]
         if args.record:
@@ -144,7 +162,11 @@ class Launcher:
             self.shutdown()
             if display is not None:
                 display.close()
-        if conductor is not None and conductor.proc is not None and conductor.proc.returncode not in (0, None):
+        if (
+            conductor is not None
+            and conductor.proc is not None
+            and conductor.proc.returncode not in (0, None)
+        ):
             if conductor.proc.returncode not in (-signal.SIGTERM, -signal.SIGINT):
                 rc = rc or 1
         return rc
@@ -201,8 +223,12 @@ class Launcher:
             "duration_s": round(time.monotonic() - self.t0, 3),
             "stuck_notes": stuck,
             "parts": parts,
-            "conductor": {k: cond.get(k) for k in ("invalid_messages", "invalid_reasons", "refused", "recorded",
-                                                   "tempo", "bar")} if cond else {},
+            "conductor": {
+                k: cond.get(k)
+                for k in ("invalid_messages", "invalid_reasons", "refused", "recorded", "tempo", "bar")
+            }
+            if cond
+            else {},
         }
 
 
@@ -225,12 +251,16 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --bars: must be at least 1", file=sys.stderr)
         return 1
     if args.check:
-        print(f"ok: {args.ensemble}: ensemble {ens.name!r}, {len(ens.agents)} agents, bus {ens.bus.transport}")
+        print(
+            f"ok: {args.ensemble}: ensemble {ens.name!r}, {len(ens.agents)} agents, bus {ens.bus.transport}"
+        )
         return 0
     with tempfile.TemporaryDirectory(prefix="barcelona-") as tmp:
         children = plan_children(ens, args, Path(tmp))
         if not children:
-            print(f"error: --host: nothing in {args.ensemble} is placed on host {args.host!r}", file=sys.stderr)
+            print(
+                f"error: --host: nothing in {args.ensemble} is placed on host {args.host!r}", file=sys.stderr
+            )
             return 1
         launcher = Launcher(ens, args, children)
         rc = launcher.run()
@@ -246,12 +276,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_summary(report: dict[str, Any]) -> None:
-    print(f"{report['ensemble']}: {report['duration_s']:.1f} s on the {report['bus']} bus, "
-          f"stuck notes {report['stuck_notes']}")
+    print(
+        f"{report['ensemble']}: {report['duration_s']:.1f} s on the {report['bus']} bus, "
+        f"stuck notes {report['stuck_notes']}"
+    )
     for name, p in report["parts"].items():
         t = p["timing_ms"]
-        print(f"  {name:<10} {p['role']:<6} notes {p['notes']:>5}  late {p['late_notes']:>3}  "
-              f"timing p50 {t['p50']:.3f} p99 {t['p99']:.3f} max {t['max']:.3f} ms  restarts {p['restarts']}")
+        print(
+            f"  {name:<10} {p['role']:<6} notes {p['notes']:>5}  late {p['late_notes']:>3}  "
+            f"timing p50 {t['p50']:.3f} p99 {t['p99']:.3f} max {t['max']:.3f} ms  restarts {p['restarts']}"
+        )
 
 
 if __name__ == "__main__":

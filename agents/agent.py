@@ -99,8 +99,12 @@ class Agent:
     def _output_spec(self) -> dict[str, Any]:
         """The schema's output section in the form the output factory reads."""
         o = self.cfg.output
-        spec: dict[str, Any] = {"type": o.type, "name": f"barcelona-{self.name}", "channels": [self.cfg.channel],
-                                "programs": {self.cfg.channel: self.cfg.program}}
+        spec: dict[str, Any] = {
+            "type": o.type,
+            "name": f"barcelona-{self.name}",
+            "channels": [self.cfg.channel],
+            "programs": {self.cfg.channel: self.cfg.program},
+        }
         if o.type == "midi":
             spec.update(port=o.port, virtual=o.virtual, api=o.api, client_name=f"barcelona-{self.name}")
         elif o.type == "osc":
@@ -220,7 +224,9 @@ class Agent:
 
     async def _plan_tick(self) -> None:
         tm = self._timemap()
-        assert tm is not None and self.plan is not None and self.scheduler is not None and self.bus is not None
+        assert (
+            tm is not None and self.plan is not None and self.scheduler is not None and self.bus is not None
+        )
         tl = tm.timeline
         now_beat = tm.beat_at(self.clock())
         latency_beats = self.ens.timing.latency_ms / 1000.0 * tl.tempo_at_beat(now_beat) / 60.0
@@ -233,10 +239,14 @@ class Agent:
         ctx = PlanContext(self.plan, tl.beats_per_bar, self.params)
         start, self.committed_until = self.committed_until, target
         for note in self.engine.plan(start, target, ctx):
-            if not self.cfg.range[0] <= note.pitch <= self.cfg.range[1] and self.cfg.engine.voicing != "drums":
+            if (
+                not self.cfg.range[0] <= note.pitch <= self.cfg.range[1]
+                and self.cfg.engine.voicing != "drums"
+            ):
                 continue
-            self.scheduler.schedule_note(note.start_beat, note.duration_beats, note.channel, note.pitch,
-                                         note.velocity)
+            self.scheduler.schedule_note(
+                note.start_beat, note.duration_beats, note.channel, note.pitch, note.velocity
+            )
             self.notes_committed += 1
             await self.bus.publish(note)
 
@@ -249,11 +259,17 @@ class Agent:
         if tm is not None and tm.timeline.playing and self.committed_until is not None:
             lookahead = self.committed_until - tm.beat_at(self.clock())
         return AgentStatus(
-            agent=self.name, seq=self.seq % 2**31, state=state, pid=os.getpid(),
+            agent=self.name,
+            seq=self.seq % 2**31,
+            state=state,
+            pid=os.getpid(),
             notes=self.notes_sent + self.previous.get("notes", 0),
             late_notes=int(st["late_count"]) + self.previous.get("late_notes", 0),
-            invalid=self.invalid_total(), load=0.0, lookahead_beats=max(-1e6, min(1e6, lookahead)),
-            latency_ms=float(st["p50"]), offset_ms=self.sync.offset_s * 1000.0,
+            invalid=self.invalid_total(),
+            load=0.0,
+            lookahead_beats=max(-1e6, min(1e6, lookahead)),
+            latency_ms=float(st["p50"]),
+            offset_ms=self.sync.offset_s * 1000.0,
             rtt_ms=min(1e6, self._rtt_s() * 1000.0),
         )
 
@@ -265,7 +281,11 @@ class Agent:
         return bus + self.invalid_local + self.previous.get("invalid_messages", 0)
 
     def stats(self) -> dict[str, Any]:
-        st = self.scheduler.stats() if self.scheduler else {"p50": 0.0, "p99": 0.0, "max": 0.0, "late_count": 0}
+        st = (
+            self.scheduler.stats()
+            if self.scheduler
+            else {"p50": 0.0, "p99": 0.0, "max": 0.0, "late_count": 0}
+        )
         return {
             "role": "agent",
             "pid": os.getpid(),
@@ -290,8 +310,10 @@ class Agent:
         """This agent's own beat clock (timeline + offset), so tools can compare agents' beats."""
         if self.timeline is None:
             return None
-        return {"timeline": {k: getattr(self.timeline, k) for k in self.timeline.__dataclass_fields__},
-                "offset_s": self.sync.offset_s}
+        return {
+            "timeline": {k: getattr(self.timeline, k) for k in self.timeline.__dataclass_fields__},
+            "offset_s": self.sync.offset_s,
+        }
 
     def write_stats(self) -> None:
         if self.stats_path is None:

@@ -18,7 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--record", type=Path, help="write every part to this MIDI file at exit")
     ap.add_argument("--stats", type=Path, help="write live stats JSON here")
     ap.add_argument("--state", type=Path, help="persist tempo, plan and position here; resume from it")
-    ap.add_argument("--wait-agents", type=float, default=5.0, help="seconds to wait for agents before starting")
+    ap.add_argument(
+        "--wait-agents", type=float, default=5.0, help="seconds to wait for agents before starting"
+    )
     ap.add_argument("--no-autostart", action="store_true", help="wait for a play control")
     ap.add_argument("--log-level", default="WARNING")
     args = ap.parse_args(argv)
@@ -34,9 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     from conductor.conductor import Conductor
 
     try:
-        cond = Conductor(ens, base_dir=args.ensemble.resolve().parent, bars=args.bars, record=args.record,
-                         stats_path=args.stats, state_path=args.state, wait_agents_s=args.wait_agents,
-                         autostart=not args.no_autostart)
+        cond = Conductor(
+            ens,
+            base_dir=args.ensemble.resolve().parent,
+            bars=args.bars,
+            record=args.record,
+            stats_path=args.stats,
+            state_path=args.state,
+            wait_agents_s=args.wait_agents,
+            autostart=not args.no_autostart,
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -35,9 +35,18 @@ TICK_S = 0.005
 
 
 class Conductor:
-    def __init__(self, ens: Ensemble, *, base_dir: Path, bars: int | None = None, record: Path | None = None,
-                 stats_path: Path | None = None, state_path: Path | None = None, wait_agents_s: float = 5.0,
-                 autostart: bool = True) -> None:
+    def __init__(
+        self,
+        ens: Ensemble,
+        *,
+        base_dir: Path,
+        bars: int | None = None,
+        record: Path | None = None,
+        stats_path: Path | None = None,
+        state_path: Path | None = None,
+        wait_agents_s: float = 5.0,
+        autostart: bool = True,
+    ) -> None:
         self.ens = ens
         self.base_dir = base_dir
         self.bars = bars
@@ -53,7 +62,9 @@ class Conductor:
             self.resumed = True
         else:
             plan = ChordPlan.parse(ens.chords, loop=ens.loop, key=ens.key)
-            self.state = ConductorState(Timeline(tempo_bpm=ens.tempo, beats_per_bar=ens.meter), plan, agents=names)
+            self.state = ConductorState(
+                Timeline(tempo_bpm=ens.tempo, beats_per_bar=ens.meter), plan, agents=names
+            )
             self.resumed = False
         parts = [(p.name, p.channel, p.program) for p in ens.parts()]
         self.recorder = Recorder(parts, beats_per_bar=ens.meter)
@@ -275,8 +286,12 @@ class Conductor:
 
     async def _beat_tick(self, beat: int, tl: Timeline) -> None:
         chord = self.state.plan.chord_at(beat, tl.beats_per_bar)
-        tick = BeatTick(beat // tl.beats_per_bar, beat % tl.beats_per_bar, chord.symbol if chord else "",
-                        tl.tempo_at_beat(beat))
+        tick = BeatTick(
+            beat // tl.beats_per_bar,
+            beat % tl.beats_per_bar,
+            chord.symbol if chord else "",
+            tl.tempo_at_beat(beat),
+        )
         await self._publish(tick)
         if self.displays and self.surface is not None:
             from protocol.codec import to_osc
@@ -307,11 +322,20 @@ class Conductor:
             "roster": sorted(self.state.heard),
             "human_notes": self.human_notes,
             "recorded": {p.name: self.recorder.count(p.name) for p in self.ens.parts()},
-            "invalid_messages": (self.bus.invalid_total if self.bus else 0) + sum(self.control_invalid.values()),
+            "invalid_messages": (self.bus.invalid_total if self.bus else 0)
+            + sum(self.control_invalid.values()),
             "invalid_reasons": {**(dict(self.bus.invalid) if self.bus else {}), **self.control_invalid},
             "refused": dict(self.allow.refused),
-            "agents": {a: {"state": s.state, "notes": s.notes, "late": s.late_notes,
-                           "offset_ms": s.offset_ms, "rtt_ms": s.rtt_ms} for a, s in self.agent_status.items()},
+            "agents": {
+                a: {
+                    "state": s.state,
+                    "notes": s.notes,
+                    "late": s.late_notes,
+                    "offset_ms": s.offset_ms,
+                    "rtt_ms": s.rtt_ms,
+                }
+                for a, s in self.agent_status.items()
+            },
             "bus": self.ens.bus.transport,
             "updated": time.time(),
         }

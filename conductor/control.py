@@ -31,7 +31,7 @@ def strip_prefix(ensemble: str, address: str) -> str:
     """`/barcelona/<ens>/x/y` or `/x/y` → `x/y`; another ensemble's address is refused."""
     root = f"{OSC_ROOT}/"
     if address.startswith(root):
-        rest = address[len(root):]
+        rest = address[len(root) :]
         ens, _, tail = rest.partition("/")
         if ens not in (ensemble, "*"):
             raise ControlError("foreign_ensemble", address)

@@ -57,7 +57,9 @@ def read_midi_notes(path: Path, transpose: int = 0) -> list[FileNote]:
 class FileHuman:
     """Replays a file from beat 0, looping on whole bars, publishing each note as it ends."""
 
-    def __init__(self, notes: list[FileNote], name: str, channel: int, beats_per_bar: int, loop: bool) -> None:
+    def __init__(
+        self, notes: list[FileNote], name: str, channel: int, beats_per_bar: int, loop: bool
+    ) -> None:
         self.name, self.channel, self.loop = name, channel, loop
         end = max(n.start + n.duration for n in notes)
         self.length = max(1, math.ceil(end / beats_per_bar - 1e-9)) * beats_per_bar
@@ -122,7 +124,11 @@ class MidiInput:
     def __init__(self, port: str | None, api: str = "auto") -> None:
         import rtmidi
 
-        apis = {"jack": rtmidi.API_UNIX_JACK, "alsa": rtmidi.API_LINUX_ALSA, "coremidi": rtmidi.API_MACOSX_CORE}
+        apis = {
+            "jack": rtmidi.API_UNIX_JACK,
+            "alsa": rtmidi.API_LINUX_ALSA,
+            "coremidi": rtmidi.API_MACOSX_CORE,
+        }
         self.queue: queue.Queue[tuple[float, mido.Message]] = queue.Queue()
         self._midi = rtmidi.MidiIn(apis.get(api, rtmidi.API_UNSPECIFIED), "barcelona-human")
         names = self._midi.get_ports()

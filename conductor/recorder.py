@@ -45,21 +45,26 @@ class Recorder:
         meta = mido.MidiTrack()
         meta.append(mido.MetaMessage("track_name", name="conductor", time=0))
         meta.append(mido.MetaMessage("time_signature", numerator=self.beats_per_bar, denominator=4, time=0))
-        events = [(round(b * PPQ), mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))) for b, bpm in
-                  sorted(self.tempos or [(0.0, 120.0)])]
+        events = [
+            (round(b * PPQ), mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)))
+            for b, bpm in sorted(self.tempos or [(0.0, 120.0)])
+        ]
         _append_timed(meta, events)
         mid.tracks.append(meta)
         for name, channel, program in self.parts:
             track = mido.MidiTrack()
             track.append(mido.MetaMessage("track_name", name=name, time=0))
-            timed: list[tuple[int, mido.Message]] = [(0, mido.Message("program_change", channel=channel,
-                                                                      program=program))]
+            timed: list[tuple[int, mido.Message]] = [
+                (0, mido.Message("program_change", channel=channel, program=program))
+            ]
             for n in self.notes.get(name, []):
                 end = n.end_beat if until_beat is None else min(n.end_beat, until_beat)
                 if end <= n.start_beat:
                     continue
                 on, off = round(n.start_beat * PPQ), max(round(end * PPQ), round(n.start_beat * PPQ) + 1)
-                timed.append((on, mido.Message("note_on", channel=n.channel, note=n.pitch, velocity=n.velocity)))
+                timed.append(
+                    (on, mido.Message("note_on", channel=n.channel, note=n.pitch, velocity=n.velocity))
+                )
                 timed.append((off, mido.Message("note_off", channel=n.channel, note=n.pitch, velocity=0)))
             _append_timed(track, timed)
             mid.tracks.append(track)

@@ -54,7 +54,9 @@ class ConductorState:
         for name in self.agents:
             m = self.mix.setdefault(name, Mix())
             muted = m.mute or (any_solo and not m.solo)
-            out.append(AgentParams(name, self.params_epoch, muted, m.temperature, m.density, m.top_p, m.top_k))
+            out.append(
+                AgentParams(name, self.params_epoch, muted, m.temperature, m.density, m.top_p, m.top_k)
+            )
         return out
 
     def roster_message(self, now: float, timeout_s: float) -> Roster:

@@ -38,16 +38,37 @@ class StatusDisplay:
 
         cond, agents = self._rows()
         beat = float(cond.get("beat", 0.0))
-        title = (f"{self.launcher.ens.name}  bar {cond.get('bar', '-')}  beat {beat % self.launcher.ens.meter:4.1f}  "
-                 f"{cond.get('chord', '')}  {cond.get('tempo', 0):.1f} BPM  bus {self.launcher.ens.bus.transport}")
+        ens = self.launcher.ens
+        title = (
+            f"{ens.name}  bar {cond.get('bar', '-')}  beat {beat % ens.meter:4.1f}  "
+            f"{cond.get('chord', '')}  {cond.get('tempo', 0):.1f} BPM  bus {ens.bus.transport}"
+        )
         table = Table(title=title)
-        for col in ("part", "state", "notes", "late", "p99 ms", "offset ms", "rtt ms", "bad msgs", "restarts"):
+        for col in (
+            "part",
+            "state",
+            "notes",
+            "late",
+            "p99 ms",
+            "offset ms",
+            "rtt ms",
+            "bad msgs",
+            "restarts",
+        ):
             table.add_column(col)
         for name, s, restarts, alive in agents:
             t, sync = s.get("timing_ms", {}), s.get("sync", {})
-            table.add_row(name, "up" if alive else "down", str(s.get("notes", 0)), str(s.get("late_notes", 0)),
-                          f"{t.get('p99', 0):.3f}", f"{sync.get('offset_ms', 0):.3f}", f"{sync.get('rtt_ms', 0):.3f}",
-                          str(s.get("invalid_messages", 0)), str(restarts))
+            table.add_row(
+                name,
+                "up" if alive else "down",
+                str(s.get("notes", 0)),
+                str(s.get("late_notes", 0)),
+                f"{t.get('p99', 0):.3f}",
+                f"{sync.get('offset_ms', 0):.3f}",
+                f"{sync.get('rtt_ms', 0):.3f}",
+                str(s.get("invalid_messages", 0)),
+                str(restarts),
+            )
         return table
 
     def update(self) -> None:
@@ -61,9 +82,9 @@ class StatusDisplay:
             return
         self.last = now
         cond, agents = self._rows()
-        parts = " ".join(f"{n}:{s.get('notes', 0)}{'' if alive else '(down)'}" for n, s, _, alive in agents)
-        print(f"bar {cond.get('bar', '-')} {cond.get('chord', '')} {cond.get('tempo', 0):.0f}bpm  notes {parts}",
-              flush=True)
+        parts = " ".join(f"{n}:{s.get('notes', 0)}{'' if up else '(down)'}" for n, s, _, up in agents)
+        where = f"bar {cond.get('bar', '-')} {cond.get('chord', '')} {cond.get('tempo', 0):.0f}bpm"
+        print(f"{where}  notes {parts}", flush=True)
 
     def close(self) -> None:
         if self.live is not None:

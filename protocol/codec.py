@@ -109,7 +109,7 @@ def from_osc(ensemble: str, address: str, args: tuple[Any, ...] | list[Any]) -> 
     prefix = f"{OSC_ROOT}/{ensemble}/"
     if not address.startswith(prefix):
         raise DecodeError("foreign_address", f"{address!r} is not under {prefix}")
-    kind = BY_ADDRESS.get(address[len(prefix):])
+    kind = BY_ADDRESS.get(address[len(prefix) :])
     if kind is None:
         raise DecodeError("unknown_address", f"{address!r}")
     return _build(kind, list(args))
@@ -124,9 +124,7 @@ def mqtt_topic(ensemble: str, msg: Any) -> str:
 
 def mqtt_filters(ensemble: str) -> list[str]:
     """Subscription filters that cover every kind (keyed kinds get a `+` level)."""
-    return [
-        f"{MQTT_ROOT}/{ensemble}/{k.address}" + ("/+" if k.key else "") for k in KINDS
-    ]
+    return [f"{MQTT_ROOT}/{ensemble}/{k.address}" + ("/+" if k.key else "") for k in KINDS]
 
 
 def to_msgpack(msg: Any) -> bytes:
@@ -139,7 +137,7 @@ def from_mqtt(ensemble: str, topic: str, payload: bytes) -> Any:
     prefix = f"{MQTT_ROOT}/{ensemble}/"
     if not topic.startswith(prefix):
         raise DecodeError("foreign_topic", topic)
-    rest = topic[len(prefix):]
+    rest = topic[len(prefix) :]
     kind = BY_ADDRESS.get(rest) or BY_ADDRESS.get(rest.rsplit("/", 1)[0])
     if kind is None:
         raise DecodeError("unknown_topic", topic)
@@ -155,7 +153,9 @@ def from_mqtt(ensemble: str, topic: str, payload: bytes) -> Any:
         raise DecodeError(f"{kind.address}.unknown_field", f"{sorted(map(str, unknown))}")
     msg = _build_kw(kind, data)
     if kind.key and rest != f"{kind.address}/{getattr(msg, kind.key)}":
-        raise DecodeError(f"{kind.address}.topic_mismatch", f"{topic} carries {kind.key}={getattr(msg, kind.key)}")
+        raise DecodeError(
+            f"{kind.address}.topic_mismatch", f"{topic} carries {kind.key}={getattr(msg, kind.key)}"
+        )
     return msg
 
 
@@ -164,7 +164,7 @@ def _build(kind: Kind, args: list[Any]) -> Any:
     required = [f.name for f in fields(kind.cls) if f.default is MISSING and f.default_factory is MISSING]
     if not len(required) <= len(args) <= len(names):
         raise DecodeError(f"{kind.address}.arity", f"expected {len(names)} arguments, got {len(args)}")
-    return _build_kw(kind, dict(zip(names, args)))
+    return _build_kw(kind, dict(zip(names, args, strict=False)))
 
 
 def _build_kw(kind: Kind, data: dict[str, Any]) -> Any:

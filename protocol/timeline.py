@@ -92,7 +92,9 @@ class Timeline:
         tempo_bpm = check_float("tempo_bpm", tempo_bpm, MIN_TEMPO, MAX_TEMPO)
         base = self.settled(now)
         if not base.playing:
-            return replace(base, epoch=base.epoch + 1, tempo_bpm=tempo_bpm, next_tempo_bpm=0.0, change_beat=0.0)
+            return replace(
+                base, epoch=base.epoch + 1, tempo_bpm=tempo_bpm, next_tempo_bpm=0.0, change_beat=0.0
+            )
         # Re-anchor at now so the pending segment starts from an exact origin.
         beat_now = base.beat_at(now)
         at_beat = max(at_beat, beat_now)

@@ -99,7 +99,9 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
         ("/barcelona/demo/plan", ["C | F | G"], Control("plan", "C | F | G")),
     ],
 )
-def test_surface_accepts_what_max_and_touchosc_send(address: str, args: list[object], expected: Control) -> None:
+def test_surface_accepts_what_max_and_touchosc_send(
+    address: str, args: list[object], expected: Control
+) -> None:
     assert parse_control("demo", address, args) == expected
 
 

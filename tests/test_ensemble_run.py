@@ -48,8 +48,18 @@ def test_default_ensemble_plays_records_and_reports_in_time(tmp_path: Path) -> N
     yaml_path = write_ensemble(tmp_path)
     bars, tempo = 8, 120.0
     t0 = time.monotonic()
-    proc = run_launcher([str(yaml_path), "--bars", str(bars), "--record", str(tmp_path / "out.mid"),
-                         "--report", str(tmp_path / "report.json"), "--quiet"])
+    proc = run_launcher(
+        [
+            str(yaml_path),
+            "--bars",
+            str(bars),
+            "--record",
+            str(tmp_path / "out.mid"),
+            "--report",
+            str(tmp_path / "report.json"),
+            "--quiet",
+        ]
+    )
     elapsed = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "report.json").read_text())
@@ -86,9 +96,14 @@ def _alive(pid: int) -> bool:
 
 
 def _start(yaml_path: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, str(ROOT / "run_ensemble.py"), str(yaml_path), "--quiet", *extra],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ})
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "run_ensemble.py"), str(yaml_path), "--quiet", *extra],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
 
 
 def test_sigterm_stops_every_process_within_two_seconds(tmp_path: Path) -> None:
@@ -103,8 +118,11 @@ def test_sigterm_stops_every_process_within_two_seconds(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         t0 = time.monotonic()
         proc.wait(timeout=10)
-        wait_for(lambda: not any(_alive(k) for k in kids), 2.0 - (time.monotonic() - t0) + 0.5,
-                 "every child to exit")
+        wait_for(
+            lambda: not any(_alive(k) for k in kids),
+            2.0 - (time.monotonic() - t0) + 0.5,
+            "every child to exit",
+        )
         assert time.monotonic() - t0 <= 2.5
     finally:
         mon.close()
@@ -142,11 +160,22 @@ def test_a_killed_agent_is_restarted_and_plays_on(tmp_path: Path) -> None:
     assert report["parts"]["piano"]["restarts"] == 0
 
 
-def test_the_same_run_over_mqtt_against_a_real_mosquitto(tmp_path: Path, mosquitto) -> None:  # noqa: ANN001
-    yaml_path = write_ensemble(tmp_path, {"bus": {"transport": "mqtt",
-                                                  "mqtt": {"host": mosquitto.host, "port": mosquitto.port}}})
-    proc = run_launcher([str(yaml_path), "--bars", "4", "--record", str(tmp_path / "out.mid"),
-                         "--report", str(tmp_path / "report.json"), "--quiet"])
+def test_the_same_run_over_mqtt_against_a_real_mosquitto(tmp_path: Path, mosquitto) -> None:
+    yaml_path = write_ensemble(
+        tmp_path, {"bus": {"transport": "mqtt", "mqtt": {"host": mosquitto.host, "port": mosquitto.port}}}
+    )
+    proc = run_launcher(
+        [
+            str(yaml_path),
+            "--bars",
+            "4",
+            "--record",
+            str(tmp_path / "out.mid"),
+            "--report",
+            str(tmp_path / "report.json"),
+            "--quiet",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["bus"] == "mqtt"

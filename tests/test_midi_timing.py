@@ -17,24 +17,48 @@ from protocol.timeline import LocalTimeMap, Timeline
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 
-def test_agent_notes_arrive_at_a_real_midi_input_in_order_and_in_time(tmp_path: Path,
-                                                                       jack_server: JackServer) -> None:
+def test_agent_notes_arrive_at_a_real_midi_input_in_order_and_in_time(
+    tmp_path: Path, jack_server: JackServer
+) -> None:
     monitor_port = free_port()
-    yaml_path = write_ensemble(tmp_path, {
-        "bus": {"osc": {"monitor_port": monitor_port}},
-        "agents": [{
-            "name": "bass", "channel": 1, "program": 33, "range": [28, 52],
-            "engine": {"type": "pattern", "voicing": "root_fifth",
-                       "rhythm": [{"beat": b / 2, "duration": 0.25} for b in range(8)]},
-            "output": {"type": "midi", "port": "bcap:in", "api": "jack"},
-        }],
-    })
+    yaml_path = write_ensemble(
+        tmp_path,
+        {
+            "bus": {"osc": {"monitor_port": monitor_port}},
+            "agents": [
+                {
+                    "name": "bass",
+                    "channel": 1,
+                    "program": 33,
+                    "range": [28, 52],
+                    "engine": {
+                        "type": "pattern",
+                        "voicing": "root_fifth",
+                        "rhythm": [{"beat": b / 2, "duration": 0.25} for b in range(8)],
+                    },
+                    "output": {"type": "midi", "port": "bcap:in", "api": "jack"},
+                }
+            ],
+        },
+    )
     bars = 3
     with MidiCapture(client_name="bcap") as cap:
         mon = BusMonitor("demo", monitor_port)
         try:
-            proc = subprocess.run([sys.executable, str(ROOT / "run_ensemble.py"), str(yaml_path), "--bars",
-                                   str(bars), "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "run_ensemble.py"),
+                    str(yaml_path),
+                    "--bars",
+                    str(bars),
+                    "--quiet",
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert proc.returncode == 0, proc.stderr
             committed = sorted(mon.notes("bass"), key=lambda n: n.start_beat)
             playing = [m for _, m in mon.of(Timeline) if m.playing]
@@ -50,10 +74,15 @@ def test_agent_notes_arrive_at_a_real_midi_input_in_order_and_in_time(tmp_path: 
     matched_beats, errors_ms = [], []
     for captured in ons:
         # The committed note this arrival belongs to: same pitch, nearest due time.
-        due, note = min(((tm.time_at(n.start_beat) or 0.0), n) for n in committed if n.pitch == captured.message[1]
-                        and abs((tm.time_at(n.start_beat) or 0.0) - captured.time) < 0.2)
+        due, note = min(
+            ((tm.time_at(n.start_beat) or 0.0), n)
+            for n in committed
+            if n.pitch == captured.message[1] and abs((tm.time_at(n.start_beat) or 0.0) - captured.time) < 0.2
+        )
         matched_beats.append(note.start_beat)
         errors_ms.append((captured.time - due) * 1000.0)
-    assert matched_beats == sorted(matched_beats) and len(set(matched_beats)) == len(matched_beats), "out of order"
+    assert matched_beats == sorted(matched_beats) and len(set(matched_beats)) == len(matched_beats), (
+        "out of order"
+    )
     # A wrong beat-to-time mapping is off by tens of ms or more; JACK's dummy driver adds ~1.3 ms.
     assert max(abs(e) for e in errors_ms) < 15.0, errors_ms

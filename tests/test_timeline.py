@@ -55,8 +55,10 @@ def test_change_in_the_past_applies_at_once() -> None:
     assert tl.beat_at(103.0) == pytest.approx(5.0)
 
 
-@pytest.mark.parametrize(("field", "value"), [("tempo_bpm", float("nan")), ("tempo_bpm", -5.0),
-                                              ("beats_per_bar", 0), ("next_tempo_bpm", 5.0)])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("tempo_bpm", float("nan")), ("tempo_bpm", -5.0), ("beats_per_bar", 0), ("next_tempo_bpm", 5.0)],
+)
 def test_invalid_values_name_the_field(field: str, value: float) -> None:
     with pytest.raises((ValueError, TypeError), match=field):
         Timeline(**{field: value})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import socket
@@ -34,9 +35,19 @@ LOOPBACK = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
 
 
-def arun(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-    """Run a test body with a hard ceiling, so a lost packet fails the test instead of hanging it."""
-    return asyncio.run(asyncio.wait_for(coro, timeout))
+def asynctest(
+    timeout: float = 30.0,
+) -> Callable[[Callable[..., Coroutine[Any, Any, None]]], Callable[..., None]]:
+    """Run an async test with a hard ceiling, so a lost packet fails the test instead of hanging it."""
+
+    def wrap(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+        @functools.wraps(test)  # keeps the signature, so pytest still injects fixtures
+        def run(*args: Any, **kwargs: Any) -> None:
+            asyncio.run(asyncio.wait_for(test(*args, **kwargs), timeout))
+
+        return run
+
+    return wrap
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
@@ -113,120 +124,108 @@ def test_decoder_never_raises_anything_but_malformed(data: bytes) -> None:
 
 
 @pytest.mark.network
-def test_osc_round_trip_with_typed_args() -> None:
-    async def body() -> None:
-        async with OscTransport() as rx, OscTransport((LOOPBACK, 0), [(LOOPBACK, 0)]) as tx:
-            tx.remove_peer((LOOPBACK, 0))
-            tx.add_peer(rx.address)
-            args = [("i", -7), ("h", 2**40), ("d", 0.1), ("f", 0.5), ("s", "bass"), ("b", b"\x00\x01\x02"),
-                    ("T", True), ("F", False), ("N", None)]  # fmt: skip
-            tx.send("/barcelona/test/note", args)
-            packet = await next_packet(rx.incoming())
-            assert isinstance(packet, OscPacket)
-            assert packet.address == "/barcelona/test/note"
-            assert packet.args == (-7, 2**40, 0.1, 0.5, "bass", b"\x00\x01\x02", True, False, None)
-            assert packet.sender == tx.address
-            assert packet.timetag is None
-            assert abs(packet.received_at - time.monotonic()) < 1.0
-
-    arun(body())
+@asynctest()
+async def test_osc_round_trip_with_typed_args() -> None:
+    async with OscTransport() as rx, OscTransport((LOOPBACK, 0), [(LOOPBACK, 0)]) as tx:
+        tx.remove_peer((LOOPBACK, 0))
+        tx.add_peer(rx.address)
+        args = [("i", -7), ("h", 2**40), ("d", 0.1), ("f", 0.5), ("s", "bass"), ("b", b"\x00\x01\x02"),
+                ("T", True), ("F", False), ("N", None)]  # fmt: skip
+        tx.send("/barcelona/test/note", args)
+        packet = await next_packet(rx.incoming())
+        assert isinstance(packet, OscPacket)
+        assert packet.address == "/barcelona/test/note"
+        assert packet.args == (-7, 2**40, 0.1, 0.5, "bass", b"\x00\x01\x02", True, False, None)
+        assert packet.sender == tx.address
+        assert packet.timetag is None
+        assert abs(packet.received_at - time.monotonic()) < 1.0
 
 
 @pytest.mark.network
-def test_osc_doubles_keep_full_precision_where_float32_would_not() -> None:
-    async def body() -> None:
-        async with OscTransport() as rx, OscTransport() as tx:
-            now = time.time()
-            tx.send("/t", [("d", now), ("f", now)], to=rx.address)
-            packet = await next_packet(rx.incoming())
-            assert packet.args[0] == now  # bit-exact
-            assert abs(packet.args[1] - now) > 1.0  # the float32 pitfall: tens of seconds off
-
-    arun(body())
+@asynctest()
+async def test_osc_doubles_keep_full_precision_where_float32_would_not() -> None:
+    async with OscTransport() as rx, OscTransport() as tx:
+        now = time.time()
+        tx.send("/t", [("d", now), ("f", now)], to=rx.address)
+        packet = await next_packet(rx.incoming())
+        assert packet.args[0] == now  # bit-exact
+        assert abs(packet.args[1] - now) > 1.0  # the float32 pitfall: tens of seconds off
 
 
 @pytest.mark.network
-def test_osc_bundle_with_timetag_arrives_as_packets() -> None:
-    async def body() -> None:
-        async with OscTransport() as rx, OscTransport() as tx:
-            due = time.time() + 0.5
-            tx.send_bundle([("/on", [("i", 60)]), ("/off", [("i", 60)])], due, to=rx.address)
-            it = rx.incoming()
-            first, second = await next_packet(it), await next_packet(it)
-            assert (first.address, second.address) == ("/on", "/off")
-            assert first.timetag is not None and abs(first.timetag - due) < 1e-6
-            assert first.received_at == second.received_at  # one datagram, one arrival
-
-    arun(body())
+@asynctest()
+async def test_osc_bundle_with_timetag_arrives_as_packets() -> None:
+    async with OscTransport() as rx, OscTransport() as tx:
+        due = time.time() + 0.5
+        tx.send_bundle([("/on", [("i", 60)]), ("/off", [("i", 60)])], due, to=rx.address)
+        it = rx.incoming()
+        first, second = await next_packet(it), await next_packet(it)
+        assert (first.address, second.address) == ("/on", "/off")
+        assert first.timetag is not None and abs(first.timetag - due) < 1e-6
+        assert first.received_at == second.received_at  # one datagram, one arrival
 
 
 @pytest.mark.network
-def test_osc_malformed_datagrams_are_counted_and_the_loop_survives() -> None:
-    async def body() -> None:
-        async with OscTransport((LOOPBACK, 0), max_packet=512) as rx:
-            raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            raw.bind((LOOPBACK, 0))
-            bad = {
-                "not_osc": b"hello",
-                "unknown_typetag": b"/a\x00\x00,x\x00\x00",
-                "bad_argument": b"/a\x00\x00,i\x00\x00\x00\x01",  # truncated int
-                "bad_string": b"/\xff\xfe\x00",  # address that is not UTF-8
-                "bad_bundle": b"#bundle\x00" + b"\x00" * 8 + struct.pack(">i", 400) + b"/x\x00\x00",
-                "too_large": b"/big\x00\x00\x00\x00" + b"\x00" * 600,  # over max_packet
-            }
-            for datagram in bad.values():
-                raw.sendto(datagram, rx.address)
-            raw.sendto(encode_message("/alive", [("i", 1)]), rx.address)
-            packet = await next_packet(rx.incoming())
-            raw.close()
-            assert packet.address == "/alive"
-            assert rx.stats.invalid == dict.fromkeys(bad, 1)
-            assert rx.stats.datagrams_in == len(bad) + 1
-
-    arun(body())
+@asynctest()
+async def test_osc_malformed_datagrams_are_counted_and_the_loop_survives() -> None:
+    async with OscTransport((LOOPBACK, 0), max_packet=512) as rx:
+        raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        raw.bind((LOOPBACK, 0))
+        bad = {
+            "not_osc": b"hello",
+            "unknown_typetag": b"/a\x00\x00,x\x00\x00",
+            "bad_argument": b"/a\x00\x00,i\x00\x00\x00\x01",  # truncated int
+            "bad_string": b"/\xff\xfe\x00",  # address that is not UTF-8
+            "bad_bundle": b"#bundle\x00" + b"\x00" * 8 + struct.pack(">i", 400) + b"/x\x00\x00",
+            "too_large": b"/big\x00\x00\x00\x00" + b"\x00" * 600,  # over max_packet
+        }
+        for datagram in bad.values():
+            raw.sendto(datagram, rx.address)
+        raw.sendto(encode_message("/alive", [("i", 1)]), rx.address)
+        packet = await next_packet(rx.incoming())
+        raw.close()
+        assert packet.address == "/alive"
+        assert rx.stats.invalid == dict.fromkeys(bad, 1)
+        assert rx.stats.datagrams_in == len(bad) + 1
 
 
 @pytest.mark.network
-def test_osc_fan_out_to_peers_and_to_one() -> None:
-    async def body() -> None:
-        async with (
-            OscTransport() as a,
-            OscTransport() as b,
-            OscTransport() as c,
-            OscTransport((LOOPBACK, 0), []) as tx,
-        ):
-            for peer in (a, b, c):
-                tx.add_peer(peer.address)
-            tx.add_peer(a.address)  # adding twice does not send twice
-            tx.send("/all", [("i", 1)])
-            for peer in (a, b, c):
-                assert (await next_packet(peer.incoming())).address == "/all"
-            tx.send("/one", [], to=b.address)
-            tx.remove_peer(c.address)
-            tx.send("/two", [])
-            assert (await next_packet(b.incoming())).address == "/one"
-            assert (await next_packet(a.incoming())).address == "/two"
-            assert (await next_packet(b.incoming())).address == "/two"
-            with pytest.raises(asyncio.TimeoutError):
-                await next_packet(c.incoming(), timeout=0.1)
-            assert tx.peers == (a.address, b.address)
-            assert a.stats.messages_in == 2 and tx.stats.datagrams_out == 6
-
-    arun(body())
+@asynctest()
+async def test_osc_fan_out_to_peers_and_to_one() -> None:
+    async with (
+        OscTransport() as a,
+        OscTransport() as b,
+        OscTransport() as c,
+        OscTransport((LOOPBACK, 0), []) as tx,
+    ):
+        for peer in (a, b, c):
+            tx.add_peer(peer.address)
+        tx.add_peer(a.address)  # adding twice does not send twice
+        tx.send("/all", [("i", 1)])
+        for peer in (a, b, c):
+            assert (await next_packet(peer.incoming())).address == "/all"
+        tx.send("/one", [], to=b.address)
+        tx.remove_peer(c.address)
+        tx.send("/two", [])
+        assert (await next_packet(b.incoming())).address == "/one"
+        assert (await next_packet(a.incoming())).address == "/two"
+        assert (await next_packet(b.incoming())).address == "/two"
+        with pytest.raises(asyncio.TimeoutError):
+            await next_packet(c.incoming(), timeout=0.1)
+        assert tx.peers == (a.address, b.address)
+        assert a.stats.messages_in == 2 and tx.stats.datagrams_out == 6
 
 
 @pytest.mark.network
-def test_osc_binds_only_what_it_is_told() -> None:
+@asynctest()
+async def test_osc_binds_only_what_it_is_told() -> None:
     with pytest.raises(ValueError, match="IP literal"):
         OscTransport(("", 0))
     with pytest.raises(ValueError, match="IP literal"):
         OscTransport((LOOPBACK, 0), [("somehost", 9000)])
 
-    async def body() -> None:
-        async with OscTransport() as rx:
-            assert rx.address[0] == LOOPBACK and rx.address[1] > 0
-
-    arun(body())
+    async with OscTransport() as rx:
+        assert rx.address[0] == LOOPBACK and rx.address[1] > 0
 
 
 # --- MQTT: real mosquitto ----------------------------------------------------------------------------
@@ -239,41 +238,37 @@ def mqtt(broker: Mosquitto, name: str, **options: Any) -> MqttTransport:
 
 
 @pytest.mark.network
-def test_mqtt_publish_subscribe_both_qos(mosquitto: Mosquitto) -> None:
+@asynctest()
+async def test_mqtt_publish_subscribe_both_qos(mosquitto: Mosquitto) -> None:
     topic = unique_topic("notes")
 
-    async def body() -> None:
-        async with mqtt(mosquitto, "sub") as sub, mqtt(mosquitto, "pub") as pub:
-            await sub.subscribe(topic, qos=1)
-            await sub.wait_connected(5)
-            await pub.wait_connected(5)
-            assert await pub.publish(topic, b"\x01\x02", qos=0)
-            assert await pub.publish(topic, b"\x03", qos=1)
-            first = await next_packet(sub.incoming())
-            second = await next_packet(sub.incoming())
-            assert isinstance(first, MqttPacket)
-            assert (first.topic, first.payload, first.retain) == (topic, b"\x01\x02", False)
-            assert (second.payload, second.qos) == (b"\x03", 1)
-            await pub.flush(5)
-            assert pub.stats.published == 2 and sub.stats.received == 2
-
-    arun(body())
+    async with mqtt(mosquitto, "sub") as sub, mqtt(mosquitto, "pub") as pub:
+        await sub.subscribe(topic, qos=1)
+        await sub.wait_connected(5)
+        await pub.wait_connected(5)
+        assert await pub.publish(topic, b"\x01\x02", qos=0)
+        assert await pub.publish(topic, b"\x03", qos=1)
+        first = await next_packet(sub.incoming())
+        second = await next_packet(sub.incoming())
+        assert isinstance(first, MqttPacket)
+        assert (first.topic, first.payload, first.retain) == (topic, b"\x01\x02", False)
+        assert (second.payload, second.qos) == (b"\x03", 1)
+        await pub.flush(5)
+        assert pub.stats.published == 2 and sub.stats.received == 2
 
 
 @pytest.mark.network
-def test_mqtt_retained_state_reaches_a_late_subscriber(mosquitto: Mosquitto) -> None:
+@asynctest()
+async def test_mqtt_retained_state_reaches_a_late_subscriber(mosquitto: Mosquitto) -> None:
     topic = unique_topic("timeline")
 
-    async def body() -> None:
-        async with mqtt(mosquitto, "conductor") as pub:
-            await pub.publish(topic, b"tempo=120", qos=1, retain=True)
-            await pub.flush(5)
-        async with mqtt(mosquitto, "late") as late:
-            await late.subscribe(topic, qos=1)
-            packet = await next_packet(late.incoming())
-            assert (packet.payload, packet.retain) == (b"tempo=120", True)
-
-    arun(body())
+    async with mqtt(mosquitto, "conductor") as pub:
+        await pub.publish(topic, b"tempo=120", qos=1, retain=True)
+        await pub.flush(5)
+    async with mqtt(mosquitto, "late") as late:
+        await late.subscribe(topic, qos=1)
+        packet = await next_packet(late.incoming())
+        assert (packet.payload, packet.retain) == (b"tempo=120", True)
 
 
 WILL_CHILD = """
@@ -339,51 +334,47 @@ def test_mqtt_last_will_is_set_again_after_reconnect_and_fires_on_sigkill(
 
 
 @pytest.mark.network
-def test_mqtt_reconnects_after_broker_restart_and_delivers_queued_qos1(mosquitto: Mosquitto) -> None:
+@asynctest(timeout=60)
+async def test_mqtt_reconnects_after_broker_restart_and_delivers_queued_qos1(mosquitto: Mosquitto) -> None:
     control, plan = unique_topic("control"), unique_topic("plan")
 
-    async def body() -> None:
-        # The publisher retries slowly (1-2 s) so the subscriber is surely back and subscribed first:
-        # a non-retained message published before a subscriber renews its subscription is gone by
-        # MQTT's own rules, not by this transport's.
-        async with mqtt(mosquitto, "sub") as sub, mqtt(mosquitto, "pub", backoff=(2.0, 2.0)) as pub:
-            await sub.subscribe(control, qos=1)
-            await sub.subscribe(plan, qos=1)
-            await sub.wait_connected(5)
-            await pub.wait_connected(5)
-            await asyncio.to_thread(mosquitto.stop)
-            await until(lambda: not pub.connected and not sub.connected, 5, "both to see the broker gone")
-            assert not await pub.publish(control, b"note", qos=0)  # notes are not queued
-            for i in range(3):
-                assert await pub.publish(control, b"mute %d" % i, qos=1)
-            await pub.publish(plan, b"Dm7 G7", qos=1, retain=True)
-            await pub.publish(plan, b"Cmaj7", qos=1, retain=True)  # supersedes the queued plan
-            assert pub.queued == 4 and pub.stats.dropped == 1
-            await asyncio.to_thread(mosquitto.start)
-            await sub.wait_connected(10)
-            it = sub.incoming()
-            got = [(await next_packet(it, 10)).payload for _ in range(4)]
-            assert got == [b"mute 0", b"mute 1", b"mute 2", b"Cmaj7"]
-            await pub.flush(5)
-            assert pub.queued == 0 and pub.stats.reconnects == 1 and sub.stats.reconnects == 1
-
-    arun(body(), timeout=60)
+    # The publisher retries slowly (1-2 s) so the subscriber is surely back and subscribed first:
+    # a non-retained message published before a subscriber renews its subscription is gone by
+    # MQTT's own rules, not by this transport's.
+    async with mqtt(mosquitto, "sub") as sub, mqtt(mosquitto, "pub", backoff=(2.0, 2.0)) as pub:
+        await sub.subscribe(control, qos=1)
+        await sub.subscribe(plan, qos=1)
+        await sub.wait_connected(5)
+        await pub.wait_connected(5)
+        await asyncio.to_thread(mosquitto.stop)
+        await until(lambda: not pub.connected and not sub.connected, 5, "both to see the broker gone")
+        assert not await pub.publish(control, b"note", qos=0)  # notes are not queued
+        for i in range(3):
+            assert await pub.publish(control, b"mute %d" % i, qos=1)
+        await pub.publish(plan, b"Dm7 G7", qos=1, retain=True)
+        await pub.publish(plan, b"Cmaj7", qos=1, retain=True)  # supersedes the queued plan
+        assert pub.queued == 4 and pub.stats.dropped == 1
+        await asyncio.to_thread(mosquitto.start)
+        await sub.wait_connected(10)
+        it = sub.incoming()
+        got = [(await next_packet(it, 10)).payload for _ in range(4)]
+        assert got == [b"mute 0", b"mute 1", b"mute 2", b"Cmaj7"]
+        await pub.flush(5)
+        assert pub.queued == 0 and pub.stats.reconnects == 1 and sub.stats.reconnects == 1
 
 
 @pytest.mark.network
-def test_mqtt_outbox_is_bounded(mosquitto: Mosquitto) -> None:
+@asynctest()
+async def test_mqtt_outbox_is_bounded(mosquitto: Mosquitto) -> None:
     topic = unique_topic("control")
 
-    async def body() -> None:
-        async with mqtt(mosquitto, "pub", outbox_limit=2, backoff=(5.0, 5.0)) as pub:
-            await pub.wait_connected(5)
-            await asyncio.to_thread(mosquitto.stop)
-            await until(lambda: not pub.connected, 5, "the broker gone")
-            for i in range(5):
-                await pub.publish(topic, b"%d" % i, qos=1)
-            assert pub.queued == 2 and pub.stats.dropped == 3
-
-    arun(body())
+    async with mqtt(mosquitto, "pub", outbox_limit=2, backoff=(5.0, 5.0)) as pub:
+        await pub.wait_connected(5)
+        await asyncio.to_thread(mosquitto.stop)
+        await until(lambda: not pub.connected, 5, "the broker gone")
+        for i in range(5):
+            await pub.publish(topic, b"%d" % i, qos=1)
+        assert pub.queued == 2 and pub.stats.dropped == 3
 
 
 @pytest.mark.network

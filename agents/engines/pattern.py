@@ -37,7 +37,11 @@ class PatternEngine:
                 if not start_beat <= beat < end_beat or not self._keep(bar, i, ctx.params.density):
                     continue
                 chord = ctx.plan.chord_at(beat, bpb)
-                duration = min(hit.duration, bpb * (bar + 1) - beat) if self.cfg.engine.voicing != "drums" else hit.duration
+                duration = (
+                    min(hit.duration, bpb * (bar + 1) - beat)
+                    if self.cfg.engine.voicing != "drums"
+                    else hit.duration
+                )
                 for pitch in self._pitches(hit, chord, i):
                     notes.append(Note(beat, duration, pitch, hit.velocity, self.cfg.channel, self.cfg.name))
         return notes

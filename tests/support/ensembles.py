@@ -64,9 +64,17 @@ def write_ensemble(tmp: Path, overrides: dict[str, Any] | None = None, *, source
     return path
 
 
-def run_launcher(args: list[str], timeout: float = 120.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(ROOT / "run_ensemble.py"), *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+def run_launcher(
+    args: list[str], timeout: float = 120.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run_ensemble.py"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def wait_for(cond: Callable[[], Any], timeout: float, what: str, every: float = 0.02) -> Any:
