@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -234,11 +235,15 @@ class Agent:
             # (Re)joining: anything starting sooner than the output latency would be late.
             self.committed_until = now_beat + latency_beats
         target = now_beat + max(self.ens.timing.commit_beats, latency_beats)
+        if tl.stop_beat > 0.0:
+            target = min(target, tl.stop_beat)
         if target <= self.committed_until:
             return
         ctx = PlanContext(self.plan, tl.beats_per_bar, self.params)
         start, self.committed_until = self.committed_until, target
         for note in self.engine.plan(start, target, ctx):
+            if tl.stop_beat > 0.0 and note.end_beat > tl.stop_beat:
+                note = replace(note, duration_beats=tl.stop_beat - note.start_beat)
             if (
                 not self.cfg.range[0] <= note.pitch <= self.cfg.range[1]
                 and self.cfg.engine.voicing != "drums"

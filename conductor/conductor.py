@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,8 @@ class Conductor:
         latency = self.ens.timing.latency_ms / 1000.0
         now = self.clock()
         self.state.timeline = self.state.timeline.started(now, at_beat=0.0, delay_s=max(count_in, latency))
+        if self.bars is not None:
+            self.state.timeline = replace(self.state.timeline, stop_beat=float(self.bars * self.ens.meter))
         self.recorder.tempo(0.0, self.state.timeline.tempo_bpm)
         await self._publish(self.state.timeline)
         self.save_state()

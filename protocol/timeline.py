@@ -20,6 +20,8 @@ MAX_TEMPO = 400.0
 class Timeline:
     """beat(t) = beat_origin + (t - time_origin) * tempo / 60, on the conductor's monotonic clock.
 
+    `stop_beat` > 0 announces where the transport will stop (a `--bars` run): agents plan nothing
+    that starts there or later, so the last bar ends cleanly instead of spilling one note over.
     `next_tempo_bpm` > 0 announces a change at `change_beat`; before that beat the first segment
     holds, after it the second. `epoch` rises on every change so stale copies are ignored.
     """
@@ -32,6 +34,7 @@ class Timeline:
     playing: bool = False
     next_tempo_bpm: float = 0.0
     change_beat: float = 0.0
+    stop_beat: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "epoch", check_int("epoch", self.epoch, 0))
@@ -45,6 +48,7 @@ class Timeline:
             raise ValueError(f"next_tempo_bpm: {nxt} is below {MIN_TEMPO}")
         object.__setattr__(self, "next_tempo_bpm", nxt)
         object.__setattr__(self, "change_beat", check_float("change_beat", self.change_beat, -1e9, 1e9))
+        object.__setattr__(self, "stop_beat", check_float("stop_beat", self.stop_beat, 0.0, 1e9))
 
     # -- maths -----------------------------------------------------------------------------------
     def _change_time(self) -> float:
@@ -118,6 +122,7 @@ class Timeline:
             playing=True,
             next_tempo_bpm=0.0,
             change_beat=0.0,
+            stop_beat=0.0,
         )
 
     def stopped(self, now: float) -> Timeline:
@@ -130,6 +135,7 @@ class Timeline:
             playing=False,
             next_tempo_bpm=0.0,
             change_beat=0.0,
+            stop_beat=0.0,
         )
 
 

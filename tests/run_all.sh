@@ -20,6 +20,10 @@ fi
 # --- system packages -------------------------------------------------------------------------
 # Each package is installed only when dpkg says it is missing, so apt is not touched on later runs.
 APT_PACKAGES=(mosquitto jackd2 fluidsynth libfluidsynth3 timgm6mb-soundfont iproute2 nftables)
+PY="$ROOT/.venv/bin/python"
+if [[ ! -x "$PY" ]]; then
+    APT_PACKAGES+=(python3 python3-venv)  # Debian's python3 cannot make a venv without python3-venv
+fi
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -39,19 +43,26 @@ if ((${#missing[@]})); then
     if command -v debconf-set-selections >/dev/null 2>&1; then
         echo "jackd2 jackd/tweak_rt_limits boolean false" | "${SUDO[@]}" debconf-set-selections
     fi
+    # Packages must not start their daemons (mosquitto would hold port 1883): the tests start their
+    # own. Docker images already carry this policy file; elsewhere it is put in place for the install.
+    policy=/usr/sbin/policy-rc.d
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$policy" >/dev/null
+        "${SUDO[@]}" chmod +x "$policy"
+        trap '"${SUDO[@]}" rm -f "$policy"' EXIT
+    fi
     "${SUDO[@]}" apt-get update -qq
     "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [[ $(trap -p EXIT) ]]; then
+        "${SUDO[@]}" rm -f "$policy"
+        trap - EXIT
+    fi
 fi
 
 # --- python environment ----------------------------------------------------------------------
-PY="$ROOT/.venv/bin/python"
 if [[ ! -x "$PY" ]]; then
     log "creating .venv"
-    if ! python3 -m venv "$ROOT/.venv" 2>/dev/null; then
-        # Debian ships venv separately from python3.
-        "${SUDO[@]}" apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-        python3 -m venv "$ROOT/.venv"
-    fi
+    python3 -m venv "$ROOT/.venv"
     "$PY" -m pip install -q --upgrade pip
 fi
 
@@ -65,9 +76,20 @@ if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]] || ! "$PY" -c "import age
 fi
 
 # --- lint and test ---------------------------------------------------------------------------
+# Lint failures do not stop the tests: one run reports both, and either one fails the script.
 log "ruff check ."
-"$ROOT/.venv/bin/ruff" check .
+lint=0
+"$ROOT/.venv/bin/ruff" check . || lint=$?
 
 log "pytest"
-# exec: pytest's exit status is the script's (5, "no tests collected", stays a failure on purpose).
-exec "$PY" -m pytest -q "$@"
+tests=0
+"$PY" -m pytest -q "$@" || tests=$?  # 5 ("no tests collected") stays a failure on purpose
+
+if ((lint)); then
+    log "ruff found problems (see above)"
+fi
+if ((tests)); then
+    log "pytest failed with exit status $tests"
+    exit "$tests"
+fi
+exit "$lint"

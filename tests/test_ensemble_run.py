@@ -69,6 +69,8 @@ def test_default_ensemble_plays_records_and_reports_in_time(tmp_path: Path) -> N
     assert all(counts[p] > 0 for p in ("bass", "piano", "drums", "melody")), counts
     # Bass plays two notes a bar: what the agent reports sending is what the recording holds.
     assert counts["bass"] == 2 * bars
+    # The run stops on the bar line: nothing spills past it, so what was sent is what was recorded.
+    assert report["parts"]["bass"]["notes"] == counts["bass"]
     assert elapsed <= bars * 4 * 60.0 / tempo + 5.0, f"took {elapsed:.1f} s"
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 from pythonosc.osc_bundle import OscBundle
+from pythonosc.osc_bundle_builder import IMMEDIATELY
 from pythonosc.osc_message import OscMessage
 from support.jack import Captured, JackServer, MidiCapture
 
@@ -22,6 +23,7 @@ from agents.outputs import (
     OutputClosedError,
     OutputError,
     PortNotFoundError,
+    available_apis,
     find_soundfont,
     list_ports,
     make_output,
@@ -143,6 +145,7 @@ def test_virtual_port_can_be_joined_by_a_synth(jack_server: JackServer) -> None:
 @pytest.mark.network
 def test_missing_port_error_lists_the_ports_there_are(capture: MidiCapture) -> None:
     assert capture.port_name in list_ports("jack")
+    assert "jack" in available_apis()
     out = MidiPortOutput("no-such-synth", api="jack", client_name=unique("agent"))
     with pytest.raises(PortNotFoundError) as err:
         out.open()
@@ -182,10 +185,11 @@ def test_osc_bundle_is_stamped_with_the_due_time(osc_listener: tuple[socket.sock
     sock, port = osc_listener
     with OscOutput("127.0.0.1", port, "/piano", timetag=True, channels=[0]) as out:
         assert out.schedules_ahead
-        drain(sock, 2)  # sustain up + all-notes-off from open
+        opened = [OscBundle(d) for d in drain(sock, 2)]  # sustain up + all-notes-off from open
+        assert [b.timestamp for b in opened] == [IMMEDIATELY, IMMEDIATELY]  # no due time: play now
         due = time.perf_counter() + 0.25
         out.note_on(0, 61, 99, due=due)
-        expected = wall_time_of(due)
+        expected = time.time() + (due - time.perf_counter())
         data = sock.recv(65536)
     assert OscBundle.dgram_is_bundle(data)
     bundle = OscBundle(data)
@@ -237,6 +241,17 @@ def test_fluidsynth_renders_a_note(soundfont: str) -> None:
         synth.note_off(0, 60)
         tail = synth.render(3.0)
         assert np.abs(tail[-4410:].astype(np.int32)).max() < np.abs(sound.astype(np.int32)).max() / 10
+
+
+@pytest.mark.network
+def test_fluidsynth_plays_into_jack(soundfont: str, jack_server: JackServer) -> None:
+    with FluidSynthOutput(soundfont, audio_driver="jack", name=unique("fluid")) as synth:
+        synth.note_on(0, 60, 100)
+        links = jack_server.connections()
+        left = [port for port in links if port.startswith("fluidsynth") and port.endswith(":left")]
+        assert left and "system:playback_1" in links[left[0]]  # autoconnected to the speakers
+        with pytest.raises(OutputError, match="audio driver"):
+            synth.render(0.1)  # the driver's thread owns the audio
 
 
 def test_fluidsynth_missing_soundfont_is_named(tmp_path: object) -> None:
@@ -321,9 +336,24 @@ def test_factory_errors_name_the_field(spec: dict, error: type, field: str) -> N
         make_output(spec)
 
 
+@pytest.mark.parametrize(
+    ("pattern", "note", "cc"),
+    [("/note", "/note", "/cc"), ("/synth/bass", "/synth/bass/note", "/synth/bass/cc"),
+     ("/synth/bass/note", "/synth/bass/note", "/synth/bass/cc"), ("/piano/", "/piano/note", "/piano/cc")],
+)
+def test_osc_addresses_follow_the_pattern(pattern: str, note: str, cc: str) -> None:
+    out = OscOutput("127.0.0.1", 9000, pattern)
+    assert (out.note_address, out.cc_address) == (note, cc)
+
+
+def test_wall_time_of_maps_monotonic_to_unix_time() -> None:
+    now_wall, now_mono = time.time(), time.perf_counter()
+    assert abs(wall_time_of(now_mono + 10.0) - (now_wall + 10.0)) < 0.001
+
+
 def test_factory_builds_each_kind_unopened() -> None:
     assert isinstance(make_output({"type": "null"}), NullOutput)
     osc = make_output({"type": "osc", "host": "127.0.0.1", "port": 9000, "address": "/a", "timetag": True})
-    assert isinstance(osc, OscOutput) and osc.timetag and osc.address_pattern == "/a"
+    assert isinstance(osc, OscOutput) and osc.timetag and osc.note_address == "/a/note"
     fluid = make_output({"type": "fluidsynth", "soundfont": None, "gain": 0.8}, where="agents.piano.output")
     assert isinstance(fluid, FluidSynthOutput) and not fluid.is_open

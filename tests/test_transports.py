@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import signal
@@ -35,12 +36,14 @@ LOOPBACK = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
 
 
-def asynctest(
-    timeout: float = 30.0,
-) -> Callable[[Callable[..., Coroutine[Any, Any, None]]], Callable[..., None]]:
+AsyncTest = Callable[..., Coroutine[Any, Any, None]]
+Brokers = Callable[..., Mosquitto]  # the mosquitto_factory fixture
+
+
+def asynctest(timeout: float = 30.0) -> Callable[[AsyncTest], Callable[..., None]]:
     """Run an async test with a hard ceiling, so a lost packet fails the test instead of hanging it."""
 
-    def wrap(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    def wrap(test: AsyncTest) -> Callable[..., None]:
         @functools.wraps(test)  # keeps the signature, so pytest still injects fixtures
         def run(*args: Any, **kwargs: Any) -> None:
             asyncio.run(asyncio.wait_for(test(*args, **kwargs), timeout))
@@ -64,9 +67,6 @@ async def next_packet(it: AsyncIterator[T], timeout: float = 5.0) -> T:
 
 def unique_topic(name: str) -> str:
     return f"barcelona/test-{uuid.uuid4().hex[:8]}/{name}"
-
-
-# --- OSC: pure codec ---------------------------------------------------------------------------------
 
 
 def test_encode_message_golden_bytes() -> None:
@@ -99,10 +99,7 @@ def test_nested_bundles_flatten_in_order_and_depth_is_capped() -> None:
     outer = b"#bundle\x00" + b"\x00" * 7 + b"\x01"
     first = encode_message("/first", [("i", 1)])
     outer += struct.pack(">i", len(first)) + first + struct.pack(">i", len(inner)) + inner
-    assert [(a, args, tag) for a, args, tag in decode_datagram(outer)] == [
-        ("/first", (1,), None),
-        ("/inner", (2,), 1000.0),
-    ]
+    assert decode_datagram(outer) == [("/first", (1,), None), ("/inner", (2,), 1000.0)]
     deep = encode_message("/x")
     for _ in range(3000):  # python-osc would recurse 3000 levels deep here
         deep = b"#bundle\x00" + b"\x00" * 7 + b"\x01" + struct.pack(">i", len(deep)) + deep
@@ -114,13 +111,8 @@ def test_nested_bundles_flatten_in_order_and_depth_is_capped() -> None:
 @settings(max_examples=800, deadline=None)
 @given(st.one_of(st.binary(max_size=96), st.binary(max_size=64).map(lambda b: b"/a\x00\x00," + b)))
 def test_decoder_never_raises_anything_but_malformed(data: bytes) -> None:
-    try:
+    with contextlib.suppress(MalformedDatagramError):
         decode_datagram(data)
-    except MalformedDatagramError:
-        pass
-
-
-# --- OSC: real UDP sockets ---------------------------------------------------------------------------
 
 
 @pytest.mark.network
@@ -133,11 +125,9 @@ async def test_osc_round_trip_with_typed_args() -> None:
                 ("T", True), ("F", False), ("N", None)]  # fmt: skip
         tx.send("/barcelona/test/note", args)
         packet = await next_packet(rx.incoming())
-        assert isinstance(packet, OscPacket)
-        assert packet.address == "/barcelona/test/note"
+        assert isinstance(packet, OscPacket) and packet.address == "/barcelona/test/note"
         assert packet.args == (-7, 2**40, 0.1, 0.5, "bass", b"\x00\x01\x02", True, False, None)
-        assert packet.sender == tx.address
-        assert packet.timetag is None
+        assert (packet.sender, packet.timetag) == (tx.address, None)
         assert abs(packet.received_at - time.monotonic()) < 1.0
 
 
@@ -192,12 +182,7 @@ async def test_osc_malformed_datagrams_are_counted_and_the_loop_survives() -> No
 @pytest.mark.network
 @asynctest()
 async def test_osc_fan_out_to_peers_and_to_one() -> None:
-    async with (
-        OscTransport() as a,
-        OscTransport() as b,
-        OscTransport() as c,
-        OscTransport((LOOPBACK, 0), []) as tx,
-    ):
+    async with OscTransport() as a, OscTransport() as b, OscTransport() as c, OscTransport() as tx:
         for peer in (a, b, c):
             tx.add_peer(peer.address)
         tx.add_peer(a.address)  # adding twice does not send twice
@@ -223,12 +208,8 @@ async def test_osc_binds_only_what_it_is_told() -> None:
         OscTransport(("", 0))
     with pytest.raises(ValueError, match="IP literal"):
         OscTransport((LOOPBACK, 0), [("somehost", 9000)])
-
     async with OscTransport() as rx:
         assert rx.address[0] == LOOPBACK and rx.address[1] > 0
-
-
-# --- MQTT: real mosquitto ----------------------------------------------------------------------------
 
 
 def mqtt(broker: Mosquitto, name: str, **options: Any) -> MqttTransport:
@@ -241,7 +222,6 @@ def mqtt(broker: Mosquitto, name: str, **options: Any) -> MqttTransport:
 @asynctest()
 async def test_mqtt_publish_subscribe_both_qos(mosquitto: Mosquitto) -> None:
     topic = unique_topic("notes")
-
     async with mqtt(mosquitto, "sub") as sub, mqtt(mosquitto, "pub") as pub:
         await sub.subscribe(topic, qos=1)
         await sub.wait_connected(5)
@@ -261,7 +241,6 @@ async def test_mqtt_publish_subscribe_both_qos(mosquitto: Mosquitto) -> None:
 @asynctest()
 async def test_mqtt_retained_state_reaches_a_late_subscriber(mosquitto: Mosquitto) -> None:
     topic = unique_topic("timeline")
-
     async with mqtt(mosquitto, "conductor") as pub:
         await pub.publish(topic, b"tempo=120", qos=1, retain=True)
         await pub.flush(5)
@@ -293,7 +272,8 @@ asyncio.run(main())
 
 
 @pytest.mark.network
-def test_mqtt_last_will_is_set_again_after_reconnect_and_fires_on_sigkill(
+@asynctest(timeout=60)
+async def test_mqtt_last_will_is_set_again_after_reconnect_and_fires_on_sigkill(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     topic = unique_topic("agent/bass/status")
@@ -305,39 +285,35 @@ def test_mqtt_last_will_is_set_again_after_reconnect_and_fires_on_sigkill(
         assert line, f"child exited: {child_log.read_text(errors='replace')}"
         return line.split()
 
-    async def body() -> None:
-        async with mqtt(mosquitto, "conductor") as watcher:
-            await watcher.subscribe(topic, qos=1)
-            await watcher.wait_connected(5)
-            with open(child_log, "wb") as stderr:
-                child = await asyncio.create_subprocess_exec(
-                    sys.executable, "-c", WILL_CHILD, mosquitto.host, str(mosquitto.port), topic,
-                    stdout=asyncio.subprocess.PIPE, stderr=stderr, cwd=REPO,
-                    env={**os.environ, "PYTHONPATH": str(REPO)},
-                )  # fmt: skip
-            try:
-                assert await child_says(child) == [b"connected", b"1"]
-                await asyncio.to_thread(mosquitto.restart)
-                assert await child_says(child) == [b"connected", b"2"]  # reconnected: will registered anew
-                await until(lambda: watcher.stats.connects == 2 and watcher.connected, 10, "watcher back")
-                child.send_signal(signal.SIGKILL)
-                killed_at = time.monotonic()
-                packet = await next_packet(watcher.incoming(), timeout=10)
-                assert (packet.topic, packet.payload) == (topic, b"gone")
-                assert packet.received_at - killed_at < 2.0
-            finally:
-                if child.returncode is None:
-                    child.kill()
-                await child.wait()
-
-    arun(body(), timeout=60)
+    async with mqtt(mosquitto, "conductor") as watcher:
+        await watcher.subscribe(topic, qos=1)
+        await watcher.wait_connected(5)
+        with open(child_log, "wb") as stderr:
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", WILL_CHILD, mosquitto.host, str(mosquitto.port), topic,
+                stdout=asyncio.subprocess.PIPE, stderr=stderr, cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+            )  # fmt: skip
+        try:
+            assert await child_says(child) == [b"connected", b"1"]
+            await asyncio.to_thread(mosquitto.restart)
+            assert await child_says(child) == [b"connected", b"2"]  # reconnected: will registered anew
+            await until(lambda: watcher.stats.connects == 2 and watcher.connected, 10, "watcher back")
+            child.send_signal(signal.SIGKILL)
+            killed_at = time.monotonic()
+            packet = await next_packet(watcher.incoming(), timeout=10)
+            assert (packet.topic, packet.payload) == (topic, b"gone")
+            assert packet.received_at - killed_at < 2.0
+        finally:
+            if child.returncode is None:
+                child.kill()
+            await child.wait()
 
 
 @pytest.mark.network
 @asynctest(timeout=60)
 async def test_mqtt_reconnects_after_broker_restart_and_delivers_queued_qos1(mosquitto: Mosquitto) -> None:
     control, plan = unique_topic("control"), unique_topic("plan")
-
     # The publisher retries slowly (1-2 s) so the subscriber is surely back and subscribed first:
     # a non-retained message published before a subscriber renews its subscription is gone by
     # MQTT's own rules, not by this transport's.
@@ -367,7 +343,6 @@ async def test_mqtt_reconnects_after_broker_restart_and_delivers_queued_qos1(mos
 @asynctest()
 async def test_mqtt_outbox_is_bounded(mosquitto: Mosquitto) -> None:
     topic = unique_topic("control")
-
     async with mqtt(mosquitto, "pub", outbox_limit=2, backoff=(5.0, 5.0)) as pub:
         await pub.wait_connected(5)
         await asyncio.to_thread(mosquitto.stop)
@@ -378,52 +353,42 @@ async def test_mqtt_outbox_is_bounded(mosquitto: Mosquitto) -> None:
 
 
 @pytest.mark.network
-def test_mqtt_wrong_password_is_refused_at_once_and_not_retried(
-    mosquitto_factory: Callable[..., Mosquitto],
-) -> None:
+@asynctest()
+async def test_mqtt_wrong_password_is_refused_at_once_and_not_retried(mosquitto_factory: Brokers) -> None:
     broker = mosquitto_factory(allow_anonymous=False, users={"conductor": "s3cret"})
-
-    async def body() -> None:
-        async with mqtt(broker, "bad", username="conductor", password="wrong") as bad:
-            started = time.monotonic()
-            with pytest.raises(MqttAuthError):
-                await bad.wait_connected(5)
-            assert time.monotonic() - started < 2.0 and bad.stats.connects == 0
-            with pytest.raises(MqttAuthError):
-                await bad.publish("x/y", b"", qos=1)
-        async with mqtt(broker, "anon") as anon:
-            with pytest.raises(MqttAuthError):
-                await anon.wait_connected(5)
-        async with mqtt(broker, "good", username="conductor", password="s3cret") as good:
-            await good.wait_connected(5)
-
-    arun(body())
+    async with mqtt(broker, "bad", username="conductor", password="wrong") as bad:
+        started = time.monotonic()
+        with pytest.raises(MqttAuthError):
+            await bad.wait_connected(5)
+        assert time.monotonic() - started < 2.0 and bad.stats.connects == 0
+        with pytest.raises(MqttAuthError):
+            await bad.publish("x/y", b"", qos=1)
+    async with mqtt(broker, "anon") as anon:
+        with pytest.raises(MqttAuthError):
+            await anon.wait_connected(5)
+    async with mqtt(broker, "good", username="conductor", password="s3cret") as good:
+        await good.wait_connected(5)
 
 
 @pytest.mark.network
 # paho leaves the socket of a failed TLS handshake to the garbage collector (the wrong-CA case below).
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_mqtt_over_tls_with_and_without_client_certificate(
-    mosquitto_factory: Callable[..., Mosquitto],
-) -> None:
+@asynctest()
+async def test_mqtt_over_tls_with_and_without_client_certificate(mosquitto_factory: Brokers) -> None:
     plain_tls = mosquitto_factory(tls=True)
     mutual_tls = mosquitto_factory(tls=True, require_certificate=True)
     topic = unique_topic("tls")
-
-    async def body() -> None:
-        tls = TlsConfig(ca_file=plain_tls.ca_file)
-        async with mqtt(plain_tls, "tls", port=plain_tls.tls_port, tls=tls) as client:
-            await client.subscribe(topic, qos=1)
-            await client.wait_connected(10)
-            await client.publish(topic, b"secret", qos=1)
-            assert (await next_packet(client.incoming())).payload == b"secret"
-        cert = TlsConfig(mutual_tls.ca_file, mutual_tls.client_cert, mutual_tls.client_key)
-        async with mqtt(mutual_tls, "mtls", port=mutual_tls.tls_port, tls=cert) as client:
-            await client.wait_connected(10)
-        # The server's own certificate is no CA: verification fails, and retrying cannot fix that.
-        wrong = TlsConfig(ca_file=str(plain_tls.dir / "server.crt"))
-        async with mqtt(plain_tls, "wrongca", port=plain_tls.tls_port, tls=wrong) as client:
-            with pytest.raises(MqttAuthError, match="certificate verify failed"):
-                await client.wait_connected(5)
-
-    arun(body())
+    tls = TlsConfig(ca_file=plain_tls.ca_file)
+    async with mqtt(plain_tls, "tls", port=plain_tls.tls_port, tls=tls) as client:
+        await client.subscribe(topic, qos=1)
+        await client.wait_connected(10)
+        await client.publish(topic, b"secret", qos=1)
+        assert (await next_packet(client.incoming())).payload == b"secret"
+    cert = TlsConfig(mutual_tls.ca_file, mutual_tls.client_cert, mutual_tls.client_key)
+    async with mqtt(mutual_tls, "mtls", port=mutual_tls.tls_port, tls=cert) as client:
+        await client.wait_connected(10)
+    # The server's own certificate is no CA: verification fails, and retrying cannot fix that.
+    wrong = TlsConfig(ca_file=str(plain_tls.dir / "server.crt"))
+    async with mqtt(plain_tls, "wrongca", port=plain_tls.tls_port, tls=wrong) as client:
+        with pytest.raises(MqttAuthError, match="certificate verify failed"):
+            await client.wait_connected(5)

@@ -26,8 +26,8 @@ BASE_FILE = "onnx/model_base.onnx"
 TOKEN_FILE = "onnx/model_token.onnx"
 MAX_TOKEN_SEQ = 8
 
-# SkyTNT tokenizer tables (SKYTNT_FORMAT.md §2), only what config.json records; the tokenizer itself
-# lives in agents/model. Order matters: ids are allocated in this order.
+# SkyTNT tokenizer tables (upstream midi_tokenizer.py), only what config.json records; the tokenizer
+# itself lives in agents/model. Order matters: ids are allocated in this order.
 _PARAMS_V2 = {"time1": 128, "time2": 16, "duration": 2048, "track": 128, "channel": 16, "pitch": 128,
               "velocity": 128, "patch": 128, "controller": 128, "value": 128, "bpm": 384, "nn": 16,
               "dd": 4, "sf": 15, "mi": 2}

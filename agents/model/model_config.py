@@ -4,8 +4,8 @@ A user points an agent at their own SkyTNT export, so every way it can be wrong 
 file that is not ONNX, swapped or foreign graphs, a tokenizer that does not match the vocabulary)
 must fail at load time with the path and field named, not later as an ONNX shape error mid-performance.
 Shapes (layers, heads, head_dim, width, vocab) are read from the graphs, which are what actually runs;
-config.json contributes only the tokenizer version and flag (its other fields are not authoritative:
-SKYTNT_FORMAT.md §1).
+config.json contributes only the tokenizer version and flag (its other fields are not authoritative,
+see docs/model_format.md).
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def model_paths(folder: str | Path) -> tuple[Path, Path, Path]:
 
 
 def read_tokenizer_config(path: Path) -> TokenizerConfig:
-    """Only `tokenizer.version` and `tokenizer.optimise_midi` are trusted (sorted-keys caveat, §1)."""
+    """Only `tokenizer.version` and `tokenizer.optimise_midi` are trusted: Hugging Face saves the event
+    tables with sorted keys, which is not token-id order."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -150,7 +151,7 @@ def _stack(path: Path, inputs: dict[str, _Port], outputs: dict[str, _Port]) -> S
 
 def inspect_graphs(folder: Path, tok: TokenizerConfig, base_in: list[Any], base_out: list[Any],
                    token_in: list[Any], token_out: list[Any]) -> ModelInfo:
-    """Check both graphs' signatures against SKYTNT_FORMAT.md §8 (given `session.get_inputs()` etc.)."""
+    """Check both graphs' signatures (from `session.get_inputs()` etc.) against SkyTNT's format."""
     bpath, tpath = folder / BASE_FILE, folder / TOKEN_FILE
     bi, bo, ti, to = _ports(base_in), _ports(base_out), _ports(token_in), _ports(token_out)
     x = _expect(bpath, bi.get("x"), "x", "input", "tensor(int64)", 3)

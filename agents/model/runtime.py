@@ -171,7 +171,6 @@ class ModelRuntime:
         self._last_hidden = np.zeros((b, 1, e), np.float32)
         self._hidden_fresh = False  # does _last_hidden belong to row _length - 1?
         self._no_hidden = np.zeros((b, 0, e), np.float32)
-        self._no_tokens = np.zeros((b, 0), np.int64)
         self._step_token = np.zeros((b, 1), np.int64)
         self._logits = np.zeros((b, 1, v), np.float32)
         self._fed = np.zeros((b, MAX_TOKEN_SEQ), np.int64)  # token prefix held by the token cache

@@ -107,7 +107,12 @@ class FluidSynthOutput(Output):
             if synth.sfload(str(path), 1) == _FLUID_FAILED:
                 raise OutputError(f"soundfont: FluidSynth could not load {path}")
             if self.audio_driver is not None:
-                synth.start(driver=self.audio_driver)
+                # Not Synth.start(): it also opens a MIDI driver (an ALSA sequencer port by default),
+                # which fails where there is no ALSA and would offer a second way in that we never use.
+                synth.setting("audio.driver", self.audio_driver)
+                if self.audio_driver == "jack":
+                    synth.setting("audio.jack.autoconnect", 1)  # to the speakers, as a user expects
+                synth.audio_driver = fluidsynth.new_fluid_audio_driver(synth.settings, synth.synth)
                 if not synth.audio_driver:
                     raise OutputError(
                         f"audio_driver: FluidSynth could not start {self.audio_driver!r} "

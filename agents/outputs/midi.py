@@ -8,8 +8,11 @@ API compiled into rtmidi, in rtmidi's own order, and uses the first one that can
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Literal
 
 import rtmidi
@@ -55,12 +58,36 @@ def _client(api_id: int, client_name: str) -> rtmidi.MidiOut:
     return rtmidi.MidiOut(api_id, client_name)
 
 
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Hide what libasound and libjack print to fd 2 while we probe a MIDI system that is absent.
+
+    Probing is how "auto" works, so those lines are expected, not errors. Only for the listing
+    calls (a CLI, one thread): muting fd 2 while other threads log would hide their messages.
+    """
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # pytest capture, embedded interpreters
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(fd), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
+
+
 def available_apis() -> list[str]:
     """Names of the MIDI APIs that work right now (compiled in and their server/driver reachable)."""
     usable = []
     for api_id in _candidate_apis("auto"):
         try:
-            _client(api_id, "barcelona-probe").delete()
+            with _quiet_native_stderr():
+                _client(api_id, "barcelona-probe").delete()
         except rtmidi.RtMidiError:
             continue
         usable.append(rtmidi.get_api_name(api_id))
@@ -76,7 +103,8 @@ def list_ports(api: Api | str = "auto") -> list[str]:
     ports: list[str] = []
     for api_id in _candidate_apis(api):
         try:
-            client = _client(api_id, "barcelona-list")
+            with _quiet_native_stderr():
+                client = _client(api_id, "barcelona-list")
         except rtmidi.RtMidiError as exc:
             if api != "auto":
                 raise OutputError(f"MIDI api {api!r} is not usable: {exc}") from exc

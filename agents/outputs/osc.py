@@ -44,18 +44,21 @@ def wall_time_of(due: float, clock: Clock = time.perf_counter) -> float:
 
 
 class OscOutput(Output):
-    """Sends ``<address_pattern>/note channel pitch velocity`` (velocity 0 releases), all ints.
+    """Sends ``<base>/note channel pitch velocity`` (velocity 0 releases), all ints.
 
-    Controllers go to ``<address_pattern>/cc channel control value`` and programs to
-    ``<address_pattern>/program channel program``. Channels go out 1-based by default, as Max's
-    ``noteout`` and every synth UI number them (``channel_base=0`` sends them as on the wire).
+    ``address_pattern`` is where notes go when it ends in ``/note`` (the default ``/note`` gives
+    ``/note``, ``/cc``, ``/program``: one ``route /note /cc /program`` in Max), and otherwise the
+    folder they go in (``/synth/bass`` gives ``/synth/bass/note``, ``/synth/bass/cc``, ...).
+    Controllers carry ``channel control value``, programs ``channel program``. Channels go out
+    1-based by default, as Max's ``noteout`` and synth UIs number them (``channel_base=0``: as on
+    the wire).
     """
 
     def __init__(
         self,
         host: str = "127.0.0.1",
         port: int = 57120,
-        address_pattern: str = "/barcelona/synth",
+        address_pattern: str = "/note",
         timetag: bool = False,
         *,
         channel_base: int = 1,
@@ -76,7 +79,12 @@ class OscOutput(Output):
                          clock=clock)
         self.host = host
         self.port = int(port)
-        self.address_pattern = address_pattern.rstrip("/")
+        self.address_pattern = address_pattern
+        trimmed = address_pattern.rstrip("/")
+        base = trimmed.removesuffix("/note") if trimmed.endswith("/note") else trimmed
+        self.note_address = f"{base}/note"
+        self.cc_address = f"{base}/cc"
+        self.program_address = f"{base}/program"
         self.timetag = bool(timetag)
         self.schedules_ahead = self.timetag
         self._sock: socket.socket | None = None
@@ -102,11 +110,11 @@ class OscOutput(Output):
         kind, channel = message[0] & 0xF0, (message[0] & 0x0F) + self.channel_base
         if kind in (NOTE_ON, NOTE_OFF):
             velocity = message[2] if kind == NOTE_ON else 0
-            osc = self._message("note", channel, message[1], velocity)
+            osc = self._message(self.note_address, channel, message[1], velocity)
         elif kind == CONTROL_CHANGE:
-            osc = self._message("cc", channel, message[1], message[2])
+            osc = self._message(self.cc_address, channel, message[1], message[2])
         elif kind == PROGRAM_CHANGE:
-            osc = self._message("program", channel, message[1])
+            osc = self._message(self.program_address, channel, message[1])
         else:
             raise ValueError(f"OSC output cannot carry MIDI status 0x{message[0]:02X}")
         if self.timetag:
@@ -116,8 +124,8 @@ class OscOutput(Output):
         else:
             self._sock.sendto(osc.dgram, self._target)
 
-    def _message(self, leaf: str, *ints: int) -> OscMessage:
-        builder = OscMessageBuilder(f"{self.address_pattern}/{leaf}")
+    def _message(self, address: str, *ints: int) -> OscMessage:
+        builder = OscMessageBuilder(address)
         for value in ints:
             builder.add_arg(int(value), OscMessageBuilder.ARG_TYPE_INT)
         return builder.build()

@@ -81,6 +81,21 @@ class JackServer:
         probe = subprocess.run(["jack_lsp", "-s", self.name], env=self.env, capture_output=True, check=False)
         return probe.returncode == 0
 
+    def connections(self) -> dict[str, list[str]]:
+        """Every port and what it is connected to, as ``jack_lsp -c`` reports them."""
+        listing = subprocess.run(
+            ["jack_lsp", "-c", "-s", self.name], env=self.env, capture_output=True, text=True, check=True
+        ).stdout
+        ports: dict[str, list[str]] = {}
+        current = ""
+        for line in listing.splitlines():
+            if line.startswith((" ", "\t")):
+                ports[current].append(line.strip())
+            elif line:
+                current = line
+                ports[current] = []
+        return ports
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
