@@ -147,7 +147,7 @@ class Output:
                 for channel, program in sorted(self._programs.items()):
                     self._emit((PROGRAM_CHANGE | channel, program), None)
             except BaseException:
-                self._is_open = False
+                self._is_open = self._was_opened = False  # a failed open may be retried
                 self._close_transport()
                 raise
         return self
