@@ -44,7 +44,7 @@ class Agent:
         self.base_dir = base_dir
         self.stats_path = stats_path
         self.clock = time.monotonic
-        self.engine: Engine = make_engine(self.cfg)
+        self.engine: Engine = make_engine(ens, self.cfg, base_dir)
         self.sync = ClockSync()
         self.timeline: Timeline | None = None
         self.plan: ChordPlan | None = None
@@ -71,6 +71,11 @@ class Agent:
 
     async def run(self) -> None:
         set_switch_interval(0.0005)
+        wait_ready = getattr(self.engine, "wait_ready", None)
+        if wait_ready is not None:
+            # Join the roster only once the model can play: a half-loaded agent would rest its first bars.
+            ready = await asyncio.to_thread(wait_ready)
+            log.info("%s: model ready on %s", self.name, ready[1])
         self.output = make_output(self._output_spec(), where=f"agents.{self.name}.output")
         self.output.open()
         self.scheduler = Scheduler(self._send, clock=self.clock, realtime=self.ens.timing.realtime)
@@ -121,6 +126,7 @@ class Agent:
         """Release every sounding note whatever happened; idempotent, safe from a signal path."""
         if self.scheduler is not None:
             self.scheduler.stop(flush=True)
+        self.engine.close()
         if self.output is not None:
             self.output.close()
             self.stuck_notes = self.output.sounding()
@@ -305,6 +311,11 @@ class Agent:
             "invalid_messages": self.invalid_total(),
             "invalid_reasons": dict(self.bus.invalid) if self.bus else {},
             "priority": self.scheduler.priority if self.scheduler else "none",
+            "engine": self.cfg.engine.type,
+            "providers": list(getattr(self.engine, "providers", ())),
+            "model_events": getattr(self.engine, "events", 0),
+            "replans": getattr(self.engine, "replans", 0),
+            "model_load": round(float(getattr(self.engine, "load", 0.0)), 3),
             "stuck_notes": self.stuck_notes,
             "timemap": self._timemap_dict(),
             "sounding": self.output.sounding() if self.output else 0,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import math
 import queue
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,33 +120,60 @@ class LiveHuman:
 
 
 class MidiInput:
-    """A MIDI input port feeding a queue of (monotonic time, mido message) for the bridge."""
+    """A MIDI input port feeding a queue of (monotonic time, mido message) for the bridge.
+
+    A reader thread drains rtmidi's own queue instead of using its callback: under load the callback
+    path has been seen to deliver a burst as copies of its first message. `api='auto'` tries each
+    MIDI system compiled into rtmidi (ALSA, JACK, CoreMIDI) and uses the first that is reachable.
+    """
+
+    POLL_S = 0.0005
 
     def __init__(self, port: str | None, api: str = "auto") -> None:
         import rtmidi
 
-        apis = {
-            "jack": rtmidi.API_UNIX_JACK,
-            "alsa": rtmidi.API_LINUX_ALSA,
-            "coremidi": rtmidi.API_MACOSX_CORE,
-        }
+        ids = {"jack": rtmidi.API_UNIX_JACK, "alsa": rtmidi.API_LINUX_ALSA, "coremidi": rtmidi.API_MACOSX_CORE}
+        compiled = [a for a in rtmidi.get_compiled_api() if a != rtmidi.API_RTMIDI_DUMMY]
+        candidates = compiled if api == "auto" else [ids[api]]
         self.queue: queue.Queue[tuple[float, mido.Message]] = queue.Queue()
-        self._midi = rtmidi.MidiIn(apis.get(api, rtmidi.API_UNSPECIFIED), "barcelona-human")
-        names = self._midi.get_ports()
-        if port is None:
-            self._midi.open_virtual_port("barcelona human in")
-        else:
-            match = [i for i, n in enumerate(names) if port in n]
-            if not match:
-                raise ValueError(f"human.source.port: no MIDI input matches {port!r}; available: {names}")
-            self._midi.open_port(match[0])
-        self._midi.set_callback(self._on_message)
+        self._midi = None
+        seen: list[str] = []
+        for api_id in candidates:
+            try:
+                midi = rtmidi.MidiIn(api_id, "barcelona-human")
+            except rtmidi.RtMidiError:
+                continue
+            names = midi.get_ports()
+            seen += names
+            if port is None:
+                midi.open_virtual_port("human in")
+            else:
+                match = [i for i, n in enumerate(names) if port.lower() in n.lower()]
+                if not match:
+                    midi.delete()
+                    continue
+                midi.open_port(match[0])
+            self._midi = midi
+            break
+        if self._midi is None:
+            raise ValueError(f"human.source.port: no MIDI input matches {port!r}; available: {seen or 'none'}")
+        self._running = True
+        self._thread = threading.Thread(target=self._read, name="midi-in", daemon=True)
+        self._thread.start()
 
-    def _on_message(self, event: tuple[list[int], float], _data: object = None) -> None:
-        try:
-            self.queue.put((time.monotonic(), mido.Message.from_bytes(event[0])))
-        except ValueError:
-            pass
+    def _read(self) -> None:
+        midi = self._midi
+        while self._running:
+            event = midi.get_message()
+            if event is None:
+                time.sleep(self.POLL_S)
+                continue
+            try:
+                self.queue.put((time.monotonic(), mido.Message.from_bytes(event[0])))
+            except ValueError:
+                continue
 
     def close(self) -> None:
+        self._running = False
+        self._thread.join(0.5)
         self._midi.close_port()

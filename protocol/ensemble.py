@@ -119,7 +119,14 @@ class EngineConfig(Strict):
     top_k: Annotated[int, Field(ge=0, le=4096)] = 20
     density: Annotated[float, Field(ge=0, le=4)] = 1.0
     chord_bias: Annotated[float, Field(ge=0, le=20)] = 2.0
+    bass: bool = False
     seed: int | None = None
+
+    @model_validator(mode="after")
+    def _model_given(self) -> EngineConfig:
+        if self.type == "onnx" and self.model is None:
+            return self.model_copy(update={"model": "default"})
+        return self
 
 
 class PartConfig(Strict):

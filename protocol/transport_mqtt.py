@@ -331,6 +331,7 @@ class MqttTransport:
                 log.error("broker refused resubscription to %s (ACL?)", refused)
         self.stats.reconnects += self.stats.connects > 0
         self.stats.connects += 1
+        self.stats.last_error = None  # so the next outage's first error is logged again
         self._connected.set()
         log.info("MQTT connected to %s:%d as %s", self._host, self._port, self._client_id)
         receive = asyncio.create_task(self._receive_loop(client), name="mqtt-receive")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
-from protocol.ensemble import AgentConfig
+from protocol.ensemble import AgentConfig, Ensemble
 from protocol.harmony import ChordPlan
 from protocol.messages import AgentParams, Note
 
@@ -28,10 +29,18 @@ class Engine(Protocol):
         """A note from another part (human or agent), for engines that listen."""
         ...
 
+    def close(self) -> None:
+        """Release what the engine holds (a model process)."""
+        ...
 
-def make_engine(cfg: AgentConfig) -> Engine:
+
+def make_engine(ens: Ensemble, cfg: AgentConfig, base_dir: Path) -> Engine:
     if cfg.engine.type == "pattern":
         from agents.engines.pattern import PatternEngine
 
         return PatternEngine(cfg)
+    if cfg.engine.type == "onnx":
+        from agents.engines.onnx_engine import OnnxEngine
+
+        return OnnxEngine(ens, cfg, base_dir)
     raise ValueError(f"engine.type: {cfg.engine.type!r} is not available in this build")

@@ -22,6 +22,9 @@ class PatternEngine:
     def hear(self, note: Note) -> None:
         """The pattern engine plays its pattern whatever the others do."""
 
+    def close(self) -> None:
+        """Nothing to release."""
+
     def plan(self, start_beat: float, end_beat: float, ctx: PlanContext) -> list[Note]:
         if ctx.params.muted:
             return []

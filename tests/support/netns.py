@@ -19,8 +19,9 @@ the same instant.
 
 Faults, for later tests:
 
-- ``set_loss(host, percent)``: an nftables table in that host with ``numgen random mod 100 < N drop``
-  on its input and/or output (``lo`` excepted, so a host's own loopback traffic is untouched).
+- ``set_loss(host, percent)``: an nftables ``bridge`` table in the bridge namespace with
+  ``numgen random mod 10000 < N drop`` on that host's port, for what it sends and/or receives
+  (IPv4 only; dropped on the "wire", so the sender sees no error, as on a real network).
 - ``set_delay(host, mean_ms, sd_ms)``: an NFQUEUE rule in that host plus a shim process inside it
   (this file run as a script, needs the ``netfilterqueue`` package and ``libnetfilter-queue-dev``)
   that holds each packet for a normal(mean, sd) delay (clipped at 0) and then accepts it, so packets
@@ -64,7 +65,7 @@ NAME_RE = re.compile(r"^bcn(\d+)-(\d+)-([A-Za-z0-9_-]+)$")
 HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,23}$")
 BRIDGE_HOST = "_bridge"
 CLONE_NEWNET = 0x40000000
-FAULT_TABLE = "bcn_fault"
+LOSS_TABLE = "bcn_loss"
 DELAY_TABLE = "bcn_delay"
 MAX_HOSTS = 250
 
@@ -288,6 +289,7 @@ class NetRig:
         self._made: list[str] = []
         self._procs: list[subprocess.Popen[Any]] = []
         self._delays: dict[str, subprocess.Popen[Any]] = {}
+        self._loss: dict[str, tuple[float, Direction]] = {}
         self._lock = threading.Lock()
         self._closed = False
         self._started = False
@@ -453,15 +455,34 @@ class NetRig:
 
     # -- faults ------------------------------------------------------------------------------------
     def set_loss(self, name: str, percent: float, direction: Direction = "both") -> None:
-        """Drop ``percent`` % of host ``name``'s packets (its own lo excepted) at input/output/both.
+        """Lose ``percent`` % (0.01 % steps) of host ``name``'s IPv4 packets: sent ("out"), received
+        ("in") or both, each direction drawn independently. ``percent`` 0 removes it.
 
-        Each direction draws independently, so "both" loses about 1-(1-p)^2 of a round trip's legs
-        through this host per leg pair. ``percent`` 0 removes the rule.
+        WHY at the bridge: a drop in the host's own output hook makes ``sendto`` fail with EPERM,
+        which no real network does; dropping the frame on the bridge port is silent, as on a wire.
+        Only IPv4 is dropped (ARP is not), so loss never stalls address resolution for a second.
         """
         if not 0 <= percent <= 100:
             raise ValueError(f"percent must be within 0..100, got {percent}")
-        self._nft_replace(name, FAULT_TABLE, None if percent == 0 else
-                          self._chains(direction, f"numgen random mod 100 < {round(percent)} drop"))
+        if direction not in ("in", "out", "both"):
+            raise ValueError(f"direction must be in, out or both, got {direction!r}")
+        self.netns(name)
+        if percent == 0:
+            self._loss.pop(name, None)
+        else:
+            self._loss[name] = (percent, direction)
+        rules = []
+        for host, (pct, way) in self._loss.items():
+            port = f"p{self.hosts.index(host) + 1}"
+            share = round(pct * 100)
+            chance = "" if share >= 10000 else f"numgen random mod 10000 < {share} "
+            drop = f"meta protocol ip {chance}drop"
+            if way in ("out", "both"):
+                rules.append(f'iifname "{port}" {drop}')
+            if way in ("in", "both"):
+                rules.append(f'oifname "{port}" {drop}')
+        chains = [("bcn_loss", "forward", 0, "\n    ".join(rules))] if rules else None
+        self._nft_replace(BRIDGE_HOST, LOSS_TABLE, chains, family="bridge")
 
     def set_delay(self, name: str, mean_ms: float, sd_ms: float = 0.0, direction: Direction = "out",
                   queue: int = 7) -> None:
@@ -510,22 +531,29 @@ class NetRig:
             raise ValueError(f"direction must be in, out or both, got {direction!r}")
         return chains
 
-    def _nft_replace(self, name: str, table: str, chains: Sequence[tuple[str, str, int, str]] | None) -> None:
-        """Replace one nftables table inside host ``name`` atomically (one ``nft -f`` transaction)."""
+    def _nft_replace(self, name: str, table: str, chains: Sequence[tuple[str, str, int, str]] | None,
+                     family: str = "inet") -> None:
+        """Replace one nftables table inside host ``name`` (or the bridge, ``_bridge``) atomically:
+        one ``nft -f`` transaction."""
         reason = nft_missing_reason()
         if reason is not None:
             raise RigError(reason)
         assert NFT is not None
-        lines = [f"table inet {table}", f"delete table inet {table}"]  # exists, then gone: idempotent
+        # "table" then "delete table": exists, then gone, whatever was there before.
+        lines = [f"table {family} {table}", f"delete table {family} {table}"]
         if chains:
-            lines.append(f"table inet {table} {{")
+            lines.append(f"table {family} {table} {{")
             for chain, hook, priority, rule in chains:
                 lines += [f"  chain {chain} {{",
                           f"    type filter hook {hook} priority {priority}; policy accept;",
                           f"    {rule}",
                           "  }"]
             lines.append("}")
-        self.run(name, [NFT, "-f", "-"], input="\n".join(lines) + "\n")
+        ns = self.bridge_netns if name == BRIDGE_HOST else self.netns(name)
+        result = subprocess.run([IP or "ip", "netns", "exec", ns, NFT, "-f", "-"], capture_output=True,
+                                input="\n".join(lines) + "\n", text=True, check=False, timeout=20)
+        if result.returncode != 0:
+            raise RigError(f"nft in {name}: {result.stderr.strip()}")
 
 
 def _close_all() -> None:

@@ -1,0 +1,228 @@
+"""The model process of an `onnx` agent: keeps the context, plans ahead, commits on request.
+
+The model runs in its own process, never beside the timing thread: Python work in the sampling loop
+holds the GIL, and a realtime thread that waits for the GIL is late however high its priority
+(bench/timing.py measures both arrangements). The agent process sends what it hears and where its
+clock is; this process answers with committed notes.
+
+Plan/commit: notes are generated up to a horizon ahead of the commit point and kept as the
+uncommitted plan. On each `clock` message the notes that start before the requested commit beat
+are committed (sent, never changed again). A human note, a chord-plan change or a parameter change
+drops the uncommitted plan and regenerates it from the new context, so the agent answers what the
+human just did within the commit window.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("barcelona.model")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything the model process needs, picklable (it crosses into a spawned process)."""
+
+    model: str
+    track: int
+    channel: int
+    pitch_range: tuple[int, int]
+    programs: tuple[tuple[int, int, int], ...]
+    tempo: float
+    beats_per_bar: int
+    key_sharps: int
+    key_minor: int
+    plan_text: str
+    plan_loop: bool
+    plan_key: str
+    horizon_beats: float
+    seed: int
+    temperature: float
+    top_p: float
+    top_k: int
+    density: float
+    chord_bias: float
+    bass: bool
+    tracks: dict[str, tuple[int, int]] = field(default_factory=dict)  # source -> (track, channel)
+    human: str = ""
+    max_events: int = 1024
+    intra_op_threads: int = 1
+
+
+def key_signature(tonic_pc: int, minor: bool) -> tuple[int, int]:
+    """Sharps (+) or flats (-) of a key, as a MIDI key-signature event carries them."""
+    major_pc = (tonic_pc + 3) % 12 if minor else tonic_pc
+    sf = (major_pc * 7) % 12
+    return (sf - 12 if sf > 6 else sf), int(minor)
+
+
+class Planner:
+    """The model side of plan/commit; pure apart from the model it drives, so tests can step it."""
+
+    def __init__(self, cfg: WorkerConfig) -> None:
+        from agents.model.decoder import DecodeParams, Generator
+        from agents.model.live_context import LiveContext, setup_prefix
+        from agents.model.runtime import ModelRuntime
+        from protocol.harmony import ChordPlan
+
+        self.cfg = cfg
+        self.runtime = ModelRuntime(cfg.model, intra_op_threads=cfg.intra_op_threads)
+        version = self.runtime.info.tokenizer_version
+        prefix = setup_prefix(
+            version,
+            bpm=min(383, round(cfg.tempo)),
+            time_signature=(cfg.beats_per_bar, 4) if version == "v2" else None,
+            key=(cfg.key_sharps, cfg.key_minor) if version == "v2" else None,
+            programs=cfg.programs,
+        )
+        self.context = LiveContext(version, max_events=cfg.max_events, prefix=prefix, bar_beats=cfg.beats_per_bar)
+        self.generator = Generator(
+            self.runtime, self.context, track=cfg.track, channel=cfg.channel, pitch_range=cfg.pitch_range,
+            seed=cfg.seed,
+        )
+        self._Params = DecodeParams
+        self._ChordPlan = ChordPlan
+        self.plan = ChordPlan.parse(cfg.plan_text, loop=cfg.plan_loop, key=cfg.plan_key)
+        self.bpb = cfg.beats_per_bar
+        self.params = DecodeParams(
+            temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k, chord_bias=cfg.chord_bias,
+            density=cfg.density, bass=cfg.bass,
+        )
+        self.muted = False
+        self.planned: list[Any] = []  # uncommitted own LiveNotes, in generation (= time) order
+        self.committed_until = -math.inf
+        self.now_beat: float | None = None
+        self.generated_until = -math.inf
+        self.events = 0
+        self.replans = 0
+        self.generator.sync()
+
+    # -- inputs ------------------------------------------------------------------------------------
+    def hear(self, source: str, start: float, duration: float, pitch: int, velocity: int, channel: int) -> None:
+        from agents.model.live_context import LiveNote
+
+        track, _ = self.cfg.tracks.get(source, (0, channel))
+        change = self.context.add_note(LiveNote(start, duration, pitch, max(1, velocity), channel, track), owner=1)
+        self.generator.apply(change)
+        if source == self.cfg.human:
+            self.replan()
+
+    def set_plan(self, text: str, loop: bool, key: str) -> None:
+        self.plan = self._ChordPlan.parse(text, loop=loop, key=key)
+        self.replan()
+
+    def set_params(self, muted: bool, temperature: float, top_p: float, top_k: int, density: float) -> None:
+        self.muted = muted
+        self.params = self._Params(
+            temperature=temperature, top_p=top_p, top_k=top_k, chord_bias=self.cfg.chord_bias,
+            density=density, bass=self.cfg.bass,
+        )
+        self.replan()
+
+    def replan(self) -> None:
+        """Drop the uncommitted plan; the next steps regenerate it from the current context."""
+        self.replans += 1
+        self.planned = []
+        if math.isfinite(self.committed_until):
+            change = self.context.truncate_after(self.committed_until, owner=0)
+            self.generator.apply(change)
+            self.generated_until = self.committed_until
+
+    # -- outputs -----------------------------------------------------------------------------------
+    def commit(self, now_beat: float, until: float) -> list[tuple[float, float, int, int]]:
+        """Notes that start before `until` leave the plan for good; later ones stay replaceable."""
+        self.now_beat = now_beat
+        if not math.isfinite(self.committed_until):
+            # First clock: nothing before the commit point may be generated.
+            self.committed_until = until
+            self.generated_until = max(self.generated_until, until)
+            return []
+        out = []
+        keep = []
+        for n in self.planned:
+            if n.start_beat < until:
+                if n.start_beat >= self.committed_until - 1e-9 and not self.muted:
+                    out.append((n.start_beat, n.duration_beats, n.pitch, n.velocity))
+            else:
+                keep.append(n)
+        self.planned = keep
+        self.committed_until = max(self.committed_until, until)
+        return out
+
+    def wants_work(self) -> bool:
+        if self.now_beat is None or self.muted:
+            return False
+        return self.generated_until < self.committed_until + self.cfg.horizon_beats
+
+    def step(self) -> None:
+        """Generate one event; own notes join the plan."""
+        bpb = self.bpb
+        plan = self.plan
+        note = self.generator.step(
+            self.params, lambda beat: plan.chord_at(beat, bpb), not_before_beat=self.committed_until
+        )
+        self.events += 1
+        end = self.context.beat_of_row(len(self.context) - 1)
+        self.generated_until = max(self.generated_until, end)
+        if note is not None:
+            self.planned.append(note)
+
+
+def serve(conn: Connection, cfg: WorkerConfig) -> None:
+    """The model process's loop: answer messages at once, generate while there is nothing to answer."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s model %(levelname)s %(message)s")
+    try:
+        planner = Planner(cfg)
+    except Exception as exc:  # a missing model file, a bad export: one line back to the agent
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", planner.runtime.providers, len(planner.context)))
+    busy_s = 0.0
+    t0 = time.perf_counter()
+    while True:
+        timeout = 0.0 if planner.wants_work() else 0.05
+        try:
+            while conn.poll(timeout):
+                timeout = 0.0
+                msg = conn.recv()
+                kind = msg[0]
+                if kind == "stop":
+                    return
+                if kind == "hear":
+                    planner.hear(*msg[1:])
+                elif kind == "clock":
+                    notes = planner.commit(msg[1], msg[2])
+                    load = busy_s / max(1e-6, time.perf_counter() - t0)
+                    conn.send(("notes", notes, planner.events, planner.replans, load))
+                elif kind == "plan":
+                    planner.set_plan(*msg[1:])
+                elif kind == "params":
+                    planner.set_params(*msg[1:])
+            if planner.wants_work():
+                s = time.perf_counter()
+                planner.step()
+                busy_s += time.perf_counter() - s
+        except (EOFError, BrokenPipeError, KeyboardInterrupt):
+            return
+        except Exception as exc:  # keep the process alive: a bad message must not silence the part
+            log.warning("model step failed: %s\n%s", exc, traceback.format_exc(limit=3))
+            try:
+                conn.send(("warning", f"{type(exc).__name__}: {exc}"))
+            except (BrokenPipeError, OSError):
+                return
+
+
+def resolve_model(path: str | None, base_dir: Path) -> Path:
+    """`default` (or nothing) is the shipped model; a relative path is taken from the YAML's folder."""
+    root = Path(__file__).resolve().parents[2]
+    if path in (None, "", "default"):
+        return root / "models" / "default"
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (base_dir / p)

@@ -1,0 +1,139 @@
+"""The `onnx` engine as the agent sees it: a proxy to the model process.
+
+`plan()` never waits for the model: it tells the model process where the commit point is and returns
+the notes that process committed since the last call. The model keeps its plan well ahead (the
+horizon), so by the time a beat must be committed its notes are ready; if the model falls behind,
+the part rests rather than the clock stalling.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import time
+from pathlib import Path
+from typing import Any
+
+from agents.engines import PlanContext
+from agents.engines.model_worker import WorkerConfig, key_signature, resolve_model, serve
+from protocol.ensemble import AgentConfig, Ensemble
+from protocol.harmony import ChordPlan
+from protocol.messages import AgentParams, Note
+
+log = logging.getLogger("barcelona.engine")
+
+READY_TIMEOUT_S = 60.0
+
+
+class EngineError(RuntimeError):
+    """The model process could not start (missing model, bad export); the message says which."""
+
+
+class OnnxEngine:
+    def __init__(self, ens: Ensemble, cfg: AgentConfig, base_dir: Path) -> None:
+        self.cfg = cfg
+        parts = ens.parts()
+        tracks = {p.name: (i + 1, p.channel) for i, p in enumerate(parts)}
+        plan = ChordPlan.parse(ens.chords, loop=ens.loop, key=ens.key)
+        sharps, minor = key_signature(plan.key_tonic, plan.key_is_minor)
+        model = resolve_model(cfg.engine.model, base_dir)
+        e = cfg.engine
+        self.worker_cfg = WorkerConfig(
+            model=str(model),
+            track=tracks[cfg.name][0],
+            channel=cfg.channel,
+            pitch_range=(cfg.range[0], cfg.range[1]) if cfg.channel != 9 else (27, 87),
+            programs=tuple((t, ch, p.program) for p, (t, ch) in zip(parts, tracks.values(), strict=True)),
+            tempo=ens.tempo,
+            beats_per_bar=ens.meter,
+            key_sharps=sharps,
+            key_minor=minor,
+            plan_text=ens.chords,
+            plan_loop=ens.loop,
+            plan_key=ens.key,
+            horizon_beats=ens.timing.horizon_beats,
+            seed=e.seed if e.seed is not None else int(time.time_ns() % 2**31),
+            temperature=e.temperature,
+            top_p=e.top_p,
+            top_k=e.top_k,
+            density=e.density,
+            chord_bias=e.chord_bias,
+            bass=e.bass,
+            tracks=tracks,
+            human=ens.human.name if ens.human else "",
+        )
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=serve, args=(child, self.worker_cfg), name=f"model-{cfg.name}", daemon=True)
+        self.proc.start()
+        child.close()
+        self.ready: tuple[Any, ...] | None = None
+        self.pending: list[Note] = []
+        self.events = 0
+        self.replans = 0
+        self.load = 0.0
+        self.warnings = 0
+        self._plan_epoch: tuple[str, bool, str] | None = None
+        self._params: tuple[Any, ...] | None = None
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> tuple[Any, ...]:
+        """Block until the model is loaded; raise EngineError with the model process's own message."""
+        if not self.conn.poll(timeout):
+            raise EngineError(f"engine.model: the model process did not start within {timeout:.0f} s")
+        msg = self.conn.recv()
+        if msg[0] == "error":
+            raise EngineError(f"engine.model: {msg[1]}")
+        self.ready = msg
+        return msg
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        return tuple(self.ready[1]) if self.ready else ()
+
+    def hear(self, note: Note) -> None:
+        self._send(("hear", note.source, note.start_beat, note.duration_beats, note.pitch, note.velocity,
+                    note.channel))
+
+    def plan(self, start_beat: float, end_beat: float, ctx: PlanContext) -> list[Note]:
+        plan_key = (ctx.plan.to_text(), ctx.plan.loop, ctx.plan.key)
+        if plan_key != self._plan_epoch:
+            if self._plan_epoch is not None:
+                self._send(("plan", *plan_key))
+            self._plan_epoch = plan_key
+        p = ctx.params
+        params = (p.muted, p.temperature, p.top_p, p.top_k, p.density)
+        if params != self._params:
+            if self._params is not None or p.muted:
+                self._send(("params", *params))
+            self._params = params
+        self._send(("clock", start_beat, end_beat))
+        self._drain()
+        out, self.pending = self.pending, []
+        return out
+
+    def _drain(self) -> None:
+        while self.conn.poll(0):
+            msg = self.conn.recv()
+            if msg[0] == "notes":
+                _, notes, self.events, self.replans, self.load = msg
+                for start, dur, pitch, vel in notes:
+                    self.pending.append(Note(start, dur, pitch, max(1, vel), self.cfg.channel, self.cfg.name))
+            elif msg[0] == "warning":
+                self.warnings += 1
+                log.warning("%s model: %s", self.cfg.name, msg[1])
+
+    def _send(self, msg: tuple[Any, ...]) -> None:
+        try:
+            self.conn.send(msg)
+        except (BrokenPipeError, OSError) as exc:
+            raise EngineError(f"{self.cfg.name}: the model process is gone ({exc})") from exc
+
+    def close(self) -> None:
+        try:
+            self.conn.send(("stop",))
+        except (BrokenPipeError, OSError):
+            pass
+        self.proc.join(1.0)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(1.0)
