@@ -132,7 +132,11 @@ class MidiInput:
     def __init__(self, port: str | None, api: str = "auto") -> None:
         import rtmidi
 
-        ids = {"jack": rtmidi.API_UNIX_JACK, "alsa": rtmidi.API_LINUX_ALSA, "coremidi": rtmidi.API_MACOSX_CORE}
+        ids = {
+            "jack": rtmidi.API_UNIX_JACK,
+            "alsa": rtmidi.API_LINUX_ALSA,
+            "coremidi": rtmidi.API_MACOSX_CORE,
+        }
         compiled = [a for a in rtmidi.get_compiled_api() if a != rtmidi.API_RTMIDI_DUMMY]
         candidates = compiled if api == "auto" else [ids[api]]
         self.queue: queue.Queue[tuple[float, mido.Message]] = queue.Queue()
@@ -156,7 +160,9 @@ class MidiInput:
             self._midi = midi
             break
         if self._midi is None:
-            raise ValueError(f"human.source.port: no MIDI input matches {port!r}; available: {seen or 'none'}")
+            raise ValueError(
+                f"human.source.port: no MIDI input matches {port!r}; available: {seen or 'none'}"
+            )
         self._running = True
         self._thread = threading.Thread(target=self._read, name="midi-in", daemon=True)
         self._thread.start()

@@ -82,9 +82,15 @@ class Planner:
             key=(cfg.key_sharps, cfg.key_minor) if version == "v2" else None,
             programs=cfg.programs,
         )
-        self.context = LiveContext(version, max_events=cfg.max_events, prefix=prefix, bar_beats=cfg.beats_per_bar)
+        self.context = LiveContext(
+            version, max_events=cfg.max_events, prefix=prefix, bar_beats=cfg.beats_per_bar
+        )
         self.generator = Generator(
-            self.runtime, self.context, track=cfg.track, channel=cfg.channel, pitch_range=cfg.pitch_range,
+            self.runtime,
+            self.context,
+            track=cfg.track,
+            channel=cfg.channel,
+            pitch_range=cfg.pitch_range,
             seed=cfg.seed,
         )
         self._Params = DecodeParams
@@ -92,8 +98,12 @@ class Planner:
         self.plan = ChordPlan.parse(cfg.plan_text, loop=cfg.plan_loop, key=cfg.plan_key)
         self.bpb = cfg.beats_per_bar
         self.params = DecodeParams(
-            temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k, chord_bias=cfg.chord_bias,
-            density=cfg.density, bass=cfg.bass,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            top_k=cfg.top_k,
+            chord_bias=cfg.chord_bias,
+            density=cfg.density,
+            bass=cfg.bass,
         )
         self.muted = False
         self.planned: list[Any] = []  # uncommitted own LiveNotes, in generation (= time) order
@@ -105,11 +115,15 @@ class Planner:
         self.generator.sync()
 
     # -- inputs ------------------------------------------------------------------------------------
-    def hear(self, source: str, start: float, duration: float, pitch: int, velocity: int, channel: int) -> None:
+    def hear(
+        self, source: str, start: float, duration: float, pitch: int, velocity: int, channel: int
+    ) -> None:
         from agents.model.live_context import LiveNote
 
         track, _ = self.cfg.tracks.get(source, (0, channel))
-        change = self.context.add_note(LiveNote(start, duration, pitch, max(1, velocity), channel, track), owner=1)
+        change = self.context.add_note(
+            LiveNote(start, duration, pitch, max(1, velocity), channel, track), owner=1
+        )
         self.generator.apply(change)
         if source == self.cfg.human:
             self.replan()
@@ -121,8 +135,12 @@ class Planner:
     def set_params(self, muted: bool, temperature: float, top_p: float, top_k: int, density: float) -> None:
         self.muted = muted
         self.params = self._Params(
-            temperature=temperature, top_p=top_p, top_k=top_k, chord_bias=self.cfg.chord_bias,
-            density=density, bass=self.cfg.bass,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            chord_bias=self.cfg.chord_bias,
+            density=density,
+            bass=self.cfg.bass,
         )
         self.replan()
 

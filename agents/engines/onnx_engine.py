@@ -18,7 +18,7 @@ from agents.engines import PlanContext
 from agents.engines.model_worker import WorkerConfig, key_signature, resolve_model, serve
 from protocol.ensemble import AgentConfig, Ensemble
 from protocol.harmony import ChordPlan
-from protocol.messages import AgentParams, Note
+from protocol.messages import Note
 
 log = logging.getLogger("barcelona.engine")
 
@@ -64,7 +64,9 @@ class OnnxEngine:
         )
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=serve, args=(child, self.worker_cfg), name=f"model-{cfg.name}", daemon=True)
+        self.proc = ctx.Process(
+            target=serve, args=(child, self.worker_cfg), name=f"model-{cfg.name}", daemon=True
+        )
         self.proc.start()
         child.close()
         self.ready: tuple[Any, ...] | None = None
@@ -91,8 +93,17 @@ class OnnxEngine:
         return tuple(self.ready[1]) if self.ready else ()
 
     def hear(self, note: Note) -> None:
-        self._send(("hear", note.source, note.start_beat, note.duration_beats, note.pitch, note.velocity,
-                    note.channel))
+        self._send(
+            (
+                "hear",
+                note.source,
+                note.start_beat,
+                note.duration_beats,
+                note.pitch,
+                note.velocity,
+                note.channel,
+            )
+        )
 
     def plan(self, start_beat: float, end_beat: float, ctx: PlanContext) -> list[Note]:
         plan_key = (ctx.plan.to_text(), ctx.plan.loop, ctx.plan.key)
