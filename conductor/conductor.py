@@ -199,6 +199,13 @@ class Conductor:
                 self.agent_status[msg.agent] = msg
             elif isinstance(msg, Note):
                 self.recorder.add(msg)
+            elif isinstance(msg, Control):
+                # A remote surface over MQTT (the broker's ACL decides who may publish control).
+                try:
+                    await self.apply(msg)
+                except (ChordError, ValueError, TypeError) as exc:
+                    self._count(f"rejected.{type(exc).__name__}")
+                    log.warning("control %s refused: %s", msg, exc)
 
     # -- the control surface ------------------------------------------------------------------------
     async def _surface_loop(self) -> None:

@@ -22,8 +22,9 @@ Faults, for later tests:
 - ``set_loss(host, percent)``: an nftables ``bridge`` table in the bridge namespace with
   ``numgen random mod 10000 < N drop`` on that host's port, for what it sends and/or receives
   (IPv4 only; dropped on the "wire", so the sender sees no error, as on a real network).
-- ``set_delay(host, mean_ms, sd_ms)``: an NFQUEUE rule in that host plus a shim process inside it
-  (this file run as a script, needs the ``netfilterqueue`` package and ``libnetfilter-queue-dev``)
+- ``set_delay(host, mean_ms, sd_ms)``: an iptables NFQUEUE rule in that host plus a shim process
+  inside it (this file run as a script; needs iptables, the ``netfilterqueue`` package and
+  ``libnetfilter-queue-dev``)
   that holds each packet for a normal(mean, sd) delay (clipped at 0) and then accepts it, so packets
   may reorder as on a jittery network. ``delay_missing_reason()`` says when it cannot run.
 
@@ -57,8 +58,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-IP = shutil.which("ip") or ("/usr/sbin/ip" if os.path.exists("/usr/sbin/ip") else None)
-NFT = shutil.which("nft") or ("/usr/sbin/nft" if os.path.exists("/usr/sbin/nft") else None)
+
+def _tool(name: str) -> str | None:
+    """A system tool's path; /usr/sbin is searched too, since a non-login PATH may lack it."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+
+
+IP = _tool("ip")
+NFT = _tool("nft")
+IPTABLES = _tool("iptables")
 NETNS_DIR = Path("/var/run/netns")
 PREFIX = "bcn"
 NAME_RE = re.compile(r"^bcn(\d+)-(\d+)-([A-Za-z0-9_-]+)$")
@@ -66,7 +74,7 @@ HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,23}$")
 BRIDGE_HOST = "_bridge"
 CLONE_NEWNET = 0x40000000
 LOSS_TABLE = "bcn_loss"
-DELAY_TABLE = "bcn_delay"
+DELAY_CHAIN = "BCN_DELAY"
 MAX_HOSTS = 250
 
 Direction = Literal["in", "out", "both"]
@@ -123,9 +131,11 @@ def nft_missing_reason() -> str | None:
 @functools.cache
 def delay_missing_reason() -> str | None:
     """Why the NFQUEUE delay shim cannot run here, or None."""
-    reason = nft_missing_reason()
+    reason = netns_missing_reason()
     if reason is not None:
         return reason
+    if IPTABLES is None:
+        return "the delay shim's NFQUEUE rule needs iptables (apt-get install iptables)"
     probe = subprocess.run([sys.executable, "-c", "import netfilterqueue"], capture_output=True, text=True,
                            check=False, timeout=30)
     if probe.returncode != 0:
@@ -495,7 +505,7 @@ class NetRig:
         if mean_ms < 0 or sd_ms < 0:
             raise ValueError("mean_ms and sd_ms must be >= 0")
         old = self._delays.pop(name, None)
-        self._nft_replace(name, DELAY_TABLE, None)
+        self._queue_rules(name, None, direction)
         if old is not None:
             old.terminate()
             old.wait(3.0)
@@ -516,20 +526,31 @@ class NetRig:
             shim.wait(3.0)
             raise RigError(f"delay shim did not start in {name}: {line.strip()} {shim.stderr.read().strip()}")
         self._delays[name] = shim
-        # No `bypass`: if the shim dies the host goes silent, and the test fails loudly, not quietly.
-        self._nft_replace(name, DELAY_TABLE, self._chains(direction, f"queue num {queue}", priority=10))
+        # No `--queue-bypass`: if the shim dies the host goes silent and a test fails loudly.
+        self._queue_rules(name, queue, direction)
 
-    @staticmethod
-    def _chains(direction: Direction, verdict: str, priority: int = 0) -> list[tuple[str, str, int, str]]:
-        """(chain, hook, priority, rule) for the directions asked; lo is never touched."""
-        chains = []
-        if direction in ("in", "both"):
-            chains.append(("bcn_in", "input", priority, f'iifname != "lo" {verdict}'))
-        if direction in ("out", "both"):
-            chains.append(("bcn_out", "output", priority, f'oifname != "lo" {verdict}'))
-        if not chains:
+    def _queue_rules(self, name: str, queue: int | None, direction: Direction) -> None:
+        """Send host ``name``'s non-lo IPv4 packets to NFQUEUE ``queue`` (None: stop doing so).
+
+        WHY iptables here and nft elsewhere: this kernel lacks nft's own ``queue`` expression
+        (CONFIG_NFT_QUEUE) but has the xtables NFQUEUE target, which iptables(-nft) reaches.
+        """
+        if direction not in ("in", "out", "both"):
             raise ValueError(f"direction must be in, out or both, got {direction!r}")
-        return chains
+        assert IPTABLES is not None or queue is None
+        if IPTABLES is None:
+            return
+        ipt = [IPTABLES, "-w"]
+        self.run(name, [*ipt, "-N", DELAY_CHAIN], check=False)
+        self.run(name, [*ipt, "-F", DELAY_CHAIN])
+        for hook, iface in (("OUTPUT", "-o"), ("INPUT", "-i")):
+            jump = [hook, "!", iface, "lo", "-j", DELAY_CHAIN]
+            while self.run(name, [*ipt, "-D", *jump], check=False).returncode == 0:
+                pass
+            if queue is not None and direction in ("both", "out" if hook == "OUTPUT" else "in"):
+                self.run(name, [*ipt, "-A", *jump])
+        if queue is not None:
+            self.run(name, [*ipt, "-A", DELAY_CHAIN, "-j", "NFQUEUE", "--queue-num", str(queue)])
 
     def _nft_replace(self, name: str, table: str, chains: Sequence[tuple[str, str, int, str]] | None,
                      family: str = "inet") -> None:

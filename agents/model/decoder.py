@@ -1,0 +1,264 @@
+"""One agent's decoding: the next event of its own part, sampled on top of the shared live context.
+
+The context holds every part (the human's, the other agents', this agent's); the model conditions on
+all of it, but the agent may only ever *emit* its own part. That is enforced where it cannot fail:
+each token position gets an allowed-id mask before sampling (event type, own track, own channel,
+pitch range, and time tokens that never place the event before the end of the context or before the
+commit point), so no post-filter or retry is needed.
+
+Harmony enters the same way (DESIGN §3): once a note's time tokens are drawn its beat is known, so
+the pitch logits get a bias from the chord at that beat: ``+s`` chord tones, ``+s/2`` tensions,
+``-s`` avoid notes, nothing under N.C.; a bass part adds ``+s`` on the chord's bass pitch class and
+``+s/2`` on its root when a slash chord separates them. Biases are logit offsets added before the
+temperature (they scale with it, like the logits).
+
+Density ``d`` biases the time tokens: each beat of delay after the end of the context multiplies an
+onset's odds by ``d ** -1`` (time1 gets ``-ln(d) * beats``, time2 ``-ln(d) * sixteenths / 16``), so
+``d > 1`` plays denser, ``d < 1`` sparser, ``d == 1`` leaves the model alone. Velocity and duration
+are never touched.
+
+The runtime is fed lazily: ``step`` first brings the KV cache in line with the context (``sync``),
+then samples. A late event inserted into the context only costs a rollback to the first changed row
+and a re-feed of the rows after it, done by the next ``step``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from agents.model.live_context import _RANKS, LiveContext, LiveNote
+from agents.model.runtime import ModelRuntime
+from agents.model.sampling import MODES, Sampler, check_sampling
+from protocol.harmony import Chord, PitchRole, pitch_class_roles
+
+__all__ = ["DecodeParams", "Generator"]
+
+ChordAt = Callable[[float], "Chord | None"]  # the chord sounding at a beat (None: no bias)
+_MAX_DELTA = 127  # largest time1 value: beats a single event can jump
+_BIAS_CACHE_SIZE = 64
+
+
+def _finite(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return float(value)
+
+
+def _int_in(name: str, value: object, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in {lo}..{hi}, got {value}")
+    return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeParams:
+    """Per-agent, live-tunable decoding knobs; defaults are SkyTNT's generate() defaults."""
+
+    temperature: float = 1.0
+    top_p: float = 0.98
+    top_k: int = 20
+    chord_bias: float = 0.0
+    density: float = 1.0
+    bass: bool = False
+
+    def __post_init__(self) -> None:
+        check_sampling(self.temperature, self.top_p, self.top_k)
+        if _finite("chord_bias", self.chord_bias) < 0:
+            raise ValueError(f"chord_bias must be >= 0, got {self.chord_bias}")
+        if _finite("density", self.density) <= 0:
+            raise ValueError(f"density must be > 0, got {self.density}")
+        if not isinstance(self.bass, bool):
+            raise TypeError(f"bass must be a bool, got {type(self.bass).__name__}")
+
+
+class Generator:
+    """Samples this agent's next event, one at a time, from a runtime that mirrors a LiveContext.
+
+    ``sampling="skytnt"`` runs the token model at every position and samples with SkyTNT's own
+    operations (same tokens as SkyTNT's loop under the same masks and seed); ``"fast"`` also skips the
+    token-model call for positions with one allowed id (event type when only notes are allowed,
+    track, channel), which the runtime then folds into the next call. Not thread-safe.
+    """
+
+    def __init__(self, runtime: ModelRuntime, context: LiveContext, *, track: int, channel: int,
+                 pitch_range: tuple[int, int] = (0, 127), seed: int | None = None, owner: int | None = None,
+                 allow_patch: bool = False, allow_cc: bool = False, sampling: str = "fast",
+                 keep_order: bool = True, rng: np.random.RandomState | None = None) -> None:
+        """``owner`` tags this agent's rows in the context (default: the track), so
+        ``context.truncate_after(beat, owner)`` drops only its own plan. ``keep_order`` restricts
+        time tokens so an event sorts after the context's last row (no re-feed after each event)."""
+        if sampling not in MODES:
+            raise ValueError(f"sampling must be one of {MODES}, got {sampling!r}")
+        vocab = context.vocab
+        if runtime.batch_size != 1:
+            raise ValueError(f"runtime: batch_size must be 1, got {runtime.batch_size}")
+        if runtime.info.vocab_size != vocab.vocab_size or runtime.info.tokenizer_version != vocab.version:
+            raise ValueError(f"runtime: model is {runtime.info.tokenizer_version} / vocab "
+                             f"{runtime.info.vocab_size}, context is {vocab.version} / {vocab.vocab_size}")
+        if runtime.max_events < context.max_events:
+            raise ValueError(f"runtime: max_events {runtime.max_events} < the context's "
+                             f"{context.max_events}; the cache could not hold a full context")
+        self.track = _int_in("track", track, 0, vocab.param_size["track"] - 1)
+        self.channel = _int_in("channel", channel, 0, 15)
+        if not (isinstance(pitch_range, tuple) and len(pitch_range) == 2):
+            raise TypeError(f"pitch_range must be a (lo, hi) tuple, got {pitch_range!r}")
+        lo = _int_in("pitch_range lo", pitch_range[0], 0, 127)
+        hi = _int_in("pitch_range hi", pitch_range[1], lo, 127)
+        self.pitch_range = (lo, hi)
+        self.owner = self.track if owner is None else _int_in("owner", owner, 0, 1 << 62)
+        for name, flag in (("allow_patch", allow_patch), ("allow_cc", allow_cc), ("keep_order", keep_order)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+        self.runtime, self.context, self.vocab = runtime, context, vocab
+        self.sampling, self.keep_order = sampling, keep_order
+        self.sampler = Sampler(vocab.vocab_size, seed=seed, mode=sampling, rng=rng)
+        self.last_row = np.zeros(8, np.int64)  # tokens of the latest sampled event
+
+        def block(param: str) -> np.ndarray:
+            base = vocab.param_base[param]
+            return np.arange(base, base + vocab.param_size[param], dtype=np.int64)
+
+        self._time1, self._time2 = block("time1"), block("time2")
+        events = ["note"] + ["patch_change"] * allow_patch + ["control_change"] * allow_cc
+        self._event_ids = np.array(sorted(vocab.event_ids[e] for e in events), np.int64)
+        fixed = {"track": self.track, "channel": self.channel}
+        self._static: dict[str, np.ndarray] = {}
+        for param in {p for e in events for p in vocab.events[e]}:
+            if param in fixed:
+                self._static[param] = np.array([vocab.param_base[param] + fixed[param]], np.int64)
+            elif param == "pitch":
+                self._static[param] = block("pitch")[lo : hi + 1]
+            else:
+                self._static[param] = block(param)
+        self._pitch_pc = np.arange(lo, hi + 1) % 12
+        self._chord_bias: dict[tuple[Chord, float, bool], np.ndarray | None] = {}
+        self._density: tuple[float, np.ndarray, np.ndarray] | None = None
+        self._probe = np.array([vocab.event_ids["note"], self._time1[0], self._time2[0], 0, 0, 0, 0, 0])
+        self._skip_forced = sampling == "fast"
+
+    # ---- keeping the KV cache in line with the context ------------------------------------------
+    def sync(self) -> int:
+        """Feed the runtime whatever context rows it lacks; returns how many rows were (re-)fed.
+
+        Compares the cached rows with the context first (a few µs even at 4096 rows), so a caller
+        that forgot a ``Change`` still gets a correct cache, only a later re-feed."""
+        rt, rows = self.runtime, self.context.rows
+        n_rt, n = rt.length, len(rows)
+        keep = min(n_rt, n)
+        if keep:
+            differ = np.flatnonzero((rt.rows[0, :keep] != rows[:keep]).any(axis=1))
+            if len(differ):
+                keep = int(differ[0])
+        if keep < n_rt:
+            rt.rollback(keep)
+        if keep < n:
+            rt.prefill(rows[keep:])
+        return n - keep
+
+    def apply(self, change: object) -> None:
+        """Roll the cache back to a context ``Change``'s first changed row; the re-feed is lazy."""
+        first = getattr(change, "first_row", None)
+        if getattr(change, "rebuild", False):
+            first = self.context.n_prefix
+        if first is not None and first < self.runtime.length:
+            self.runtime.rollback(first)
+
+    # ---- sampling ---------------------------------------------------------------------------------
+    def step(self, params: DecodeParams, chord_at: ChordAt | None = None, *,
+             not_before_beat: float | None = None) -> LiveNote | None:
+        """Sample one event of this agent's part, add it to the context (as ``owner``) and return it
+        as a note (None for a patch/control change, or when the context could not place it)."""
+        if not isinstance(params, DecodeParams):
+            raise TypeError(f"params must be DecodeParams, got {type(params).__name__}")
+        self.sync()
+        ctx, vocab, row = self.context, self.vocab, self.last_row
+        row[:] = 0
+        row[0] = self._pick(0, self._event_ids, params, None)
+        name = vocab.event_names[int(row[0])]
+        end16 = ctx.slot_of_next(self._probe)  # 16 * the beat time1 counts from
+        min_slot = self._min_slot(_RANKS[name], end16, not_before_beat)
+        t1_min = min_slot // 16 - end16 // 16
+        t1 = 0
+        for i, param in enumerate(vocab.events[name], start=1):
+            bias = None
+            if param == "time1":
+                allowed = self._time1[t1_min:]
+                bias = self._density_bias(params.density, 1, t1_min)
+            elif param == "time2":
+                t1 = int(row[i - 1] - self._time1[0])
+                t2_min = min_slot % 16 if t1 == t1_min else 0
+                allowed = self._time2[t2_min:]
+                bias = self._density_bias(params.density, 2, t2_min)
+            else:
+                allowed = self._static[param]
+                if param == "pitch" and params.chord_bias > 0 and chord_at is not None:
+                    slot = end16 + 16 * t1 + int(row[2] - self._time2[0])
+                    bias = self._pitch_bias(chord_at(ctx.origin_beat + slot / 16), params)
+            row[i] = self._pick(i, allowed, params, bias)
+        change = ctx.add_row(row, self.owner)
+        self.apply(change)
+        return None if change.row is None else ctx.note_at(change.row)
+
+    def _pick(self, j: int, allowed: np.ndarray, params: DecodeParams, bias: np.ndarray | None) -> int:
+        if self._skip_forced and len(allowed) == 1:
+            return self.sampler.forced(int(allowed[0]))
+        logits = self.runtime.token_logits(self.last_row[:j])[0]
+        return self.sampler.sample(logits, allowed, temperature=params.temperature, top_p=params.top_p,
+                                   top_k=params.top_k, bias=bias)
+
+    def _min_slot(self, rank: int, end16: int, not_before_beat: float | None) -> int:
+        """Earliest slot the new event may take: after the last row in sort order, and at or after
+        the commit point."""
+        ctx = self.context
+        lowest = end16
+        last = len(ctx) - 1
+        if self.keep_order and last >= ctx.n_prefix:
+            last_slot = ctx.slot_of(ctx.beat_of_row(last))
+            last_row = ctx.rows[last]
+            last_key = (int(last_row[3]) - self.vocab.param_base["track"],
+                        _RANKS[self.vocab.event_names[int(last_row[0])]])
+            lowest = max(lowest, last_slot if (self.track, rank) >= last_key else last_slot + 1)
+        if not_before_beat is not None:
+            lowest = max(lowest, ctx.slot_of(not_before_beat))
+        if lowest // 16 - end16 // 16 > _MAX_DELTA:
+            raise ValueError(f"not_before_beat {not_before_beat} is more than {_MAX_DELTA} beats after "
+                             "the context's last event: one time1 token cannot reach it")
+        return lowest
+
+    def _density_bias(self, density: float, which: int, start: int) -> np.ndarray | None:
+        if density == 1.0:
+            return None
+        if self._density is None or self._density[0] != density:
+            scale = -math.log(density)
+            self._density = (density, (scale * np.arange(_MAX_DELTA + 1)).astype(np.float32),
+                             (scale * np.arange(16) / 16).astype(np.float32))
+        return self._density[which][start:]
+
+    def _pitch_bias(self, chord: Chord | None, params: DecodeParams) -> np.ndarray | None:
+        """Bias over the allowed pitches, built once per (chord, strength, bass) and kept."""
+        if chord is None:
+            return None
+        key = (chord, params.chord_bias, params.bass)
+        if key in self._chord_bias:
+            return self._chord_bias[key]
+        s = params.chord_bias
+        role_bias = {PitchRole.CHORD_TONE: s, PitchRole.TENSION: s / 2, PitchRole.AVOID: -s,
+                     PitchRole.FREE: 0.0}
+        per_pc = np.array([role_bias[r] for r in pitch_class_roles(chord)], np.float32)
+        if params.bass and not chord.is_no_chord:
+            per_pc[chord.bass] += s
+            if chord.root != chord.bass:
+                per_pc[chord.root] += s / 2
+        bias = per_pc[self._pitch_pc] if per_pc.any() else None
+        if len(self._chord_bias) >= _BIAS_CACHE_SIZE:
+            self._chord_bias.clear()
+        self._chord_bias[key] = bias
+        return bias

@@ -1,0 +1,147 @@
+"""Drawing one token from a model's logits under an allowed-id mask, as SkyTNT's app draws it.
+
+Both modes implement SkyTNT's sampling semantics (SKYTNT_FORMAT.md §9): softmax of ``logits / T`` over
+the *full* vocabulary, the allowed mask applied by multiplication **without renormalising** (so top-p
+compares against mass that includes the disallowed ids), nucleus rule ``(c - p) > top_p`` on the
+descending order, then the first ``top_k``, renormalise, one ``rng.choice``. A user who tuned
+temperature / top-p / top-k in SkyTNT's app gets the same behaviour here.
+
+``mode="skytnt"`` runs SkyTNT's own numpy operations on full-vocabulary arrays, so for the same
+``np.random.RandomState`` and logits it returns the same token, bit for bit (tests hold it to a
+re-implementation of the loop). ``mode="fast"`` computes the same distribution on the allowed ids
+only: the full-vocab work is one exp and one sum into preallocated buffers (the softmax normaliser
+needs them), then ``argpartition`` to the top k and a sort of those k instead of an argsort of the
+whole vocabulary, and the draw is the same single ``random_sample()`` that ``choice`` consumes.
+What can differ: the last bits of the renormalising sums (pairwise over V vs over k), and the order
+of exactly equal probabilities, so a draw that falls within ~1e-16 of a bin edge, or a tie, may pick
+another token; the RNG stream stays aligned either way (one draw per token in both modes).
+
+Degenerate case, both modes: when every allowed probability underflows to 0 (the model puts all
+mass on disallowed ids), SkyTNT's ``choice`` would raise on NaNs; here the best allowed logit wins
+(one draw is still consumed, to keep the stream aligned).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["MODES", "Sampler", "check_sampling"]
+
+MODES = ("fast", "skytnt")
+
+
+def check_sampling(temperature: float, top_p: float, top_k: int) -> None:
+    """Reject values SkyTNT's loop would turn into NaNs or an empty candidate set."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise TypeError(f"temperature must be a number, got {type(temperature).__name__}")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be finite and > 0, got {temperature}")
+    if isinstance(top_p, bool) or not isinstance(top_p, (int, float)):
+        raise TypeError(f"top_p must be a number, got {type(top_p).__name__}")
+    if not 0 <= top_p <= 1:
+        raise ValueError(f"top_p must be in 0..1, got {top_p}")
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
+        raise TypeError(f"top_k must be an int, got {type(top_k).__name__}")
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+
+
+class Sampler:
+    """One RNG and the work buffers for one vocabulary; not thread-safe (one per generator)."""
+
+    def __init__(self, vocab_size: int, *, seed: int | None = None, mode: str = "fast",
+                 rng: np.random.RandomState | None = None) -> None:
+        """``rng`` (or ``seed``) is a legacy RandomState because that is what SkyTNT's app draws from;
+        a ``Generator``-style RNG would give other tokens for the same seed."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 2:
+            raise ValueError(f"vocab_size must be an int >= 2, got {vocab_size!r}")
+        self.mode = mode
+        self.vocab_size = vocab_size
+        self.rng = rng if rng is not None else np.random.RandomState(seed)
+        self._x = np.empty(vocab_size, np.float32)  # biased, scaled, exponentiated logits
+        self._q = np.empty(vocab_size, np.float32)  # allowed probabilities (float32 stage)
+        self._mask = np.zeros(vocab_size, np.int64)  # skytnt mode: SkyTNT's int64 0/1 mask
+
+    def forced(self, token: int) -> int:
+        """A position with one allowed id: no logits needed, but one draw keeps the RNG in step with
+        SkyTNT's loop, which samples (and so draws) at every position."""
+        self.rng.random_sample()
+        return int(token)
+
+    def sample(self, logits: np.ndarray, allowed: np.ndarray, *, temperature: float = 1.0,
+               top_p: float = 0.98, top_k: int = 20, bias: np.ndarray | None = None) -> int:
+        """One token id from ``allowed`` (int64 ids, unique). ``bias`` (one float per allowed id) is
+        added to the raw logits before the temperature, i.e. it is a logit bias scaled like the
+        logits themselves. ``logits`` is only read."""
+        if len(allowed) == 1:
+            return self.forced(int(allowed[0]))
+        x = self._x
+        np.copyto(x, logits)
+        if bias is not None:
+            x[allowed] += bias
+        if self.mode == "skytnt":
+            token = self._sample_skytnt(x, allowed, temperature, top_p, top_k)
+        else:
+            token = self._sample_fast(x, allowed, temperature, top_p, top_k)
+        if token >= 0:
+            return token
+        # every allowed probability underflowed: the best allowed (biased) logit
+        self.rng.random_sample()
+        best = np.take(logits, allowed) + (0.0 if bias is None else bias)
+        return int(allowed[int(np.argmax(best))])
+
+    # ---- SkyTNT's operations, on full-vocabulary arrays ---------------------------------------
+    # The two modes return -1 when every allowed probability underflowed to 0.
+    def _sample_skytnt(self, logits: np.ndarray, allowed: np.ndarray, temp: float, top_p: float,
+                       top_k: int) -> int:
+        mask = self._mask
+        mask[allowed] = 1
+        try:
+            x = logits / temp
+            e = np.exp(x - np.amax(x, axis=-1, keepdims=True))
+            scores = e / np.sum(e, axis=-1, keepdims=True) * mask  # float32 * int64 -> float64
+        finally:
+            mask[allowed] = 0
+        if not scores.sum() > 0:
+            return -1
+        probs_idx = np.argsort(-scores, axis=-1)
+        probs_sort = np.take_along_axis(scores, probs_idx, -1)
+        probs_sum = np.cumsum(probs_sort, axis=-1)
+        probs_sort[probs_sum - probs_sort > top_p] = 0.0
+        keep = np.zeros(probs_sort.shape[-1])
+        keep[:top_k] = 1
+        probs_sort = probs_sort * keep
+        probs_sort /= np.sum(probs_sort, axis=-1, keepdims=True)
+        return int(self.rng.choice(probs_idx, p=probs_sort))
+
+    # ---- the same distribution, on the allowed ids only -----------------------------------------
+    def _sample_fast(self, x: np.ndarray, allowed: np.ndarray, temp: float, top_p: float,
+                     top_k: int) -> int:
+        if temp != 1.0:
+            np.divide(x, np.float32(temp), out=x)
+        np.subtract(x, x.max(), out=x)
+        q = np.take(x, allowed, out=self._q[: len(allowed)])  # gather before exp clobbers nothing
+        np.exp(x, out=x)
+        z = x.sum()  # float32 over the full vocabulary, as SkyTNT's softmax sums
+        np.exp(q, out=q)
+        np.divide(q, z, out=q)
+        p = q.astype(np.float64)
+        n = len(p)
+        if n > top_k:
+            top = np.argpartition(-p, top_k - 1)[:top_k]
+            order = top[np.argsort(-p[top], kind="stable")]
+        else:
+            order = np.argsort(-p, kind="stable")
+        ps = p[order]
+        if not ps[0] > 0:
+            return -1
+        c = np.cumsum(ps)
+        ps[c - ps > top_p] = 0.0
+        c = np.cumsum(ps)
+        u = self.rng.random_sample()
+        i = int(np.searchsorted(c / c[-1], u, side="right"))
+        return int(allowed[order[min(i, len(order) - 1)]])
