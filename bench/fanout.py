@@ -67,7 +67,7 @@ HOST = "127.0.0.1"
 SOURCE = "human"
 RAW_TOPIC = f"barcelona/raw/note/{SOURCE}"  # as long as ours, barcelona/fan/note/human
 WARMUP = 30  # notes per path before measuring: first-use costs (imports, caches, TCP slow start)
-CHUNK = 100
+CHUNK = 20  # notes per path before switching paths: noise bursts (100s of ms) hit every path
 READY_TIMEOUT_S = 20.0
 
 
@@ -236,7 +236,8 @@ async def send_all(receivers: list[dict[str, Any]], brokers: dict[str, int], pat
     sent: dict[str, list[float]] = {p.name: [] for p in PATHS}
     nodelay: dict[str, bool] = {}
     async with contextlib.AsyncExitStack() as stack:
-        osc_bus = await stack.enter_async_context(OscBus(ENS, (HOST, 0), [(HOST, r["osc_port"]) for r in receivers]))
+        peers = [(HOST, r["osc_port"]) for r in receivers]
+        osc_bus = await stack.enter_async_context(OscBus(ENS, (HOST, 0), peers))
         raw_osc = [SimpleUDPClient(HOST, r["raw_osc_port"]) for r in receivers]
         mqtt_bus: dict[str, Any] = {}
         raw_mqtt: dict[str, Any] = {}
@@ -289,11 +290,9 @@ async def send_all(receivers: list[dict[str, Any]], brokers: dict[str, int], pat
             n = min(CHUNK, notes - k * CHUNK)
             for path in order:
                 await burst(path, n, keep=True)
-            if not quiet:
-                print(f"\r  sent {(k + 1) * CHUNK if k + 1 < chunks else notes}/{notes} notes on each of "
-                      f"{len(active)} paths", end="", file=sys.stderr, flush=True)
-        if not quiet:
-            print(file=sys.stderr)
+            if not quiet and (k + 1) % max(1, chunks // 10) == 0:
+                done = min((k + 1) * CHUNK, notes)
+                print(f"  sent {done}/{notes} notes on each of {len(active)} paths", file=sys.stderr, flush=True)
         await asyncio.sleep(0.5)  # stragglers (a 40 ms delayed ACK is the worst seen)
     return sent, nodelay
 
@@ -352,24 +351,26 @@ def print_table(rows: list[dict], receivers: int, interval_ms: float) -> None:
 
     t = Table(title=f"Note fan-out latency to {receivers} receiver processes, ms "
                     f"(one note every {interval_ms:g} ms per path, 127.0.0.1)")  # fmt: skip
-    for col in ("path", "notes", "lost", "delivery p50", "p99", "max", f"all {receivers} p50", "p99", "max",
+    t.add_column("path", no_wrap=True)
+    for col in ("notes", "lost", "delivery p50", "p99", "max", f"all {receivers} p50", "p99", "max",
                 "ours/raw p50", "p99"):
         t.add_column(col, justify="right")
     for r in rows:
         d, a, ratio = r["delivery_ms"], r["all_receivers_ms"], r.get("ratio_ours_raw")
         t.add_row(r["path"], str(r["notes"]), str(r["lost"]), fmt(d["p50"]), fmt(d["p99"]), fmt(d["max"]),
                   fmt(a["p50"]), fmt(a["p99"]), fmt(a["max"]),
-                  f"{ratio['p50']:.2f}x" if ratio else "", f"{ratio['p99']:.2f}x" if ratio else "")  # fmt: skip
+                  f"{ratio['p50']:.2f}x" if ratio else "",
+                  f"{ratio['p99']:.2f}x" if ratio else "")  # fmt: skip
     Console(width=max(Console().width, 120)).print(t)
 
 
 # -- main -------------------------------------------------------------------------------------------
-class Interrupted(Exception):
+class InterruptedError_(Exception):
     """SIGTERM turned into an exception so the same `finally` cleanup runs as for Ctrl-C."""
 
 
 def _on_sigterm(_sig: int, _frame: FrameType | None) -> None:
-    raise Interrupted
+    raise InterruptedError_
 
 
 class NoDelayMosquitto:
@@ -390,7 +391,7 @@ class NoDelayMosquitto:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--notes", type=int, default=2000, help="measured notes per path (each to every receiver)")
+    ap.add_argument("--notes", type=int, default=2000, help="measured notes per path, each to every receiver")
     ap.add_argument("--receivers", type=int, default=3, help="receiver processes (agents)")
     ap.add_argument("--interval-ms", type=float, default=5.0, help="gap between notes on a path")
     ap.add_argument("--no-mqtt", action="store_true", help="OSC paths only (no mosquitto needed)")
@@ -440,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
             if not c.poll(READY_TIMEOUT_S):
                 raise RuntimeError(f"receiver {i} not ready after {READY_TIMEOUT_S} s")
             receivers.append(c.recv())
-        progress(f"{args.receivers} receivers ready; sending {notes} notes per path, {interval_ms:g} ms apart")
+        progress(f"{args.receivers} receivers ready; {notes} notes per path, {interval_ms:g} ms apart")
         sent, nodelay = asyncio.run(
             send_all(receivers, ports, paths, notes, interval_ms / 1000.0, args.seed, args.quiet)
         )
@@ -450,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
             if not c.poll(10.0):
                 raise RuntimeError(f"receiver {i} sent no results")
             records.append(c.recv())
-    except (KeyboardInterrupt, Interrupted):
+    except (KeyboardInterrupt, InterruptedError_):
         print("\ninterrupted; every process stopped", file=sys.stderr)
         return 130
     except (RuntimeError, EOFError, OSError) as exc:
@@ -472,8 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"1-minute load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     if args.json:
         report = {
-            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
-                        "loadavg_1m": os.getloadavg()[0]},
+            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                        "platform": platform.platform(), "loadavg_1m": os.getloadavg()[0]},
             "config": {"notes": notes, "receivers": args.receivers, "interval_ms": interval_ms,
                        "warmup": WARMUP, "chunk": CHUNK, "seed": args.seed},
             "paths": rows,

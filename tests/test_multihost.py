@@ -151,6 +151,7 @@ class BeatSampler:
     def __init__(self, paths: dict[str, Path]) -> None:
         self.paths = paths
         self.spreads_ms: list[float] = []
+        self.beats: list[float] = []  # the (first agent's) beat of each sample, to place it in the bar
         self.offsets_ms: dict[str, list[float]] = {name: [] for name in paths}
 
     def sample(self) -> None:
@@ -168,6 +169,15 @@ class BeatSampler:
             tempo = timeline.tempo_at_beat(beats[name])
             self.offsets_ms[name].append(tm["offset_s"] * 1000.0)
         self.spreads_ms.append((max(beats.values()) - min(beats.values())) * 60_000.0 / tempo)
+        self.beats.append(next(iter(beats.values())))
+
+    def per_bar(self) -> dict[int, float]:
+        """The worst spread in each bar: shows whether error is a start-up transient or lasts."""
+        worst: dict[int, float] = {}
+        for beat, spread in zip(self.beats, self.spreads_ms):
+            bar = int(beat // 4)
+            worst[bar] = max(worst.get(bar, 0.0), spread)
+        return worst
 
     def summary(self) -> dict[str, Any]:
         s = self.spreads_ms
@@ -175,6 +185,7 @@ class BeatSampler:
             "samples": len(s),
             "spread_ms": {"p50": statistics.median(s), "p99": percentile(s, 99), "max": max(s)} if s else {},
             "abs_offset_ms_max": {n: max(map(abs, v)) for n, v in self.offsets_ms.items() if v},
+            "max_spread_ms_per_bar": self.per_bar(),
         }
 
 
