@@ -2,10 +2,12 @@
 
 What is measured
     A real ensemble (ensembles/default.yaml on free loopback ports: a conductor and three agents, each
-    its own process) plays for a while, once per transport: the OSC bus, then MQTT through a private
-    mosquitto on 127.0.0.1. Every agent writes its own beat clock to its stats file whenever its
-    timeline or its clock-offset estimate changes: `timemap = {timeline, offset_s}`. This bench
-    polls those files, keeps each agent's history of beat clocks, and afterwards evaluates every
+    its own process) plays for a while, once per bus: OSC; MQTT through a private mosquitto on
+    127.0.0.1 as Debian ships it ("mqtt"); and MQTT with the broker's `set_tcp_nodelay true`
+    ("mqtt-nodelay": Nagle's algorithm off on the broker's sockets, the agents' as shipped). Every
+    agent writes its own beat clock to its stats file whenever its timeline or its clock-offset
+    estimate changes: `timemap = {timeline, offset_s}`. This bench polls those files, keeps each
+    agent's history of beat clocks, and afterwards evaluates every
     agent's clock at the same instants t (every `--step-ms` of the shared kernel clock,
     time.monotonic, which all processes on one host share):
 
@@ -23,17 +25,17 @@ What is measured
     "lead" is how long before the change beat it did (negative: it switched late, with a phase jump).
 
 How to read it
-    Rows per transport and window: "all" is every sample while all agents play; "steady" leaves out
+    Rows per bus and window: "all" is every sample while all agents play; "steady" leaves out
     the first second and the tempo-change windows; "tempo" covers each window from the control until
     one second after the change beat. p50/p99/max of the spread and of the worst agent's error versus
     the conductor. Goal (DESIGN §2): spread p99 <= 0.01 ms; Ableton Link manages 0.009 ms on this host.
     The spread is mostly the difference between the agents' offset estimates, which on one host are
     each off by at most half their ping round trip: the agent table shows offset, round trip and how
     far the offset wandered during the run. The machine is shared and noisy: compare transports within
-    one run (the mqtt/osc ratio line), not numbers across runs.
+    one run (the ratio lines), not numbers across runs.
 
-    .venv/bin/python -m bench.beat_agreement [--quick] [--transport osc|mqtt|both] [--seconds 20]
-                                             [--json out.json]
+    .venv/bin/python -m bench.beat_agreement [--quick] [--transport osc|mqtt|mqtt-nodelay|all]
+                                             [--seconds 20] [--json out.json]
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ POLL_S = 0.005
 START_TIMEOUT_S = 25.0
 STOP_GRACE_S = 3.0
 HOST = "127.0.0.1"
+TRANSPORTS = ("osc", "mqtt", "mqtt-nodelay")
 
 
 # -- processes --------------------------------------------------------------------------------------
@@ -82,12 +85,12 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-class Interrupted(Exception):
+class StopRequestedError(Exception):
     """SIGTERM turned into an exception so the same `finally` cleanup runs as for Ctrl-C."""
 
 
 def _on_sigterm(_sig: int, _frame: FrameType | None) -> None:
-    raise Interrupted
+    raise StopRequestedError
 
 
 @dataclass
@@ -101,7 +104,8 @@ class Child:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "PYTHONPATH": path}
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 self.argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -167,16 +171,35 @@ def write_ensemble(directory: Path, transport: str, broker_port: int | None) -> 
     """The default ensemble with free loopback ports, the chosen bus and an absolute melody path."""
     source = ROOT / "ensembles" / "default.yaml"
     data = yaml.safe_load(source.read_text())
-    data["bus"] = {"transport": transport, "osc": {"base_port": free_udp_block(len(data["agents"]) + 2)}}
-    if transport == "mqtt":
+    bus = "mqtt" if transport.startswith("mqtt") else "osc"
+    data["bus"] = {"transport": bus, "osc": {"base_port": free_udp_block(len(data["agents"]) + 2)}}
+    if bus == "mqtt":
         data["bus"]["mqtt"] = {"host": HOST, "port": broker_port}
-    data["control"] = {**data.get("control", {}), "listen": HOST, "port": free_port(), "allow": ["127.0.0.1/32"]}
+    data["control"] = {**data.get("control", {}), "listen": HOST, "port": free_port(),
+                       "allow": ["127.0.0.1/32"]}
     human = data.get("human") or {}
     if human.get("source", {}).get("path"):
         human["source"]["path"] = str((source.parent / human["source"]["path"]).resolve())
     path = directory / f"ensemble-{transport}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path, data
+
+
+def make_broker(nodelay: bool) -> Any:
+    """The test helper's private mosquitto; `nodelay` adds `set_tcp_nodelay true` (Nagle off on the
+    broker's sockets; the agents' own client sockets stay as shipped)."""
+    from tests.support.broker import Mosquitto, mosquitto_missing_reason
+
+    if reason := mosquitto_missing_reason():
+        raise RuntimeError(reason)
+
+    class NoDelay(Mosquitto):
+        def _configure(self) -> None:
+            super()._configure()
+            with open(self.dir / "mosquitto.conf", "a") as f:
+                f.write("set_tcp_nodelay true\n")
+
+    return NoDelay() if nodelay else Mosquitto()
 
 
 # -- sampling the agents' beat clocks ---------------------------------------------------------------
@@ -295,13 +318,8 @@ def run_transport(transport: str, seconds: float, step_s: float, work: Path, qui
     children: list[Child] = []
     try:
         broker_port = None
-        if transport == "mqtt":
-            from tests.support.broker import Mosquitto, mosquitto_missing_reason
-
-            reason = mosquitto_missing_reason()
-            if reason:
-                raise RuntimeError(reason)
-            broker = Mosquitto().start()
+        if transport.startswith("mqtt"):
+            broker = make_broker(nodelay=transport == "mqtt-nodelay").start()
             broker_port = broker.port
         yaml_path, data = write_ensemble(work, transport, broker_port)
         ens_name, control_port = data["name"], data["control"]["port"]
@@ -313,8 +331,8 @@ def run_transport(transport: str, seconds: float, step_s: float, work: Path, qui
                                               str(stats[a["name"]])], stats[a["name"]],
                                   work / f"{transport}-{a['name']}.log"))
         cstats = work / f"{transport}-conductor.json"
-        children.append(Child("conductor", [py, "-m", "conductor", str(yaml_path), "--stats", str(cstats),
-                                            "--wait-agents", "15"], cstats, work / f"{transport}-conductor.log"))
+        argv = [py, "-m", "conductor", str(yaml_path), "--stats", str(cstats), "--wait-agents", "15"]
+        children.append(Child("conductor", argv, cstats, work / f"{transport}-conductor.log"))
         for c in children:
             c.start()
         poller = Poller(stats)
@@ -428,7 +446,8 @@ def analyse(transport: str, poller: Poller, changes: list[TempoChange], t_play: 
             "vs_conductor_ms": pct(np.abs(error_ms[i])),
             "priority": h.priority,
             "tempo_changes": [
-                {"label": ch.label, "lag_ms": (ch.received[name] - ch.sent) * 1000 if name in ch.received else None,
+                {"label": ch.label,
+                 "lag_ms": (ch.received[name] - ch.sent) * 1000 if name in ch.received else None,
                  "lead_ms": (ch.change_time - ch.received[name]) * 1000 if name in ch.received else None}
                 for ch in changes
             ],
@@ -443,8 +462,8 @@ def analyse(transport: str, poller: Poller, changes: list[TempoChange], t_play: 
             {"label": ch.label, "bpm": ch.bpm, "epoch": ch.epoch,
              "heard_by": sorted(ch.received), "control_to_change_ms": (ch.change_time - ch.sent) * 1000}
             for ch in changes
-        ],  # fmt: skip
-    }
+        ],
+    }  # fmt: skip
 
 
 
@@ -482,34 +501,37 @@ def print_tables(results: list[dict[str, Any]]) -> None:
                       fmt(g["vs_conductor_ms"]["p99"]), changes)  # fmt: skip
     console.print(a)
     for res in results:
-        labels = ", ".join(f"{c['label']} → {c['bpm']:g} bpm due {fmt(c['control_to_change_ms'], 1)} ms after "
-                           f"the control, heard by {len(c['heard_by'])}" for c in res["tempo_changes"])
+        labels = ", ".join(f"{c['label']} → {c['bpm']:g} bpm due {fmt(c['control_to_change_ms'], 1)} ms "
+                           f"after the control, heard by {len(c['heard_by'])}" for c in res["tempo_changes"])
         print(f"{res['transport']}: tempo changes: {labels}")
     by = {r["transport"]: {row["window"]: row for row in r["rows"]} for r in results}
-    if "osc" in by and "mqtt" in by:
-        o, m = by["osc"]["all"]["spread_ms"], by["mqtt"]["all"]["spread_ms"]
-        ratios = "  ".join(f"{k} {m[k] / o[k]:.2f}x" if o[k] else f"{k} -" for k in ("p50", "p99", "max"))
-        print(f"spread mqtt/osc (all): {ratios}")
+    for other in ("mqtt", "mqtt-nodelay"):
+        if "osc" in by and other in by:
+            o, m = by["osc"]["all"]["spread_ms"], by[other]["all"]["spread_ms"]
+            ratios = "  ".join(f"{k} {m[k] / o[k]:.1f}x" if o[k] else f"{k} -" for k in ("p50", "p99", "max"))
+            print(f"spread {other}/osc (all): {ratios}")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--transport", choices=("osc", "mqtt", "both"), default="both")
+    ap.add_argument("--transport", choices=(*TRANSPORTS, "all"), default="all",
+                    help="mqtt-nodelay: mosquitto with set_tcp_nodelay true (default: all three)")
     ap.add_argument("--seconds", type=float, default=20.0, help="sampled seconds of playing per transport")
     ap.add_argument("--step-ms", type=float, default=1.0, help="sampling step on the shared clock")
-    ap.add_argument("--quick", action="store_true", help="8 s per transport (the whole run < 60 s)")
+    ap.add_argument("--quick", action="store_true", help="8 s per bus (the whole run < 60 s)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     ap.add_argument("--json", metavar="PATH", help="also write the results here")
     args = ap.parse_args(argv)
     seconds = 8.0 if args.quick else max(args.seconds, 8.0)
-    transports = ["osc", "mqtt"] if args.transport == "both" else [args.transport]
+    transports = list(TRANSPORTS) if args.transport == "all" else [args.transport]
     signal.signal(signal.SIGTERM, _on_sigterm)
     results = []
     try:
         with tempfile.TemporaryDirectory(prefix="barcelona-beat-") as tmp:
             for transport in transports:
-                results.append(run_transport(transport, seconds, args.step_ms / 1000.0, Path(tmp), args.quiet))
-    except (KeyboardInterrupt, Interrupted):
+                step_s = args.step_ms / 1000.0
+                results.append(run_transport(transport, seconds, step_s, Path(tmp), args.quiet))
+    except (KeyboardInterrupt, StopRequestedError):
         print("interrupted; every process stopped", file=sys.stderr)
         return 130
     except RuntimeError as exc:
@@ -518,7 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     print_tables(results)
     if args.json:
         report = {
-            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
+            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                        "platform": platform.platform(),
                         "loadavg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
             "config": {"seconds": seconds, "step_ms": args.step_ms, "ensemble": "ensembles/default.yaml"},
             "goal": {"spread_p99_ms": GOAL_P99_MS, "link_p99_ms": LINK_P99_MS},

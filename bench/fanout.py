@@ -222,8 +222,11 @@ async def _receiver(index: int, brokers: dict[str, int], conn: Connection) -> No
 
 
 # -- the sender (this process) ------------------------------------------------------------------------
+Sent = dict[str, list[float]]
+
+
 async def send_all(receivers: list[dict[str, Any]], brokers: dict[str, int], paths: list[Route], notes: int,
-                   interval_s: float, seed: int, quiet: bool) -> tuple[dict[str, list[float]], dict[str, bool]]:
+                   interval_s: float, seed: int, quiet: bool) -> tuple[Sent, dict[str, bool]]:
     """Send warm-up and measured notes on every path, interleaved; return the measured send stamps."""
     from pythonosc.udp_client import SimpleUDPClient
 
@@ -292,7 +295,8 @@ async def send_all(receivers: list[dict[str, Any]], brokers: dict[str, int], pat
                 await burst(path, n, keep=True)
             if not quiet and (k + 1) % max(1, chunks // 10) == 0:
                 done = min((k + 1) * CHUNK, notes)
-                print(f"  sent {done}/{notes} notes on each of {len(active)} paths", file=sys.stderr, flush=True)
+                print(f"  sent {done}/{notes} notes on each of {len(active)} paths", file=sys.stderr,
+                      flush=True)
         await asyncio.sleep(0.5)  # stragglers (a 40 ms delayed ACK is the worst seen)
     return sent, nodelay
 
@@ -365,12 +369,12 @@ def print_table(rows: list[dict], receivers: int, interval_ms: float) -> None:
 
 
 # -- main -------------------------------------------------------------------------------------------
-class InterruptedError_(Exception):
+class StopRequestedError(Exception):
     """SIGTERM turned into an exception so the same `finally` cleanup runs as for Ctrl-C."""
 
 
 def _on_sigterm(_sig: int, _frame: FrameType | None) -> None:
-    raise InterruptedError_
+    raise StopRequestedError
 
 
 class NoDelayMosquitto:
@@ -404,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     notes, interval_ms = (1000, 3.0) if args.quick else (max(args.notes, 1), args.interval_ms)
     paths = [p for p in PATHS if args.only is None or args.only in p.name]
     if not paths:
-        print(f"error: --only {args.only!r} matches none of: {', '.join(p.name for p in PATHS)}", file=sys.stderr)
+        names = ", ".join(p.name for p in PATHS)
+        print(f"error: --only {args.only!r} matches none of: {names}", file=sys.stderr)
         return 1
     signal.signal(signal.SIGTERM, _on_sigterm)
     brokers: list[Any] = []
@@ -451,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
             if not c.poll(10.0):
                 raise RuntimeError(f"receiver {i} sent no results")
             records.append(c.recv())
-    except (KeyboardInterrupt, InterruptedError_):
+    except (KeyboardInterrupt, StopRequestedError):
         print("\ninterrupted; every process stopped", file=sys.stderr)
         return 130
     except (RuntimeError, EOFError, OSError) as exc:

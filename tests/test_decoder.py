@@ -1,0 +1,275 @@
+"""The decoder on the committed tiny random-weights export (no torch): masks, SkyTNT-exact sampling,
+chord bias, and cache rollback after a late note."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from agents.model.decoder import DecodeParams, Generator
+from agents.model.live_context import LiveContext, LiveNote, setup_prefix
+from agents.model.runtime import ModelRuntime
+from agents.model.sampling import Sampler
+from agents.model.vocab import VOCAB_V2
+from protocol.harmony import ChordPlan
+
+TINY = Path(__file__).parent / "fixtures" / "models" / "tiny_v2"
+V = VOCAB_V2
+HUMAN = 1
+TRACK, CHANNEL = 2, 1
+
+
+def make(seed: int = 0, sampling: str = "fast", **kw: object) -> tuple[Generator, LiveContext, ModelRuntime]:
+    rt = ModelRuntime(TINY)
+    ctx = LiveContext("v2", prefix=setup_prefix("v2", bpm=120, programs=((1, 0, 0), (TRACK, CHANNEL, 33))))
+    kw.setdefault("pitch_range", (40, 76))
+    return Generator(rt, ctx, track=TRACK, channel=CHANNEL, seed=seed, sampling=sampling, **kw), ctx, rt
+
+
+# ---- SkyTNT's generate(), restated from SKYTNT_FORMAT.md §9 (app_onnx.py) -------------------------
+def softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    x_max = np.amax(x, axis=axis, keepdims=True)
+    e = np.exp(x - x_max)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def sample_top_p_k(probs: np.ndarray, p: float, k: int, generator: np.random.RandomState) -> np.ndarray:
+    probs_idx = np.argsort(-probs, axis=-1)
+    probs_sort = np.take_along_axis(probs, probs_idx, -1)
+    probs_sum = np.cumsum(probs_sort, axis=-1)
+    probs_sort[probs_sum - probs_sort > p] = 0.0
+    mask = np.zeros(probs_sort.shape[-1])
+    mask[:k] = 1
+    probs_sort = probs_sort * mask
+    probs_sort /= np.sum(probs_sort, axis=-1, keepdims=True)
+    shape = probs_sort.shape
+    flat_p, flat_i = probs_sort.reshape(-1, shape[-1]), probs_idx.reshape(-1, shape[-1])
+    return np.stack([generator.choice(i, p=pv) for pv, i in zip(flat_p, flat_i, strict=True)]).reshape(
+        *shape[:-1])
+
+
+class SkytntLoop:
+    """The app's loop with plain session.run and its KV cache; masks are SkyTNT's (patch/CC disabled,
+    all other channels disabled) plus the two restrictions §9.1 allows: notes only and one track,
+    and a pitch range. Re-runs the base from scratch when the context rewrote an earlier row."""
+
+    def __init__(self, seed: int, pitch_range: tuple[int, int]) -> None:
+        self.base = ort.InferenceSession(str(TINY / "onnx/model_base.onnx"))
+        self.token = ort.InferenceSession(str(TINY / "onnx/model_token.onnx"))
+        self.rng = np.random.RandomState(seed)
+        self.pitch_range = pitch_range
+        self.seq = np.zeros((0, 8), np.int64)
+        self.past: dict[str, np.ndarray] = {}
+
+    @staticmethod
+    def _empty(session: ort.InferenceSession) -> dict[str, np.ndarray]:
+        return {i.name: np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32)
+                for i in session.get_inputs() if i.name.startswith("past")}
+
+    def _mask(self, i: int, name: str) -> np.ndarray:
+        mask = np.zeros(V.vocab_size, dtype=np.int64)
+        if i == 0:
+            mask[V.event_ids["note"]] = 1  # extension: no meta events, no EOS (patch/CC disabled as in §9)
+            return mask
+        param = V.events[name][i - 1]
+        base, size = V.param_base[param], V.param_size[param]
+        ids = list(range(base, base + size))
+        if param == "channel":
+            ids = [c for c in ids if c - base == CHANNEL]  # disable_channels = every other channel
+        elif param == "track":
+            ids = [base + TRACK]
+        elif param == "pitch":
+            ids = [base + p for p in range(self.pitch_range[0], self.pitch_range[1] + 1)]
+        mask[ids] = 1
+        return mask
+
+    def next_event(self, rows: np.ndarray, p: DecodeParams) -> np.ndarray:
+        n = len(self.seq)
+        if n == 0 or n > len(rows) or not np.array_equal(self.seq, rows[:n]):
+            n, self.past = 0, self._empty(self.base)
+        outs = self.base.run(None, {"x": rows[None, n:], **self.past})
+        names = [o.name for o in self.base.get_outputs()][1:]
+        self.past = {k.replace("present", "past_key_values"): v for k, v in zip(names, outs[1:], strict=True)}
+        self.seq = rows.copy()
+        hidden = outs[0][:, -1:]
+        tokens: list[int] = []
+        name = ""
+        past = self._empty(self.token)
+        for i in range(8):
+            if i == 0:
+                feeds = {"hidden": hidden, "x": np.zeros((1, 0), np.int64)}
+            else:
+                feeds = {"hidden": np.zeros((1, 0, hidden.shape[2]), np.float32),
+                         "x": np.array([[tokens[-1]]], np.int64)}
+            y, *presents = self.token.run(None, {**feeds, **past})
+            past = {k: v for k, v in zip(past, presents, strict=True)}
+            scores = softmax(y[:, -1:] / p.temperature, -1) * self._mask(i, name)
+            tokens.append(int(sample_top_p_k(scores, p.top_p, p.top_k, self.rng).item()))
+            if i == 0:
+                name = V.event_names[tokens[0]]
+            elif len(V.events[name]) == i:
+                break
+        return np.array(tokens + [0] * (8 - len(tokens)), np.int64)
+
+
+@pytest.mark.parametrize("params", [DecodeParams(), DecodeParams(temperature=0.8, top_p=0.9, top_k=8)])
+def test_skytnt_mode_reproduces_skytnt_loop(params: DecodeParams) -> None:
+    gen, ctx, _ = make(seed=11, sampling="skytnt", keep_order=False)
+    ref = SkytntLoop(11, gen.pitch_range)
+    for _ in range(40):
+        expected = ref.next_event(np.array(ctx.rows), params)
+        gen.step(params)
+        assert gen.last_row.tolist() == expected.tolist()
+
+
+def test_fast_mode_gives_the_same_tokens_as_skytnt_mode() -> None:
+    a, _, _ = make(seed=3, sampling="skytnt")
+    b, _, _ = make(seed=3, sampling="fast")
+    for _ in range(60):
+        a.step(DecodeParams())
+        b.step(DecodeParams())
+        assert a.last_row.tolist() == b.last_row.tolist()
+
+
+def test_sampler_modes_agree_on_random_logits() -> None:
+    g = np.random.default_rng(0)
+    sky, fast = Sampler(V.vocab_size, seed=5, mode="skytnt"), Sampler(V.vocab_size, seed=5, mode="fast")
+    blocks = [np.arange(3, 9), np.arange(9, 137), np.arange(153, 2201), np.arange(2345, 2473)]
+    for i in range(400):
+        logits = (g.standard_normal(V.vocab_size) * g.uniform(0.5, 4)).astype(np.float32)
+        kw = {"temperature": [1.0, 0.7][i % 2], "top_p": [0.98, 0.5, 1.0][i % 3], "top_k": [20, 1, 128][i % 3]}
+        allowed = blocks[i % 4]
+        assert sky.sample(logits, allowed, **kw) == fast.sample(logits, allowed, **kw)
+    # every allowed probability underflows: the best allowed logit, not NaNs
+    logits = np.zeros(V.vocab_size, np.float32)
+    logits[10] = 500.0
+    logits[2400] = 1.0
+    for s in (sky, fast):
+        assert s.sample(logits, np.array([2400, 2401]), top_k=20) == 2400
+
+
+def test_masks_hold_over_many_events_with_late_human_notes() -> None:
+    gen, ctx, rt = make(seed=5, pitch_range=(48, 60), allow_cc=True)
+    rng = np.random.default_rng(1)
+    params = DecodeParams(temperature=1.2, top_p=1.0, top_k=128)
+    notes, end = 0, 0.0
+    for k in range(300):
+        not_before = end + 0.25 if k % 7 == 0 else None
+        n_before = len(ctx)
+        note = gen.step(params, not_before_beat=not_before)
+        row = gen.last_row
+        event = V.decode(row)
+        assert event is not None and event[0] in ("note", "control_change")
+        assert event[3] == TRACK and event[4] == CHANNEL
+        if note is not None:
+            notes += 1
+            assert 48 <= note.pitch <= 60 and note.channel == CHANNEL and note.track == TRACK
+        # appended at the end (an overlap cut may shorten or drop an earlier note of the same key)
+        assert len(ctx) >= n_before and ctx.owners[-1] == TRACK
+        start = ctx.beat_of_row(len(ctx) - 1)
+        assert note is None or note.start_beat == start
+        assert start >= end  # never before the end of the context
+        if not_before is not None:
+            assert start >= not_before
+        end = ctx.beat_of_row(len(ctx) - 1)
+        if k % 10 == 5:  # a human note that ended late lands a few beats back
+            ctx.add_note(LiveNote(max(0.0, end - float(rng.integers(0, 8))), 1.0, int(rng.integers(30, 90)),
+                                  80, 0, 1), owner=HUMAN)
+    assert notes > 200
+    gen.sync()
+    assert np.array_equal(rt.rows[0], ctx.rows)
+    assert (ctx.owners == TRACK).sum() + (ctx.owners == HUMAN).sum() == len(ctx) - ctx.n_prefix
+
+
+def chord_tone_fraction(strength: float, bass: bool = False) -> tuple[float, float]:
+    plan = ChordPlan.parse("Dm7 | G7 | Cmaj7 | A7")
+    gen, _, _ = make(seed=21, pitch_range=(36, 84))
+    params = DecodeParams(chord_bias=strength, bass=bass)
+    tones = roots = 0
+    n = 150
+    for _ in range(n):
+        note = gen.step(params, lambda beat: plan.chord_at(beat, 4))
+        assert note is not None
+        chord = plan.chord_at(note.start_beat, 4)
+        assert chord is not None
+        tones += note.pitch % 12 in chord.tones
+        roots += note.pitch % 12 == chord.root
+    return tones / n, roots / n
+
+
+def test_chord_bias_raises_the_chord_tone_fraction() -> None:
+    weak, _ = chord_tone_fraction(0.0)
+    strong, root_plain = chord_tone_fraction(4.0)
+    _, root_bass = chord_tone_fraction(4.0, bass=True)
+    print(f"chord-tone fraction: bias 0 -> {weak:.2f}, bias 4 -> {strong:.2f}; "
+          f"root fraction bias 4: {root_plain:.2f}, with bass bonus {root_bass:.2f}")
+    assert strong > weak + 0.25
+    assert root_bass > root_plain + 0.1
+
+
+def test_density_shortens_gaps() -> None:
+    def mean_gap(density: float) -> float:
+        gen, ctx, _ = make(seed=8)
+        starts = [n.start_beat for n in (gen.step(DecodeParams(density=density)) for _ in range(80)) if n]
+        return float(np.mean(np.diff(starts)))
+
+    sparse, dense = mean_gap(0.7), mean_gap(3.0)
+    assert dense < sparse / 4
+
+
+def test_rollback_and_refeed_after_a_late_note_matches_a_fresh_prefill() -> None:
+    gen, ctx, rt = make(seed=2)
+    rng = np.random.default_rng(4)
+    while len(ctx) < 256:
+        note = LiveNote(float(len(ctx)) * 0.5, 0.5, int(rng.integers(40, 80)), 90, 0, 1)
+        gen.apply(ctx.add_note(note, owner=HUMAN))
+        if len(ctx) % 3 == 0:
+            gen.step(DecodeParams(density=20.0))
+    gen.sync()
+    end = ctx.beat_of_row(len(ctx) - 1)
+    change = ctx.add_note(LiveNote(end - 2.0, 0.25, 61, 100, 0, 1), owner=HUMAN)
+    assert change.first_row is not None and change.first_row < rt.length
+    gen.apply(change)
+    assert rt.length == change.first_row
+    assert gen.sync() == len(ctx) - change.first_row
+    fresh = ModelRuntime(TINY)
+    fresh.prefill(ctx.rows)
+    prefix = np.array([V.event_ids["note"], V.param_base["time1"]], np.int64)
+    for j in (0, 1, 2):
+        got = rt.token_logits(prefix[:j]).copy()
+        assert np.abs(got - fresh.token_logits(prefix[:j])).max() <= 1e-4
+        assert np.abs(got - rt.full_logits(ctx.rows, prefix[:j])).max() <= 1e-4
+
+
+@pytest.mark.parametrize(("kw", "field"), [
+    ({"temperature": 0.0}, "temperature"), ({"temperature": float("nan")}, "temperature"),
+    ({"top_p": 1.5}, "top_p"), ({"top_k": 0}, "top_k"), ({"chord_bias": -1.0}, "chord_bias"),
+    ({"density": 0.0}, "density"), ({"density": float("inf")}, "density"),
+])
+def test_bad_decode_params_name_the_field(kw: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        DecodeParams(**kw)
+
+
+@pytest.mark.parametrize(("kw", "field"), [
+    ({"track": 128}, "track"), ({"channel": 16}, "channel"), ({"pitch_range": (70, 60)}, "pitch_range hi"),
+    ({"pitch_range": (-1, 60)}, "pitch_range lo"), ({"sampling": "greedy"}, "sampling"),
+])
+def test_bad_generator_args_name_the_field(kw: dict, field: str) -> None:
+    args = {"track": TRACK, "channel": CHANNEL} | kw
+    with pytest.raises(ValueError, match=field):
+        Generator(ModelRuntime(TINY), LiveContext("v2"), **args)
+
+
+def test_runtime_and_step_misuse_name_the_field() -> None:
+    with pytest.raises(ValueError, match="runtime"):
+        Generator(ModelRuntime(TINY, max_events=64), LiveContext("v2"), track=0, channel=0)
+    gen, ctx, _ = make()
+    gen.step(DecodeParams())
+    with pytest.raises(ValueError, match="not_before_beat"):
+        gen.step(DecodeParams(), not_before_beat=ctx.beat_of_row(len(ctx) - 1) + 500)
+    with pytest.raises(TypeError, match="params"):
+        gen.step({"temperature": 1.0})  # type: ignore[arg-type]
