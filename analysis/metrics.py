@@ -55,7 +55,7 @@ def groove_consistency(notes: Sequence[NoteTriple], beats_per_bar: int = 4, reso
         if s < 0:
             continue
         bar = int(s // beats_per_bar)
-        grid[bar, int(round((s - bar * beats_per_bar) * resolution)) % steps] = True
+        grid[bar, round((s - bar * beats_per_bar) * resolution) % steps] = True
     if len(grid) < 2:
         return 1.0
     hamming = (grid[1:] != grid[:-1]).mean(axis=1)

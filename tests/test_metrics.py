@@ -25,7 +25,7 @@ def test_entropy_of_one_and_of_all_pitch_classes() -> None:
 def test_scale_consistency() -> None:
     c_major = [(float(i), 1.0, p) for i, p in enumerate([60, 62, 64, 65, 67, 69, 71])]
     assert scale_consistency(c_major) == 1.0
-    assert scale_consistency(c_major + [(8.0, 1.0, 61)]) == pytest.approx(7 / 8)
+    assert scale_consistency([*c_major, (8.0, 1.0, 61)]) == pytest.approx(7 / 8)
 
 
 def test_groove_consistency() -> None:
