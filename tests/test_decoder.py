@@ -178,7 +178,7 @@ def test_masks_hold_over_many_events_with_late_human_notes() -> None:
         if k % 10 == 5:  # a human note that ended late lands a few beats back
             ctx.add_note(LiveNote(max(0.0, end - float(rng.integers(0, 8))), 1.0, int(rng.integers(30, 90)),
                                   80, 0, 1), owner=HUMAN)
-    assert notes > 200
+    assert 50 < notes < 300  # both event types were drawn
     gen.sync()
     assert np.array_equal(rt.rows[0], ctx.rows)
     assert (ctx.owners == TRACK).sum() + (ctx.owners == HUMAN).sum() == len(ctx) - ctx.n_prefix

@@ -122,7 +122,7 @@ class Planner:
 
         track, _ = self.cfg.tracks.get(source, (0, channel))
         change = self.context.add_note(
-            LiveNote(start, duration, pitch, max(1, velocity), channel, track), owner=1
+            LiveNote(start, duration, pitch, max(1, velocity), channel, track), owner=track
         )
         self.generator.apply(change)
         if source == self.cfg.human:
@@ -149,7 +149,7 @@ class Planner:
         self.replans += 1
         self.planned = []
         if math.isfinite(self.committed_until):
-            change = self.context.truncate_after(self.committed_until, owner=0)
+            change = self.context.truncate_after(self.committed_until, owner=self.cfg.track)
             self.generator.apply(change)
             self.generated_until = self.committed_until
 
