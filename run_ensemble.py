@@ -72,10 +72,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def list_ports() -> int:
-    from agents.outputs import list_ports as outputs
+    """What a YAML `output: {type: midi, port: ...}` can name on this machine."""
+    from agents.outputs.midi import available_apis, list_ports as outputs
 
-    for api in ("auto",):
-        print("MIDI outputs:", ", ".join(outputs(api)) or "(none)")
+    apis = available_apis()
+    print("MIDI systems:", ", ".join(apis) or "none reachable (no ALSA sequencer, no JACK server)")
+    ports = outputs("auto")
+    print("MIDI outputs:", ", ".join(ports) if ports else "(none)")
     return 0
 
 
