@@ -3,8 +3,10 @@
 What is measured
     A real ensemble (ensembles/default.yaml on free loopback ports: a conductor and three agents, each
     its own process) plays for a while, once per bus: OSC; MQTT through a private mosquitto on
-    127.0.0.1 as Debian ships it ("mqtt"); and MQTT with the broker's `set_tcp_nodelay true`
-    ("mqtt-nodelay": Nagle's algorithm off on the broker's sockets, the agents' as shipped). Every
+    127.0.0.1 as Debian ships it and as our MqttTransport opens its sockets today ("mqtt"); and
+    "mqtt-nodelay": Nagle's algorithm off everywhere, i.e. the broker's `set_tcp_nodelay true` plus
+    TCP_NODELAY on every client socket (patched into the conductor and agents by a sitecustomize.py
+    this bench writes to its temp dir: what the proposed MqttTransport change would give). Every
     agent writes its own beat clock to its stats file whenever its timeline or its clock-offset
     estimate changes: `timemap = {timeline, offset_s}`. This bench polls those files, keeps each
     agent's history of beat clocks, and afterwards evaluates every
@@ -19,20 +21,23 @@ What is measured
     holds, read with offset 0: on one host the true offset is exactly 0), as |error| in ms.
 
     Two tempo changes are sent to the conductor's control port like a control surface would
-    (`/barcelona/<ens>/tempo BPM`, OSC to 127.0.0.1): one mid-bar, one a few ms before a bar line
-    (the hard case: the change is due at that bar line, so the new timeline has only those few ms
-    to reach every agent). "lag" is how long after the control each agent held the new timeline;
-    "lead" is how long before the change beat it did (negative: it switched late, with a phase jump).
+    (`/barcelona/<ens>/tempo BPM`, OSC to 127.0.0.1): one mid-bar, one 15 ms before a bar line
+    (the hard case: the change is due at that bar line, so the new timeline has those 15 ms to reach
+    every agent; if the conductor handles the control only after the bar line, the change goes to
+    the next bar and the line under the tables says so). "lag" is how long after the control each
+    agent held the new timeline; "lead" is how long before the change beat it did (negative: it
+    switched late, with a phase jump).
 
 How to read it
-    Rows per bus and window: "all" is every sample while all agents play; "steady" leaves out
-    the first second and the tempo-change windows; "tempo" covers each window from the control until
-    one second after the change beat. p50/p99/max of the spread and of the worst agent's error versus
-    the conductor. Goal (DESIGN §2): spread p99 <= 0.01 ms; Ableton Link manages 0.009 ms on this host.
-    The spread is mostly the difference between the agents' offset estimates, which on one host are
-    each off by at most half their ping round trip: the agent table shows offset, round trip and how
-    far the offset wandered during the run. The machine is shared and noisy: compare transports within
-    one run (the ratio lines), not numbers across runs.
+    Rows per bus and window: "all" is every sample while all agents play; "start" the first two
+    seconds of playing (clock sync still settling); "steady" the rest outside the tempo-change
+    windows; "tempo" each window from the control until one second after the change beat.
+    p50/p99/max of the spread and of the worst agent's error versus the conductor. Goal (DESIGN §2):
+    spread p99 <= 0.01 ms; Ableton Link manages 0.009 ms on this host. The spread is mostly the
+    difference between the agents' offset estimates, each off by at most half its ping round trip
+    (on one host the true offset is 0): the agent table shows offset, round trip and how far the
+    offset wandered during the run. The machine is shared and noisy: compare buses within one run
+    (the ratio lines), not numbers across runs.
 
     .venv/bin/python -m bench.beat_agreement [--quick] [--transport osc|mqtt|mqtt-nodelay|all]
                                              [--seconds 20] [--json out.json]
@@ -72,6 +77,8 @@ from protocol.transport_osc import encode_message  # noqa: E402
 GOAL_P99_MS = 0.01
 LINK_P99_MS = 0.009
 POLL_S = 0.005
+START_S = 2.0  # the first seconds of playing, while clock sync settles, are a window of their own
+LATE_MS = 15.0  # the second tempo change is sent this long before a bar line
 START_TIMEOUT_S = 25.0
 STOP_GRACE_S = 3.0
 HOST = "127.0.0.1"
@@ -101,10 +108,11 @@ class Child:
     argv: list[str]
     stats: Path
     log: Path
+    pythonpath: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        path = os.pathsep.join(filter(None, [*self.pythonpath, str(ROOT), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "PYTHONPATH": path}
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
@@ -183,6 +191,27 @@ def write_ensemble(directory: Path, transport: str, broker_port: int | None) -> 
     path = directory / f"ensemble-{transport}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path, data
+
+
+NODELAY_SITECUSTOMIZE = '''\
+# Written by bench/beat_agreement.py for its mqtt-nodelay run only: TCP_NODELAY on every TCP
+# connection this process opens (paho opens its broker link with socket.create_connection).
+import socket
+
+_create_connection = socket.create_connection
+
+
+def create_connection(*args, **kwargs):
+    sock = _create_connection(*args, **kwargs)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+    return sock
+
+
+socket.create_connection = create_connection
+'''
 
 
 def make_broker(nodelay: bool) -> Any:
@@ -323,16 +352,22 @@ def run_transport(transport: str, seconds: float, step_s: float, work: Path, qui
             broker_port = broker.port
         yaml_path, data = write_ensemble(work, transport, broker_port)
         ens_name, control_port = data["name"], data["control"]["port"]
+        extra: tuple[str, ...] = ()
+        if transport == "mqtt-nodelay":
+            site = work / "nodelay-site"
+            site.mkdir(exist_ok=True)
+            (site / "sitecustomize.py").write_text(NODELAY_SITECUSTOMIZE)
+            extra = (str(site),)
         py = sys.executable
         stats: dict[str, Path] = {}
         for a in data["agents"]:
-            stats[a["name"]] = work / f"{transport}-{a['name']}.json"
-            children.append(Child(a["name"], [py, "-m", "agents", str(yaml_path), a["name"], "--stats",
-                                              str(stats[a["name"]])], stats[a["name"]],
-                                  work / f"{transport}-{a['name']}.log"))
+            name = a["name"]
+            stats[name] = work / f"{transport}-{name}.json"
+            argv = [py, "-m", "agents", str(yaml_path), name, "--stats", str(stats[name])]
+            children.append(Child(name, argv, stats[name], work / f"{transport}-{name}.log", extra))
         cstats = work / f"{transport}-conductor.json"
         argv = [py, "-m", "conductor", str(yaml_path), "--stats", str(cstats), "--wait-agents", "15"]
-        children.append(Child("conductor", argv, cstats, work / f"{transport}-conductor.log"))
+        children.append(Child("conductor", argv, cstats, work / f"{transport}-conductor.log", extra))
         for c in children:
             c.start()
         poller = Poller(stats)
@@ -348,19 +383,22 @@ def run_transport(transport: str, seconds: float, step_s: float, work: Path, qui
             poller.run_for(t_play - time.monotonic(), children)  # count-in: the first beat is ahead
         progress(f"[{transport}] all agents playing; sampling for {seconds:.0f} s", quiet)
         changes: list[TempoChange] = []
-        poller.run_for(seconds / 3, children)
+        poller.run_for(START_S + (seconds - START_S) / 3, children)
         # Mid-bar: the normal case, the change is due at the next bar line a second or so away.
         changes.append(TempoChange("mid-bar", 100.0, send_tempo(control_port, ens_name, 100.0)))
-        poller.run_for(seconds / 3 - 2.5, children)
-        # Just before a bar line: the change is due in a few ms; every agent must hear it by then.
+        poller.run_for(2.5, children)  # a bar at 100 bpm: the first change is behind us
+        # Just before a bar line: the change is due LATE_MS after the control, so every agent must
+        # hear it within that, or it switches late with a phase jump.
         bar = next_bar_time(poller)
         if bar - time.monotonic() < 0.5:
             poller.run_for(bar - time.monotonic() + 0.1, children)
             bar = next_bar_time(poller)
-        poller.run_for(max(0.0, bar - 0.005 - time.monotonic()), children)
-        while time.monotonic() < bar - 0.005:  # the last few ms: wait precisely
+        send_at = bar - LATE_MS / 1000.0
+        poller.run_for(max(0.0, send_at - 0.005 - time.monotonic()), children)
+        while time.monotonic() < send_at:  # the last few ms: wait precisely
             pass
-        changes.append(TempoChange("5 ms before bar", 120.0, send_tempo(control_port, ens_name, 120.0)))
+        sent = send_tempo(control_port, ens_name, 120.0)
+        changes.append(TempoChange(f"{LATE_MS:g} ms before bar", 120.0, sent))
         poller.run_for(max(2.5, seconds - (time.monotonic() - t_play)), children)
         t_end = time.monotonic()
         progress(f"[{transport}] stopping", quiet)
@@ -421,8 +459,9 @@ def analyse(transport: str, poller: Poller, changes: list[TempoChange], t_play: 
     for ch in changes:
         end = (ch.change_time if math.isfinite(ch.change_time) else ch.sent + 2.0) + 1.0
         in_change |= (ts >= ch.sent) & (ts <= end)
-    steady = ~in_change & (ts >= t_play + 1.0)
-    windows = {"all": np.ones(ts.size, dtype=bool), "steady": steady, "tempo": in_change}
+    start = ts < t_play + START_S
+    windows = {"all": np.ones(ts.size, dtype=bool), "start": start, "steady": ~in_change & ~start,
+               "tempo": in_change & ~start}
     rows = []
     for label, mask in windows.items():
         rows.append({
@@ -476,7 +515,7 @@ def print_tables(results: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=max(Console().width, 120))
+    console = Console(width=max(Console().width, 130))
     t = Table(title=f"Beat spread between agents, ms of beat time (goal p99 ≤ {GOAL_P99_MS}; "
                     f"Link {LINK_P99_MS})")  # fmt: skip
     for col in ("bus", "window", "seconds", "spread p50", "p99", "max", "vs conductor p50", "p99", "max",
@@ -490,15 +529,20 @@ def print_tables(results: list[dict[str, Any]]) -> None:
                       "-" if s["count"] == 0 else ("yes" if s["p99"] <= GOAL_P99_MS else "NO"))  # fmt: skip
     console.print(t)
     a = Table(title="Agents: clock offset to the conductor (true value on one host: 0) and tempo changes")
-    for col in ("bus", "agent", "offset", "rtt", "offset range", "clock updates", "|err| p99",
-                "tempo: lag / lead ms"):
+    labels = [c["label"] for c in results[0]["tempo_changes"]] if results else []
+    cols = ["bus", "agent", "offset", "rtt", "offset range", "updates", "|err| p99"]
+    for label in labels:
+        cols += [f"{label}: lag", "lead"]
+    for col in cols:
         a.add_column(col, justify="right")
     for res in results:
         for g in res["agents"]:
-            changes = "  ".join(f"{fmt(c['lag_ms'], 2)} / {fmt(c['lead_ms'], 1)}" for c in g["tempo_changes"])
-            a.add_row(g["transport"], g["agent"], fmt(g["offset_ms"]), fmt(g["rtt_ms"]),
-                      f"{fmt(g['offset_min_ms'])} … {fmt(g['offset_max_ms'])}", str(g["clock_changes"]),
-                      fmt(g["vs_conductor_ms"]["p99"]), changes)  # fmt: skip
+            cells = [g["transport"], g["agent"], fmt(g["offset_ms"]), fmt(g["rtt_ms"]),
+                     f"{fmt(g['offset_min_ms'])} … {fmt(g['offset_max_ms'])}", str(g["clock_changes"]),
+                     fmt(g["vs_conductor_ms"]["p99"])]  # fmt: skip
+            for c in g["tempo_changes"]:
+                cells += [fmt(c["lag_ms"], 1), fmt(c["lead_ms"], 1)]
+            a.add_row(*cells)
     console.print(a)
     for res in results:
         labels = ", ".join(f"{c['label']} → {c['bpm']:g} bpm due {fmt(c['control_to_change_ms'], 1)} ms "

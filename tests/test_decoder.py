@@ -140,7 +140,8 @@ def test_sampler_modes_agree_on_random_logits() -> None:
     blocks = [np.arange(3, 9), np.arange(9, 137), np.arange(153, 2201), np.arange(2345, 2473)]
     for i in range(400):
         logits = (g.standard_normal(V.vocab_size) * g.uniform(0.5, 4)).astype(np.float32)
-        kw = {"temperature": [1.0, 0.7][i % 2], "top_p": [0.98, 0.5, 1.0][i % 3], "top_k": [20, 1, 128][i % 3]}
+        kw = {"temperature": [1.0, 0.7][i % 2], "top_p": [0.98, 0.5, 1.0][i % 3],
+              "top_k": [20, 1, 128][i % 3]}
         allowed = blocks[i % 4]
         assert sky.sample(logits, allowed, **kw) == fast.sample(logits, allowed, **kw)
     # every allowed probability underflows: the best allowed logit, not NaNs
@@ -212,7 +213,7 @@ def test_chord_bias_raises_the_chord_tone_fraction() -> None:
 
 def test_density_shortens_gaps() -> None:
     def mean_gap(density: float) -> float:
-        gen, ctx, _ = make(seed=8)
+        gen, _, _ = make(seed=8)
         starts = [n.start_beat for n in (gen.step(DecodeParams(density=density)) for _ in range(80)) if n]
         return float(np.mean(np.diff(starts)))
 

@@ -1,0 +1,61 @@
+"""Faults inflicted for real: an agent killed with SIGKILL mid-note leaves nothing droning."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from support.ensembles import ROOT, wait_for, write_ensemble
+from support.jack import JackServer, MidiCapture
+
+pytestmark = [pytest.mark.network, pytest.mark.slow]
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def test_sigkilled_agent_mid_note_is_silenced_and_plays_on(tmp_path: Path, jack_server: JackServer) -> None:
+    yaml_path = write_ensemble(tmp_path, {
+        "agents": [{
+            "name": "pads", "channel": 3, "range": [48, 76],
+            "engine": {"type": "pattern", "voicing": "chord", "rhythm": [{"beat": 0, "duration": 3.9}]},
+            "output": {"type": "midi", "port": "fcap:in", "api": "jack"},
+        }],
+    })
+    with MidiCapture(client_name="fcap") as cap:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "run_ensemble.py"), str(yaml_path), "--bars", "8",
+                                 "--quiet"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # Wait until chord notes are sounding (on, not yet off), then kill the agent without warning.
+            wait_for(lambda: cap.stuck_notes(), 30, "a sounding chord")
+            [pid] = [k for k in _children(proc.pid) if " pads " in _cmdline(k) + " "]
+            os.kill(pid, signal.SIGKILL)
+            killed = time.perf_counter()
+            held = cap.stuck_notes()
+            assert held, "the chord should still be sounding at the kill"
+            # The restarted agent silences its channel as it opens, before it plays again.
+            wait_for(lambda: not (cap.stuck_notes() & held), 10, "the killed agent's notes to be released")
+            released = time.perf_counter() - killed
+            wait_for(lambda: [c for c in cap.notes_on() if c.time > killed], 15, "the restarted agent to play")
+            assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert cap.stuck_notes() == set()
+    assert released < 10
