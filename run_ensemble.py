@@ -73,7 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def list_ports() -> int:
     """What a YAML `output: {type: midi, port: ...}` can name on this machine."""
-    from agents.outputs.midi import available_apis, list_ports as outputs
+    from agents.outputs.midi import available_apis
+    from agents.outputs.midi import list_ports as outputs
 
     apis = available_apis()
     print("MIDI systems:", ", ".join(apis) or "none reachable (no ALSA sequencer, no JACK server)")

@@ -31,16 +31,32 @@ def _cmdline(pid: int) -> str:
 
 
 def test_sigkilled_agent_mid_note_is_silenced_and_plays_on(tmp_path: Path, jack_server: JackServer) -> None:
-    yaml_path = write_ensemble(tmp_path, {
-        "agents": [{
-            "name": "pads", "channel": 3, "range": [48, 76],
-            "engine": {"type": "pattern", "voicing": "chord", "rhythm": [{"beat": 0, "duration": 3.9}]},
-            "output": {"type": "midi", "port": "fcap:in", "api": "jack"},
-        }],
-    })
+    yaml_path = write_ensemble(
+        tmp_path,
+        {
+            "agents": [
+                {
+                    "name": "pads",
+                    "channel": 3,
+                    "range": [48, 76],
+                    "engine": {
+                        "type": "pattern",
+                        "voicing": "chord",
+                        "rhythm": [{"beat": 0, "duration": 3.9}],
+                    },
+                    "output": {"type": "midi", "port": "fcap:in", "api": "jack"},
+                }
+            ],
+        },
+    )
     with MidiCapture(client_name="fcap") as cap:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "run_ensemble.py"), str(yaml_path), "--bars", "8",
-                                 "--quiet"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "run_ensemble.py"), str(yaml_path), "--bars", "8", "--quiet"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             # Wait until chord notes are sounding (on, not yet off), then kill the agent without warning.
             wait_for(lambda: cap.stuck_notes(), 30, "a sounding chord")
@@ -52,7 +68,9 @@ def test_sigkilled_agent_mid_note_is_silenced_and_plays_on(tmp_path: Path, jack_
             # The restarted agent silences its channel as it opens, before it plays again.
             wait_for(lambda: not (cap.stuck_notes() & held), 10, "the killed agent's notes to be released")
             released = time.perf_counter() - killed
-            wait_for(lambda: [c for c in cap.notes_on() if c.time > killed], 15, "the restarted agent to play")
+            wait_for(
+                lambda: [c for c in cap.notes_on() if c.time > killed], 15, "the restarted agent to play"
+            )
             assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
         finally:
             if proc.poll() is None:
