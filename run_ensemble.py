@@ -67,6 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--host", help="start only the processes the YAML places on this host")
     ap.add_argument("--list-ports", action="store_true", help="list MIDI output and input ports and exit")
     ap.add_argument("--quiet", action="store_true", help="no live status display")
+    ap.add_argument(
+        "--stats-dir", type=Path, help="keep each process's live stats JSON in DIR (default: a temp dir)"
+    )
     ap.add_argument("--log-level", default="WARNING")
     return ap.parse_args(argv)
 
@@ -260,7 +263,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     with tempfile.TemporaryDirectory(prefix="barcelona-") as tmp:
-        children = plan_children(ens, args, Path(tmp))
+        run_dir = Path(tmp)
+        if args.stats_dir is not None:
+            args.stats_dir.mkdir(parents=True, exist_ok=True)
+            run_dir = args.stats_dir
+        children = plan_children(ens, args, run_dir)
         if not children:
             print(
                 f"error: --host: nothing in {args.ensemble} is placed on host {args.host!r}", file=sys.stderr

@@ -21,12 +21,12 @@ What is measured
     holds, read with offset 0: on one host the true offset is exactly 0), as |error| in ms.
 
     Two tempo changes are sent to the conductor's control port like a control surface would
-    (`/barcelona/<ens>/tempo BPM`, OSC to 127.0.0.1): one mid-bar, one 15 ms before a bar line
-    (the hard case: the change is due at that bar line, so the new timeline has those 15 ms to reach
-    every agent; if the conductor handles the control only after the bar line, the change goes to
-    the next bar and the line under the tables says so). "lag" is how long after the control each
-    agent held the new timeline; "lead" is how long before the change beat it did (negative: it
-    switched late, with a phase jump).
+    (`/barcelona/<ens>/tempo BPM`, OSC to 127.0.0.1): one wherever it falls in the bar, one 15 ms
+    before a bar line (the hard case: the change is due at that bar line, so the new timeline has
+    those 15 ms to reach every agent; if the conductor handles the control only after the bar line,
+    the change goes to the next bar and the line under the tables says so). "lag" is how long after
+    the control each agent held the new timeline; "lead" is how long before the change beat it did
+    (negative: it switched late, with a phase jump).
 
 How to read it
     Rows per bus and window: "all" is every sample while all agents play; "start" the first two
@@ -384,8 +384,8 @@ def run_transport(transport: str, seconds: float, step_s: float, work: Path, qui
         progress(f"[{transport}] all agents playing; sampling for {seconds:.0f} s", quiet)
         changes: list[TempoChange] = []
         poller.run_for(START_S + (seconds - START_S) / 3, children)
-        # Mid-bar: the normal case, the change is due at the next bar line a second or so away.
-        changes.append(TempoChange("mid-bar", 100.0, send_tempo(control_port, ens_name, 100.0)))
+        # Wherever in the bar it falls: the normal case, the change is due at the next bar line.
+        changes.append(TempoChange("unaligned", 100.0, send_tempo(control_port, ens_name, 100.0)))
         poller.run_for(2.5, children)  # a bar at 100 bpm: the first change is behind us
         # Just before a bar line: the change is due LATE_MS after the control, so every agent must
         # hear it within that, or it switches late with a phase jump.
@@ -399,7 +399,7 @@ def run_transport(transport: str, seconds: float, step_s: float, work: Path, qui
             pass
         sent = send_tempo(control_port, ens_name, 120.0)
         changes.append(TempoChange(f"{LATE_MS:g} ms before bar", 120.0, sent))
-        poller.run_for(max(2.5, seconds - (time.monotonic() - t_play)), children)
+        poller.run_for(max(1.5, seconds - (time.monotonic() - t_play)), children)
         t_end = time.monotonic()
         progress(f"[{transport}] stopping", quiet)
     finally:
@@ -528,9 +528,9 @@ def print_tables(results: list[dict[str, Any]]) -> None:
                       fmt(s["max"]), fmt(e["p50"]), fmt(e["p99"]), fmt(e["max"]),
                       "-" if s["count"] == 0 else ("yes" if s["p99"] <= GOAL_P99_MS else "NO"))  # fmt: skip
     console.print(t)
-    a = Table(title="Agents: clock offset to the conductor (true value on one host: 0) and tempo changes")
+    a = Table(title="Agents: clock offset to the conductor, ms (true value on one host: 0); tempo changes")
     labels = [c["label"] for c in results[0]["tempo_changes"]] if results else []
-    cols = ["bus", "agent", "offset", "rtt", "offset range", "updates", "|err| p99"]
+    cols = ["bus", "agent", "offset", "rtt", "offset min", "max", "updates", "|err| p99"]
     for label in labels:
         cols += [f"{label}: lag", "lead"]
     for col in cols:
@@ -538,7 +538,7 @@ def print_tables(results: list[dict[str, Any]]) -> None:
     for res in results:
         for g in res["agents"]:
             cells = [g["transport"], g["agent"], fmt(g["offset_ms"]), fmt(g["rtt_ms"]),
-                     f"{fmt(g['offset_min_ms'])} … {fmt(g['offset_max_ms'])}", str(g["clock_changes"]),
+                     fmt(g["offset_min_ms"]), fmt(g["offset_max_ms"]), str(g["clock_changes"]),
                      fmt(g["vs_conductor_ms"]["p99"])]  # fmt: skip
             for c in g["tempo_changes"]:
                 cells += [fmt(c["lag_ms"], 1), fmt(c["lead_ms"], 1)]
@@ -562,11 +562,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="mqtt-nodelay: mosquitto with set_tcp_nodelay true (default: all three)")
     ap.add_argument("--seconds", type=float, default=20.0, help="sampled seconds of playing per transport")
     ap.add_argument("--step-ms", type=float, default=1.0, help="sampling step on the shared clock")
-    ap.add_argument("--quick", action="store_true", help="8 s per bus (the whole run < 60 s)")
+    ap.add_argument("--quick", action="store_true", help="6 s per bus (the whole run < 60 s)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     ap.add_argument("--json", metavar="PATH", help="also write the results here")
     args = ap.parse_args(argv)
-    seconds = 8.0 if args.quick else max(args.seconds, 8.0)
+    seconds = 6.0 if args.quick else max(args.seconds, 6.0)
     transports = list(TRANSPORTS) if args.transport == "all" else [args.transport]
     signal.signal(signal.SIGTERM, _on_sigterm)
     results = []

@@ -138,7 +138,13 @@ class ClockSync:
             self._window.append(sample)
         self._pending.clear()
         best = min(self._window, key=lambda s: s.rtt_s)
-        if self._best is None:
+        if (
+            self._best is None
+            or self._accepted <= (self._window.maxlen or 1)
+            or best.rtt_s < 0.5 * self._best.rtt_s
+        ):
+            # While the first window fills (the start-up burst), or when a far tighter sample arrives,
+            # the best sample is simply better information: take it rather than creep towards it.
             self._offset_s = best.offset_s
         else:
             step = self._smoothing * (best.offset_s - self._offset_s)

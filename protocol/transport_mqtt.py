@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import random
+import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -324,6 +325,12 @@ class MqttTransport:
     async def _session(self, client: aiomqtt.Client) -> None:
         """Run one connection: renew subscriptions, then receive and drain the outbox until it ends."""
         self._client, client.pending_calls_threshold = client, 1000  # note bursts are normal, not a leak
+        # Nagle + the peer's delayed ACK hold a small publish up to 40 ms: a sync leg that late is a
+        # 20 ms clock-offset error. Every message here is small and urgent.
+        sock = client._client.socket()
+        if sock is not None:
+            with contextlib.suppress(OSError, AttributeError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self._subscriptions:
             filters = list(self._subscriptions)
             granted = await client.subscribe([(f, self._subscriptions[f]) for f in filters])

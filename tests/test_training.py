@@ -75,10 +75,10 @@ def test_windows_are_bounded_and_padded(corpus: Corpus) -> None:
 
 
 def test_train_export_and_play(corpus: Corpus, tmp_path: Path) -> None:
-    cfg = TrainConfig(**TINY, seq_len=64, batch=4, lr=3e-3, warmup=5, minutes=5.0, max_steps=50,
+    cfg = TrainConfig(**TINY, seq_len=48, batch=4, lr=3e-3, warmup=5, minutes=5.0, max_steps=30,
                       threads=2, bf16="off", eval_every=10, checkpoint=tmp_path / "c.pt")
     result = train(corpus, cfg, val=Corpus(corpus.pieces[:1], corpus.names[:1]), report=lambda _: None)
-    assert result.steps == 50
+    assert result.steps == 30
     losses = [h["loss"] for h in result.history]
     assert losses[-1] < losses[0] - 0.5, losses
     again, _ = model_from_checkpoint(tmp_path / "c.pt")  # the saved checkpoint rebuilds the model

@@ -219,7 +219,7 @@ def train(corpus: Corpus, cfg: TrainConfig, val: Corpus | None = None,
         events += n_ev
         tokens += int((x[:, 1:] != 0).sum())
         window_events += n_ev
-        recent.append(float(loss))
+        recent.append(float(loss.detach()))
         now = time.perf_counter()
         if step % cfg.eval_every == 0 or now - last_report > 30:
             val_loss = evaluate(model, val_batches, bf16, device) if val_batches else math.nan

@@ -129,6 +129,7 @@ class Mosquitto:
             f"listener {self.port} {HOST}",
             f"allow_anonymous {'true' if self._allow_anonymous else 'false'}",
             "persistence false",
+            "set_tcp_nodelay true",  # small urgent messages (clock sync, notes) must not wait for Nagle
             f"log_dest file {self.dir / 'mosquitto.log'}",
             "log_type error",
             "log_type warning",

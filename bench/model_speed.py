@@ -1,0 +1,339 @@
+"""Events per second per agent, and re-plan latency after a human note, against SkyTNT's own loop.
+
+Per model, in the same process, interleaved round by round with the same seed, prompt and masks:
+
+* ``skytnt``: a faithful re-implementation of app_onnx's generate() (SKYTNT_FORMAT.md §9): plain
+  ``session.run`` per call with the KV cache fed back as numpy arrays, a Python-built int64 mask per
+  position, softmax over the full vocabulary, argsort sampling, ``np.concatenate`` growth.
+* ``ours/skytnt-sampling``: ``Generator(sampling="skytnt")`` on ``ModelRuntime`` (IO binding, cache in
+  preallocated double buffers, logits into one array): the runtime's gain alone, same tokens.
+* ``ours/fast``: ``Generator(sampling="fast")``: also samples on the allowed ids only (argpartition)
+  and skips the token-model call at positions with one allowed id (event type, track, channel).
+* ``ours/fast int8`` (exported models): the same on ``onnxruntime.quantization.quantize_dynamic``
+  (int8 weights, dynamic uint8 activations); the logit error it costs is reported.
+
+Masks for the speed runs are SkyTNT's own (patch/CC disabled, every other channel disabled) plus the
+restrictions §9.1 allows (notes only, the agent's track, a pitch range); ``keep_order`` is off so the
+masks are identical in both loops and the tokens can be compared ("equal" = identical rows while the
+two contexts are identical; the LiveContext's overlap rule may rewrite an earlier row, after which the
+streams legitimately part). ORT runs 1 intra-op thread everywhere (agents share 2 cores).
+
+Models: ``tiny`` (the test fixture), ``small`` (4 layers, 128 wide) and ``medium`` (tv2o-medium
+shapes: 12 x 1024, 16 heads, ffn 4096; token model 3 layers, 4 heads), random weights exported with
+our exporter and cached under ~/.cache/barcelona/bench/ (the medium export is ~940 MB).
+
+    .venv/bin/python -m bench.model_speed [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from agents.model.decoder import DecodeParams, Generator
+from agents.model.live_context import LiveContext, LiveNote, setup_prefix
+from agents.model.runtime import ModelRuntime
+from agents.model.vocab import VOCAB_V2
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path.home() / ".cache" / "barcelona" / "bench"
+SHAPES = {"small": {"layers": 4, "width": 128, "heads": 4, "ffn": 512},
+          "medium": {"layers": 12, "width": 1024, "heads": 16, "ffn": 4096}}
+TRACK, CHANNEL, HUMAN, PITCHES = 2, 1, 1, (36, 84)
+V = VOCAB_V2
+SEED = 1234
+
+
+def model_folder(name: str) -> Path:
+    """The tiny fixture, or a random-weights export made once and kept in the cache."""
+    if name == "tiny":
+        return ROOT / "tests" / "fixtures" / "models" / "tiny_v2"
+    folder = CACHE / f"{name}-s0"
+    if not (folder / "onnx" / "model_token.onnx").exists():
+        from training.export import export_model, random_model  # torch only when (re)building
+
+        print(f"exporting random {name} model to {folder} (once) ...", flush=True)
+        tmp = CACHE / f".tmp-{name}-{os.getpid()}"
+        export_model(random_model(0, **SHAPES[name]), tmp, config_name=f"bench-{name}")
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    return folder
+
+
+def int8_folder(src: Path) -> Path:
+    """quantize_dynamic of both graphs (MatMul weights to int8), cached beside the fp32 export."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    folder = src.with_name(src.name + "-int8")
+    if not (folder / "onnx" / "model_token.onnx").exists():
+        print(f"quantising {src.name} to int8 (once) ...", flush=True)
+        tmp = src.with_name(f".tmp-int8-{os.getpid()}")
+        (tmp / "onnx").mkdir(parents=True, exist_ok=True)
+        shutil.copy(src / "config.json", tmp / "config.json")
+        for f in ("model_base.onnx", "model_token.onnx"):
+            quantize_dynamic(src / "onnx" / f, tmp / "onnx" / f, weight_type=QuantType.QInt8)
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    return folder
+
+
+# ---- SkyTNT's loop (app_onnx.generate, KV-cache version), restated --------------------------------
+def softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    x_max = np.amax(x, axis=axis, keepdims=True)
+    e = np.exp(x - x_max)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def sample_top_p_k(probs: np.ndarray, p: float, k: int, generator: np.random.RandomState) -> np.ndarray:
+    probs_idx = np.argsort(-probs, axis=-1)
+    probs_sort = np.take_along_axis(probs, probs_idx, -1)
+    probs_sum = np.cumsum(probs_sort, axis=-1)
+    probs_sort[probs_sum - probs_sort > p] = 0.0
+    mask = np.zeros(probs_sort.shape[-1])
+    mask[:k] = 1
+    probs_sort = probs_sort * mask
+    probs_sort /= np.sum(probs_sort, axis=-1, keepdims=True)
+    shape = probs_sort.shape
+    flat_p, flat_i = probs_sort.reshape(-1, shape[-1]), probs_idx.reshape(-1, shape[-1])
+    return np.stack([generator.choice(i, p=pv) for pv, i in zip(flat_p, flat_i, strict=True)]).reshape(
+        *shape[:-1])
+
+
+class SkytntLoop:
+    def __init__(self, folder: Path) -> None:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+        self.base = ort.InferenceSession(str(folder / "onnx/model_base.onnx"), opts)
+        self.token = ort.InferenceSession(str(folder / "onnx/model_token.onnx"), opts)
+        self.e = self.base.get_outputs()[0].shape[2]
+
+    @staticmethod
+    def _empty(s: ort.InferenceSession) -> dict[str, np.ndarray]:
+        return {i.name: np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32)
+                for i in s.get_inputs() if i.name.startswith("past")}
+
+    def generate(self, prompt: np.ndarray, n: int, seed: int, p: DecodeParams) -> tuple[np.ndarray, list]:
+        """The app's loop; returns the new rows and the seconds each event took."""
+        rng = np.random.RandomState(seed)
+        input_tensor, past, past_len = prompt[None], self._empty(self.base), 0
+        cur_len, max_len, times = len(prompt), len(prompt) + n, []
+        present_to_past = [o.name.replace("present", "past_key_values") for o in self.base.get_outputs()[1:]]
+        tok_names = list(self._empty(self.token))
+        while cur_len < max_len:
+            t0 = time.perf_counter()
+            outs = self.base.run(None, {"x": input_tensor[:, past_len:], **past})
+            hidden, past = outs[0][:, -1:], dict(zip(present_to_past, outs[1:], strict=True))
+            next_token_seq, tpast, name = np.empty((1, 0), dtype=np.int64), self._empty(self.token), ""
+            for i in range(8):
+                mask = np.zeros((1, V.vocab_size), dtype=np.int64)
+                if i == 0:
+                    mask_ids = [V.event_ids["note"]]  # §9.1 extension: notes only
+                else:
+                    param = V.events[name][i - 1]
+                    base, size = V.param_base[param], V.param_size[param]
+                    mask_ids = list(range(base, base + size))
+                    if param == "channel":
+                        mask_ids = [c for c in mask_ids if c - base == CHANNEL]
+                    elif param == "track":
+                        mask_ids = [base + TRACK]
+                    elif param == "pitch":
+                        mask_ids = [base + q for q in range(PITCHES[0], PITCHES[1] + 1)]
+                mask[0, mask_ids] = 1
+                mask = mask[:, None]
+                if i == 0:
+                    feeds = {"x": next_token_seq, "hidden": hidden}
+                else:
+                    feeds = {"x": next_token_seq[:, -1:], "hidden": np.zeros((1, 0, self.e), np.float32)}
+                y, *presents = self.token.run(None, {**feeds, **tpast})
+                tpast = dict(zip(tok_names, presents, strict=True))
+                scores = softmax(y[:, -1:] / p.temperature, -1) * mask
+                sample = sample_top_p_k(scores, p.top_p, p.top_k, rng)
+                if i == 0:
+                    next_token_seq, name = sample, V.event_names[int(sample.item())]
+                else:
+                    next_token_seq = np.concatenate([next_token_seq, sample], axis=1)
+                    if len(V.events[name]) == i:
+                        break
+            next_token_seq = np.pad(next_token_seq, ((0, 0), (0, 8 - next_token_seq.shape[-1])))
+            input_tensor = np.concatenate([input_tensor, next_token_seq[None]], axis=1)
+            past_len, cur_len = cur_len, cur_len + 1
+            times.append(time.perf_counter() - t0)
+        return input_tensor[0, len(prompt):], times
+
+
+# ---- our path ------------------------------------------------------------------------------------
+def human_context(n_notes: int, seed: int = 0) -> LiveContext:
+    """Setup rows plus a human part of `n_notes` notes, 2 per beat: the prompt both loops start from."""
+    ctx = LiveContext("v2", prefix=setup_prefix("v2", bpm=120, programs=((HUMAN, 0, 0), (TRACK, CHANNEL, 33))))
+    rng = np.random.default_rng(seed)
+    for i in range(n_notes):
+        ctx.add_note(LiveNote(i * 0.5, 0.5, int(rng.integers(48, 80)), 90, 0, HUMAN), owner=HUMAN)
+    return ctx
+
+
+def run_ours(rt: ModelRuntime, prompt_notes: int, n: int, sampling: str, p: DecodeParams,
+             ) -> tuple[np.ndarray, list, int]:
+    """Our rows, seconds per event, and the first event after which the context no longer equals
+    prompt + rows (n if never)."""
+    rt.reset()
+    ctx = human_context(prompt_notes)
+    gen = Generator(rt, ctx, track=TRACK, channel=CHANNEL, pitch_range=PITCHES, seed=SEED,
+                    sampling=sampling, keep_order=False)
+    gen.sync()
+    prompt, rows, times, rewritten = np.array(ctx.rows), [], [], n
+    for k in range(n):
+        t0 = time.perf_counter()
+        gen.step(p)
+        times.append(time.perf_counter() - t0)
+        rows.append(gen.last_row.copy())
+        if rewritten == n and not np.array_equal(ctx.rows, np.concatenate([prompt, rows])):
+            rewritten = k
+    return np.array(rows), times, rewritten
+
+
+def leading_equal(a: np.ndarray, b: np.ndarray) -> int:
+    differ = np.flatnonzero((a != b).any(axis=1))
+    return int(differ[0]) if len(differ) else len(a)
+
+
+def replan(rt: ModelRuntime, sampling: str, reps: int, p: DecodeParams) -> dict:
+    """A human note lands 2 beats back in a 256-event context: rollback, re-feed, first new event."""
+    rt.reset()
+    ctx = human_context(256 - 3)
+    gen = Generator(rt, ctx, track=TRACK, channel=CHANNEL, pitch_range=PITCHES, seed=SEED, sampling=sampling)
+    gen.sync()
+    total, refeed, rows = [], [], []
+    for k in range(reps):
+        end = ctx.beat_of_row(len(ctx) - 1)
+        t0 = time.perf_counter()
+        gen.apply(ctx.add_note(LiveNote(end - 2.0, 0.25, 60 + k % 12, 100, 0, HUMAN), owner=HUMAN))
+        rows.append(gen.sync())
+        t1 = time.perf_counter()
+        gen.step(p)
+        t2 = time.perf_counter()
+        total.append((t2 - t0) * 1e3)
+        refeed.append((t1 - t0) * 1e3)
+    return {"ms": statistics.median(total), "refeed_ms": statistics.median(refeed),
+            "rows_refed": statistics.median(rows), "context": len(ctx)}
+
+
+def fidelity(fp32: ModelRuntime, int8: ModelRuntime, rows: np.ndarray, start: int) -> dict:
+    """Teacher-forced token logits of the int8 model against fp32 at every position of rows[start:]."""
+    for rt in (fp32, int8):
+        rt.reset()
+        rt.prefill(rows[:start])
+    max_abs, kls, top1, n = 0.0, [], 0, 0
+    for j in range(start, len(rows)):
+        for i in range(8):
+            a = fp32.token_logits(rows[j, :i]).astype(np.float64)[0]
+            b = int8.token_logits(rows[j, :i]).astype(np.float64)[0]
+            max_abs = max(max_abs, float(np.abs(a - b).max()))
+            pa, pb = softmax(a, -1), softmax(b, -1)
+            kls.append(float(np.sum(pa * (np.log(pa + 1e-30) - np.log(pb + 1e-30)))))
+            top1 += int(np.argmax(a) == np.argmax(b))
+            n += 1
+        for rt in (fp32, int8):
+            rt.prefill(rows[j])
+    return {"positions": n, "max_abs_logit_diff": max_abs, "mean_kl": statistics.mean(kls),
+            "top1_agreement": top1 / n}
+
+
+def bench_model(name: str, n: int, rounds: int, prompt_notes: int, reps: int, int8: bool) -> dict:
+    folder = model_folder(name)
+    p = DecodeParams()
+    ref = SkytntLoop(folder)
+    rt = ModelRuntime(folder)  # one set of sessions serves both samplers
+    runtimes = {"ours/skytnt-sampling": rt, "ours/fast": rt}
+    if int8:
+        runtimes["ours/fast int8"] = ModelRuntime(int8_folder(folder))
+    per_event: dict[str, list[float]] = {k: [] for k in ["skytnt", *runtimes]}
+    ratios: dict[str, list[float]] = {k: [] for k in runtimes}
+    equal: dict[str, str] = {}
+    for _ in range(rounds):
+        prompt = np.array(human_context(prompt_notes).rows)
+        ref_rows, t = ref.generate(prompt, n, SEED, p)
+        ref_ms = statistics.mean(t[1:]) * 1e3  # event 0 also prefills the prompt in SkyTNT's loop
+        per_event["skytnt"].append(ref_ms)
+        for key, rt in runtimes.items():
+            rows, t, rewritten = run_ours(rt, prompt_notes, n, "skytnt" if "skytnt" in key else "fast", p)
+            ms = statistics.mean(t[1:]) * 1e3
+            per_event[key].append(ms)
+            ratios[key].append(ref_ms / ms)
+            k = leading_equal(rows, ref_rows)
+            equal[key] = f"{k}/{n}" + (f" (context rewritten at event {rewritten})" if rewritten < n else "")
+    out: dict = {"events": n, "rounds": rounds, "prompt_rows": len(prompt), "variants": {}}
+    for key, values in per_event.items():
+        ms = statistics.median(values)
+        out["variants"][key] = {"ms_per_event": ms, "events_per_s": 1e3 / ms, "runs_ms": values,
+                                "speedup_vs_skytnt": statistics.median(ratios[key]) if key in ratios else 1.0,
+                                "equal_rows": equal.get(key, "-")}
+    out["replan"] = {key: replan(rt, "fast", reps, p) for key, rt in runtimes.items() if "fast" in key}
+    t_ref = []
+    for _ in range(max(1, reps // 2)):  # SkyTNT's app has no rollback: the whole context runs again
+        prompt = np.array(human_context(256).rows)
+        t0 = time.perf_counter()
+        ref.generate(prompt, 1, SEED, p)
+        t_ref.append((time.perf_counter() - t0) * 1e3)
+    out["replan"]["skytnt (full re-run)"] = {"ms": statistics.median(t_ref), "context": len(prompt)}
+    if int8:
+        rows = np.concatenate([prompt, ref_rows[: min(n, 16)]])
+        out["int8_fidelity"] = fidelity(runtimes["ours/fast"], runtimes["ours/fast int8"], rows, len(prompt))
+    return out
+
+
+def print_table(results: dict) -> None:
+    print(f"\n{'model':8s} {'variant':22s} {'ms/event':>9s} {'events/s':>9s} {'speedup':>8s}  equal rows")
+    for model, r in results["models"].items():
+        for key, v in r["variants"].items():
+            print(f"{model:8s} {key:22s} {v['ms_per_event']:9.2f} {v['events_per_s']:9.1f} "
+                  f"{v['speedup_vs_skytnt']:7.2f}x  {v['equal_rows']}")
+    print(f"\n{'model':8s} {'re-plan after a human note':32s} {'ms':>8s} {'re-feed ms':>11s} {'rows':>5s}")
+    for model, r in results["models"].items():
+        for key, v in r["replan"].items():
+            print(f"{model:8s} {key:32s} {v['ms']:8.1f} {v.get('refeed_ms', float('nan')):11.1f} "
+                  f"{v.get('rows_refed', v['context']):5}")
+    for model, r in results["models"].items():
+        if "int8_fidelity" in r:
+            f = r["int8_fidelity"]
+            print(f"\n{model} int8 vs fp32 over {f['positions']} token positions: max |dlogit| "
+                  f"{f['max_abs_logit_diff']:.4f}, mean KL {f['mean_kl']:.2e}, top-1 agree {f['top1_agreement']:.3f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny + medium at short length (< 2 minutes)")
+    ap.add_argument("--json", metavar="PATH", help="also write the results here")
+    ap.add_argument("--models", nargs="*", choices=["tiny", "small", "medium"], help="subset to run")
+    args = ap.parse_args(argv)
+    if args.quick:
+        plan = {"tiny": (100, 2, 64, 5, False), "medium": (10, 2, 64, 3, True)}
+    else:
+        plan = {"tiny": (300, 3, 128, 9, False), "small": (300, 3, 128, 9, True),
+                "medium": (40, 3, 128, 5, True)}
+    if args.models:
+        plan = {k: v for k, v in plan.items() if k in args.models}
+    results: dict = {"machine": platform.machine(), "cpus": os.cpu_count(), "onnxruntime": ort.__version__,
+                     "intra_op_threads": 1, "seed": SEED, "quick": args.quick, "models": {}}
+    for name, (n, rounds, prompt_notes, reps, int8) in plan.items():
+        t0 = time.perf_counter()
+        results["models"][name] = bench_model(name, n, rounds, prompt_notes, reps, int8)
+        print(f"{name}: done in {time.perf_counter() - t0:.0f} s", flush=True)
+    print_table(results)
+    print("\nORT intra-op threads: 1 per session (agents share 2 cores); medians over interleaved rounds;"
+          " speedup = median of per-round ratios; event 0 (prompt prefill) excluded.")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
