@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import ctypes
 import json
+import logging
 import math
 import multiprocessing as mp
 import os
@@ -151,6 +152,7 @@ def receiver_main(index: int, brokers: dict[str, int], conn: Connection) -> None
     """One receiver process: an endpoint per path, each recording (sent, arrived) per note."""
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us; Ctrl-C goes to it
+    logging.getLogger("protocol").setLevel(logging.ERROR)  # a broker gone at Ctrl-C is no news here
     try:
         asyncio.run(_receiver(index, brokers, conn))
     finally:
@@ -457,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError(f"receiver {i} sent no results")
             records.append(c.recv())
     except (KeyboardInterrupt, StopRequestedError):
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # futures orphaned by the broker's end
         print("\ninterrupted; every process stopped", file=sys.stderr)
         return 130
     except (RuntimeError, EOFError, OSError) as exc:

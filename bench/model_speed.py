@@ -173,7 +173,8 @@ class SkytntLoop:
 # ---- our path ------------------------------------------------------------------------------------
 def human_context(n_notes: int, seed: int = 0) -> LiveContext:
     """Setup rows plus a human part of `n_notes` notes, 2 per beat: the prompt both loops start from."""
-    ctx = LiveContext("v2", prefix=setup_prefix("v2", bpm=120, programs=((HUMAN, 0, 0), (TRACK, CHANNEL, 33))))
+    setup = setup_prefix("v2", bpm=120, programs=((HUMAN, 0, 0), (TRACK, CHANNEL, 33)))
+    ctx = LiveContext("v2", prefix=setup)
     rng = np.random.default_rng(seed)
     for i in range(n_notes):
         ctx.add_note(LiveNote(i * 0.5, 0.5, int(rng.integers(48, 80)), 90, 0, HUMAN), owner=HUMAN)
@@ -305,7 +306,8 @@ def print_table(results: dict) -> None:
         if "int8_fidelity" in r:
             f = r["int8_fidelity"]
             print(f"\n{model} int8 vs fp32 over {f['positions']} token positions: max |dlogit| "
-                  f"{f['max_abs_logit_diff']:.4f}, mean KL {f['mean_kl']:.2e}, top-1 agree {f['top1_agreement']:.3f}")
+                  f"{f['max_abs_logit_diff']:.4f}, mean KL {f['mean_kl']:.2e}, "
+                  f"top-1 agree {f['top1_agreement']:.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:

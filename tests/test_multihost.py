@@ -39,7 +39,10 @@ PLACEMENT = {"bass": "band1", "piano": "band2", "drums": "band2"}
 BAND_HOSTS = ("band1", "band2")
 BARS = 6
 MQTT_PORT = 1883
-SPREAD_P99_LIMIT_MS = 1.0
+# Beat spread bounds that catch a broken clock (a wrong offset, a stale timeline): over MQTT each sync
+# leg crosses the broker, so the offset error is bounded by half of a round trip that is two hops
+# long; the goals themselves (0.2 ms and below) are measured in bench/, not asserted here.
+SPREAD_P99_LIMIT_MS = {"osc": 1.0, "mqtt": 3.0}
 MIN_BEAT_SAMPLES = 100
 
 
@@ -249,7 +252,7 @@ def check_run(tmp: Path, result: dict[str, Any], transport: str) -> None:
             assert part["restarts"] == 0, (host, name, part)
     beats = result["beats"]
     assert beats["samples"] >= MIN_BEAT_SAMPLES, beats
-    assert beats["spread_ms"]["p99"] < SPREAD_P99_LIMIT_MS, beats
+    assert beats["spread_ms"]["p99"] < SPREAD_P99_LIMIT_MS[transport], beats
 
 
 def record(tmp: Path, transport: str, result: dict[str, Any]) -> dict[str, Any]:
