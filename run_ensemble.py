@@ -9,6 +9,7 @@ gone within 2 s, every note released). See README.md for the flags.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -43,7 +44,7 @@ class Child:
             **os.environ,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env)
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env, preexec_fn=_die_with_parent)
         self.started.append(time.monotonic())
 
     @property
@@ -55,6 +56,16 @@ class Child:
             return json.loads(self.stats.read_text())
         except (OSError, ValueError):
             return {}
+
+
+def _die_with_parent() -> None:
+    """Linux: a child gets SIGTERM (and so releases its notes) if the launcher itself is killed."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

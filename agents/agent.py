@@ -46,6 +46,9 @@ class Agent:
         self.clock = time.monotonic
         self.engine: Engine = make_engine(ens, self.cfg, base_dir)
         self.sync = ClockSync()
+        # One host, one CLOCK_MONOTONIC: the offset to the conductor is exactly 0, and any estimate
+        # could only add error. The pings go on, so the report still shows the round trip.
+        self.same_host = self.cfg.host == ens.conductor.host
         self.timeline: Timeline | None = None
         self.plan: ChordPlan | None = None
         self.plan_epoch = -1
@@ -190,13 +193,16 @@ class Agent:
             self.committed_until = None
         self._retime()
 
+    def offset_s(self) -> float:
+        return 0.0 if self.same_host else self.sync.offset_s
+
     def _retime(self) -> None:
         if self.timeline is not None and self.scheduler is not None:
-            self.scheduler.set_timemap(LocalTimeMap(self.timeline, self.sync.offset_s))
+            self.scheduler.set_timemap(LocalTimeMap(self.timeline, self.offset_s()))
             self.write_stats()
 
     def _timemap(self) -> LocalTimeMap | None:
-        return None if self.timeline is None else LocalTimeMap(self.timeline, self.sync.offset_s)
+        return None if self.timeline is None else LocalTimeMap(self.timeline, self.offset_s())
 
     # -- loops --------------------------------------------------------------------------------------
     async def _ping_loop(self) -> None:
@@ -207,7 +213,7 @@ class Agent:
             await self.bus.publish(SyncPing(self.name, n, self.clock()), to=conductor)
             n += 1
             # A burst at start gets a good estimate at once; then a gentle rate tracks drift.
-            await asyncio.sleep(0.03 if n < 20 else 0.5)
+            await asyncio.sleep(0.03 if self.sync.accepted < 20 else 0.5)
 
     async def _heartbeat_loop(self) -> None:
         assert self.bus is not None
@@ -305,7 +311,8 @@ class Agent:
             "late_notes": int(st["late_count"]) + self.previous.get("late_notes", 0),
             "timing_ms": {k: round(float(st[k]), 4) for k in ("p50", "p99", "max")},
             "sync": {
-                "offset_ms": round(self.sync.offset_s * 1000.0, 4),
+                "offset_ms": round(self.offset_s() * 1000.0, 4),
+                "estimated_offset_ms": round(self.sync.offset_s * 1000.0, 4),
                 "rtt_ms": round(self._rtt_s() * 1000.0, 4),
             },
             "invalid_messages": self.invalid_total(),
@@ -328,7 +335,7 @@ class Agent:
             return None
         return {
             "timeline": {k: getattr(self.timeline, k) for k in self.timeline.__dataclass_fields__},
-            "offset_s": self.sync.offset_s,
+            "offset_s": self.offset_s(),
         }
 
     def write_stats(self) -> None:

@@ -3,15 +3,13 @@
 What is measured
     A real ensemble (ensembles/default.yaml on free loopback ports: a conductor and three agents, each
     its own process) plays for a while, once per bus: OSC; MQTT through a private mosquitto on
-    127.0.0.1 as Debian ships it and as our MqttTransport opens its sockets today ("mqtt"); and
-    "mqtt-nodelay": Nagle's algorithm off everywhere, i.e. the broker's `set_tcp_nodelay true` plus
-    TCP_NODELAY on every client socket (patched into the conductor and agents by a sitecustomize.py
-    this bench writes to its temp dir: what the proposed MqttTransport change would give). Every
-    agent writes its own beat clock to its stats file whenever its timeline or its clock-offset
-    estimate changes: `timemap = {timeline, offset_s}`. This bench polls those files, keeps each
-    agent's history of beat clocks, and afterwards evaluates every
-    agent's clock at the same instants t (every `--step-ms` of the shared kernel clock,
-    time.monotonic, which all processes on one host share):
+    127.0.0.1 configured as Debian ships it, Nagle's algorithm on the broker's sockets ("mqtt");
+    and the same with `set_tcp_nodelay true` ("mqtt-nodelay"). Our MqttTransport sets TCP_NODELAY
+    on its own client sockets in both. Every agent writes its own beat clock to its stats file
+    whenever its timeline or its clock-offset estimate changes: `timemap = {timeline, offset_s}`.
+    This bench polls those files, keeps each agent's history of beat clocks, and afterwards
+    evaluates every agent's clock at the same instants t (every `--step-ms` of the shared kernel
+    clock, time.monotonic, which all processes on one host share):
 
         beat_i(t) = LocalTimeMap(Timeline(**timeline_i), offset_s_i).beat_at(t)
 
@@ -108,11 +106,10 @@ class Child:
     argv: list[str]
     stats: Path
     log: Path
-    pythonpath: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        path = os.pathsep.join(filter(None, [*self.pythonpath, str(ROOT), os.environ.get("PYTHONPATH")]))
+        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "PYTHONPATH": path}
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
@@ -193,42 +190,22 @@ def write_ensemble(directory: Path, transport: str, broker_port: int | None) -> 
     return path, data
 
 
-NODELAY_SITECUSTOMIZE = '''\
-# Written by bench/beat_agreement.py for its mqtt-nodelay run only: TCP_NODELAY on every TCP
-# connection this process opens (paho opens its broker link with socket.create_connection).
-import socket
-
-_create_connection = socket.create_connection
-
-
-def create_connection(*args, **kwargs):
-    sock = _create_connection(*args, **kwargs)
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except OSError:
-        pass
-    return sock
-
-
-socket.create_connection = create_connection
-'''
-
-
 def make_broker(nodelay: bool) -> Any:
-    """The test helper's private mosquitto; `nodelay` adds `set_tcp_nodelay true` (Nagle off on the
-    broker's sockets; the agents' own client sockets stay as shipped)."""
+    """The test helper's private mosquitto with `set_tcp_nodelay` set as asked: false is how Debian
+    ships it (Nagle's algorithm on the broker's sockets), true is what docs and tests recommend."""
     from tests.support.broker import Mosquitto, mosquitto_missing_reason
 
     if reason := mosquitto_missing_reason():
         raise RuntimeError(reason)
 
-    class NoDelay(Mosquitto):
+    class Broker(Mosquitto):
         def _configure(self) -> None:
             super()._configure()
-            with open(self.dir / "mosquitto.conf", "a") as f:
-                f.write("set_tcp_nodelay true\n")
+            conf = self.dir / "mosquitto.conf"
+            lines = [ln for ln in conf.read_text().splitlines() if not ln.startswith("set_tcp_nodelay")]
+            conf.write_text("\n".join([*lines, f"set_tcp_nodelay {'true' if nodelay else 'false'}"]) + "\n")
 
-    return NoDelay() if nodelay else Mosquitto()
+    return Broker()
 
 
 # -- sampling the agents' beat clocks ---------------------------------------------------------------
@@ -352,22 +329,16 @@ def run_transport(transport: str, seconds: float, step_s: float, work: Path, qui
             broker_port = broker.port
         yaml_path, data = write_ensemble(work, transport, broker_port)
         ens_name, control_port = data["name"], data["control"]["port"]
-        extra: tuple[str, ...] = ()
-        if transport == "mqtt-nodelay":
-            site = work / "nodelay-site"
-            site.mkdir(exist_ok=True)
-            (site / "sitecustomize.py").write_text(NODELAY_SITECUSTOMIZE)
-            extra = (str(site),)
         py = sys.executable
         stats: dict[str, Path] = {}
         for a in data["agents"]:
             name = a["name"]
             stats[name] = work / f"{transport}-{name}.json"
             argv = [py, "-m", "agents", str(yaml_path), name, "--stats", str(stats[name])]
-            children.append(Child(name, argv, stats[name], work / f"{transport}-{name}.log", extra))
+            children.append(Child(name, argv, stats[name], work / f"{transport}-{name}.log"))
         cstats = work / f"{transport}-conductor.json"
         argv = [py, "-m", "conductor", str(yaml_path), "--stats", str(cstats), "--wait-agents", "15"]
-        children.append(Child("conductor", argv, cstats, work / f"{transport}-conductor.log", extra))
+        children.append(Child("conductor", argv, cstats, work / f"{transport}-conductor.log"))
         for c in children:
             c.start()
         poller = Poller(stats)

@@ -15,11 +15,9 @@ What is measured
       raw mqtt        paho-mqtt publish (loop_start) -> mosquitto -> paho on_message, QoS 0, a payload
                       and topic of the same size
 
-    The MQTT pair runs twice: against mosquitto as Debian ships it ("stock": Nagle's algorithm on
-    every socket) and against mosquitto with `set_tcp_nodelay true` plus TCP_NODELAY on every client
-    socket ("nodelay"). Our MqttTransport does not set TCP_NODELAY today, so for "ours mqtt nodelay"
-    this bench sets it on the transport's socket after connecting: that row shows what the change
-    would give, the "stock" row what ships.
+    The MQTT pair runs twice: against mosquitto configured as Debian ships it ("stock": Nagle's
+    algorithm on the broker's sockets) and with `set_tcp_nodelay true` ("nodelay"). Our MqttTransport
+    always sets TCP_NODELAY on its own socket; the raw paho clients do so only on "nodelay".
 
 How to read it
     Per path: "delivery" is each (note, receiver) latency; "all N" is per note, until the last
@@ -130,14 +128,6 @@ def set_nodelay(sock: Any) -> bool:
         return False
 
 
-def nodelay_on_bus(bus: Any) -> bool:
-    """TCP_NODELAY on an open MqttBus's socket: what the proposed MqttTransport change would do.
-    Reaches into private attributes (transport -> aiomqtt client -> paho client) on purpose."""
-    client = getattr(getattr(bus.raw, "_client", None), "_client", None)
-    sock = client.socket() if client is not None else None
-    return sock is not None and set_nodelay(sock)
-
-
 def paho_client(client_id: str, nodelay: bool) -> Any:
     import paho.mqtt.client as paho
 
@@ -191,12 +181,9 @@ async def _receiver(index: int, brokers: dict[str, int], conn: Connection) -> No
                     rec[name].append((msg.start_beat, t))
 
         tasks.append(asyncio.create_task(consume(ours_osc, "ours osc")))
-        nodelay_ok = True
         for broker, port in brokers.items():
             bus = MqttBus(ENS, MqttBusConfig(host=HOST, port=port), f"fan-rx{index}-{broker}")
             await stack.enter_async_context(bus)
-            if broker == "nodelay":
-                nodelay_ok &= nodelay_on_bus(bus)
             tasks.append(asyncio.create_task(consume(bus, f"ours mqtt {broker}")))
             subscribed = threading.Event()
             raw = paho_client(f"fan-rawrx{index}-{broker}", broker == "nodelay")
@@ -214,7 +201,7 @@ async def _receiver(index: int, brokers: dict[str, int], conn: Connection) -> No
             stack.callback(raw.disconnect)
             if not await loop.run_in_executor(None, subscribed.wait, READY_TIMEOUT_S):
                 raise RuntimeError(f"receiver {index}: raw paho never subscribed on {broker}")
-        conn.send({"osc_port": ours_osc.raw.address[1], "raw_osc_port": raw_osc_port, "nodelay": nodelay_ok})
+        conn.send({"osc_port": ours_osc.raw.address[1], "raw_osc_port": raw_osc_port})
         await loop.run_in_executor(None, conn.recv)  # "stop"
         await asyncio.sleep(0)
         for task in tasks:
@@ -228,7 +215,7 @@ Sent = dict[str, list[float]]
 
 
 async def send_all(receivers: list[dict[str, Any]], brokers: dict[str, int], paths: list[Route], notes: int,
-                   interval_s: float, seed: int, quiet: bool) -> tuple[Sent, dict[str, bool]]:
+                   interval_s: float, seed: int, quiet: bool) -> Sent:
     """Send warm-up and measured notes on every path, interleaved; return the measured send stamps."""
     from pythonosc.udp_client import SimpleUDPClient
 
@@ -239,7 +226,6 @@ async def send_all(receivers: list[dict[str, Any]], brokers: dict[str, int], pat
     clock = time.monotonic
     payload_size = len(to_msgpack(note_for(0.0)))
     sent: dict[str, list[float]] = {p.name: [] for p in PATHS}
-    nodelay: dict[str, bool] = {}
     async with contextlib.AsyncExitStack() as stack:
         peers = [(HOST, r["osc_port"]) for r in receivers]
         osc_bus = await stack.enter_async_context(OscBus(ENS, (HOST, 0), peers))
@@ -249,8 +235,6 @@ async def send_all(receivers: list[dict[str, Any]], brokers: dict[str, int], pat
         for broker, port in brokers.items():
             bus = MqttBus(ENS, MqttBusConfig(host=HOST, port=port), f"fan-tx-{broker}")
             mqtt_bus[broker] = await stack.enter_async_context(bus)
-            if broker == "nodelay":
-                nodelay["ours sender"] = nodelay_on_bus(bus)
             raw = paho_client(f"fan-rawtx-{broker}", broker == "nodelay")
             connected = threading.Event()
             raw.on_connect = lambda *_, ev=connected: ev.set()
@@ -300,7 +284,7 @@ async def send_all(receivers: list[dict[str, Any]], brokers: dict[str, int], pat
                 print(f"  sent {done}/{notes} notes on each of {len(active)} paths", file=sys.stderr,
                       flush=True)
         await asyncio.sleep(0.5)  # stragglers (a 40 ms delayed ACK is the worst seen)
-    return sent, nodelay
+    return sent
 
 
 # -- analysis ----------------------------------------------------------------------------------------
@@ -379,20 +363,18 @@ def _on_sigterm(_sig: int, _frame: FrameType | None) -> None:
     raise StopRequestedError
 
 
-class NoDelayMosquitto:
-    """Factory for the helper's broker with `set_tcp_nodelay true` added to its config."""
+def make_broker(nodelay: bool) -> Any:
+    """The test helper's mosquitto with `set_tcp_nodelay` as asked (false: as Debian ships it)."""
+    from tests.support.broker import Mosquitto
 
-    @staticmethod
-    def make(nodelay: bool) -> Any:
-        from tests.support.broker import Mosquitto
+    class Broker(Mosquitto):
+        def _configure(self) -> None:
+            super()._configure()
+            conf = self.dir / "mosquitto.conf"
+            lines = [ln for ln in conf.read_text().splitlines() if not ln.startswith("set_tcp_nodelay")]
+            conf.write_text("\n".join([*lines, f"set_tcp_nodelay {'true' if nodelay else 'false'}"]) + "\n")
 
-        class Tuned(Mosquitto):
-            def _configure(self) -> None:
-                super()._configure()
-                with open(self.dir / "mosquitto.conf", "a") as f:
-                    f.write("set_tcp_nodelay true\n")
-
-        return Tuned() if nodelay else Mosquitto()
+    return Broker()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -432,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {reason} (or pass --no-mqtt)", file=sys.stderr)
                 return 1
             for name in ("stock", "nodelay"):
-                broker = NoDelayMosquitto.make(name == "nodelay")
+                broker = make_broker(name == "nodelay")
                 brokers.append(broker)
                 ports[name] = broker.start().port
             progress(f"mosquitto stock on :{ports['stock']}, nodelay on :{ports['nodelay']}")
@@ -449,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError(f"receiver {i} not ready after {READY_TIMEOUT_S} s")
             receivers.append(c.recv())
         progress(f"{args.receivers} receivers ready; {notes} notes per path, {interval_ms:g} ms apart")
-        sent, nodelay = asyncio.run(
+        sent = asyncio.run(
             send_all(receivers, ports, paths, notes, interval_ms / 1000.0, args.seed, args.quiet)
         )
         for c in conns:
@@ -475,9 +457,6 @@ def main(argv: list[str] | None = None) -> int:
             b.close()
     rows = analyse(sent, records)
     print_table(rows, args.receivers, interval_ms)
-    applied = all(r.get("nodelay", False) for r in receivers) and nodelay.get("ours sender", False)
-    if ports:
-        print(f"TCP_NODELAY set on our MqttBus sockets for the nodelay rows: {'yes' if applied else 'NO'}")
     print(f"1-minute load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     if args.json:
         report = {

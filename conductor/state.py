@@ -20,6 +20,9 @@ from protocol.messages import AgentParams, Control, PlanState, Roster
 from protocol.timeline import Timeline
 
 
+MIN_CHANGE_LEAD_S = 0.1
+
+
 @dataclass
 class Mix:
     """One agent's requested settings; `muted` in AgentParams also folds in other agents' solo."""
@@ -90,6 +93,9 @@ class ConductorState:
             tl = self.timeline
             beat = tl.settled(now).beat_at(now)
             next_bar = (math.floor(beat / tl.beats_per_bar) + 1) * tl.beats_per_bar
+            if (next_bar - beat) * 60.0 / tl.tempo_at_beat(beat) < MIN_CHANGE_LEAD_S:
+                # Too close to the bar line for every agent to hear it in time: take the next one.
+                next_bar += tl.beats_per_bar
             self.timeline = tl.with_tempo(float(v), next_bar, now)
             return [self.timeline]
         if p == "play":

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("--export-only needs --init CHECKPOINT")
     result = train(train_set, cfg, val_set, report=lambda line: print(line, flush=True))
     if a.export_only:
-        result.history = card.history_of(a.init) or result.history
+        card.restore_totals(result, a.init)
     export_model(result.model, a.out, config_name=name, tokenizer_version="v2", optimise_midi=True)
     print(f"exported {a.out}", flush=True)
     path = card.write_card(a.out, result, cfg, corpus, val_set, argv=sys.argv[1:] if argv is None else argv,

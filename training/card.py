@@ -121,14 +121,21 @@ def _mean(items: Sequence[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.nanmean([m[k] for m in items])) for k in keys}
 
 
-def history_of(checkpoint: str | Path | None) -> list[dict[str, float]]:
-    """The loss history stored in one of our checkpoints (empty for a foreign state dict)."""
-    if checkpoint is None:
-        return []
+def restore_totals(result: TrainResult, checkpoint: str | Path) -> None:
+    """Steps, time, events and the loss history of the run that wrote `checkpoint` (ours only), so a
+    card written by `--export-only` describes the training, not the zero-step export."""
     import torch
 
     ckpt = torch.load(str(checkpoint), map_location="cpu", weights_only=False)
-    return list(ckpt.get("history", [])) if isinstance(ckpt, dict) else []
+    if not isinstance(ckpt, dict) or "history" not in ckpt:
+        return
+    totals = ckpt.get("totals", {})
+    result.history = list(ckpt["history"]) or result.history
+    result.steps = int(ckpt.get("step", result.steps))
+    result.events = int(totals.get("events", result.events))
+    result.tokens = int(totals.get("tokens", result.tokens))
+    result.seconds = float(totals.get("seconds", result.seconds))
+    result.bf16 = bool(totals.get("bf16", result.bf16))
 
 
 def _plot(history: list[dict[str, float]], path: Path) -> bool:

@@ -35,10 +35,10 @@ class TrainConfig:
     token_heads: int = 2
     token_ffn: int | None = None  # 2 x width
     seq_len: int = 256
-    batch: int = 8
+    batch: int = 4
     lr: float = 2e-3
     min_lr_ratio: float = 0.1
-    warmup: int = 100
+    warmup: int = 30
     weight_decay: float = 0.01
     minutes: float = 20.0
     max_steps: int | None = None
@@ -121,12 +121,15 @@ def model_from_checkpoint(path: str | Path) -> tuple[MIDIModel, dict]:
     return model, ckpt if isinstance(ckpt, dict) else {}
 
 
-def save_checkpoint(path: Path, model: MIDIModel, cfg: TrainConfig, step: int, history: list) -> None:
+def save_checkpoint(path: Path, model: MIDIModel, cfg: TrainConfig, step: int, history: list,
+                    **totals: float) -> None:
+    """`totals` (events, tokens, seconds, ...) let `--export-only` write a complete card later."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     cfg_dict = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
     torch.save({"model": model.state_dict(), "step": step, "config": cfg_dict, "history": history,
-                "specs": {"net": asdict(model.net.spec), "net_token": asdict(model.net_token.spec)}}, tmp)
+                "totals": totals, "specs": {"net": asdict(model.net.spec),
+                                            "net_token": asdict(model.net_token.spec)}}, tmp)
     tmp.replace(path)  # a crash mid-write never leaves a truncated checkpoint
 
 
@@ -138,11 +141,12 @@ def _lr(cfg: TrainConfig, step: int, progress: float) -> float:
 
 
 def _choose_bf16(model: MIDIModel, batch: torch.Tensor, device: str) -> bool:
-    """Time a forward+backward with and without bf16 autocast; keep the faster one."""
+    """Time a forward+backward with and without bf16 autocast on a slice of a batch; keep the faster."""
+    batch = batch[:2, :64]
     times = {}
     for use in (False, True):
         best = math.inf
-        for _ in range(3):
+        for _ in range(2):
             t = time.perf_counter()
             with torch.autocast(device, dtype=torch.bfloat16, enabled=use):
                 loss = model.loss(batch)
@@ -233,7 +237,8 @@ def train(corpus: Corpus, cfg: TrainConfig, val: Corpus | None = None,
                    f"{rate:6.0f} events/s  elapsed {(now - start) / 60:5.1f} min  ETA {left / 60:5.1f} min")
             recent, window_events, window_t, last_report = [], 0, now, now
         if cfg.checkpoint and now - last_ckpt > cfg.checkpoint_every_s:
-            save_checkpoint(cfg.checkpoint, model, cfg, step, history)
+            save_checkpoint(cfg.checkpoint, model, cfg, step, history, events=events, tokens=tokens,
+                            seconds=now - start, bf16=bf16)
             last_ckpt = now
     seconds = time.perf_counter() - start
     if recent or not history:
@@ -243,5 +248,6 @@ def train(corpus: Corpus, cfg: TrainConfig, val: Corpus | None = None,
                         "val_loss": val_loss, "lr": _lr(cfg, step, 1.0), "events_per_s": math.nan})
     model = model.cpu().eval()
     if cfg.checkpoint:
-        save_checkpoint(cfg.checkpoint, model, cfg, step, history)
+        save_checkpoint(cfg.checkpoint, model, cfg, step, history, events=events, tokens=tokens,
+                        seconds=seconds, bf16=bf16)
     return TrainResult(model, step, seconds, events, tokens, history, bf16, device)

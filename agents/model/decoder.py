@@ -227,7 +227,7 @@ class Generator:
                         _RANKS[self.vocab.event_names[int(last_row[0])]])
             lowest = max(lowest, last_slot if (self.track, rank) >= last_key else last_slot + 1)
         if not_before_beat is not None:
-            lowest = max(lowest, ctx.slot_of(not_before_beat))
+            lowest = max(lowest, ctx.slot_of(_finite("not_before_beat", not_before_beat)))
         if lowest // 16 - end16 // 16 > _MAX_DELTA:
             raise ValueError(f"not_before_beat {not_before_beat} is more than {_MAX_DELTA} beats after "
                              "the context's last event: one time1 token cannot reach it")

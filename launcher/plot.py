@@ -1,0 +1,216 @@
+"""A picture of a recorded session: every part on one piano roll, bar lines, and the chord plan beneath.
+
+The x axis is in beats, not seconds: the recorder writes beats, the chord plan is in beats, and a
+tempo change should not bend the bar lines. Drum parts get their own lane labelled with General MIDI
+drum names, since a kick drawn at "C2" between the bass notes reads as a wrong bass note.
+matplotlib is an optional extra, imported only here and only when a plot is asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mido
+
+from protocol.harmony import ChordPlan
+
+__all__ = ["PlotError", "Track", "plot_piano_roll", "read_tracks"]
+
+DRUM_CHANNEL = 9
+DEFAULT_SIZE = (1600, 900)  # pixels
+DPI = 100
+
+GM_DRUMS = {
+    35: "kick 2", 36: "kick", 37: "side stick", 38: "snare", 39: "clap", 40: "snare 2", 41: "low tom",
+    42: "hi-hat", 43: "low tom 2", 44: "pedal hat", 45: "mid tom", 46: "open hat", 47: "mid tom 2",
+    48: "high tom", 49: "crash", 50: "high tom 2", 51: "ride", 53: "ride bell", 54: "tambourine",
+    56: "cowbell", 57: "crash 2", 59: "ride 2",
+}
+_NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+class PlotError(RuntimeError):
+    """What is missing or wrong, in one line the launcher prints as it is."""
+
+
+@dataclass
+class Track:
+    """One part's notes in beats: (start, duration, pitch, velocity)."""
+
+    name: str
+    channel: int | None = None
+    notes: list[tuple[float, float, int, int]] = field(default_factory=list)
+
+    @property
+    def is_drums(self) -> bool:
+        return self.channel == DRUM_CHANNEL
+
+
+def read_tracks(midi_path: str | os.PathLike[str]) -> tuple[list[Track], int | None]:
+    """Parts with notes, in file order, and the meter from the file's time signature (None if absent)."""
+    try:
+        mid = mido.MidiFile(str(midi_path))
+    except FileNotFoundError:
+        raise PlotError(f"{midi_path}: no such MIDI file") from None
+    except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
+        raise PlotError(f"{midi_path}: not a readable MIDI file: {exc}") from None
+    ppq = mid.ticks_per_beat
+    tracks: list[Track] = []
+    meter: int | None = None
+    for index, raw in enumerate(mid.tracks):
+        track = Track(name=f"track {index}")
+        held: dict[tuple[int, int], tuple[int, int]] = {}  # (channel, pitch) -> (on tick, velocity)
+        tick = 0
+        for msg in raw:
+            tick += msg.time
+            if msg.type == "track_name":
+                track.name = msg.name
+            elif msg.type == "time_signature" and meter is None:
+                meter = msg.numerator
+            elif msg.type == "note_on" and msg.velocity > 0:
+                held[(msg.channel, msg.note)] = (tick, msg.velocity)
+                track.channel = msg.channel if track.channel is None else track.channel
+            elif msg.type in ("note_off", "note_on") and (msg.channel, msg.note) in held:
+                on, velocity = held.pop((msg.channel, msg.note))
+                track.notes.append((on / ppq, max(tick - on, 1) / ppq, msg.note, velocity))
+        for (_channel, pitch), (on, velocity) in held.items():  # never released: draw to the track's end
+            track.notes.append((on / ppq, max(tick - on, 1) / ppq, pitch, velocity))
+        if track.notes:
+            tracks.append(track)
+    return tracks, meter
+
+
+def _import_pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise PlotError(f"plotting needs matplotlib: pip install -e '.[plot]' ({exc})") from exc
+    matplotlib.use("Agg")  # files only: no display, works on a headless machine
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _note_name(pitch: int) -> str:
+    return f"{_NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
+def _draw_notes(ax: Any, track: Track, color: Any, rows: dict[int, int] | None = None) -> None:
+    """Bars whose opacity follows velocity, so accents are visible without another legend."""
+    lefts = [n[0] for n in track.notes]
+    widths = [n[1] for n in track.notes]
+    ys = [rows[n[2]] if rows is not None else n[2] for n in track.notes]
+    alphas = [0.35 + 0.65 * n[3] / 127 for n in track.notes]
+    colors = [(*color[:3], a) for a in alphas]
+    ax.barh(ys, widths, left=lefts, height=0.8, color=colors, edgecolor=(*color[:3], 1.0), linewidth=0.4)
+
+
+def _draw_chords(ax: Any, plan: ChordPlan, beats_per_bar: int, end_beat: float) -> None:
+    beat = 0.0
+    while beat < end_beat:
+        span = plan.chord_span_at(beat, beats_per_bar)
+        if span is None:  # a plan that does not loop ends before the music does
+            break
+        ax.axvline(span.start_beat, color="0.6", linewidth=0.6)
+        ax.text(span.start_beat + 0.1, 0.5, span.chord.symbol, va="center", ha="left", fontsize=10,
+                clip_on=True)
+        beat = span.end_beat
+
+
+def plot_piano_roll(
+    midi_path: str | os.PathLike[str],
+    png_path: str | os.PathLike[str],
+    chords: str | None = None,
+    beats_per_bar: int | None = None,
+    loop: bool = True,
+    key: str = "C",
+    *,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    title: str | None = None,
+) -> Path:
+    """Draw the recording at `midi_path` as a PNG of exactly `size` pixels; returns the PNG's path.
+
+    `chords` is the ensemble's plan text (as in the YAML); None leaves the chord lane out.
+    `beats_per_bar` None takes the meter from the file (the recorder writes it), else 4.
+    """
+    if not (len(size) == 2 and all(isinstance(v, int) and 200 <= v <= 20000 for v in size)):
+        raise ValueError(f"size: expected (width, height) in pixels, 200..20000, got {size!r}")
+    tracks, file_meter = read_tracks(midi_path)
+    bpb = beats_per_bar or file_meter or 4
+    plan = None
+    if chords is not None:
+        try:
+            plan = ChordPlan.parse(chords, loop=loop, key=key)
+        except ValueError as exc:  # ChordError is a ValueError
+            raise PlotError(f"chords: {exc}") from None
+    plt = _import_pyplot()
+    from matplotlib.patches import Patch
+
+    pitched = [t for t in tracks if not t.is_drums]
+    drums = [t for t in tracks if t.is_drums]
+    end = max((n[0] + n[1] for t in tracks for n in t.notes), default=float(bpb))
+    end = max(bpb, -(-end // bpb) * bpb)  # whole bars
+    drum_pitches = sorted({n[2] for t in drums for n in t.notes})
+    ratios = [6.0] + ([max(1.0, 0.35 * len(drum_pitches))] if drums else []) + ([0.5] if plan else [])
+    fig, axes = plt.subplots(len(ratios), 1, sharex=True, figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI,
+                             gridspec_kw={"height_ratios": ratios, "hspace": 0.05})
+    axes = list(axes) if len(ratios) > 1 else [axes]
+    colors = plt.get_cmap("tab10").colors
+    roll = axes[0]
+    legend = []
+    for i, t in enumerate(tracks):
+        color = colors[i % len(colors)]
+        if t.is_drums:
+            _draw_notes(axes[1], t, color, rows={p: r for r, p in enumerate(drum_pitches)})
+        else:
+            _draw_notes(roll, t, color)
+        legend.append(Patch(color=color, label=f"{t.name} ({len(t.notes)} notes)"))
+
+    pitches = [n[2] for t in pitched for n in t.notes] or [60]
+    lo, hi = min(pitches) - 2, max(pitches) + 2
+    roll.set_ylim(lo, hi)
+    roll.set_yticks([p for p in range(lo, hi + 1) if p % 12 == 0])
+    roll.set_yticklabels([_note_name(p) for p in range(lo, hi + 1) if p % 12 == 0])
+    roll.set_ylabel("pitch")
+    roll.legend(handles=legend, loc="upper right", fontsize=9, framealpha=0.85)  # drums' lane included
+    if drums:
+        axes[1].set_yticks(range(len(drum_pitches)))
+        axes[1].set_yticklabels([GM_DRUMS.get(p, _note_name(p)) for p in drum_pitches], fontsize=8)
+        axes[1].set_ylim(-0.6, len(drum_pitches) - 0.4)
+    if plan is not None:
+        lane = axes[-1]
+        lane.set_ylim(0, 1)
+        lane.set_yticks([])
+        lane.set_ylabel("chords", rotation=0, ha="right", va="center")
+        _draw_chords(lane, plan, bpb, end)
+
+    _bar_lines(axes, bpb, end)
+    axes[-1].set_xlabel(f"bar ({bpb} beats)")
+    roll.set_title(title or Path(midi_path).name)
+    fig.subplots_adjust(left=0.07, right=0.99, top=0.95, bottom=0.07)
+    png = Path(png_path)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(str(png), dpi=DPI)  # no bbox_inches="tight": the PNG is exactly `size`
+    plt.close(fig)
+    return png
+
+
+def _bar_lines(axes: Sequence[Any], bpb: int, end: float) -> None:
+    bars = int(end // bpb)
+    step = max(1, bars // 32)  # keep labels legible on a long session
+    for ax in axes:
+        ax.set_xlim(0, end)
+        for b in range(bars + 1):
+            ax.axvline(b * bpb, color="0.25", linewidth=0.8 if b % step == 0 else 0.4, zorder=0)
+        if bars <= 32:  # beat lines only while they are far enough apart to help
+            for beat in range(int(end)):
+                if beat % bpb:
+                    ax.axvline(beat, color="0.88", linewidth=0.4, zorder=0)
+        ax.set_axisbelow(True)
+        ax.grid(axis="y", color="0.9", linewidth=0.5)
+    axes[-1].set_xticks([b * bpb for b in range(0, bars, step)])
+    axes[-1].set_xticklabels([str(b + 1) for b in range(0, bars, step)])
