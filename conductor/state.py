@@ -19,7 +19,6 @@ from protocol.harmony import ChordPlan
 from protocol.messages import AgentParams, Control, PlanState, Roster
 from protocol.timeline import Timeline
 
-
 MIN_CHANGE_LEAD_S = 0.1
 
 
