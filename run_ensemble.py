@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from launcher.artifacts import make_artifacts
 from protocol.ensemble import Ensemble, EnsembleError, load_ensemble
 
 ROOT = Path(__file__).resolve().parent
@@ -81,6 +82,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--stats-dir", type=Path, help="keep each process's live stats JSON in DIR (default: a temp dir)"
     )
+    ap.add_argument("--render", type=Path, metavar="FILE.wav", help="after the run, render the recording")
+    ap.add_argument("--plot", type=Path, metavar="FILE.png", help="after the run, draw a piano roll")
+    ap.add_argument(
+        "--from-midi", type=Path, metavar="FILE.mid", help="play nothing: --render/--plot this recording"
+    )
+    ap.add_argument("--schema", action="store_true", help="print the ensemble YAML's JSON Schema and exit")
     ap.add_argument("--log-level", default="WARNING")
     return ap.parse_args(argv)
 
@@ -260,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.list_ports:
         return list_ports()
+    if args.schema:
+        from launcher.schema import main as print_schema
+
+        return print_schema()
     try:
         ens = load_ensemble(args.ensemble)
     except EnsembleError as exc:
@@ -273,8 +284,16 @@ def main(argv: list[str] | None = None) -> int:
             f"ok: {args.ensemble}: ensemble {ens.name!r}, {len(ens.agents)} agents, bus {ens.bus.transport}"
         )
         return 0
+    if args.from_midi is not None:
+        if args.render is None and args.plot is None:
+            print("error: --from-midi: say what to make with --render FILE.wav and/or --plot FILE.png",
+                  file=sys.stderr)
+            return 1
+        return make_artifacts(args.from_midi, ens, args.render, args.plot, args.quiet)
     with tempfile.TemporaryDirectory(prefix="barcelona-") as tmp:
         run_dir = Path(tmp)
+        if (args.render or args.plot) and args.record is None:
+            args.record = run_dir / "session.mid"
         if args.stats_dir is not None:
             args.stats_dir.mkdir(parents=True, exist_ok=True)
             run_dir = args.stats_dir
@@ -294,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
             _print_summary(report)
         if report["stuck_notes"]:
             print(f"warning: {report['stuck_notes']} notes were still sounding at the end", file=sys.stderr)
+        if args.render or args.plot:
+            rc = make_artifacts(args.record, ens, args.render, args.plot, args.quiet) or rc
     return rc
 
 
