@@ -120,6 +120,8 @@ class EngineConfig(Strict):
     density: Annotated[float, Field(ge=0, le=4)] = 1.0
     chord_bias: Annotated[float, Field(ge=0, le=20)] = 2.0
     bass: bool = False
+    max_rest_beats: Annotated[int, Field(ge=0, le=127)] = 4
+    max_note_beats: Annotated[float, Field(gt=0, le=127)] = 8.0
     seed: int | None = None
 
     @model_validator(mode="after")

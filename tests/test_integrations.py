@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import struct
 import xml.etree.ElementTree as ET
 import zlib
 from dataclasses import fields
@@ -180,17 +181,29 @@ def tosc_messages() -> list[Message]:
     return out
 
 
+def float32(value: Atom) -> Atom:
+    """A float as Max's udpsend and TouchOSC send it: float32 ('f'), so 0.01 arrives as 0.0099999998."""
+    if isinstance(value, float):
+        return float(struct.unpack(">f", struct.pack(">f", value))[0])
+    return value
+
+
+def on_the_wire(surface: str) -> list[Message]:
+    """A surface's messages with their floats rounded the way the conductor will receive them."""
+    return [[float32(a) for a in m] for m in SURFACES[surface]()]
+
+
 SURFACES = {"max": max_messages, "touchosc": tosc_messages}
 
 
 def parsed(surface: str) -> list[Control]:
-    return [parse_control(ENSEMBLE.name, str(m[0]), m[1:]) for m in SURFACES[surface]()]
+    return [parse_control(ENSEMBLE.name, str(m[0]), m[1:]) for m in on_the_wire(surface)]
 
 
 # -- (1) and (2): what both surfaces send ---------------------------------------------------------------
 @pytest.mark.parametrize("surface", sorted(SURFACES))
 def test_every_message_parses_as_a_control(surface: str) -> None:
-    messages = SURFACES[surface]()
+    messages = on_the_wire(surface)
     assert messages, f"{surface}: sends nothing"
     for m in messages:
         address = str(m[0])

@@ -52,6 +52,8 @@ class WorkerConfig:
     bass: bool
     tracks: dict[str, tuple[int, int]] = field(default_factory=dict)  # source -> (track, channel)
     human: str = ""
+    max_rest_beats: int = 4
+    max_note_beats: float = 8.0
     max_events: int = 1024
     intra_op_threads: int = 1
 
@@ -92,6 +94,7 @@ class Planner:
             channel=cfg.channel,
             pitch_range=cfg.pitch_range,
             seed=cfg.seed,
+            max_duration_beats=cfg.max_note_beats,
         )
         self._Params = DecodeParams
         self._ChordPlan = ChordPlan
@@ -184,12 +187,19 @@ class Planner:
         bpb = self.bpb
         plan = self.plan
         note = self.generator.step(
-            self.params, lambda beat: plan.chord_at(beat, bpb), not_before_beat=self.committed_until
+            self.params,
+            lambda beat: plan.chord_at(beat, bpb),
+            not_before_beat=self.committed_until,
+            max_rest_beats=self.cfg.max_rest_beats,
         )
         self.events += 1
         end = self.context.beat_of_row(len(self.context) - 1)
         self.generated_until = max(self.generated_until, end)
         if note is not None:
+            # The context replaces a note struck again at the same slot and pitch; so does the plan.
+            self.planned = [
+                n for n in self.planned if (n.start_beat, n.pitch) != (note.start_beat, note.pitch)
+            ]
             self.planned.append(note)
 
 

@@ -61,6 +61,8 @@ class OnnxEngine:
             bass=e.bass,
             tracks=tracks,
             human=ens.human.name if ens.human else "",
+            max_rest_beats=e.max_rest_beats,
+            max_note_beats=e.max_note_beats,
         )
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()

@@ -88,10 +88,23 @@ class Generator:
     track, channel), which the runtime then folds into the next call. Not thread-safe.
     """
 
-    def __init__(self, runtime: ModelRuntime, context: LiveContext, *, track: int, channel: int,
-                 pitch_range: tuple[int, int] = (0, 127), seed: int | None = None, owner: int | None = None,
-                 allow_patch: bool = False, allow_cc: bool = False, sampling: str = "fast",
-                 keep_order: bool = True, rng: np.random.RandomState | None = None) -> None:
+    def __init__(
+        self,
+        runtime: ModelRuntime,
+        context: LiveContext,
+        *,
+        track: int,
+        channel: int,
+        pitch_range: tuple[int, int] = (0, 127),
+        seed: int | None = None,
+        owner: int | None = None,
+        allow_patch: bool = False,
+        allow_cc: bool = False,
+        sampling: str = "fast",
+        keep_order: bool = True,
+        rng: np.random.RandomState | None = None,
+        max_duration_beats: float | None = None,
+    ) -> None:
         """``owner`` tags this agent's rows in the context (default: the track), so
         ``context.truncate_after(beat, owner)`` drops only its own plan. ``keep_order`` restricts
         time tokens so an event sorts after the context's last row (no re-feed after each event)."""
@@ -101,11 +114,15 @@ class Generator:
         if runtime.batch_size != 1:
             raise ValueError(f"runtime: batch_size must be 1, got {runtime.batch_size}")
         if runtime.info.vocab_size != vocab.vocab_size or runtime.info.tokenizer_version != vocab.version:
-            raise ValueError(f"runtime: model is {runtime.info.tokenizer_version} / vocab "
-                             f"{runtime.info.vocab_size}, context is {vocab.version} / {vocab.vocab_size}")
+            raise ValueError(
+                f"runtime: model is {runtime.info.tokenizer_version} / vocab "
+                f"{runtime.info.vocab_size}, context is {vocab.version} / {vocab.vocab_size}"
+            )
         if runtime.max_events < context.max_events:
-            raise ValueError(f"runtime: max_events {runtime.max_events} < the context's "
-                             f"{context.max_events}; the cache could not hold a full context")
+            raise ValueError(
+                f"runtime: max_events {runtime.max_events} < the context's "
+                f"{context.max_events}; the cache could not hold a full context"
+            )
         self.track = _int_in("track", track, 0, vocab.param_size["track"] - 1)
         self.channel = _int_in("channel", channel, 0, 15)
         if not (isinstance(pitch_range, tuple) and len(pitch_range) == 2):
@@ -139,6 +156,11 @@ class Generator:
             else:
                 self._static[param] = block(param)
         self._pitch_pc = np.arange(lo, hi + 1) % 12
+        if max_duration_beats is not None:
+            # Durations are 1/16-beat steps from 0; a cap keeps a surprised model from holding a note
+            # for a hundred beats over everything that follows.
+            steps = max(1, round(16 * _finite("max_duration_beats", max_duration_beats)))
+            self._static["duration"] = self._static["duration"][: steps + 1]
         self._chord_bias: dict[tuple[Chord, float, bool], np.ndarray | None] = {}
         self._density: tuple[float, np.ndarray, np.ndarray] | None = None
         self._probe = np.array([vocab.event_ids["note"], self._time1[0], self._time2[0], 0, 0, 0, 0, 0])
@@ -172,10 +194,20 @@ class Generator:
             self.runtime.rollback(first)
 
     # ---- sampling ---------------------------------------------------------------------------------
-    def step(self, params: DecodeParams, chord_at: ChordAt | None = None, *,
-             not_before_beat: float | None = None) -> LiveNote | None:
+    def step(
+        self,
+        params: DecodeParams,
+        chord_at: ChordAt | None = None,
+        *,
+        not_before_beat: float | None = None,
+        max_rest_beats: int | None = None,
+    ) -> LiveNote | None:
         """Sample one event of this agent's part, add it to the context (as ``owner``) and return it
-        as a note (None for a patch/control change, or when the context could not place it)."""
+        as a note (None for a patch/control change, or when the context could not place it).
+
+        ``max_rest_beats`` caps the whole-beat gap (time1) after the earliest allowed beat: an
+        accompanist that jumps 90 beats ahead (an untrained or surprised model can) would fall
+        silent for minutes, so the gap is bounded rather than hoped for."""
         if not isinstance(params, DecodeParams):
             raise TypeError(f"params must be DecodeParams, got {type(params).__name__}")
         self.sync()
@@ -190,8 +222,10 @@ class Generator:
         for i, param in enumerate(vocab.events[name], start=1):
             bias = None
             if param == "time1":
-                allowed = self._time1[t1_min:]
+                t1_max = len(self._time1) if max_rest_beats is None else t1_min + 1 + max(0, max_rest_beats)
+                allowed = self._time1[t1_min:t1_max]
                 bias = self._density_bias(params.density, 1, t1_min)
+                bias = None if bias is None else bias[: len(allowed)]
             elif param == "time2":
                 t1 = int(row[i - 1] - self._time1[0])
                 t2_min = min_slot % 16 if t1 == t1_min else 0
@@ -211,8 +245,9 @@ class Generator:
         if self._skip_forced and len(allowed) == 1:
             return self.sampler.forced(int(allowed[0]))
         logits = self.runtime.token_logits(self.last_row[:j])[0]
-        return self.sampler.sample(logits, allowed, temperature=params.temperature, top_p=params.top_p,
-                                   top_k=params.top_k, bias=bias)
+        return self.sampler.sample(
+            logits, allowed, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k, bias=bias
+        )
 
     def _min_slot(self, rank: int, end16: int, not_before_beat: float | None) -> int:
         """Earliest slot the new event may take: after the last row in sort order, and at or after
@@ -223,14 +258,18 @@ class Generator:
         if self.keep_order and last >= ctx.n_prefix:
             last_slot = ctx.slot_of(ctx.beat_of_row(last))
             last_row = ctx.rows[last]
-            last_key = (int(last_row[3]) - self.vocab.param_base["track"],
-                        _RANKS[self.vocab.event_names[int(last_row[0])]])
+            last_key = (
+                int(last_row[3]) - self.vocab.param_base["track"],
+                _RANKS[self.vocab.event_names[int(last_row[0])]],
+            )
             lowest = max(lowest, last_slot if (self.track, rank) >= last_key else last_slot + 1)
         if not_before_beat is not None:
             lowest = max(lowest, ctx.slot_of(_finite("not_before_beat", not_before_beat)))
         if lowest // 16 - end16 // 16 > _MAX_DELTA:
-            raise ValueError(f"not_before_beat {not_before_beat} is more than {_MAX_DELTA} beats after "
-                             "the context's last event: one time1 token cannot reach it")
+            raise ValueError(
+                f"not_before_beat {not_before_beat} is more than {_MAX_DELTA} beats after "
+                "the context's last event: one time1 token cannot reach it"
+            )
         return lowest
 
     def _density_bias(self, density: float, which: int, start: int) -> np.ndarray | None:
@@ -238,8 +277,11 @@ class Generator:
             return None
         if self._density is None or self._density[0] != density:
             scale = -math.log(density)
-            self._density = (density, (scale * np.arange(_MAX_DELTA + 1)).astype(np.float32),
-                             (scale * np.arange(16) / 16).astype(np.float32))
+            self._density = (
+                density,
+                (scale * np.arange(_MAX_DELTA + 1)).astype(np.float32),
+                (scale * np.arange(16) / 16).astype(np.float32),
+            )
         return self._density[which][start:]
 
     def _pitch_bias(self, chord: Chord | None, params: DecodeParams) -> np.ndarray | None:
@@ -250,8 +292,12 @@ class Generator:
         if key in self._chord_bias:
             return self._chord_bias[key]
         s = params.chord_bias
-        role_bias = {PitchRole.CHORD_TONE: s, PitchRole.TENSION: s / 2, PitchRole.AVOID: -s,
-                     PitchRole.FREE: 0.0}
+        role_bias = {
+            PitchRole.CHORD_TONE: s,
+            PitchRole.TENSION: s / 2,
+            PitchRole.AVOID: -s,
+            PitchRole.FREE: 0.0,
+        }
         per_pc = np.array([role_bias[r] for r in pitch_class_roles(chord)], np.float32)
         if params.bass and not chord.is_no_chord:
             per_pc[chord.bass] += s

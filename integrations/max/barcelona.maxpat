@@ -591,7 +591,7 @@
 						500.0,
 						20.0
 					],
-					"text": "AGENTS (toggles: 1 = on; numbers clamp to the protocol's ranges)",
+					"text": "AGENTS (toggles: 1 = on; number boxes are clamped inside the protocol's ranges)",
 					"fontface": 1
 				}
 			},
@@ -701,7 +701,7 @@
 					],
 					"parameter_enable": 0,
 					"format": 6,
-					"minimum": 0.01,
+					"minimum": 0.05,
 					"maximum": 5.0
 				}
 			},
@@ -781,7 +781,7 @@
 					],
 					"parameter_enable": 0,
 					"format": 6,
-					"minimum": 0.01,
+					"minimum": 0.05,
 					"maximum": 1.0
 				}
 			},
@@ -963,7 +963,7 @@
 					],
 					"parameter_enable": 0,
 					"format": 6,
-					"minimum": 0.01,
+					"minimum": 0.05,
 					"maximum": 5.0
 				}
 			},
@@ -1043,7 +1043,7 @@
 					],
 					"parameter_enable": 0,
 					"format": 6,
-					"minimum": 0.01,
+					"minimum": 0.05,
 					"maximum": 1.0
 				}
 			},
@@ -1225,7 +1225,7 @@
 					],
 					"parameter_enable": 0,
 					"format": 6,
-					"minimum": 0.01,
+					"minimum": 0.05,
 					"maximum": 5.0
 				}
 			},
@@ -1305,7 +1305,7 @@
 					],
 					"parameter_enable": 0,
 					"format": 6,
-					"minimum": 0.01,
+					"minimum": 0.05,
 					"maximum": 1.0
 				}
 			},
@@ -1451,7 +1451,7 @@
 					],
 					"parameter_enable": 0,
 					"format": 6,
-					"minimum": 0.01,
+					"minimum": 0.05,
 					"maximum": 5.0
 				}
 			},

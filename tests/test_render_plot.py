@@ -1,0 +1,265 @@
+"""Seeing and hearing a session: WAV render, piano-roll PNG, the CLI around them, and the JSON Schema."""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+import wave
+from pathlib import Path
+from typing import Any
+
+import mido
+import numpy as np
+import pytest
+import yaml
+from support.ensembles import ROOT, run_launcher, write_ensemble
+
+from launcher.plot import PlotError, plot_piano_roll, read_tracks
+from launcher.render import RenderError, render_wav
+from launcher.schema import ensemble_json_schema, schema_text
+
+PPQ = 480
+CHORDS = "C | G7 | Am F | C"
+
+
+def write_session(path: Path) -> Path:
+    """A recording laid out as the recorder writes it, with a tempo change that moves the last note.
+
+    Beats 0-7 at 120 bpm (3.5 s of music), then from beat 8 at 60 bpm: the last note, at beat 10,
+    sounds at 6.0 s and the music ends at 7.0 s. Ignoring the tempo change would put it at 5.0 s.
+    """
+    mid = mido.MidiFile(type=1, ticks_per_beat=PPQ)
+    conductor = mido.MidiTrack(
+        [
+            mido.MetaMessage("track_name", name="conductor", time=0),
+            mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0),
+            mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(120), time=0),
+            mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(60), time=8 * PPQ),
+        ]
+    )
+    mid.tracks.append(conductor)
+    parts: dict[str, tuple[int, int, list[tuple[float, float, int]]]] = {
+        "melody": (0, 73, [(0, 1, 72), (1, 1, 74), (2, 2, 76), (4, 2, 79), (10, 1, 84)]),
+        "bass": (1, 33, [(0, 2, 36), (2, 2, 43), (4, 2, 41), (6, 1, 43)]),
+        "drums": (9, 0, [(b, 0.25, 36 if b % 2 == 0 else 38) for b in range(7)]),
+    }
+    for name, (channel, program, notes) in parts.items():
+        events: list[tuple[int, mido.Message]] = []
+        for start, length, pitch in notes:
+            on = mido.Message("note_on", channel=channel, note=pitch, velocity=100)
+            off = mido.Message("note_off", channel=channel, note=pitch)
+            events += [(round(start * PPQ), on), (round((start + length) * PPQ), off)]
+        events.sort(key=lambda e: (e[0], e[1].type != "note_off"))
+        track = mido.MidiTrack([mido.MetaMessage("track_name", name=name, time=0),
+                                mido.Message("program_change", channel=channel, program=program, time=0)])
+        now = 0
+        for tick, msg in events:
+            track.append(msg.copy(time=tick - now))
+            now = tick
+        mid.tracks.append(track)
+    mid.save(str(path))
+    return path
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Path:
+    return write_session(tmp_path / "session.mid")
+
+
+@pytest.fixture
+def soundfont() -> str:
+    pytest.importorskip("fluidsynth", reason="pyfluidsynth or libfluidsynth not installed")
+    from agents.outputs import OutputError, find_soundfont
+
+    try:
+        return str(find_soundfont())
+    except OutputError as exc:
+        pytest.skip(f"no GM soundfont: {exc}")
+
+
+@pytest.fixture
+def matplotlib() -> Any:
+    return pytest.importorskip("matplotlib", reason="matplotlib not installed: pip install -e '.[plot]'")
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    with wave.open(str(path), "rb") as wav:
+        assert (wav.getnchannels(), wav.getsampwidth()) == (2, 2), "16-bit stereo"
+        frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)
+        return frames, wav.getframerate()
+
+
+def rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)) / 32768.0) if samples.size else 0.0
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height
+
+
+# ---- render -------------------------------------------------------------------------------------
+
+
+def test_render_is_audible_lasts_the_music_plus_tail_and_follows_tempo(session: Path, soundfont: str,
+                                                                        tmp_path: Path) -> None:
+    calls: list[tuple[float, float]] = []
+    result = render_wav(session, tmp_path / "out.wav", soundfont, sample_rate=22050, tail_s=1.0,
+                        progress=lambda done, total: calls.append((done, total)))
+    audio, rate = read_wav(tmp_path / "out.wav")
+    assert rate == 22050
+    assert abs(len(audio) - 7.0 * rate - 1.0 * rate) <= 1  # 4 s + 3 s of music, 1 s of tail
+    assert result.frames == len(audio) and result.seconds == pytest.approx(8.0, abs=1e-3)
+    assert rms(audio[: int(3.5 * rate)]) > 0.01  # not silent
+    assert result.peak < 1.0  # and not clipped at the default gain
+    # The note at beat 10 sounds at 6.0 s (60 bpm from beat 8), not at 5.0 s.
+    quiet = rms(audio[int(5.0 * rate) : int(5.5 * rate)])
+    loud = rms(audio[int(6.05 * rate) : int(6.5 * rate)])
+    assert loud > 10 * quiet, (quiet, loud)
+    assert calls and calls[-1] == pytest.approx((8.0, 8.0), abs=1e-3)
+
+
+def test_drums_sound_from_the_drum_bank(tmp_path: Path, soundfont: str) -> None:
+    mid = mido.MidiFile(ticks_per_beat=PPQ)
+    mid.tracks.append(mido.MidiTrack([
+        mido.Message("program_change", channel=9, program=0, time=0),
+        mido.Message("note_on", channel=9, note=38, velocity=120, time=0),
+        mido.Message("note_off", channel=9, note=38, time=PPQ // 4),
+    ]))
+    mid.save(str(tmp_path / "snare.mid"))
+    result = render_wav(tmp_path / "snare.mid", tmp_path / "snare.wav", soundfont, tail_s=0.5)
+    assert result.rms > 0.005
+
+
+def test_render_names_what_is_missing(session: Path, tmp_path: Path) -> None:
+    with pytest.raises(RenderError, match="no such MIDI file"):
+        render_wav(tmp_path / "absent.mid", tmp_path / "out.wav")
+    pytest.importorskip("fluidsynth", reason="pyfluidsynth or libfluidsynth not installed")
+    with pytest.raises(RenderError, match="soundfont"):
+        render_wav(session, tmp_path / "out.wav", soundfont="/nonexistent/piano.sf2")
+
+
+def test_render_without_pyfluidsynth_says_how_to_get_it(
+    session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "fluidsynth", None)  # as if never installed
+    with pytest.raises(RenderError, match=r"pyfluidsynth: pip install -e '\.\[fluidsynth\]'"):
+        render_wav(session, tmp_path / "out.wav")
+
+
+# ---- plot ---------------------------------------------------------------------------------------
+
+
+def test_read_tracks_gives_parts_in_beats(session: Path) -> None:
+    tracks, meter = read_tracks(session)
+    assert meter == 4
+    assert [t.name for t in tracks] == ["melody", "bass", "drums"]  # the conductor track has no notes
+    assert tracks[0].notes[-1] == (10.0, 1.0, 84, 100)  # beats, whatever the tempo did
+    assert tracks[2].is_drums and not tracks[0].is_drums
+
+
+@pytest.mark.parametrize("size", [(1600, 900), (800, 400)])
+def test_plot_writes_a_png_of_the_asked_size(session: Path, tmp_path: Path, matplotlib: Any,
+                                             size: tuple[int, int]) -> None:
+    png = plot_piano_roll(session, tmp_path / "roll.png", CHORDS, 4, True, "C", size=size)
+    assert png_size(png) == size
+    assert png.stat().st_size > 5000  # something was drawn
+
+
+def test_plot_without_chords_and_with_a_bad_plan(session: Path, tmp_path: Path, matplotlib: Any) -> None:
+    assert png_size(plot_piano_roll(session, tmp_path / "a.png", None, 4, True, "C")) == (1600, 900)
+    with pytest.raises(PlotError, match="chords"):
+        plot_piano_roll(session, tmp_path / "b.png", "C | Hm7", 4, True, "C")
+
+
+def test_plot_without_matplotlib_says_how_to_get_it(
+    session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(PlotError, match=r"pip install -e '\.\[plot\]'"):
+        plot_piano_roll(session, tmp_path / "roll.png", CHORDS, 4, True, "C")
+
+
+# ---- the CLI ------------------------------------------------------------------------------------
+
+
+def test_from_midi_renders_and_plots_without_playing(session: Path, tmp_path: Path, soundfont: str,
+                                                     matplotlib: Any) -> None:
+    wav, png = tmp_path / "cli.wav", tmp_path / "cli.png"
+    proc = run_launcher([str(ROOT / "ensembles" / "default.yaml"), "--from-midi", str(session),
+                         "--render", str(wav), "--plot", str(png)], timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {wav}" in proc.stdout and f"wrote {png}" in proc.stdout
+    assert "rendering" in proc.stderr  # the status line
+    audio, rate = read_wav(wav)
+    assert rms(audio) > 0.005 and len(audio) == pytest.approx(9.0 * rate, abs=1)  # 2 s default tail
+    assert png_size(png) == (1600, 900)
+
+
+def test_from_midi_needs_something_to_make(session: Path) -> None:
+    proc = run_launcher(["--from-midi", str(session)], timeout=60)
+    assert proc.returncode == 1 and "--render" in proc.stderr
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_a_run_renders_and_plots_its_own_recording(tmp_path: Path, soundfont: str, matplotlib: Any) -> None:
+    """No --record: the launcher records to a temp file for --render and --plot."""
+    wav, png = tmp_path / "run.wav", tmp_path / "run.png"
+    proc = run_launcher([str(write_ensemble(tmp_path)), "--bars", "2", "--quiet",
+                         "--render", str(wav), "--plot", str(png)])
+    assert proc.returncode == 0, proc.stderr
+    audio, rate = read_wav(wav)
+    assert len(audio) == pytest.approx((2 * 4 * 0.5 + 2.0) * rate, abs=0.3 * rate)  # 2 bars at 120 + tail
+    assert rms(audio) > 0.005
+    assert png_size(png) == (1600, 900)
+
+
+# ---- the JSON Schema ----------------------------------------------------------------------------
+
+
+def test_committed_schema_is_current() -> None:
+    committed = (ROOT / "docs" / "ensemble.schema.json").read_text()
+    assert json.loads(committed) == ensemble_json_schema(), (
+        "docs/ensemble.schema.json is stale: python -m launcher.schema > docs/ensemble.schema.json"
+    )
+    assert committed == schema_text()
+
+
+def test_schema_flag_prints_it() -> None:
+    proc = run_launcher(["--schema"], timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == ensemble_json_schema()
+
+
+def _unknown_keys(value: Any, schema: dict[str, Any], defs: dict[str, Any], where: str) -> list[str]:
+    """Keys the schema would reject as additional properties (a stand-in for a full validator)."""
+    if "$ref" in schema:
+        schema = defs[schema["$ref"].rsplit("/", 1)[-1]]
+    for option in schema.get("anyOf", []):
+        if value is not None and option.get("type") != "null":
+            return _unknown_keys(value, option, defs, where)
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        closed = schema.get("additionalProperties") is False
+        bad = [f"{where}.{k}" for k in value if k not in props and closed]
+        for k, v in value.items():
+            if k in props:
+                bad += _unknown_keys(v, props[k], defs, f"{where}.{k}")
+        return bad
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        item = schema["items"]
+        return [b for i, v in enumerate(value) for b in _unknown_keys(v, item, defs, f"{where}.{i}")]
+    return []
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "multihost.yaml"])
+def test_shipped_ensembles_fit_the_schema(name: str) -> None:
+    schema = ensemble_json_schema()
+    data = yaml.safe_load((ROOT / "ensembles" / name).read_text())
+    assert _unknown_keys(data, schema, schema["$defs"], "") == []
+    output_type = schema["$defs"]["OutputConfig"]["properties"]["type"]
+    assert None in output_type["enum"]  # `type: null` in YAML is a null, and the model accepts it
