@@ -10,8 +10,8 @@ still moves that note (and its note-off) to the right moment.
 
 One core (`SchedulerCore`, no threads, no clock) holds the queue, the notes that are sounding and the
 timing statistics; two thin drivers run it (STYLE example 5): `Scheduler`, a realtime timing thread
-that sleeps to just before the due time and spins the rest, and `OfflineScheduler`, driven by a
-`ManualClock` for tests and rendering, where every event goes out with lateness exactly 0.
+that sleeps to just before the due time and spins the rest, and `agents.offline_scheduler.OfflineScheduler`,
+driven by a `ManualClock` for tests and rendering, where every event goes out with lateness exactly 0.
 
 Stopped timeline: while the map is None, says `playing=False`, or its `time_at` returns None, nothing
 is due: unstarted notes are held (not dropped) and go out once a playing map arrives; notes already
@@ -33,13 +33,12 @@ from typing import ClassVar, Literal, Protocol
 
 import numpy as np
 
+from agents.lateness import LatenessStats
 from agents.realtime import DEFAULT_RT_PRIORITY, PRIORITY_NORMAL, request_realtime
 
 __all__ = [
     "EventKind",
     "LatenessStats",
-    "ManualClock",
-    "OfflineScheduler",
     "ScheduledEvent",
     "Scheduler",
     "SchedulerCore",
@@ -79,47 +78,6 @@ class ScheduledEvent:
 SendFn = Callable[[ScheduledEvent], float | None]
 """Called from the timing thread only. May return the time it actually sent (local seconds); None
 means "now", read just before the call."""
-
-
-class LatenessStats:
-    """Lateness of every send (actual - due) in a bounded ring buffer, so a long set uses fixed memory.
-
-    Written by one thread, read by others without a lock: a reader may miss the sample being written,
-    which does not matter for percentiles, and the writer (the timing thread) never waits for a reader.
-    """
-
-    def __init__(self, capacity: int = 65536, late_ms: float = 5.0) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity: must be >= 1, got {capacity}")
-        self._buf = np.zeros(capacity, dtype=np.float64)
-        self._count = 0
-        self._late = 0
-        self.late_ms = late_ms
-
-    def add(self, lateness_s: float) -> None:
-        ms = lateness_s * 1000.0
-        self._buf[self._count % self._buf.shape[0]] = ms
-        if ms > self.late_ms:
-            self._late += 1
-        self._count += 1
-
-    def values_ms(self) -> np.ndarray:
-        """The retained window (at most `capacity` latest sends), oldest first."""
-        n, cap = self._count, self._buf.shape[0]
-        if n <= cap:
-            return self._buf[:n].copy()
-        i = n % cap
-        return np.concatenate((self._buf[i:], self._buf[:i]))
-
-    def summary(self) -> dict[str, float | int]:
-        """p50/p99/max over the retained window (ms); count and late_count over the whole run."""
-        v = self.values_ms()
-        if v.size == 0:
-            p50 = p99 = mx = 0.0
-        else:
-            p50, p99 = (float(x) for x in np.percentile(v, (50.0, 99.0)))
-            mx = float(v.max())
-        return {"p50": p50, "p99": p99, "max": mx, "count": self._count, "late_count": self._late}
 
 
 @dataclass(slots=True)
@@ -446,82 +404,3 @@ class Scheduler:
                 batch = core.pop_due(clock())
             core.deliver(batch, send, clock)
         core.deliver(offs, send, clock)
-
-
-class ManualClock:
-    """A clock moved by hand; tests and offline rendering pass it where a real clock would go."""
-
-    def __init__(self, start: float = 0.0) -> None:
-        self.now = float(start)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        if seconds < 0.0:
-            raise ValueError(f"seconds: a clock does not run backwards, got {seconds}")
-        self.now += seconds
-
-
-class OfflineScheduler:
-    """Offline driver: the same core stepped by `advance`/`advance_to`, as fast as the CPU allows.
-
-    Each event is sent with the clock set to its due time, so lateness is exactly 0 unless an event
-    was already overdue when it was queued or re-timed: then it goes out at once and the lateness
-    shows how late, just as it would live.
-    """
-
-    def __init__(self, send: SendFn, *, clock: ManualClock | None = None, late_ms: float = 5.0,
-                 drop_after_s: float | None = None, stats_capacity: int = 65536) -> None:
-        self._send = send
-        self.clock = clock if clock is not None else ManualClock()
-        self._core = SchedulerCore(late_ms=late_ms, stats_capacity=stats_capacity, drop_after_s=drop_after_s)
-        self.priority = PRIORITY_NORMAL
-
-    def schedule_note(self, start_beat: float, duration_beats: float, channel: int, pitch: int,
-                      velocity: int, tag: object = None) -> int:
-        return self._core.schedule_note(start_beat, duration_beats, channel, pitch, velocity, tag)
-
-    def set_timemap(self, timemap: TimeMap | None) -> None:
-        """Replace the map; forced note-offs (a stopped map) go out now, as the thread would."""
-        self._core.set_timemap(timemap)
-        self.advance(0.0)
-
-    def start(self) -> None:
-        """Nothing to start: time moves only when advanced. Present so drivers are interchangeable."""
-
-    def clear(self) -> None:
-        self._core.clear()
-        self.advance(0.0)
-
-    def stop(self, flush: bool = True) -> None:
-        if flush:
-            self._core.deliver(self._core.flush(), self._send, self.clock)
-
-    def advance(self, seconds: float) -> None:
-        self.advance_to(self.clock.now + seconds)
-
-    def advance_to(self, t: float) -> None:
-        """Send everything due up to t, each at its own due time, then leave the clock at t."""
-        if t < self.clock.now:
-            raise ValueError(f"t: a clock does not run backwards ({t} < {self.clock.now})")
-        core = self._core
-        while True:
-            due = core.next_due()
-            if due is None or due > t:
-                break
-            self.clock.now = max(self.clock.now, due)
-            core.deliver(core.pop_due(self.clock.now), self._send, self.clock)
-        self.clock.now = t
-
-    def pending(self) -> int:
-        return self._core.pending()
-
-    def sounding(self) -> list[int]:
-        return self._core.sounding()
-
-    def stats(self) -> dict[str, float | int]:
-        return self._core.stats()
-
-    def lateness_ms(self) -> np.ndarray:
-        return self._core.lateness.values_ms()

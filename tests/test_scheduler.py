@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from agents.offline_scheduler import ManualClock, OfflineScheduler
 from agents.realtime import PRIORITY_FIFO, PRIORITY_NORMAL, set_switch_interval
-from agents.scheduler import ManualClock, OfflineScheduler, ScheduledEvent, Scheduler
+from agents.scheduler import ScheduledEvent, Scheduler
 
 
 @dataclass(frozen=True)
