@@ -69,6 +69,8 @@ class Conductor:
             self.resumed = False
         parts = [(p.name, p.channel, p.program) for p in ens.parts()]
         self.recorder = Recorder(parts, beats_per_bar=ens.meter)
+        if record is not None:
+            self.recorder.keep_journal(record.with_name(record.name + ".journal"), resume=self.resumed)
         self.allow = Allowlist(ens.control.allow)
         self.control_invalid: dict[str, int] = {}
         self.displays: set[tuple[str, int]] = set()
@@ -138,6 +140,9 @@ class Conductor:
 
     async def _start_when_ready(self) -> None:
         if self.resumed and self.state.timeline.playing:
+            # A restarted conductor picks up where it was: the replayed human skips what was played.
+            if self.human_file is not None:
+                self.human_file.skip_to(self.state.timeline.beat_at(self.clock()))
             return
         deadline = self.clock() + self.wait_agents_s
         expected = set(self.state.agents)

@@ -6,8 +6,10 @@ changes the conductor made at the beats they took effect; nothing depends on whe
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import mido
 
@@ -23,8 +25,24 @@ class Recorder:
     tempos: list[tuple[float, float]] = field(default_factory=list)  # (beat, bpm)
     beats_per_bar: int = 4
     seen: set[tuple[str, float, int]] = field(default_factory=set)
+    journal: IO[str] | None = None
 
-    def add(self, note: Note) -> None:
+    def keep_journal(self, path: Path, resume: bool) -> None:
+        """Append every note to `path` as it is heard, so a conductor killed mid-set loses nothing:
+        the restarted conductor reads the journal back (`resume`) and the final file has it all."""
+        if resume and path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    item = json.loads(line)
+                    if "tempo" in item:
+                        self.tempo(*item["tempo"], write=False)
+                    else:
+                        self.add(Note(**item), write=False)
+                except (ValueError, TypeError, KeyError):
+                    continue  # a line cut short by the kill
+        self.journal = path.open("a" if resume else "w", encoding="utf-8")
+
+    def add(self, note: Note, write: bool = True) -> None:
         if note.start_beat < 0:
             return
         key = (note.source, round(note.start_beat, 6), note.pitch)
@@ -32,10 +50,17 @@ class Recorder:
             return
         self.seen.add(key)
         self.notes.setdefault(note.source, []).append(note)
+        if write and self.journal is not None:
+            fields = ("start_beat", "duration_beats", "pitch", "velocity", "channel", "source")
+            self.journal.write(json.dumps({k: getattr(note, k) for k in fields}) + "\n")
+            self.journal.flush()
 
-    def tempo(self, beat: float, bpm: float) -> None:
+    def tempo(self, beat: float, bpm: float, write: bool = True) -> None:
         if not self.tempos or self.tempos[-1][1] != bpm:
             self.tempos.append((max(0.0, beat), bpm))
+            if write and self.journal is not None:
+                self.journal.write(json.dumps({"tempo": [max(0.0, beat), bpm]}) + "\n")
+                self.journal.flush()
 
     def count(self, part: str) -> int:
         return len(self.notes.get(part, []))
@@ -70,6 +95,10 @@ class Recorder:
             mid.tracks.append(track)
         path.parent.mkdir(parents=True, exist_ok=True)
         mid.save(str(path))
+        if self.journal is not None:
+            self.journal.close()
+            Path(self.journal.name).unlink(missing_ok=True)
+            self.journal = None
 
 
 def _append_timed(track: mido.MidiTrack, events: list[tuple[int, mido.Message | mido.MetaMessage]]) -> None:

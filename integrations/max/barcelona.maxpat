@@ -13,7 +13,7 @@
 			40.0,
 			60.0,
 			1240.0,
-			840.0
+			940.0
 		],
 		"bglocked": 0,
 		"openinpresentation": 0,
@@ -98,49 +98,13 @@
 			{
 				"box": {
 					"id": "obj-4",
-					"maxclass": "message",
-					"numinlets": 2,
-					"numoutlets": 1,
-					"outlettype": [
-						""
-					],
-					"patching_rect": [
-						20.0,
-						104.0,
-						130.0,
-						22.0
-					],
-					"text": "/barcelona/demo/play"
-				}
-			},
-			{
-				"box": {
-					"id": "obj-5",
-					"maxclass": "message",
-					"numinlets": 2,
-					"numoutlets": 1,
-					"outlettype": [
-						""
-					],
-					"patching_rect": [
-						160.0,
-						104.0,
-						130.0,
-						22.0
-					],
-					"text": "/barcelona/demo/stop"
-				}
-			},
-			{
-				"box": {
-					"id": "obj-6",
 					"maxclass": "comment",
 					"numinlets": 1,
 					"numoutlets": 0,
 					"patching_rect": [
 						20.0,
-						136.0,
-						270.0,
+						104.0,
+						260.0,
 						20.0
 					],
 					"text": "tempo, BPM (applies at the next bar line)"
@@ -148,7 +112,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-7",
+					"id": "obj-5",
 					"maxclass": "number",
 					"numinlets": 1,
 					"numoutlets": 2,
@@ -158,7 +122,7 @@
 					],
 					"patching_rect": [
 						20.0,
-						160.0,
+						130.0,
 						56.0,
 						22.0
 					],
@@ -169,7 +133,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-8",
+					"id": "obj-6",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 1,
@@ -178,11 +142,47 @@
 					],
 					"patching_rect": [
 						20.0,
-						192.0,
+						162.0,
 						217.0,
 						22.0
 					],
 					"text": "prepend /barcelona/demo/tempo"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-7",
+					"maxclass": "message",
+					"numinlets": 2,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						300.0,
+						104.0,
+						130.0,
+						22.0
+					],
+					"text": "/barcelona/demo/play"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-8",
+					"maxclass": "message",
+					"numinlets": 2,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						440.0,
+						104.0,
+						130.0,
+						22.0
+					],
+					"text": "/barcelona/demo/stop"
 				}
 			},
 			{
@@ -192,8 +192,8 @@
 					"numinlets": 1,
 					"numoutlets": 0,
 					"patching_rect": [
-						20.0,
-						230.0,
+						300.0,
+						200.0,
 						110.0,
 						22.0
 					],
@@ -210,7 +210,7 @@
 						"bang"
 					],
 					"patching_rect": [
-						320.0,
+						600.0,
 						104.0,
 						70.0,
 						22.0
@@ -228,7 +228,7 @@
 						""
 					],
 					"patching_rect": [
-						320.0,
+						600.0,
 						136.0,
 						150.0,
 						22.0
@@ -243,9 +243,9 @@
 					"numinlets": 1,
 					"numoutlets": 0,
 					"patching_rect": [
-						320.0,
-						160.0,
-						300.0,
+						600.0,
+						162.0,
+						280.0,
 						34.0
 					],
 					"text": "hello: a no-op (stop 0) that makes the conductor send beat ticks here; click it after a conductor restart",
@@ -588,7 +588,7 @@
 					"patching_rect": [
 						20.0,
 						516.0,
-						500.0,
+						520.0,
 						20.0
 					],
 					"text": "AGENTS (toggles: 1 = on; number boxes are clamped inside the protocol's ranges)",
@@ -614,42 +614,21 @@
 			{
 				"box": {
 					"id": "obj-33",
-					"maxclass": "toggle",
+					"maxclass": "newobj",
 					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						"int"
-					],
+					"numoutlets": 0,
 					"patching_rect": [
-						20.0,
-						570.0,
-						24.0,
-						24.0
+						40.0,
+						882.0,
+						110.0,
+						22.0
 					],
-					"parameter_enable": 0
+					"text": "s barcelona.out"
 				}
 			},
 			{
 				"box": {
 					"id": "obj-34",
-					"maxclass": "newobj",
-					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						""
-					],
-					"patching_rect": [
-						84.0,
-						570.0,
-						210.0,
-						22.0
-					],
-					"text": "prepend /barcelona/demo/agent/bass/mute"
-				}
-			},
-			{
-				"box": {
-					"id": "obj-35",
 					"maxclass": "toggle",
 					"numinlets": 1,
 					"numoutlets": 1,
@@ -658,11 +637,26 @@
 					],
 					"patching_rect": [
 						20.0,
-						604.0,
+						570.0,
 						24.0,
 						24.0
 					],
 					"parameter_enable": 0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-35",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						84.0,
+						570.0,
+						100.0,
+						20.0
+					],
+					"text": "mute"
 				}
 			},
 			{
@@ -675,17 +669,70 @@
 						""
 					],
 					"patching_rect": [
-						84.0,
-						604.0,
-						210.0,
-						22.0
+						40.0,
+						596.0,
+						270.0,
+						20.0
 					],
-					"text": "prepend /barcelona/demo/agent/bass/solo"
+					"text": "prepend /barcelona/demo/agent/bass/mute",
+					"fontsize": 10.0
 				}
 			},
 			{
 				"box": {
 					"id": "obj-37",
+					"maxclass": "toggle",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						"int"
+					],
+					"patching_rect": [
+						20.0,
+						622.0,
+						24.0,
+						24.0
+					],
+					"parameter_enable": 0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-38",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						84.0,
+						622.0,
+						100.0,
+						20.0
+					],
+					"text": "solo"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-39",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						40.0,
+						648.0,
+						270.0,
+						20.0
+					],
+					"text": "prepend /barcelona/demo/agent/bass/solo",
+					"fontsize": 10.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-40",
 					"maxclass": "flonum",
 					"numinlets": 1,
 					"numoutlets": 2,
@@ -695,7 +742,7 @@
 					],
 					"patching_rect": [
 						20.0,
-						638.0,
+						674.0,
 						56.0,
 						22.0
 					],
@@ -707,82 +754,17 @@
 			},
 			{
 				"box": {
-					"id": "obj-38",
-					"maxclass": "newobj",
-					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						""
-					],
-					"patching_rect": [
-						84.0,
-						638.0,
-						210.0,
-						22.0
-					],
-					"text": "prepend /barcelona/demo/agent/bass/temperature"
-				}
-			},
-			{
-				"box": {
-					"id": "obj-39",
-					"maxclass": "flonum",
-					"numinlets": 1,
-					"numoutlets": 2,
-					"outlettype": [
-						"",
-						"bang"
-					],
-					"patching_rect": [
-						20.0,
-						672.0,
-						56.0,
-						22.0
-					],
-					"parameter_enable": 0,
-					"format": 6,
-					"minimum": 0.0,
-					"maximum": 4.0
-				}
-			},
-			{
-				"box": {
-					"id": "obj-40",
-					"maxclass": "newobj",
-					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						""
-					],
-					"patching_rect": [
-						84.0,
-						672.0,
-						210.0,
-						22.0
-					],
-					"text": "prepend /barcelona/demo/agent/bass/density"
-				}
-			},
-			{
-				"box": {
 					"id": "obj-41",
-					"maxclass": "flonum",
+					"maxclass": "comment",
 					"numinlets": 1,
-					"numoutlets": 2,
-					"outlettype": [
-						"",
-						"bang"
-					],
+					"numoutlets": 0,
 					"patching_rect": [
-						20.0,
-						706.0,
-						56.0,
-						22.0
+						84.0,
+						674.0,
+						100.0,
+						20.0
 					],
-					"parameter_enable": 0,
-					"format": 6,
-					"minimum": 0.05,
-					"maximum": 1.0
+					"text": "temperature"
 				}
 			},
 			{
@@ -795,18 +777,19 @@
 						""
 					],
 					"patching_rect": [
-						84.0,
-						706.0,
-						210.0,
-						22.0
+						40.0,
+						700.0,
+						270.0,
+						20.0
 					],
-					"text": "prepend /barcelona/demo/agent/bass/top_p"
+					"text": "prepend /barcelona/demo/agent/bass/temperature",
+					"fontsize": 10.0
 				}
 			},
 			{
 				"box": {
 					"id": "obj-43",
-					"maxclass": "number",
+					"maxclass": "flonum",
 					"numinlets": 1,
 					"numoutlets": 2,
 					"outlettype": [
@@ -815,31 +798,29 @@
 					],
 					"patching_rect": [
 						20.0,
-						740.0,
+						726.0,
 						56.0,
 						22.0
 					],
 					"parameter_enable": 0,
-					"minimum": 0,
-					"maximum": 4096
+					"format": 6,
+					"minimum": 0.0,
+					"maximum": 4.0
 				}
 			},
 			{
 				"box": {
 					"id": "obj-44",
-					"maxclass": "newobj",
+					"maxclass": "comment",
 					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						""
-					],
+					"numoutlets": 0,
 					"patching_rect": [
 						84.0,
-						740.0,
-						210.0,
-						22.0
+						726.0,
+						100.0,
+						20.0
 					],
-					"text": "prepend /barcelona/demo/agent/bass/top_k"
+					"text": "density"
 				}
 			},
 			{
@@ -847,48 +828,55 @@
 					"id": "obj-45",
 					"maxclass": "newobj",
 					"numinlets": 1,
-					"numoutlets": 0,
-					"patching_rect": [
-						84.0,
-						774.0,
-						110.0,
-						22.0
+					"numoutlets": 1,
+					"outlettype": [
+						""
 					],
-					"text": "s barcelona.out"
+					"patching_rect": [
+						40.0,
+						752.0,
+						270.0,
+						20.0
+					],
+					"text": "prepend /barcelona/demo/agent/bass/density",
+					"fontsize": 10.0
 				}
 			},
 			{
 				"box": {
 					"id": "obj-46",
-					"maxclass": "comment",
+					"maxclass": "flonum",
 					"numinlets": 1,
-					"numoutlets": 0,
-					"patching_rect": [
-						310.0,
-						544.0,
-						200.0,
-						20.0
+					"numoutlets": 2,
+					"outlettype": [
+						"",
+						"bang"
 					],
-					"text": "piano",
-					"fontface": 1
+					"patching_rect": [
+						20.0,
+						778.0,
+						56.0,
+						22.0
+					],
+					"parameter_enable": 0,
+					"format": 6,
+					"minimum": 0.05,
+					"maximum": 1.0
 				}
 			},
 			{
 				"box": {
 					"id": "obj-47",
-					"maxclass": "toggle",
+					"maxclass": "comment",
 					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						"int"
-					],
+					"numoutlets": 0,
 					"patching_rect": [
-						310.0,
-						570.0,
-						24.0,
-						24.0
+						84.0,
+						778.0,
+						100.0,
+						20.0
 					],
-					"parameter_enable": 0
+					"text": "top_p"
 				}
 			},
 			{
@@ -901,17 +889,104 @@
 						""
 					],
 					"patching_rect": [
-						374.0,
-						570.0,
-						210.0,
-						22.0
+						40.0,
+						804.0,
+						270.0,
+						20.0
 					],
-					"text": "prepend /barcelona/demo/agent/piano/mute"
+					"text": "prepend /barcelona/demo/agent/bass/top_p",
+					"fontsize": 10.0
 				}
 			},
 			{
 				"box": {
 					"id": "obj-49",
+					"maxclass": "number",
+					"numinlets": 1,
+					"numoutlets": 2,
+					"outlettype": [
+						"",
+						"bang"
+					],
+					"patching_rect": [
+						20.0,
+						830.0,
+						56.0,
+						22.0
+					],
+					"parameter_enable": 0,
+					"minimum": 0,
+					"maximum": 4096
+				}
+			},
+			{
+				"box": {
+					"id": "obj-50",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						84.0,
+						830.0,
+						100.0,
+						20.0
+					],
+					"text": "top_k"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-51",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						40.0,
+						856.0,
+						270.0,
+						20.0
+					],
+					"text": "prepend /barcelona/demo/agent/bass/top_k",
+					"fontsize": 10.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-52",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						320.0,
+						544.0,
+						200.0,
+						20.0
+					],
+					"text": "piano",
+					"fontface": 1
+				}
+			},
+			{
+				"box": {
+					"id": "obj-53",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						340.0,
+						882.0,
+						110.0,
+						22.0
+					],
+					"text": "s barcelona.out"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-54",
 					"maxclass": "toggle",
 					"numinlets": 1,
 					"numoutlets": 1,
@@ -919,8 +994,8 @@
 						"int"
 					],
 					"patching_rect": [
-						310.0,
-						604.0,
+						320.0,
+						570.0,
 						24.0,
 						24.0
 					],
@@ -929,122 +1004,17 @@
 			},
 			{
 				"box": {
-					"id": "obj-50",
-					"maxclass": "newobj",
-					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						""
-					],
-					"patching_rect": [
-						374.0,
-						604.0,
-						210.0,
-						22.0
-					],
-					"text": "prepend /barcelona/demo/agent/piano/solo"
-				}
-			},
-			{
-				"box": {
-					"id": "obj-51",
-					"maxclass": "flonum",
-					"numinlets": 1,
-					"numoutlets": 2,
-					"outlettype": [
-						"",
-						"bang"
-					],
-					"patching_rect": [
-						310.0,
-						638.0,
-						56.0,
-						22.0
-					],
-					"parameter_enable": 0,
-					"format": 6,
-					"minimum": 0.05,
-					"maximum": 5.0
-				}
-			},
-			{
-				"box": {
-					"id": "obj-52",
-					"maxclass": "newobj",
-					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						""
-					],
-					"patching_rect": [
-						374.0,
-						638.0,
-						210.0,
-						22.0
-					],
-					"text": "prepend /barcelona/demo/agent/piano/temperature"
-				}
-			},
-			{
-				"box": {
-					"id": "obj-53",
-					"maxclass": "flonum",
-					"numinlets": 1,
-					"numoutlets": 2,
-					"outlettype": [
-						"",
-						"bang"
-					],
-					"patching_rect": [
-						310.0,
-						672.0,
-						56.0,
-						22.0
-					],
-					"parameter_enable": 0,
-					"format": 6,
-					"minimum": 0.0,
-					"maximum": 4.0
-				}
-			},
-			{
-				"box": {
-					"id": "obj-54",
-					"maxclass": "newobj",
-					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						""
-					],
-					"patching_rect": [
-						374.0,
-						672.0,
-						210.0,
-						22.0
-					],
-					"text": "prepend /barcelona/demo/agent/piano/density"
-				}
-			},
-			{
-				"box": {
 					"id": "obj-55",
-					"maxclass": "flonum",
+					"maxclass": "comment",
 					"numinlets": 1,
-					"numoutlets": 2,
-					"outlettype": [
-						"",
-						"bang"
-					],
+					"numoutlets": 0,
 					"patching_rect": [
-						310.0,
-						706.0,
-						56.0,
-						22.0
+						384.0,
+						570.0,
+						100.0,
+						20.0
 					],
-					"parameter_enable": 0,
-					"format": 6,
-					"minimum": 0.05,
-					"maximum": 1.0
+					"text": "mute"
 				}
 			},
 			{
@@ -1057,87 +1027,18 @@
 						""
 					],
 					"patching_rect": [
-						374.0,
-						706.0,
-						210.0,
-						22.0
+						340.0,
+						596.0,
+						270.0,
+						20.0
 					],
-					"text": "prepend /barcelona/demo/agent/piano/top_p"
+					"text": "prepend /barcelona/demo/agent/piano/mute",
+					"fontsize": 10.0
 				}
 			},
 			{
 				"box": {
 					"id": "obj-57",
-					"maxclass": "number",
-					"numinlets": 1,
-					"numoutlets": 2,
-					"outlettype": [
-						"",
-						"bang"
-					],
-					"patching_rect": [
-						310.0,
-						740.0,
-						56.0,
-						22.0
-					],
-					"parameter_enable": 0,
-					"minimum": 0,
-					"maximum": 4096
-				}
-			},
-			{
-				"box": {
-					"id": "obj-58",
-					"maxclass": "newobj",
-					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						""
-					],
-					"patching_rect": [
-						374.0,
-						740.0,
-						210.0,
-						22.0
-					],
-					"text": "prepend /barcelona/demo/agent/piano/top_k"
-				}
-			},
-			{
-				"box": {
-					"id": "obj-59",
-					"maxclass": "newobj",
-					"numinlets": 1,
-					"numoutlets": 0,
-					"patching_rect": [
-						374.0,
-						774.0,
-						110.0,
-						22.0
-					],
-					"text": "s barcelona.out"
-				}
-			},
-			{
-				"box": {
-					"id": "obj-60",
-					"maxclass": "comment",
-					"numinlets": 1,
-					"numoutlets": 0,
-					"patching_rect": [
-						600.0,
-						544.0,
-						200.0,
-						20.0
-					],
-					"text": "drums",
-					"fontface": 1
-				}
-			},
-			{
-				"box": {
-					"id": "obj-61",
 					"maxclass": "toggle",
 					"numinlets": 1,
 					"numoutlets": 1,
@@ -1145,12 +1046,83 @@
 						"int"
 					],
 					"patching_rect": [
-						600.0,
-						570.0,
+						320.0,
+						622.0,
 						24.0,
 						24.0
 					],
 					"parameter_enable": 0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-58",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						384.0,
+						622.0,
+						100.0,
+						20.0
+					],
+					"text": "solo"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-59",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						340.0,
+						648.0,
+						270.0,
+						20.0
+					],
+					"text": "prepend /barcelona/demo/agent/piano/solo",
+					"fontsize": 10.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-60",
+					"maxclass": "flonum",
+					"numinlets": 1,
+					"numoutlets": 2,
+					"outlettype": [
+						"",
+						"bang"
+					],
+					"patching_rect": [
+						320.0,
+						674.0,
+						56.0,
+						22.0
+					],
+					"parameter_enable": 0,
+					"format": 6,
+					"minimum": 0.05,
+					"maximum": 5.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-61",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						384.0,
+						674.0,
+						100.0,
+						20.0
+					],
+					"text": "temperature"
 				}
 			},
 			{
@@ -1163,53 +1135,18 @@
 						""
 					],
 					"patching_rect": [
-						664.0,
-						570.0,
-						210.0,
-						22.0
+						340.0,
+						700.0,
+						270.0,
+						20.0
 					],
-					"text": "prepend /barcelona/demo/agent/drums/mute"
+					"text": "prepend /barcelona/demo/agent/piano/temperature",
+					"fontsize": 10.0
 				}
 			},
 			{
 				"box": {
 					"id": "obj-63",
-					"maxclass": "toggle",
-					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						"int"
-					],
-					"patching_rect": [
-						600.0,
-						604.0,
-						24.0,
-						24.0
-					],
-					"parameter_enable": 0
-				}
-			},
-			{
-				"box": {
-					"id": "obj-64",
-					"maxclass": "newobj",
-					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						""
-					],
-					"patching_rect": [
-						664.0,
-						604.0,
-						210.0,
-						22.0
-					],
-					"text": "prepend /barcelona/demo/agent/drums/solo"
-				}
-			},
-			{
-				"box": {
-					"id": "obj-65",
 					"maxclass": "flonum",
 					"numinlets": 1,
 					"numoutlets": 2,
@@ -1218,48 +1155,8 @@
 						"bang"
 					],
 					"patching_rect": [
-						600.0,
-						638.0,
-						56.0,
-						22.0
-					],
-					"parameter_enable": 0,
-					"format": 6,
-					"minimum": 0.05,
-					"maximum": 5.0
-				}
-			},
-			{
-				"box": {
-					"id": "obj-66",
-					"maxclass": "newobj",
-					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						""
-					],
-					"patching_rect": [
-						664.0,
-						638.0,
-						210.0,
-						22.0
-					],
-					"text": "prepend /barcelona/demo/agent/drums/temperature"
-				}
-			},
-			{
-				"box": {
-					"id": "obj-67",
-					"maxclass": "flonum",
-					"numinlets": 1,
-					"numoutlets": 2,
-					"outlettype": [
-						"",
-						"bang"
-					],
-					"patching_rect": [
-						600.0,
-						672.0,
+						320.0,
+						726.0,
 						56.0,
 						22.0
 					],
@@ -1267,6 +1164,77 @@
 					"format": 6,
 					"minimum": 0.0,
 					"maximum": 4.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-64",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						384.0,
+						726.0,
+						100.0,
+						20.0
+					],
+					"text": "density"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-65",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						340.0,
+						752.0,
+						270.0,
+						20.0
+					],
+					"text": "prepend /barcelona/demo/agent/piano/density",
+					"fontsize": 10.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-66",
+					"maxclass": "flonum",
+					"numinlets": 1,
+					"numoutlets": 2,
+					"outlettype": [
+						"",
+						"bang"
+					],
+					"patching_rect": [
+						320.0,
+						778.0,
+						56.0,
+						22.0
+					],
+					"parameter_enable": 0,
+					"format": 6,
+					"minimum": 0.05,
+					"maximum": 1.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-67",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						384.0,
+						778.0,
+						100.0,
+						20.0
+					],
+					"text": "top_p"
 				}
 			},
 			{
@@ -1279,57 +1247,18 @@
 						""
 					],
 					"patching_rect": [
-						664.0,
-						672.0,
-						210.0,
-						22.0
+						340.0,
+						804.0,
+						270.0,
+						20.0
 					],
-					"text": "prepend /barcelona/demo/agent/drums/density"
+					"text": "prepend /barcelona/demo/agent/piano/top_p",
+					"fontsize": 10.0
 				}
 			},
 			{
 				"box": {
 					"id": "obj-69",
-					"maxclass": "flonum",
-					"numinlets": 1,
-					"numoutlets": 2,
-					"outlettype": [
-						"",
-						"bang"
-					],
-					"patching_rect": [
-						600.0,
-						706.0,
-						56.0,
-						22.0
-					],
-					"parameter_enable": 0,
-					"format": 6,
-					"minimum": 0.05,
-					"maximum": 1.0
-				}
-			},
-			{
-				"box": {
-					"id": "obj-70",
-					"maxclass": "newobj",
-					"numinlets": 1,
-					"numoutlets": 1,
-					"outlettype": [
-						""
-					],
-					"patching_rect": [
-						664.0,
-						706.0,
-						210.0,
-						22.0
-					],
-					"text": "prepend /barcelona/demo/agent/drums/top_p"
-				}
-			},
-			{
-				"box": {
-					"id": "obj-71",
 					"maxclass": "number",
 					"numinlets": 1,
 					"numoutlets": 2,
@@ -1338,8 +1267,8 @@
 						"bang"
 					],
 					"patching_rect": [
-						600.0,
-						740.0,
+						320.0,
+						830.0,
 						56.0,
 						22.0
 					],
@@ -1350,7 +1279,22 @@
 			},
 			{
 				"box": {
-					"id": "obj-72",
+					"id": "obj-70",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						384.0,
+						830.0,
+						100.0,
+						20.0
+					],
+					"text": "top_k"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-71",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 1,
@@ -1358,12 +1302,29 @@
 						""
 					],
 					"patching_rect": [
-						664.0,
-						740.0,
-						210.0,
-						22.0
+						340.0,
+						856.0,
+						270.0,
+						20.0
 					],
-					"text": "prepend /barcelona/demo/agent/drums/top_k"
+					"text": "prepend /barcelona/demo/agent/piano/top_k",
+					"fontsize": 10.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-72",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						620.0,
+						544.0,
+						200.0,
+						20.0
+					],
+					"text": "drums",
+					"fontface": 1
 				}
 			},
 			{
@@ -1373,8 +1334,8 @@
 					"numinlets": 1,
 					"numoutlets": 0,
 					"patching_rect": [
-						664.0,
-						774.0,
+						640.0,
+						882.0,
 						110.0,
 						22.0
 					],
@@ -1384,22 +1345,6 @@
 			{
 				"box": {
 					"id": "obj-74",
-					"maxclass": "comment",
-					"numinlets": 1,
-					"numoutlets": 0,
-					"patching_rect": [
-						890.0,
-						544.0,
-						200.0,
-						20.0
-					],
-					"text": "all (agent/*)",
-					"fontface": 1
-				}
-			},
-			{
-				"box": {
-					"id": "obj-75",
 					"maxclass": "toggle",
 					"numinlets": 1,
 					"numoutlets": 1,
@@ -1407,12 +1352,27 @@
 						"int"
 					],
 					"patching_rect": [
-						890.0,
+						620.0,
 						570.0,
 						24.0,
 						24.0
 					],
 					"parameter_enable": 0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-75",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						684.0,
+						570.0,
+						100.0,
+						20.0
+					],
+					"text": "mute"
 				}
 			},
 			{
@@ -1425,17 +1385,70 @@
 						""
 					],
 					"patching_rect": [
-						954.0,
-						570.0,
-						210.0,
-						22.0
+						640.0,
+						596.0,
+						270.0,
+						20.0
 					],
-					"text": "prepend /barcelona/demo/agent/*/mute"
+					"text": "prepend /barcelona/demo/agent/drums/mute",
+					"fontsize": 10.0
 				}
 			},
 			{
 				"box": {
 					"id": "obj-77",
+					"maxclass": "toggle",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						"int"
+					],
+					"patching_rect": [
+						620.0,
+						622.0,
+						24.0,
+						24.0
+					],
+					"parameter_enable": 0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-78",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						684.0,
+						622.0,
+						100.0,
+						20.0
+					],
+					"text": "solo"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-79",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						640.0,
+						648.0,
+						270.0,
+						20.0
+					],
+					"text": "prepend /barcelona/demo/agent/drums/solo",
+					"fontsize": 10.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-80",
 					"maxclass": "flonum",
 					"numinlets": 1,
 					"numoutlets": 2,
@@ -1444,8 +1457,8 @@
 						"bang"
 					],
 					"patching_rect": [
-						890.0,
-						604.0,
+						620.0,
+						674.0,
 						56.0,
 						22.0
 					],
@@ -1457,7 +1470,22 @@
 			},
 			{
 				"box": {
-					"id": "obj-78",
+					"id": "obj-81",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						684.0,
+						674.0,
+						100.0,
+						20.0
+					],
+					"text": "temperature"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-82",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 1,
@@ -1465,17 +1493,18 @@
 						""
 					],
 					"patching_rect": [
-						954.0,
-						604.0,
-						210.0,
-						22.0
+						640.0,
+						700.0,
+						270.0,
+						20.0
 					],
-					"text": "prepend /barcelona/demo/agent/*/temperature"
+					"text": "prepend /barcelona/demo/agent/drums/temperature",
+					"fontsize": 10.0
 				}
 			},
 			{
 				"box": {
-					"id": "obj-79",
+					"id": "obj-83",
 					"maxclass": "flonum",
 					"numinlets": 1,
 					"numoutlets": 2,
@@ -1484,8 +1513,8 @@
 						"bang"
 					],
 					"patching_rect": [
-						890.0,
-						638.0,
+						620.0,
+						726.0,
 						56.0,
 						22.0
 					],
@@ -1497,7 +1526,22 @@
 			},
 			{
 				"box": {
-					"id": "obj-80",
+					"id": "obj-84",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						684.0,
+						726.0,
+						100.0,
+						20.0
+					],
+					"text": "density"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-85",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 1,
@@ -1505,23 +1549,151 @@
 						""
 					],
 					"patching_rect": [
-						954.0,
-						638.0,
-						210.0,
-						22.0
+						640.0,
+						752.0,
+						270.0,
+						20.0
 					],
-					"text": "prepend /barcelona/demo/agent/*/density"
+					"text": "prepend /barcelona/demo/agent/drums/density",
+					"fontsize": 10.0
 				}
 			},
 			{
 				"box": {
-					"id": "obj-81",
+					"id": "obj-86",
+					"maxclass": "flonum",
+					"numinlets": 1,
+					"numoutlets": 2,
+					"outlettype": [
+						"",
+						"bang"
+					],
+					"patching_rect": [
+						620.0,
+						778.0,
+						56.0,
+						22.0
+					],
+					"parameter_enable": 0,
+					"format": 6,
+					"minimum": 0.05,
+					"maximum": 1.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-87",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						684.0,
+						778.0,
+						100.0,
+						20.0
+					],
+					"text": "top_p"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-88",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						640.0,
+						804.0,
+						270.0,
+						20.0
+					],
+					"text": "prepend /barcelona/demo/agent/drums/top_p",
+					"fontsize": 10.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-89",
+					"maxclass": "number",
+					"numinlets": 1,
+					"numoutlets": 2,
+					"outlettype": [
+						"",
+						"bang"
+					],
+					"patching_rect": [
+						620.0,
+						830.0,
+						56.0,
+						22.0
+					],
+					"parameter_enable": 0,
+					"minimum": 0,
+					"maximum": 4096
+				}
+			},
+			{
+				"box": {
+					"id": "obj-90",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						684.0,
+						830.0,
+						100.0,
+						20.0
+					],
+					"text": "top_k"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-91",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						640.0,
+						856.0,
+						270.0,
+						20.0
+					],
+					"text": "prepend /barcelona/demo/agent/drums/top_k",
+					"fontsize": 10.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-92",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						920.0,
+						544.0,
+						200.0,
+						20.0
+					],
+					"text": "all (agent/*)",
+					"fontface": 1
+				}
+			},
+			{
+				"box": {
+					"id": "obj-93",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 0,
 					"patching_rect": [
-						954.0,
-						672.0,
+						940.0,
+						726.0,
 						110.0,
 						22.0
 					],
@@ -1530,7 +1702,171 @@
 			},
 			{
 				"box": {
-					"id": "obj-82",
+					"id": "obj-94",
+					"maxclass": "toggle",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						"int"
+					],
+					"patching_rect": [
+						920.0,
+						570.0,
+						24.0,
+						24.0
+					],
+					"parameter_enable": 0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-95",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						984.0,
+						570.0,
+						100.0,
+						20.0
+					],
+					"text": "mute"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-96",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						940.0,
+						596.0,
+						270.0,
+						20.0
+					],
+					"text": "prepend /barcelona/demo/agent/*/mute",
+					"fontsize": 10.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-97",
+					"maxclass": "flonum",
+					"numinlets": 1,
+					"numoutlets": 2,
+					"outlettype": [
+						"",
+						"bang"
+					],
+					"patching_rect": [
+						920.0,
+						622.0,
+						56.0,
+						22.0
+					],
+					"parameter_enable": 0,
+					"format": 6,
+					"minimum": 0.05,
+					"maximum": 5.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-98",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						984.0,
+						622.0,
+						100.0,
+						20.0
+					],
+					"text": "temperature"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-99",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						940.0,
+						648.0,
+						270.0,
+						20.0
+					],
+					"text": "prepend /barcelona/demo/agent/*/temperature",
+					"fontsize": 10.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-100",
+					"maxclass": "flonum",
+					"numinlets": 1,
+					"numoutlets": 2,
+					"outlettype": [
+						"",
+						"bang"
+					],
+					"patching_rect": [
+						920.0,
+						674.0,
+						56.0,
+						22.0
+					],
+					"parameter_enable": 0,
+					"format": 6,
+					"minimum": 0.0,
+					"maximum": 4.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-101",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						984.0,
+						674.0,
+						100.0,
+						20.0
+					],
+					"text": "density"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-102",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						940.0,
+						700.0,
+						270.0,
+						20.0
+					],
+					"text": "prepend /barcelona/demo/agent/*/density",
+					"fontsize": 10.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-103",
 					"maxclass": "comment",
 					"numinlets": 1,
 					"numoutlets": 0,
@@ -1546,7 +1882,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-83",
+					"id": "obj-104",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 1,
@@ -1564,7 +1900,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-84",
+					"id": "obj-105",
 					"maxclass": "newobj",
 					"numinlets": 2,
 					"numoutlets": 2,
@@ -1583,7 +1919,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-85",
+					"id": "obj-106",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 4,
@@ -1604,7 +1940,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-86",
+					"id": "obj-107",
 					"maxclass": "number",
 					"numinlets": 1,
 					"numoutlets": 2,
@@ -1625,7 +1961,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-87",
+					"id": "obj-108",
 					"maxclass": "number",
 					"numinlets": 1,
 					"numoutlets": 2,
@@ -1646,7 +1982,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-88",
+					"id": "obj-109",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 1,
@@ -1664,7 +2000,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-89",
+					"id": "obj-110",
 					"maxclass": "message",
 					"numinlets": 2,
 					"numoutlets": 1,
@@ -1682,7 +2018,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-90",
+					"id": "obj-111",
 					"maxclass": "flonum",
 					"numinlets": 1,
 					"numoutlets": 2,
@@ -1704,7 +2040,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-91",
+					"id": "obj-112",
 					"maxclass": "comment",
 					"numinlets": 1,
 					"numoutlets": 0,
@@ -1719,7 +2055,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-92",
+					"id": "obj-113",
 					"maxclass": "comment",
 					"numinlets": 1,
 					"numoutlets": 0,
@@ -1734,7 +2070,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-93",
+					"id": "obj-114",
 					"maxclass": "comment",
 					"numinlets": 1,
 					"numoutlets": 0,
@@ -1749,7 +2085,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-94",
+					"id": "obj-115",
 					"maxclass": "comment",
 					"numinlets": 1,
 					"numoutlets": 0,
@@ -1764,7 +2100,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-95",
+					"id": "obj-116",
 					"maxclass": "comment",
 					"numinlets": 1,
 					"numoutlets": 0,
@@ -1780,7 +2116,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-96",
+					"id": "obj-117",
 					"maxclass": "newobj",
 					"numinlets": 0,
 					"numoutlets": 1,
@@ -1798,7 +2134,7 @@
 			},
 			{
 				"box": {
-					"id": "obj-97",
+					"id": "obj-118",
 					"maxclass": "newobj",
 					"numinlets": 1,
 					"numoutlets": 0,
@@ -1816,19 +2152,7 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-9",
-						0
-					],
-					"source": [
-						"obj-4",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-9",
+						"obj-6",
 						0
 					],
 					"source": [
@@ -1840,7 +2164,19 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-8",
+						"obj-9",
+						0
+					],
+					"source": [
+						"obj-6",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-9",
 						0
 					],
 					"source": [
@@ -2044,23 +2380,11 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-34",
-						0
-					],
-					"source": [
-						"obj-33",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
 						"obj-36",
 						0
 					],
 					"source": [
-						"obj-35",
+						"obj-34",
 						0
 					]
 				}
@@ -2068,7 +2392,29 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-38",
+						"obj-33",
+						0
+					],
+					"source": [
+						"obj-36",
+						0
+					],
+					"midpoints": [
+						44.5,
+						619.0,
+						313.0,
+						619.0,
+						313.0,
+						874.0,
+						44.5,
+						874.0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-39",
 						0
 					],
 					"source": [
@@ -2080,12 +2426,22 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-40",
+						"obj-33",
 						0
 					],
 					"source": [
 						"obj-39",
 						0
+					],
+					"midpoints": [
+						44.5,
+						671.0,
+						313.0,
+						671.0,
+						313.0,
+						874.0,
+						44.5,
+						874.0
 					]
 				}
 			},
@@ -2096,7 +2452,7 @@
 						0
 					],
 					"source": [
-						"obj-41",
+						"obj-40",
 						0
 					]
 				}
@@ -2104,7 +2460,29 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-44",
+						"obj-33",
+						0
+					],
+					"source": [
+						"obj-42",
+						0
+					],
+					"midpoints": [
+						44.5,
+						723.0,
+						313.0,
+						723.0,
+						313.0,
+						874.0,
+						44.5,
+						874.0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-45",
 						0
 					],
 					"source": [
@@ -2116,72 +2494,22 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-45",
+						"obj-33",
 						0
 					],
 					"source": [
-						"obj-34",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
 						"obj-45",
 						0
 					],
-					"source": [
-						"obj-36",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-45",
-						0
-					],
-					"source": [
-						"obj-38",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-45",
-						0
-					],
-					"source": [
-						"obj-40",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-45",
-						0
-					],
-					"source": [
-						"obj-42",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-45",
-						0
-					],
-					"source": [
-						"obj-44",
-						0
+					"midpoints": [
+						44.5,
+						775.0,
+						313.0,
+						775.0,
+						313.0,
+						874.0,
+						44.5,
+						874.0
 					]
 				}
 			},
@@ -2192,7 +2520,7 @@
 						0
 					],
 					"source": [
-						"obj-47",
+						"obj-46",
 						0
 					]
 				}
@@ -2200,7 +2528,29 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-50",
+						"obj-33",
+						0
+					],
+					"source": [
+						"obj-48",
+						0
+					],
+					"midpoints": [
+						44.5,
+						827.0,
+						313.0,
+						827.0,
+						313.0,
+						874.0,
+						44.5,
+						874.0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-51",
 						0
 					],
 					"source": [
@@ -2212,24 +2562,22 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-52",
+						"obj-33",
 						0
 					],
 					"source": [
 						"obj-51",
 						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-54",
-						0
 					],
-					"source": [
-						"obj-53",
-						0
+					"midpoints": [
+						44.5,
+						879.0,
+						313.0,
+						879.0,
+						313.0,
+						874.0,
+						44.5,
+						874.0
 					]
 				}
 			},
@@ -2240,7 +2588,7 @@
 						0
 					],
 					"source": [
-						"obj-55",
+						"obj-54",
 						0
 					]
 				}
@@ -2248,7 +2596,29 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-58",
+						"obj-53",
+						0
+					],
+					"source": [
+						"obj-56",
+						0
+					],
+					"midpoints": [
+						344.5,
+						619.0,
+						613.0,
+						619.0,
+						613.0,
+						874.0,
+						344.5,
+						874.0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-59",
 						0
 					],
 					"source": [
@@ -2260,72 +2630,22 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-59",
+						"obj-53",
 						0
 					],
 					"source": [
-						"obj-48",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
 						"obj-59",
 						0
 					],
-					"source": [
-						"obj-50",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-59",
-						0
-					],
-					"source": [
-						"obj-52",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-59",
-						0
-					],
-					"source": [
-						"obj-54",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-59",
-						0
-					],
-					"source": [
-						"obj-56",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-59",
-						0
-					],
-					"source": [
-						"obj-58",
-						0
+					"midpoints": [
+						344.5,
+						671.0,
+						613.0,
+						671.0,
+						613.0,
+						874.0,
+						344.5,
+						874.0
 					]
 				}
 			},
@@ -2336,7 +2656,7 @@
 						0
 					],
 					"source": [
-						"obj-61",
+						"obj-60",
 						0
 					]
 				}
@@ -2344,7 +2664,29 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-64",
+						"obj-53",
+						0
+					],
+					"source": [
+						"obj-62",
+						0
+					],
+					"midpoints": [
+						344.5,
+						723.0,
+						613.0,
+						723.0,
+						613.0,
+						874.0,
+						344.5,
+						874.0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-65",
 						0
 					],
 					"source": [
@@ -2356,12 +2698,22 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-66",
+						"obj-53",
 						0
 					],
 					"source": [
 						"obj-65",
 						0
+					],
+					"midpoints": [
+						344.5,
+						775.0,
+						613.0,
+						775.0,
+						613.0,
+						874.0,
+						344.5,
+						874.0
 					]
 				}
 			},
@@ -2372,7 +2724,7 @@
 						0
 					],
 					"source": [
-						"obj-67",
+						"obj-66",
 						0
 					]
 				}
@@ -2380,7 +2732,29 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-70",
+						"obj-53",
+						0
+					],
+					"source": [
+						"obj-68",
+						0
+					],
+					"midpoints": [
+						344.5,
+						827.0,
+						613.0,
+						827.0,
+						613.0,
+						874.0,
+						344.5,
+						874.0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-71",
 						0
 					],
 					"source": [
@@ -2392,84 +2766,22 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-72",
+						"obj-53",
 						0
 					],
 					"source": [
 						"obj-71",
 						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-73",
-						0
 					],
-					"source": [
-						"obj-62",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-73",
-						0
-					],
-					"source": [
-						"obj-64",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-73",
-						0
-					],
-					"source": [
-						"obj-66",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-73",
-						0
-					],
-					"source": [
-						"obj-68",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-73",
-						0
-					],
-					"source": [
-						"obj-70",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-73",
-						0
-					],
-					"source": [
-						"obj-72",
-						0
+					"midpoints": [
+						344.5,
+						879.0,
+						613.0,
+						879.0,
+						613.0,
+						874.0,
+						344.5,
+						874.0
 					]
 				}
 			},
@@ -2480,7 +2792,7 @@
 						0
 					],
 					"source": [
-						"obj-75",
+						"obj-74",
 						0
 					]
 				}
@@ -2488,7 +2800,29 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-78",
+						"obj-73",
+						0
+					],
+					"source": [
+						"obj-76",
+						0
+					],
+					"midpoints": [
+						644.5,
+						619.0,
+						913.0,
+						619.0,
+						913.0,
+						874.0,
+						644.5,
+						874.0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-79",
 						0
 					],
 					"source": [
@@ -2500,43 +2834,29 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-80",
+						"obj-73",
 						0
 					],
 					"source": [
 						"obj-79",
 						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-81",
-						0
 					],
-					"source": [
-						"obj-76",
-						0
+					"midpoints": [
+						644.5,
+						671.0,
+						913.0,
+						671.0,
+						913.0,
+						874.0,
+						644.5,
+						874.0
 					]
 				}
 			},
 			{
 				"patchline": {
 					"destination": [
-						"obj-81",
-						0
-					],
-					"source": [
-						"obj-78",
-						0
-					]
-				}
-			},
-			{
-				"patchline": {
-					"destination": [
-						"obj-81",
+						"obj-82",
 						0
 					],
 					"source": [
@@ -2548,7 +2868,29 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-84",
+						"obj-73",
+						0
+					],
+					"source": [
+						"obj-82",
+						0
+					],
+					"midpoints": [
+						644.5,
+						723.0,
+						913.0,
+						723.0,
+						913.0,
+						874.0,
+						644.5,
+						874.0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-85",
 						0
 					],
 					"source": [
@@ -2560,23 +2902,67 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-85",
+						"obj-73",
 						0
 					],
 					"source": [
-						"obj-84",
+						"obj-85",
 						0
+					],
+					"midpoints": [
+						644.5,
+						775.0,
+						913.0,
+						775.0,
+						913.0,
+						874.0,
+						644.5,
+						874.0
 					]
 				}
 			},
 			{
 				"patchline": {
 					"destination": [
+						"obj-88",
+						0
+					],
+					"source": [
 						"obj-86",
 						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-73",
+						0
 					],
 					"source": [
-						"obj-85",
+						"obj-88",
+						0
+					],
+					"midpoints": [
+						644.5,
+						827.0,
+						913.0,
+						827.0,
+						913.0,
+						874.0,
+						644.5,
+						874.0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-91",
+						0
+					],
+					"source": [
+						"obj-89",
 						0
 					]
 				}
@@ -2584,11 +2970,171 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-87",
+						"obj-73",
 						0
 					],
 					"source": [
-						"obj-85",
+						"obj-91",
+						0
+					],
+					"midpoints": [
+						644.5,
+						879.0,
+						913.0,
+						879.0,
+						913.0,
+						874.0,
+						644.5,
+						874.0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-96",
+						0
+					],
+					"source": [
+						"obj-94",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-93",
+						0
+					],
+					"source": [
+						"obj-96",
+						0
+					],
+					"midpoints": [
+						944.5,
+						619.0,
+						1213.0,
+						619.0,
+						1213.0,
+						718.0,
+						944.5,
+						718.0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-99",
+						0
+					],
+					"source": [
+						"obj-97",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-93",
+						0
+					],
+					"source": [
+						"obj-99",
+						0
+					],
+					"midpoints": [
+						944.5,
+						671.0,
+						1213.0,
+						671.0,
+						1213.0,
+						718.0,
+						944.5,
+						718.0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-102",
+						0
+					],
+					"source": [
+						"obj-100",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-93",
+						0
+					],
+					"source": [
+						"obj-102",
+						0
+					],
+					"midpoints": [
+						944.5,
+						723.0,
+						1213.0,
+						723.0,
+						1213.0,
+						718.0,
+						944.5,
+						718.0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-105",
+						0
+					],
+					"source": [
+						"obj-104",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-106",
+						0
+					],
+					"source": [
+						"obj-105",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-107",
+						0
+					],
+					"source": [
+						"obj-106",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-108",
+						0
+					],
+					"source": [
+						"obj-106",
 						1
 					]
 				}
@@ -2596,11 +3142,11 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-88",
+						"obj-109",
 						0
 					],
 					"source": [
-						"obj-85",
+						"obj-106",
 						2
 					]
 				}
@@ -2608,11 +3154,11 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-89",
+						"obj-110",
 						0
 					],
 					"source": [
-						"obj-88",
+						"obj-109",
 						0
 					]
 				}
@@ -2620,11 +3166,11 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-90",
+						"obj-111",
 						0
 					],
 					"source": [
-						"obj-85",
+						"obj-106",
 						3
 					]
 				}
@@ -2632,11 +3178,11 @@
 			{
 				"patchline": {
 					"destination": [
-						"obj-97",
+						"obj-118",
 						0
 					],
 					"source": [
-						"obj-96",
+						"obj-117",
 						0
 					]
 				}
