@@ -337,15 +337,20 @@ def test_tosc_tempo_fader_spans_40_to_240() -> None:
 
 
 # -- the README's YAML steps give a valid ensemble -------------------------------------------------------
-def test_documented_control_block_is_valid() -> None:
-    data = yaml.safe_load(DEFAULT.read_text())
-    data["control"] = {
-        "listen": "192.168.1.20",
-        "port": 57300,
-        "allow": ["127.0.0.1/32", "192.168.1.0/24"],
-        "reply_port": REPLY_PORT,
-    }
-    data["agents"][0]["output"] = {"type": "midi", "virtual": True}
-    data["agents"][1]["output"] = {"type": "midi", "port": "IAC"}
-    ens = parse_ensemble(data, str(DEFAULT))
-    assert ens.control.reply_port == REPLY_PORT
+def readme_yaml_blocks() -> list[dict[str, Any]]:
+    text = (ROOT / "integrations" / "README.md").read_text(encoding="utf-8")
+    return [yaml.safe_load(block.split("```", 1)[0]) for block in text.split("```yaml\n")[1:]]
+
+
+def test_readme_yaml_steps_give_a_valid_ensemble() -> None:
+    blocks = readme_yaml_blocks()
+    assert any("control" in b for b in blocks) and any("agents" in b for b in blocks)
+    for block in blocks:
+        data = yaml.safe_load(DEFAULT.read_text())
+        data["control"] = block.get("control", data["control"])
+        for given in block.get("agents", []):
+            (agent,) = [a for a in data["agents"] if a["name"] == given["name"]]
+            agent.update(given)  # the README shows only what changes
+        ens = parse_ensemble(data, "integrations/README.md")
+        if "control" in block:
+            assert ens.control.reply_port == REPLY_PORT, "the README's reply_port is not the patch's port"
