@@ -32,7 +32,12 @@ class ControlSpec:
         if not args:
             raise ValueError(f"{field}: needs a value")
         if self.kind == "float":
-            return check_float(field, args[0], self.lo, self.hi)
+            value = check_float(field, args[0])
+            # Surfaces send float32: 0.01 arrives as 0.0099999998. A hair outside a bound is the bound.
+            for bound in (self.lo, self.hi):
+                if bound is not None and abs(value - bound) <= 1e-6 * max(1.0, abs(bound)):
+                    value = float(bound)
+            return check_float(field, value, self.lo, self.hi)
         if self.kind == "int":
             return float(check_int(field, args[0], int(self.lo or 0), int(self.hi or 0)))
         if self.kind == "bool":
