@@ -19,6 +19,7 @@ from typing import Any
 
 from conductor.control import HUMAN_NOTE, Allowlist, ControlError, parse_control, strip_prefix
 from conductor.human import FileHuman, LiveHuman, MidiInput, read_midi_notes
+from conductor.midi_clock import MidiClockOut
 from conductor.recorder import Recorder
 from conductor.state import ConductorState
 from protocol.bus import Bus, open_bus
@@ -84,6 +85,7 @@ class Conductor:
         self.finished = asyncio.Event()
         self.last_beat_tick: int | None = None
         self.end_beat: float | None = None
+        self.midi_clock: MidiClockOut | None = None
         self._setup_human()
 
     def _setup_human(self) -> None:
@@ -105,6 +107,9 @@ class Conductor:
         from protocol.transport_osc import OscTransport
 
         surface = OscTransport((self.ens.control.listen, self.ens.control.port), [])
+        clock_cfg = self.ens.conductor.midi_clock
+        if clock_cfg is not None:  # opened first: a missing port stops the conductor before it plays
+            self.midi_clock = MidiClockOut(clock_cfg.port, clock_cfg.api, virtual=clock_cfg.virtual).start()
         async with open_bus(self.ens, "conductor") as bus, surface:
             self.bus, self.surface = bus, surface
             tasks = [
@@ -131,6 +136,8 @@ class Conductor:
         self.finished.set()
 
     def close(self) -> None:
+        if self.midi_clock is not None:
+            self.midi_clock.close()  # a Stop first if the transport still runs
         if self.midi_in is not None:
             self.midi_in.close()
         if self.record_path is not None:
@@ -161,6 +168,8 @@ class Conductor:
     # -- publishing -------------------------------------------------------------------------------
     async def _publish(self, msg: Any) -> None:
         assert self.bus is not None
+        if self.midi_clock is not None and isinstance(msg, Timeline):
+            self.midi_clock.set_timeline(msg)
         await self.bus.publish(msg)
 
     async def _publish_state(self) -> None:

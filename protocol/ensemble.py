@@ -173,9 +173,24 @@ class AgentConfig(PartConfig):
     engine: EngineConfig = EngineConfig()
 
 
+class MidiClockConfig(Strict):
+    """MIDI clock out (24 ppqn, Start/Continue/Stop, Song Position) for drum machines and DAWs."""
+
+    port: str | None = None
+    virtual: bool = False
+    api: Literal["auto", "jack", "alsa", "coremidi"] = "auto"
+
+    @model_validator(mode="after")
+    def _needs_port(self) -> MidiClockConfig:
+        if not self.virtual and not self.port:
+            raise ValueError("port: name the MIDI port to send clock to, or set virtual: true")
+        return self
+
+
 class ConductorConfig(Strict):
     host: Name = "local"
     address: str = "127.0.0.1"
+    midi_clock: MidiClockConfig | None = None
 
 
 class Ensemble(Strict):
