@@ -249,8 +249,11 @@ class Launcher:
             "stuck_notes": stuck,
             "parts": parts,
             "conductor": {
-                k: cond.get(k)
-                for k in ("invalid_messages", "invalid_reasons", "refused", "recorded", "tempo", "bar")
+                **{
+                    k: cond.get(k)
+                    for k in ("invalid_messages", "invalid_reasons", "refused", "recorded", "tempo", "bar")
+                },
+                "restarts": sum(c.restarts for c in self.children if c.role == "conductor"),
             }
             if cond
             else {},

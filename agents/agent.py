@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from agents.engines import Engine, PlanContext, make_engine
 from agents.outputs import Output
 from agents.outputs.factory import make_output
-from agents.realtime import set_switch_interval
+from agents.realtime import DEFAULT_RT_PRIORITY, request_realtime, set_switch_interval
 from agents.scheduler import ScheduledEvent, Scheduler
 from protocol.bus import Bus, open_bus
 from protocol.ensemble import AgentConfig, Ensemble
@@ -65,6 +66,7 @@ class Agent:
         self.scheduler: Scheduler | None = None
         self.bus: Bus | None = None
         self.stuck_notes = 0
+        self.loop_priority = "normal"
         self._stopping = asyncio.Event()
         self.previous = self._load_previous_stats()
 
@@ -74,6 +76,11 @@ class Agent:
 
     async def run(self) -> None:
         set_switch_interval(0.0005)
+        if self.ens.timing.realtime:
+            # The loop thread shares the GIL with the timing thread: if it were preempted while holding
+            # it, the timing thread would wait however high its own priority. It is light (the model
+            # runs in another process), so it runs just below the timing thread.
+            self.loop_priority = request_realtime(DEFAULT_RT_PRIORITY - 1)
         wait_ready = getattr(self.engine, "wait_ready", None)
         if wait_ready is not None:
             # Join the roster only once the model can play: a half-loaded agent would rest its first bars.
@@ -253,6 +260,10 @@ class Agent:
             return
         ctx = PlanContext(self.plan, tl.beats_per_bar, self.params)
         start, self.committed_until = self.committed_until, target
+        # The count-in before beat 0 stays silent: no part (and no model context) has negative beats.
+        start = max(start, 0.0)
+        if target <= start:
+            return
         for note in self.engine.plan(start, target, ctx):
             if tl.stop_beat > 0.0 and note.end_beat > tl.stop_beat:
                 note = replace(note, duration_beats=tl.stop_beat - note.start_beat)
@@ -316,8 +327,11 @@ class Agent:
                 "rtt_ms": round(self._rtt_s() * 1000.0, 4),
             },
             "invalid_messages": self.invalid_total(),
-            "invalid_reasons": dict(self.bus.invalid) if self.bus else {},
+            "invalid_reasons": dict(Counter(self.bus.invalid) + Counter(self.bus.transport_invalid()))
+            if self.bus
+            else {},
             "priority": self.scheduler.priority if self.scheduler else "none",
+            "loop_priority": self.loop_priority,
             "engine": self.cfg.engine.type,
             "providers": list(getattr(self.engine, "providers", ())),
             "model_events": getattr(self.engine, "events", 0),

@@ -59,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: conductor: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # the broker refused our credentials or certificate: one line, like an agent
+        from protocol.transport_mqtt import MqttAuthError
+
+        if not isinstance(exc, MqttAuthError):
+            raise
+        print(f"error: conductor: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -208,13 +209,22 @@ class Conductor:
                 if msg.state == "gone":
                     self.state.heard.pop(msg.agent, None)
                     self.state.roster_epoch += 1
-                elif msg.agent in self.state.agents and self.state.heartbeat(msg.agent, self.clock()):
-                    await self._publish_state()
+                elif msg.agent in self.state.agents:
+                    joined = self.state.heartbeat(msg.agent, self.clock())
+                    previous = self.agent_status.get(msg.agent)
+                    if joined or (previous is not None and previous.pid != msg.pid):
+                        # New or restarted (a new pid within the roster timeout): send state at once
+                        # rather than let it wait for the next periodic broadcast.
+                        await self._publish_state()
                 self.agent_status[msg.agent] = msg
             elif isinstance(msg, Note):
                 self.recorder.add(msg)
             elif isinstance(msg, Control):
-                # A remote surface over MQTT (the broker's ACL decides who may publish control).
+                # A remote surface over MQTT (the broker's ACL decides who may publish control). Over
+                # OSC the bus port is as reachable as the control port: the same allowlist applies.
+                if isinstance(sender, tuple) and not self.allow.allows(sender[0]):
+                    self._count("refused")
+                    continue
                 try:
                     await self.apply(msg)
                 except (ChordError, ValueError, TypeError) as exc:
@@ -335,6 +345,14 @@ class Conductor:
         now = self.clock()
         beat = tl.beat_at(now)
         chord = self.state.plan.chord_at(beat, tl.beats_per_bar) if beat >= 0 else None
+        # Summed, not merged: the bus, its transport, the surface's transport and the surface's parser
+        # share reason names (`unknown_address`); the surface's malformed datagrams were not counted.
+        reasons: Counter[str] = Counter(self.control_invalid)
+        if self.bus is not None:
+            reasons.update(self.bus.invalid)
+            reasons.update(self.bus.transport_invalid())
+        if self.surface is not None:
+            reasons.update(self.surface.stats.invalid)
         return {
             "role": "conductor",
             "pid": os.getpid(),
@@ -346,9 +364,8 @@ class Conductor:
             "roster": sorted(self.state.heard),
             "human_notes": self.human_notes,
             "recorded": {p.name: self.recorder.count(p.name) for p in self.ens.parts()},
-            "invalid_messages": (self.bus.invalid_total if self.bus else 0)
-            + sum(self.control_invalid.values()),
-            "invalid_reasons": {**(dict(self.bus.invalid) if self.bus else {}), **self.control_invalid},
+            "invalid_messages": sum(reasons.values()),
+            "invalid_reasons": dict(reasons),
             "refused": dict(self.allow.refused),
             "agents": {
                 a: {

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import logging
 import math
 import socket
@@ -37,6 +38,7 @@ Address = tuple[str, int]
 _BUNDLE_HEADER = b"#bundle\x00"
 _NTP_DELTA = 2_208_988_800  # seconds from 1900-01-01 (NTP epoch) to 1970-01-01
 _KNOWN_RECEIVE_TAGS = frozenset("ihfdsbrmtTFN[]")
+MAX_ARRAY_DEPTH = 8  # str()/repr() of a value recurse per level: 3000 '[' raised RecursionError upstream
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +158,8 @@ def _decode_message(data: bytes) -> tuple[str, tuple[Any, ...]]:
     unknown = set(tags[1:]) - _KNOWN_RECEIVE_TAGS
     if unknown:
         raise MalformedDatagramError("unknown_typetag", "".join(sorted(unknown)))
+    if "[" in tags and max(itertools.accumulate((t == "[") - (t == "]") for t in tags)) > MAX_ARRAY_DEPTH:
+        raise MalformedDatagramError("array_too_deep", f"OSC arrays nested over {MAX_ARRAY_DEPTH} levels")
     try:
         message = OscMessage(data)
     except (ParseError, UnicodeDecodeError, ValueError, OverflowError, IndexError) as exc:

@@ -1,8 +1,8 @@
 """`python -m training`: corpus -> training -> ONNX export -> model card, in one command.
 
-The shipped default model is made by exactly this command with its defaults:
+The shipped default model is made by exactly this command:
 
-    python -m training --out models/default --minutes 20 --threads 2
+    python -m training --out models/default --minutes 15 --threads 2 --to-c
 
 `python -m training.export` (random-weights exports) is a separate module and is unaffected.
 """

@@ -14,8 +14,10 @@ human just did within the commit window.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -123,6 +125,8 @@ class Planner:
     ) -> None:
         from agents.model.live_context import LiveNote
 
+        if start < self.context.origin_beat:
+            return  # before the piece began (a count-in): the event stream has no negative time
         track, _ = self.cfg.tracks.get(source, (0, channel))
         change = self.context.add_note(
             LiveNote(start, duration, pitch, max(1, velocity), channel, track), owner=track
@@ -206,6 +210,9 @@ class Planner:
 def serve(conn: Connection, cfg: WorkerConfig) -> None:
     """The model process's loop: answer messages at once, generate while there is nothing to answer."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s model %(levelname)s %(message)s")
+    with contextlib.suppress(OSError, AttributeError):
+        # The model yields the CPU to the processes that keep time (agents' outputs, the conductor).
+        os.nice(5)
     try:
         planner = Planner(cfg)
     except Exception as exc:  # a missing model file, a bad export: one line back to the agent
