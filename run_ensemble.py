@@ -300,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.stats_dir is not None:
             args.stats_dir.mkdir(parents=True, exist_ok=True)
             run_dir = args.stats_dir
+            # A new run starts from zero: an old state file would resume the last run's conductor,
+            # and old stats would be added to this run's counts as if its agents had restarted.
+            for stale in [*run_dir.glob("agent-*.json"), run_dir / "conductor.json", run_dir / "state.json"]:
+                stale.unlink(missing_ok=True)
         children = plan_children(ens, args, run_dir)
         if not children:
             print(
