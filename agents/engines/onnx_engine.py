@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -64,7 +66,10 @@ class OnnxEngine:
             max_rest_beats=e.max_rest_beats,
             max_note_beats=e.max_note_beats,
         )
-        ctx = mp.get_context("spawn")
+        # Fork while the agent has no threads yet (it is built before the loop and the timing thread
+        # start): the model process then skips a fresh interpreter's imports. Spawn anywhere else.
+        forkable = sys.platform == "linux" and threading.active_count() == 1
+        ctx = mp.get_context("fork" if forkable else "spawn")
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(
             target=serve, args=(child, self.worker_cfg), name=f"model-{cfg.name}", daemon=True
