@@ -266,6 +266,23 @@ def _make_display(launcher: Launcher) -> Any:
     return StatusDisplay(launcher)
 
 
+def check_models(ens: Ensemble, yaml_path: Path) -> str | None:
+    """A missing or broken model folder, named in one line before any process starts."""
+    from agents.engines.model_worker import resolve_model
+    from agents.model.model_config import ModelLoadError, model_paths, read_tokenizer_config
+
+    for i, a in enumerate(ens.agents):
+        if a.engine.type != "onnx":
+            continue
+        folder = resolve_model(a.engine.model, yaml_path.resolve().parent)
+        try:
+            config, _, _ = model_paths(folder)
+            read_tokenizer_config(config)
+        except ModelLoadError as exc:
+            return f"{yaml_path}: agents.{i}.engine.model: {exc}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.list_ports:
@@ -281,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.bars is not None and args.bars < 1:
         print("error: --bars: must be at least 1", file=sys.stderr)
+        return 1
+    problem = check_models(ens, args.ensemble)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return 1
     if args.check:
         print(

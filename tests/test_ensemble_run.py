@@ -44,10 +44,9 @@ def check_recording(path: Path, parts: list[str]) -> dict[str, int]:
     return counts
 
 
-def test_default_ensemble_plays_records_and_reports_in_time(tmp_path: Path) -> None:
-    yaml_path = write_ensemble(tmp_path)
-    bars, tempo = 8, 120.0
-    t0 = time.monotonic()
+def test_pattern_ensemble_plays_records_and_reports(tmp_path: Path) -> None:
+    yaml_path = write_ensemble(tmp_path)  # the model-free ensemble: every note predictable
+    bars = 8
     proc = run_launcher(
         [
             str(yaml_path),
@@ -60,7 +59,6 @@ def test_default_ensemble_plays_records_and_reports_in_time(tmp_path: Path) -> N
             "--quiet",
         ]
     )
-    elapsed = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["bus"] == "osc"
@@ -71,7 +69,6 @@ def test_default_ensemble_plays_records_and_reports_in_time(tmp_path: Path) -> N
     assert counts["bass"] == 2 * bars
     # The run stops on the bar line: nothing spills past it, so what was sent is what was recorded.
     assert report["parts"]["bass"]["notes"] == counts["bass"]
-    assert elapsed <= bars * 4 * 60.0 / tempo + 5.0, f"took {elapsed:.1f} s"
 
 
 def _children(pid: int) -> list[int]:

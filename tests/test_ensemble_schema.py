@@ -43,3 +43,14 @@ def test_check_flag_exits_1_with_one_line() -> None:
     assert len(lines) == 1 and expected(path) in lines[0]
     ok = run_launcher([str(ROOT / "ensembles" / "default.yaml"), "--check"], timeout=60)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_check_names_a_missing_model(tmp_path: Path) -> None:
+    text = (ROOT / "ensembles" / "default.yaml").read_text()
+    bad = tmp_path / "e.yaml"
+    bad.write_text(text.replace("model: default ", "model: /nonexistent/model ", 1))
+    (tmp_path / "melodies").symlink_to(ROOT / "ensembles" / "melodies")
+    proc = run_launcher([str(bad), "--check"], timeout=60)
+    assert proc.returncode == 1
+    [line] = proc.stderr.strip().splitlines()
+    assert "agents.0.engine.model" in line and "/nonexistent/model" in line
