@@ -26,6 +26,9 @@ from protocol.ensemble import Ensemble, EnsembleError, load_ensemble
 
 ROOT = Path(__file__).resolve().parent
 STOP_GRACE_S = 1.5
+# An agent that exits with an error this soon after starting, three times in a row, cannot start
+# (a wrong password, a missing port): give up with its message rather than restart it for ever.
+START_FAILURE_S = 15.0
 
 
 @dataclass
@@ -39,6 +42,7 @@ class Child:
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started: list[float] = field(default_factory=list)
+    start_failures: int = 0  # exits with an error soon after starting, in a row
 
     def start(self) -> None:
         env = {
@@ -167,14 +171,16 @@ class Launcher:
                         break
                     if code in (0, -signal.SIGTERM, -signal.SIGINT):
                         break
+                    if self._cannot_start(conductor, code):
+                        rc = 1
+                        break
                     print(f"conductor exited with {code}; restarting it (state is kept)", file=sys.stderr)
                     conductor.restarts += 1
                     conductor.start()
                 for c in self.children:
                     if c.role == "agent" and not c.alive and not self.stopping:
                         code = c.proc.returncode if c.proc else None
-                        if code == 1 and len(c.started) >= 3 and c.started[-1] - c.started[-3] < 5.0:
-                            print(f"agent {c.name} keeps failing at start; giving up", file=sys.stderr)
+                        if self._cannot_start(c, code):
                             rc = 1
                             self.stopping = True
                             break
@@ -195,6 +201,16 @@ class Launcher:
             if conductor.proc.returncode not in (-signal.SIGTERM, -signal.SIGINT):
                 rc = rc or 1
         return rc
+
+    def _cannot_start(self, c: Child, code: int | None) -> bool:
+        """Three error exits in a row, each soon after starting: restarting will not help."""
+        lived = time.monotonic() - c.started[-1] if c.started else 0.0
+        c.start_failures = c.start_failures + 1 if code == 1 and lived < START_FAILURE_S else 0
+        if c.start_failures >= 3:
+            who = "conductor" if c.role == "conductor" else f"agent {c.name}"
+            print(f"{who} keeps failing at start; giving up (its error is above)", file=sys.stderr)
+            return True
+        return False
 
     def shutdown(self) -> None:
         """SIGTERM everyone (they release their notes), then SIGKILL whatever is left after the grace."""
@@ -310,8 +326,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.from_midi is not None:
         if args.render is None and args.plot is None:
-            print("error: --from-midi: say what to make with --render FILE.wav and/or --plot FILE.png",
-                  file=sys.stderr)
+            print(
+                "error: --from-midi: say what to make with --render FILE.wav and/or --plot FILE.png",
+                file=sys.stderr,
+            )
             return 1
         return make_artifacts(args.from_midi, ens, args.render, args.plot, args.quiet)
     with tempfile.TemporaryDirectory(prefix="barcelona-") as tmp:

@@ -243,8 +243,9 @@ class Conductor:
                 await self._on_surface(packet.address, list(packet.args))
             except (ControlError, ChordError, ValueError, TypeError) as exc:
                 reason = exc.reason if isinstance(exc, ControlError) else f"rejected.{type(exc).__name__}"
+                if reason not in self.control_invalid:  # log a reason once; the count keeps the rest
+                    log.warning("control %s refused: %s", packet.address[:120], str(exc)[:200])
                 self._count(reason)
-                log.warning("control %s %s refused: %s", packet.address, packet.args, exc)
 
     def _count(self, reason: str) -> None:
         self.control_invalid[reason] = self.control_invalid.get(reason, 0) + 1

@@ -171,5 +171,9 @@ def _build_kw(kind: Kind, data: dict[str, Any]) -> Any:
     try:
         return kind.cls(**data)
     except (TypeError, ValueError) as exc:
-        field = str(exc).split(":", 1)[0].split(".")[-1] if ":" in str(exc) else "fields"
+        text = str(exc)
+        if "required positional argument" in text or "unexpected keyword" in text:
+            field = "missing_field"
+        else:
+            field = text.split(":", 1)[0].split(".")[-1] if ":" in text else "fields"
         raise DecodeError(f"{kind.address}.{field}", str(exc)) from exc

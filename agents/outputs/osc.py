@@ -96,6 +96,9 @@ class OscOutput(Output):
             infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
             family, kind, proto, _, target = infos[0]
             self._sock = socket.socket(family, kind, proto)
+            # Connecting picks the local address by route (127.0.0.1 for a loopback synth), so the
+            # socket never sits on every interface the way an unbound sendto socket would.
+            self._sock.connect(target)
         except OSError as exc:
             raise OutputError(f"OSC output: cannot resolve host {self.host!r}: {exc}") from exc
         self._target = target
@@ -120,9 +123,9 @@ class OscOutput(Output):
         if self.timetag:
             bundle = OscBundleBuilder(IMMEDIATELY if due is None else wall_time_of(due, self._clock))
             bundle.add_content(osc)
-            self._sock.sendto(bundle.build().dgram, self._target)
+            self._sock.send(bundle.build().dgram)
         else:
-            self._sock.sendto(osc.dgram, self._target)
+            self._sock.send(osc.dgram)
 
     def _message(self, address: str, *ints: int) -> OscMessage:
         builder = OscMessageBuilder(address)
