@@ -27,6 +27,7 @@ from protocol.bus import Bus, open_bus
 from protocol.ensemble import AgentConfig, Ensemble
 from protocol.harmony import ChordError, ChordPlan
 from protocol.messages import AgentParams, AgentStatus, Note, PlanState, SyncPing, SyncPong
+from protocol.process import write_json_atomic
 from protocol.sync import ClockSync
 from protocol.timeline import LocalTimeMap, Timeline
 
@@ -355,9 +356,7 @@ class Agent:
     def write_stats(self) -> None:
         if self.stats_path is None:
             return
-        tmp = self.stats_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.stats()))
-        os.replace(tmp, self.stats_path)
+        write_json_atomic(self.stats_path, self.stats())
 
     def _load_previous_stats(self) -> dict[str, Any]:
         """A restarted agent continues its predecessor's counts so the report covers the whole run."""

@@ -8,7 +8,6 @@ late joiner costs at most one period. Heavy work never happens here: the loop mu
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import os
@@ -27,6 +26,7 @@ from protocol.bus import Bus, open_bus
 from protocol.ensemble import Ensemble
 from protocol.harmony import ChordError, ChordPlan
 from protocol.messages import AgentStatus, BeatTick, Control, Note, SyncPing, SyncPong
+from protocol.process import write_json_atomic
 from protocol.timeline import Timeline
 
 log = logging.getLogger("barcelona.conductor")
@@ -385,9 +385,7 @@ class Conductor:
     def write_stats(self) -> None:
         if self.stats_path is None:
             return
-        tmp = self.stats_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.stats()))
-        os.replace(tmp, self.stats_path)
+        write_json_atomic(self.stats_path, self.stats())
 
     def save_state(self) -> None:
         if self.state_path is not None:

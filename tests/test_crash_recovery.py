@@ -29,6 +29,7 @@ from support.ensembles import ROOT, read_json, wait_for, write_ensemble
 from support.jack import JackServer, MidiCapture
 from support.monitor import BusMonitor
 from support.net_fixtures import free_port
+from support.procs import alive, children, cmdline
 
 from protocol import codec
 from protocol.messages import Note, PlanState
@@ -41,32 +42,11 @@ GRID = 0.5  # every onset of the default ensemble's patterns is on a half beat
 
 
 # -- processes --------------------------------------------------------------------------------------
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def _alive(pid: int) -> bool:
-    """A zombie counts as gone: it holds no socket, no MIDI port and plays nothing."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.split(") ", 1)[1][0] != "Z"
 
 
 def _role_pids(launcher: int, role: str) -> list[int]:
     """Children of the launcher started as `python -m <role>` (conductor or agents)."""
-    return [k for k in _children(launcher) if f" -m {role} " in _cmdline(k) and _alive(k)]
+    return [k for k in children(launcher) if f" -m {role} " in cmdline(k) and alive(k)]
 
 
 def _start(yaml_path: Path, *extra: str, new_session: bool = False) -> subprocess.Popen[str]:
@@ -335,7 +315,7 @@ def test_stop_signal_ends_every_child_within_two_seconds_with_no_stuck_note(
         proc = _start(yaml_path, "--report", str(rep), new_session=True)
         try:
             wait_for(lambda: cap.stuck_notes(), 30, "a piano chord sounding at the capture port")
-            kids = _children(proc.pid)
+            kids = children(proc.pid)
             assert len(kids) == 4
             assert cap.stuck_notes(), "the chord should still be sounding at the stop"
             t0 = time.monotonic()
@@ -343,7 +323,7 @@ def test_stop_signal_ends_every_child_within_two_seconds_with_no_stuck_note(
                 os.killpg(proc.pid, signal.SIGINT)
             else:
                 proc.send_signal(signal.SIGTERM)
-            wait_for(lambda: not any(_alive(k) for k in kids), 2.0, "every child to exit", every=0.005)
+            wait_for(lambda: not any(alive(k) for k in kids), 2.0, "every child to exit", every=0.005)
             gone = time.monotonic() - t0
             assert proc.wait(timeout=5) == 0
             wait_for(lambda: not cap.stuck_notes(), 1.0, "every note released at the MIDI port")

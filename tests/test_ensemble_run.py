@@ -15,6 +15,7 @@ import pytest
 from support.ensembles import ROOT, run_launcher, wait_for, write_ensemble
 from support.monitor import BusMonitor
 from support.net_fixtures import free_port
+from support.procs import alive, children, cmdline
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
@@ -71,29 +72,6 @@ def test_pattern_ensemble_plays_records_and_reports(tmp_path: Path) -> None:
     assert report["parts"]["bass"]["notes"] == counts["bass"]
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.split(") ", 1)[1][0] != "Z"
-
-
 def _start(yaml_path: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(ROOT / "run_ensemble.py"), str(yaml_path), "--quiet", *extra],
@@ -112,13 +90,13 @@ def test_sigterm_stops_every_process_within_two_seconds(tmp_path: Path) -> None:
     proc = _start(yaml_path, "--report", str(tmp_path / "r.json"))
     try:
         mon.wait(lambda: len(mon.notes("piano")) >= 3, 30, "piano notes on the bus")
-        kids = _children(proc.pid)
+        kids = children(proc.pid)
         assert len(kids) == 4
         proc.send_signal(signal.SIGTERM)
         t0 = time.monotonic()
         proc.wait(timeout=10)
         wait_for(
-            lambda: not any(_alive(k) for k in kids),
+            lambda: not any(alive(k) for k in kids),
             2.0 - (time.monotonic() - t0) + 0.5,
             "every child to exit",
         )
@@ -139,7 +117,7 @@ def test_a_killed_agent_is_restarted_and_plays_on(tmp_path: Path) -> None:
     proc = _start(yaml_path, "--bars", "12", "--report", str(tmp_path / "r.json"))
     try:
         mon.wait(lambda: len(mon.notes("bass")) >= 2, 30, "bass notes on the bus")
-        bass = [k for k in _children(proc.pid) if " bass " in _cmdline(k) + " "]
+        bass = [k for k in children(proc.pid) if " bass " in cmdline(k) + " "]
         assert len(bass) == 1
         os.kill(bass[0], signal.SIGKILL)
         killed = time.monotonic()

@@ -12,22 +12,9 @@ from pathlib import Path
 import pytest
 from support.ensembles import ROOT, wait_for, write_ensemble
 from support.jack import JackServer, MidiCapture
+from support.procs import children, cmdline
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
 def test_sigkilled_agent_mid_note_is_silenced_and_plays_on(tmp_path: Path, jack_server: JackServer) -> None:
@@ -60,7 +47,7 @@ def test_sigkilled_agent_mid_note_is_silenced_and_plays_on(tmp_path: Path, jack_
         try:
             # Wait until chord notes are sounding (on, not yet off), then kill the agent without warning.
             wait_for(lambda: cap.stuck_notes(), 30, "a sounding chord")
-            [pid] = [k for k in _children(proc.pid) if " pads " in _cmdline(k) + " "]
+            [pid] = [k for k in children(proc.pid) if " pads " in cmdline(k) + " "]
             os.kill(pid, signal.SIGKILL)
             killed = time.perf_counter()
             held = cap.stuck_notes()
