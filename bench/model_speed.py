@@ -18,7 +18,8 @@ masks are identical in both loops and the tokens can be compared ("equal" = iden
 two contexts are identical; the LiveContext's overlap rule may rewrite an earlier row, after which the
 streams legitimately part). ORT runs 1 intra-op thread everywhere (agents share 2 cores).
 
-Models: ``tiny`` (the test fixture), ``small`` (4 layers, 128 wide) and ``medium`` (tv2o-medium
+Models: ``tiny`` (the test fixture), ``shipped`` (models/default, trained; also timed as an agent
+plays it, in events per CPU-second), ``small`` (4 layers, 128 wide) and ``medium`` (tv2o-medium
 shapes: 12 x 1024, 16 heads, ffn 4096; token model 3 layers, 4 heads), random weights exported with
 our exporter and cached under ~/.cache/barcelona/bench/ (the medium export is ~940 MB).
 
@@ -54,9 +55,11 @@ SEED = 1234
 
 
 def model_folder(name: str) -> Path:
-    """The tiny fixture, or a random-weights export made once and kept in the cache."""
+    """The tiny fixture, the shipped model, or a random-weights export made once and kept in the cache."""
     if name == "tiny":
         return ROOT / "tests" / "fixtures" / "models" / "tiny_v2"
+    if name == "shipped":
+        return ROOT / "models" / "default"
     folder = CACHE / f"{name}-s0"
     if not (folder / "onnx" / "model_token.onnx").exists():
         from training.export import export_model, random_model  # torch only when (re)building
@@ -248,6 +251,25 @@ def fidelity(fp32: ModelRuntime, int8: ModelRuntime, rows: np.ndarray, start: in
             "top1_agreement": top1 / n}
 
 
+def run_agent(rt: ModelRuntime, n: int) -> float:
+    """Events per CPU-second of a Generator set up as ensembles/default.yaml's piano: the agent's own
+    order rule, its chord plan with chord_bias 3, temperature 0.9. CPU time of this thread, not wall
+    time: on a shared machine it does not count the time another process held the core."""
+    from protocol.harmony import ChordPlan
+
+    plan = ChordPlan.parse("C | G7 | C | G7 | C | G7 | C | G7 C")
+    rt.reset()
+    ctx = human_context(128)
+    gen = Generator(rt, ctx, track=TRACK, channel=CHANNEL, pitch_range=(52, 79), seed=SEED,
+                    max_duration_beats=8.0)
+    gen.sync()
+    p = DecodeParams(temperature=0.9, chord_bias=3.0)
+    t0 = time.thread_time()
+    for _ in range(n):
+        gen.step(p, lambda beat: plan.chord_at(beat, 4))
+    return n / (time.thread_time() - t0)
+
+
 def bench_model(name: str, n: int, rounds: int, prompt_notes: int, reps: int, int8: bool) -> dict:
     folder = model_folder(name)
     p = DecodeParams()
@@ -259,7 +281,10 @@ def bench_model(name: str, n: int, rounds: int, prompt_notes: int, reps: int, in
     per_event: dict[str, list[float]] = {k: [] for k in ["skytnt", *runtimes]}
     ratios: dict[str, list[float]] = {k: [] for k in runtimes}
     equal: dict[str, str] = {}
+    agent: list[float] = []
     for _ in range(rounds):
+        if name == "shipped":
+            agent.append(run_agent(rt, n))
         prompt = np.array(human_context(prompt_notes).rows)
         ref_rows, t = ref.generate(prompt, n, SEED, p)
         ref_ms = statistics.mean(t[1:]) * 1e3  # event 0 also prefills the prompt in SkyTNT's loop
@@ -277,6 +302,8 @@ def bench_model(name: str, n: int, rounds: int, prompt_notes: int, reps: int, in
         out["variants"][key] = {"ms_per_event": ms, "events_per_s": 1e3 / ms, "runs_ms": values,
                                 "speedup_vs_skytnt": statistics.median(ratios[key]) if key in ratios else 1.0,
                                 "equal_rows": equal.get(key, "-")}
+    if agent:
+        out["agent_events_per_cpu_s"] = {"median": statistics.median(agent), "runs": agent}
     out["replan"] = {key: replan(rt, "fast", reps, p) for key, rt in runtimes.items() if "fast" in key}
     t_ref = []
     for _ in range(max(1, reps // 2)):  # SkyTNT's app has no rollback: the whole context runs again
@@ -303,6 +330,11 @@ def print_table(results: dict) -> None:
             print(f"{model:8s} {key:32s} {v['ms']:8.1f} {v.get('refeed_ms', float('nan')):11.1f} "
                   f"{v.get('rows_refed', v['context']):5}")
     for model, r in results["models"].items():
+        if "agent_events_per_cpu_s" in r:
+            print(f"\n{model}: as an agent plays it (default.yaml's piano: own order, chord plan, "
+                  f"chord_bias 3, T 0.9): {r['agent_events_per_cpu_s']['median']:.0f} events per CPU-second, "
+                  "1 thread")
+    for model, r in results["models"].items():
         if "int8_fidelity" in r:
             f = r["int8_fidelity"]
             print(f"\n{model} int8 vs fp32 over {f['positions']} token positions: max |dlogit| "
@@ -314,13 +346,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny + medium at short length (< 2 minutes)")
     ap.add_argument("--json", metavar="PATH", help="also write the results here")
-    ap.add_argument("--models", nargs="*", choices=["tiny", "small", "medium"], help="subset to run")
+    ap.add_argument("--models", nargs="*", choices=["tiny", "shipped", "small", "medium"],
+                    help="subset to run")
     args = ap.parse_args(argv)
     if args.quick:
-        plan = {"tiny": (100, 2, 64, 5, False), "medium": (10, 2, 64, 3, True)}
+        plan = {"tiny": (100, 2, 64, 5, False), "shipped": (100, 3, 64, 5, False),
+                "medium": (10, 2, 64, 3, True)}
     else:
-        plan = {"tiny": (300, 3, 128, 9, False), "small": (300, 3, 128, 9, True),
-                "medium": (40, 3, 128, 5, True)}
+        plan = {"tiny": (300, 3, 128, 9, False), "shipped": (300, 5, 128, 9, False),
+                "small": (300, 3, 128, 9, True), "medium": (40, 3, 128, 5, True)}
     if args.models:
         plan = {k: v for k, v in plan.items() if k in args.models}
     results: dict = {"machine": platform.machine(), "cpus": os.cpu_count(), "onnxruntime": ort.__version__,

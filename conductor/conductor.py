@@ -19,9 +19,11 @@ from typing import Any
 
 from conductor.control import HUMAN_NOTE, Allowlist, ControlError, parse_control, strip_prefix
 from conductor.human import FileHuman, LiveHuman, MidiInput, read_midi_notes
+from conductor.link import LinkBridge
 from conductor.midi_clock import MidiClockOut
 from conductor.recorder import Recorder
 from conductor.state import ConductorState
+from conductor.status_json import StatusJson, agent_fields
 from protocol.bus import Bus, open_bus
 from protocol.ensemble import Ensemble
 from protocol.harmony import ChordError, ChordPlan
@@ -87,6 +89,8 @@ class Conductor:
         self.last_beat_tick: int | None = None
         self.end_beat: float | None = None
         self.midi_clock: MidiClockOut | None = None
+        self.link = LinkBridge(ens.conductor.link)  # inert unless the YAML enables Link
+        self.status_json = StatusJson()
         self._setup_human()
 
     def _setup_human(self) -> None:
@@ -119,6 +123,7 @@ class Conductor:
                 asyncio.create_task(self._broadcast_loop(), name="broadcast"),
                 asyncio.create_task(self._tick_loop(), name="tick"),
                 asyncio.create_task(self._stats_loop(), name="stats"),
+                asyncio.create_task(self.link.serve(self.state, self.recorder, self._publish), name="link"),
             ]
             await self._publish_state()
             if self.autostart:
@@ -156,10 +161,12 @@ class Conductor:
         expected = set(self.state.agents)
         while self.clock() < deadline and not expected <= set(self.state.heard):
             await asyncio.sleep(0.02)
+        await self.link.wait_joined(self.state.timeline.tempo_bpm)  # follow: join Link first, start in phase
         count_in = self.ens.timing.count_in_beats * 60.0 / self.state.timeline.tempo_bpm
         latency = self.ens.timing.latency_ms / 1000.0
         now = self.clock()
         self.state.timeline = self.state.timeline.started(now, at_beat=0.0, delay_s=max(count_in, latency))
+        self.state.timeline = self.link.aligned(self.state.timeline)  # follow: beat 0 on Link's bar line
         if self.bars is not None:
             self.state.timeline = replace(self.state.timeline, stop_beat=float(self.bars * self.ens.meter))
         self.recorder.tempo(0.0, self.state.timeline.tempo_bpm)
@@ -258,6 +265,8 @@ class Conductor:
         await self.apply(ctl)
 
     async def apply(self, ctl: Control) -> None:
+        if self.link.takes_control(ctl):  # following Link: a tempo change goes to the session
+            return
         now = self.clock()
         changed = self.state.apply(ctl, now)
         for msg in changed:
@@ -328,12 +337,13 @@ class Conductor:
             tl.tempo_at_beat(beat),
         )
         await self._publish(tick)
+        await self._publish(status := self.status_json.message(self.stats()))
         if self.displays and self.surface is not None:
             from protocol.codec import to_osc
 
-            address, targs = to_osc(self.ens.name, tick)
-            for display in list(self.displays):
-                self.surface.send(address, targs, to=display)
+            for address, targs in (to_osc(self.ens.name, tick), to_osc(self.ens.name, status)):
+                for display in list(self.displays):
+                    self.surface.send(address, targs, to=display)
 
     # -- stats and persistence ----------------------------------------------------------------------
     async def _stats_loop(self) -> None:
@@ -368,17 +378,9 @@ class Conductor:
             "invalid_messages": sum(reasons.values()),
             "invalid_reasons": dict(reasons),
             "refused": dict(self.allow.refused),
-            "agents": {
-                a: {
-                    "state": s.state,
-                    "notes": s.notes,
-                    "late": s.late_notes,
-                    "offset_ms": s.offset_ms,
-                    "rtt_ms": s.rtt_ms,
-                }
-                for a, s in self.agent_status.items()
-            },
+            "agents": {a: agent_fields(s) for a, s in self.agent_status.items()},
             "bus": self.ens.bus.transport,
+            "link": self.link.stats(),
             "updated": time.time(),
         }
 

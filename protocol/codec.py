@@ -19,6 +19,7 @@ from protocol.messages import (
     AgentStatus,
     BeatTick,
     Control,
+    EnsembleStatus,
     Note,
     PlanState,
     Roster,
@@ -62,6 +63,7 @@ KINDS: tuple[Kind, ...] = (
     Kind(SyncPong, "sync/pong", qos=0, retain=False, key="agent"),
     Kind(Control, "control", qos=1, retain=False),
     Kind(BeatTick, "beat", qos=0, retain=False),
+    Kind(EnsembleStatus, "ensemble/status", qos=0, retain=False),
 )
 BY_CLASS: dict[type, Kind] = {k.cls: k for k in KINDS}
 BY_ADDRESS: dict[str, Kind] = {k.address: k for k in KINDS}

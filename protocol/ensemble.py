@@ -187,10 +187,20 @@ class MidiClockConfig(Strict):
         return self
 
 
+class LinkConfig(Strict):
+    """Ableton Link (the `link` extra): `follow` takes the session's tempo and phase, `lead` sets them."""
+
+    enabled: bool = False
+    mode: Literal["follow", "lead"] = "follow"
+    quantum: Annotated[float, Field(gt=0, le=32)] = 4.0
+    join_wait_s: Annotated[float, Field(ge=0, le=30)] = 2.0
+
+
 class ConductorConfig(Strict):
     host: Name = "local"
     address: str = "127.0.0.1"
     midi_clock: MidiClockConfig | None = None
+    link: LinkConfig = LinkConfig()
 
 
 class Ensemble(Strict):

@@ -7,6 +7,7 @@ message that exists is a valid message, whichever encoding it came from. Timelin
 
 from __future__ import annotations
 
+import json as _json
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -237,3 +238,34 @@ class BeatTick(Message):
         "chord": ("s", 0, 32),
         "tempo_bpm": ("d", 0.0, 1000.0),
     }
+
+
+MAX_STATUS_JSON = 6000  # under MQTT's 8192-byte payload limit with room for msgpack framing
+
+
+@dataclass(frozen=True, slots=True)
+class EnsembleStatus(Message):
+    """Conductor → bus and displays, once a beat: the whole ensemble's state as one JSON object.
+
+    One string because Max's `dict` (and any JSON parser) takes it in one piece, and because the set
+    of agents changes at run time, which positional OSC arguments cannot express. Keys: bar, beat,
+    chord, tempo, playing, agents {name: {...}}, bus {invalid, refused, roster}; see docs/osc.md.
+    """
+
+    json: str
+
+    SPEC: ClassVar[dict[str, Spec]] = {"json": ("s", 2, MAX_STATUS_JSON)}
+
+    def __post_init__(self) -> None:
+        validate(self)
+        try:
+            data = _json.loads(self.json)
+        except ValueError as exc:
+            raise ValueError(f"EnsembleStatus.json: not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"EnsembleStatus.json: expected an object, got {type(data).__name__}")
+
+    @property
+    def data(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = _json.loads(self.json)
+        return parsed

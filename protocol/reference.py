@@ -76,6 +76,18 @@ def render() -> str:
         "Every allowed sender of the control surface also receives, on its address (or on",
         "`control.reply_port`), one `BeatTick` per beat: bar, beat in bar, chord symbol, tempo.",
         "",
+        "Once a beat the conductor also sends `EnsembleStatus` (to the bus and to every display): one",
+        "string holding a JSON object, for Max's `dict` / `fromsymbol` and for dashboards:",
+        "",
+        "- `bar`, `beat`, `chord`, `tempo`, `playing`",
+        "- `agents`: per agent `state`, `alive`, `notes`, `notes_per_s`, `late`, `lateness_p50_ms`,",
+        "  `lookahead_beats`, `offset_ms`, `rtt_ms`, `invalid` (from the agents' heartbeats)",
+        "- `bus`: `transport`, `invalid` (bad messages counted), `invalid_reasons`, `refused`, `roster`",
+        "- `link` (with Ableton Link on): `mode`, `peers`, `tempo`, `phase_error_ms`, `joined_after_s`",
+        "",
+        "It stays under 6000 characters: with many agents the per-reason counts go first, then",
+        "the per-agent detail beyond state, notes and late.",
+        "",
     ]
     return "\n".join(lines)
 

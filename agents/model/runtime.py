@@ -171,11 +171,14 @@ class ModelRuntime:
         self._last_hidden = np.zeros((b, 1, e), np.float32)
         self._hidden_fresh = False  # does _last_hidden belong to row _length - 1?
         self._no_hidden = np.zeros((b, 0, e), np.float32)
-        self._step_token = np.zeros((b, 1), np.int64)
         self._logits = np.zeros((b, 1, v), np.float32)
-        self._fed = np.zeros((b, MAX_TOKEN_SEQ), np.int64)  # token prefix held by the token cache
+        self._fed_rows: list[list[int]] = [[] for _ in range(b)]  # prefix held by the token cache
         self._fed_len = -1  # -1: token cache does not belong to the current context
+        self._x_values: dict[int, tuple[np.ndarray, ort.OrtValue]] = {}
+        self._y_buf = np.zeros(b * (1 + MAX_TOKEN_SEQ) * v, np.float32)
+        self._y_values: dict[int, tuple[np.ndarray, ort.OrtValue]] = {}
         self._hidden_out = np.empty(0, np.float32)
+        self._hidden_values: dict[int, tuple[np.ndarray, ort.OrtValue]] = {}
         if self.info.kv_cache:
             self._base_kv = _KVCache(self.info.base, b, max_events, device)
             self._token_kv = _KVCache(self.info.token, b, 1 + MAX_TOKEN_SEQ, device)
@@ -183,7 +186,7 @@ class ModelRuntime:
             self._token_bind = self._token.io_binding()
             # OrtValues over the fixed buffers (zero-copy on the host), bound in ~1 µs each call
             wrap = ort.OrtValue.ortvalue_from_numpy
-            self._logits_value, self._step_value = wrap(self._logits), wrap(self._step_token)
+            self._logits_value = wrap(self._logits)
             self._no_hidden_value, self._last_hidden_value = wrap(self._no_hidden), wrap(self._last_hidden)
 
     @staticmethod
@@ -225,7 +228,13 @@ class ModelRuntime:
     def prefill(self, rows: np.ndarray) -> None:
         """Append event rows, (8,), (N, 8) or (batch, N, 8), to the context and the base cache in one call."""
         rows = np.asarray(rows)
-        x = self._as_batch(rows[None] if rows.ndim == 1 else rows, 2, "rows")
+        if rows.dtype == np.int64 and rows.ndim == 2 and self.batch_size == 1 and rows.flags.c_contiguous:
+            # the decoder's case, checked with two reductions instead of _as_batch's dozen calls
+            if rows.size and (rows.min() < 0 or rows.max() >= self.info.vocab_size):
+                raise ValueError(f"rows: token ids must lie in 0..{self.info.vocab_size - 1}")
+            x = rows[None]
+        else:
+            x = self._as_batch(rows[None] if rows.ndim == 1 else rows, 2, "rows")
         n = x.shape[1]
         if x.shape[2] != MAX_TOKEN_SEQ:
             raise ValueError(f"rows: each event needs {MAX_TOKEN_SEQ} token ids, got {x.shape[2]}")
@@ -243,10 +252,16 @@ class ModelRuntime:
         b, e = self.batch_size, self.info.n_embd
         if self._hidden_out.size < b * n * e:
             self._hidden_out = np.empty(b * max(n, 16) * e, np.float32)
-        hidden = self._hidden_out[: b * n * e].reshape(b, n, e)
+            self._hidden_values.clear()
+        if len(self._hidden_values) > 64:
+            self._hidden_values.clear()
+        if n not in self._hidden_values:  # one wrap per chunk size: most prefills are one event
+            hidden = self._hidden_out[: b * n * e].reshape(b, n, e)
+            self._hidden_values[n] = (hidden, ort.OrtValue.ortvalue_from_numpy(hidden))
+        hidden, hidden_value = self._hidden_values[n]
         bind = self._base_bind
         bind.bind_cpu_input("x", x)
-        bind.bind_ortvalue_output("hidden", ort.OrtValue.ortvalue_from_numpy(hidden))
+        bind.bind_ortvalue_output("hidden", hidden_value)
         self._base_kv.bind(bind, n)
         self._base.run_with_iobinding(bind)
         self._base_kv.commit(bind, 1, n)
@@ -280,43 +295,84 @@ class ModelRuntime:
             self._last_hidden[...] = hidden[:, -1:]
             self._hidden_fresh = True
 
+    def _token_prefix(self, prefix: np.ndarray) -> list[list[int]]:
+        """The prefix as one Python list per batch row, validated. Lists, not arrays: a prefix holds at
+        most 7 ids, and comparing it with the cached one is then ~1 µs instead of several numpy calls."""
+        a = prefix
+        if not (type(a) is np.ndarray and a.dtype == np.int64 and a.ndim == 1 and self.batch_size == 1):
+            a = self._as_batch(prefix, 1, "prefix")
+            return a.tolist()
+        p = a.tolist()
+        if p and (min(p) < 0 or max(p) >= self.info.vocab_size):
+            raise ValueError(f"prefix: token ids must lie in 0..{self.info.vocab_size - 1}")
+        return [p]
+
+    def _x_value(self, rows: list[list[int]]) -> ort.OrtValue:
+        """An OrtValue over a preallocated (batch, w) int64 buffer holding `rows` (one per width w)."""
+        w = len(rows[0])
+        if w not in self._x_values:
+            buf = np.zeros((self.batch_size, w), np.int64)
+            self._x_values[w] = (buf, ort.OrtValue.ortvalue_from_numpy(buf))
+        buf, value = self._x_values[w]
+        if w:
+            buf[...] = rows
+        return value
+
+    def _y_value(self, new: int) -> tuple[np.ndarray, ort.OrtValue]:
+        """Preallocated (batch, new, vocab) output for a call that feeds several positions at once."""
+        if new not in self._y_values:
+            b, v = self.batch_size, self.info.vocab_size
+            y = self._y_buf[: b * new * v].reshape(b, new, v)
+            self._y_values[new] = (y, ort.OrtValue.ortvalue_from_numpy(y))
+        return self._y_values[new]
+
     def token_logits(self, prefix: np.ndarray) -> np.ndarray:
         """Raw logits (batch, vocab) for token j of the next event, given its tokens 0..j-1 (`prefix`,
-        (j,) or (batch, j)). Calling with j = 0, 1, 2, ... extends the token cache one token per call;
-        any other prefix is recomputed. The array is reused by the next call: copy it to keep it."""
-        p = self._as_batch(prefix, 1, "prefix")
-        j = p.shape[1]
+        (j,) or (batch, j)). The token cache keeps the longest part of the previous prefix that this
+        one shares and feeds the rest in ONE call, so a caller that skips positions it need not sample
+        (a forced track or channel) pays for them inside the next call, not with calls of their own.
+        A prefix that shares nothing is recomputed from the event's hidden state. The array is reused
+        by the next call: copy it to keep it."""
+        rows = self._token_prefix(prefix)
+        j = len(rows[0])
         if j >= MAX_TOKEN_SEQ:
             raise ValueError(f"prefix: an event has {MAX_TOKEN_SEQ} tokens, so j must be < "
                              f"{MAX_TOKEN_SEQ}, got {j}")
         if not self._hidden_fresh:
             self._refresh_hidden()
         if not self.info.kv_cache:
-            y = self._token.run(["y"], {"hidden": self._last_hidden[:, 0], "x": p})[0]
+            y = self._token.run(["y"], {"hidden": self._last_hidden[:, 0], "x": np.array(rows, np.int64)})[0]
             self._logits[...] = y[:, -1:]
             return self._logits[:, 0]
         kv, bind = self._token_kv, self._token_bind
-        step = j >= 1 and self._fed_len == j - 1 and np.array_equal(p[:, : j - 1], self._fed[:, : j - 1])
-        if step:
-            self._step_token[:, 0] = p[:, j - 1]
-            bind.bind_ortvalue_input("hidden", self._no_hidden_value)
-            bind.bind_ortvalue_input("x", self._step_value)
-            new = 1
-        else:
+        keep = -1  # tokens of the cached prefix still valid; -1: start again from the hidden state
+        if self._fed_len >= 0 and j >= 1:
+            fed, keep = self._fed_rows, 0
+            limit = min(self._fed_len, j - 1)  # at least one token is fed: its logits are the answer
+            while keep < limit and all(r[keep] == f[keep] for r, f in zip(rows, fed, strict=True)):
+                keep += 1
+        if keep < 0:
             kv.truncate(0)
             bind.bind_ortvalue_input("hidden", self._last_hidden_value)
-            bind.bind_cpu_input("x", p)
+            bind.bind_ortvalue_input("x", self._x_value(rows))
             new = 1 + j
+        else:
+            if kv.length > 1 + keep:
+                kv.truncate(1 + keep)
+            bind.bind_ortvalue_input("hidden", self._no_hidden_value)
+            bind.bind_ortvalue_input("x", self._x_value([r[keep:] for r in rows]))
+            new = j - keep
         if new == 1:
             bind.bind_ortvalue_output("y", self._logits_value)
         else:
-            bind.bind_output("y", "cpu")
+            y, y_value = self._y_value(new)
+            bind.bind_ortvalue_output("y", y_value)
         kv.bind(bind, new)
         self._token.run_with_iobinding(bind)
         kv.commit(bind, 1, new)
         if new > 1:
-            self._logits[:, 0] = bind.get_outputs()[0].numpy()[:, -1]
-        self._fed[:, :j] = p
+            self._logits[:, 0] = y[:, -1]
+        self._fed_rows = rows
         self._fed_len = j
         return self._logits[:, 0]
 
