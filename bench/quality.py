@@ -80,13 +80,15 @@ def mean_rows(rows: Sequence[dict[str, float]]) -> dict[str, float]:
 
 
 def measure_rows(pieces: Sequence[np.ndarray]) -> dict[str, dict[str, float]]:
-    """Per-voice and whole-piece means over token-row pieces."""
-    per_voice, whole = [], []
+    """Per-voice, lowest-voice (the bass agent's counterpart) and whole-piece means over pieces."""
+    per_voice, lowest, whole = [], [], []
     for rows in pieces:
-        voices = rows_to_voices(rows)
-        per_voice += [summary(sorted(v)) for v in voices.values()]
-        whole.append(summary(sorted(n for v in voices.values() for n in v)))
-    return {"per voice": mean_rows(per_voice), "whole": mean_rows(whole)}
+        voices = [sorted(v) for v in rows_to_voices(rows).values() if len(v) >= 2]
+        per_voice += [summary(v) for v in voices]
+        if len(voices) > 1:
+            lowest.append(summary(min(voices, key=lambda v: float(np.mean([p for _, _, p in v])))))
+        whole.append(summary(sorted(n for v in voices for n in v)))
+    return {"per voice": mean_rows(per_voice), "lowest voice": mean_rows(lowest), "whole": mean_rows(whole)}
 
 
 # ---- the three sources --------------------------------------------------------------------------
@@ -112,10 +114,12 @@ def free_run(pieces: int, events: int) -> tuple[list[np.ndarray], float]:
     return out, statistics.median(speeds)
 
 
-def _rss_kb(pid: int) -> int:
+def _mem_kb(pid: int, file: str = "status", field: str = "VmRSS:") -> int:
+    """VmRSS from /proc/PID/status, or Pss from smaps_rollup: RSS counts the pages a forked model
+    process still shares with its agent twice, PSS splits them, so PSS adds up across processes."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1])
     except OSError:
         pass
@@ -162,15 +166,17 @@ def ensemble_run(bars: int, workdir: Path, engine: dict[str, object]) -> tuple[P
     record = workdir / "session.mid"
     cmd = [sys.executable, str(ROOT / "run_ensemble.py"), str(path), "--bars", str(bars), "--record",
            str(record), "--quiet"]
-    rss: RSS = {a: {"agent_mb": 0.0, "model_mb": 0.0} for a in MODEL_AGENTS}
+    rss: RSS = {a: {"agent_mb": 0.0, "model_mb": 0.0, "agent+model_pss_mb": 0.0} for a in MODEL_AGENTS}
     with subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         while proc.poll() is None:
             for name, pid in _agent_pids(proc.pid).items():
                 if name in rss:
                     r = rss[name]
-                    r["agent_mb"] = max(r["agent_mb"], _rss_kb(pid) / 1024)
-                    model = sum(_rss_kb(k) for k in _children(pid))
-                    r["model_mb"] = max(r["model_mb"], model / 1024)
+                    kids = _children(pid)
+                    r["agent_mb"] = max(r["agent_mb"], _mem_kb(pid) / 1024)
+                    r["model_mb"] = max(r["model_mb"], sum(_mem_kb(k) for k in kids) / 1024)
+                    pss = sum(_mem_kb(k, "smaps_rollup", "Pss:") for k in (pid, *kids))
+                    r["agent+model_pss_mb"] = max(r["agent+model_pss_mb"], pss / 1024)
             time.sleep(0.25)  # a sampling period, not a wait for a condition
         log = proc.stdout.read() if proc.stdout else ""
     if proc.returncode != 0 or not record.exists():
@@ -198,20 +204,24 @@ def measure_recording(record: Path, ens: dict) -> dict[str, dict[str, float]]:
 
 # ---- report -------------------------------------------------------------------------------------
 def verdicts(results: dict) -> list[str]:
-    """One line per goal, pass or miss, against the per-voice corpus."""
+    """One line per goal, pass or miss, against the per-voice corpus (the bass also against the lowest
+    voices, its musical counterpart, for information)."""
     ref = results.get("corpus", {}).get("per voice") or REFERENCE
+    low = results.get("corpus", {}).get("lowest voice", {})
     lines = []
     for part in MODEL_AGENTS:
         row = results["ensemble"][part]
         for k in MMT:
             off = (row[k] - ref[k]) / ref[k]
+            extra = f"; lowest voices {low[k]:.3f}" if part == "bass" and k in low else ""
             lines.append(f"{part} {k}: {row[k]:.3f} vs corpus {ref[k]:.3f} ({off:+.1%}) "
-                         f"{'ok' if abs(off) <= TOLERANCE else 'MISS'}")
-        rate = row["strong_beat_chord_tone_rate"]
-        lines.append(f"{part} strong-beat chord-tone rate: {rate:.3f} "
+                         f"{'ok' if abs(off) <= TOLERANCE else 'MISS'}{extra}")
+        rate, judged = row["strong_beat_chord_tone_rate"], row["strong_beat_notes"]
+        lines.append(f"{part} strong-beat chord-tone rate: {rate:.3f} of {judged} notes "
                      f"{'ok' if rate >= CHORD_GOAL else 'MISS'} (goal >= {CHORD_GOAL})")
         for k, v in results["rss_mb"][part].items():
-            lines.append(f"{part} peak {k.replace('_mb', '')} RSS: {v:.0f} MB "
+            what = "PSS" if "pss" in k else "RSS"
+            lines.append(f"{part} peak {k.replace('_pss_mb', '').replace('_mb', '')} {what}: {v:.0f} MB "
                          f"{'ok' if v <= RSS_GOAL_MB else 'MISS'} (goal <= {RSS_GOAL_MB:.0f})")
     return lines
 

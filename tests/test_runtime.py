@@ -227,3 +227,21 @@ def test_wrong_onnx_files(tmp_path: Path) -> None:
     shutil.copy(LEGACY / TOKEN_FILE, mixed / TOKEN_FILE)
     with pytest.raises(ModelLoadError, match="different export formats"):
         ModelRuntime(mixed)
+
+
+def test_several_tokens_fed_in_one_call_match_one_by_one(runtime: ModelRuntime) -> None:
+    """The decoder skips forced positions (track, channel): the runtime then feeds them together with
+    the next token in one call, and must give the logits that feeding them one by one gives."""
+    rng = np.random.default_rng(8)
+    rows, event, other = random_rows(rng, 6), random_rows(rng, 1)[0], random_rows(rng, 1)[0]
+    one = ModelRuntime(TINY)
+    for rt in (runtime, one):
+        rt.prefill(rows)
+    for j in range(8):
+        expected = one.token_logits(event[:j]).copy()
+        if j in (0, 2, 6):  # jumps of 2 and 4 tokens
+            assert_close(runtime.token_logits(event[:j]), expected)
+    # a prefix that shares its first 3 tokens with the cached one keeps them and feeds the rest
+    other[:3] = event[:3]
+    assert_close(runtime.token_logits(other[:7]), runtime.full_logits(rows, other[:7]))
+    assert_close(runtime.token_logits(other[:2]), runtime.full_logits(rows, other[:2]))

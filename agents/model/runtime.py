@@ -10,7 +10,7 @@ Hot-loop allocations: on CPU the caches live in preallocated double buffers and 
 `present` straight into the idle half through IO binding (the export concatenates past and new keys, so
 a copy per call is inherent; a fresh allocation per call is not). With CUDA the caches stay on the
 device as ORT-allocated OrtValues fed back as the next inputs. Logits land in one preallocated array.
-Not thread-safe: one runtime per agent thread.
+The token cache is extended by as many tokens as the caller skipped, in one call. Not thread-safe.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from agents.model.model_config import (
 __all__ = ["ModelLoadError", "ModelRuntime", "choose_providers"]
 
 log = logging.getLogger(__name__)
+PREFILL_CHUNK = 64  # events per base-model call when prefilling; see ModelRuntime.prefill
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
@@ -177,7 +178,7 @@ class ModelRuntime:
         self._x_values: dict[int, tuple[np.ndarray, ort.OrtValue]] = {}
         self._y_buf = np.zeros(b * (1 + MAX_TOKEN_SEQ) * v, np.float32)
         self._y_values: dict[int, tuple[np.ndarray, ort.OrtValue]] = {}
-        self._hidden_out = np.empty(0, np.float32)
+        self._hidden_out = np.empty(b * PREFILL_CHUNK * e, np.float32)
         self._hidden_values: dict[int, tuple[np.ndarray, ort.OrtValue]] = {}
         if self.info.kv_cache:
             self._base_kv = _KVCache(self.info.base, b, max_events, device)
@@ -249,13 +250,17 @@ class ModelRuntime:
         if not self.info.kv_cache:
             self._hidden_fresh = False  # legacy: the base runs on the whole context when needed
             return
-        b, e = self.batch_size, self.info.n_embd
-        if self._hidden_out.size < b * n * e:
-            self._hidden_out = np.empty(b * max(n, 16) * e, np.float32)
-            self._hidden_values.clear()
-        if len(self._hidden_values) > 64:
-            self._hidden_values.clear()
+        # Chunks bound the attention's (chunk x context) intermediates: one call over a rebuilt
+        # 768-event context needs ~120 MB that ORT's arena then keeps for the life of the process.
+        for start in range(0, n, PREFILL_CHUNK):
+            self._prefill_chunk(np.ascontiguousarray(x[:, start : start + PREFILL_CHUNK]))
+        self._hidden_fresh = True
+
+    def _prefill_chunk(self, x: np.ndarray) -> None:
+        b, n, e = self.batch_size, x.shape[1], self.info.n_embd
         if n not in self._hidden_values:  # one wrap per chunk size: most prefills are one event
+            if len(self._hidden_values) > 64:
+                self._hidden_values.clear()
             hidden = self._hidden_out[: b * n * e].reshape(b, n, e)
             self._hidden_values[n] = (hidden, ort.OrtValue.ortvalue_from_numpy(hidden))
         hidden, hidden_value = self._hidden_values[n]
@@ -266,7 +271,6 @@ class ModelRuntime:
         self._base.run_with_iobinding(bind)
         self._base_kv.commit(bind, 1, n)
         self._last_hidden[...] = hidden[:, -1:]
-        self._hidden_fresh = True
 
     def rollback(self, length: int) -> None:
         """Keep the first `length` events: the cut for inserting a late event, then re-feed from there."""
@@ -300,10 +304,8 @@ class ModelRuntime:
         most 7 ids, and comparing it with the cached one is then ~1 µs instead of several numpy calls."""
         a = prefix
         if not (type(a) is np.ndarray and a.dtype == np.int64 and a.ndim == 1 and self.batch_size == 1):
-            a = self._as_batch(prefix, 1, "prefix")
-            return a.tolist()
-        p = a.tolist()
-        if p and (min(p) < 0 or max(p) >= self.info.vocab_size):
+            return self._as_batch(prefix, 1, "prefix").tolist()
+        if (p := a.tolist()) and (min(p) < 0 or max(p) >= self.info.vocab_size):
             raise ValueError(f"prefix: token ids must lie in 0..{self.info.vocab_size - 1}")
         return [p]
 
@@ -362,11 +364,8 @@ class ModelRuntime:
             bind.bind_ortvalue_input("hidden", self._no_hidden_value)
             bind.bind_ortvalue_input("x", self._x_value([r[keep:] for r in rows]))
             new = j - keep
-        if new == 1:
-            bind.bind_ortvalue_output("y", self._logits_value)
-        else:
-            y, y_value = self._y_value(new)
-            bind.bind_ortvalue_output("y", y_value)
+        y, y_value = (self._logits, self._logits_value) if new == 1 else self._y_value(new)
+        bind.bind_ortvalue_output("y", y_value)
         kv.bind(bind, new)
         self._token.run_with_iobinding(bind)
         kv.commit(bind, 1, new)
