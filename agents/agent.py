@@ -40,6 +40,7 @@ PING_BURST_S = 0.002
 PING_BURST_SAMPLES = 200
 PING_WAIT_S = 0.03
 PING_EVERY_S = 0.05
+PING_SAME_HOST_S = 0.5
 
 
 class Agent:
@@ -228,7 +229,10 @@ class Agent:
             # (protocol/sync.py), and a restarted agent must be in time within half a second. While
             # nothing answers (no conductor yet) the burst slows, so a waiting agent does not flood.
             # Then a steady rate keeps the mean fed (and tracks drift) at ~40 small messages/s.
-            if self.sync.accepted < PING_BURST_SAMPLES:
+            if self.same_host:
+                # The offset is known (0): pings only keep the round trip in the report.
+                await asyncio.sleep(PING_SAME_HOST_S)
+            elif self.sync.accepted < PING_BURST_SAMPLES:
                 unanswered = n - self.sync.accepted
                 await asyncio.sleep(PING_BURST_S if unanswered < 2 * PING_BURST_SAMPLES else PING_WAIT_S)
             else:

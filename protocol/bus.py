@@ -100,8 +100,11 @@ class OscBus(Bus):
 class MqttBus(Bus):
     transport_name = "mqtt"
 
-    def __init__(self, ensemble: str, config: Any, client_id: str, will: Any | None = None) -> None:
+    def __init__(
+        self, ensemble: str, config: Any, client_id: str, will: Any | None = None, sync_for: str | None = None
+    ) -> None:
         super().__init__(ensemble)
+        self.sync_for = sync_for
         from protocol.transport_mqtt import MqttTransport, TlsConfig, Will
 
         tls = None
@@ -133,7 +136,7 @@ class MqttBus(Bus):
 
     async def __aenter__(self) -> MqttBus:
         await self._transport.__aenter__()
-        for topic in codec.mqtt_filters(self.ensemble):
+        for topic in codec.mqtt_filters(self.ensemble, self.sync_for):
             await self._transport.subscribe(topic, 1)
         try:
             await self._transport.wait_connected(CONNECT_WAIT_S)
@@ -167,5 +170,5 @@ def open_bus(ens: Ensemble, who: str, *, will: Any | None = None) -> Bus:
     """The bus for one process of an ensemble; `who` is 'conductor', an agent name or 'monitor'."""
     if ens.bus.transport == "mqtt":
         client_id = f"barcelona-{ens.name}-{who}-{int(time.time() * 1000) % 100000}"
-        return MqttBus(ens.name, ens.bus.mqtt, client_id, will)
+        return MqttBus(ens.name, ens.bus.mqtt, client_id, will, sync_for=None if who == "monitor" else who)
     return OscBus(ens.name, ens.osc_endpoint(who), ens.osc_peers(who))

@@ -124,9 +124,25 @@ def mqtt_topic(ensemble: str, msg: Any) -> str:
     return f"{base}/{getattr(msg, kind.key)}" if kind.key else base
 
 
-def mqtt_filters(ensemble: str) -> list[str]:
-    """Subscription filters that cover every kind (keyed kinds get a `+` level)."""
-    return [f"{MQTT_ROOT}/{ensemble}/{k.address}" + ("/+" if k.key else "") for k in KINDS]
+def mqtt_filters(ensemble: str, who: str | None = None) -> list[str]:
+    """Subscription filters that cover every kind (keyed kinds get a `+` level).
+
+    With `who` (an agent's name, or "conductor") clock-sync traffic is narrowed to what that process
+    needs: an agent hears only its own pongs and no pings, the conductor no pongs, so a start-up ping
+    burst from every agent is not fanned out to every other process through the broker.
+    """
+    out = []
+    for k in KINDS:
+        base = f"{MQTT_ROOT}/{ensemble}/{k.address}"
+        if who == "conductor" and k.cls is SyncPong:
+            continue  # its own answers would only echo back
+        if who is not None and who != "conductor" and k.cls is SyncPing:
+            continue
+        if who is not None and who != "conductor" and k.cls is SyncPong:
+            out.append(f"{base}/{who}")
+            continue
+        out.append(base + ("/+" if k.key else ""))
+    return out
 
 
 def to_msgpack(msg: Any) -> bytes:
