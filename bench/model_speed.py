@@ -252,21 +252,26 @@ def fidelity(fp32: ModelRuntime, int8: ModelRuntime, rows: np.ndarray, start: in
 
 
 def run_agent(rt: ModelRuntime, n: int) -> float:
-    """Events per CPU-second of a Generator set up as ensembles/default.yaml's piano: the agent's own
-    order rule, its chord plan with chord_bias 3, temperature 0.9. CPU time of this thread, not wall
-    time: on a shared machine it does not count the time another process held the core."""
+    """Events per CPU-second of a Generator set up as ensembles/default.yaml's piano (its range, chord
+    plan, chord_bias and temperature, the agent's own order rule). CPU time of this thread, not wall
+    time: on a shared machine it leaves out the time another process held the core."""
+    import yaml
+
     from protocol.harmony import ChordPlan
 
-    plan = ChordPlan.parse("C | G7 | C | G7 | C | G7 | C | G7 C")
+    ens = yaml.safe_load((ROOT / "ensembles" / "default.yaml").read_text())
+    piano = next(a for a in ens["agents"] if a["name"] == "piano")
+    plan, bpb = ChordPlan.parse(ens["chords"], loop=True, key=ens.get("key", "C")), int(ens.get("meter", 4))
     rt.reset()
     ctx = human_context(128)
-    gen = Generator(rt, ctx, track=TRACK, channel=CHANNEL, pitch_range=(52, 79), seed=SEED,
+    gen = Generator(rt, ctx, track=TRACK, channel=CHANNEL, pitch_range=tuple(piano["range"]), seed=SEED,
                     max_duration_beats=8.0)
     gen.sync()
-    p = DecodeParams(temperature=0.9, chord_bias=3.0)
+    e = piano["engine"]
+    p = DecodeParams(temperature=e.get("temperature", 1.0), chord_bias=e.get("chord_bias", 0.0))
     t0 = time.thread_time()
     for _ in range(n):
-        gen.step(p, lambda beat: plan.chord_at(beat, 4))
+        gen.step(p, lambda beat: plan.chord_at(beat, bpb))
     return n / (time.thread_time() - t0)
 
 
@@ -331,9 +336,9 @@ def print_table(results: dict) -> None:
                   f"{v.get('rows_refed', v['context']):5}")
     for model, r in results["models"].items():
         if "agent_events_per_cpu_s" in r:
-            print(f"\n{model}: as an agent plays it (default.yaml's piano: own order, chord plan, "
-                  f"chord_bias 3, T 0.9): {r['agent_events_per_cpu_s']['median']:.0f} events per CPU-second, "
-                  "1 thread")
+            print(f"\n{model}: as an agent plays it (default.yaml's piano: own order, chord plan, its "
+                  f"chord_bias and temperature): {r['agent_events_per_cpu_s']['median']:.0f} events per "
+                  "CPU-second, 1 thread")
     for model, r in results["models"].items():
         if "int8_fidelity" in r:
             f = r["int8_fidelity"]
