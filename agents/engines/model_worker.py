@@ -20,7 +20,7 @@ import math
 import os
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -192,8 +192,10 @@ class Planner:
         plan = self.plan
         note = self.generator.step(
             self.params,
-            lambda beat: plan.chord_at(beat, bpb),
-            not_before_beat=self.committed_until,
+            lambda beat: strong_beat_chord(plan, beat, bpb),
+            # Regenerating from the commit point itself (between beats) would push the first new
+            # note off the beat; the plan resumes on the next beat instead.
+            not_before_beat=math.ceil(self.committed_until - 1e-9),
             max_rest_beats=self.cfg.max_rest_beats,
         )
         self.events += 1
@@ -205,6 +207,19 @@ class Planner:
                 n for n in self.planned if (n.start_beat, n.pitch) != (note.start_beat, note.pitch)
             ]
             self.planned.append(note)
+
+
+def strong_beat_chord(plan: Any, beat: float, beats_per_bar: int) -> Any:
+    """The chord at a beat; on a strong beat (1 and the middle of an even bar) without its tensions,
+    so a note landing there leans to a chord tone as a player's would (tensions colour weak beats)."""
+    chord = plan.chord_at(beat, beats_per_bar)
+    if chord is None or not chord.tensions:
+        return chord
+    pos = beat % beats_per_bar
+    strong = pos < 1 / 16 or pos > beats_per_bar - 1 / 16
+    if beats_per_bar % 2 == 0 and beats_per_bar > 2:
+        strong = strong or abs(pos - beats_per_bar / 2) < 1 / 16
+    return replace(chord, tensions=()) if strong else chord
 
 
 def serve(conn: Connection, cfg: WorkerConfig) -> None:
