@@ -73,6 +73,7 @@ class Agent:
         self.bus: Bus | None = None
         self.stuck_notes = 0
         self.loop_priority = "normal"
+        self._shut = False
         self._stopping = asyncio.Event()
         self.previous = self._load_previous_stats()
 
@@ -108,6 +109,8 @@ class Agent:
                     asyncio.create_task(self._stats_loop(), name="stats"),
                 ]
                 await self._stopping.wait()
+                # Notes first: everything sounding is released before any other part of the exit.
+                self.shutdown()
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -140,6 +143,9 @@ class Agent:
 
     def shutdown(self) -> None:
         """Release every sounding note whatever happened; idempotent, safe from a signal path."""
+        if self._shut:
+            return
+        self._shut = True
         if self.scheduler is not None:
             self.scheduler.stop(flush=True)
         self.engine.close()
