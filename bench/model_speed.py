@@ -44,6 +44,7 @@ from agents.model.decoder import DecodeParams, Generator
 from agents.model.live_context import LiveContext, LiveNote, setup_prefix
 from agents.model.runtime import ModelRuntime
 from agents.model.vocab import VOCAB_V2
+from bench.skytnt_reference import sample_top_p_k, softmax
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path.home() / ".cache" / "barcelona" / "bench"
@@ -90,27 +91,6 @@ def int8_folder(src: Path) -> Path:
 
 
 # ---- SkyTNT's loop (app_onnx.generate, KV-cache version), restated --------------------------------
-def softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    x_max = np.amax(x, axis=axis, keepdims=True)
-    e = np.exp(x - x_max)
-    return e / np.sum(e, axis=axis, keepdims=True)
-
-
-def sample_top_p_k(probs: np.ndarray, p: float, k: int, generator: np.random.RandomState) -> np.ndarray:
-    probs_idx = np.argsort(-probs, axis=-1)
-    probs_sort = np.take_along_axis(probs, probs_idx, -1)
-    probs_sum = np.cumsum(probs_sort, axis=-1)
-    probs_sort[probs_sum - probs_sort > p] = 0.0
-    mask = np.zeros(probs_sort.shape[-1])
-    mask[:k] = 1
-    probs_sort = probs_sort * mask
-    probs_sort /= np.sum(probs_sort, axis=-1, keepdims=True)
-    shape = probs_sort.shape
-    flat_p, flat_i = probs_sort.reshape(-1, shape[-1]), probs_idx.reshape(-1, shape[-1])
-    return np.stack([generator.choice(i, p=pv) for pv, i in zip(flat_p, flat_i, strict=True)]).reshape(
-        *shape[:-1])
-
-
 class SkytntLoop:
     def __init__(self, folder: Path) -> None:
         opts = ort.SessionOptions()
