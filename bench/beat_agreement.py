@@ -39,266 +39,47 @@ How to read it
 
     .venv/bin/python -m bench.beat_agreement [--quick] [--transport osc|mqtt|mqtt-nodelay|all]
                                              [--seconds 20] [--json out.json]
+
+Layout: this module runs each bus and prints the tables; the ensemble's processes and ports are in
+bench/ensemble_procs.py, the sampling and analysis of the beat clocks in bench/beat_clocks.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import bisect
-import contextlib
-import ctypes
 import json
 import math
 import os
 import platform
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
-
-import numpy as np
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # also runnable as `python bench/beat_agreement.py`
     sys.path.insert(0, str(ROOT))
 
-from protocol.timeline import LocalTimeMap, Timeline  # noqa: E402
+# free_port, free_udp_block and read_json are re-exported: bench/faults.py imports them from here.
+from bench.beat_clocks import START_S, Poller, TempoChange, analyse  # noqa: E402
+from bench.beat_clocks import read_json as read_json  # noqa: E402
+from bench.ensemble_procs import HOST, Child, stop_all, write_ensemble  # noqa: E402
+from bench.ensemble_procs import free_port as free_port  # noqa: E402
+from bench.ensemble_procs import free_udp_block as free_udp_block  # noqa: E402
+from bench.procs import StopRequestedError, make_broker, on_sigterm  # noqa: E402
 from protocol.transport_osc import encode_message  # noqa: E402
 
 GOAL_P99_MS = 0.01
 LINK_P99_MS = 0.009
-POLL_S = 0.005
-START_S = 2.0  # the first seconds of playing, while clock sync settles, are a window of their own
 LATE_MS = 15.0  # the second tempo change is sent this long before a bar line
 START_TIMEOUT_S = 25.0
-STOP_GRACE_S = 3.0
-HOST = "127.0.0.1"
 TRANSPORTS = ("osc", "mqtt", "mqtt-nodelay")
 
 
-# -- processes --------------------------------------------------------------------------------------
-def _die_with_parent() -> None:
-    """Runs in each child before exec: SIGTERM it if this bench dies, even by SIGKILL (Linux only)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class StopRequestedError(Exception):
-    """SIGTERM turned into an exception so the same `finally` cleanup runs as for Ctrl-C."""
-
-
-def _on_sigterm(_sig: int, _frame: FrameType | None) -> None:
-    raise StopRequestedError
-
-
-@dataclass
-class Child:
-    """One process of the ensemble, its stats file and its log (shown when it fails)."""
-
-    name: str
-    argv: list[str]
-    stats: Path
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        env = {**os.environ, "PYTHONPATH": path}
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                self.argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-            )  # fmt: skip
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def tail(self, n: int = 15) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-
-def stop_all(children: list[Child]) -> None:
-    """SIGTERM every child (they release notes and write final stats), SIGKILL any left after the grace."""
-    live = [c for c in children if c.alive()]
-    for c in live:
-        assert c.proc is not None
-        with contextlib.suppress(ProcessLookupError):
-            c.proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    for c in children:
-        if c.proc is None:
-            continue
-        try:
-            c.proc.wait(timeout=max(0.01, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            c.proc.kill()
-            c.proc.wait()
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def free_udp_block(n: int) -> int:
-    """A base port with n consecutive free UDP ports: the OSC bus puts process i at base + i."""
-    for _ in range(200):
-        base = free_port()
-        if base + n >= 65535:
-            continue
-        socks: list[socket.socket] = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind((HOST, p))
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-        return base
-    raise RuntimeError("no block of free UDP ports on 127.0.0.1")
-
-
-def write_ensemble(directory: Path, transport: str, broker_port: int | None) -> tuple[Path, dict[str, Any]]:
-    """The default ensemble with free loopback ports, the chosen bus and an absolute melody path."""
-    source = ROOT / "ensembles" / "default.yaml"
-    data = yaml.safe_load(source.read_text())
-    bus = "mqtt" if transport.startswith("mqtt") else "osc"
-    data["bus"] = {"transport": bus, "osc": {"base_port": free_udp_block(len(data["agents"]) + 2)}}
-    if bus == "mqtt":
-        data["bus"]["mqtt"] = {"host": HOST, "port": broker_port}
-    data["control"] = {**data.get("control", {}), "listen": HOST, "port": free_port(),
-                       "allow": ["127.0.0.1/32"]}
-    human = data.get("human") or {}
-    if human.get("source", {}).get("path"):
-        human["source"]["path"] = str((source.parent / human["source"]["path"]).resolve())
-    path = directory / f"ensemble-{transport}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path, data
-
-
-def make_broker(nodelay: bool) -> Any:
-    """The test helper's private mosquitto with `set_tcp_nodelay` set as asked: false is how Debian
-    ships it (Nagle's algorithm on the broker's sockets), true is what docs and tests recommend."""
-    from tests.support.broker import Mosquitto, mosquitto_missing_reason
-
-    if reason := mosquitto_missing_reason():
-        raise RuntimeError(reason)
-
-    class Broker(Mosquitto):
-        def _configure(self) -> None:
-            super()._configure()
-            conf = self.dir / "mosquitto.conf"
-            lines = [ln for ln in conf.read_text().splitlines() if not ln.startswith("set_tcp_nodelay")]
-            conf.write_text("\n".join([*lines, f"set_tcp_nodelay {'true' if nodelay else 'false'}"]) + "\n")
-
-    return Broker()
-
-
-# -- sampling the agents' beat clocks ---------------------------------------------------------------
-@dataclass
-class History:
-    """One agent's beat clocks over time: `times[k]` is when `maps[k]` took over (monotonic s)."""
-
-    times: list[float] = field(default_factory=list)
-    maps: list[LocalTimeMap] = field(default_factory=list)
-    keys: list[tuple[Any, ...]] = field(default_factory=list)
-    sync: dict[str, float] = field(default_factory=dict)
-    priority: str = ""
-
-    def add(self, t: float, tm: dict[str, Any]) -> None:
-        key = (tuple(sorted(tm["timeline"].items())), tm["offset_s"])
-        if self.keys and key == self.keys[-1]:
-            return
-        if self.times and t < self.times[-1]:
-            t = self.times[-1]  # a write stamped before the previous one we saw: keep the order
-        self.times.append(t)
-        self.keys.append(key)
-        self.maps.append(LocalTimeMap(Timeline(**tm["timeline"]), float(tm["offset_s"])))
-
-    def at(self, t: float) -> LocalTimeMap | None:
-        k = bisect.bisect_right(self.times, t) - 1
-        return self.maps[k] if k >= 0 else None
-
-    def first_playing(self) -> float | None:
-        return next((t for t, m in zip(self.times, self.maps, strict=True) if m.timeline.playing), None)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-class Poller:
-    """Reads every agent's stats file and files each new beat clock under the time it was written.
-
-    The agent stamps `updated` with time.time() right after installing the clock; mapping that to
-    time.monotonic() places the change to within the stats write, not our polling period.
-    """
-
-    def __init__(self, agents: dict[str, Path]) -> None:
-        self.paths = agents
-        self.hist = {name: History() for name in agents}
-        self.wall_minus_mono = time.time() - time.monotonic()
-
-    def poll(self) -> None:
-        now = time.monotonic()
-        for name, path in self.paths.items():
-            data = read_json(path)
-            tm = data.get("timemap")
-            if not tm:
-                continue
-            written = float(data.get("updated", 0.0)) - self.wall_minus_mono
-            h = self.hist[name]
-            h.add(min(written, now) if written > 0 else now, tm)
-            h.sync = {k: float(v) for k, v in (data.get("sync") or {}).items()}
-            h.priority = str(data.get("priority", ""))
-
-    def playing_since(self) -> float | None:
-        starts = [h.first_playing() for h in self.hist.values()]
-        return None if any(s is None for s in starts) else max(s for s in starts if s is not None)
-
-    def run_for(self, seconds: float, children: list[Child]) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.poll()
-            check_alive(children)
-            time.sleep(POLL_S)
-
-
-def check_alive(children: list[Child]) -> None:
-    for c in children:
-        if not c.alive():
-            code = c.proc.returncode if c.proc else None
-            raise RuntimeError(f"{c.name} exited early with {code}:\n{c.tail()}")
-
-
 # -- one transport ----------------------------------------------------------------------------------
-@dataclass
-class TempoChange:
-    label: str
-    bpm: float
-    sent: float  # monotonic time the control left this process
-    epoch: int = -1
-    change_time: float = math.nan  # conductor time of the change beat (same clock on one host)
-    received: dict[str, float] = field(default_factory=dict)
-
-
 def send_tempo(port: int, ensemble: str, bpm: float) -> float:
     """One control message as a surface sends it (float32 where the value is a number)."""
     data = encode_message(f"/barcelona/{ensemble}/tempo", [("f", float(bpm))])
@@ -386,97 +167,6 @@ def progress(text: str, quiet: bool) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
-# -- analysis ---------------------------------------------------------------------------------------
-def pct(values: np.ndarray) -> dict[str, float]:
-    if values.size == 0:
-        return {"count": 0, "p50": math.nan, "p99": math.nan, "max": math.nan}
-    p50, p99 = np.percentile(values, (50, 99))
-    return {"count": int(values.size), "p50": float(p50), "p99": float(p99), "max": float(values.max())}
-
-
-def analyse(transport: str, poller: Poller, changes: list[TempoChange], t_play: float, t_end: float,
-            step_s: float) -> dict[str, Any]:
-    names = list(poller.hist)
-    hist = [poller.hist[n] for n in names]
-    ts = np.arange(t_play, t_end, step_s)
-    beats = np.empty((len(names), ts.size))
-    ref = np.empty(ts.size)
-    tempo = np.empty(ts.size)
-    for j, t in enumerate(ts):
-        newest: Timeline | None = None
-        for i, h in enumerate(hist):
-            tm = h.at(float(t))
-            assert tm is not None  # every agent was playing by t_play
-            beats[i, j] = tm.beat_at(float(t))
-            if newest is None or tm.timeline.epoch > newest.epoch:
-                newest = tm.timeline
-        assert newest is not None
-        ref[j] = newest.beat_at(float(t))
-        tempo[j] = newest.tempo_at_beat(ref[j])
-    ms_per_beat = 60000.0 / tempo
-    spread_ms = (beats.max(axis=0) - beats.min(axis=0)) * ms_per_beat
-    error_ms = (beats - ref) * ms_per_beat  # agent minus conductor
-
-    for ch in changes:  # find the timeline each control produced and when each agent held it
-        for name, h in zip(names, hist, strict=True):
-            for t, m in zip(h.times, h.maps, strict=True):
-                if t >= ch.sent - 0.01 and m.timeline.next_tempo_bpm == ch.bpm:
-                    ch.received[name] = t
-                    ch.epoch = m.timeline.epoch
-                    ct = m.timeline.time_at(m.timeline.change_beat)
-                    ch.change_time = ct if ct is not None else math.nan
-                    break
-    in_change = np.zeros(ts.size, dtype=bool)
-    for ch in changes:
-        end = (ch.change_time if math.isfinite(ch.change_time) else ch.sent + 2.0) + 1.0
-        in_change |= (ts >= ch.sent) & (ts <= end)
-    start = ts < t_play + START_S
-    windows = {"all": np.ones(ts.size, dtype=bool), "start": start, "steady": ~in_change & ~start,
-               "tempo": in_change & ~start}
-    rows = []
-    for label, mask in windows.items():
-        rows.append({
-            "transport": transport,
-            "window": label,
-            "seconds": float(mask.sum() * step_s),
-            "spread_ms": pct(spread_ms[mask]),
-            "vs_conductor_ms": pct(np.abs(error_ms[:, mask]).max(axis=0) if mask.any() else np.array([])),
-        })  # fmt: skip
-    agents = []
-    for i, (name, h) in enumerate(zip(names, hist, strict=True)):
-        offsets = np.array([m.offset_s for t, m in zip(h.times, h.maps, strict=True) if t >= t_play]) * 1000
-        agents.append({
-            "transport": transport,
-            "agent": name,
-            "offset_ms": h.sync.get("offset_ms", math.nan),
-            "rtt_ms": h.sync.get("rtt_ms", math.nan),
-            "offset_min_ms": float(offsets.min()) if offsets.size else math.nan,
-            "offset_max_ms": float(offsets.max()) if offsets.size else math.nan,
-            "clock_changes": int(offsets.size),
-            "vs_conductor_ms": pct(np.abs(error_ms[i])),
-            "priority": h.priority,
-            "tempo_changes": [
-                {"label": ch.label,
-                 "lag_ms": (ch.received[name] - ch.sent) * 1000 if name in ch.received else None,
-                 "lead_ms": (ch.change_time - ch.received[name]) * 1000 if name in ch.received else None}
-                for ch in changes
-            ],
-        })  # fmt: skip
-    return {
-        "transport": transport,
-        "sampled_s": float(t_end - t_play),
-        "samples": int(ts.size),
-        "rows": rows,
-        "agents": agents,
-        "tempo_changes": [
-            {"label": ch.label, "bpm": ch.bpm, "epoch": ch.epoch,
-             "heard_by": sorted(ch.received), "control_to_change_ms": (ch.change_time - ch.sent) * 1000}
-            for ch in changes
-        ],
-    }  # fmt: skip
-
-
-
 # -- output -----------------------------------------------------------------------------------------
 def fmt(v: float | None, digits: int = 4) -> str:
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{digits}f}"
@@ -539,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     seconds = 6.0 if args.quick else max(args.seconds, 6.0)
     transports = list(TRANSPORTS) if args.transport == "all" else [args.transport]
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, on_sigterm)
     results = []
     try:
         with tempfile.TemporaryDirectory(prefix="barcelona-beat-") as tmp:

@@ -17,16 +17,10 @@ The kernel's monotonic clock is shared by all namespaces (no time namespaces are
 ``time.monotonic()`` read in any host is the same clock: tests compare beat clocks across hosts at
 the same instant.
 
-Faults, for later tests:
-
-- ``set_loss(host, percent)``: an nftables ``bridge`` table in the bridge namespace with
-  ``numgen random mod 10000 < N drop`` on that host's port, for what it sends and/or receives
-  (IPv4 only; dropped on the "wire", so the sender sees no error, as on a real network).
-- ``set_delay(host, mean_ms, sd_ms)``: an iptables NFQUEUE rule in that host plus a shim process
-  inside it (this file run as a script; needs iptables, the ``netfilterqueue`` package and
-  ``libnetfilter-queue-dev``)
-  that holds each packet for a normal(mean, sd) delay (clipped at 0) and then accepts it, so packets
-  may reorder as on a jittery network. ``delay_missing_reason()`` says when it cannot run.
+Faults, for later tests: ``set_loss(host, percent)`` and ``set_delay(host, mean_ms, sd_ms)``; how
+they work, and what they need, is in impair.py (``nft_missing_reason()``/``delay_missing_reason()``
+say when they cannot run). The namespace plumbing under the rig is in namespaces.py; the names of
+both that callers use are re-exported here.
 
 Cleanup: ``close()`` (and ``__exit__``, and an atexit hook for rigs left open) ends every process the
 rig started and every process still inside its namespaces (by pid, all of them descendants of this
@@ -37,237 +31,78 @@ stale ones: namespaces named ``bcn<pid>-...`` whose pid no longer exists (a run 
 from __future__ import annotations
 
 import atexit
-import ctypes
-import functools
 import itertools
 import json
 import os
 import re
-import select
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any
 
+from .impair import (
+    DELAY_CHAIN,
+    DELAY_SHIM,
+    IPTABLES,
+    LOSS_TABLE,
+    NFT,
+    Direction,
+    Impairments,
+    delay_missing_reason,
+    nft_missing_reason,
+)
+from .namespaces import (
+    BRIDGE_HOST,
+    CLONE_NEWNET,
+    IP,
+    NAME_RE,
+    NETNS_DIR,
+    PREFIX,
+    RigError,
+    T,
+    _call_in_netns,
+    _delete_netns,
+    _disable_ipv6,
+    _ip,
+    _list_netns,
+    netns_missing_reason,
+    sweep_stale,
+)
 
-def _tool(name: str) -> str | None:
-    """A system tool's path; /usr/sbin is searched too, since a non-login PATH may lack it."""
-    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+__all__ = [
+    "BRIDGE_HOST",
+    "CLONE_NEWNET",
+    "DELAY_CHAIN",
+    "DELAY_SHIM",
+    "HOST_RE",
+    "IP",
+    "IPTABLES",
+    "LOSS_TABLE",
+    "MAX_HOSTS",
+    "NAME_RE",
+    "NETNS_DIR",
+    "NFT",
+    "PREFIX",
+    "Direction",
+    "NetRig",
+    "RigError",
+    "delay_missing_reason",
+    "netns_missing_reason",
+    "nft_missing_reason",
+    "sweep_stale",
+]
 
-
-IP = _tool("ip")
-NFT = _tool("nft")
-IPTABLES = _tool("iptables")
-NETNS_DIR = Path("/var/run/netns")
-PREFIX = "bcn"
-NAME_RE = re.compile(r"^bcn(\d+)-(\d+)-([A-Za-z0-9_-]+)$")
 HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,23}$")
-BRIDGE_HOST = "_bridge"
-CLONE_NEWNET = 0x40000000
-LOSS_TABLE = "bcn_loss"
-DELAY_CHAIN = "BCN_DELAY"
 MAX_HOSTS = 250
-
-Direction = Literal["in", "out", "both"]
-T = TypeVar("T")
 
 _seq = itertools.count(1)
 _open_rigs: weakref.WeakSet[NetRig] = weakref.WeakSet()
-
-
-class RigError(RuntimeError):
-    """A namespace, link or rule could not be made; the message carries the failing command."""
-
-
-# -- can this machine do it? ----------------------------------------------------------------------
-
-
-@functools.cache
-def netns_missing_reason() -> str | None:
-    """Why this machine cannot build a rig (tests skip with it), or None when it can.
-
-    Tried for real (``ip netns add`` + a veth + delete), since containers without CAP_SYS_ADMIN or
-    without veth support fail only when asked.
-    """
-    if not sys.platform.startswith("linux"):
-        return f"network namespaces need Linux, this is {sys.platform}"
-    if os.geteuid() != 0:
-        return "network namespaces need root (run the netns tests as root)"
-    if IP is None:
-        return "iproute2 `ip` is not installed (apt-get install iproute2)"
-    probe = f"{PREFIX}{os.getpid()}-0-probe"
-    try:
-        _ip("netns", "add", probe)
-    except RigError as exc:
-        return f"`ip netns add` fails here: {exc}"
-    try:
-        _ip("-n", probe, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
-    except RigError as exc:
-        return f"veth pairs cannot be made in a namespace here: {exc}"
-    finally:
-        _delete_netns(probe)
-    return None
-
-
-def nft_missing_reason() -> str | None:
-    """Why ``set_loss``/``set_delay`` cannot run here, or None."""
-    reason = netns_missing_reason()
-    if reason is not None:
-        return reason
-    if NFT is None:
-        return "nftables `nft` is not installed (apt-get install nftables)"
-    return None
-
-
-@functools.cache
-def delay_missing_reason() -> str | None:
-    """Why the NFQUEUE delay shim cannot run here, or None."""
-    reason = netns_missing_reason()
-    if reason is not None:
-        return reason
-    if IPTABLES is None:
-        return "the delay shim's NFQUEUE rule needs iptables (apt-get install iptables)"
-    probe = subprocess.run([sys.executable, "-c", "import netfilterqueue"], capture_output=True, text=True,
-                           check=False, timeout=30)
-    if probe.returncode != 0:
-        return ("the NFQUEUE delay shim needs `netfilterqueue` (apt-get install libnetfilter-queue-dev; "
-                "pip install netfilterqueue)")
-    return None
-
-
-# -- small helpers --------------------------------------------------------------------------------
-
-
-def _ip(*args: str, timeout: float = 20.0) -> str:
-    if IP is None:
-        raise RigError("iproute2 `ip` is not installed")
-    result = subprocess.run([IP, *args], capture_output=True, text=True, check=False, timeout=timeout)
-    if result.returncode != 0:
-        raise RigError(f"ip {' '.join(args)}: {result.stderr.strip() or result.returncode}")
-    return result.stdout
-
-
-def _list_netns() -> list[str]:
-    try:
-        return sorted(p.name for p in NETNS_DIR.iterdir())
-    except OSError:
-        return []
-
-
-def _netns_pids(ns: str) -> list[int]:
-    try:
-        return [int(p) for p in _ip("netns", "pids", ns).split()]
-    except RigError:
-        return []
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(") ", 1)[1][:1] != "Z"
-
-
-def _kill_inside(ns: str, timeout: float = 3.0) -> None:
-    """End what still runs inside ``ns``: SIGTERM, then SIGKILL after ``timeout``.
-
-    Only rig namespaces get here, and only this rig (or the dead run that made a stale one) put
-    processes into them, so each pid is one of ours.
-    """
-    pids = _netns_pids(ns)
-    for pid in pids:
-        _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while pids and time.monotonic() < deadline:
-        pids = [p for p in pids if _pid_alive(p)]
-        if pids:
-            time.sleep(0.02)  # polling the processes' exit against a deadline
-    for pid in pids:
-        _signal(pid, signal.SIGKILL)
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _delete_netns(ns: str) -> None:
-    _kill_inside(ns)
-    try:
-        _ip("netns", "del", ns)
-    except RigError:
-        if (NETNS_DIR / ns).exists():
-            raise
-
-
-def sweep_stale() -> list[str]:
-    """Delete rig namespaces whose creating pid is gone (a killed test run); returns their names."""
-    swept = []
-    for ns in _list_netns():
-        m = NAME_RE.match(ns)
-        if m is None:
-            continue
-        pid = int(m.group(1))
-        if pid == os.getpid() or Path(f"/proc/{pid}").exists():
-            continue
-        try:
-            _delete_netns(ns)
-            swept.append(ns)
-        except RigError as exc:
-            warnings.warn(f"could not remove stale namespace {ns}: {exc}", stacklevel=2)
-    return swept
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(ns: str) -> None:
-    """Move the calling THREAD into namespace ``ns`` (network namespaces are per thread)."""
-    fd = os.open(NETNS_DIR / ns, os.O_RDONLY)
-    try:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns({ns}): {os.strerror(err)}")
-    finally:
-        os.close(fd)
-
-
-def _call_in_netns(ns: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run ``fn`` in a fresh thread that entered ``ns``; sockets it opens belong to that namespace."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            _setns(ns)
-            box["value"] = fn(*args, **kwargs)
-        except BaseException as exc:  # handed back to the caller's thread below
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name=f"netns-{ns}", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]  # type: ignore[no-any-return]
-
-
-def _disable_ipv6() -> None:
-    for conf in ("all", "default"):
-        path = Path(f"/proc/sys/net/ipv6/conf/{conf}/disable_ipv6")
-        if path.exists():
-            path.write_text("1")
 
 
 # -- the rig --------------------------------------------------------------------------------------
@@ -298,8 +133,7 @@ class NetRig:
         self._ready_timeout = ready_timeout
         self._made: list[str] = []
         self._procs: list[subprocess.Popen[Any]] = []
-        self._delays: dict[str, subprocess.Popen[Any]] = {}
-        self._loss: dict[str, tuple[float, Direction]] = {}
+        self._impair = Impairments()
         self._lock = threading.Lock()
         self._closed = False
         self._started = False
@@ -382,10 +216,10 @@ class NetRig:
             if self._closed:
                 return
             self._closed = True
-        for proc in [*self._delays.values(), *self._procs]:
+        for proc in [*self._impair.delays.values(), *self._procs]:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in [*self._delays.values(), *self._procs]:
+        for proc in [*self._impair.delays.values(), *self._procs]:
             try:
                 proc.wait(3.0)
             except subprocess.TimeoutExpired:
@@ -463,118 +297,18 @@ class NetRig:
 
         self.call_in(via, attempt)
 
-    # -- faults ------------------------------------------------------------------------------------
+    # -- faults (impair.py) ------------------------------------------------------------------------
     def set_loss(self, name: str, percent: float, direction: Direction = "both") -> None:
         """Lose ``percent`` % (0.01 % steps) of host ``name``'s IPv4 packets: sent ("out"), received
-        ("in") or both, each direction drawn independently. ``percent`` 0 removes it.
-
-        WHY at the bridge: a drop in the host's own output hook makes ``sendto`` fail with EPERM,
-        which no real network does; dropping the frame on the bridge port is silent, as on a wire.
-        Only IPv4 is dropped (ARP is not), so loss never stalls address resolution for a second.
-        """
-        if not 0 <= percent <= 100:
-            raise ValueError(f"percent must be within 0..100, got {percent}")
-        if direction not in ("in", "out", "both"):
-            raise ValueError(f"direction must be in, out or both, got {direction!r}")
-        self.netns(name)
-        if percent == 0:
-            self._loss.pop(name, None)
-        else:
-            self._loss[name] = (percent, direction)
-        rules = []
-        for host, (pct, way) in self._loss.items():
-            port = f"p{self.hosts.index(host) + 1}"
-            share = round(pct * 100)
-            chance = "" if share >= 10000 else f"numgen random mod 10000 < {share} "
-            drop = f"meta protocol ip {chance}drop"
-            if way in ("out", "both"):
-                rules.append(f'iifname "{port}" {drop}')
-            if way in ("in", "both"):
-                rules.append(f'oifname "{port}" {drop}')
-        chains = [("bcn_loss", "forward", 0, "\n    ".join(rules))] if rules else None
-        self._nft_replace(BRIDGE_HOST, LOSS_TABLE, chains, family="bridge")
+        ("in") or both, each direction drawn independently, on its bridge port. ``percent`` 0 removes
+        it. See ``Impairments.set_loss``."""
+        self._impair.set_loss(self, name, percent, direction)
 
     def set_delay(self, name: str, mean_ms: float, sd_ms: float = 0.0, direction: Direction = "out",
                   queue: int = 7) -> None:
-        """Hold each of host ``name``'s packets for normal(mean_ms, sd_ms) ms (clipped at 0).
-
-        WHY NFQUEUE: this kernel has no ``tc netem``. The rule queues the packets to a shim running
-        inside the host, which accepts each one when its delay is up (so jitter can reorder them).
-        ``mean_ms`` 0 and ``sd_ms`` 0 remove the rule and stop the shim.
-        """
-        if mean_ms < 0 or sd_ms < 0:
-            raise ValueError("mean_ms and sd_ms must be >= 0")
-        old = self._delays.pop(name, None)
-        self._queue_rules(name, None, direction)
-        if old is not None:
-            old.terminate()
-            old.wait(3.0)
-        if mean_ms == 0 and sd_ms == 0:
-            return
-        reason = delay_missing_reason()
-        if reason is not None:
-            raise RigError(reason)
-        shim = self.popen(name, [sys.executable, __file__, "delay", "--queue", str(queue),
-                                 "--mean-ms", str(mean_ms), "--sd-ms", str(sd_ms)],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert shim.stdout is not None and shim.stderr is not None
-        # The shim prints "bound" once it listens on the queue; wait for that line, with a deadline.
-        ready, _, _ = select.select([shim.stdout], [], [], 15.0)
-        line = shim.stdout.readline() if ready else ""
-        if line.strip() != "bound":
-            shim.kill()
-            shim.wait(3.0)
-            raise RigError(f"delay shim did not start in {name}: {line.strip()} {shim.stderr.read().strip()}")
-        self._delays[name] = shim
-        # No `--queue-bypass`: if the shim dies the host goes silent and a test fails loudly.
-        self._queue_rules(name, queue, direction)
-
-    def _queue_rules(self, name: str, queue: int | None, direction: Direction) -> None:
-        """Send host ``name``'s non-lo IPv4 packets to NFQUEUE ``queue`` (None: stop doing so).
-
-        WHY iptables here and nft elsewhere: this kernel lacks nft's own ``queue`` expression
-        (CONFIG_NFT_QUEUE) but has the xtables NFQUEUE target, which iptables(-nft) reaches.
-        """
-        if direction not in ("in", "out", "both"):
-            raise ValueError(f"direction must be in, out or both, got {direction!r}")
-        assert IPTABLES is not None or queue is None
-        if IPTABLES is None:
-            return
-        ipt = [IPTABLES, "-w"]
-        self.run(name, [*ipt, "-N", DELAY_CHAIN], check=False)
-        self.run(name, [*ipt, "-F", DELAY_CHAIN])
-        for hook, iface in (("OUTPUT", "-o"), ("INPUT", "-i")):
-            jump = [hook, "!", iface, "lo", "-j", DELAY_CHAIN]
-            while self.run(name, [*ipt, "-D", *jump], check=False).returncode == 0:
-                pass
-            if queue is not None and direction in ("both", "out" if hook == "OUTPUT" else "in"):
-                self.run(name, [*ipt, "-A", *jump])
-        if queue is not None:
-            self.run(name, [*ipt, "-A", DELAY_CHAIN, "-j", "NFQUEUE", "--queue-num", str(queue)])
-
-    def _nft_replace(self, name: str, table: str, chains: Sequence[tuple[str, str, int, str]] | None,
-                     family: str = "inet") -> None:
-        """Replace one nftables table inside host ``name`` (or the bridge, ``_bridge``) atomically:
-        one ``nft -f`` transaction."""
-        reason = nft_missing_reason()
-        if reason is not None:
-            raise RigError(reason)
-        assert NFT is not None
-        # "table" then "delete table": exists, then gone, whatever was there before.
-        lines = [f"table {family} {table}", f"delete table {family} {table}"]
-        if chains:
-            lines.append(f"table {family} {table} {{")
-            for chain, hook, priority, rule in chains:
-                lines += [f"  chain {chain} {{",
-                          f"    type filter hook {hook} priority {priority}; policy accept;",
-                          f"    {rule}",
-                          "  }"]
-            lines.append("}")
-        ns = self.bridge_netns if name == BRIDGE_HOST else self.netns(name)
-        result = subprocess.run([IP or "ip", "netns", "exec", ns, NFT, "-f", "-"], capture_output=True,
-                                input="\n".join(lines) + "\n", text=True, check=False, timeout=20)
-        if result.returncode != 0:
-            raise RigError(f"nft in {name}: {result.stderr.strip()}")
+        """Hold each of host ``name``'s packets for normal(mean_ms, sd_ms) ms (clipped at 0) in an
+        NFQUEUE shim inside the host; 0 and 0 remove it. See ``Impairments.set_delay``."""
+        self._impair.set_delay(self, name, mean_ms, sd_ms, direction, queue)
 
 
 def _close_all() -> None:
@@ -584,58 +318,3 @@ def _close_all() -> None:
 
 atexit.register(_close_all)
 
-
-# -- the NFQUEUE delay shim (run inside a host by NetRig.set_delay) -----------------------------------
-
-
-def _delay_shim(queue: int, mean_ms: float, sd_ms: float) -> int:
-    """Accept each queued packet after a normal(mean, sd) delay; one thread, verdicts from a heap.
-
-    netfilterqueue lets a verdict be given after the callback returns, so the callback only stamps
-    the packet's due time; the loop sleeps on select() until the next packet arrives or falls due.
-    """
-    import heapq
-    import random
-
-    from netfilterqueue import COPY_META, NetfilterQueue  # type: ignore[import-not-found]
-
-    held: list[tuple[float, int, Any]] = []
-    counter = itertools.count()
-
-    def hold(pkt: Any) -> None:
-        delay = max(0.0, random.gauss(mean_ms, sd_ms)) / 1000.0
-        heapq.heappush(held, (time.monotonic() + delay, next(counter), pkt))
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    nfq = NetfilterQueue()
-    nfq.bind(queue, hold, max_len=4096, mode=COPY_META)  # verdicts only: no payload copies
-    fd = nfq.get_fd()
-    print("bound", flush=True)
-    try:
-        while not stop.is_set():
-            now = time.monotonic()
-            while held and held[0][0] <= now:
-                heapq.heappop(held)[2].accept()
-            wait = min(0.1, held[0][0] - now) if held else 0.1
-            readable, _, _ = select.select([fd], [], [], max(0.0, wait))
-            if readable:
-                nfq.run(block=False)
-    finally:
-        for _, _, pkt in held:
-            pkt.accept()
-        nfq.unbind()
-    return 0
-
-
-if __name__ == "__main__":
-    import argparse
-
-    ap = argparse.ArgumentParser(description="NetRig helpers run inside a namespace")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("delay", help="NFQUEUE delay shim")
-    d.add_argument("--queue", type=int, required=True)
-    d.add_argument("--mean-ms", type=float, required=True)
-    d.add_argument("--sd-ms", type=float, default=0.0)
-    ns_args = ap.parse_args()
-    sys.exit(_delay_shim(ns_args.queue, ns_args.mean_ms, ns_args.sd_ms))
