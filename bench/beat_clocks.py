@@ -60,6 +60,22 @@ def read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
+def read_clock(
+    path: Path, wall_minus_mono: float, now: float
+) -> tuple[float, dict[str, Any], dict[str, Any]] | None:
+    """An agent's published beat clock: (monotonic time it was installed, stats, timemap), or None.
+
+    The agent stamps `updated` with time.time() right after installing the clock; mapping that to
+    time.monotonic() places the change to within the stats write, not the reader's polling period.
+    """
+    data = read_json(path)
+    tm = data.get("timemap")
+    if not tm:
+        return None
+    written = float(data.get("updated", 0.0)) - wall_minus_mono
+    return (min(written, now) if written > 0 else now), data, tm
+
+
 class Poller:
     """Reads every agent's stats file and files each new beat clock under the time it was written.
 
@@ -75,13 +91,12 @@ class Poller:
     def poll(self) -> None:
         now = time.monotonic()
         for name, path in self.paths.items():
-            data = read_json(path)
-            tm = data.get("timemap")
-            if not tm:
+            clock = read_clock(path, self.wall_minus_mono, now)
+            if clock is None:
                 continue
-            written = float(data.get("updated", 0.0)) - self.wall_minus_mono
+            t, data, tm = clock
             h = self.hist[name]
-            h.add(min(written, now) if written > 0 else now, tm)
+            h.add(t, tm)
             h.sync = {k: float(v) for k, v in (data.get("sync") or {}).items()}
             h.priority = str(data.get("priority", ""))
 
@@ -110,8 +125,9 @@ class TempoChange:
     received: dict[str, float] = field(default_factory=dict)
 
 
-def analyse(transport: str, poller: Poller, changes: list[TempoChange], t_play: float, t_end: float,
-            step_s: float) -> dict[str, Any]:
+def analyse(
+    transport: str, poller: Poller, changes: list[TempoChange], t_play: float, t_end: float, step_s: float
+) -> dict[str, Any]:
     """Every agent's beat at each ``step_s`` from ``t_play`` to ``t_end``: spread and error versus the
     conductor per window ("all", "start", "steady", "tempo"), the per-agent table and, filled into
     ``changes``, when each agent held each tempo change. Returns the bench's JSON for one bus."""
@@ -150,8 +166,12 @@ def analyse(transport: str, poller: Poller, changes: list[TempoChange], t_play: 
         end = (ch.change_time if math.isfinite(ch.change_time) else ch.sent + 2.0) + 1.0
         in_change |= (ts >= ch.sent) & (ts <= end)
     start = ts < t_play + START_S
-    windows = {"all": np.ones(ts.size, dtype=bool), "start": start, "steady": ~in_change & ~start,
-               "tempo": in_change & ~start}
+    windows = {
+        "all": np.ones(ts.size, dtype=bool),
+        "start": start,
+        "steady": ~in_change & ~start,
+        "tempo": in_change & ~start,
+    }
     rows = []
     for label, mask in windows.items():
         rows.append({

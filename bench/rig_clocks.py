@@ -10,7 +10,6 @@ followed from its first beat clock until it agrees with the others.
 from __future__ import annotations
 
 import bisect
-import json
 import signal
 import subprocess
 import time
@@ -18,16 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.beat_clocks import read_clock, read_json
 from protocol.timeline import LocalTimeMap, Timeline
 
 POLL_S = 0.003
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 @dataclass
@@ -54,8 +47,15 @@ class History:
             t = self.times[-1]  # a write stamped before one already seen: keep the order
         self.last_key = key
         self.times.append(t)
-        self.entries.append(Entry(t, pid, synced, float(tm["offset_s"]),
-                                  LocalTimeMap(Timeline(**tm["timeline"]), float(tm["offset_s"]))))
+        self.entries.append(
+            Entry(
+                t,
+                pid,
+                synced,
+                float(tm["offset_s"]),
+                LocalTimeMap(Timeline(**tm["timeline"]), float(tm["offset_s"])),
+            )
+        )
 
     def at(self, t: float) -> Entry | None:
         k = bisect.bisect_right(self.times, t) - 1
@@ -75,13 +75,11 @@ class AgentClocks:
     def poll(self) -> None:
         now = time.monotonic()
         for name, path in self.paths.items():
-            data = read_json(path)
-            tm = data.get("timemap")
-            if not tm:
+            clock = read_clock(path, self.wall_minus_mono, now)
+            if clock is None:
                 continue
+            t, data, tm = clock
             rtt = float((data.get("sync") or {}).get("rtt_ms", 0.0))
-            written = float(data.get("updated", 0.0)) - self.wall_minus_mono
-            t = min(written, now) if written > 0 else now
             self.hist[name].add(t, int(data.get("pid", 0)), rtt > 0, tm)
             self.hist[name].rtt_ms = rtt
 
@@ -160,8 +158,9 @@ class AgentClocks:
     def rtt_ms(self) -> dict[str, float]:
         return {name: round(h.rtt_ms, 3) for name, h in self.hist.items()}
 
-    def rejoin(self, name: str, old_pid: int, t_kill: float, t_end: float, tol_ms: float,
-               step: float) -> dict[str, Any]:
+    def rejoin(
+        self, name: str, old_pid: int, t_kill: float, t_end: float, tol_ms: float, step: float
+    ) -> dict[str, Any]:
         """How long the restarted agent took to be in time (within tol_ms of every other, for good).
 
         Counted from its first beat clock (it holds the timeline and would play); before its first
@@ -170,8 +169,13 @@ class AgentClocks:
         h = self.hist[name]
         new = [e for e in h.entries if e.pid != old_pid and e.t >= t_kill]
         if not new:
-            return {"agent": name, "start_after_kill_s": None, "in_time_s": None, "from_kill_s": None,
-                    "last_s_worst_ms": None}
+            return {
+                "agent": name,
+                "start_after_kill_s": None,
+                "in_time_s": None,
+                "from_kill_s": None,
+                "last_s_worst_ms": None,
+            }
         t_first = new[0].t
         first_ok: float | None = None
         worst_tail: list[float] = []
@@ -191,6 +195,10 @@ class AgentClocks:
                 first_ok = None
             t += step
         got = None if first_ok is None else first_ok - t_first
-        return {"agent": name, "start_after_kill_s": round(t_first - t_kill, 3), "in_time_s": got,
-                "from_kill_s": None if got is None else round(got + t_first - t_kill, 3),
-                "last_s_worst_ms": max(worst_tail) if worst_tail else None}
+        return {
+            "agent": name,
+            "start_after_kill_s": round(t_first - t_kill, 3),
+            "in_time_s": got,
+            "from_kill_s": None if got is None else round(got + t_first - t_kill, 3),
+            "last_s_worst_ms": max(worst_tail) if worst_tail else None,
+        }
