@@ -12,7 +12,7 @@ from pathlib import Path
 
 import mido
 import pytest
-from support.ensembles import ROOT, run_launcher, wait_for, write_ensemble
+from support.ensembles import ROOT, play_bars, wait_for, write_ensemble
 from support.monitor import BusMonitor
 from support.net_fixtures import free_port
 from support.procs import alive, children, cmdline
@@ -48,20 +48,7 @@ def check_recording(path: Path, parts: list[str]) -> dict[str, int]:
 def test_pattern_ensemble_plays_records_and_reports(tmp_path: Path) -> None:
     yaml_path = write_ensemble(tmp_path)  # the model-free ensemble: every note predictable
     bars = 8
-    proc = run_launcher(
-        [
-            str(yaml_path),
-            "--bars",
-            str(bars),
-            "--record",
-            str(tmp_path / "out.mid"),
-            "--report",
-            str(tmp_path / "report.json"),
-            "--quiet",
-        ]
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads((tmp_path / "report.json").read_text())
+    report = play_bars(yaml_path, bars, tmp_path)
     assert report["bus"] == "osc"
     check_report(report, ["bass", "piano", "drums"], "melody")
     counts = check_recording(tmp_path / "out.mid", ["melody", "bass", "piano", "drums"])
@@ -141,20 +128,7 @@ def test_the_same_run_over_mqtt_against_a_real_mosquitto(tmp_path: Path, mosquit
     yaml_path = write_ensemble(
         tmp_path, {"bus": {"transport": "mqtt", "mqtt": {"host": mosquitto.host, "port": mosquitto.port}}}
     )
-    proc = run_launcher(
-        [
-            str(yaml_path),
-            "--bars",
-            "4",
-            "--record",
-            str(tmp_path / "out.mid"),
-            "--report",
-            str(tmp_path / "report.json"),
-            "--quiet",
-        ]
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads((tmp_path / "report.json").read_text())
+    report = play_bars(yaml_path, 4, tmp_path)
     assert report["bus"] == "mqtt"
     check_report(report, ["bass", "piano", "drums"], "melody")
     counts = check_recording(tmp_path / "out.mid", ["melody", "bass", "piano", "drums"])

@@ -80,6 +80,26 @@ def run_launcher(
     )
 
 
+def play_bars(yaml_path: Path, bars: int, out: Path, *extra: str, timeout: float = 120.0) -> dict[str, Any]:
+    """Run the launcher for `bars` bars with --record out/out.mid and --report; return the report."""
+    proc = run_launcher(
+        [
+            str(yaml_path),
+            "--bars",
+            str(bars),
+            "--record",
+            str(out / "out.mid"),
+            "--report",
+            str(out / "report.json"),
+            "--quiet",
+            *extra,
+        ],
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads((out / "report.json").read_text())
+
+
 def wait_for(cond: Callable[[], Any], timeout: float, what: str, every: float = 0.02) -> Any:
     """Poll a condition until it holds; fail with `what` named if it never does."""
     deadline = time.monotonic() + timeout
