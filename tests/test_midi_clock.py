@@ -87,9 +87,12 @@ def test_24_clocks_per_beat_at_the_timeline_tempo(capture: MidiCapture, clock_ou
     # Counted over one beat's window starting at beat 1: exactly one beat's worth of pulses.
     t1 = times[PPQN] - period / 2
     assert sum(1 for t in times if t1 <= t < t1 + PPQN * period) == PPQN
-    # And the first pulse is beat 0 itself (perf_counter and monotonic are one clock on Linux).
-    skew = (time.perf_counter() - time.monotonic())
-    assert abs(times[0] - skew - tl.time_at(0.0)) < 0.005
+    # And the first pulse is beat 0 itself, not a pulse either side (perf_counter and monotonic are one
+    # clock on Linux). Arrival times carry JACK's period and a loaded machine's polling delay, so the
+    # train's median offset from its ideal times is compared against half a pulse, not one arrival.
+    skew = time.perf_counter() - time.monotonic()
+    offsets = sorted(t - skew - tl.time_at(k / PPQN) for k, t in enumerate(times))
+    assert abs(offsets[len(offsets) // 2]) < period / 2
 
 
 def test_a_tempo_change_bends_the_pulse_train_at_its_beat(
