@@ -184,6 +184,7 @@ def run_barcelona(imp: Impairment, transport: str, dur: Durations, work: Path,
             if progress:
                 print(f"  restart {i + 1}/{dur.restarts}: {name}", file=sys.stderr)
         reports = clocks.stop_all()
+    clocks.dump(work / "offsets.json")
     spreads = clocks.spreads(t0, t1, STEP_S)
     rejoins = [clocks.rejoin(name, pid, tk, te, IN_TIME_MS, STEP_S) for name, pid, tk, te in kills]
     got = [r["in_time_s"] for r in rejoins if r["in_time_s"] is not None]

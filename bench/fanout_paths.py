@@ -132,7 +132,7 @@ async def _receiver(index: int, brokers: dict[str, int], conn: Connection) -> No
         tasks = []
 
         async def consume(bus: Any, name: str) -> None:
-            async for msg, _ in bus.messages():
+            async for msg, _, _ in bus.messages():
                 t = clock()
                 if isinstance(msg, Note):
                     rec[name].append((msg.start_beat, t))

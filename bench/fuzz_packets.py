@@ -43,7 +43,7 @@ SAMPLES: tuple[Any, ...] = (
     Note(8.5, 0.25, 36, 100, 9, "drums"),
     AgentStatus("piano", 5, "playing", 4242, 10, 1, 2, 0.5, 1.25, 150.0, -0.01, 0.2),
     SyncPing("bass", 1, 5000.123456789),
-    SyncPong("bass", 1, 5000.123456789, 5000.2),
+    SyncPong("bass", 1, 5000.123456789, 5000.2, 5000.2001),
     Control("tempo", 132.0),
     Control("mute", 1.0, "bass"),
     BeatTick(3, 2, "G7", 120.0),

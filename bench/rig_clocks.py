@@ -10,6 +10,7 @@ followed from its first beat clock until it agrees with the others.
 from __future__ import annotations
 
 import bisect
+import json
 import signal
 import subprocess
 import time
@@ -154,6 +155,12 @@ class AgentClocks:
                 vals.append(abs(first.offset_s))
             out[name] = round(max(vals, default=0.0) * 1000.0, 4)
         return out
+
+    def dump(self, path: Path) -> None:
+        """Every agent's offset estimates (t, pid, synced, offset ms): what --keep leaves to plot."""
+        rows = {name: [(e.t, e.pid, e.synced, e.offset_s * 1000.0) for e in h.entries]
+                for name, h in self.hist.items()}
+        path.write_text(json.dumps(rows))
 
     def rtt_ms(self) -> dict[str, float]:
         return {name: round(h.rtt_ms, 3) for name, h in self.hist.items()}

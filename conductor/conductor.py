@@ -208,9 +208,9 @@ class Conductor:
     # -- bus receive --------------------------------------------------------------------------------
     async def _receive(self) -> None:
         assert self.bus is not None
-        async for msg, sender in self.bus.messages():
+        async for msg, sender, received_at in self.bus.messages():
             if isinstance(msg, SyncPing):
-                pong = SyncPong(msg.agent, msg.seq, msg.t_local, self.clock())
+                pong = SyncPong(msg.agent, msg.seq, msg.t_local, received_at, self.clock())
                 await self.bus.publish(pong, to=sender if isinstance(sender, tuple) else None)
             elif isinstance(msg, AgentStatus):
                 if msg.state == "gone":

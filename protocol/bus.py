@@ -57,7 +57,9 @@ class Bus:
     async def publish(self, msg: Any, to: tuple[str, int] | None = None) -> None:
         raise NotImplementedError
 
-    def messages(self) -> AsyncIterator[tuple[Any, Any]]:
+    def messages(self) -> AsyncIterator[tuple[Any, Any, float]]:
+        """(message, sender, received_at): the arrival time is the transport's, stamped in its receive
+        callback before any queue, so clock sync does not count this process's backlog as network."""
         raise NotImplementedError
 
 
@@ -86,7 +88,7 @@ class OscBus(Bus):
         self._transport.send(address, args, to=to)
         self.sent += 1
 
-    async def messages(self) -> AsyncIterator[tuple[Any, Any]]:  # type: ignore[override]
+    async def messages(self) -> AsyncIterator[tuple[Any, Any, float]]:  # type: ignore[override]
         async for packet in self._transport.incoming():
             try:
                 msg = codec.from_osc(self.ensemble, packet.address, packet.args)
@@ -94,7 +96,7 @@ class OscBus(Bus):
                 self.reject(exc)
                 continue
             self.received += 1
-            yield msg, packet.sender
+            yield msg, packet.sender, packet.received_at
 
 
 class MqttBus(Bus):
@@ -155,7 +157,7 @@ class MqttBus(Bus):
         )
         self.sent += 1
 
-    async def messages(self) -> AsyncIterator[tuple[Any, Any]]:  # type: ignore[override]
+    async def messages(self) -> AsyncIterator[tuple[Any, Any, float]]:  # type: ignore[override]
         async for packet in self._transport.incoming():
             try:
                 msg = codec.from_mqtt(self.ensemble, packet.topic, packet.payload)
@@ -163,7 +165,7 @@ class MqttBus(Bus):
                 self.reject(exc)
                 continue
             self.received += 1
-            yield msg, packet.topic
+            yield msg, packet.topic, packet.received_at
 
 
 def open_bus(ens: Ensemble, who: str, *, will: Any | None = None) -> Bus:

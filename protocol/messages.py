@@ -189,18 +189,22 @@ class SyncPing(Message):
 
 @dataclass(frozen=True, slots=True)
 class SyncPong(Message):
-    """Conductor → agent: echoes the ping and adds the conductor clock at receipt."""
+    """Conductor → agent: echoes the ping with the conductor's clock when the ping arrived and when
+    the pong left, NTP's four timestamps: the conductor's own delay in between is then no leg of
+    the round trip, so a busy conductor does not bias every agent's offset."""
 
     agent: str
     seq: int
     t_local: float
     t_conductor: float
+    t_reply: float
 
     SPEC: ClassVar[dict[str, Spec]] = {
         "agent": ("n", None, None),
         "seq": ("i", 0, 2**31 - 1),
         "t_local": ("d", -1e12, 1e12),
         "t_conductor": ("d", -1e12, 1e12),
+        "t_reply": ("d", -1e12, 1e12),
     }
 
 

@@ -1,32 +1,41 @@
 """Clock-offset estimation by ping/pong, NTP-style, with time injected so tests drive it by hand.
 
 A sample's offset is exact when the two legs of its round trip are equal and off by at most rtt/2
-otherwise, so the sample with the smallest round trip among the recent ones is the most trustworthy;
-queueing delay only ever adds. But when the legs' delays jitter symmetrically (measured in the
-namespace rig, bench/bad_network.py: 5 ± 2 ms per link), the difference of the legs is independent
-of their sum, so the fastest sample is no better than any other: there only averaging helps. So the
-estimate is the mean offset of every sample in a long window whose round trip is close to the best
-(at most POOL_RTT_FACTOR × the best, and no longer than the newest samples' round trips): queued
-samples are still left out, and jitter averages away as 1/sqrt(n). The estimate is smoothed with a
-bounded step so one lucky or unlucky sample cannot jerk the beat an agent plays on, yet a clock that
-truly jumped (a restarted conductor) is re-locked after a few samples that all agree on the jump.
+otherwise, so a sample with a much smaller round trip than the rest is the most trustworthy; queueing
+delay only ever adds. But when the legs' delays jitter symmetrically (measured in the namespace rig,
+bench/bad_network.py: 5 ± 2 ms per link), the difference of the legs is independent of their sum, so
+the fastest sample is no better than any other: there only averaging helps, as 1/sqrt(n), and n must
+be in the thousands for a tenth of a millisecond. So the estimate is the mean offset of every sample
+in a long window whose round trip is "ordinary": no further above the window's median than the best
+is below it (or three times the best, if more), so the far tail of a queueing backlog is left out;
+and no longer than the longest of the newest samples, so old slow samples fall out as soon as the
+network is fast again. The estimate is smoothed with a bounded step once the window is full, so one
+sample cannot jerk the beat an agent plays on, yet a clock that truly jumped (a restarted conductor)
+is re-locked after a few samples that agree.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
+
 REJECT_NON_FINITE = "non_finite"
 REJECT_NEGATIVE_RTT = "negative_rtt"
 REJECT_RTT_TOO_LARGE = "rtt_too_large"
-# Samples pooled into the mean: round trip at most this many times the best one in the window ...
-POOL_RTT_FACTOR = 3.0
+REJECT_REPLY_BEFORE_RECEIPT = "reply_before_receipt"
+# Samples pooled into the mean: round trip at most as far above the window's median as the best is
+# below it (all but the far tail of symmetric jitter, none of a queueing backlog), or POOL_BEST_FACTOR
+# x the best when that is more ...
+POOL_BEST_FACTOR = 3.0
 # ... and no longer than the longest of this many newest ones, so old slow samples fall out at once.
-POOL_RECENT = 16
+POOL_RECENT = 48
+# The median is re-measured every this many samples: it moves slowly, and a median of thousands of
+# round trips is the costliest step of a pong.
+MEDIAN_EVERY = 32
 
 
 def _check_time(name: str, value: float) -> float:
@@ -59,20 +68,27 @@ class ClockMap:
 
 @dataclass(frozen=True, slots=True)
 class SyncSample:
-    """One ping/pong: local send time, the conductor's clock when it answered, local receive time."""
+    """One ping/pong: local send time, the conductor's clock when the ping arrived, local receive time,
+    and the conductor's clock when the pong left (NTP's t1, t2, t4, t3; t3 = t2 when not given)."""
 
     t_send_local: float
     t_remote: float
     t_recv_local: float
+    t_remote_reply: float | None = None
+
+    @property
+    def t_remote_sent(self) -> float:
+        return self.t_remote if self.t_remote_reply is None else self.t_remote_reply
 
     @property
     def rtt_s(self) -> float:
-        return self.t_recv_local - self.t_send_local
+        """Time on the wire only: the conductor's own delay between receipt and reply is taken out."""
+        return (self.t_recv_local - self.t_send_local) - (self.t_remote_sent - self.t_remote)
 
     @property
     def offset_s(self) -> float:
         """Exact if both legs took equally long; otherwise wrong by half their difference (≤ rtt/2)."""
-        return self.t_remote - (self.t_send_local + self.t_recv_local) / 2
+        return ((self.t_remote - self.t_send_local) + (self.t_remote_sent - self.t_recv_local)) / 2
 
 
 class ClockSync:
@@ -84,7 +100,7 @@ class ClockSync:
 
     def __init__(
         self,
-        window: int = 512,
+        window: int = 4096,
         max_rtt_s: float = 1.0,
         smoothing: float = 0.25,
         max_step_s: float = 0.002,
@@ -106,6 +122,10 @@ class ClockSync:
         if not 0 < _check_time("smoothing", smoothing) <= 1:
             raise ValueError(f"smoothing: {smoothing} is outside (0, 1]")
         self._window: deque[SyncSample] = deque(maxlen=window)
+        # The same samples as arrays (a ring, `_head` is the next slot), so pooling thousands of them
+        # costs tens of microseconds per pong rather than a Python loop.
+        self._rtts = np.empty(window)
+        self._offsets = np.empty(window)
         self._max_rtt_s = float(max_rtt_s)
         self._smoothing = float(smoothing)
         self._max_step_s = float(max_step_s)
@@ -117,42 +137,50 @@ class ClockSync:
     def reset(self) -> None:
         """Forget every sample (keep rejection counts): call when the conductor's epoch changes."""
         self._window.clear()
+        self._head = 0
+        self._median_rtt_s = 0.0
         self._offset_s = 0.0
-        self._best: SyncSample | None = None
+        self._best_rtt: float | None = None  # the window's smallest round trip
         self._pending: list[SyncSample] = []
         self._accepted = 0
         self._relocks = 0
 
-    def add_sample(self, t_send_local: float, t_remote: float, t_recv_local: float) -> bool:
+    def add_sample(
+        self, t_send_local: float, t_remote: float, t_recv_local: float, t_remote_reply: float | None = None
+    ) -> bool:
         """Feed one ping/pong; False (and a counted reason) when the sample is absurd."""
         sample = SyncSample(
             _check_time("t_send_local", t_send_local),
             _check_time("t_remote", t_remote),
             _check_time("t_recv_local", t_recv_local),
+            None if t_remote_reply is None else _check_time("t_remote_reply", t_remote_reply),
         )
         reason = self._rejection(sample)
         if reason is not None:
             self._rejections[reason] += 1
             return False
         self._accepted += 1
-        if self._best is not None and self._contradicts(sample):
+        if self._best_rtt is not None and self._contradicts(sample):
             # Honest clocks cannot produce this; several in a row mean the conductor's clock moved.
             self._pending.append(sample)
             if len(self._pending) < self._relock_after:
                 return True
             self._relocks += 1
             self._window.clear()
-            self._window.extend(self._pending)
-            self._best = None
+            self._head = 0
+            for pending in self._pending:
+                self._remember(pending)
+            self._best_rtt = None
         else:
-            self._window.append(sample)
+            self._remember(sample)
         self._pending.clear()
-        best = min(self._window, key=lambda s: s.rtt_s)
+        best = int(np.argmin(self._rtts[: len(self._window)]))
+        best_rtt = float(self._rtts[best])
         target = self._pooled_offset(best)
         if (
-            self._best is None
+            self._best_rtt is None
             or self._accepted <= (self._window.maxlen or 1)
-            or best.rtt_s < 0.5 * self._best.rtt_s
+            or best_rtt < 0.5 * self._best_rtt
         ):
             # While the first window fills (the start-up burst), or when a far tighter sample arrives,
             # the pooled estimate is simply better information: take it rather than creep towards it.
@@ -160,23 +188,39 @@ class ClockSync:
         else:
             step = self._smoothing * (target - self._offset_s)
             self._offset_s += max(-self._max_step_s, min(self._max_step_s, step))
-        self._best = best
+        self._best_rtt = best_rtt
         return True
 
-    def _pooled_offset(self, best: SyncSample) -> float:
-        """Mean offset of the samples whose round trip is near the best (see the module docstring).
+    def _remember(self, sample: SyncSample) -> None:
+        self._window.append(sample)
+        self._rtts[self._head] = sample.rtt_s
+        self._offsets[self._head] = sample.offset_s
+        self._head = (self._head + 1) % len(self._rtts)
+
+    def _pooled_offset(self, best: int) -> float:
+        """Mean offset of the samples with an ordinary round trip (see the module docstring).
 
         Every pooled sample is within rtt/2 of the truth, so the mean is too, within the pool's
         longest round trip over 2; with one fast sample among slow ones, it is that sample alone.
         """
-        recent = max(s.rtt_s for s in itertools.islice(reversed(self._window), POOL_RECENT))
-        limit = min(POOL_RTT_FACTOR * best.rtt_s, recent)
-        pool = [s.offset_s for s in self._window if s.rtt_s <= limit]
-        return math.fsum(pool) / len(pool)
+        n = len(self._window)
+        rtts = self._rtts[:n]  # ring order does not matter for these; the newest are found by index
+        newest = (self._head - 1 - np.arange(min(POOL_RECENT, n))) % len(self._rtts)
+        if n < 2 * MEDIAN_EVERY or self._accepted % MEDIAN_EVERY == 0:
+            self._median_rtt_s = float(np.median(rtts))
+        best_rtt, base = float(rtts[best]), float(self._offsets[best])
+        ordinary = max(POOL_BEST_FACTOR * best_rtt, 2.0 * self._median_rtt_s - best_rtt)
+        limit = min(ordinary, float(rtts[newest].max()))
+        pool = self._offsets[:n][rtts <= limit]
+        # Relative to the best sample's offset, so offsets of 1e5 s keep microsecond precision.
+        return base + float(np.mean(pool - base))
 
     def _rejection(self, sample: SyncSample) -> str | None:
-        if not all(math.isfinite(t) for t in (sample.t_send_local, sample.t_remote, sample.t_recv_local)):
+        if not all(math.isfinite(t) for t in (sample.t_send_local, sample.t_remote, sample.t_recv_local,
+                                              sample.t_remote_sent)):
             return REJECT_NON_FINITE
+        if sample.t_remote_sent < sample.t_remote:
+            return REJECT_REPLY_BEFORE_RECEIPT
         if sample.rtt_s < 0:
             return REJECT_NEGATIVE_RTT
         if sample.rtt_s > self._max_rtt_s:
@@ -192,7 +236,7 @@ class ClockSync:
 
     @property
     def synced(self) -> bool:
-        return self._best is not None
+        return self._best_rtt is not None
 
     @property
     def offset_s(self) -> float:
@@ -202,7 +246,7 @@ class ClockSync:
     @property
     def rtt_s(self) -> float:
         """Round trip of the sample the estimate trusts; inf before the first sample."""
-        return math.inf if self._best is None else self._best.rtt_s
+        return math.inf if self._best_rtt is None else self._best_rtt
 
     @property
     def uncertainty_s(self) -> float:

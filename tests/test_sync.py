@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 from hypothesis import given
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from protocol.sync import (
     REJECT_NEGATIVE_RTT,
     REJECT_NON_FINITE,
+    REJECT_REPLY_BEFORE_RECEIPT,
     REJECT_RTT_TOO_LARGE,
     ClockMap,
     ClockSync,
@@ -51,13 +53,27 @@ def test_first_estimate_is_taken_at_once() -> None:
     assert sync.to_local(sync.to_remote(7.25)) == pytest.approx(7.25)
 
 
-def test_smallest_round_trip_wins() -> None:
-    sync = ClockSync(window=8)
-    ping(sync, 0, offset=5.0, out_s=0.001, back_s=0.001)  # symmetric and fast: exact
-    for i in range(1, 8):  # slow and lopsided: each alone would be 20 ms off
-        ping(sync, i, offset=5.0, out_s=0.045, back_s=0.005)
+def test_a_queueing_backlog_is_left_out() -> None:
+    """Most round trips are 2 ms; a stalled receiver queues a few pings for 60 ms one way only."""
+    sync = ClockSync()
+    for i in range(200):
+        if i % 10 == 5:
+            ping(sync, i, offset=5.0, out_s=0.061, back_s=0.001)  # alone, each is 30 ms off
+        else:
+            ping(sync, i, offset=5.0, out_s=0.001, back_s=0.001)
     assert sync.rtt_s == pytest.approx(0.002)
     assert sync.offset_s == pytest.approx(5.0, abs=1e-9)
+
+
+def test_symmetric_jitter_averages_away() -> None:
+    """5 +- 2 ms each way, independently: one sample is off by ~1.4 ms, thousands by a few microseconds."""
+    rng = random.Random(7)
+    sync = ClockSync()
+    for i in range(4000):
+        out_s, back_s = (max(0.0, rng.gauss(0.005, 0.002)) for _ in range(2))
+        ping(sync, i, offset=-3.0, out_s=out_s, back_s=back_s)
+    assert sync.offset_s == pytest.approx(-3.0, abs=1e-4)
+    assert len(sync.samples) == 4000
 
 
 def test_window_forgets_old_samples() -> None:
@@ -195,3 +211,18 @@ def test_converges_within_half_the_recent_round_trip(
         ping(sync, len(history) + j, offset, a * rtt_cap / 2, b * rtt_cap / 2)
     assert abs(sync.offset_s - offset) <= rtt_cap / 2 + 1e-6
     assert abs(sync.offset_s - offset) <= max(s.rtt_s for s in sync.samples) / 2 + 1e-6
+
+
+def test_the_conductors_own_delay_is_no_leg_of_the_trip() -> None:
+    """A busy conductor answers 40 ms after the ping arrived: with both its stamps the offset stays exact."""
+    sync = ClockSync()
+    for i in range(20):
+        t_send = 100.0 + i * PING_INTERVAL
+        arrived = t_send + 0.002 + 7.0  # 2 ms out; conductor clock = local + 7 s
+        sync.add_sample(t_send, arrived, t_send + 0.002 + 0.040 + 0.002, arrived + 0.040)
+    assert sync.offset_s == pytest.approx(7.0, abs=1e-9)
+    assert sync.rtt_s == pytest.approx(0.004)
+    alone = SyncSample(100.0, 107.002, 100.044)  # the same trip stamped once, at receipt: 20 ms off
+    assert alone.offset_s == pytest.approx(6.98)
+    assert sync.add_sample(100.0, 107.002, 100.044, 107.001) is False
+    assert sync.rejections == {REJECT_REPLY_BEFORE_RECEIPT: 1}
