@@ -9,6 +9,7 @@ clock-offset estimate changes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from agents.outputs import Output
 from agents.outputs.factory import make_output
 from agents.realtime import DEFAULT_RT_PRIORITY, request_realtime, set_switch_interval
 from agents.scheduler import ScheduledEvent, Scheduler
-from protocol.bus import Bus, open_bus
+from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import AgentConfig, Ensemble
 from protocol.harmony import ChordError, ChordPlan
 from protocol.messages import AgentParams, AgentStatus, Note, PlanState, SyncPing, SyncPong
@@ -73,6 +74,7 @@ class Agent:
         self.output: Output | None = None
         self.scheduler: Scheduler | None = None
         self.bus: Bus | None = None
+        self.sync_bus: Bus | None = None  # UDP pings beside an MQTT bus (bus.sync: udp)
         self.stuck_notes = 0
         self.loop_priority = "normal"
         self._shut = False
@@ -101,10 +103,15 @@ class Agent:
         self.scheduler.start()
         will = self._status("gone")
         try:
-            async with open_bus(self.ens, self.name, will=will) as bus:
+            async with open_bus(self.ens, self.name, will=will) as bus, contextlib.AsyncExitStack() as stack:
                 self.bus = bus
+                sync_bus = open_sync_bus(self.ens, self.name)
+                if sync_bus is not None:
+                    self.sync_bus = await stack.enter_async_context(sync_bus)
+                pongs = [self._receive(sync_bus, SyncPong)] if sync_bus is not None else []
                 tasks = [
-                    asyncio.create_task(self._receive(), name="receive"),
+                    asyncio.create_task(self._receive(bus), name="receive"),
+                    *(asyncio.create_task(c, name="pongs") for c in pongs),
                     asyncio.create_task(self._ping_loop(), name="sync"),
                     asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
                     asyncio.create_task(self._plan_loop(), name="plan"),
@@ -168,9 +175,13 @@ class Agent:
         return out.note_off(ev.channel, ev.pitch, due=ev.due)
 
     # -- bus ----------------------------------------------------------------------------------------
-    async def _receive(self) -> None:
-        assert self.bus is not None
-        async for msg, _sender, received_at in self.bus.messages():
+    async def _receive(self, bus: Bus, only: type | None = None) -> None:
+        """Handle what `bus` brings; with `only`, anything else is refused and counted (the sync port
+        beside an MQTT bus answers pongs, not a stranger's timeline)."""
+        async for msg, _sender, received_at in bus.messages():
+            if only is not None and not isinstance(msg, only):
+                bus.reject(ValueError(f"sync port: {type(msg).__name__} is not a {only.__name__}"))
+                continue
             try:
                 self._handle(msg, received_at)
             except (ChordError, ValueError, TypeError) as exc:
@@ -233,10 +244,13 @@ class Agent:
     # -- loops --------------------------------------------------------------------------------------
     async def _ping_loop(self) -> None:
         assert self.bus is not None
-        conductor = self.ens.osc_endpoint("conductor") if self.ens.bus.transport == "osc" else None
+        # Straight to the conductor over UDP (the OSC bus, or the sync port beside an MQTT bus), else
+        # through the broker.
+        bus = self.sync_bus or self.bus
+        conductor = self.ens.osc_endpoint("conductor") if bus.transport_name == "osc" else None
         n = 0
         while True:
-            await self.bus.publish(SyncPing(self.name, n, self.clock()), to=conductor)
+            await bus.publish(SyncPing(self.name, n, self.clock()), to=conductor)
             n += 1
             # A dense burst at start: over a jittery network the offset is a mean of many samples
             # (protocol/sync.py), and a restarted agent must be in time within half a second. While
@@ -335,7 +349,7 @@ class Agent:
         return self.sync.rtt_s if self.sync.synced else 0.0
 
     def invalid_total(self) -> int:
-        bus = self.bus.invalid_total if self.bus else 0
+        bus = sum(b.invalid_total for b in (self.bus, self.sync_bus) if b is not None)
         return bus + self.invalid_local + self.previous.get("invalid_messages", 0)
 
     def stats(self) -> dict[str, Any]:
@@ -355,11 +369,14 @@ class Agent:
                 "offset_ms": round(self.offset_s() * 1000.0, 4),
                 "estimated_offset_ms": round(self.sync.offset_s * 1000.0, 4),
                 "rtt_ms": round(self._rtt_s() * 1000.0, 4),
+                # Where the pings go: "udp" straight to the conductor, "broker" through MQTT.
+                "via": "broker" if self.ens.bus.transport == "mqtt" and self.ens.bus.sync == "bus" else "udp",
             },
             "invalid_messages": self.invalid_total(),
-            "invalid_reasons": dict(Counter(self.bus.invalid) + Counter(self.bus.transport_invalid()))
-            if self.bus
-            else {},
+            "invalid_reasons": dict(sum(
+                (Counter(b.invalid) + Counter(b.transport_invalid()) for b in (self.bus, self.sync_bus) if b),
+                Counter(),
+            )),
             "priority": self.scheduler.priority if self.scheduler else "none",
             "loop_priority": self.loop_priority,
             "engine": self.cfg.engine.type,

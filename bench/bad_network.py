@@ -4,10 +4,11 @@ What is measured
     A namespace rig (tests/support/netns.py): mosquitto on `broker`, the conductor and the human
     part on `stage`, one agent per host on `band1`..`band3` (pattern engines, so a restart is not
     slowed by a model load). Every host's link gets the same impairment in both directions: an
-    NFQUEUE shim holds each packet for normal(mean, sd) ms and the bridge drops `loss` % of what
-    the host sends and of what it receives. A packet between two hosts crosses two links, so its
-    one-way delay is about twice the mean and its loss about twice the rate; over MQTT each leg
-    crosses the broker too (four links).
+    NFQUEUE shim holds each packet for normal(mean, sd) ms and the bridge drops a share of what
+    the host sends and of what it receives. A packet between two hosts crosses two links, so each
+    link gets half the mean, sd/sqrt(2) and the loss that compounds to the scenario's: host to host,
+    one way, a packet sees exactly the scenario (5 ± 2 ms and 2 %). Over MQTT each leg also crosses
+    the broker (four links: twice the scenario, agent to conductor).
 
     `spread`: every agent's beat clock (its timeline + clock-offset estimate, from its stats file)
     evaluated at the same instants of the shared kernel clock, max minus min in ms, once settled.
@@ -75,6 +76,11 @@ class Impairment:
     def label(self) -> str:
         return f"{self.mean_ms:g}±{self.sd_ms:g} ms {self.loss_pct:g}%"
 
+    def per_link(self) -> tuple[float, float, float]:
+        """(mean ms, sd ms, loss %) for one host's link, so that two links in a row give the scenario."""
+        keep = (1.0 - self.loss_pct / 100.0) ** 0.5
+        return self.mean_ms / 2.0, self.sd_ms / 2.0**0.5, 100.0 * (1.0 - keep)
+
 
 SCENARIOS = {"a": Impairment("a", 5.0, 2.0, 2.0, 0.2), "b": Impairment("b", 10.0, 5.0, 5.0, 1.0)}
 
@@ -97,9 +103,10 @@ def missing_reason() -> str | None:
 
 
 def impair(rig: NetRig, imp: Impairment) -> None:
+    mean_ms, sd_ms, loss_pct = imp.per_link()
     for host in rig.hosts:
-        rig.set_loss(host, imp.loss_pct, "both")
-        rig.set_delay(host, imp.mean_ms, imp.sd_ms, "both")
+        rig.set_loss(host, loss_pct, "both")
+        rig.set_delay(host, mean_ms, sd_ms, "both")
 
 
 def pct(values: list[float]) -> dict[str, float]:

@@ -8,6 +8,7 @@ late joiner costs at most one period. Heavy work never happens here: the loop mu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -24,7 +25,7 @@ from conductor.midi_clock import MidiClockOut
 from conductor.recorder import Recorder
 from conductor.state import ConductorState
 from conductor.status_json import StatusJson, agent_fields
-from protocol.bus import Bus, open_bus
+from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import Ensemble
 from protocol.harmony import ChordError, ChordPlan
 from protocol.messages import AgentStatus, BeatTick, Control, Note, SyncPing, SyncPong
@@ -84,6 +85,7 @@ class Conductor:
         self.human_notes = 0
         self.agent_status: dict[str, AgentStatus] = {}
         self.bus: Bus | None = None
+        self.sync_bus: Bus | None = None  # UDP pings beside an MQTT bus
         self.surface: Any = None
         self.finished = asyncio.Event()
         self.last_beat_tick: int | None = None
@@ -115,9 +117,13 @@ class Conductor:
         clock_cfg = self.ens.conductor.midi_clock
         if clock_cfg is not None:  # opened first: a missing port stops the conductor before it plays
             self.midi_clock = MidiClockOut(clock_cfg.port, clock_cfg.api, virtual=clock_cfg.virtual).start()
-        async with open_bus(self.ens, "conductor") as bus, surface:
+        async with open_bus(self.ens, "conductor") as bus, surface, contextlib.AsyncExitStack() as stack:
             self.bus, self.surface = bus, surface
+            sync_bus = open_sync_bus(self.ens, "conductor")
+            if sync_bus is not None:
+                self.sync_bus = await stack.enter_async_context(sync_bus)
             tasks = [
+                *([asyncio.create_task(self._sync_serve(sync_bus), name="sync")] if sync_bus else []),
                 asyncio.create_task(self._receive(), name="receive"),
                 asyncio.create_task(self._surface_loop(), name="surface"),
                 asyncio.create_task(self._broadcast_loop(), name="broadcast"),
@@ -206,12 +212,24 @@ class Conductor:
                 await self._publish(self.state.timeline)
 
     # -- bus receive --------------------------------------------------------------------------------
+    async def _answer_ping(self, bus: Bus, ping: SyncPing, sender: Any, received_at: float) -> None:
+        """Pong with the ping's arrival time and, stamped last, the reply's own (NTP's t2 and t3)."""
+        pong = SyncPong(ping.agent, ping.seq, ping.t_local, received_at, self.clock())
+        await bus.publish(pong, to=sender if isinstance(sender, tuple) else None)
+
+    async def _sync_serve(self, sync_bus: Bus) -> None:
+        """Answer the pings that come straight over UDP beside an MQTT bus (`bus.sync: udp`)."""
+        async for msg, sender, received_at in sync_bus.messages():
+            if isinstance(msg, SyncPing):
+                await self._answer_ping(sync_bus, msg, sender, received_at)
+            else:
+                sync_bus.reject(ValueError(f"sync port: {type(msg).__name__} is not a ping"))
+
     async def _receive(self) -> None:
         assert self.bus is not None
         async for msg, sender, received_at in self.bus.messages():
             if isinstance(msg, SyncPing):
-                pong = SyncPong(msg.agent, msg.seq, msg.t_local, received_at, self.clock())
-                await self.bus.publish(pong, to=sender if isinstance(sender, tuple) else None)
+                await self._answer_ping(self.bus, msg, sender, received_at)
             elif isinstance(msg, AgentStatus):
                 if msg.state == "gone":
                     self.state.heard.pop(msg.agent, None)
@@ -359,9 +377,10 @@ class Conductor:
         # Summed, not merged: the bus, its transport, the surface's transport and the surface's parser
         # share reason names (`unknown_address`); the surface's malformed datagrams were not counted.
         reasons: Counter[str] = Counter(self.control_invalid)
-        if self.bus is not None:
-            reasons.update(self.bus.invalid)
-            reasons.update(self.bus.transport_invalid())
+        for bus in (self.bus, self.sync_bus):
+            if bus is not None:
+                reasons.update(bus.invalid)
+                reasons.update(bus.transport_invalid())
         if self.surface is not None:
             reasons.update(self.surface.stats.invalid)
         return {

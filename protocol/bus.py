@@ -168,6 +168,15 @@ class MqttBus(Bus):
             yield msg, packet.topic, packet.received_at
 
 
+def open_sync_bus(ens: Ensemble, who: str) -> OscBus | None:
+    """The UDP endpoint that carries clock-sync pings beside an MQTT bus (`bus.sync: udp`), or None
+    when the bus itself carries them. It listens on the process's OSC address (`osc_endpoint`), the
+    same one an OSC bus would use, and has no peers: pings name the conductor, pongs their sender."""
+    if ens.bus.transport != "mqtt" or ens.bus.sync != "udp":
+        return None
+    return OscBus(ens.name, ens.osc_endpoint(who), [])
+
+
 def open_bus(ens: Ensemble, who: str, *, will: Any | None = None) -> Bus:
     """The bus for one process of an ensemble; `who` is 'conductor', an agent name or 'monitor'."""
     if ens.bus.transport == "mqtt":

@@ -47,7 +47,14 @@ class MqttBusConfig(Strict):
 
 
 class BusConfig(Strict):
+    """`sync` is how agents measure their offset to the conductor's clock. `udp` pings the conductor
+    straight at its OSC port (osc.base_port on the conductor's address) even when the bus is MQTT:
+    a TCP stream through a broker holds every later message back behind a lost packet, which on a
+    lossy link skews the round trips by tens of milliseconds. `bus` pings over the bus itself, for
+    a network where only the broker's port is open. On the OSC bus the two are the same."""
+
     transport: Literal["osc", "mqtt"] = "osc"
+    sync: Literal["udp", "bus"] = "udp"
     osc: OscBusConfig = OscBusConfig()
     mqtt: MqttBusConfig = MqttBusConfig()
 

@@ -135,3 +135,5 @@ def test_the_same_run_over_mqtt_against_a_real_mosquitto(tmp_path: Path, mosquit
     assert counts["bass"] == 2 * 4
     for name in ("bass", "piano", "drums"):
         assert report["parts"][name]["sync"]["rtt_ms"] > 0
+        # Clock sync goes straight to the conductor over UDP, not through the broker (bus.sync: udp).
+        assert report["parts"][name]["sync"]["via"] == "udp"

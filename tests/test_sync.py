@@ -65,6 +65,16 @@ def test_a_queueing_backlog_is_left_out() -> None:
     assert sync.offset_s == pytest.approx(5.0, abs=1e-9)
 
 
+def test_a_stalled_return_leg_is_left_out() -> None:
+    """A lossy TCP stream holds back four replies in ten by 10-200 ms; pings are never held."""
+    rng = random.Random(3)
+    sync = ClockSync()
+    for i in range(1000):
+        back = 0.002 + (rng.uniform(0.010, 0.200) if i % 10 < 4 else 0.0)
+        ping(sync, i, offset=5.0, out_s=0.002, back_s=back)
+    assert sync.offset_s == pytest.approx(5.0, abs=1e-9)
+
+
 def test_symmetric_jitter_averages_away() -> None:
     """5 +- 2 ms each way, independently: one sample is off by ~1.4 ms, thousands by a few microseconds."""
     rng = random.Random(7)
