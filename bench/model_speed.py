@@ -21,9 +21,14 @@ streams legitimately part). ORT runs 1 intra-op thread everywhere (agents share 
 Models: ``tiny`` (the test fixture), ``shipped`` (models/default, trained; also timed as an agent
 plays it, in events per CPU-second), ``small`` (4 layers, 128 wide) and ``medium`` (tv2o-medium
 shapes: 12 x 1024, 16 heads, ffn 4096; token model 3 layers, 4 heads), random weights exported with
-our exporter and cached under ~/.cache/barcelona/bench/ (the medium export is ~940 MB).
+our exporter (its default lean graphs) and cached under ~/.cache/barcelona/bench/ (the medium export
+is ~940 MB). ``tiny`` is a plain TorchScript export, so it also shows a user's SkyTNT export's path.
 
-    .venv/bin/python -m bench.model_speed [--quick] [--json PATH]
+``--baseline FOLDER`` also plays the agent on another model folder (e.g. a plain export of the same
+weights: ``training.export.export_model(..., lean=False)``, or an older copy of models/default) in the same
+rounds, interleaved, and reports the ratio: on a shared machine only side-by-side ratios compare.
+
+    .venv/bin/python -m bench.model_speed [--quick] [--json PATH] [--baseline FOLDER]
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ def model_folder(name: str) -> Path:
         return ROOT / "tests" / "fixtures" / "models" / "tiny_v2"
     if name == "shipped":
         return ROOT / "models" / "default"
-    folder = CACHE / f"{name}-s0"
+    folder = CACHE / f"{name}-s0-lean"  # the exporter's default build; older caches were plain
     if not (folder / "onnx" / "model_token.onnx").exists():
         from training.export import export_model, random_model  # torch only when (re)building
 
@@ -75,6 +80,7 @@ def model_folder(name: str) -> Path:
 
 def int8_folder(src: Path) -> Path:
     """quantize_dynamic of both graphs (MatMul weights to int8), cached beside the fp32 export."""
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     folder = src.with_name(src.name + "-int8")
@@ -84,7 +90,9 @@ def int8_folder(src: Path) -> Path:
         (tmp / "onnx").mkdir(parents=True, exist_ok=True)
         shutil.copy(src / "config.json", tmp / "config.json")
         for f in ("model_base.onnx", "model_token.onnx"):
-            quantize_dynamic(src / "onnx" / f, tmp / "onnx" / f, weight_type=QuantType.QInt8)
+            # lean graphs: ONNX shape inference cannot type the outputs of ORT's contrib operators
+            quantize_dynamic(src / "onnx" / f, tmp / "onnx" / f, weight_type=QuantType.QInt8,
+                             extra_options={"DefaultTensorType": TensorProto.FLOAT})
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
     return folder
@@ -255,7 +263,8 @@ def run_agent(rt: ModelRuntime, n: int) -> float:
     return n / (time.thread_time() - t0)
 
 
-def bench_model(name: str, n: int, rounds: int, prompt_notes: int, reps: int, int8: bool) -> dict:
+def bench_model(name: str, n: int, rounds: int, prompt_notes: int, reps: int, int8: bool,
+                baseline: Path | None = None) -> dict:
     folder = model_folder(name)
     p = DecodeParams()
     ref = SkytntLoop(folder)
@@ -267,9 +276,13 @@ def bench_model(name: str, n: int, rounds: int, prompt_notes: int, reps: int, in
     ratios: dict[str, list[float]] = {k: [] for k in runtimes}
     equal: dict[str, str] = {}
     agent: list[float] = []
-    for _ in range(rounds):
+    base_rt = ModelRuntime(baseline) if baseline is not None and name == "shipped" else None
+    base_agent: list[float] = []
+    for k in range(rounds):
         if name == "shipped":
-            agent.append(run_agent(rt, n))
+            order = [(rt, agent), (base_rt, base_agent)] if base_rt is not None else [(rt, agent)]
+            for r, sink in order[:: 1 if k % 2 == 0 else -1]:  # alternate who runs first
+                sink.append(run_agent(r, n))
         prompt = np.array(human_context(prompt_notes).rows)
         ref_rows, t = ref.generate(prompt, n, SEED, p)
         ref_ms = statistics.mean(t[1:]) * 1e3  # event 0 also prefills the prompt in SkyTNT's loop
@@ -289,6 +302,10 @@ def bench_model(name: str, n: int, rounds: int, prompt_notes: int, reps: int, in
                                 "equal_rows": equal.get(key, "-")}
     if agent:
         out["agent_events_per_cpu_s"] = {"median": statistics.median(agent), "runs": agent}
+    if base_agent:
+        out["baseline_agent_events_per_cpu_s"] = {
+            "folder": str(baseline), "median": statistics.median(base_agent), "runs": base_agent,
+            "ratio": statistics.median(a / b for a, b in zip(agent, base_agent, strict=True))}
     out["replan"] = {key: replan(rt, "fast", reps, p) for key, rt in runtimes.items() if "fast" in key}
     t_ref = []
     for _ in range(max(1, reps // 2)):  # SkyTNT's app has no rollback: the whole context runs again
@@ -319,6 +336,10 @@ def print_table(results: dict) -> None:
             print(f"\n{model}: as an agent plays it (default.yaml's piano: own order, chord plan, its "
                   f"chord_bias and temperature): {r['agent_events_per_cpu_s']['median']:.0f} events per "
                   "CPU-second, 1 thread")
+        if "baseline_agent_events_per_cpu_s" in r:
+            b = r["baseline_agent_events_per_cpu_s"]
+            print(f"{model}: baseline {b['folder']} in the same rounds: {b['median']:.0f} events per "
+                  f"CPU-second; ratio (median of per-round ratios) x{b['ratio']:.2f}")
     for model, r in results["models"].items():
         if "int8_fidelity" in r:
             f = r["int8_fidelity"]
@@ -333,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="PATH", help="also write the results here")
     ap.add_argument("--models", nargs="*", choices=["tiny", "shipped", "small", "medium"],
                     help="subset to run")
+    ap.add_argument("--baseline", type=Path, metavar="FOLDER",
+                    help="also time the agent on this model folder, interleaved with the shipped one")
     args = ap.parse_args(argv)
     if args.quick:
         plan = {"tiny": (100, 2, 64, 5, False), "shipped": (100, 3, 64, 5, False),
@@ -346,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                      "intra_op_threads": 1, "seed": SEED, "quick": args.quick, "models": {}}
     for name, (n, rounds, prompt_notes, reps, int8) in plan.items():
         t0 = time.perf_counter()
-        results["models"][name] = bench_model(name, n, rounds, prompt_notes, reps, int8)
+        results["models"][name] = bench_model(name, n, rounds, prompt_notes, reps, int8, args.baseline)
         print(f"{name}: done in {time.perf_counter() - t0:.0f} s", flush=True)
     print_table(results)
     print("\nORT intra-op threads: 1 per session (agents share 2 cores); medians over interleaved rounds;"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ torch = pytest.importorskip("torch", reason="the exporter needs the train extra 
 onnx = pytest.importorskip("onnx", reason="the exporter needs the train extra (onnx)")
 
 from agents.model.runtime import ModelRuntime  # noqa: E402
-from training.export import export_model, random_model, vocab_size  # noqa: E402
+from training.export import LEAN_OPSET, ROTARY_KEY, export_model, random_model, vocab_size  # noqa: E402
+from training.model import MIDIModel, skytnt_specs  # noqa: E402
 
 pytestmark = pytest.mark.torch
 TOL = 1e-4
@@ -27,15 +29,16 @@ def torch_logits(model: torch.nn.Module, rows: np.ndarray, prefix: np.ndarray) -
     return y[0, -1].numpy()
 
 
-@pytest.fixture(scope="module", params=[("v2", False), ("v2", True), ("v1", False)],
-                ids=["v2", "v2-legacy", "v1"])
+@pytest.fixture(scope="module", params=[("v2", "lean"), ("v2", "plain"), ("v2", "legacy"), ("v1", "lean")],
+                ids=["v2", "v2-plain", "v2-legacy", "v1"])
 def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """One export per format for the whole module: tracing costs seconds."""
-    version, legacy = request.param
+    version, build = request.param
+    legacy = build == "legacy"
     model = random_model(11, tokenizer_version=version, **SMALL)
-    folder = tmp_path_factory.mktemp(f"{version}-legacy" if legacy else version)
+    folder = tmp_path_factory.mktemp(f"{version}-{build}")
     export_model(model, folder, config_name="tiny", tokenizer_version=version, optimise_midi=False,
-                 legacy=legacy)
+                 legacy=legacy, lean=build == "lean")
     return model, folder, version, legacy
 
 
@@ -70,10 +73,61 @@ def test_export_matches_skytnt_signature(exported: tuple) -> None:
                                                                 for n in kv]
     assert [i.name for i in token.graph.input] == ["hidden", "x", *kv[:4]]
     assert len(token.graph.input[0].type.tensor_type.shape.dim) == (2 if legacy else 3)
-    assert base.opset_import[0].version == 14
+    lean = any(op.domain == "com.microsoft" for op in base.opset_import)
+    assert {op.domain: op.version for op in base.opset_import}[""] == (LEAN_OPSET if lean else 14)
     meta = {p.key: p.value for p in base.metadata_props}
     assert meta["config_name"] == "tiny"
     assert json.loads(json.loads(meta["config"])["net_token"])["num_attention_heads"] == 2
+    for proto in (base, token):  # static heads / head_dim, dynamic batch and sequence, as SkyTNT's
+        for port in [*proto.graph.input, *proto.graph.output]:
+            if port.name.startswith(("past", "present")):
+                dims = port.type.tensor_type.shape.dim
+                assert dims[0].dim_param and dims[2].dim_param
+                assert dims[1].dim_value > 0 and dims[3].dim_value > 0
+
+
+def test_lean_graph_runs_far_fewer_kernels(tmp_path: Path) -> None:
+    """The point of the lean build: ORT's per-node cost dominates a small model, so count nodes after
+    ORT's own optimisation, and hold the lean logits to the plain (TorchScript) graph's."""
+    import onnxruntime as ort
+
+    model = random_model(3, **SMALL)
+    export_model(model, tmp_path / "lean", config_name="tiny", lean=True)
+    export_model(model, tmp_path / "plain", config_name="tiny", lean=False)
+
+    def nodes(folder: Path, name: str) -> int:
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.optimized_model_filepath = str(tmp_path / f"{folder.name}-{name}.onnx")
+        ort.InferenceSession(str(folder / "onnx" / name), opts, providers=["CPUExecutionProvider"])
+        return len(onnx.load(opts.optimized_model_filepath).graph.node)
+
+    for name in ("model_base.onnx", "model_token.onnx"):
+        assert nodes(tmp_path / "lean", name) * 3 < nodes(tmp_path / "plain", name)
+    lean, plain = ModelRuntime(tmp_path / "lean"), ModelRuntime(tmp_path / "plain")
+    rng = np.random.default_rng(4)
+    rows, event = rng.integers(3, 3406, (40, 8)), rng.integers(3, 3406, 8)
+    for rt in (lean, plain):
+        rt.prefill(rows[:30])
+        rt.prefill(rows[30:])
+    for j in range(8):
+        assert np.abs(lean.token_logits(event[:j]) - plain.token_logits(event[:j])).max() <= TOL
+
+
+def test_lean_export_records_its_rotary_reach(tmp_path: Path) -> None:
+    """A lean base graph has a fixed cos/sin table: a runtime asked for more events must refuse at
+    construction, not fail in ORT when the context reaches the end of the table mid-performance."""
+    net, tok = skytnt_specs(3406, 1, 2, 16, 32, 1, 1, 16)
+    model = MIDIModel(replace(net, max_position_embeddings=64), tok)
+    model.init_random(0)
+    export_model(model, tmp_path, config_name="tiny")
+    base = onnx.load(str(tmp_path / "onnx" / "model_base.onnx"))
+    assert {p.key: p.value for p in base.metadata_props}[ROTARY_KEY] == "64"
+    rt = ModelRuntime(tmp_path, max_events=64)
+    rt.prefill(np.random.default_rng(0).integers(3, 3406, (64, 8)))
+    assert rt.token_logits(np.array([4, 5], np.int64)).shape == (1, 3406)
+    with pytest.raises(ValueError, match="max_events: 65 exceeds the 64 positions"):
+        ModelRuntime(tmp_path, max_events=65)
 
 
 def test_committed_fixture_is_seed_7(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 tiny_v2 and tiny_v2_legacy hold the same weights (seed 7) in the KV-cache and the legacy format, made by
 `python -m training.export --random --seed 7 --layers 4 --width 16 --heads 2 --ffn 32 --token-layers 2
---token-heads 1 --token-ffn 16 --std 0.3 --config-name tiny-v2 [--legacy] DIR`.
+--token-heads 1 --token-ffn 16 --std 0.3 --config-name tiny-v2 --plain [--legacy] DIR`: the plain
+TorchScript graph, as a user's SkyTNT export holds it (models/default is the lean build).
 """
 
 from __future__ import annotations
@@ -245,3 +246,43 @@ def test_several_tokens_fed_in_one_call_match_one_by_one(runtime: ModelRuntime) 
     other[:3] = event[:3]
     assert_close(runtime.token_logits(other[:7]), runtime.full_logits(rows, other[:7]))
     assert_close(runtime.token_logits(other[:2]), runtime.full_logits(rows, other[:2]))
+
+
+def test_long_session_of_rollbacks_stays_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decoder cuts the cache back a few rows and re-feeds after most events; the runtime keeps the
+    cache views it wrapped (bounded) and skips rebinding what is already bound. Past the bound the memo
+    is cleared: logits must still equal a full recompute, in both cache modes."""
+    import agents.model.runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "_MEMO_LIMIT", 16)
+    rng = np.random.default_rng(9)
+    rows, event = random_rows(rng, 120), random_rows(rng, 1)[0]
+    for mode in ("buffers", "ortvalues"):
+        rt = ModelRuntime(TINY, cache_mode=mode, max_events=256)
+        n = 0
+        while n < len(rows):
+            step = int(rng.integers(1, 4))
+            rt.prefill(rows[n : n + step])
+            n += step
+            if n < len(rows) and rng.random() < 0.7:
+                n = max(1, n - int(rng.integers(1, 4)))
+                rt.rollback(n)
+            rt.token_logits(event[: int(rng.integers(0, 8))])
+        for j in (0, 3, 7):
+            assert_close(rt.token_logits(event[:j]), rt.full_logits(rows, event[:j]))
+
+
+def test_shipped_model_loads_as_a_lean_export() -> None:
+    """models/default is the lean build of training/export.py (fused ORT operators, fixed rotary
+    table of 4096 positions): it loads through the same SkyTNT-format checks and its cached logits
+    equal its own full recompute."""
+    folder = Path(__file__).parent.parent / "models" / "default"
+    rt = ModelRuntime(folder)
+    assert rt._base.get_modelmeta().custom_metadata_map.get("rotary_positions") == "4096"
+    assert (rt.info.base, rt.info.token) == (StackShape(4, 4, 32), StackShape(1, 2, 64))
+    rng = np.random.default_rng(10)
+    rows, event = random_rows(rng, 30), random_rows(rng, 1)[0]
+    rt.prefill(rows[:20])
+    rt.prefill(rows[20:])
+    for j in range(8):
+        assert_close(rt.token_logits(event[:j]), rt.full_logits(rows, event[:j]))

@@ -1,8 +1,21 @@
 """Write a MIDIModel as a SkyTNT export folder: config.json, onnx/model_base.onnx, onnx/model_token.onnx.
 
-The point of matching SkyTNT's format exactly (input/output names, dynamic axes, opset 14 via the
-TorchScript exporter, float32, metadata) is that the runtime then has one loader for our own models and
-for users' SkyTNT exports, and that our models run in SkyTNT's app too.
+The point of matching SkyTNT's format exactly (input/output names, shapes and dynamic axes, float32,
+metadata) is that the runtime then has one loader for our own models and for users' SkyTNT exports, and
+that our models run in SkyTNT's app too.
+
+Two graph builds behind that one signature:
+
+* ``lean`` (the default): the graphs are written node by node from the weights with ONNX Runtime's
+  fused operators (``MultiHeadAttention`` with the causal flag and the past/present cache,
+  ``RotaryEmbedding`` over a precomputed cos/sin table, ``SkipSimplifiedLayerNormalization`` for
+  residual + RMSNorm, one packed q/k/v MatMul). A small model is dominated by ORT's per-node cost,
+  not by FLOPs: the TorchScript graph of the shipped model runs 268 kernels per base call and 83 per
+  token call, the lean one 56 and 18, for the same logits (max |diff| ~1e-5). The operators are
+  com.microsoft contrib ops, so the files need ONNX Runtime (which SkyTNT's app uses) and will not
+  run in other ONNX back ends.
+* ``plain``: ``torch.onnx.export`` (TorchScript, opset 14), the graph SkyTNT's own export.py writes,
+  for any ONNX back end; also the only build of the legacy (pre-2024-10, no cache) format.
 
 CLI (random weights, e.g. for test fixtures and benchmarks):
     python -m training.export --random --seed 0 --layers 4 --width 16 --heads 2 --ffn 32 OUT_DIR
@@ -124,10 +137,165 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outpu
     onnx.save(proto, str(path))
 
 
+LEAN_OPSET = 17
+_MS = "com.microsoft"
+
+
+class _GraphBuilder:
+    """Nodes and float32 initializers of one lean graph, named after the torch parameters they hold."""
+
+    def __init__(self) -> None:
+        from onnx import NodeProto, TensorProto
+
+        self.nodes: list[NodeProto] = []
+        self.inits: list[TensorProto] = []
+
+    def weight(self, name: str, value: Tensor) -> str:
+        from onnx import numpy_helper
+
+        array = value.detach().to(torch.float32).cpu().contiguous().numpy()
+        self.inits.append(numpy_helper.from_array(array, name))
+        return name
+
+    def int64(self, name: str, values: list[int]) -> str:
+        from onnx import numpy_helper
+
+        self.inits.append(numpy_helper.from_array(torch.tensor(values, dtype=torch.int64).numpy(), name))
+        return name
+
+    def node(self, op: str, inputs: list[str], outputs: list[str], domain: str = "", **attrs: object) -> None:
+        from onnx import helper
+
+        self.nodes.append(helper.make_node(op, inputs, outputs, domain=domain or None, **attrs))
+
+
+def _lean_stack(g: _GraphBuilder, stack: nn.Module, prefix: str, h: str, positions: int, out: str) -> None:
+    """One Llama stack on input embeddings `h`, final RMSNorm into `out`, cache in/out as SkyTNT names it.
+
+    Per layer: SkipSimplifiedLayerNorm (residual add + RMSNorm in one kernel), MatMul q|k|v, Split, two
+    RotaryEmbedding, MultiHeadAttention (causal over past + new, writes present = past ++ new), MatMul o,
+    SkipSimplifiedLayerNorm, MatMul gate, MatMul up, Sigmoid*gate (ORT fuses it to one SiLU kernel),
+    Mul, MatMul down. Rotary positions start at the past length (one Shape node), as in LlamaStack.
+    The cos/sin table is computed exactly as LlamaStack.forward computes it (float32 pos * inv_freq),
+    so the only differences from the torch graph are summation orders inside the fused kernels."""
+    spec = stack.spec
+    heads, eps = spec.num_attention_heads, spec.rms_norm_eps
+    freqs = torch.arange(positions).float()[:, None] * stack.inv_freq[None, :]
+    cos, sin = g.weight(f"{prefix}.rotary.cos", freqs.cos()), g.weight(f"{prefix}.rotary.sin", freqs.sin())
+    split = g.int64(f"{prefix}.qkv_split", [spec.hidden_size] * 3)
+    past_len = f"{prefix}.past_len"
+    g.node("Shape", ["past_key_values.0.key"], [past_len], start=2, end=3)
+    x, res = h, ""
+    for i, layer in enumerate(stack.layers):
+        p, attn, mlp = f"{prefix}.layers.{i}", layer.self_attn, layer.mlp
+        norm_in = g.weight(f"{p}.input_layernorm.weight", layer.input_layernorm.weight)
+        if not res:
+            g.node("SimplifiedLayerNormalization", [x, norm_in], [f"{p}.ln1"], axis=-1, epsilon=eps,
+                   stash_type=1)
+            res = x
+        else:
+            g.node("SkipSimplifiedLayerNormalization", [x, res, norm_in], [f"{p}.ln1", "", "", f"{p}.res1"],
+                   domain=_MS, epsilon=eps)
+            res = f"{p}.res1"
+        qkv = torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight], dim=0).T
+        g.node("MatMul", [f"{p}.ln1", g.weight(f"{p}.self_attn.qkv_proj.weight", qkv)], [f"{p}.qkv"])
+        g.node("Split", [f"{p}.qkv", split], [f"{p}.q", f"{p}.k", f"{p}.v"], axis=-1)
+        for t in ("q", "k"):
+            g.node("RotaryEmbedding", [f"{p}.{t}", past_len, cos, sin], [f"{p}.{t}_rot"], domain=_MS,
+                   interleaved=0, num_heads=heads)
+        g.node("MultiHeadAttention", [f"{p}.q_rot", f"{p}.k_rot", f"{p}.v", "", "", "",
+                                      f"past_key_values.{i}.key", f"past_key_values.{i}.value"],
+               [f"{p}.attn", f"present.{i}.key", f"present.{i}.value"], domain=_MS, num_heads=heads,
+               unidirectional=1)
+        g.node("MatMul", [f"{p}.attn", g.weight(f"{p}.self_attn.o_proj.weight", attn.o_proj.weight.T)],
+               [f"{p}.o"])
+        norm_post = g.weight(f"{p}.post_attention_layernorm.weight", layer.post_attention_layernorm.weight)
+        g.node("SkipSimplifiedLayerNormalization", [f"{p}.o", res, norm_post],
+               [f"{p}.ln2", "", "", f"{p}.res2"], domain=_MS, epsilon=eps)
+        res = f"{p}.res2"
+        g.node("MatMul", [f"{p}.ln2", g.weight(f"{p}.mlp.gate_proj.weight", mlp.gate_proj.weight.T)],
+               [f"{p}.gate"])
+        g.node("MatMul", [f"{p}.ln2", g.weight(f"{p}.mlp.up_proj.weight", mlp.up_proj.weight.T)], [f"{p}.up"])
+        g.node("Sigmoid", [f"{p}.gate"], [f"{p}.gate_sigmoid"])
+        g.node("Mul", [f"{p}.gate", f"{p}.gate_sigmoid"], [f"{p}.silu"])
+        g.node("Mul", [f"{p}.silu", f"{p}.up"], [f"{p}.gate_up"])
+        g.node("MatMul", [f"{p}.gate_up", g.weight(f"{p}.mlp.down_proj.weight", mlp.down_proj.weight.T)],
+               [f"{p}.mlp_out"])
+        x = f"{p}.mlp_out"
+    g.node("SkipSimplifiedLayerNormalization", [x, res, g.weight(f"{prefix}.norm.weight", stack.norm.weight)],
+           [out], domain=_MS, epsilon=spec.rms_norm_eps)
+
+
+def _lean_model(g: _GraphBuilder, name: str, inputs: list, outputs: list, metadata: dict[str, str]) -> object:
+    from onnx import helper
+
+    graph = helper.make_graph(g.nodes, name, inputs, outputs, g.inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", LEAN_OPSET),
+                                                    helper.make_opsetid(_MS, 1)],
+                              ir_version=8, producer_name="barcelona training.export (lean)")
+    helper.set_model_props(proto, metadata)
+    return proto
+
+
+ROTARY_KEY = "rotary_positions"  # lean graphs: rows of the cos/sin table, so a runtime can check its reach
+
+
+def _kv_ports(stack: nn.Module) -> tuple[list, list]:
+    from onnx import TensorProto, helper
+
+    s = stack.spec
+    past, present = _kv_names(s.num_hidden_layers)
+    dims = ["batch", s.num_attention_heads, "past_seq", s.head_dim]
+    return ([helper.make_tensor_value_info(n, TensorProto.FLOAT, dims) for n in past],
+            [helper.make_tensor_value_info(n, TensorProto.FLOAT, [*dims[:2], "present_seq", dims[3]])
+             for n in present])
+
+
+def _export_lean(model: MIDIModel, base_path: Path, token_path: Path, metadata: dict[str, str]) -> None:
+    """Both graphs of `model` in SkyTNT's KV-cache signature, built from the weights (see module doc).
+
+    Rotary tables: the base stack covers max_position_embeddings positions (the context SkyTNT trains
+    on and the runtime's default max_events); the token stack only ever sees the hidden state plus
+    MAX_TOKEN_SEQ - 1 tokens, so it gets a table of 2 * MAX_TOKEN_SEQ rows instead of 1 MB of unused
+    ones."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    net, tok = model.net, model.net_token
+    e, v = net.spec.hidden_size, net.spec.vocab_size
+    g = _GraphBuilder()
+    g.node("Gather", [g.weight("net.embed_tokens.weight", net.embed_tokens.weight), "x"], ["net.embed"])
+    g.node("ReduceSum", ["net.embed", g.int64("net.token_axis", [2])], ["net.h0"], keepdims=0)
+    positions = net.spec.max_position_embeddings
+    _lean_stack(g, net, "net", "net.h0", positions, "hidden")
+    past, present = _kv_ports(net)
+    x = helper.make_tensor_value_info("x", TensorProto.INT64, ["batch", "mid_seq", "token_seq"])
+    hidden = helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", "mid_seq", e])
+    base = _lean_model(g, "midi_model_base", [x, *past], [hidden, *present],
+                       metadata | {ROTARY_KEY: str(positions)})
+    g = _GraphBuilder()
+    g.node("Gather", [g.weight("net_token.embed_tokens.weight", tok.embed_tokens.weight), "x"],
+           ["net_token.embed"])
+    g.node("Concat", ["hidden", "net_token.embed"], ["net_token.h0"], axis=1)
+    _lean_stack(g, tok, "net_token", "net_token.h0", 2 * MAX_TOKEN_SEQ, "net_token.out")
+    g.node("MatMul", ["net_token.out", g.weight("lm_head.weight", model.lm_head.weight.T)], ["y"])
+    past, present = _kv_ports(tok)
+    hidden = helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", "states", e])
+    x = helper.make_tensor_value_info("x", TensorProto.INT64, ["batch", "token_seq"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "token_seq1", v])
+    token = _lean_model(g, "midi_model_token", [hidden, x, *past], [y, *present],
+                        metadata | {ROTARY_KEY: str(2 * MAX_TOKEN_SEQ)})
+    onnx.save(base, str(base_path))
+    onnx.save(token, str(token_path))
+
+
 def export_model(model: MIDIModel, out_dir: str | Path, *, config_name: str = "custom",
                  tokenizer_version: str = "v2", optimise_midi: bool = True,
-                 legacy: bool = False) -> ExportedModel:
-    """Write `model` to `out_dir` in SkyTNT's current (KV cache) format, or the pre-2024-10 legacy one."""
+                 legacy: bool = False, lean: bool = True) -> ExportedModel:
+    """Write `model` to `out_dir` in SkyTNT's current (KV cache) format, or the pre-2024-10 legacy one.
+
+    `lean` (current format only) builds the graphs from ORT's fused operators, ~4x fewer kernels per
+    call; lean=False writes the TorchScript graph SkyTNT's export.py writes (see the module doc)."""
     if tokenizer_version not in TOKENIZERS:
         raise ValueError(f"tokenizer_version must be one of {sorted(TOKENIZERS)}, got {tokenizer_version!r}")
     vocab = vocab_size(tokenizer_version)
@@ -151,6 +319,8 @@ def export_model(model: MIDIModel, out_dir: str | Path, *, config_name: str = "c
                     ["hidden", "x"], ["y"],
                     {"hidden": {0: "batch"}, "x": {0: "batch", 1: "token_seq"},
                      "y": {0: "batch", 1: "token_seq1"}}, meta)
+        elif lean:
+            _export_lean(model, out.base, out.token, meta)
         else:
             past_names, present_names = _kv_names(bspec.num_hidden_layers)
             axes = {"x": {0: "batch", 1: "mid_seq", 2: "token_seq"}, "hidden": {0: "batch", 1: "mid_seq"}}
@@ -203,12 +373,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-optimise-midi", action="store_true", help="record optimise_midi false")
     p.add_argument("--config-name", default="custom")
     p.add_argument("--legacy", action="store_true", help="pre-2024-10 format without KV cache")
+    p.add_argument("--plain", action="store_true",
+                   help="TorchScript graph as SkyTNT's export.py writes it, instead of the lean fused one")
     a = p.parse_args(argv)
     model = random_model(a.seed, layers=a.layers, width=a.width, heads=a.heads, ffn=a.ffn or 4 * a.width,
                          tokenizer_version=a.tokenizer, token_layers=a.token_layers,
                          token_heads=a.token_heads, token_ffn=a.token_ffn, std=a.std)
     out = export_model(model, a.out_dir, config_name=a.config_name, tokenizer_version=a.tokenizer,
-                       optimise_midi=not a.no_optimise_midi, legacy=a.legacy)
+                       optimise_midi=not a.no_optimise_midi, legacy=a.legacy, lean=not a.plain)
     n = sum(p.numel() for p in model.parameters())
     print(f"wrote {out.folder} ({n / 1e6:.2f} M parameters)")
 
