@@ -149,10 +149,12 @@ def _agent_pids(launcher: int) -> dict[str, int]:
 RSS = dict[str, dict[str, float]]
 
 
-def ensemble_run(bars: int, workdir: Path, engine: dict[str, object]) -> tuple[Path, RSS, dict]:
+def ensemble_run(bars: int, workdir: Path, engine: dict[str, object],
+                 chords: str | None = None) -> tuple[Path, RSS, dict]:
     """Play ensembles/default.yaml (free ports) for `bars` bars with --record, sampling RSS meanwhile;
-    `engine` overrides the model agents' engine settings (to try values before changing the YAML).
-    Returns the recording, the peak RSS (MB) of each model agent and its model process, and the YAML."""
+    `engine` overrides the model agents' engine settings and `chords` the chord plan (to try values
+    before changing the YAML). Returns the recording, the peak RSS (MB) of each model agent and its
+    model process, and the YAML as played (its plan is the one the chord-tone rate is judged by)."""
     sys.path.insert(0, str(ROOT / "tests"))
     from support.ensembles import SHIPPED_DEFAULT, write_ensemble
 
@@ -162,7 +164,9 @@ def ensemble_run(bars: int, workdir: Path, engine: dict[str, object]) -> tuple[P
             who, _, setting = key.rpartition(".")
             if agent["name"] in MODEL_AGENTS and who in ("", agent["name"]):
                 agent["engine"][setting] = value
-    path = write_ensemble(workdir, {"agents": ens["agents"]}, source=SHIPPED_DEFAULT)
+    if chords is not None:
+        ens["chords"] = chords
+    path = write_ensemble(workdir, {"agents": ens["agents"], "chords": ens["chords"]}, source=SHIPPED_DEFAULT)
     record = workdir / "session.mid"
     cmd = [sys.executable, str(ROOT / "run_ensemble.py"), str(path), "--bars", str(bars), "--record",
            str(record), "--quiet"]
@@ -264,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ensemble-only", action="store_true", help="skip the corpus and the free run")
     ap.add_argument("--engine", metavar="KEY=VALUE", action="append", default=[],
                     help="set both model engines' chord_bias=5, or one's: bass.density=0.8")
+    ap.add_argument("--chords", metavar="PLAN", help="play (and judge) this chord plan instead of the YAML's")
     args = ap.parse_args(argv)
     engine = {k: yaml.safe_load(v) for k, v in (e.split("=", 1) for e in args.engine)}
     t0 = time.perf_counter()
@@ -274,11 +279,12 @@ def main(argv: list[str] | None = None) -> int:
         results["free_run"] = measure_rows(pieces)
         results["free_run_events_per_s"] = speed
     with tempfile.TemporaryDirectory(prefix="barcelona-quality-") as tmp:
-        record, rss, ens = ensemble_run(args.bars, Path(tmp), engine)
+        record, rss, ens = ensemble_run(args.bars, Path(tmp), engine, args.chords)
         results["ensemble"] = measure_recording(record, ens)
         results["rss_mb"] = rss
         results["engine_settings"] = {a["name"]: a["engine"] for a in ens["agents"]
                                       if a["name"] in MODEL_AGENTS}
+        results["chords"] = ens["chords"]
         if args.keep:
             Path(args.keep).write_bytes(record.read_bytes())
         if args.plot:

@@ -1,5 +1,5 @@
 """The decoder on the committed tiny random-weights export (no torch): masks, SkyTNT-exact sampling,
-chord bias, and cache rollback after a late note."""
+chord bias (metrical: full on strong beats), and cache rollback after a late note."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from agents.model.decoder import DecodeParams, Generator
+from agents.model.decoder import DecodeParams, Generator, is_strong_beat
 from agents.model.live_context import LiveContext, LiveNote, setup_prefix
 from agents.model.runtime import ModelRuntime
 from agents.model.sampling import Sampler
 from agents.model.vocab import VOCAB_V2
+from analysis.metrics import is_strong_beat as metrics_strong_beat
 from bench.skytnt_reference import sample_top_p_k, softmax
 from protocol.harmony import ChordPlan
 
@@ -191,6 +192,40 @@ def test_chord_bias_raises_the_chord_tone_fraction() -> None:
     assert root_bass > root_plain + 0.1
 
 
+def test_chord_bias_is_full_on_strong_beats_and_a_share_elsewhere() -> None:
+    """A bias so strong that only chord tones survive it: with no share off the strong beats, notes
+    there are the model's own (the tiny random model's: mostly not chord tones) while strong-beat
+    notes stay chord tones; with the full share every note is a chord tone."""
+    plan = ChordPlan.parse("C | G7")
+
+    def fractions(weak_share: float) -> tuple[float, float]:
+        gen, _, _ = make(seed=5, pitch_range=(36, 84))
+        params = DecodeParams(chord_bias=30.0, weak_beat_bias=weak_share, density=2.0)
+        hits: dict[bool, list[bool]] = {True: [], False: []}
+        for _ in range(300):
+            note = gen.step(params, lambda beat: plan.chord_at(beat, 4))
+            assert note is not None
+            chord = plan.chord_at(note.start_beat, 4)
+            assert chord is not None
+            hits[is_strong_beat(note.start_beat, 4)].append(note.pitch % 12 in chord.tones)
+        assert len(hits[True]) >= 5 and len(hits[False]) >= 50
+        return float(np.mean(hits[True])), float(np.mean(hits[False]))
+
+    strong_none, weak_none = fractions(0.0)
+    strong_full, weak_full = fractions(1.0)
+    print(f"chord tones, strong/weak beats: share 0 -> {strong_none:.2f}/{weak_none:.2f}, "
+          f"share 1 -> {strong_full:.2f}/{weak_full:.2f}")
+    assert strong_none == strong_full == weak_full == 1.0
+    assert weak_none < 0.7
+
+
+@pytest.mark.parametrize("bar_beats", [2, 3, 4, 6, 7])
+def test_strong_beats_are_the_ones_the_quality_bench_judges(bar_beats: int) -> None:
+    for slot in range(16 * bar_beats * 2):
+        beat = 100 * bar_beats + slot / 16
+        assert is_strong_beat(beat, bar_beats) == metrics_strong_beat(beat, bar_beats), beat
+
+
 def test_density_shortens_gaps() -> None:
     def mean_gap(density: float) -> float:
         gen, _, _ = make(seed=8)
@@ -229,6 +264,7 @@ def test_rollback_and_refeed_after_a_late_note_matches_a_fresh_prefill() -> None
     ({"temperature": 0.0}, "temperature"), ({"temperature": float("nan")}, "temperature"),
     ({"top_p": 1.5}, "top_p"), ({"top_k": 0}, "top_k"), ({"chord_bias": -1.0}, "chord_bias"),
     ({"density": 0.0}, "density"), ({"density": float("inf")}, "density"),
+    ({"weak_beat_bias": 1.5}, "weak_beat_bias"), ({"weak_beat_bias": -0.1}, "weak_beat_bias"),
 ])
 def test_bad_decode_params_name_the_field(kw: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):

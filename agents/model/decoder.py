@@ -12,6 +12,15 @@ the pitch logits get a bias from the chord at that beat: ``+s`` chord tones, ``+
 ``+s/2`` on its root when a slash chord separates them. Biases are logit offsets added before the
 temperature (they scale with it, like the logits).
 
+The strength is metrical: ``s`` is ``chord_bias`` in full on a strong beat (beat 1, and the middle of
+an even bar, as analysis/metrics.py judges them) and ``chord_bias * weak_beat_bias`` anywhere else.
+Tonal lines put chord tones on strong beats and move between them by step on the weak ones (passing
+and neighbour tones); a full bias on every onset makes such a note ``e ** (2 s)`` times less likely
+than a chord tone (about 3000 at ``chord_bias`` 4), so weak beats get a share of it, 0.5 by default
+(about 55). The share is the decoder's, not an ensemble setting: the quality bench found the
+agents' pitch-class entropy much the same from 0.3 to 1 (docs/harmony.md), so it is a musical default
+rather than a tuned one.
+
 Density ``d`` biases the time tokens: each beat of delay after the end of the context multiplies an
 onset's odds by ``d ** -1`` (time1 gets ``-ln(d) * beats``, time2 ``-ln(d) * sixteenths / 16``), so
 ``d > 1`` plays denser, ``d < 1`` sparser, ``d == 1`` leaves the model alone. Velocity and duration
@@ -35,7 +44,7 @@ from agents.model.runtime import ModelRuntime
 from agents.model.sampling import MODES, Sampler, check_sampling
 from protocol.harmony import Chord, PitchRole, pitch_class_roles
 
-__all__ = ["DecodeParams", "Generator"]
+__all__ = ["DecodeParams", "Generator", "is_strong_beat"]
 
 ChordAt = Callable[[float], "Chord | None"]  # the chord sounding at a beat (None: no bias)
 _MAX_DELTA = 127  # largest time1 value: beats a single event can jump
@@ -68,11 +77,16 @@ class DecodeParams:
     chord_bias: float = 0.0
     density: float = 1.0
     bass: bool = False
+    # The share of chord_bias off the strong beats (0..1): lighter there, so passing tones stay
+    # possible; no effect while chord_bias is 0, so SkyTNT's defaults are still SkyTNT's.
+    weak_beat_bias: float = 0.5
 
     def __post_init__(self) -> None:
         check_sampling(self.temperature, self.top_p, self.top_k)
         if _finite("chord_bias", self.chord_bias) < 0:
             raise ValueError(f"chord_bias must be >= 0, got {self.chord_bias}")
+        if not 0 <= _finite("weak_beat_bias", self.weak_beat_bias) <= 1:
+            raise ValueError(f"weak_beat_bias must be in 0..1, got {self.weak_beat_bias}")
         if _finite("density", self.density) <= 0:
             raise ValueError(f"density must be > 0, got {self.density}")
         if not isinstance(self.bass, bool):
@@ -235,7 +249,11 @@ class Generator:
                 allowed = self._static[param]
                 if param == "pitch" and params.chord_bias > 0 and chord_at is not None:
                     slot = end16 + 16 * t1 + int(row[2] - self._time2[0])
-                    bias = self._pitch_bias(chord_at(ctx.origin_beat + slot / 16), params)
+                    beat = ctx.origin_beat + slot / 16
+                    strength = params.chord_bias * (
+                        1.0 if is_strong_beat(beat, ctx.bar_beats) else params.weak_beat_bias
+                    )
+                    bias = self._pitch_bias(chord_at(beat), strength, params.bass)
             row[i] = self._pick(i, allowed, params, bias)
         change = ctx.add_row(row, self.owner)
         self.apply(change)
@@ -284,14 +302,14 @@ class Generator:
             )
         return self._density[which][start:]
 
-    def _pitch_bias(self, chord: Chord | None, params: DecodeParams) -> np.ndarray | None:
+    def _pitch_bias(self, chord: Chord | None, strength: float, bass: bool) -> np.ndarray | None:
         """Bias over the allowed pitches, built once per (chord, strength, bass) and kept."""
-        if chord is None:
+        if chord is None or strength == 0:
             return None
-        key = (chord, params.chord_bias, params.bass)
+        key = (chord, strength, bass)
         if key in self._chord_bias:
             return self._chord_bias[key]
-        s = params.chord_bias
+        s = strength
         role_bias = {
             PitchRole.CHORD_TONE: s,
             PitchRole.TENSION: s / 2,
@@ -299,7 +317,7 @@ class Generator:
             PitchRole.FREE: 0.0,
         }
         per_pc = np.array([role_bias[r] for r in pitch_class_roles(chord)], np.float32)
-        if params.bass and not chord.is_no_chord:
+        if bass and not chord.is_no_chord:
             per_pc[chord.bass] += s
             if chord.root != chord.bass:
                 per_pc[chord.root] += s / 2
@@ -308,3 +326,16 @@ class Generator:
             self._chord_bias.clear()
         self._chord_bias[key] = bias
         return bias
+
+
+def is_strong_beat(beat: float, bar_beats: int) -> bool:
+    """Beat 1 of a bar, or the middle of an even bar of more than two beats (beat 3 in 4/4): where a
+    listener hears the harmony, so where the chord bias applies in full. The same rule as
+    analysis/metrics.py's, which the quality bench judges by (a note up to one 1/16-beat slot either
+    side counts: it is heard on the beat); restated so the agent does not import the analysis package."""
+    pos = beat % bar_beats
+    tol = 1 / 16 + 1e-9
+    strong = pos <= tol or pos >= bar_beats - tol
+    if bar_beats % 2 == 0 and bar_beats > 2:
+        strong = strong or abs(pos - bar_beats / 2) <= tol
+    return strong
