@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import time
 from collections import Counter
@@ -22,7 +23,7 @@ from typing import Any
 from agents.engines import Engine, PlanContext, make_engine
 from agents.outputs import Output
 from agents.outputs.factory import make_output
-from agents.realtime import DEFAULT_RT_PRIORITY, request_realtime, set_switch_interval
+from agents.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realtime, set_switch_interval
 from agents.scheduler import ScheduledEvent, Scheduler
 from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import AgentConfig, Ensemble
@@ -80,6 +81,11 @@ class Agent:
         self._shut = False
         self._stopping = asyncio.Event()
         self.previous = self._load_previous_stats()
+        seed_ms = self.previous.pop("offset_ms", None)
+        if seed_ms is not None and not self.same_host:
+            # Restarted on the same machine as its predecessor: the clocks did not move, so its
+            # estimate is in time from the first pong while fresh samples build up (protocol/sync.py).
+            self.sync.seed(seed_ms / 1000.0)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -155,6 +161,9 @@ class Agent:
         if self._shut:
             return
         self._shut = True
+        # First, so that this process's exit work cannot starve the JACK server and synth that must
+        # still carry the note-offs below (realtime.drop_realtime says how that lost them).
+        drop_realtime()
         if self.scheduler is not None:
             self.scheduler.stop(flush=True)
         self.engine.close()
@@ -412,4 +421,10 @@ class Agent:
             data = json.loads(self.stats_path.read_text())
         except (OSError, ValueError):
             return {}
-        return {k: int(data.get(k, 0)) for k in ("notes", "late_notes", "invalid_messages")}
+        counts: dict[str, Any] = {k: int(data.get(k, 0)) for k in ("notes", "late_notes", "invalid_messages")}
+        sync = data.get("sync") or {}
+        offset_ms, rtt_ms = sync.get("estimated_offset_ms"), sync.get("rtt_ms")
+        numbers = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (offset_ms, rtt_ms))
+        if numbers and rtt_ms > 0:  # it had measured, not merely started
+            counts["offset_ms"] = float(offset_ms)
+        return counts

@@ -3,12 +3,12 @@
 What is measured
     A namespace rig (tests/support/netns.py): mosquitto on `broker`, the conductor and the human
     part on `stage`, one agent per host on `band1`..`band3` (pattern engines, so a restart is not
-    slowed by a model load). Every host's link gets the same impairment in both directions: an
-    NFQUEUE shim holds each packet for normal(mean, sd) ms and the bridge drops a share of what
-    the host sends and of what it receives. A packet between two hosts crosses two links, so each
-    link gets half the mean, sd/sqrt(2) and the loss that compounds to the scenario's: host to host,
-    one way, a packet sees exactly the scenario (5 ± 2 ms and 2 %). Over MQTT each leg also crosses
-    the broker (four links: twice the scenario, agent to conductor).
+    slowed by a model load). Every host gets the same impairment: an NFQUEUE shim holds each packet
+    it sends for normal(mean, sd) ms, and the bridge drops a share of what the host sends and of
+    what it receives, the share that compounds over the two to the scenario's. So host to host, one
+    way, a packet sees exactly the scenario (5 ± 2 ms and 2 %). Over MQTT each message between agent
+    and conductor crosses the broker: two such hops. (The shim holds outgoing packets only: held on
+    the way in, Link's multicast discovery never completes, and one hold per hop is the scenario.)
 
     `spread`: every agent's beat clock (its timeline + clock-offset estimate, from its stats file)
     evaluated at the same instants of the shared kernel clock, max minus min in ms, once settled.
@@ -76,10 +76,9 @@ class Impairment:
     def label(self) -> str:
         return f"{self.mean_ms:g}±{self.sd_ms:g} ms {self.loss_pct:g}%"
 
-    def per_link(self) -> tuple[float, float, float]:
-        """(mean ms, sd ms, loss %) for one host's link, so that two links in a row give the scenario."""
-        keep = (1.0 - self.loss_pct / 100.0) ** 0.5
-        return self.mean_ms / 2.0, self.sd_ms / 2.0**0.5, 100.0 * (1.0 - keep)
+    def loss_per_side(self) -> float:
+        """The loss % for each host's sending and receiving side, so that the two give the scenario's."""
+        return 100.0 * (1.0 - (1.0 - self.loss_pct / 100.0) ** 0.5)
 
 
 SCENARIOS = {"a": Impairment("a", 5.0, 2.0, 2.0, 0.2), "b": Impairment("b", 10.0, 5.0, 5.0, 1.0)}
@@ -103,10 +102,9 @@ def missing_reason() -> str | None:
 
 
 def impair(rig: NetRig, imp: Impairment) -> None:
-    mean_ms, sd_ms, loss_pct = imp.per_link()
     for host in rig.hosts:
-        rig.set_loss(host, loss_pct, "both")
-        rig.set_delay(host, mean_ms, sd_ms, "both")
+        rig.set_loss(host, imp.loss_per_side(), "both")
+        rig.set_delay(host, imp.mean_ms, imp.sd_ms, "out")
 
 
 def pct(values: list[float]) -> dict[str, float]:

@@ -33,6 +33,9 @@ REJECT_RTT_TOO_LARGE = "rtt_too_large"
 REJECT_REPLY_BEFORE_RECEIPT = "reply_before_receipt"
 # The share of each leg's fastest one-way delays that is averaged (see the module docstring).
 FAST_SHARE = 0.5
+# A seeded estimate (a restarted agent's predecessor's) counts as this many samples until the window
+# is full: a restart is in time at its first pong, and fresh samples still take over.
+SEED_WEIGHT = 500
 
 
 def _check_time(name: str, value: float) -> float:
@@ -141,8 +144,17 @@ class ClockSync:
         self._offset_s = 0.0
         self._best_rtt: float | None = None  # the window's smallest round trip
         self._pending: list[SyncSample] = []
+        self._prior: float | None = None  # a seeded offset, blended in while the window fills
         self._accepted = 0
         self._relocks = 0
+
+    def seed(self, offset_s: float) -> None:
+        """Start from a known estimate: a restarted agent on the same machine inherits its
+        predecessor's, since neither clock moved. Samples that contradict it re-lock as usual."""
+        offset_s = _check_time("offset_s", offset_s)
+        if not math.isfinite(offset_s):
+            raise ValueError(f"offset_s: {offset_s} is not finite")
+        self._prior = self._offset_s = offset_s
 
     def add_sample(
         self, t_send_local: float, t_remote: float, t_recv_local: float, t_remote_reply: float | None = None
@@ -159,12 +171,13 @@ class ClockSync:
             self._rejections[reason] += 1
             return False
         self._accepted += 1
-        if self._best_rtt is not None and self._contradicts(sample):
+        if (self._best_rtt is not None or self._prior is not None) and self._contradicts(sample):
             # Honest clocks cannot produce this; several in a row mean the conductor's clock moved.
             self._pending.append(sample)
             if len(self._pending) < self._relock_after:
                 return True
             self._relocks += 1
+            self._prior = None
             self._window.clear()
             self._head = 0
             for pending in self._pending:
@@ -175,6 +188,12 @@ class ClockSync:
         self._pending.clear()
         best_rtt = float(self._rtts[: len(self._window)].min())
         target = self._fast_halves_offset()
+        if self._prior is not None:
+            if self._accepted > (self._window.maxlen or 1):
+                self._prior = None  # a full window of its own: the smoothing below takes over
+            else:
+                n = len(self._window)
+                target = (SEED_WEIGHT * self._prior + n * target) / (SEED_WEIGHT + n)
         if (
             self._best_rtt is None
             or self._accepted <= (self._window.maxlen or 1)

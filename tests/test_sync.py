@@ -236,3 +236,27 @@ def test_the_conductors_own_delay_is_no_leg_of_the_trip() -> None:
     assert alone.offset_s == pytest.approx(6.98)
     assert sync.add_sample(100.0, 107.002, 100.044, 107.001) is False
     assert sync.rejections == {REJECT_REPLY_BEFORE_RECEIPT: 1}
+
+
+def test_a_seeded_estimate_holds_until_samples_outweigh_it() -> None:
+    """A restarted agent starts from its predecessor's offset: jittery first samples barely move it."""
+    rng = random.Random(11)
+    sync = ClockSync()
+    sync.seed(2.0)
+    assert not sync.synced and sync.offset_s == 2.0
+    for i in range(50):  # 5 +- 2 ms legs: one sample alone is ~1.4 ms off
+        out_s, back_s = (max(0.0, rng.gauss(0.005, 0.002)) for _ in range(2))
+        ping(sync, i, offset=2.0, out_s=out_s, back_s=back_s)
+        assert sync.offset_s == pytest.approx(2.0, abs=2e-4)
+    assert sync.synced
+
+
+def test_a_seed_from_another_clock_is_dropped_once_samples_disagree() -> None:
+    sync = ClockSync(relock_after=3)
+    sync.seed(9.0)  # the conductor has since moved to a machine whose clock reads 1 s
+    for i in range(3):
+        ping(sync, i, offset=1.0, out_s=0.001, back_s=0.001)
+    assert sync.offset_s == pytest.approx(1.0, abs=1e-9)
+    assert sync.relocks == 1
+    with pytest.raises(ValueError, match="offset_s"):
+        sync.seed(math.nan)
