@@ -82,6 +82,7 @@ class Agent:
         self._stopping = asyncio.Event()
         self.previous = self._load_previous_stats()
         seed_ms = self.previous.pop("offset_ms", None)
+        self.seeded = seed_ms is not None and not self.same_host
         if seed_ms is not None and not self.same_host:
             # Restarted on the same machine as its predecessor: the clocks did not move, so its
             # estimate is in time from the first pong while fresh samples build up (protocol/sync.py).
@@ -269,7 +270,9 @@ class Agent:
             if self.same_host:
                 # The offset is known (0): pings only keep the round trip in the report.
                 await asyncio.sleep(PING_SAME_HOST_S)
-            elif self.sync.accepted < PING_BURST_SAMPLES:
+            elif self.sync.accepted < PING_BURST_SAMPLES and not self.seeded:
+                # (A seeded restart needs no burst: its estimate is good, and a burst through a
+                # congested link would only pull it off while the link's queues fill.)
                 unanswered = n - self.sync.accepted
                 await asyncio.sleep(PING_BURST_S if unanswered < 2 * PING_BURST_SAMPLES else PING_WAIT_S)
             else:
