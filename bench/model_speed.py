@@ -239,10 +239,12 @@ def fidelity(fp32: ModelRuntime, int8: ModelRuntime, rows: np.ndarray, start: in
             "top1_agreement": top1 / n}
 
 
-def run_agent(rt: ModelRuntime, n: int) -> float:
-    """Events per CPU-second of a Generator set up as ensembles/default.yaml's piano (its range, chord
-    plan, chord_bias and temperature, the agent's own order rule). CPU time of this thread, not wall
-    time: on a shared machine it leaves out the time another process held the core."""
+def run_agent(rt: ModelRuntime, n: int) -> tuple[float, float]:
+    """(events per CPU-second, share of them still in the context at the end) of a Generator set up
+    as ensembles/default.yaml's piano (its range, chord plan, chord_bias and temperature, the
+    agent's own order rule). CPU time of this thread, not wall time: on a shared machine it leaves
+    out the time another process held the core. The share tells progress from churn: an event that
+    replaced an identical note at its slot cost as much as any other and added nothing."""
     import yaml
 
     from protocol.harmony import ChordPlan
@@ -257,10 +259,11 @@ def run_agent(rt: ModelRuntime, n: int) -> float:
     gen.sync()
     e = piano["engine"]
     p = DecodeParams(temperature=e.get("temperature", 1.0), chord_bias=e.get("chord_bias", 0.0))
+    before = len(ctx)
     t0 = time.thread_time()
     for _ in range(n):
         gen.step(p, lambda beat: plan.chord_at(beat, bpb))
-    return n / (time.thread_time() - t0)
+    return n / (time.thread_time() - t0), (len(ctx) - before) / n
 
 
 def bench_model(name: str, n: int, rounds: int, prompt_notes: int, reps: int, int8: bool,
@@ -276,13 +279,17 @@ def bench_model(name: str, n: int, rounds: int, prompt_notes: int, reps: int, in
     ratios: dict[str, list[float]] = {k: [] for k in runtimes}
     equal: dict[str, str] = {}
     agent: list[float] = []
+    kept: list[float] = []
     base_rt = ModelRuntime(baseline) if baseline is not None and name == "shipped" else None
     base_agent: list[float] = []
     for k in range(rounds):
         if name == "shipped":
             order = [(rt, agent), (base_rt, base_agent)] if base_rt is not None else [(rt, agent)]
             for r, sink in order[:: 1 if k % 2 == 0 else -1]:  # alternate who runs first
-                sink.append(run_agent(r, n))
+                speed, share = run_agent(r, n)
+                sink.append(speed)
+                if sink is agent:
+                    kept.append(share)
         prompt = np.array(human_context(prompt_notes).rows)
         ref_rows, t = ref.generate(prompt, n, SEED, p)
         ref_ms = statistics.mean(t[1:]) * 1e3  # event 0 also prefills the prompt in SkyTNT's loop
@@ -301,7 +308,8 @@ def bench_model(name: str, n: int, rounds: int, prompt_notes: int, reps: int, in
                                 "speedup_vs_skytnt": statistics.median(ratios[key]) if key in ratios else 1.0,
                                 "equal_rows": equal.get(key, "-")}
     if agent:
-        out["agent_events_per_cpu_s"] = {"median": statistics.median(agent), "runs": agent}
+        out["agent_events_per_cpu_s"] = {"median": statistics.median(agent), "runs": agent,
+                                         "kept_share": statistics.median(kept)}
     if base_agent:
         out["baseline_agent_events_per_cpu_s"] = {
             "folder": str(baseline), "median": statistics.median(base_agent), "runs": base_agent,
@@ -335,7 +343,8 @@ def print_table(results: dict) -> None:
         if "agent_events_per_cpu_s" in r:
             print(f"\n{model}: as an agent plays it (default.yaml's piano: own order, chord plan, its "
                   f"chord_bias and temperature): {r['agent_events_per_cpu_s']['median']:.0f} events per "
-                  "CPU-second, 1 thread")
+                  f"CPU-second, 1 thread; {r['agent_events_per_cpu_s']['kept_share']:.0%} of them still in "
+                  "the context at the end")
         if "baseline_agent_events_per_cpu_s" in r:
             b = r["baseline_agent_events_per_cpu_s"]
             print(f"{model}: baseline {b['folder']} in the same rounds: {b['median']:.0f} events per "
