@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_SWITCH_INTERVAL_S",
     "PRIORITY_FIFO",
     "PRIORITY_NORMAL",
+    "drop_realtime",
     "request_realtime",
     "set_switch_interval",
 ]
@@ -57,6 +58,31 @@ def request_realtime(priority: int = DEFAULT_RT_PRIORITY) -> str:
             log.debug("SCHED_FIFO priority %d refused: %s", prio, exc)
             continue
         return PRIORITY_FIFO
+    return PRIORITY_NORMAL
+
+
+def drop_realtime() -> str:
+    """Return the calling thread to normal scheduling; return the policy that holds afterwards.
+
+    For a stopping process. What is left to do (release notes, write stats, exit the interpreter)
+    is not time-critical, and at SCHED_FIFO it outranks every normal thread: a non-realtime jackd
+    and the JACK clients of a synth (JACK2 runs client threads at the server's priority - 5, below
+    ours) then miss the very cycles that carry this agent's final note-offs. Seen here: with every
+    agent of an ensemble stopping at once on two cores, the receiving client ran no cycle for the
+    whole stop and the note-offs never arrived. Lowering a priority needs no privilege.
+    """
+    setter = getattr(os, "sched_setscheduler", None)
+    if setter is None or not hasattr(os, "SCHED_OTHER"):
+        return PRIORITY_NORMAL
+    tid = threading.get_native_id()
+    try:
+        setter(tid, os.SCHED_OTHER, os.sched_param(0))
+    except OSError as exc:
+        log.debug("cannot return thread %d to normal scheduling: %s", tid, exc)
+        try:
+            return PRIORITY_FIFO if os.sched_getscheduler(tid) == os.SCHED_FIFO else PRIORITY_NORMAL
+        except OSError:
+            return PRIORITY_NORMAL
     return PRIORITY_NORMAL
 
 
