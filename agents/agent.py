@@ -23,13 +23,13 @@ from typing import Any
 from agents.engines import Engine, PlanContext, make_engine
 from agents.outputs import Output
 from agents.outputs.factory import make_output
-from agents.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realtime, set_switch_interval
 from agents.scheduler import ScheduledEvent, Scheduler
 from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import AgentConfig, Ensemble
 from protocol.harmony import ChordError, ChordPlan
 from protocol.messages import AgentParams, AgentStatus, Note, PlanState, SyncPing, SyncPong
 from protocol.process import write_json_atomic
+from protocol.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realtime, set_switch_interval
 from protocol.sync import ClockSync
 from protocol.timeline import LocalTimeMap, Timeline
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.realtime import PRIORITY_NORMAL
 from agents.scheduler import SchedulerCore, SendFn, TimeMap
+from protocol.realtime import PRIORITY_NORMAL
 
 __all__ = ["ManualClock", "OfflineScheduler"]
 

@@ -34,7 +34,7 @@ from typing import ClassVar, Literal, Protocol
 import numpy as np
 
 from agents.lateness import LatenessStats
-from agents.realtime import DEFAULT_RT_PRIORITY, PRIORITY_NORMAL, request_realtime
+from protocol.realtime import DEFAULT_RT_PRIORITY, PRIORITY_NORMAL, request_realtime
 
 __all__ = [
     "EventKind",
@@ -270,9 +270,9 @@ class Scheduler:
 
     Sleeping on a Condition (not polling, STYLE "what they avoid" 1) lets an earlier note or a new
     TimeMap wake the thread at once; the last `spin_s` is spun because a wake-up from a timed wait can
-    be tens to hundreds of microseconds late. The thread asks for SCHED_FIFO (see `agents.realtime`);
+    be tens to hundreds of microseconds late. The thread asks for SCHED_FIFO (see `protocol.realtime`);
     the process-wide GIL switch interval is the agent process's own setting
-    (`agents.realtime.set_switch_interval`), not this class's.
+    (`protocol.realtime.set_switch_interval`), not this class's.
 
     SCHED_FIFO does not reach the GIL: when a normal-priority thread of the same process holds the
     GIL (or this class's lock) and busy cores preempt it, the timing thread waits until the CPU

@@ -115,8 +115,8 @@ def _load(stop: threading.Event, counter: list[int], seed: int, python_s: float)
 
 def agent_main(cfg: AgentConfig, conn: Connection) -> None:
     """Body of one agent process; sends back its lateness samples and what priority it got."""
-    from agents.realtime import DEFAULT_RT_PRIORITY, request_realtime, set_switch_interval
     from agents.scheduler import ScheduledEvent, Scheduler
+    from protocol.realtime import DEFAULT_RT_PRIORITY, request_realtime, set_switch_interval
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cfg.cores)

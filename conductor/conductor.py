@@ -30,6 +30,7 @@ from protocol.ensemble import Ensemble
 from protocol.harmony import ChordError, ChordPlan
 from protocol.messages import AgentStatus, BeatTick, Control, Note, SyncPing, SyncPong
 from protocol.process import write_json_atomic
+from protocol.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realtime
 from protocol.timeline import Timeline
 
 log = logging.getLogger("barcelona.conductor")
@@ -86,6 +87,7 @@ class Conductor:
         self.agent_status: dict[str, AgentStatus] = {}
         self.bus: Bus | None = None
         self.sync_bus: Bus | None = None  # UDP pings beside an MQTT bus
+        self.loop_priority = "normal"
         self.surface: Any = None
         self.finished = asyncio.Event()
         self.last_beat_tick: int | None = None
@@ -112,6 +114,12 @@ class Conductor:
     # -- main -------------------------------------------------------------------------------------
     async def run(self) -> None:
         from protocol.transport_osc import OscTransport
+
+        if self.ens.timing.realtime:
+            # The loop stamps each ping's arrival (clock sync's t2) in its datagram callback: on a busy
+            # machine a normal-priority loop reads it late, and every agent's offset is off by that.
+            # It is light (no model, no audio), so it runs with the agents' loops, below their timing.
+            self.loop_priority = request_realtime(DEFAULT_RT_PRIORITY - 1)
 
         surface = OscTransport((self.ens.control.listen, self.ens.control.port), [])
         clock_cfg = self.ens.conductor.midi_clock
@@ -148,6 +156,7 @@ class Conductor:
         self.finished.set()
 
     def close(self) -> None:
+        drop_realtime()  # what is left (Stop, closing ports, the recording) must not starve JACK
         if self.midi_clock is not None:
             self.midi_clock.close()  # a Stop first if the transport still runs
         if self.midi_in is not None:
@@ -386,6 +395,7 @@ class Conductor:
         return {
             "role": "conductor",
             "pid": os.getpid(),
+            "loop_priority": self.loop_priority,
             "playing": tl.playing,
             "tempo": tl.tempo_at_beat(beat),
             "beat": beat,

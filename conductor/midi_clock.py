@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
 
 import rtmidi
 
+from protocol.realtime import DEFAULT_RT_PRIORITY, PRIORITY_FIFO, request_realtime
 from protocol.timeline import Timeline
 
 __all__ = ["CLOCK", "CONTINUE", "PPQN", "SONG_POSITION", "START", "STOP", "MidiClockError", "MidiClockOut"]
@@ -34,7 +34,6 @@ CLOCK, START, CONTINUE, STOP, SONG_POSITION = 0xF8, 0xFA, 0xFB, 0xFC, 0xF2
 PPQN = 24
 PULSES_PER_SIXTEENTH = 6  # Song Position counts "MIDI beats": sixteenth notes
 MAX_SONG_POSITION = 0x3FFF  # 14 bits: 1024 bars of 4/4; later positions are sent as the largest
-RT_PRIORITY = 8  # below JACK's server (10), like the agents' timing thread
 _JACK_SETTLE_S = 0.05  # JACK applies a new connection a cycle or two later; Start must not be lost
 _JACK_DRAIN_S = 0.08  # rtmidi's JACK ringbuffer drains once per period; closing earlier garbles it
 
@@ -90,18 +89,6 @@ def _open(port: str | None, api: str, virtual: bool, client_name: str) -> tuple[
 def _song_position(sixteenths: int) -> list[int]:
     pos = min(max(sixteenths, 0), MAX_SONG_POSITION)
     return [SONG_POSITION, pos & 0x7F, (pos >> 7) & 0x7F]
-
-
-def _request_fifo() -> bool:
-    """SCHED_FIFO for this thread if the system allows it; normal priority still works, less tightly."""
-    setter = getattr(os, "sched_setscheduler", None)
-    if setter is None or not hasattr(os, "SCHED_FIFO"):
-        return False
-    try:
-        setter(threading.get_native_id(), os.SCHED_FIFO, os.sched_param(RT_PRIORITY))
-    except (PermissionError, OSError):
-        return False
-    return True
 
 
 class MidiClockOut:
@@ -216,7 +203,7 @@ class MidiClockOut:
         return tl.time_at(beat), [[CLOCK]], pulse + 1
 
     def _run(self) -> None:
-        self.fifo = _request_fifo() if self._realtime else False
+        self.fifo = self._realtime and request_realtime(DEFAULT_RT_PRIORITY) == PRIORITY_FIFO
         clock, spin, cond = self._clock, self._spin_s, self._cond
         pulse = 0  # the next pulse to send; pulse / PPQN is its beat
         ended: int | None = None  # epoch of a timeline whose stop_beat has been reached

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import pytest
 
 from agents.offline_scheduler import ManualClock, OfflineScheduler
-from agents.realtime import PRIORITY_FIFO, PRIORITY_NORMAL, set_switch_interval
 from agents.scheduler import ScheduledEvent, Scheduler
+from protocol.realtime import PRIORITY_FIFO, PRIORITY_NORMAL, set_switch_interval
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
-"""Process and thread settings that decide how precisely an agent's notes leave on time.
+"""Thread settings that decide how precisely notes leave on time and clock-sync pings are stamped.
 
 Two things stand between a sleeping timing thread and its due time (DESIGN §6): the CPU scheduler,
 which may keep a woken thread off the CPU for milliseconds while other work runs, and the GIL, which
 a pure-Python thread may hold for a whole switch interval (5 ms by default). SCHED_FIFO answers the
-first, a short switch interval the second. Both are opt-in calls made by the agent process at start,
-never side effects of an import: a library that silently changed the interpreter's switch interval
-would change the behaviour of every other thread in its host.
+first, a short switch interval the second. The agents use both; the conductor's loop asks for
+SCHED_FIFO too, since it stamps the arrival of every agent's ping. They are opt-in calls made by the
+processes at start, never side effects of an import: a library that silently changed the
+interpreter's switch interval would change the behaviour of every other thread in its host.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ log = logging.getLogger(__name__)
 PRIORITY_FIFO = "SCHED_FIFO"
 PRIORITY_NORMAL = "normal"
 
-# Below JACK's usual server priority (10): a spinning MIDI thread must never delay the audio thread.
-# Any SCHED_FIFO priority already pre-empts every normal thread, which is all the timing thread needs.
-DEFAULT_RT_PRIORITY = 8
+# Below JACK: its server thread runs at 10 and, in JACK2, every client's process thread (a synth's
+# audio) at the server's priority - 5. The timing thread spins up to half a millisecond before each
+# note; above a synth's audio thread on two cores that spin could cost it a period. Any SCHED_FIFO
+# priority already pre-empts every normal thread, which is all the timing thread needs.
+DEFAULT_RT_PRIORITY = 4
 
 # DESIGN §6: with a pure-Python thread in the process the timing thread was up to 4 ms late at the
 # default 5 ms interval and 0.003 ms late at 0.5 ms.
