@@ -7,16 +7,12 @@ API compiled into rtmidi, in rtmidi's own order, and uses the first one that can
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 import logging
 import os
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Literal
 
 import rtmidi
@@ -33,7 +29,7 @@ from agents.outputs.base import (
     OutputError,
 )
 
-__all__ = ["Api", "JackCycles", "MidiPortOutput", "PortNotFoundError", "available_apis", "list_ports"]
+__all__ = ["Api", "MidiPortOutput", "PortNotFoundError", "available_apis", "list_ports"]
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +46,8 @@ _API_IDS: dict[str, int] = {
 _JACK_SETTLE_S = 0.05
 # Fallback drain when JACK's cycle counter cannot be read (no loadable libjack): a wall-clock guess.
 _JACK_DRAIN_S = 0.08
-# Cycles the server must begin after our last send before the port may go (see JackCycles), and
-# how long to wait for them: long enough for a graph stalled by a busy machine (cycles 40 ms apart
-# were seen), short enough that a hung server (two drains, then close_port's own 1 s wait) cannot
-# hold a stop past the launcher's grace (STOP_GRACE_S, 1.5 s).
-_JACK_DRAIN_CYCLES = 3
-_JACK_DRAIN_TIMEOUT_S = 0.25
 # Releases (note-offs, sustain/all-notes/all-sound off) sent this recently are sent once more at close.
 _JACK_RESEND_WINDOW_S = 1.0
-_JACK_NO_START_SERVER = 0x01  # jack_options_t JackNoStartServer
 
 
 class PortNotFoundError(OutputError, LookupError):
@@ -151,111 +140,6 @@ def _match_port(wanted: str, ports: list[str]) -> int | None:
     return hits[0] if hits else None
 
 
-def _libjack_candidates() -> list[str]:
-    """libjack paths, best first: the copy rtmidi itself talks to the server through (a wheel bundles
-    one; Linux shows it in /proc/self/maps once rtmidi's extension is loaded), then the system's."""
-    found: list[str] = []
-    try:
-        with open("/proc/self/maps") as maps:
-            for line in maps:
-                path = line.split(maxsplit=5)[-1].strip()
-                if "/libjack" in path and path not in found:
-                    found.append(path)
-    except OSError:  # not Linux
-        pass
-    here = Path(rtmidi.__file__).resolve().parent
-    for pattern in ("python_rtmidi*/libjack*", "rtmidi/.dylibs/libjack*"):
-        found.extend(str(p) for p in sorted(here.parent.glob(pattern)) if str(p) not in found)
-    system = ctypes.util.find_library("jack")
-    if system:
-        found.append(system)
-    return found
-
-
-@functools.cache
-def _libjack() -> ctypes.CDLL | None:
-    """libjack for JackCycles, or None when none loads (cycle counting then falls back to a sleep)."""
-    for candidate in _libjack_candidates():
-        try:
-            lib = ctypes.CDLL(candidate)
-            lib.jack_client_open.restype = ctypes.c_void_p
-            lib.jack_client_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
-            lib.jack_client_close.restype = ctypes.c_int
-            lib.jack_client_close.argtypes = [ctypes.c_void_p]
-            for fn in (lib.jack_last_frame_time, lib.jack_get_buffer_size, lib.jack_get_sample_rate):
-                fn.restype = ctypes.c_uint32
-                fn.argtypes = [ctypes.c_void_p]
-        except (OSError, AttributeError) as exc:
-            log.debug("libjack %s not usable for cycle counting: %s", candidate, exc)
-            continue
-        return lib
-    return None
-
-
-class JackCycles:
-    """Counts the JACK server's process cycles, so a close can wait until its last sends crossed.
-
-    Why this exists (a stuck-note bug): rtmidi's JACK backend queues sends in a ringbuffer that the
-    port's process callback copies into the port buffer once per cycle, and receivers read that
-    buffer (zero-copy) later in the same cycle. ``close_port`` waits for one callback, then
-    unregisters the port at once, and JACK releases an unregistered port immediately: a receiver
-    that has not run that cycle yet reads an empty buffer. When the graph stalls (a busy machine at
-    shutdown, a non-realtime jackd: cycles 10-50 ms apart were seen here), the callback that drains
-    the ringbuffer can be that last one, and the final note-offs are lost; a fixed sleep cannot know
-    how long the stall lasts. Cycles can: JACK begins a cycle only after the previous one ran
-    through the graph (or timed out as an xrun), so once the server has begun a few cycles after
-    our last send, every receiver has had the cycle that carried it.
-
-    rtmidi exposes no cycle information, so this opens its own client only to read
-    ``jack_last_frame_time``: never activated, no ports, so it takes no part in the graph.
-    """
-
-    def __init__(self, lib: ctypes.CDLL, client: int) -> None:
-        self._lib = lib
-        self._client: int | None = client
-
-    @classmethod
-    def open(cls, client_name: str) -> JackCycles | None:
-        """A counter on the server this process's JACK clients use; None if it cannot be had."""
-        lib = _libjack()
-        if lib is None:
-            return None
-        status = ctypes.c_int(0)
-        client = lib.jack_client_open(client_name.encode()[:60], _JACK_NO_START_SERVER, ctypes.byref(status))
-        if not client:
-            log.debug("JACK cycle counter: jack_client_open failed (status 0x%x)", status.value)
-            return None
-        return cls(lib, client)
-
-    def frame(self) -> int:
-        """The server's frame time at the start of its current cycle (wraps at 2**32)."""
-        assert self._client is not None
-        return int(self._lib.jack_last_frame_time(self._client))
-
-    def wait(self, cycles: int, timeout: float) -> bool:
-        """Wait until the server has begun ``cycles`` more cycles; False if ``timeout`` came first.
-
-        Counted in frames, not in observed changes, so cycles run while this thread slept count.
-        """
-        assert self._client is not None
-        period = max(1, int(self._lib.jack_get_buffer_size(self._client)))
-        rate = max(1, int(self._lib.jack_get_sample_rate(self._client)))
-        poll = min(0.002, max(0.0002, period / rate / 4))
-        start = self.frame()
-        deadline = time.monotonic() + timeout
-        while (self.frame() - start) % 2**32 < cycles * period:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(poll)
-        return True
-
-    def close(self) -> None:
-        """Leave the server; idempotent."""
-        client, self._client = self._client, None
-        if client is not None:
-            self._lib.jack_client_close(client)
-
-
 def _is_release(message: tuple[int, ...]) -> bool:
     """Note-offs (either form), sustain up, all-sound-off and all-notes-off: what ends sound.
 
@@ -268,6 +152,8 @@ def _is_release(message: tuple[int, ...]) -> bool:
         return False
     control, value = message[1], message[2]
     return control in (CC_ALL_SOUND_OFF, CC_ALL_NOTES_OFF) or (control == CC_SUSTAIN and value == 0)
+
+
 
 
 class MidiPortOutput(Output):
@@ -298,7 +184,6 @@ class MidiPortOutput(Output):
         self.api = api
         self.client_name = client_name
         self._midi: rtmidi.MidiOut | None = None
-        self._jack_cycles: JackCycles | None = None
         # JACK only: release messages sent lately -> perf_counter time, to repeat at close.
         self._releases: dict[tuple[int, ...], float] = {}
         self.api_name: str | None = None
@@ -321,9 +206,6 @@ class MidiPortOutput(Output):
             if opened:
                 self._midi = client
                 self.api_name = api_name
-                if api_name == "jack":
-                    # Opened now, not at close: a stop must not wait for a server round trip.
-                    self._jack_cycles = JackCycles.open(f"{self.client_name}-cycles")
                 log.info("%s: opened %s on %s", self.name, self.port_name, api_name)
                 return
             client.delete()
@@ -373,9 +255,6 @@ class MidiPortOutput(Output):
         finally:
             self._midi.delete()
             self._midi = None
-            if self._jack_cycles is not None:
-                self._jack_cycles.close()
-                self._jack_cycles = None
 
     def _repeat_releases(self) -> None:
         """Send the last second's releases once more, in their order, before the port goes.
@@ -392,21 +271,12 @@ class MidiPortOutput(Output):
         self._releases.clear()
 
     def _drain_jack(self) -> None:
-        """Keep the port until what was sent last has crossed the graph (JackCycles says why).
+        """Keep the port until what was sent last has crossed the graph.
 
-        Every close path comes here (stop, SIGTERM/SIGINT through the agent's shutdown, a failed
-        open, an exception in a ``with`` block), because all of them end in ``_close_transport``.
+        rtmidi's JACK backend queues sends in a ringbuffer that the port's process callback copies
+        into the port buffer once per cycle; ``close_port`` waits for one callback and then
+        unregisters the port at once, so a receiver that has not run that cycle yet reads nothing.
+        A few periods' wait lets the last note-offs cross. Every close path comes here (stop,
+        SIGTERM/SIGINT through the agent's shutdown, a failed open, an exception in a ``with``).
         """
-        cycles = self._jack_cycles
-        if cycles is None:
-            # No cycle counter: allow a few periods of a 1024-frame setup and hope the graph runs.
-            time.sleep(_JACK_DRAIN_S)
-            return
-        if not cycles.wait(_JACK_DRAIN_CYCLES, _JACK_DRAIN_TIMEOUT_S):
-            log.warning(
-                "%s: JACK ran under %d cycles in %.2f s; the last messages to %s may not arrive",
-                self.name,
-                _JACK_DRAIN_CYCLES,
-                _JACK_DRAIN_TIMEOUT_S,
-                self.port_name,
-            )
+        time.sleep(_JACK_DRAIN_S)
