@@ -84,7 +84,9 @@ def test_reported_first_row_is_the_first_changed_row(notes: list[LiveNote], data
 @settings(max_examples=100, deadline=None)
 @given(notes=_notes, seed=st.randoms(use_true_random=False))
 def test_arrival_order_does_not_matter_for_distinct_keys(notes: list[LiveNote], seed) -> None:
-    unique = {(n.start_beat, n.track): n for n in notes}
+    # One note per (slot, track): two notes that quantise to one 1/16 slot on one track are a tie the
+    # tokenizer breaks by arrival, so only notes at distinct slots have one right order.
+    unique = {(round(16 * n.start_beat), n.track): n for n in notes}
     by_key = {(n.track, n.channel, n.pitch): n for n in unique.values()}  # one note per key
     notes = list(by_key.values())
     shuffled = list(notes)
