@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import os
 import time
 from collections import Counter
@@ -20,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from agents.conductor_clock import ConductorClock, inherited_offset_ms
 from agents.engines import Engine, PlanContext, make_engine
 from agents.outputs import Output
 from agents.outputs.factory import make_output
@@ -27,10 +27,9 @@ from agents.scheduler import ScheduledEvent, Scheduler
 from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import AgentConfig, Ensemble
 from protocol.harmony import ChordError, ChordPlan
-from protocol.messages import AgentParams, AgentStatus, Note, PlanState, SyncPing, SyncPong
+from protocol.messages import AgentParams, AgentStatus, Note, PlanState, SyncPong
 from protocol.process import write_json_atomic
 from protocol.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realtime, set_switch_interval
-from protocol.sync import ClockSync
 from protocol.timeline import LocalTimeMap, Timeline
 
 log = logging.getLogger("barcelona.agent")
@@ -38,12 +37,6 @@ log = logging.getLogger("barcelona.agent")
 HEARTBEAT_S = 0.25
 PLAN_TICK_S = 0.01
 STATS_EVERY_S = 0.5
-PING_BURST_S = 0.002
-PING_BURST_SAMPLES = 250
-PING_WAIT_S = 0.03
-PING_EVERY_S = 0.01
-PING_SAME_HOST_S = 0.5
-RETIME_MIN_S = 2e-6
 
 
 class Agent:
@@ -55,11 +48,6 @@ class Agent:
         self.stats_path = stats_path
         self.clock = time.monotonic
         self.engine: Engine = make_engine(ens, self.cfg, base_dir)
-        self.sync = ClockSync()
-        self._timed_offset: float | None = None  # the offset the scheduler plays by
-        # One host, one CLOCK_MONOTONIC: the offset to the conductor is exactly 0, and any estimate
-        # could only add error. The pings go on, so the report still shows the round trip.
-        self.same_host = self.cfg.host == ens.conductor.host
         self.timeline: Timeline | None = None
         self.plan: ChordPlan | None = None
         self.plan_epoch = -1
@@ -81,12 +69,9 @@ class Agent:
         self._shut = False
         self._stopping = asyncio.Event()
         self.previous = self._load_previous_stats()
-        seed_ms = self.previous.pop("offset_ms", None)
-        self.seeded = seed_ms is not None and not self.same_host
-        if seed_ms is not None and not self.same_host:
-            # Restarted on the same machine as its predecessor: the clocks did not move, so its
-            # estimate is in time from the first pong while fresh samples build up (protocol/sync.py).
-            self.sync.seed(seed_ms / 1000.0)
+        self.conductor_clock = ConductorClock(
+            name, self.cfg.host == ens.conductor.host, self.previous.pop("offset_ms", None)
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -119,7 +104,7 @@ class Agent:
                 tasks = [
                     asyncio.create_task(self._receive(bus), name="receive"),
                     *(asyncio.create_task(c, name="pongs") for c in pongs),
-                    asyncio.create_task(self._ping_loop(), name="sync"),
+                    asyncio.create_task(self._ping_loop(), name="pings"),
                     asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
                     asyncio.create_task(self._plan_loop(), name="plan"),
                     asyncio.create_task(self._stats_loop(), name="stats"),
@@ -202,13 +187,8 @@ class Agent:
         if isinstance(msg, Timeline):
             self._on_timeline(msg)
         elif isinstance(msg, SyncPong):
-            if msg.agent == self.name:
-                if self.sync.add_sample(msg.t_local, msg.t_conductor, received_at, msg.t_reply):
-                    # A hundred pongs a second each nudge the mean by a fraction of a microsecond:
-                    # the beat clock (and the stats file) change only when that adds up to something.
-                    timed = self._timed_offset
-                    if timed is None or abs(self.offset_s() - timed) >= RETIME_MIN_S:
-                        self._retime()
+            if msg.agent == self.name and self.conductor_clock.on_pong(msg, received_at):
+                self._retime()
         elif isinstance(msg, PlanState):
             if msg.epoch != self.plan_epoch:
                 self.plan = ChordPlan.parse(msg.text, loop=msg.loop, key=msg.key)
@@ -240,12 +220,11 @@ class Agent:
         self._retime()
 
     def offset_s(self) -> float:
-        return 0.0 if self.same_host else self.sync.offset_s
+        return self.conductor_clock.offset_s()
 
     def _retime(self) -> None:
         if self.timeline is not None and self.scheduler is not None:
-            self._timed_offset = self.offset_s()
-            self.scheduler.set_timemap(LocalTimeMap(self.timeline, self._timed_offset))
+            self.scheduler.set_timemap(LocalTimeMap(self.timeline, self.conductor_clock.timed_offset_s()))
             self.write_stats()
 
     def _timemap(self) -> LocalTimeMap | None:
@@ -258,25 +237,7 @@ class Agent:
         # through the broker.
         bus = self.sync_bus or self.bus
         conductor = self.ens.osc_endpoint("conductor") if bus.transport_name == "osc" else None
-        n = 0
-        while True:
-            await bus.publish(SyncPing(self.name, n, self.clock()), to=conductor)
-            n += 1
-            # A dense burst at start: over a jittery network the offset is a mean of many samples
-            # (protocol/sync.py), and a restarted agent must be in time within half a second. While
-            # nothing answers (no conductor yet) the burst slows, so a waiting agent does not flood.
-            # Then a steady rate keeps the mean fed (thousands of samples in the window; it tracks drift
-            # too) at 200 small messages/s, a few percent of one core between agent and conductor.
-            if self.same_host:
-                # The offset is known (0): pings only keep the round trip in the report.
-                await asyncio.sleep(PING_SAME_HOST_S)
-            elif self.sync.accepted < PING_BURST_SAMPLES and not self.seeded:
-                # (A seeded restart needs no burst: its estimate is good, and a burst through a
-                # congested link would only pull it off while the link's queues fill.)
-                unanswered = n - self.sync.accepted
-                await asyncio.sleep(PING_BURST_S if unanswered < 2 * PING_BURST_SAMPLES else PING_WAIT_S)
-            else:
-                await asyncio.sleep(PING_EVERY_S)
+        await self.conductor_clock.ping_loop(lambda ping: bus.publish(ping, to=conductor), self.clock)
 
     async def _heartbeat_loop(self) -> None:
         assert self.bus is not None
@@ -353,12 +314,9 @@ class Agent:
             load=0.0,
             lookahead_beats=max(-1e6, min(1e6, lookahead)),
             latency_ms=float(st["p50"]),
-            offset_ms=self.sync.offset_s * 1000.0,
-            rtt_ms=min(1e6, self._rtt_s() * 1000.0),
+            offset_ms=self.conductor_clock.sync.offset_s * 1000.0,
+            rtt_ms=min(1e6, self.conductor_clock.rtt_s() * 1000.0),
         )
-
-    def _rtt_s(self) -> float:
-        return self.sync.rtt_s if self.sync.synced else 0.0
 
     def invalid_total(self) -> int:
         bus = sum(b.invalid_total for b in (self.bus, self.sync_bus) if b is not None)
@@ -379,8 +337,8 @@ class Agent:
             "timing_ms": {k: round(float(st[k]), 4) for k in ("p50", "p99", "max")},
             "sync": {
                 "offset_ms": round(self.offset_s() * 1000.0, 4),
-                "estimated_offset_ms": round(self.sync.offset_s * 1000.0, 4),
-                "rtt_ms": round(self._rtt_s() * 1000.0, 4),
+                "estimated_offset_ms": round(self.conductor_clock.sync.offset_s * 1000.0, 4),
+                "rtt_ms": round(self.conductor_clock.rtt_s() * 1000.0, 4),
                 # Where the pings go: "udp" straight to the conductor, "broker" through MQTT.
                 "via": "broker" if self.ens.bus.transport == "mqtt" and self.ens.bus.sync == "bus" else "udp",
             },
@@ -425,9 +383,7 @@ class Agent:
         except (OSError, ValueError):
             return {}
         counts: dict[str, Any] = {k: int(data.get(k, 0)) for k in ("notes", "late_notes", "invalid_messages")}
-        sync = data.get("sync") or {}
-        offset_ms, rtt_ms = sync.get("estimated_offset_ms"), sync.get("rtt_ms")
-        numbers = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (offset_ms, rtt_ms))
-        if numbers and rtt_ms > 0:  # it had measured, not merely started
-            counts["offset_ms"] = float(offset_ms)
+        offset_ms = inherited_offset_ms(data)
+        if offset_ms is not None:
+            counts["offset_ms"] = offset_ms
         return counts
