@@ -88,6 +88,16 @@ class Peer:
             return [s for s in self.samples if s["t"] > t]
 
 
+def wait_founded(peer: Peer) -> None:
+    """Let the peer's session age past Link's 0.5 s tie window before the conductor joins.
+
+    WHY: Link merges two sessions founded less than 0.5 s apart by comparing random session ids, so
+    a conductor launched right after the peer wins half the time and the peer (Live) takes the
+    conductor's tempo. Live is always running first in a performance; the test must be too.
+    """
+    peer.wait(lambda s: s and s[-1]["t"] - s[0]["t"] >= 1.5, 20, "the Link peer's session to be 1.5 s old")
+
+
 def start_conductor(rig: NetRig, tmp: Path, tempo: float, mode: str) -> tuple[BusMonitor, Path]:
     """A conductor with no agents, Link on, its bus mirrored to a monitor inside the namespace."""
     monitor_port = free_port()
@@ -139,6 +149,19 @@ def steady_at(monitor: BusMonitor, tempo: float) -> float | None:
     return now
 
 
+def wait_steady(
+    monitor: BusMonitor, peer: Peer, stats: Path, tempo: float, timeout: float, what: str
+) -> None:
+    """`steady_at` within timeout; on a timeout the error says what each side was doing."""
+    try:
+        monitor.wait(lambda: steady_at(monitor, tempo), timeout, what)
+    except AssertionError as e:
+        tl = monitor.timeline()
+        link = read_json(stats).get("link") if stats.exists() else "no stats file"
+        last = peer.samples[-1] if peer.samples else None
+        raise AssertionError(f"{e}; newest timeline {tl}; conductor link {link}; peer {last}") from None
+
+
 def report(name: str, errors: list[float]) -> str:
     mags = sorted(abs(e) for e in errors)
     p99 = mags[min(len(mags) - 1, int(0.99 * len(mags)))]
@@ -148,13 +171,13 @@ def report(name: str, errors: list[float]) -> str:
 
 def test_follow_takes_tempo_and_phase_from_the_session(rig: NetRig, tmp_path: Path) -> None:
     peer = Peer(rig, 100.0)
-    peer.wait(lambda s: s, 10, "the Link peer to start")
+    wait_founded(peer)
     t_launch = time.monotonic()
     monitor, stats = start_conductor(rig, tmp_path, 120.0, "follow")
     try:
         # Generous: joining a Link session (multicast discovery, then measurement) took up to ~4 s in
         # the rig, and the conductor then starts on a bar line; a busy runner stretches both.
-        monitor.wait(lambda: steady_at(monitor, 100.0), 45, "the conductor to play at the session's 100 BPM")
+        wait_steady(monitor, peer, stats, 100.0, 45, "the conductor to play at the session's 100 BPM")
         t_steady = time.monotonic()
         peer.wait(lambda s: len([x for x in s if x["t"] > t_steady]) >= 100, 20, "100 peer samples")
         errors = phase_errors_ms(monitor, peer.after(t_steady))
@@ -168,7 +191,7 @@ def test_follow_takes_tempo_and_phase_from_the_session(rig: NetRig, tmp_path: Pa
         # The session changes tempo (Live's tempo knob): announced changes, then back in phase.
         t_change = time.monotonic()
         peer.send("tempo 90")
-        monitor.wait(lambda: steady_at(monitor, 90.0), 20, "the conductor to follow the session to 90 BPM")
+        wait_steady(monitor, peer, stats, 90.0, 20, "the conductor to follow the session to 90 BPM")
         t_back = time.monotonic()
         peer.wait(lambda s: len([x for x in s if x["t"] > t_back]) >= 100, 20, "100 peer samples at 90")
         errors = phase_errors_ms(monitor, peer.after(t_back))
@@ -185,7 +208,7 @@ def test_follow_takes_tempo_and_phase_from_the_session(rig: NetRig, tmp_path: Pa
 
 def test_lead_pushes_the_conductor_tempo_to_the_session(rig: NetRig, tmp_path: Path) -> None:
     peer = Peer(rig, 120.0)
-    peer.wait(lambda s: s, 10, "the Link peer to start")
+    wait_founded(peer)
     t_launch = time.monotonic()
     monitor, stats = start_conductor(rig, tmp_path, 132.0, "lead")
     try:
@@ -194,7 +217,7 @@ def test_lead_pushes_the_conductor_tempo_to_the_session(rig: NetRig, tmp_path: P
             20,
             "the peer to see 132 BPM",
         )
-        monitor.wait(lambda: steady_at(monitor, 132.0), 45, "the conductor to play")
+        wait_steady(monitor, peer, stats, 132.0, 45, "the conductor to play")
         t_steady = time.monotonic()
         peer.wait(lambda s: len([x for x in s if x["t"] > t_steady + 0.5]) >= 100, 20, "100 peer samples")
         later = peer.after(t_steady + 0.5)
