@@ -9,8 +9,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from agents.model.decoder import DecodeParams, Generator, is_strong_beat
-from agents.model.live_context import LiveContext, LiveNote, setup_prefix
+from agents.model.decoder import RESTRIKES_TO_CLOSE, DecodeParams, Generator, is_strong_beat
+from agents.model.live_context import _RANKS, LiveContext, LiveNote, setup_prefix
 from agents.model.runtime import ModelRuntime
 from agents.model.sampling import Sampler
 from agents.model.vocab import VOCAB_V2
@@ -113,6 +113,37 @@ def test_fast_mode_gives_the_same_tokens_as_skytnt_mode() -> None:
         a.step(DecodeParams())
         b.step(DecodeParams())
         assert a.last_row.tolist() == b.last_row.tolist()
+
+
+def test_a_note_struck_again_at_its_slot_closes_the_slot() -> None:
+    # One allowed pitch: a second note at a slot can only be the same key again, which the context
+    # replaces in place. The part must then move on, not keep re-striking an unchanged context.
+    # A huge density makes the earliest allowed slot (the last note's own) nearly certain.
+    gen, ctx, _ = make(seed=4, pitch_range=(60, 60))
+    dense = DecodeParams(density=1e4)
+    closed, in_a_row, at = 0, 0, -1.0
+    for _ in range(200):
+        n = len(ctx)
+        note = gen.step(dense)
+        assert note is not None
+        if len(ctx) != n:  # a new note
+            in_a_row = 0
+            continue
+        in_a_row = in_a_row + 1 if note.start_beat == at else 1
+        at = note.start_beat
+        if in_a_row == RESTRIKES_TO_CLOSE:
+            closed += 1
+            following = gen.step(dense)
+            assert following is not None and following.start_beat > note.start_beat, (note, following)
+            in_a_row = 0
+        assert in_a_row < RESTRIKES_TO_CLOSE
+    assert closed >= 3, "the dense tiny model should close slots now and then, or this test shows nothing"
+    # A change from outside (a heard note) reopens the slot: the next event may land there again.
+    last = ctx.note_at(len(ctx) - 1)
+    gen.step(dense)  # whatever it is, it may close the slot again
+    gen.apply(ctx.add_note(LiveNote(last.start_beat, 1.0, 48, 80, 0, HUMAN), owner=HUMAN))
+    last_slot = ctx.slot_of(ctx.beat_of_row(len(ctx) - 1))
+    assert gen._min_slot(_RANKS["note"], ctx.slot_of_next(gen._probe), None) == last_slot
 
 
 def test_sampler_modes_agree_on_random_logits() -> None:

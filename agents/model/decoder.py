@@ -49,6 +49,7 @@ __all__ = ["DecodeParams", "Generator", "is_strong_beat"]
 ChordAt = Callable[[float], "Chord | None"]  # the chord sounding at a beat (None: no bias)
 _MAX_DELTA = 127  # largest time1 value: beats a single event can jump
 _BIAS_CACHE_SIZE = 64
+RESTRIKES_TO_CLOSE = 4  # re-strikes of one slot in a row before it closes (see Generator.step)
 
 
 def _finite(name: str, value: object) -> float:
@@ -121,7 +122,8 @@ class Generator:
     ) -> None:
         """``owner`` tags this agent's rows in the context (default: the track), so
         ``context.truncate_after(beat, owner)`` drops only its own plan. ``keep_order`` restricts
-        time tokens so an event sorts after the context's last row (no re-feed after each event)."""
+        time tokens so an event sorts after the context's last row (no re-feed after each event),
+        and closes a slot once the model strikes again a note it already holds there (see step)."""
         if sampling not in MODES:
             raise ValueError(f"sampling must be one of {MODES}, got {sampling!r}")
         vocab = context.vocab
@@ -179,6 +181,8 @@ class Generator:
         self._density: tuple[float, np.ndarray, np.ndarray] | None = None
         self._probe = np.array([vocab.event_ids["note"], self._time1[0], self._time2[0], 0, 0, 0, 0, 0])
         self._skip_forced = sampling == "fast"
+        self._closed_slot = -1  # keep_order: a slot where this part's next note may not start
+        self._restrikes = 0  # consecutive re-strikes at _closed_slot
 
     # ---- keeping the KV cache in line with the context ------------------------------------------
     def sync(self) -> int:
@@ -200,7 +204,14 @@ class Generator:
         return n - keep
 
     def apply(self, change: object) -> None:
-        """Roll the cache back to a context ``Change``'s first changed row; the re-feed is lazy."""
+        """Roll the cache back to a context ``Change``'s first changed row; the re-feed is lazy.
+
+        A change from outside (a note heard, a plan dropped) also reopens a closed slot: the model
+        may have something new to say there now."""
+        self._closed_slot, self._restrikes = -1, 0
+        self._rollback_to(change)
+
+    def _rollback_to(self, change: object) -> None:
         first = getattr(change, "first_row", None)
         if getattr(change, "rebuild", False):
             first = self.context.n_prefix
@@ -232,6 +243,8 @@ class Generator:
         end16 = ctx.slot_of_next(self._probe)  # 16 * the beat time1 counts from
         min_slot = self._min_slot(_RANKS[name], end16, not_before_beat)
         t1_min = min_slot // 16 - end16 // 16
+        closed = self.keep_order and name == "note" and self._closed_slot == min_slot and (
+            self._restrikes >= RESTRIKES_TO_CLOSE)
         t1 = 0
         for i, param in enumerate(vocab.events[name], start=1):
             bias = None
@@ -240,9 +253,11 @@ class Generator:
                 allowed = self._time1[t1_min:t1_max]
                 bias = self._density_bias(params.density, 1, t1_min)
                 bias = None if bias is None else bias[: len(allowed)]
+                if closed:
+                    bias = self._closed_time1_bias(i, min_slot, params, bias, len(allowed))
             elif param == "time2":
                 t1 = int(row[i - 1] - self._time1[0])
-                t2_min = min_slot % 16 if t1 == t1_min else 0
+                t2_min = min(15, min_slot % 16 + closed) if t1 == t1_min else 0
                 allowed = self._time2[t2_min:]
                 bias = self._density_bias(params.density, 2, t2_min)
             else:
@@ -255,8 +270,21 @@ class Generator:
                     )
                     bias = self._pitch_bias(chord_at(beat), strength, params.bass)
             row[i] = self._pick(i, allowed, params, bias)
+        before = len(ctx)
         change = ctx.add_row(row, self.owner)
-        self.apply(change)
+        self._rollback_to(change)
+        if self.keep_order and name == "note" and change.row is not None and len(ctx) == before:
+            # The note replaced one of the same key at its own slot: the model struck again a note
+            # this part already plays there. Its time tokens come before the track token, so after
+            # a chord it expects the other voices of its (four-part) training data at the same
+            # slot, and with the context unchanged it keeps trying: 96 % of the steps in
+            # bench/model_speed's agent loop went so. A re-strike is a rejected draw, and the first
+            # few stay so (closing at once skewed the rhythm: groove consistency -15 %); after
+            # RESTRIKES_TO_CLOSE in a row the slot is closed, and the next note is drawn as if
+            # every draw at this slot had been rejected (_closed_time1_bias).
+            slot = ctx.slot_of(ctx.beat_of_row(change.row))
+            self._restrikes = self._restrikes + 1 if slot == self._closed_slot else 1
+            self._closed_slot = slot
         return None if change.row is None else ctx.note_at(change.row)
 
     def _pick(self, j: int, allowed: np.ndarray, params: DecodeParams, bias: np.ndarray | None) -> int:
@@ -266,6 +294,32 @@ class Generator:
         return self.sampler.sample(
             logits, allowed, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k, bias=bias
         )
+
+    def _closed_time1_bias(
+        self, i: int, slot: int, params: DecodeParams, bias: np.ndarray | None, n: int
+    ) -> np.ndarray:
+        """The time1 bias that takes the closed slot (the earliest allowed, at time1 index 0) out of
+        the distribution: time1 = 0 keeps only the odds of a later sixteenth in that beat.
+
+        So the next event follows the model's own P(time | not that slot), as rejecting every draw
+        at the slot would, for one extra token call, and not P(a later sixteenth | same beat),
+        which cramming it into the beat would give (off-beat onsets the model did not want)."""
+        out = np.zeros(n, np.float32) if bias is None else bias.astype(np.float32, copy=True)
+        t2 = slot % 16
+        if t2 == 15:
+            out[0] = -np.inf  # no later sixteenth in that beat
+            return out
+        probe = self.last_row[: i + 1].copy()
+        probe[i] = self._time1[slot // 16 - self.context.slot_of_next(self._probe) // 16]
+        logits = self.runtime.token_logits(probe)[0][self._time2[t2:]].astype(np.float64)
+        density = self._density_bias(params.density, 2, t2)
+        if density is not None:
+            logits += density
+        logits /= params.temperature
+        p = np.exp(logits - logits.max())
+        later = float(p[1:].sum() / p.sum())
+        out[0] += math.log(later) if later > 0 else -np.inf
+        return out
 
     def _min_slot(self, rank: int, end16: int, not_before_beat: float | None) -> int:
         """Earliest slot the new event may take: after the last row in sort order, and at or after
