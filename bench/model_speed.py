@@ -80,8 +80,7 @@ def model_folder(name: str) -> Path:
 
 def int8_folder(src: Path) -> Path:
     """quantize_dynamic of both graphs (MatMul weights to int8), cached beside the fp32 export."""
-    from onnx import TensorProto
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from training.export import quantize_int8
 
     folder = src.with_name(src.name + "-int8")
     if not (folder / "onnx" / "model_token.onnx").exists():
@@ -90,9 +89,8 @@ def int8_folder(src: Path) -> Path:
         (tmp / "onnx").mkdir(parents=True, exist_ok=True)
         shutil.copy(src / "config.json", tmp / "config.json")
         for f in ("model_base.onnx", "model_token.onnx"):
-            # lean graphs: ONNX shape inference cannot type the outputs of ORT's contrib operators
-            quantize_dynamic(src / "onnx" / f, tmp / "onnx" / f, weight_type=QuantType.QInt8,
-                             extra_options={"DefaultTensorType": TensorProto.FLOAT})
+            shutil.copy(src / "onnx" / f, tmp / "onnx" / f)
+            quantize_int8(tmp / "onnx" / f)
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
     return folder

@@ -13,7 +13,14 @@ torch = pytest.importorskip("torch", reason="the exporter needs the train extra 
 onnx = pytest.importorskip("onnx", reason="the exporter needs the train extra (onnx)")
 
 from agents.model.runtime import ModelRuntime  # noqa: E402
-from training.export import LEAN_OPSET, ROTARY_KEY, export_model, random_model, vocab_size  # noqa: E402
+from training.export import (  # noqa: E402
+    LEAN_OPSET,
+    QUANT_KEY,
+    ROTARY_KEY,
+    export_model,
+    random_model,
+    vocab_size,
+)
 from training.model import MIDIModel, skytnt_specs  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -128,6 +135,31 @@ def test_lean_export_records_its_rotary_reach(tmp_path: Path) -> None:
     assert rt.token_logits(np.array([4, 5], np.int64)).shape == (1, 3406)
     with pytest.raises(ValueError, match="max_events: 65 exceeds the 64 positions"):
         ModelRuntime(tmp_path, max_events=65)
+
+
+def test_int8_export_keeps_the_interface_and_the_logits(tmp_path: Path) -> None:
+    """int8 weights are a storage choice: same inputs, outputs and metadata, a quarter of the bytes,
+    and logits that still rank the vocabulary as the float32 graph does."""
+    model = random_model(3, **SMALL)
+    export_model(model, tmp_path / "fp32", config_name="tiny")
+    export_model(model, tmp_path / "int8", config_name="tiny", int8=True)
+    for name in ("model_base.onnx", "model_token.onnx"):
+        f32_path, i8_path = tmp_path / "fp32" / "onnx" / name, tmp_path / "int8" / "onnx" / name
+        f32, i8 = onnx.load(str(f32_path)), onnx.load(str(i8_path))
+        assert [i.name for i in f32.graph.input] == [i.name for i in i8.graph.input]
+        assert [o.name for o in f32.graph.output] == [o.name for o in i8.graph.output]
+        meta = {p.key: p.value for p in i8.metadata_props}
+        assert meta[QUANT_KEY] == "int8-dynamic" and ROTARY_KEY in meta and "config" in meta
+        assert i8_path.stat().st_size < f32_path.stat().st_size / 2
+    a, b = ModelRuntime(tmp_path / "fp32"), ModelRuntime(tmp_path / "int8")
+    rng = np.random.default_rng(4)
+    rows, event = rng.integers(3, 3406, (40, 8)), rng.integers(3, 3406, 8)
+    for rt in (a, b):
+        rt.prefill(rows)
+    for j in range(8):
+        x, y = a.token_logits(event[:j])[0].copy(), b.token_logits(event[:j])[0]
+        assert np.corrcoef(x, y)[0, 1] > 0.95  # unrelated logits would be ~0
+        assert not np.array_equal(x, y)  # the weights really are different numbers
 
 
 def test_committed_fixture_is_seed_7(tmp_path: Path) -> None:

@@ -273,16 +273,22 @@ def test_long_session_of_rollbacks_stays_exact(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_shipped_model_loads_as_a_lean_export() -> None:
-    """models/default is the lean build of training/export.py (fused ORT operators, fixed rotary
-    table of 4096 positions): it loads through the same SkyTNT-format checks and its cached logits
-    equal its own full recompute."""
+    """models/default is the lean int8 build of training/export.py (fused ORT operators, fixed rotary
+    table of 4096 positions, int8 weights): it loads through the same SkyTNT-format checks and its
+    cached logits agree with its own full recompute. Not to float32 rounding, as the fixtures' do:
+    int8 activations are quantised per call, so a chunked prefill rounds differently from one call
+    over the whole context (measured up to ~0.4 logit); the ranking must not change."""
     folder = Path(__file__).parent.parent / "models" / "default"
     rt = ModelRuntime(folder)
-    assert rt._base.get_modelmeta().custom_metadata_map.get("rotary_positions") == "4096"
+    meta = rt._base.get_modelmeta().custom_metadata_map
+    assert meta.get("rotary_positions") == "4096" and meta.get("quantization") == "int8-dynamic"
     assert (rt.info.base, rt.info.token) == (StackShape(4, 4, 32), StackShape(1, 2, 64))
     rng = np.random.default_rng(10)
     rows, event = random_rows(rng, 30), random_rows(rng, 1)[0]
     rt.prefill(rows[:20])
     rt.prefill(rows[20:])
     for j in range(8):
-        assert_close(rt.token_logits(event[:j]), rt.full_logits(rows, event[:j]))
+        cached, full = rt.token_logits(event[:j])[0].copy(), rt.full_logits(rows, event[:j])[0]
+        assert np.abs(cached - full).max() < 1.0 and np.corrcoef(cached, full)[0, 1] > 0.9995
+        assert cached.argmax() == full.argmax()
+        assert set(np.argsort(-cached)[:5]) == set(np.argsort(-full)[:5])

@@ -58,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="checkpoint path (default: OUT/../.checkpoints/NAME.pt, outside the model folder)")
     t.add_argument("--export-only", action="store_true",
                    help="skip training: export --init as it is and write its card")
+    m.add_argument("--int8", action="store_true",
+                   help="store the exported weights as int8 (ONNX Runtime dynamic quantisation): ~1.25x "
+                        "faster on a CPU core, a quarter of the size")
     c = p.add_argument_group("card")
     c.add_argument("--samples", type=int, default=4, help="generated pieces for the card's metrics")
     return p.parse_args(argv)
@@ -94,10 +97,12 @@ def main(argv: list[str] | None = None) -> None:
     result = train(train_set, cfg, val_set, report=lambda line: print(line, flush=True))
     if a.export_only:
         card.restore_totals(result, a.init)
-    export_model(result.model, a.out, config_name=name, tokenizer_version="v2", optimise_midi=True)
+    export_model(result.model, a.out, config_name=name, tokenizer_version="v2", optimise_midi=True,
+                 int8=a.int8)
     print(f"exported {a.out}", flush=True)
     path = card.write_card(a.out, result, cfg, corpus, val_set, argv=sys.argv[1:] if argv is None else argv,
-                           sources=sources, midi_dir=a.midi_dir, to_c=a.to_c, samples=a.samples)
+                           sources=sources, midi_dir=a.midi_dir, to_c=a.to_c, samples=a.samples,
+                           int8=a.int8)
     print(f"wrote {path}", flush=True)
 
 

@@ -172,7 +172,7 @@ def _folder_bytes(folder: Path) -> int:
 
 def write_card(folder: str | Path, result: TrainResult, cfg: TrainConfig, corpus: Corpus, val: Corpus, *,
                argv: Sequence[str], sources: Sequence[str], midi_dir: Path | None, to_c: bool,
-               samples: int = 4, sample_events: int = 300) -> Path:
+               samples: int = 4, sample_events: int = 300, int8: bool = False) -> Path:
     """Measure the exported model and write MODEL_CARD.md (and loss.png when matplotlib is there)."""
     folder = Path(folder)
     rt = ModelRuntime(folder, intra_op_threads=1)
@@ -193,8 +193,9 @@ def write_card(folder: str | Path, result: TrainResult, cfg: TrainConfig, corpus
         f"# Model card: {folder.name}",
         "",
         "A small SkyTNT midi-model (V2 tokenizer, optimise_midi) trained by `python -m training`; loads in "
-        "Barcelona's agents and in SkyTNT's own app. Files: `config.json`, `onnx/model_base.onnx`, "
-        "`onnx/model_token.onnx`.",
+        "Barcelona's agents and in SkyTNT's own app (the graphs use ONNX Runtime's fused operators; "
+        "`training.export.export_model(..., lean=False)` writes the portable TorchScript graph of the same "
+        "weights). Files: `config.json`, `onnx/model_base.onnx`, `onnx/model_token.onnx`.",
         "",
         "## Reproduce",
         "",
@@ -219,7 +220,9 @@ def write_card(folder: str | Path, result: TrainResult, cfg: TrainConfig, corpus
         f"| token | {t.num_hidden_layers} | {t.hidden_size} | {t.num_attention_heads} | "
         f"{t.intermediate_size} |",
         "",
-        f"{n_params / 1e6:.2f} M parameters; folder size {_folder_bytes(folder) / 1e6:.1f} MB (float32).",
+        f"{n_params / 1e6:.2f} M parameters; folder size {_folder_bytes(folder) / 1e6:.1f} MB ("
+        + ("int8 weights by ONNX Runtime's dynamic quantisation, float32 in and out; trained in float32)."
+           if int8 else "float32)."),
         "",
         "## Training",
         "",
