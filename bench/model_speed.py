@@ -80,7 +80,7 @@ def model_folder(name: str) -> Path:
 
 def int8_folder(src: Path) -> Path:
     """quantize_dynamic of both graphs (MatMul weights to int8), cached beside the fp32 export."""
-    from training.export import quantize_int8
+    from training.quantize import quantize_int8
 
     folder = src.with_name(src.name + "-int8")
     if not (folder / "onnx" / "model_token.onnx").exists():

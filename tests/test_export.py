@@ -15,13 +15,13 @@ onnx = pytest.importorskip("onnx", reason="the exporter needs the train extra (o
 from agents.model.runtime import ModelRuntime  # noqa: E402
 from training.export import (  # noqa: E402
     LEAN_OPSET,
-    QUANT_KEY,
     ROTARY_KEY,
     export_model,
     random_model,
     vocab_size,
 )
 from training.model import MIDIModel, skytnt_specs  # noqa: E402
+from training.quantize import QUANT_KEY  # noqa: E402
 
 pytestmark = pytest.mark.torch
 TOL = 1e-4

@@ -252,9 +252,9 @@ def test_long_session_of_rollbacks_stays_exact(monkeypatch: pytest.MonkeyPatch) 
     """The decoder cuts the cache back a few rows and re-feeds after most events; the runtime keeps the
     cache views it wrapped (bounded) and skips rebinding what is already bound. Past the bound the memo
     is cleared: logits must still equal a full recompute, in both cache modes."""
-    import agents.model.runtime as runtime_module
+    import agents.model.kv_cache as kv_cache_module
 
-    monkeypatch.setattr(runtime_module, "_MEMO_LIMIT", 16)
+    monkeypatch.setattr(kv_cache_module, "_MEMO_LIMIT", 16)
     rng = np.random.default_rng(9)
     rows, event = random_rows(rng, 120), random_rows(rng, 1)[0]
     for mode in ("buffers", "ortvalues"):

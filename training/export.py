@@ -289,31 +289,6 @@ def _export_lean(model: MIDIModel, base_path: Path, token_path: Path, metadata: 
     onnx.save(token, str(token_path))
 
 
-QUANT_KEY = "quantization"  # metadata of a graph whose MatMul weights are int8
-
-
-def quantize_int8(path: Path) -> None:
-    """Rewrite one graph in place with int8 MatMul and embedding weights (ORT's dynamic quantisation:
-    activations are quantised per call). WHY: a small model on one core is bound by reading its
-    weights, not by arithmetic; a quarter of the bytes made the shipped agent ~1.25x faster."""
-    import onnx
-    from onnx import TensorProto
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    tmp = path.with_name(path.name + ".fp32")
-    path.replace(tmp)
-    try:
-        # lean graphs: ONNX shape inference cannot type the outputs of ORT's contrib operators
-        quantize_dynamic(tmp, path, weight_type=QuantType.QInt8,
-                         extra_options={"DefaultTensorType": TensorProto.FLOAT})
-        model = onnx.load(str(path))
-        kept = {p.key: p.value for p in onnx.load(str(tmp), load_external_data=False).metadata_props}
-        onnx.helper.set_model_props(model, kept | {QUANT_KEY: "int8-dynamic"})
-        onnx.save(model, str(path))
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def export_model(model: MIDIModel, out_dir: str | Path, *, config_name: str = "custom",
                  tokenizer_version: str = "v2", optimise_midi: bool = True,
                  legacy: bool = False, lean: bool = True, int8: bool = False) -> ExportedModel:
@@ -363,6 +338,8 @@ def export_model(model: MIDIModel, out_dir: str | Path, *, config_name: str = "c
                                     _example_cache(model.net_token, MAX_TOKEN_SEQ // 2)),
                     out.token, ["hidden", "x", *past_names], ["y", *present_names], axes, meta)
     if int8:
+        from training.quantize import quantize_int8
+
         quantize_int8(out.base)
         quantize_int8(out.token)
     config = {"architectures": ["MIDIModel"], "model_type": "midi_model", "n_embd": tspec.hidden_size,

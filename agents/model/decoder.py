@@ -254,7 +254,7 @@ class Generator:
                 bias = self._density_bias(params.density, 1, t1_min)
                 bias = None if bias is None else bias[: len(allowed)]
                 if closed:
-                    bias = self._closed_time1_bias(i, min_slot, params, bias, len(allowed))
+                    bias = self._closed_time1_bias(i, t1_min, min_slot % 16, params, bias, len(allowed))
             elif param == "time2":
                 t1 = int(row[i - 1] - self._time1[0])
                 t2_min = min(15, min_slot % 16 + closed) if t1 == t1_min else 0
@@ -296,21 +296,20 @@ class Generator:
         )
 
     def _closed_time1_bias(
-        self, i: int, slot: int, params: DecodeParams, bias: np.ndarray | None, n: int
+        self, i: int, t1: int, t2: int, params: DecodeParams, bias: np.ndarray | None, n: int
     ) -> np.ndarray:
-        """The time1 bias that takes the closed slot (the earliest allowed, at time1 index 0) out of
-        the distribution: time1 = 0 keeps only the odds of a later sixteenth in that beat.
+        """The time1 bias that takes the closed slot (time1 = t1, the earliest allowed, at index 0;
+        time2 = t2) out of the distribution: time1 = 0 keeps only the odds of a later sixteenth in that beat.
 
         So the next event follows the model's own P(time | not that slot), as rejecting every draw
         at the slot would, for one extra token call, and not P(a later sixteenth | same beat),
         which cramming it into the beat would give (off-beat onsets the model did not want)."""
         out = np.zeros(n, np.float32) if bias is None else bias.astype(np.float32, copy=True)
-        t2 = slot % 16
         if t2 == 15:
             out[0] = -np.inf  # no later sixteenth in that beat
             return out
         probe = self.last_row[: i + 1].copy()
-        probe[i] = self._time1[slot // 16 - self.context.slot_of_next(self._probe) // 16]
+        probe[i] = self._time1[t1]
         logits = self.runtime.token_logits(probe)[0][self._time2[t2:]].astype(np.float64)
         density = self._density_bias(params.density, 2, t2)
         if density is not None:

@@ -12,8 +12,8 @@ a copy per call is inherent; a fresh allocation per call is not). With CUDA the 
 device as ORT-allocated OrtValues fed back as the next inputs. Logits land in one preallocated array.
 The token cache is extended by as many tokens as the caller skipped, in one call. Not thread-safe.
 
-Per call the Python side is kept to what changes: cache views are wrapped once per (half, length)
-and kept (bounded), and a name already bound to the same OrtValue is not rebound. Graph size is the
+Per call the Python side is kept to what changes (the caches and bindings are in kv_cache.py: cache
+views are wrapped once per (half, length) and kept, a name already bound is not rebound). Graph size is the
 exporter's business (training/export.py writes lean graphs of fused ORT operators); this loader takes
 lean and plain exports alike, and only checks a lean graph's rotary reach against `max_events`.
 """
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from agents.model.kv_cache import Binding, KVCache
 from agents.model.model_config import (
     MAX_TOKEN_SEQ,
     ModelInfo,
@@ -41,7 +42,6 @@ __all__ = ["ModelLoadError", "ModelRuntime", "choose_providers"]
 
 log = logging.getLogger(__name__)
 PREFILL_CHUNK = 64  # events per base-model call when prefilling; see ModelRuntime.prefill
-_MEMO_LIMIT = 512  # (half, length) cache views kept wrapped as OrtValues, per cache
 ROTARY_KEY = "rotary_positions"  # metadata of a lean export: positions its cos/sin table covers
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -56,121 +56,6 @@ def choose_providers(requested: Sequence[str] | None = None) -> list[str]:
     if missing:
         raise ValueError(f"providers: {missing} not available in this onnxruntime (has {available})")
     return list(requested)
-
-
-class _Binding:
-    """An IOBinding that skips rebinding a name to the OrtValue it already holds.
-
-    ORT keeps bindings between runs, and most of a call's bindings repeat: the logits and hidden
-    buffers, the x buffer of a given width, and (with the memo below) the cache views, whose lengths
-    recur as the decoder rolls back a few rows and re-feeds them. A skipped bind saves ~1.5 µs; a token
-    call has eight of them. The buffers' contents may change in place: ORT reads the memory at run."""
-
-    def __init__(self, session: ort.InferenceSession) -> None:
-        self.io = session.io_binding()
-        self._bound: dict[str, object] = {}
-
-    def input(self, name: str, value: ort.OrtValue) -> None:
-        if self._bound.get(name) is not value:
-            self.io.bind_ortvalue_input(name, value)
-            self._bound[name] = value
-
-    def output(self, name: str, value: ort.OrtValue) -> None:
-        if self._bound.get(name) is not value:
-            self.io.bind_ortvalue_output(name, value)
-            self._bound[name] = value
-
-    def cpu_input(self, name: str, array: np.ndarray) -> None:
-        self.io.bind_cpu_input(name, array)
-        self._bound.pop(name, None)
-
-    def device_output(self, name: str, device: str) -> None:
-        """Let ORT allocate this output on `device` (a fresh tensor per run)."""
-        self.io.bind_output(name, device)
-        self._bound.pop(name, None)
-
-
-class _KVCache:
-    """Past keys/values of one stack, always held as OrtValues so rebinding them costs ~1 µs each.
-
-    'buffers' (CPU): two host arrays per tensor; ORT reads the past from one half and writes the present
-    into the other, then the halves swap. 'ortvalues' (CUDA): ORT allocates each present on the device
-    and it is bound as the next past, so a GPU cache never crosses to the host."""
-
-    def __init__(self, stack: StackShape, batch: int, capacity: int, device: str | None) -> None:
-        self.past = [f"past_key_values.{i}.{kv}" for i in range(stack.layers) for kv in ("key", "value")]
-        self.present = [f"present.{i}.{kv}" for i in range(stack.layers) for kv in ("key", "value")]
-        self.b, self.h, self.d, self.capacity = batch, stack.heads, stack.head_dim, capacity
-        self.device = device  # None: host double buffers
-        self.length = 0
-        self._values: list[ort.OrtValue] = []  # the current past
-        self._pending: list[ort.OrtValue] = []  # presents bound for the run in progress
-        # Wrapping a view in an OrtValue costs ~6 µs (~50 µs for a 4-layer cache). Lengths recur: the
-        # token cache has at most 9, and the base cache is cut back a few rows and re-fed after most
-        # events (a note that shortens an earlier one), so ~95% of the base wraps hit the memo. It is
-        # bounded because a long session grows through new lengths; the views stay valid forever.
-        self._memo: dict[tuple[int, int], list[ort.OrtValue]] = {}
-        if device is None:
-            size = batch * stack.heads * capacity * stack.head_dim
-            self._buf = [[np.empty(size, np.float32), np.empty(size, np.float32)] for _ in self.past]
-            self._cur = 0
-        self.truncate(0)
-
-    def _shape(self, length: int) -> tuple[int, int, int, int]:
-        return (self.b, self.h, length, self.d)
-
-    def _view(self, half: int, i: int, length: int) -> np.ndarray:
-        return self._buf[i][half][: self.b * self.h * length * self.d].reshape(self._shape(length))
-
-    def _wrap(self, half: int, length: int) -> list[ort.OrtValue]:
-        key = (half, length)
-        values = self._memo.get(key)
-        if values is None:
-            if len(self._memo) >= _MEMO_LIMIT:
-                self._memo.clear()
-            wrap = ort.OrtValue.ortvalue_from_numpy
-            values = self._memo[key] = [wrap(self._view(half, i, length)) for i in range(len(self.past))]
-        return values
-
-    def bind(self, binding: _Binding, new: int) -> None:
-        for name, value in zip(self.past, self._values, strict=True):
-            binding.input(name, value)
-        if self.device is not None:
-            for name in self.present:
-                binding.device_output(name, self.device)
-            return
-        self._pending = self._wrap(1 - self._cur, self.length + new)
-        for name, value in zip(self.present, self._pending, strict=True):
-            binding.output(name, value)
-
-    def commit(self, binding: _Binding, first_output: int, new: int) -> None:
-        """The presents of the run just done become the past."""
-        self.length += new
-        if self.device is None:
-            self._cur = 1 - self._cur
-            self._values = self._pending
-        else:
-            self._values = binding.io.get_outputs()[first_output:]
-
-    def truncate(self, length: int) -> None:
-        if self.device is None:
-            if length < self.length:  # compact (b, h, :length) into the other half: heads are strided
-                for i in range(len(self.past)):
-                    old = self._view(self._cur, i, self.length)
-                    self._view(1 - self._cur, i, length)[...] = old[:, :, :length]
-                self._cur = 1 - self._cur
-            self._values = self._wrap(self._cur, length)
-        elif length == 0:
-            empty = np.zeros(self._shape(0), np.float32)
-            self._values = [ort.OrtValue.ortvalue_from_numpy(empty, self.device, 0) for _ in self.past]
-        else:
-            self._values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v.numpy()[:, :, :length]),
-                                                             self.device, 0) for v in self._values]
-        self.length = length
-
-    def host_arrays(self) -> list[np.ndarray]:
-        """Copies of the current past, for inspection and tests."""
-        return [np.array(v.numpy()) for v in self._values]
 
 
 class ModelRuntime:
@@ -228,10 +113,10 @@ class ModelRuntime:
         self._hidden_out = np.empty(b * PREFILL_CHUNK * e, np.float32)
         self._hidden_values: dict[int, tuple[np.ndarray, ort.OrtValue]] = {}
         if self.info.kv_cache:
-            self._base_kv = _KVCache(self.info.base, b, max_events, device)
-            self._token_kv = _KVCache(self.info.token, b, 1 + MAX_TOKEN_SEQ, device)
-            self._base_bind = _Binding(self._base)
-            self._token_bind = _Binding(self._token)
+            self._base_kv = KVCache(self.info.base, b, max_events, device)
+            self._token_kv = KVCache(self.info.token, b, 1 + MAX_TOKEN_SEQ, device)
+            self._base_bind = Binding(self._base)
+            self._token_bind = Binding(self._token)
             # OrtValues over the fixed buffers (zero-copy on the host), bound in ~1 µs each call
             wrap = ort.OrtValue.ortvalue_from_numpy
             self._logits_value = wrap(self._logits)

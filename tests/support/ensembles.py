@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from bench.ensemble_procs import free_udp_block
 from support.net_fixtures import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,34 +31,11 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def free_block(n: int) -> int:
-    """A base port with n consecutive free UDP ports after it (the OSC bus needs a block)."""
-    for _ in range(200):
-        base = free_port()
-        if base + n >= 65535:
-            continue
-        try:
-            import socket
-
-            socks = []
-            for p in range(base, base + n):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-        return base
-    raise RuntimeError("no block of free UDP ports")
-
-
 def write_ensemble(tmp: Path, overrides: dict[str, Any] | None = None, *, source: Path = DEFAULT) -> Path:
     """A copy of `source` with free ports and absolute paths, written to tmp/ensemble.yaml."""
     data = yaml.safe_load(source.read_text())
     n = len(data.get("agents", [])) + 2
-    data = merge(data, {"bus": {"osc": {"base_port": free_block(n)}}, "control": {"port": free_port()}})
+    data = merge(data, {"bus": {"osc": {"base_port": free_udp_block(n)}}, "control": {"port": free_port()}})
     human = data.get("human")
     if human and human.get("source", {}).get("path"):
         human["source"]["path"] = str((source.parent / human["source"]["path"]).resolve())
