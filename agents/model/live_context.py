@@ -241,11 +241,11 @@ class LiveContext:
         p, n = self._n_prefix, self._n
         lo = p + int(np.searchsorted(self._key[p:n], key, side="right"))
         is_note = int(row[0]) == self._note_id
-        if is_note:
-            same = np.flatnonzero(self._same_key(row))
-            lo = min(lo, p + int(same[0])) if len(same) else lo
+        same = self._same_key(row) if is_note else None
+        if same is not None and same.any():
+            lo = min(lo, p + int(same.argmax()))
         old_tail = self._rows[lo:n].copy()  # only rows that can change; usually one or none
-        at = self._resolve_same_key(row, slot) if is_note else None
+        at = self._resolve_same_key(row, slot, same) if same is not None else None
         if at is None:
             p, n = self._n_prefix, self._n
             at = p + int(np.searchsorted(self._key[p:n], key, side="right"))
@@ -278,14 +278,14 @@ class LiveContext:
         return (rows[:, 0] == row[0]) & (rows[:, 3] == row[3]) & (rows[:, ch] == row[ch]) & (
             rows[:, pc] == row[pc])
 
-    def _resolve_same_key(self, row: np.ndarray, slot: int) -> int | None:
+    def _resolve_same_key(self, row: np.ndarray, slot: int, same: np.ndarray) -> int | None:
         """Apply the batch tokenizer's overlap rule for notes of one (track, channel, pitch).
 
         The previously *arrived* note of the key is cut to end where this one starts (removed if that
         leaves nothing); a note already at this very slot is replaced in place (same dedup key).
-        Returns the row to overwrite, or None to insert.
+        ``same`` is ``_same_key(row)``, computed once by the caller. Returns the row to overwrite, or
+        None to insert.
         """
-        same = self._same_key(row)
         if not same.any():
             return None
         p, n = self._n_prefix, self._n
@@ -298,9 +298,10 @@ class LiveContext:
             keep = np.ones(n, dtype=bool)
             keep[j] = False
             self._compact(keep)
+            same = np.delete(same, j - p)
         else:
             self._rows[j, dc] = dur_base + new
-        dup = np.flatnonzero(self._same_key(row) & (self._slot[self._n_prefix : self._n] == slot))
+        dup = np.flatnonzero(same & (self._slot[self._n_prefix : self._n] == slot))
         return self._n_prefix + int(dup[0]) if len(dup) else None
 
     def _compact(self, keep: np.ndarray) -> None:
