@@ -3,7 +3,10 @@
 tiny_v2 and tiny_v2_legacy hold the same weights (seed 7) in the KV-cache and the legacy format, made by
 `python -m training.export --random --seed 7 --layers 4 --width 16 --heads 2 --ffn 32 --token-layers 2
 --token-heads 1 --token-ffn 16 --std 0.3 --config-name tiny-v2 --plain [--legacy] DIR`: the plain
-TorchScript graph, as a user's SkyTNT export holds it (models/default is the lean build).
+TorchScript graph, as a user's SkyTNT export holds it (models/default is the lean build). tiny_v2_lean is
+a lean build (`--seed 7 --layers 2 --width 32 --heads 2 --ffn 32 --token-layers 1 --token-heads 2
+--token-ffn 16 --std 0.3 --config-name tiny-v2-lean`, no --plain; heads of 16 values, as the shared
+cache's kernel needs), for the runtime's shared-cache rewrite (agents/model/fuse_attention.py).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from agents.model.runtime import ModelLoadError, ModelRuntime, choose_providers
 MODELS = Path(__file__).parent / "fixtures" / "models"
 TINY = MODELS / "tiny_v2"
 LEGACY = MODELS / "tiny_v2_legacy"
+LEAN = MODELS / "tiny_v2_lean"
 TOL = 1e-4
 VOCAB = 3406
 
@@ -37,9 +41,11 @@ def assert_close(a: np.ndarray, b: np.ndarray) -> None:
     assert np.abs(a - b).max() <= TOL, np.abs(a - b).max()
 
 
-@pytest.fixture(params=["buffers", "ortvalues"])
+@pytest.fixture(params=[(TINY, "buffers"), (TINY, "ortvalues"), (LEAN, "shared"), (LEAN, "buffers")],
+                ids=["plain-buffers", "plain-ortvalues", "lean-shared", "lean-buffers"])
 def runtime(request: pytest.FixtureRequest) -> ModelRuntime:
-    return ModelRuntime(TINY, cache_mode=request.param)
+    folder, mode = request.param
+    return ModelRuntime(folder, cache_mode=mode)
 
 
 def test_reads_shapes_from_graphs() -> None:
@@ -235,7 +241,7 @@ def test_several_tokens_fed_in_one_call_match_one_by_one(runtime: ModelRuntime) 
     the next token in one call, and must give the logits that feeding them one by one gives."""
     rng = np.random.default_rng(8)
     rows, event, other = random_rows(rng, 6), random_rows(rng, 1)[0], random_rows(rng, 1)[0]
-    one = ModelRuntime(TINY)
+    one = ModelRuntime(runtime.info.folder, cache_mode="buffers")
     for rt in (runtime, one):
         rt.prefill(rows)
     for j in range(8):
@@ -257,8 +263,8 @@ def test_long_session_of_rollbacks_stays_exact(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(kv_cache_module, "_MEMO_LIMIT", 16)
     rng = np.random.default_rng(9)
     rows, event = random_rows(rng, 120), random_rows(rng, 1)[0]
-    for mode in ("buffers", "ortvalues"):
-        rt = ModelRuntime(TINY, cache_mode=mode, max_events=256)
+    for folder, mode in ((TINY, "buffers"), (TINY, "ortvalues"), (LEAN, "shared")):
+        rt = ModelRuntime(folder, cache_mode=mode, max_events=256)
         n = 0
         while n < len(rows):
             step = int(rng.integers(1, 4))
@@ -292,3 +298,65 @@ def test_shipped_model_loads_as_a_lean_export() -> None:
         assert np.abs(cached - full).max() < 1.0 and np.corrcoef(cached, full)[0, 1] > 0.9995
         assert cached.argmax() == full.argmax()
         assert set(np.argsort(-cached)[:5]) == set(np.argsort(-full)[:5])
+
+
+def test_lean_exports_run_on_the_shared_cache_by_default() -> None:
+    """On CPU a lean export is rewritten so ORT appends to one buffer per cache tensor in place; a
+    TorchScript export (a user's SkyTNT files) keeps its interface and the copying cache. Asking for
+    the shared cache where it cannot apply is refused with the reason, not run wrongly."""
+    assert ModelRuntime(LEAN).cache_mode == "shared"
+    assert ModelRuntime(TINY).cache_mode == "buffers"
+    assert ModelRuntime(LEGACY).cache_mode == "buffers"
+    with pytest.raises(ValueError, match="cache_mode 'shared' needs a lean export"):
+        ModelRuntime(TINY, cache_mode="shared")
+    with pytest.raises(ValueError, match="cache_mode must be one of"):
+        ModelRuntime(LEAN, cache_mode="fast")
+    rt = ModelRuntime(LEAN)
+    names = {i.name for i in rt._base.get_inputs()}
+    assert {"seqlens_k", "total_sequence_length"} <= names
+    assert {i.name for i in rt._exported_sessions()[0].get_inputs()} == names - {"seqlens_k",
+                                                                                "total_sequence_length"}
+
+
+def test_shared_cache_holds_the_same_keys_as_the_copying_one() -> None:
+    """Same files, both caches, the same feeds with rollbacks between them: the valid part of every
+    cache tensor agrees (the shared buffer's tail beyond it is stale by design), and so do the logits."""
+    rng = np.random.default_rng(11)
+    rows, event = random_rows(rng, 40), random_rows(rng, 1)[0]
+    shared = ModelRuntime(LEAN, max_events=64)
+    copying = ModelRuntime(LEAN, cache_mode="buffers", max_events=64)
+    for rt in (shared, copying):
+        rt.prefill(rows[:30])
+        rt.rollback(12)
+        rt.prefill(rows[12:25])
+        rt.token_logits(event[:5])
+        rt.rollback(20)
+        rt.prefill(rows[20:40])
+    for a, b in zip(shared.base_cache(), copying.base_cache(), strict=True):
+        assert a.shape == b.shape == (1, 2, 40, 16)
+        assert_close(a, b)
+    for j in range(8):
+        assert_close(shared.token_logits(event[:j]), copying.token_logits(event[:j]))
+    with pytest.raises(ValueError, match="max_events"):
+        shared.prefill(random_rows(rng, 25))
+
+
+def test_rewrite_leaves_what_it_does_not_recognise(tmp_path: Path) -> None:
+    """Only the exact lean pattern is rewritten: a TorchScript graph, a file that is not ONNX, and a lean
+    graph whose attention was changed (a scale GroupQueryAttention would not apply) all come back None,
+    so they run as exported."""
+    onnx = pytest.importorskip("onnx")
+    from agents.model.fuse_attention import fuse_shared_cache
+
+    assert fuse_shared_cache(LEAN / BASE_FILE) is not None
+    assert fuse_shared_cache(LEAN / TOKEN_FILE) is not None
+    assert fuse_shared_cache(TINY / BASE_FILE) is None
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    assert fuse_shared_cache(junk) is None
+    model = onnx.load(str(LEAN / BASE_FILE))
+    mha = next(n for n in model.graph.node if n.op_type == "MultiHeadAttention")
+    mha.attribute.append(onnx.helper.make_attribute("scale", 0.5))
+    edited = tmp_path / "edited.onnx"
+    onnx.save(model, str(edited))
+    assert fuse_shared_cache(edited) is None

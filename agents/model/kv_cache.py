@@ -3,7 +3,9 @@
 On CPU a cache is two preallocated host buffers per tensor; ORT reads the past from one half and writes
 the present straight into the other through IO binding, so no call allocates. With CUDA the presents
 stay on the device as ORT-allocated OrtValues and are bound as the next past. Both keep the Python cost
-per call to what changes (see Binding and KVCache.bind). Not thread-safe.
+per call to what changes (see Binding and KVCache.bind). SharedKVCache is the third kind, for graphs
+rewritten by fuse_attention.py: one fixed-capacity buffer per tensor that ORT appends to in place. Not
+thread-safe.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
+from agents.model.fuse_attention import SEQLENS, TOTAL_LENGTH
 from agents.model.model_config import StackShape
 
-__all__ = ["Binding", "KVCache"]
+__all__ = ["Binding", "KVCache", "SharedKVCache"]
 
 _MEMO_LIMIT = 512  # (half, length) cache views kept wrapped as OrtValues, per cache
 
@@ -131,3 +134,46 @@ class KVCache:
     def host_arrays(self) -> list[np.ndarray]:
         """Copies of the current past, for inspection and tests."""
         return [np.array(v.numpy()) for v in self._values]
+
+
+class SharedKVCache:
+    """One buffer of `capacity` positions per tensor, bound as both past and present of a graph rewritten
+    by fuse_attention.py: GroupQueryAttention writes the new keys after the first ``length`` positions in
+    place and attends to ``seqlens_k + 1`` of them. So a call copies nothing, and truncating is setting
+    the length (what lies beyond it is overwritten by the next call). The two length inputs live in
+    arrays bound once and changed in place, like every other buffer here. Same interface as KVCache."""
+
+    def __init__(self, stack: StackShape, batch: int, capacity: int) -> None:
+        self.past = [f"past_key_values.{i}.{kv}" for i in range(stack.layers) for kv in ("key", "value")]
+        self.present = [f"present.{i}.{kv}" for i in range(stack.layers) for kv in ("key", "value")]
+        self.capacity = capacity
+        self.length = 0
+        wrap = ort.OrtValue.ortvalue_from_numpy
+        self._buf = [np.zeros((batch, stack.heads, capacity, stack.head_dim), np.float32) for _ in self.past]
+        self._values = [wrap(b) for b in self._buf]
+        self._seqlens = np.zeros(batch, np.int32)  # valid length - 1, per batch row
+        self._total = np.zeros((), np.int32)
+        self._seqlens_value, self._total_value = wrap(self._seqlens), wrap(self._total)
+
+    def bind(self, binding: Binding, new: int) -> None:
+        total = self.length + new
+        if total > self.capacity:
+            raise ValueError(f"KV cache holds {self.capacity} positions, a call needs {total}")
+        for name, value in zip(self.past, self._values, strict=True):
+            binding.input(name, value)
+        for name, value in zip(self.present, self._values, strict=True):
+            binding.output(name, value)
+        self._seqlens[:] = total - 1
+        self._total[...] = total
+        binding.input(SEQLENS, self._seqlens_value)
+        binding.input(TOTAL_LENGTH, self._total_value)
+
+    def commit(self, binding: Binding, first_output: int, new: int) -> None:
+        self.length += new
+
+    def truncate(self, length: int) -> None:
+        self.length = length
+
+    def host_arrays(self) -> list[np.ndarray]:
+        """Copies of the valid part of each buffer, for inspection and tests."""
+        return [np.array(b[:, :, : self.length]) for b in self._buf]

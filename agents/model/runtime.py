@@ -6,11 +6,14 @@ to the base model's cache (`prefill`), cut it (`rollback`), and give the token m
 token of the next event (`token_logits`), while the caller samples. `full_logits` recomputes everything
 without a cache; tests hold the cached path to it.
 
-Hot-loop allocations: on CPU the caches live in preallocated double buffers and ORT writes each
-`present` straight into the idle half through IO binding (the export concatenates past and new keys, so
-a copy per call is inherent; a fresh allocation per call is not). With CUDA the caches stay on the
-device as ORT-allocated OrtValues fed back as the next inputs. Logits land in one preallocated array.
-The token cache is extended by as many tokens as the caller skipped, in one call. Not thread-safe.
+Hot-loop allocations and copies: on CPU a lean export (ours) is rewritten at load time so that ORT
+appends to one fixed buffer per cache tensor in place (fuse_attention.py: no copy per call, a rollback
+is a length). Any other export keeps SkyTNT's interface, which concatenates past and new keys, so a
+copy per call is inherent there: its caches live in preallocated double buffers and ORT writes each
+`present` straight into the idle half through IO binding (no fresh allocation per call). With CUDA the
+caches stay on the device as ORT-allocated OrtValues fed back as the next inputs. Logits land in one
+preallocated array. The token cache is extended by as many tokens as the caller skipped, in one call.
+Not thread-safe.
 
 Per call the Python side is kept to what changes (the caches and bindings are in kv_cache.py: cache
 views are wrapped once per (half, length) and kept, a name already bound is not rebound). Graph size is the
@@ -27,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from agents.model.kv_cache import Binding, KVCache
+from agents.model.fuse_attention import fuse_shared_cache
+from agents.model.kv_cache import Binding, KVCache, SharedKVCache
 from agents.model.model_config import (
     MAX_TOKEN_SEQ,
     ModelInfo,
@@ -45,6 +49,7 @@ PREFILL_CHUNK = 64  # events per base-model call when prefilling; see ModelRunti
 ROTARY_KEY = "rotary_positions"  # metadata of a lean export: positions its cos/sin table covers
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+CACHE_MODES = ("shared", "buffers", "ortvalues")
 
 
 def choose_providers(requested: Sequence[str] | None = None) -> list[str]:
@@ -65,11 +70,16 @@ class ModelRuntime:
                  intra_op_threads: int = 1, batch_size: int = 1, max_events: int = 4096,
                  cache_mode: str | None = None) -> None:
         """intra_op_threads defaults to 1: agents share two cores with a timing thread, and ORT's
-        spinning worker threads would steal it. cache_mode 'buffers' / 'ortvalues' overrides the
-        choice made from the provider that actually runs (tests use it to cover both on CPU)."""
+        spinning worker threads would steal it. cache_mode overrides the choice made from the graphs
+        and the provider that actually runs: 'shared' (CPU, lean exports: fuse_attention.py's
+        in-place cache, the default where it applies), 'buffers' (the exported graphs on host double
+        buffers, the CPU default otherwise), 'ortvalues' (ORT-allocated, the CUDA default); tests use it
+        to cover every mode on CPU."""
         if intra_op_threads < 1 or batch_size < 1 or max_events < 1:
             raise ValueError("intra_op_threads, batch_size and max_events must be >= 1, got "
                              f"{intra_op_threads}, {batch_size}, {max_events}")
+        if cache_mode not in (None, *CACHE_MODES):
+            raise ValueError(f"cache_mode must be one of {CACHE_MODES}, got {cache_mode!r}")
         config_path, base_path, token_path = model_paths(folder)
         tok = read_tokenizer_config(config_path)
         opts = ort.SessionOptions()
@@ -79,8 +89,17 @@ class ModelRuntime:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         chosen = choose_providers(providers)
-        self._base = self._session(base_path, opts, chosen)
-        self._token = self._session(token_path, opts, chosen)
+        self._opts, self._chosen, self._paths = opts, chosen, (base_path, token_path)
+        self._reference: tuple[ort.InferenceSession, ort.InferenceSession] | None = None
+        fused = self._fused_sessions(opts, chosen) if cache_mode in (None, "shared") else None
+        if cache_mode == "shared" and fused is None:
+            raise ValueError(f"cache_mode 'shared' needs a lean export (training/export.py) run on CPU; "
+                             f"{folder} cannot be rewritten for it (see agents/model/fuse_attention.py)")
+        if fused is not None:
+            self._base, self._token = fused
+        else:
+            self._base = self._session(base_path, opts, chosen)
+            self._token = self._session(token_path, opts, chosen)
         self.info: ModelInfo = inspect_graphs(Path(folder), tok, self._base.get_inputs(),
                                               self._base.get_outputs(), self._token.get_inputs(),
                                               self._token.get_outputs())
@@ -93,10 +112,9 @@ class ModelRuntime:
         if CUDA in chosen and self.providers[0] != CUDA:
             log.warning("CUDA requested but onnxruntime runs %s (CUDA libraries missing?)", self.providers[0])
         if cache_mode is None:
-            cache_mode = "ortvalues" if self.providers[0] == CUDA else "buffers"
-        if cache_mode not in ("buffers", "ortvalues"):
-            raise ValueError(f"cache_mode must be 'buffers' or 'ortvalues', got {cache_mode!r}")
-        device = None if cache_mode == "buffers" else ("cuda" if self.providers[0] == CUDA else "cpu")
+            cache_mode = "shared" if fused else "ortvalues" if self.providers[0] == CUDA else "buffers"
+        self.cache_mode = cache_mode
+        device = None if cache_mode != "ortvalues" else ("cuda" if self.providers[0] == CUDA else "cpu")
         self.batch_size, self.max_events = batch_size, max_events
         b, e, v = batch_size, self.info.n_embd, self.info.vocab_size
         self._rows = np.zeros((b, max_events, MAX_TOKEN_SEQ), np.int64)
@@ -113,8 +131,12 @@ class ModelRuntime:
         self._hidden_out = np.empty(b * PREFILL_CHUNK * e, np.float32)
         self._hidden_values: dict[int, tuple[np.ndarray, ort.OrtValue]] = {}
         if self.info.kv_cache:
-            self._base_kv = KVCache(self.info.base, b, max_events, device)
-            self._token_kv = KVCache(self.info.token, b, 1 + MAX_TOKEN_SEQ, device)
+            if cache_mode == "shared":
+                self._base_kv: KVCache | SharedKVCache = SharedKVCache(self.info.base, b, max_events)
+                self._token_kv: KVCache | SharedKVCache = SharedKVCache(self.info.token, b, 1 + MAX_TOKEN_SEQ)
+            else:
+                self._base_kv = KVCache(self.info.base, b, max_events, device)
+                self._token_kv = KVCache(self.info.token, b, 1 + MAX_TOKEN_SEQ, device)
             self._base_bind = Binding(self._base)
             self._token_bind = Binding(self._token)
             # OrtValues over the fixed buffers (zero-copy on the host), bound in ~1 µs each call
@@ -128,6 +150,34 @@ class ModelRuntime:
             return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
             raise ModelLoadError(f"{path}: onnxruntime cannot load it as an ONNX model ({exc})") from exc
+
+    def _fused_sessions(self, opts: ort.SessionOptions, providers: list[str]
+                        ) -> tuple[ort.InferenceSession, ort.InferenceSession] | None:
+        """Both graphs rewritten for the shared cache, or None: not on CPU, not lean exports, or an
+        onnxruntime without GroupQueryAttention on CPU (then the exported graphs run, as for any
+        export). A file that is broken is left for _session to report."""
+        if providers[0] != CPU:
+            return None
+        graphs = [fuse_shared_cache(path) for path in self._paths]
+        if graphs[0] is None or graphs[1] is None:
+            return None
+        try:
+            return tuple(ort.InferenceSession(g, sess_options=opts, providers=providers)  # type: ignore[return-value]
+                         for g in graphs)
+        except Exception as exc:
+            log.warning("%s: the shared-cache rewrite does not load in this onnxruntime (%s); running the "
+                        "graphs as exported", self._paths[0].parent.parent, exc)
+            return None
+
+    def _exported_sessions(self) -> tuple[ort.InferenceSession, ort.InferenceSession]:
+        """The graphs as exported, for full_logits: with the shared cache the running sessions are the
+        rewritten ones, and the reference must not share their code path. Made on first use."""
+        if self.cache_mode != "shared":
+            return self._base, self._token
+        if self._reference is None:
+            self._reference = (self._session(self._paths[0], self._opts, self._chosen),
+                               self._session(self._paths[1], self._opts, self._chosen))
+        return self._reference
 
     @property
     def length(self) -> int:
@@ -318,17 +368,18 @@ class ModelRuntime:
         x = self._as_batch(rows, 2, "rows")
         p = self._as_batch(prefix, 1, "prefix")
         b = self.batch_size
+        base, token = self._exported_sessions()
         if not self.info.kv_cache:
-            hidden = self._base.run(["hidden"], {"x": x})[0]
-            return self._token.run(["y"], {"hidden": hidden[:, -1], "x": p})[0][:, -1]
+            hidden = base.run(["hidden"], {"x": x})[0]
+            return token.run(["y"], {"hidden": hidden[:, -1], "x": p})[0][:, -1]
 
         def empty(stack: StackShape) -> dict[str, np.ndarray]:
             z = np.zeros((b, stack.heads, 0, stack.head_dim), np.float32)
             return {f"past_key_values.{i}.{kv}": z for i in range(stack.layers) for kv in ("key", "value")}
 
-        hidden = self._base.run(["hidden"], {"x": x, **empty(self.info.base)})[0]
+        hidden = base.run(["hidden"], {"x": x, **empty(self.info.base)})[0]
         feeds = {"hidden": hidden[:, -1:], "x": p, **empty(self.info.token)}
-        return self._token.run(["y"], feeds)[0][:, -1]
+        return token.run(["y"], feeds)[0][:, -1]
 
     def base_cache(self) -> list[np.ndarray]:
         """Host copies of the base past, (batch, heads, length, head_dim) per tensor; empty if legacy."""
