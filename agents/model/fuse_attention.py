@@ -29,18 +29,27 @@ import logging
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SEQLENS", "TOTAL_LENGTH", "fuse_shared_cache"]
+import numpy as np
+
+__all__ = ["LAST_NORM", "SEQLENS", "TOTAL_LENGTH", "fuse_shared_cache"]
 
 log = logging.getLogger(__name__)
 SEQLENS = "seqlens_k"
 TOTAL_LENGTH = "total_sequence_length"
+LAST_NORM = "net_token.out"  # the lean token graph's final RMSNorm, the vocabulary head's input
 _MS = "com.microsoft"
 
 
-def fuse_shared_cache(path: Path) -> bytes | None:
+def fuse_shared_cache(path: Path, *, last_logits_only: bool = False) -> bytes | None:
     """The serialised rewritten model, or None when `path` is not a lean graph this can rewrite
     (or the ``onnx`` package is missing). Never raises for a bad file: the caller's own loading
-    reports that with the path named."""
+    reports that with the path named.
+
+    ``last_logits_only`` (token graphs) also projects only the last position onto the vocabulary, so
+    ``y`` is ``(batch, 1, vocab)``: a call that feeds skipped tokens (a forced track and channel) with
+    the next one pays the 128 x 3406 head once, not once per token (3 of the 8 per note were
+    thrown away). With int8 weights the head's activations are then quantised over that position
+    alone, so its logits no longer depend on how many tokens shared the call."""
     try:
         import onnx
     except ImportError:
@@ -49,6 +58,8 @@ def fuse_shared_cache(path: Path) -> bytes | None:
     try:
         model = onnx.load(str(path))
         if not _rewrite(model):
+            return None
+        if last_logits_only and not _project_last_position(model):
             return None
         return model.SerializeToString()
     except Exception as exc:  # a file onnx cannot parse: ORT's own load names the problem
@@ -150,3 +161,28 @@ def _rotary_ok(node: Any, heads: int, producer: dict[str, Any]) -> bool:
         return False
     sa = _attrs(shape)
     return (sa.get("start"), sa.get("end")) == (2, 3) and shape.input[0].startswith("past_key_values.")
+
+
+def _project_last_position(model: Any) -> bool:
+    """Slice the token stack's output to its last position before the vocabulary head."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    norm = next((n for n in graph.node if LAST_NORM in n.output), None)
+    y = next((o for o in graph.output if o.name == "y"), None)
+    if norm is None or norm.op_type != "SkipSimplifiedLayerNormalization" or y is None:
+        return False
+    last = f"{LAST_NORM}.last"
+    for node in graph.node:
+        for k, name in enumerate(node.input):
+            if name == LAST_NORM:
+                node.input[k] = last
+    consts = {f"{last}.{key}": value for key, value in (("starts", -1), ("ends", 2**63 - 1), ("axes", 1))}
+    for name, value in consts.items():
+        graph.initializer.append(numpy_helper.from_array(np.array([value], np.int64), name))
+    at = list(graph.node).index(norm) + 1
+    graph.node.insert(at, helper.make_node("Slice", [LAST_NORM, *consts], [last]))
+    dim = y.type.tensor_type.shape.dim[1]
+    dim.Clear()
+    dim.dim_value = 1
+    return True

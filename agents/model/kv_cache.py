@@ -43,10 +43,6 @@ class Binding:
             self.io.bind_ortvalue_output(name, value)
             self._bound[name] = value
 
-    def cpu_input(self, name: str, array: np.ndarray) -> None:
-        self.io.bind_cpu_input(name, array)
-        self._bound.pop(name, None)
-
     def device_output(self, name: str, device: str) -> None:
         """Let ORT allocate this output on `device` (a fresh tensor per run)."""
         self.io.bind_output(name, device)
@@ -154,19 +150,22 @@ class SharedKVCache:
         self._seqlens = np.zeros(batch, np.int32)  # valid length - 1, per batch row
         self._total = np.zeros((), np.int32)
         self._seqlens_value, self._total_value = wrap(self._seqlens), wrap(self._total)
+        self._bound_to: Binding | None = None  # the one binding every port is bound in
 
     def bind(self, binding: Binding, new: int) -> None:
         total = self.length + new
         if total > self.capacity:
             raise ValueError(f"KV cache holds {self.capacity} positions, a call needs {total}")
-        for name, value in zip(self.past, self._values, strict=True):
-            binding.input(name, value)
-        for name, value in zip(self.present, self._values, strict=True):
-            binding.output(name, value)
-        self._seqlens[:] = total - 1
-        self._total[...] = total
-        binding.input(SEQLENS, self._seqlens_value)
-        binding.input(TOTAL_LENGTH, self._total_value)
+        if binding is not self._bound_to:  # the ports never change: bound once, then only the lengths
+            for name, value in zip(self.past, self._values, strict=True):
+                binding.input(name, value)
+            for name, value in zip(self.present, self._values, strict=True):
+                binding.output(name, value)
+            binding.input(SEQLENS, self._seqlens_value)
+            binding.input(TOTAL_LENGTH, self._total_value)
+            self._bound_to = binding
+        self._seqlens.fill(total - 1)
+        self._total.fill(total)
 
     def commit(self, binding: Binding, first_output: int, new: int) -> None:
         self.length += new

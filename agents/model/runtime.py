@@ -130,6 +130,7 @@ class ModelRuntime:
         self._y_values: dict[int, tuple[np.ndarray, ort.OrtValue]] = {}
         self._hidden_out = np.empty(b * PREFILL_CHUNK * e, np.float32)
         self._hidden_values: dict[int, tuple[np.ndarray, ort.OrtValue]] = {}
+        self._base_x: dict[int, tuple[np.ndarray, ort.OrtValue]] = {}  # per chunk size, like the above
         if self.info.kv_cache:
             if cache_mode == "shared":
                 self._base_kv: KVCache | SharedKVCache = SharedKVCache(self.info.base, b, max_events)
@@ -158,7 +159,7 @@ class ModelRuntime:
         export). A file that is broken is left for _session to report."""
         if providers[0] != CPU:
             return None
-        graphs = [fuse_shared_cache(path) for path in self._paths]
+        graphs = [fuse_shared_cache(self._paths[0]), fuse_shared_cache(self._paths[1], last_logits_only=True)]
         if graphs[0] is None or graphs[1] is None:
             return None
         try:
@@ -246,8 +247,15 @@ class ModelRuntime:
             hidden = self._hidden_out[: b * n * e].reshape(b, n, e)
             self._hidden_values[n] = (hidden, ort.OrtValue.ortvalue_from_numpy(hidden))
         hidden, hidden_value = self._hidden_values[n]
+        if n not in self._base_x:  # bind_cpu_input would wrap a new OrtValue every call
+            if len(self._base_x) > 64:
+                self._base_x.clear()
+            buf = np.empty((self.batch_size, n, MAX_TOKEN_SEQ), np.int64)
+            self._base_x[n] = (buf, ort.OrtValue.ortvalue_from_numpy(buf))
+        x_buf, x_value = self._base_x[n]
+        np.copyto(x_buf, x)
         bind = self._base_bind
-        bind.cpu_input("x", x)
+        bind.input("x", x_value)
         bind.output("hidden", hidden_value)
         self._base_kv.bind(bind, n)
         self._base.run_with_iobinding(bind.io)
@@ -351,12 +359,14 @@ class ModelRuntime:
             bind.input("hidden", self._no_hidden_value)
             bind.input("x", self._x_value([r[keep:] for r in rows]))
             new = j - keep
-        y, y_value = (self._logits, self._logits_value) if new == 1 else self._y_value(new)
+        # the rewritten token graph (shared mode) projects only the last position
+        last_only = new == 1 or self.cache_mode == "shared"
+        y, y_value = (self._logits, self._logits_value) if last_only else self._y_value(new)
         bind.output("y", y_value)
         kv.bind(bind, new)
         self._token.run_with_iobinding(bind.io)
         kv.commit(bind, 1, new)
-        if new > 1:
+        if not last_only:
             self._logits[:, 0] = y[:, -1]
         self._fed_rows = rows
         self._fed_len = j

@@ -10,8 +10,8 @@ temperature / top-p / top-k in SkyTNT's app gets the same behaviour here.
 ``np.random.RandomState`` and logits it returns the same token, bit for bit (tests hold it to a
 re-implementation of the loop). ``mode="fast"`` computes the same distribution on the allowed ids
 only: the full-vocab work is one exp and one sum into preallocated buffers (the softmax normaliser
-needs them), then ``argpartition`` to the top k and a sort of those k instead of an argsort of the
-whole vocabulary, and the draw is the same single ``random_sample()`` that ``choice`` consumes.
+needs them), then a stable sort of the allowed ids only instead of an argsort of the whole vocabulary,
+and the draw is the same single ``random_sample()`` that ``choice`` consumes.
 What can differ: the last bits of the renormalising sums (pairwise over V vs over k), and the order
 of exactly equal probabilities, so a draw that falls within ~1e-16 of a bin edge, or a tie, may pick
 another token; the RNG stream stays aligned either way (one draw per token in both modes).
@@ -133,42 +133,35 @@ class Sampler:
     # ---- the same distribution, on the allowed ids only -----------------------------------------
     def _sample_fast(self, x: np.ndarray, allowed: np.ndarray, block: slice | None, temp: float,
                      top_p: float, top_k: int) -> int:
-        """Full-vocabulary work is only what the softmax normaliser needs (max, exp, sum); the top-k
-        candidates go through the nucleus rule and the draw as Python floats: with k ~ 20 a loop is
-        cheaper than the half-dozen numpy calls it replaces, and float64 sums in the same order give
-        the same numbers as ``np.cumsum``."""
+        """Full-vocabulary work is only what the softmax normaliser needs (max, exp, sum); the allowed
+        ids are ranked by one stable sort of their negated weights (largest first, ties by id, as
+        SkyTNT's ``argsort(-scores)`` ranks a short run of ties), and the first ``top_k`` go through the
+        nucleus rule and the draw as Python floats: with k ~ 20 a loop is cheaper than the half-dozen
+        numpy calls it replaces, and float64 sums in the same order give the same numbers as
+        ``np.cumsum``."""
         if temp != 1.0:
             np.divide(x, np.float32(temp), out=x)
-        np.subtract(x, x.max(), out=x)
+        np.subtract(x, np.maximum.reduce(x), out=x)
         np.exp(x, out=x)
-        z = x.sum()  # float32 over the full vocabulary, as SkyTNT's softmax sums
+        z = np.add.reduce(x)  # float32 over the full vocabulary, pairwise, as SkyTNT's softmax sums
         n = len(allowed)
         q = x[block] if block is not None else np.take(x, allowed, out=self._q[:n])
-        if n > top_k:
-            top = np.argpartition(q, n - top_k)[n - top_k:]
-            cand = top.tolist()
-            vals = np.divide(q[top], z).tolist()  # float32 probabilities, as SkyTNT's, then float64
-        else:
-            cand = list(range(n))
-            vals = np.divide(q, z).tolist()
-        order = sorted(range(len(vals)), key=vals.__getitem__, reverse=True)  # stable, like argsort
-        if not vals[order[0]] > 0:
+        top = np.negative(q).argsort(kind="stable")[:top_k]
+        vals = np.divide(q[top], z).tolist()  # float32 probabilities, as SkyTNT's, then float64
+        if not vals[0] > 0:
             return -1
-        kept, c = [], 0.0
-        for i in order:  # nucleus: keep while the mass before this candidate is <= top_p
-            v = vals[i]
+        kept, c = 0, 0.0
+        for v in vals:  # nucleus: keep while the mass before this candidate is <= top_p
             s = c + v
             if s - v > top_p:
                 break
-            kept.append(i)
+            kept += 1
             c = s
-        total = 0.0
-        cum = []
-        for i in kept:
-            total += vals[i]
-            cum.append(total)
         u = self.rng.random_sample()
-        for i, ci in zip(kept, cum, strict=True):
-            if ci / total > u:
-                return int(allowed[cand[i]])
-        return int(allowed[cand[kept[-1]]])
+        total = sum(vals[:kept])  # = the last value of choice()'s cumsum over them, as below
+        c = 0.0
+        for i in range(kept):
+            c += vals[i]
+            if c / total > u:
+                return int(allowed[int(top[i])])
+        return int(allowed[int(top[kept - 1])])
