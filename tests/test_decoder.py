@@ -16,7 +16,7 @@ from agents.model.sampling import Sampler
 from agents.model.vocab import VOCAB_V2
 from analysis.metrics import is_strong_beat as metrics_strong_beat
 from bench.skytnt_reference import sample_top_p_k, softmax
-from protocol.harmony import ChordPlan
+from protocol.harmony import ChordPlan, parse_chord
 
 TINY = Path(__file__).parent / "fixtures" / "models" / "tiny_v2"
 V = VOCAB_V2
@@ -146,6 +146,27 @@ def test_a_note_struck_again_at_its_slot_closes_the_slot() -> None:
     assert gen._min_slot(_RANKS["note"], ctx.slot_of_next(gen._probe), None) == last_slot
 
 
+def test_fast_mode_on_the_models_softmax_gives_skytnts_tokens() -> None:
+    """On a lean export the runtime's token graph also returns softmax(logits / T) (the shared-cache
+    rewrite) and fast sampling reads the allowed ids' probabilities from it; the tokens must still be
+    the ones SkyTNT's own operations draw from the logits, with a temperature and a chord bias too."""
+    lean = TINY.parent / "tiny_v2_lean"
+    plans = [DecodeParams(), DecodeParams(temperature=0.8, chord_bias=2.0)]
+    gens = []
+    for sampling in ("skytnt", "fast"):
+        rt = ModelRuntime(lean)
+        assert rt.cache_mode == "shared"
+        setup = setup_prefix("v2", bpm=120, programs=((1, 0, 0), (TRACK, CHANNEL, 33)))
+        ctx = LiveContext("v2", prefix=setup)
+        gens.append(Generator(rt, ctx, track=TRACK, channel=CHANNEL, seed=6, sampling=sampling,
+                              pitch_range=(40, 76)))
+    chord = parse_chord("Am7")
+    for k in range(80):
+        for gen in gens:
+            gen.step(plans[k // 40], lambda beat: chord)
+        assert gens[0].last_row.tolist() == gens[1].last_row.tolist(), k
+
+
 def test_sampler_modes_agree_on_random_logits() -> None:
     g = np.random.default_rng(0)
     sky, fast = Sampler(V.vocab_size, seed=5, mode="skytnt"), Sampler(V.vocab_size, seed=5, mode="fast")
@@ -156,6 +177,20 @@ def test_sampler_modes_agree_on_random_logits() -> None:
               "top_k": [20, 1, 128][i % 3]}
         allowed = blocks[i % 4]
         assert sky.sample(logits, allowed, **kw) == fast.sample(logits, allowed, **kw)
+    # the same draws from a full-vocabulary softmax given with the logits (as a lean model's graph
+    # computes it), biased or not
+    sky, fast = Sampler(V.vocab_size, seed=6, mode="skytnt"), Sampler(V.vocab_size, seed=6, mode="fast")
+    for i in range(400):
+        logits = (g.standard_normal(V.vocab_size) * g.uniform(0.5, 4)).astype(np.float32)
+        temperature = [1.0, 0.7][i % 2]
+        scaled = logits / np.float32(temperature)
+        probs = np.exp(scaled - scaled.max())
+        probs /= probs.sum()
+        allowed = blocks[i % 4]
+        bias = g.uniform(-3, 3, len(allowed)).astype(np.float32) if i % 3 else None
+        kw = {"temperature": temperature, "top_p": [0.98, 0.5, 1.0][i % 3], "top_k": [20, 1, 128][i % 3],
+              "bias": bias}
+        assert sky.sample(logits, allowed, **kw) == fast.sample(logits, allowed, probs=probs, **kw)
     # every allowed probability underflows: the best allowed logit, not NaNs
     logits = np.zeros(V.vocab_size, np.float32)
     logits[10] = 500.0

@@ -360,3 +360,22 @@ def test_rewrite_leaves_what_it_does_not_recognise(tmp_path: Path) -> None:
     edited = tmp_path / "edited.onnx"
     onnx.save(model, str(edited))
     assert fuse_shared_cache(edited) is None
+
+
+def test_shared_token_graph_returns_the_softmax_of_its_logits() -> None:
+    """The rewritten token graph also gives softmax(logits / T) at the temperature of the call (the
+    sampler's normaliser); other modes have none. A bad temperature is refused before any run."""
+    rng = np.random.default_rng(12)
+    rows, event = random_rows(rng, 12), random_rows(rng, 1)[0]
+    rt = ModelRuntime(LEAN)
+    rt.prefill(rows)
+    for j, temperature in ((0, 1.0), (1, 0.7), (3, 1.3), (6, 0.7), (7, 1.0)):
+        logits = rt.token_logits(event[:j], temperature=temperature).astype(np.float64)
+        expected = np.exp((logits - logits.max()) / temperature)
+        expected /= expected.sum()
+        assert np.abs(rt.probs - expected).max() < 1e-6
+        assert_close(logits, rt.full_logits(rows, event[:j]))
+    with pytest.raises(ValueError, match="temperature"):
+        rt.token_logits(event[:2], temperature=float("nan"))
+    assert ModelRuntime(TINY).probs is None
+    assert ModelRuntime(LEAN, cache_mode="buffers").probs is None

@@ -290,9 +290,12 @@ class Generator:
     def _pick(self, j: int, allowed: np.ndarray, params: DecodeParams, bias: np.ndarray | None) -> int:
         if self._skip_forced and len(allowed) == 1:
             return self.sampler.forced(int(allowed[0]))
-        logits = self.runtime.token_logits(self.last_row[:j])[0]
+        rt = self.runtime
+        logits = rt.token_logits(self.last_row[:j], temperature=params.temperature)[0]
+        probs = rt.probs
         return self.sampler.sample(
-            logits, allowed, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k, bias=bias
+            logits, allowed, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
+            bias=bias, probs=None if probs is None else probs[0],
         )
 
     def _closed_time1_bias(

@@ -31,25 +31,32 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LAST_NORM", "SEQLENS", "TOTAL_LENGTH", "fuse_shared_cache"]
+__all__ = ["LAST_NORM", "PROBS", "SEQLENS", "TEMPERATURE", "TOTAL_LENGTH", "fuse_shared_cache"]
 
 log = logging.getLogger(__name__)
 SEQLENS = "seqlens_k"
 TOTAL_LENGTH = "total_sequence_length"
+PROBS = "probs"
+TEMPERATURE = "temperature"
 LAST_NORM = "net_token.out"  # the lean token graph's final RMSNorm, the vocabulary head's input
 _MS = "com.microsoft"
 
 
-def fuse_shared_cache(path: Path, *, last_logits_only: bool = False) -> bytes | None:
+def fuse_shared_cache(path: Path, *, token_graph: bool = False) -> bytes | None:
     """The serialised rewritten model, or None when `path` is not a lean graph this can rewrite
     (or the ``onnx`` package is missing). Never raises for a bad file: the caller's own loading
     reports that with the path named.
 
-    ``last_logits_only`` (token graphs) also projects only the last position onto the vocabulary, so
-    ``y`` is ``(batch, 1, vocab)``: a call that feeds skipped tokens (a forced track and channel) with
-    the next one pays the 128 x 3406 head once, not once per token (3 of the 8 per note were
-    thrown away). With int8 weights the head's activations are then quantised over that position
-    alone, so its logits no longer depend on how many tokens shared the call."""
+    ``token_graph`` adds two changes for the token model, both for the decode loop's sake:
+
+    * only the last position is projected onto the vocabulary, so ``y`` is ``(batch, 1, vocab)``: a
+      call that feeds skipped tokens (a forced track and channel) with the next one pays the
+      128 x 3406 head once, not once per token (3 of the 8 per note were thrown away). With int8
+      weights the head's activations are then quantised over that position alone, so its logits no
+      longer depend on how many tokens shared the call;
+    * a second output ``probs = Softmax(y / temperature)`` over the whole vocabulary, ``temperature``
+      a new float scalar input: the normaliser SkyTNT's nucleus rule needs, from ORT's vectorised
+      kernel instead of four numpy passes over 3406 logits per token (sampling.py)."""
     try:
         import onnx
     except ImportError:
@@ -59,7 +66,7 @@ def fuse_shared_cache(path: Path, *, last_logits_only: bool = False) -> bytes | 
         model = onnx.load(str(path))
         if not _rewrite(model):
             return None
-        if last_logits_only and not _project_last_position(model):
+        if token_graph and not (_project_last_position(model) and _add_probs(model)):
             return None
         return model.SerializeToString()
     except Exception as exc:  # a file onnx cannot parse: ORT's own load names the problem
@@ -185,4 +192,21 @@ def _project_last_position(model: Any) -> bool:
     dim = y.type.tensor_type.shape.dim[1]
     dim.Clear()
     dim.dim_value = 1
+    return True
+
+
+def _add_probs(model: Any) -> bool:
+    """``probs = Softmax(y / temperature)``, the last axis, as a second output."""
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    if any(port.name in (PROBS, TEMPERATURE) for port in (*graph.input, *graph.output)):
+        return False
+    graph.input.append(helper.make_tensor_value_info(TEMPERATURE, TensorProto.FLOAT, []))
+    graph.node.append(helper.make_node("Div", ["y", TEMPERATURE], ["y.scaled"]))
+    graph.node.append(helper.make_node("Softmax", ["y.scaled"], [PROBS], axis=-1))
+    y = next(o for o in graph.output if o.name == "y")
+    probs = helper.make_tensor_value_info(PROBS, TensorProto.FLOAT, None)
+    probs.type.CopyFrom(y.type)
+    graph.output.append(probs)
     return True

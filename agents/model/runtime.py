@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from agents.model.fuse_attention import fuse_shared_cache
+from agents.model.fuse_attention import PROBS, TEMPERATURE, fuse_shared_cache
 from agents.model.kv_cache import Binding, KVCache, SharedKVCache
 from agents.model.model_config import (
     MAX_TOKEN_SEQ,
@@ -144,6 +144,13 @@ class ModelRuntime:
             wrap = ort.OrtValue.ortvalue_from_numpy
             self._logits_value = wrap(self._logits)
             self._no_hidden_value, self._last_hidden_value = wrap(self._no_hidden), wrap(self._last_hidden)
+        # the rewritten token graph's softmax at a temperature (fuse_attention.py): see `probs`
+        self._probs = np.zeros((b, 1, v), np.float32) if cache_mode == "shared" else None
+        self._temperature = np.ones((), np.float32)
+        self._temperature_set = 1.0
+        if self._probs is not None:
+            self._token_bind.input(TEMPERATURE, ort.OrtValue.ortvalue_from_numpy(self._temperature))
+            self._token_bind.output(PROBS, ort.OrtValue.ortvalue_from_numpy(self._probs))
 
     @staticmethod
     def _session(path: Path, opts: ort.SessionOptions, providers: list[str]) -> ort.InferenceSession:
@@ -159,7 +166,7 @@ class ModelRuntime:
         export). A file that is broken is left for _session to report."""
         if providers[0] != CPU:
             return None
-        graphs = [fuse_shared_cache(self._paths[0]), fuse_shared_cache(self._paths[1], last_logits_only=True)]
+        graphs = [fuse_shared_cache(self._paths[0]), fuse_shared_cache(self._paths[1], token_graph=True)]
         if graphs[0] is None or graphs[1] is None:
             return None
         try:
@@ -318,13 +325,25 @@ class ModelRuntime:
             self._y_values[new] = (y, ort.OrtValue.ortvalue_from_numpy(y))
         return self._y_values[new]
 
-    def token_logits(self, prefix: np.ndarray) -> np.ndarray:
+    @property
+    def probs(self) -> np.ndarray | None:
+        """softmax(logits / temperature) over the whole vocabulary, (batch, vocab), of the latest
+        token_logits call, at the temperature it was given; None unless the token graph computes it
+        (the shared cache's rewrite). Reused by the next call, like the logits."""
+        return None if self._probs is None else self._probs[:, 0]
+
+    def token_logits(self, prefix: np.ndarray, *, temperature: float = 1.0) -> np.ndarray:
         """Raw logits (batch, vocab) for token j of the next event, given its tokens 0..j-1 (`prefix`,
         (j,) or (batch, j)). The token cache keeps the longest part of the previous prefix that this
         one shares and feeds the rest in ONE call, so a caller that skips positions it need not sample
         (a forced track or channel) pays for them inside the next call, not with calls of their own.
         A prefix that shares nothing is recomputed from the event's hidden state. The array is reused
-        by the next call: copy it to keep it."""
+        by the next call: copy it to keep it. `temperature` only matters for `probs`."""
+        if self._probs is not None and temperature != self._temperature_set:
+            if not (isinstance(temperature, (int, float)) and 0 < temperature < float("inf")):
+                raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
+            self._temperature.fill(temperature)
+            self._temperature_set = temperature
         rows = self._token_prefix(prefix)
         j = len(rows[0])
         if j >= MAX_TOKEN_SEQ:

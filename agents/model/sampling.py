@@ -16,6 +16,11 @@ What can differ: the last bits of the renormalising sums (pairwise over V vs ove
 of exactly equal probabilities, so a draw that falls within ~1e-16 of a bin edge, or a tie, may pick
 another token; the RNG stream stays aligned either way (one draw per token in both modes).
 
+When the model's token graph computes the softmax itself (a lean export on the shared cache,
+ModelRuntime.probs), fast mode takes the allowed ids' probabilities from it and does no full-vocabulary
+work at all; ORT's vectorised exp rounds differently from numpy's in the last float32 bits (~1e-7),
+so there a draw within that distance of a bin edge may differ.
+
 Degenerate case, both modes: when every allowed probability underflows to 0 (the model puts all
 mass on disallowed ids), SkyTNT's ``choice`` would raise on NaNs; here the best allowed logit wins
 (one draw is still consumed, to keep the stream aligned).
@@ -73,18 +78,25 @@ class Sampler:
         return int(token)
 
     def sample(self, logits: np.ndarray, allowed: np.ndarray, *, temperature: float = 1.0,
-               top_p: float = 0.98, top_k: int = 20, bias: np.ndarray | None = None) -> int:
+               top_p: float = 0.98, top_k: int = 20, bias: np.ndarray | None = None,
+               probs: np.ndarray | None = None) -> int:
         """One token id from ``allowed`` (int64 ids, unique). ``bias`` (one float per allowed id) is
         added to the raw logits before the temperature, i.e. it is a logit bias scaled like the
-        logits themselves. ``logits`` is only read."""
+        logits themselves. ``probs``, when the model computed it, is ``softmax(logits /
+        temperature)`` over the whole vocabulary (ModelRuntime.probs): fast mode then reads the
+        allowed ids' probabilities from it instead of normalising 3406 logits itself. Both arrays
+        are only read."""
         n = len(allowed)
         if n == 1:
             return self.forced(int(allowed[0]))
-        x = self._x
         lo = int(allowed[0])
         # every mask the decoder builds is one block of consecutive ids: a slice view then replaces
         # fancy indexing (a gather, a scatter-add) on the allowed ids
         block = slice(lo, lo + n) if int(allowed[-1]) - lo == n - 1 else None
+        if probs is not None and self.mode == "fast":
+            token = self._sample_probs(probs, allowed, block, temperature, top_p, top_k, bias)
+            return token if token >= 0 else self._best_allowed(logits, allowed, bias)
+        x = self._x
         if bias is None and temperature != 1.0 and self.mode == "fast":
             np.divide(logits, np.float32(temperature), out=x)  # copy and scale in one pass
             temperature = 1.0
@@ -99,9 +111,10 @@ class Sampler:
             token = self._sample_skytnt(x, allowed, temperature, top_p, top_k)
         else:
             token = self._sample_fast(x, allowed, block, temperature, top_p, top_k)
-        if token >= 0:
-            return token
-        # every allowed probability underflowed: the best allowed (biased) logit
+        return token if token >= 0 else self._best_allowed(logits, allowed, bias)
+
+    def _best_allowed(self, logits: np.ndarray, allowed: np.ndarray, bias: np.ndarray | None) -> int:
+        """Every allowed probability underflowed: the best allowed (biased) logit, for one draw."""
         self.rng.random_sample()
         best = np.take(logits, allowed) + (0.0 if bias is None else bias)
         return int(allowed[int(np.argmax(best))])
@@ -148,6 +161,25 @@ class Sampler:
         q = x[block] if block is not None else np.take(x, allowed, out=self._q[:n])
         top = np.negative(q).argsort(kind="stable")[:top_k]
         vals = np.divide(q[top], z).tolist()  # float32 probabilities, as SkyTNT's, then float64
+        return self._draw(vals, top, allowed, top_p)
+
+    def _sample_probs(self, probs: np.ndarray, allowed: np.ndarray, block: slice | None, temp: float,
+                      top_p: float, top_k: int, bias: np.ndarray | None) -> int:
+        """The same distribution from a full-vocabulary softmax the model computed. A bias moves mass
+        between the allowed ids and the rest: with w = exp(bias / T), softmax((logits + bias) / T) is
+        p * w / (1 + sum(p * (w - 1))) over the allowed ids, the sum over them alone (float64)."""
+        n = len(allowed)
+        p = probs[block] if block is not None else np.take(probs, allowed, out=self._q[:n])
+        if bias is not None:
+            w = np.exp(bias / temp, dtype=np.float64)
+            q = p * w
+            q /= 1.0 + float(np.dot(p, w - 1.0))
+            p = q
+        top = np.negative(p).argsort(kind="stable")[:top_k]
+        return self._draw(p[top].tolist(), top, allowed, top_p)
+
+    def _draw(self, vals: list[float], top: np.ndarray, allowed: np.ndarray, top_p: float) -> int:
+        """Nucleus over the ranked candidates ``vals`` (largest first), then one draw, as choice()."""
         if not vals[0] > 0:
             return -1
         kept, c = 0, 0.0
