@@ -237,7 +237,10 @@ def fidelity(fp32: ModelRuntime, int8: ModelRuntime, rows: np.ndarray, start: in
             "top1_agreement": top1 / n}
 
 
-def run_agent(rt: ModelRuntime, n: int) -> tuple[float, float]:
+LONG_PROMPT = 760  # notes: with setup rows and 300 events, the 768-1024 rows an agent's window holds
+
+
+def run_agent(rt: ModelRuntime, n: int, prompt_notes: int = 128) -> tuple[float, float]:
     """(events per CPU-second, share of them still in the context at the end) of a Generator set up
     as ensembles/default.yaml's piano (its range, chord plan, chord_bias and temperature, the
     agent's own order rule). CPU time of this thread, not wall time: on a shared machine it leaves
@@ -251,7 +254,7 @@ def run_agent(rt: ModelRuntime, n: int) -> tuple[float, float]:
     piano = next(a for a in ens["agents"] if a["name"] == "piano")
     plan, bpb = ChordPlan.parse(ens["chords"], loop=True, key=ens.get("key", "C")), int(ens.get("meter", 4))
     rt.reset()
-    ctx = human_context(128)
+    ctx = human_context(prompt_notes)
     gen = Generator(rt, ctx, track=TRACK, channel=CHANNEL, pitch_range=tuple(piano["range"]), seed=SEED,
                     max_duration_beats=8.0)
     gen.sync()
@@ -280,6 +283,10 @@ def bench_model(name: str, n: int, rounds: int, prompt_notes: int, reps: int, in
     kept: list[float] = []
     base_rt = ModelRuntime(baseline) if baseline is not None and name == "shipped" else None
     base_agent: list[float] = []
+    # The same files on the copying cache (SkyTNT's interface as exported), when ours runs shared,
+    # at the bench's short context and at the window an agent keeps (LONG_PROMPT notes).
+    copy_rt = ModelRuntime(folder, cache_mode="buffers") if rt.cache_mode == "shared" else None
+    by_cache: dict[tuple[str, int], list[float]] = {}
     for k in range(rounds):
         if name == "shipped":
             order = [(rt, agent), (base_rt, base_agent)] if base_rt is not None else [(rt, agent)]
@@ -288,6 +295,10 @@ def bench_model(name: str, n: int, rounds: int, prompt_notes: int, reps: int, in
                 sink.append(speed)
                 if sink is agent:
                     kept.append(share)
+            if copy_rt is not None:
+                pairs = [(r, c) for c in (128, LONG_PROMPT) for r in (rt, copy_rt)]
+                for r, context in pairs[:: 1 if k % 2 == 0 else -1]:
+                    by_cache.setdefault((r.cache_mode, context), []).append(run_agent(r, n, context)[0])
         prompt = np.array(human_context(prompt_notes).rows)
         ref_rows, t = ref.generate(prompt, n, SEED, p)
         ref_ms = statistics.mean(t[1:]) * 1e3  # event 0 also prefills the prompt in SkyTNT's loop
@@ -308,6 +319,14 @@ def bench_model(name: str, n: int, rounds: int, prompt_notes: int, reps: int, in
     if agent:
         out["agent_events_per_cpu_s"] = {"median": statistics.median(agent), "runs": agent,
                                          "kept_share": statistics.median(kept)}
+    if by_cache:
+        out["agent_by_cache"] = {
+            f"{mode} {context} notes": {"median": statistics.median(v), "runs": v}
+            for (mode, context), v in by_cache.items()}
+        for context in (128, LONG_PROMPT):
+            shared, copying = by_cache[("shared", context)], by_cache[("buffers", context)]
+            out["agent_by_cache"][f"ratio {context} notes"] = statistics.median(
+                a / b for a, b in zip(shared, copying, strict=True))
     if base_agent:
         out["baseline_agent_events_per_cpu_s"] = {
             "folder": str(baseline), "median": statistics.median(base_agent), "runs": base_agent,
@@ -343,6 +362,13 @@ def print_table(results: dict) -> None:
                   f"chord_bias and temperature): {r['agent_events_per_cpu_s']['median']:.0f} events per "
                   f"CPU-second, 1 thread; {r['agent_events_per_cpu_s']['kept_share']:.0%} of them still in "
                   "the context at the end")
+        if "agent_by_cache" in r:
+            c = r["agent_by_cache"]
+            for context in (128, LONG_PROMPT):
+                print(f"{model}: agent from a {context}-note context, shared cache "
+                      f"{c[f'shared {context} notes']['median']:.0f} vs as exported (copying cache) "
+                      f"{c[f'buffers {context} notes']['median']:.0f} events per CPU-second, "
+                      f"x{c[f'ratio {context} notes']:.2f}")
         if "baseline_agent_events_per_cpu_s" in r:
             b = r["baseline_agent_events_per_cpu_s"]
             print(f"{model}: baseline {b['folder']} in the same rounds: {b['median']:.0f} events per "
