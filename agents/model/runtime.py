@@ -50,6 +50,16 @@ ROTARY_KEY = "rotary_positions"  # metadata of a lean export: positions its cos/
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 CACHE_MODES = ("shared", "buffers", "ortvalues")
+SHARED_CACHE_ORT = (1, 20)  # first onnxruntime whose CPU GroupQueryAttention the shared cache can use
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """(major, minor) of a version string such as '1.20.1' or '1.21.0.dev20250101'."""
+    parts = []
+    for piece in text.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
 
 
 def choose_providers(requested: Sequence[str] | None = None) -> list[str]:
@@ -93,8 +103,9 @@ class ModelRuntime:
         self._reference: tuple[ort.InferenceSession, ort.InferenceSession] | None = None
         fused = self._fused_sessions(opts, chosen) if cache_mode in (None, "shared") else None
         if cache_mode == "shared" and fused is None:
-            raise ValueError(f"cache_mode 'shared' needs a lean export (training/export.py) run on CPU; "
-                             f"{folder} cannot be rewritten for it (see agents/model/fuse_attention.py)")
+            raise ValueError(f"cache_mode 'shared' needs a lean export (training/export.py) run on CPU with "
+                             f"onnxruntime >= {'.'.join(map(str, SHARED_CACHE_ORT))}; {folder} cannot run "
+                             f"on it here (see agents/model/fuse_attention.py)")
         if fused is not None:
             self._base, self._token = fused
         else:
@@ -165,6 +176,12 @@ class ModelRuntime:
         onnxruntime without GroupQueryAttention on CPU (then the exported graphs run, as for any
         export). A file that is broken is left for _session to report."""
         if providers[0] != CPU:
+            return None
+        if _version(ort.__version__) < SHARED_CACHE_ORT:
+            # 1.17 has no float32 kernel; 1.19 loads one that gets continued prompts wrong (logits off
+            # by up to 10 on the fixtures); 1.20 and later match the exported graphs
+            log.info("onnxruntime %s: the shared KV cache needs %s or later; running the graphs as exported",
+                     ort.__version__, ".".join(map(str, SHARED_CACHE_ORT)))
             return None
         graphs = [fuse_shared_cache(self._paths[0]), fuse_shared_cache(self._paths[1], token_graph=True)]
         if graphs[0] is None or graphs[1] is None:
