@@ -26,6 +26,7 @@ _RANKS = {"time_signature": 0, "key_signature": 1, "set_tempo": 2, "patch_change
 _MAX_DELTA = 127  # time1 block size - 1
 _MAX_DUR = 2047  # duration block size - 1
 _KEY_SLOT = 128 * 8  # sort key = slot * _KEY_SLOT + track * 8 + rank
+_SHORT = 4  # rows up to which a per-row Python loop is cheaper than numpy calls
 
 
 def _check_int(name: str, value: object, lo: int, hi: int) -> None:
@@ -105,6 +106,9 @@ class LiveContext:
         self._key = np.full(cap, -1, dtype=np.int64)
         self._owner = np.full(cap, -1, dtype=np.int64)
         self._seq = np.zeros(cap, dtype=np.int64)
+        # (track, channel, pitch) tokens of a note row packed in one int, -1 for other rows: the
+        # overlap rule's same-key search is then one comparison instead of seven array operations
+        self._note_key = np.full(cap, -1, dtype=np.int64)
         self._n_prefix = self._n = len(pre)
         self._rows[: self._n] = pre
         self._anchor_beat = 0  # the beat the first event row's time1 counts from
@@ -115,6 +119,7 @@ class LiveContext:
         self._track_base = v.param_base["track"]
         self._note_id = v.event_ids["note"]
         self._cols = {p: v.column("note", p) for p in ("channel", "pitch", "velocity", "duration")}
+        self._arrays = (self._rows, self._slot, self._key, self._owner, self._seq, self._note_key)
         self._rank_of_id = {v.event_ids[name]: r for name, r in _RANKS.items() if name in v.event_ids}
 
     # ---- read access --------------------------------------------------------------------------
@@ -235,25 +240,50 @@ class LiveContext:
         return Change(first)
 
     def _place(self, row: np.ndarray, slot: int, owner: int) -> Change:
+        """Insert ``row`` at ``slot`` in sort order, applying the batch tokenizer's overlap rule for
+        notes of one (track, channel, pitch): the previously *arrived* note of the key is cut to end
+        where this one starts (removed if that leaves nothing), and a note of the key already at this
+        very slot is replaced in place (same dedup key).
+
+        Called once per generated event, after an ONNX run has evicted the caches, where every numpy
+        call costs ~20 µs: so the rows that can change are bounded by searches and the few rows of
+        this sort key are scanned as scalars."""
         if slot < self._floor_slot:
             return Change(None)  # older than the window: the model can no longer see it
         key = slot * _KEY_SLOT + (int(row[3]) - self._track_base) * 8 + self._rank_of_id[int(row[0])]
         p, n = self._n_prefix, self._n
-        lo = p + int(np.searchsorted(self._key[p:n], key, side="right"))
-        is_note = int(row[0]) == self._note_id
-        same = self._same_key(row) if is_note else None
-        if same is not None and same.any():
-            lo = min(lo, p + int(same.argmax()))
-        old_tail = self._rows[lo:n].copy()  # only rows that can change; usually one or none
-        at = self._resolve_same_key(row, slot, same) if same is not None else None
-        if at is None:
-            p, n = self._n_prefix, self._n
-            at = p + int(np.searchsorted(self._key[p:n], key, side="right"))
-            for arr in (self._rows, self._slot, self._key, self._owner, self._seq):
+        keys, note_keys = self._key, self._note_key
+        left = p + int(np.searchsorted(keys[p:n], key, side="left"))  # first row of this sort key
+        note_key = self._note_key_of(row)
+        lo, j, new = left, -1, 0  # lo: first row that can change; j: the key's latest note
+        if note_key >= 0 and n > p:
+            latest = np.where(note_keys[p:n] == note_key, self._seq[p:n], -1)
+            k = int(latest.argmax())
+            if latest[k] >= 0:
+                j = p + k
+                old, new = self._cut(j, slot)
+                if new != old or new == 0:
+                    lo = min(lo, j)
+        old_tail = self._rows[lo:n].copy()  # only rows that can change; usually one or two
+        if j >= 0:
+            if new == 0:
+                for arr in self._arrays:  # drop row j: it is usually near the end, so this moves little
+                    arr[j : n - 1] = arr[j + 1 : n]
+                n = self._n = n - 1
+                left -= j < left
+            else:
+                self._rows[j, self._cols["duration"]] = self.vocab.param_base["duration"] + new
+        at = left
+        while at < n and keys[at] == key:  # rows of this sort key: usually none or one
+            if note_key >= 0 and note_keys[at] == note_key:
+                break  # the same note at this slot: replaced in place
+            at += 1
+        else:
+            for arr in self._arrays:
                 arr[at + 1 : n + 1] = arr[at:n]
             self._n += 1
         self._rows[at], self._slot[at], self._key[at] = row, slot, key
-        self._owner[at], self._seq[at] = owner, self._next_seq
+        self._owner[at], self._seq[at], self._note_key[at] = owner, self._next_seq, note_key
         self._next_seq += 1
         self._retime(min(lo, at))
         trimmed = self._enforce_window()
@@ -266,49 +296,31 @@ class LiveContext:
         """First row from ``lo`` on whose tokens differ from ``old_tail`` (the rows there before)."""
         new_tail = self._rows[lo : self._n]
         m = min(len(old_tail), len(new_tail))
-        differ = np.flatnonzero((old_tail[:m] != new_tail[:m]).any(axis=1))
+        if m <= _SHORT:  # the usual one or two rows: lists compare faster than four array calls
+            old, new = old_tail[:m].tolist(), new_tail[:m].tolist()
+            differ = [i for i in range(m) if old[i] != new[i]][:1]
+        else:
+            differ = np.flatnonzero((old_tail[:m] != new_tail[:m]).any(axis=1))
         if len(differ):
             return lo + int(differ[0])
         return None if len(old_tail) == len(new_tail) else lo + m
 
-    def _same_key(self, row: np.ndarray) -> np.ndarray:
-        """Mask over event rows of notes with ``row``'s (track, channel, pitch)."""
-        rows = self._rows[self._n_prefix : self._n]
-        ch, pc = self._cols["channel"], self._cols["pitch"]
-        return (rows[:, 0] == row[0]) & (rows[:, 3] == row[3]) & (rows[:, ch] == row[ch]) & (
-            rows[:, pc] == row[pc])
+    def _note_key_of(self, row: np.ndarray) -> int:
+        """(track, channel, pitch) tokens of a note row in one int (ids < 4096); -1 if not a note."""
+        if int(row[0]) != self._note_id:
+            return -1
+        return (int(row[3]) << 24) | (int(row[self._cols["channel"]]) << 12) | int(row[self._cols["pitch"]])
 
-    def _resolve_same_key(self, row: np.ndarray, slot: int, same: np.ndarray) -> int | None:
-        """Apply the batch tokenizer's overlap rule for notes of one (track, channel, pitch).
-
-        The previously *arrived* note of the key is cut to end where this one starts (removed if that
-        leaves nothing); a note already at this very slot is replaced in place (same dedup key).
-        ``same`` is ``_same_key(row)``, computed once by the caller. Returns the row to overwrite, or
-        None to insert.
-        """
-        if not same.any():
-            return None
-        p, n = self._n_prefix, self._n
-        j = p + int(np.argmax(np.where(same, self._seq[p:n], -1)))
-        dc = self._cols["duration"]
-        dur_base = self.vocab.param_base["duration"]
-        old = int(self._rows[j, dc]) - dur_base
-        new = max(0, min(old, slot - int(self._slot[j])))
-        if new == 0:
-            keep = np.ones(n, dtype=bool)
-            keep[j] = False
-            self._compact(keep)
-            same = np.delete(same, j - p)
-        else:
-            self._rows[j, dc] = dur_base + new
-        dup = np.flatnonzero(same & (self._slot[self._n_prefix : self._n] == slot))
-        return self._n_prefix + int(dup[0]) if len(dup) else None
+    def _cut(self, j: int, slot: int) -> tuple[int, int]:
+        """(old, new) duration steps of note row ``j`` when a note of its key starts at ``slot``."""
+        old = int(self._rows[j, self._cols["duration"]]) - self.vocab.param_base["duration"]
+        return old, max(0, min(old, slot - int(self._slot[j])))
 
     def _compact(self, keep: np.ndarray) -> None:
         """Remove rows where ``keep`` (length n) is False, preserving order."""
         n = self._n
         m = int(keep.sum())
-        for arr in (self._rows, self._slot, self._key, self._owner, self._seq):
+        for arr in self._arrays:
             arr[:m] = arr[:n][keep]
         self._n = m
 
@@ -317,6 +329,15 @@ class LiveContext:
         p, n = self._n_prefix, self._n
         start = max(start, p)
         if start >= n:
+            return
+        if n - start <= _SHORT:  # the usual one or two rows: plain ints beat a dozen array calls
+            rows, slots = self._rows, self._slot
+            prev = int(slots[start - 1]) // 16 if start > p else self._anchor_beat
+            for i in range(start, n):
+                slot = int(slots[i])
+                rows[i, 1] = self._time1_base + min(slot // 16 - prev, _MAX_DELTA)
+                rows[i, 2] = self._time2_base + slot % 16
+                prev = slot // 16
             return
         beats = self._slot[start:n] // 16
         prev = np.empty_like(beats)
