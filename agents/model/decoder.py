@@ -193,10 +193,8 @@ class Generator:
         rt, rows = self.runtime, self.context.rows
         n_rt, n = rt.length, len(rows)
         keep = min(n_rt, n)
-        if keep:
-            differ = np.flatnonzero((rt.rows[0, :keep] != rows[:keep]).any(axis=1))
-            if len(differ):
-                keep = int(differ[0])
+        if keep and not np.array_equal(rt.rows[0, :keep], rows[:keep]):  # equal is the usual case
+            keep = int(np.flatnonzero((rt.rows[0, :keep] != rows[:keep]).any(axis=1))[0])
         if keep < n_rt:
             rt.rollback(keep)
         if keep < n:
