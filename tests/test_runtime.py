@@ -307,8 +307,12 @@ def test_lean_exports_run_on_the_shared_cache_by_default() -> None:
     assert ModelRuntime(LEAN).cache_mode == "shared"
     assert ModelRuntime(TINY).cache_mode == "buffers"
     assert ModelRuntime(LEGACY).cache_mode == "buffers"
+    # GroupQueryAttention's CPU kernel feeds several events after a past only for batch 1
+    assert ModelRuntime(LEAN, batch_size=2).cache_mode == "buffers"
     with pytest.raises(ValueError, match="cache_mode 'shared' needs a lean export"):
         ModelRuntime(TINY, cache_mode="shared")
+    with pytest.raises(ValueError, match="batch_size 1"):
+        ModelRuntime(LEAN, cache_mode="shared", batch_size=2)
     with pytest.raises(ValueError, match="cache_mode must be one of"):
         ModelRuntime(LEAN, cache_mode="fast")
     rt = ModelRuntime(LEAN)

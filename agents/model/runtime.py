@@ -101,11 +101,11 @@ class ModelRuntime:
         chosen = choose_providers(providers)
         self._opts, self._chosen, self._paths = opts, chosen, (base_path, token_path)
         self._reference: tuple[ort.InferenceSession, ort.InferenceSession] | None = None
-        fused = self._fused_sessions(opts, chosen) if cache_mode in (None, "shared") else None
+        fused = self._fused_sessions(opts, chosen, batch_size) if cache_mode in (None, "shared") else None
         if cache_mode == "shared" and fused is None:
             raise ValueError(f"cache_mode 'shared' needs a lean export (training/export.py) run on CPU with "
-                             f"onnxruntime >= {'.'.join(map(str, SHARED_CACHE_ORT))}; {folder} cannot run "
-                             f"on it here (see agents/model/fuse_attention.py)")
+                             f"onnxruntime >= {'.'.join(map(str, SHARED_CACHE_ORT))} and batch_size 1; "
+                             f"{folder} cannot run on it here (see agents/model/fuse_attention.py)")
         if fused is not None:
             self._base, self._token = fused
         else:
@@ -170,12 +170,13 @@ class ModelRuntime:
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
             raise ModelLoadError(f"{path}: onnxruntime cannot load it as an ONNX model ({exc})") from exc
 
-    def _fused_sessions(self, opts: ort.SessionOptions, providers: list[str]
+    def _fused_sessions(self, opts: ort.SessionOptions, providers: list[str], batch_size: int
                         ) -> tuple[ort.InferenceSession, ort.InferenceSession] | None:
-        """Both graphs rewritten for the shared cache, or None: not on CPU, not lean exports, or an
-        onnxruntime without GroupQueryAttention on CPU (then the exported graphs run, as for any
+        """Both graphs rewritten for the shared cache, or None: not on CPU, a batch (the CPU kernel
+        feeds several new events after a past only for batch 1), not lean exports, or an onnxruntime
+        without a right GroupQueryAttention on CPU (then the exported graphs run, as for any
         export). A file that is broken is left for _session to report."""
-        if providers[0] != CPU:
+        if providers[0] != CPU or batch_size != 1:
             return None
         if _version(ort.__version__) < SHARED_CACHE_ORT:
             # 1.17 has no float32 kernel; 1.19 loads one that gets continued prompts wrong (logits off
