@@ -233,7 +233,7 @@ def serve(conn: Connection, cfg: WorkerConfig) -> None:
     except Exception as exc:  # a missing model file, a bad export: one line back to the agent
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
-    conn.send(("ready", planner.runtime.providers, len(planner.context)))
+    conn.send(("ready", planner.runtime.providers, len(planner.context), planner.runtime.cache_mode))
     busy_s = 0.0
     t0 = time.perf_counter()
     while True:
