@@ -191,6 +191,20 @@ def test_sampler_modes_agree_on_random_logits() -> None:
         kw = {"temperature": temperature, "top_p": [0.98, 0.5, 1.0][i % 3], "top_k": [20, 1, 128][i % 3],
               "bias": bias}
         assert sky.sample(logits, allowed, **kw) == fast.sample(logits, allowed, probs=probs, **kw)
+    # A low temperature and a strong bias on ids whose float32 probability underflowed to 0 (the
+    # model's mass is on a disallowed id): the softmax cannot carry that draw, the logits can.
+    logits = np.full(V.vocab_size, -30.0, np.float32)
+    logits[50] = 10.0
+    allowed = np.arange(100, 104)
+    logits[allowed] = [-6.0, -8.0, -12.0, -14.0]
+    bias = np.array([0.0, 2.3, 8.0, 6.9], np.float32)
+    scaled = logits / np.float32(0.2)
+    probs = np.exp(scaled - scaled.max())
+    probs /= probs.sum()
+    sky, fast = Sampler(V.vocab_size, seed=7, mode="skytnt"), Sampler(V.vocab_size, seed=7, mode="fast")
+    for _ in range(50):
+        kw = {"temperature": 0.2, "bias": bias}
+        assert sky.sample(logits, allowed, **kw) == fast.sample(logits, allowed, probs=probs, **kw) == 102
     # every allowed probability underflows: the best allowed logit, not NaNs
     logits = np.zeros(V.vocab_size, np.float32)
     logits[10] = 500.0

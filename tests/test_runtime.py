@@ -364,6 +364,13 @@ def test_rewrite_leaves_what_it_does_not_recognise(tmp_path: Path) -> None:
     edited = tmp_path / "edited.onnx"
     onnx.save(model, str(edited))
     assert fuse_shared_cache(edited) is None
+    # another reader of the past length (after the rewrite it would read the buffer's capacity)
+    model = onnx.load(str(LEAN / BASE_FILE))
+    length = next(n for n in model.graph.node if n.op_type == "Shape").output[0]
+    model.graph.node.append(onnx.helper.make_node("Identity", [length], ["past_length"]))
+    model.graph.output.append(onnx.helper.make_tensor_value_info("past_length", onnx.TensorProto.INT64, [1]))
+    onnx.save(model, str(edited))
+    assert fuse_shared_cache(edited) is None
 
 
 def test_shared_token_graph_returns_the_softmax_of_its_logits() -> None:
@@ -379,8 +386,11 @@ def test_shared_token_graph_returns_the_softmax_of_its_logits() -> None:
         expected /= expected.sum()
         assert np.abs(rt.probs - expected).max() < 1e-6
         assert_close(logits, rt.full_logits(rows, event[:j]))
-    with pytest.raises(ValueError, match="temperature"):
-        rt.token_logits(event[:2], temperature=float("nan"))
+    rt.token_logits(event[:2], temperature=np.float32(0.9))  # a numpy float is a number too
+    assert abs(float(rt._temperature) - 0.9) < 1e-6
+    for bad in (float("nan"), 0.0, -1.0, "hot"):
+        with pytest.raises(ValueError, match="temperature"):
+            rt.token_logits(event[:2], temperature=bad)
     assert ModelRuntime(TINY).probs is None
     assert ModelRuntime(LEAN, cache_mode="buffers").probs is None
 

@@ -52,8 +52,8 @@ def fuse_shared_cache(path: Path, *, token_graph: bool = False) -> bytes | None:
     * only the last position is projected onto the vocabulary, so ``y`` is ``(batch, 1, vocab)``: a
       call that feeds skipped tokens (a forced track and channel) with the next one pays the
       128 x 3406 head once, not once per token (3 of the 8 per note were thrown away). With int8
-      weights the head's activations are then quantised over that position alone, so its logits no
-      longer depend on how many tokens shared the call;
+      weights the head's own input is then quantised over that position alone (the layers before it
+      still quantise over every position of the call);
     * a second output ``probs = Softmax(y / temperature)`` over the whole vocabulary, ``temperature``
       a new float scalar input: the normaliser SkyTNT's nucleus rule needs, from ORT's vectorised
       kernel instead of four numpy passes over 3406 logits per token (sampling.py)."""
@@ -140,8 +140,15 @@ def _rewrite(model: Any) -> bool:
     if not replaced:
         return False
     kept = [replaced.get(id(n), n) for n in nodes if id(n) not in dropped]
+    fused = {id(n) for n in replaced.values()}
+    lengths = {o for n in kept if n.op_type == "Shape" and n.input[0].startswith("past_key_values.")
+               for o in n.output}
+    for n in kept:  # after the rewrite a past input's length is the capacity, not the past: no other reader
+        if id(n) not in fused and n.op_type != "Shape" and any(
+                name.startswith("past_key_values.") or name in lengths for name in n.input):
+            return False
+    kept = [n for n in kept if not (n.op_type == "Shape" and n.input[0].startswith("past_key_values."))]
     used = {name for n in kept for name in n.input}
-    kept = [n for n in kept if n.op_type != "Shape" or any(o in used for o in n.output)]
     del graph.node[:]
     graph.node.extend(kept)
     graph.input.append(helper.make_tensor_value_info(SEQLENS, TensorProto.INT32, ["batch"]))

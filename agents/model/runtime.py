@@ -24,6 +24,7 @@ lean and plain exports alike, and only checks a lean graph's rotary reach agains
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -51,6 +52,14 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 CACHE_MODES = ("shared", "buffers", "ortvalues")
 SHARED_CACHE_ORT = (1, 20)  # first onnxruntime whose CPU GroupQueryAttention the shared cache can use
+
+
+def _missing_onnx() -> str:
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        return ": the onnx package is not installed (pip install onnx)"
+    return ""
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -103,9 +112,10 @@ class ModelRuntime:
         self._reference: tuple[ort.InferenceSession, ort.InferenceSession] | None = None
         fused = self._fused_sessions(opts, chosen, batch_size) if cache_mode in (None, "shared") else None
         if cache_mode == "shared" and fused is None:
-            raise ValueError(f"cache_mode 'shared' needs a lean export (training/export.py) run on CPU with "
-                             f"onnxruntime >= {'.'.join(map(str, SHARED_CACHE_ORT))} and batch_size 1; "
-                             f"{folder} cannot run on it here (see agents/model/fuse_attention.py)")
+            raise ValueError(f"cache_mode 'shared' needs a lean export (training/export.py), the onnx "
+                             f"package, CPU, onnxruntime >= {'.'.join(map(str, SHARED_CACHE_ORT))} and "
+                             f"batch_size 1; {folder} cannot run on it here{_missing_onnx()} (see "
+                             "agents/model/fuse_attention.py)")
         if fused is not None:
             self._base, self._token = fused
         else:
@@ -358,10 +368,14 @@ class ModelRuntime:
         A prefix that shares nothing is recomputed from the event's hidden state. The array is reused
         by the next call: copy it to keep it. `temperature` only matters for `probs`."""
         if self._probs is not None and temperature != self._temperature_set:
-            if not (isinstance(temperature, (int, float)) and 0 < temperature < float("inf")):
+            try:
+                t = float(temperature)
+            except (TypeError, ValueError):
+                t = math.nan
+            if not (math.isfinite(t) and t > 0):
                 raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
-            self._temperature.fill(temperature)
-            self._temperature_set = temperature
+            self._temperature.fill(t)
+            self._temperature_set = t
         rows = self._token_prefix(prefix)
         j = len(rows[0])
         if j >= MAX_TOKEN_SEQ:

@@ -35,6 +35,8 @@ import numpy as np
 __all__ = ["MODES", "Sampler", "check_sampling"]
 
 MODES = ("fast", "skytnt")
+_BIAS_LIMIT = 40.0  # bias / T above which an underflowed probability could matter (e**40 ~ 2e17)
+_TINY = 1e-30  # float32 probabilities below this are near the subnormal range
 
 
 def check_sampling(temperature: float, top_p: float, top_k: int) -> None:
@@ -95,7 +97,8 @@ class Sampler:
         block = slice(lo, lo + n) if int(allowed[-1]) - lo == n - 1 else None
         if probs is not None and self.mode == "fast":
             token = self._sample_probs(probs, allowed, block, temperature, top_p, top_k, bias)
-            return token if token >= 0 else self._best_allowed(logits, allowed, bias)
+            if token >= 0:
+                return token  # else: float32 probabilities cannot carry this draw; the logits can
         x = self._x
         if bias is None and temperature != 1.0 and self.mode == "fast":
             np.divide(logits, np.float32(temperature), out=x)  # copy and scale in one pass
@@ -167,7 +170,14 @@ class Sampler:
                       top_p: float, top_k: int, bias: np.ndarray | None) -> int:
         """The same distribution from a full-vocabulary softmax the model computed. A bias moves mass
         between the allowed ids and the rest: with w = exp(bias / T), softmax((logits + bias) / T) is
-        p * w / (1 + sum(p * (w - 1))) over the allowed ids, the sum over them alone (float64)."""
+        p * w / (1 + sum(p * (w - 1))) over the allowed ids, the sum over them alone (float64).
+
+        Returns -1 (draw nothing) where float32 probabilities cannot carry the draw and the caller must
+        use the logits: a bias above 40 T could lift an id whose probability underflowed to 0 (or
+        overflow w), and a best allowed probability below 1e-30 has lost its float32 precision (the
+        model put its mass on disallowed ids)."""
+        if bias is not None and float(bias.max()) > _BIAS_LIMIT * temp:
+            return -1
         n = len(allowed)
         p = probs[block] if block is not None else np.take(probs, allowed, out=self._q[:n])
         if bias is not None:
@@ -176,10 +186,14 @@ class Sampler:
             q /= 1.0 + float(np.dot(p, w - 1.0))
             p = q
         top = np.negative(p).argsort(kind="stable")[:top_k]
-        return self._draw(p[top].tolist(), top, allowed, top_p)
+        vals = p[top].tolist()
+        if not vals[0] >= _TINY:
+            return -1
+        return self._draw(vals, top, allowed, top_p)
 
     def _draw(self, vals: list[float], top: np.ndarray, allowed: np.ndarray, top_p: float) -> int:
-        """Nucleus over the ranked candidates ``vals`` (largest first), then one draw, as choice()."""
+        """Nucleus over the ranked candidates ``vals`` (largest first), then one draw, as choice();
+        -1 (no draw) when even the best is 0."""
         if not vals[0] > 0:
             return -1
         kept, c = 0, 0.0
@@ -190,7 +204,7 @@ class Sampler:
             kept += 1
             c = s
         u = self.rng.random_sample()
-        total = sum(vals[:kept])  # = the last value of choice()'s cumsum over them, as below
+        total = c  # the kept values summed left to right: the last value of choice()'s cumsum
         c = 0.0
         for i in range(kept):
             c += vals[i]
