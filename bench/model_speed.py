@@ -5,10 +5,12 @@ Per model, in the same process, interleaved round by round with the same seed, p
 * ``skytnt``: a faithful re-implementation of app_onnx's generate() (SKYTNT_FORMAT.md §9): plain
   ``session.run`` per call with the KV cache fed back as numpy arrays, a Python-built int64 mask per
   position, softmax over the full vocabulary, argsort sampling, ``np.concatenate`` growth.
-* ``ours/skytnt-sampling``: ``Generator(sampling="skytnt")`` on ``ModelRuntime`` (IO binding, cache in
-  preallocated double buffers, logits into one array): the runtime's gain alone, same tokens.
-* ``ours/fast``: ``Generator(sampling="fast")``: also samples on the allowed ids only (argpartition)
-  and skips the token-model call at positions with one allowed id (event type, track, channel).
+* ``ours/skytnt-sampling``: ``Generator(sampling="skytnt")`` on ``ModelRuntime`` (IO binding, the
+  shared in-place cache on lean exports or preallocated double buffers, logits into one array): the
+  runtime's gain alone, same tokens.
+* ``ours/fast``: ``Generator(sampling="fast")``: also samples on the allowed ids only (from the token
+  graph's softmax on the shared cache) and skips the token-model call at positions with one allowed id
+  (event type, track, channel).
 * ``ours/fast int8`` (exported models): the same on ``onnxruntime.quantization.quantize_dynamic``
   (int8 weights, dynamic uint8 activations); the logit error it costs is reported.
 
@@ -48,15 +50,13 @@ import onnxruntime as ort
 from agents.model.decoder import DecodeParams, Generator
 from agents.model.live_context import LiveContext, LiveNote, setup_prefix
 from agents.model.runtime import ModelRuntime
-from agents.model.vocab import VOCAB_V2
-from bench.skytnt_reference import sample_top_p_k, softmax
+from bench.skytnt_reference import SkytntLoop, softmax
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path.home() / ".cache" / "barcelona" / "bench"
 SHAPES = {"small": {"layers": 4, "width": 128, "heads": 4, "ffn": 512},
           "medium": {"layers": 12, "width": 1024, "heads": 16, "ffn": 4096}}
 TRACK, CHANNEL, HUMAN, PITCHES = 2, 1, 1, (36, 84)
-V = VOCAB_V2
 SEED = 1234
 
 
@@ -94,69 +94,6 @@ def int8_folder(src: Path) -> Path:
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
     return folder
-
-
-# ---- SkyTNT's loop (app_onnx.generate, KV-cache version), restated --------------------------------
-class SkytntLoop:
-    def __init__(self, folder: Path) -> None:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-        self.base = ort.InferenceSession(str(folder / "onnx/model_base.onnx"), opts)
-        self.token = ort.InferenceSession(str(folder / "onnx/model_token.onnx"), opts)
-        self.e = self.base.get_outputs()[0].shape[2]
-
-    @staticmethod
-    def _empty(s: ort.InferenceSession) -> dict[str, np.ndarray]:
-        return {i.name: np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32)
-                for i in s.get_inputs() if i.name.startswith("past")}
-
-    def generate(self, prompt: np.ndarray, n: int, seed: int, p: DecodeParams) -> tuple[np.ndarray, list]:
-        """The app's loop; returns the new rows and the seconds each event took."""
-        rng = np.random.RandomState(seed)
-        input_tensor, past, past_len = prompt[None], self._empty(self.base), 0
-        cur_len, max_len, times = len(prompt), len(prompt) + n, []
-        present_to_past = [o.name.replace("present", "past_key_values") for o in self.base.get_outputs()[1:]]
-        tok_names = list(self._empty(self.token))
-        while cur_len < max_len:
-            t0 = time.perf_counter()
-            outs = self.base.run(None, {"x": input_tensor[:, past_len:], **past})
-            hidden, past = outs[0][:, -1:], dict(zip(present_to_past, outs[1:], strict=True))
-            next_token_seq, tpast, name = np.empty((1, 0), dtype=np.int64), self._empty(self.token), ""
-            for i in range(8):
-                mask = np.zeros((1, V.vocab_size), dtype=np.int64)
-                if i == 0:
-                    mask_ids = [V.event_ids["note"]]  # §9.1 extension: notes only
-                else:
-                    param = V.events[name][i - 1]
-                    base, size = V.param_base[param], V.param_size[param]
-                    mask_ids = list(range(base, base + size))
-                    if param == "channel":
-                        mask_ids = [c for c in mask_ids if c - base == CHANNEL]
-                    elif param == "track":
-                        mask_ids = [base + TRACK]
-                    elif param == "pitch":
-                        mask_ids = [base + q for q in range(PITCHES[0], PITCHES[1] + 1)]
-                mask[0, mask_ids] = 1
-                mask = mask[:, None]
-                if i == 0:
-                    feeds = {"x": next_token_seq, "hidden": hidden}
-                else:
-                    feeds = {"x": next_token_seq[:, -1:], "hidden": np.zeros((1, 0, self.e), np.float32)}
-                y, *presents = self.token.run(None, {**feeds, **tpast})
-                tpast = dict(zip(tok_names, presents, strict=True))
-                scores = softmax(y[:, -1:] / p.temperature, -1) * mask
-                sample = sample_top_p_k(scores, p.top_p, p.top_k, rng)
-                if i == 0:
-                    next_token_seq, name = sample, V.event_names[int(sample.item())]
-                else:
-                    next_token_seq = np.concatenate([next_token_seq, sample], axis=1)
-                    if len(V.events[name]) == i:
-                        break
-            next_token_seq = np.pad(next_token_seq, ((0, 0), (0, 8 - next_token_seq.shape[-1])))
-            input_tensor = np.concatenate([input_tensor, next_token_seq[None]], axis=1)
-            past_len, cur_len = cur_len, cur_len + 1
-            times.append(time.perf_counter() - t0)
-        return input_tensor[0, len(prompt):], times
 
 
 # ---- our path ------------------------------------------------------------------------------------
@@ -271,7 +208,7 @@ def bench_model(name: str, n: int, rounds: int, prompt_notes: int, reps: int, in
                 baseline: Path | None = None) -> dict:
     folder = model_folder(name)
     p = DecodeParams()
-    ref = SkytntLoop(folder)
+    ref = SkytntLoop(folder, track=TRACK, channel=CHANNEL, pitch_range=PITCHES)
     rt = ModelRuntime(folder)  # one set of sessions serves both samplers
     runtimes = {"ours/skytnt-sampling": rt, "ours/fast": rt}
     if int8:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from agents.model.fuse_attention import PROBS, TEMPERATURE, fuse_shared_cache
+from agents.model.fuse_attention import PROBS, TEMPERATURE
 from agents.model.kv_cache import Binding, KVCache, SharedKVCache
 from agents.model.model_config import (
     MAX_TOKEN_SEQ,
@@ -42,44 +42,22 @@ from agents.model.model_config import (
     model_paths,
     read_tokenizer_config,
 )
+from agents.model.sessions import (
+    CUDA,
+    Sessions,
+    choose_providers,
+    fused_sessions,
+    open_session,
+    session_options,
+    shared_cache_refusal,
+)
 
 __all__ = ["ModelLoadError", "ModelRuntime", "choose_providers"]
 
 log = logging.getLogger(__name__)
 PREFILL_CHUNK = 64  # events per base-model call when prefilling; see ModelRuntime.prefill
 ROTARY_KEY = "rotary_positions"  # metadata of a lean export: positions its cos/sin table covers
-CUDA = "CUDAExecutionProvider"
-CPU = "CPUExecutionProvider"
 CACHE_MODES = ("shared", "buffers", "ortvalues")
-SHARED_CACHE_ORT = (1, 20)  # first onnxruntime whose CPU GroupQueryAttention the shared cache can use
-
-
-def _missing_onnx() -> str:
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
-        return ": the onnx package is not installed (pip install onnx)"
-    return ""
-
-
-def _version(text: str) -> tuple[int, ...]:
-    """(major, minor) of a version string such as '1.20.1' or '1.21.0.dev20250101'."""
-    parts = []
-    for piece in text.split(".")[:2]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
-
-
-def choose_providers(requested: Sequence[str] | None = None) -> list[str]:
-    """CUDA first when this onnxruntime build has it (onnxruntime-gpu), CPU always as the fallback."""
-    available = ort.get_available_providers()
-    if requested is None:
-        return ([CUDA] if CUDA in available else []) + [CPU]
-    missing = [p for p in requested if p not in available]
-    if missing:
-        raise ValueError(f"providers: {missing} not available in this onnxruntime (has {available})")
-    return list(requested)
 
 
 class ModelRuntime:
@@ -101,26 +79,19 @@ class ModelRuntime:
             raise ValueError(f"cache_mode must be one of {CACHE_MODES}, got {cache_mode!r}")
         config_path, base_path, token_path = model_paths(folder)
         tok = read_tokenizer_config(config_path)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = intra_op_threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts = session_options(intra_op_threads)
         chosen = choose_providers(providers)
         self._opts, self._chosen, self._paths = opts, chosen, (base_path, token_path)
-        self._reference: tuple[ort.InferenceSession, ort.InferenceSession] | None = None
-        fused = self._fused_sessions(opts, chosen, batch_size) if cache_mode in (None, "shared") else None
+        self._reference: Sessions | None = None
+        fused = (fused_sessions(base_path, token_path, opts, chosen, batch_size)
+                 if cache_mode in (None, "shared") else None)
         if cache_mode == "shared" and fused is None:
-            raise ValueError(f"cache_mode 'shared' needs a lean export (training/export.py), the onnx "
-                             f"package, CPU, onnxruntime >= {'.'.join(map(str, SHARED_CACHE_ORT))} and "
-                             f"batch_size 1; {folder} cannot run on it here{_missing_onnx()} (see "
-                             "agents/model/fuse_attention.py)")
+            raise ValueError(shared_cache_refusal(folder))
         if fused is not None:
             self._base, self._token = fused
         else:
-            self._base = self._session(base_path, opts, chosen)
-            self._token = self._session(token_path, opts, chosen)
+            self._base = open_session(base_path, opts, chosen)
+            self._token = open_session(token_path, opts, chosen)
         self.info: ModelInfo = inspect_graphs(Path(folder), tok, self._base.get_inputs(),
                                               self._base.get_outputs(), self._token.get_inputs(),
                                               self._token.get_outputs())
@@ -173,46 +144,14 @@ class ModelRuntime:
             self._token_bind.input(TEMPERATURE, ort.OrtValue.ortvalue_from_numpy(self._temperature))
             self._token_bind.output(PROBS, ort.OrtValue.ortvalue_from_numpy(self._probs))
 
-    @staticmethod
-    def _session(path: Path, opts: ort.SessionOptions, providers: list[str]) -> ort.InferenceSession:
-        try:
-            return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-        except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
-            raise ModelLoadError(f"{path}: onnxruntime cannot load it as an ONNX model ({exc})") from exc
-
-    def _fused_sessions(self, opts: ort.SessionOptions, providers: list[str], batch_size: int
-                        ) -> tuple[ort.InferenceSession, ort.InferenceSession] | None:
-        """Both graphs rewritten for the shared cache, or None: not on CPU, a batch (the CPU kernel
-        feeds several new events after a past only for batch 1), not lean exports, or an onnxruntime
-        without a right GroupQueryAttention on CPU (then the exported graphs run, as for any
-        export). A file that is broken is left for _session to report."""
-        if providers[0] != CPU or batch_size != 1:
-            return None
-        if _version(ort.__version__) < SHARED_CACHE_ORT:
-            # 1.17 has no float32 kernel; 1.19 loads one that gets continued prompts wrong (logits off
-            # by up to 10 on the fixtures); 1.20 and later match the exported graphs
-            log.info("onnxruntime %s: the shared KV cache needs %s or later; running the graphs as exported",
-                     ort.__version__, ".".join(map(str, SHARED_CACHE_ORT)))
-            return None
-        graphs = [fuse_shared_cache(self._paths[0]), fuse_shared_cache(self._paths[1], token_graph=True)]
-        if graphs[0] is None or graphs[1] is None:
-            return None
-        try:
-            return tuple(ort.InferenceSession(g, sess_options=opts, providers=providers)  # type: ignore[return-value]
-                         for g in graphs)
-        except Exception as exc:
-            log.warning("%s: the shared-cache rewrite does not load in this onnxruntime (%s); running the "
-                        "graphs as exported", self._paths[0].parent.parent, exc)
-            return None
-
-    def _exported_sessions(self) -> tuple[ort.InferenceSession, ort.InferenceSession]:
+    def _exported_sessions(self) -> Sessions:
         """The graphs as exported, for full_logits: with the shared cache the running sessions are the
         rewritten ones, and the reference must not share their code path. Made on first use."""
         if self.cache_mode != "shared":
             return self._base, self._token
         if self._reference is None:
-            self._reference = (self._session(self._paths[0], self._opts, self._chosen),
-                               self._session(self._paths[1], self._opts, self._chosen))
+            self._reference = (open_session(self._paths[0], self._opts, self._chosen),
+                               open_session(self._paths[1], self._opts, self._chosen))
         return self._reference
 
     @property
