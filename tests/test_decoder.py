@@ -3,11 +3,10 @@ chord bias (metrical: full on strong beats), and cache rollback after a late not
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnxruntime as ort
 import pytest
+from support.models import LEAN, TINY
 
 from agents.model.decoder import RESTRIKES_TO_CLOSE, DecodeParams, Generator, is_strong_beat
 from agents.model.live_context import _RANKS, LiveContext, LiveNote, setup_prefix
@@ -18,7 +17,6 @@ from analysis.metrics import is_strong_beat as metrics_strong_beat
 from bench.skytnt_reference import sample_top_p_k, softmax
 from protocol.harmony import ChordPlan, parse_chord
 
-TINY = Path(__file__).parent / "fixtures" / "models" / "tiny_v2"
 V = VOCAB_V2
 HUMAN = 1
 TRACK, CHANNEL = 2, 1
@@ -150,11 +148,10 @@ def test_fast_mode_on_the_models_softmax_gives_skytnts_tokens() -> None:
     """On a lean export the runtime's token graph also returns softmax(logits / T) (the shared-cache
     rewrite) and fast sampling reads the allowed ids' probabilities from it; the tokens must still be
     the ones SkyTNT's own operations draw from the logits, with a temperature and a chord bias too."""
-    lean = TINY.parent / "tiny_v2_lean"
     plans = [DecodeParams(), DecodeParams(temperature=0.8, chord_bias=2.0)]
     gens = []
     for sampling in ("skytnt", "fast"):
-        rt = ModelRuntime(lean)
+        rt = ModelRuntime(LEAN)
         assert rt.cache_mode == "shared"
         setup = setup_prefix("v2", bpm=120, programs=((1, 0, 0), (TRACK, CHANNEL, 33)))
         ctx = LiveContext("v2", prefix=setup)

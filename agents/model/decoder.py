@@ -311,7 +311,10 @@ class Generator:
             return out
         probe = self.last_row[: i + 1].copy()
         probe[i] = self._time1[t1]
-        logits = self.runtime.token_logits(probe)[0][self._time2[t2:]].astype(np.float64)
+        # the agent's temperature, though only the raw logits are read here: a rewritten token graph
+        # then keeps its temperature input instead of switching it back and forth
+        logits = self.runtime.token_logits(probe, temperature=params.temperature)[0]
+        logits = logits[self._time2[t2:]].astype(np.float64)
         density = self._density_bias(params.density, 2, t2)
         if density is not None:
             logits += density
