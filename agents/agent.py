@@ -88,7 +88,8 @@ class Agent:
         if wait_ready is not None:
             # Join the roster only once the model can play: a half-loaded agent would rest its first bars.
             ready = await asyncio.to_thread(wait_ready)
-            log.info("%s: model ready on %s (%s KV cache)", self.name, ready[1], ready[3])
+            log.info("%s: model ready on %s (%s KV cache, context of up to %s events)", self.name, ready[1],
+                     ready[3], ready[4])
         self.output = make_output(self._output_spec(), where=f"agents.{self.name}.output")
         self.output.open()
         self.scheduler = Scheduler(self._send, clock=self.clock, realtime=self.ens.timing.realtime)

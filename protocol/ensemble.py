@@ -129,6 +129,9 @@ class EngineConfig(Strict):
     bass: bool = False
     max_rest_beats: Annotated[int, Field(ge=0, le=127)] = 4
     max_note_beats: Annotated[float, Field(gt=0, le=127)] = 8.0
+    # events of context the model sees (the oldest quarter goes when full); unset: 1.5 x the model's
+    # training window where its config.json records one, else 1024 (agents/engines/model_worker.py)
+    context_events: Annotated[int, Field(ge=32, le=4096)] | None = None
     seed: int | None = None
 
     @model_validator(mode="after")

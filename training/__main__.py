@@ -2,7 +2,7 @@
 
 The shipped default model is made by exactly this command:
 
-    python -m training --out models/default --minutes 15 --threads 2 --to-c
+    python -m training --out models/default --minutes 15 --threads 2 --to-c --int8
 
 `python -m training.export` (random-weights exports) is a separate module and is unaffected.
 """
@@ -13,6 +13,7 @@ import argparse
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from training.data import CACHE_DIR, SOURCES, load_corpus, to_c
@@ -97,8 +98,10 @@ def main(argv: list[str] | None = None) -> None:
     result = train(train_set, cfg, val_set, report=lambda line: print(line, flush=True))
     if a.export_only:
         card.restore_totals(result, a.init)
+        # the window the checkpoint was trained on, not this command's default (config.json and card)
+        cfg = replace(cfg, seq_len=card.checkpoint_seq_len(a.init) or cfg.seq_len)
     export_model(result.model, a.out, config_name=name, tokenizer_version="v2", optimise_midi=True,
-                 int8=a.int8)
+                 int8=a.int8, train_window=cfg.seq_len)
     print(f"exported {a.out}", flush=True)
     path = card.write_card(a.out, result, cfg, corpus, val_set, argv=sys.argv[1:] if argv is None else argv,
                            sources=sources, midi_dir=a.midi_dir, to_c=a.to_c, samples=a.samples,

@@ -121,6 +121,15 @@ def _mean(items: Sequence[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.nanmean([m[k] for m in items])) for k in keys}
 
 
+def checkpoint_seq_len(checkpoint: str | Path) -> int | None:
+    """Events per training window of the run that wrote `checkpoint` (ours only; None otherwise)."""
+    import torch
+
+    ckpt = torch.load(str(checkpoint), map_location="cpu", weights_only=False)
+    seq_len = ckpt.get("config", {}).get("seq_len") if isinstance(ckpt, dict) else None
+    return seq_len if isinstance(seq_len, int) and not isinstance(seq_len, bool) else None
+
+
 def restore_totals(result: TrainResult, checkpoint: str | Path) -> None:
     """Steps, time, events and the loss history of the run that wrote `checkpoint` (ours only), so a
     card written by `--export-only` describes the training, not the zero-step export."""

@@ -291,12 +291,15 @@ def _export_lean(model: MIDIModel, base_path: Path, token_path: Path, metadata: 
 
 def export_model(model: MIDIModel, out_dir: str | Path, *, config_name: str = "custom",
                  tokenizer_version: str = "v2", optimise_midi: bool = True,
-                 legacy: bool = False, lean: bool = True, int8: bool = False) -> ExportedModel:
+                 legacy: bool = False, lean: bool = True, int8: bool = False,
+                 train_window: int | None = None) -> ExportedModel:
     """Write `model` to `out_dir` in SkyTNT's current (KV cache) format, or the pre-2024-10 legacy one.
 
     `lean` (current format only) builds the graphs from ORT's fused operators, ~4x fewer kernels per
     call; lean=False writes the TorchScript graph SkyTNT's export.py writes (see the module doc).
-    `int8` then stores the weights as int8 (quantize_int8): same names and shapes, float32 in and out."""
+    `int8` then stores the weights as int8 (quantize_int8): same names and shapes, float32 in and out.
+    `train_window` (events per training window) goes into config.json, where agents read how much
+    context is worth keeping; SkyTNT's own code ignores the extra field."""
     if tokenizer_version not in TOKENIZERS:
         raise ValueError(f"tokenizer_version must be one of {sorted(TOKENIZERS)}, got {tokenizer_version!r}")
     vocab = vocab_size(tokenizer_version)
@@ -346,6 +349,8 @@ def export_model(model: MIDIModel, out_dir: str | Path, *, config_name: str = "c
               "net_config": bspec.to_hf_dict(), "net_token_config": tspec.to_hf_dict(),
               "tokenizer": tokenizer_dict(tokenizer_version, optimise_midi),
               "torch_dtype": "float32", "config_name": config_name}
+    if train_window is not None:
+        config["train_window"] = int(train_window)
     out.config.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return out
 

@@ -56,8 +56,27 @@ class WorkerConfig:
     human: str = ""
     max_rest_beats: int = 4
     max_note_beats: float = 8.0
-    max_events: int = 1024
+    max_events: int | None = None  # context rows the agent keeps; None: context_events(model)
     intra_op_threads: int = 1
+
+
+DEFAULT_CONTEXT_EVENTS = 1024  # a model whose config does not say what window it was trained on
+
+
+def context_events(model: str, requested: int | None = None) -> int:
+    """How many events of context the agent keeps (the oldest quarter goes when it is full).
+
+    Attention costs time per event in the context, so context the model never learnt to use is pure
+    cost: for a model that records its training window (ours do), 1.5 windows, so that after a trim
+    the model still sees at least a whole one. The shipped model's validation loss is the same with
+    128 events of context as with 1024 (docs/model_format.md), and this makes its agents ~1.25x faster
+    than a 1024-event context. Otherwise DEFAULT_CONTEXT_EVENTS; `requested` (YAML) overrides both."""
+    if requested is not None:
+        return requested
+    from agents.model.model_config import CONFIG_FILE, read_tokenizer_config
+
+    window = read_tokenizer_config(Path(model) / CONFIG_FILE).train_window
+    return DEFAULT_CONTEXT_EVENTS if window is None else (3 * window) // 2
 
 
 def key_signature(tonic_pc: int, minor: bool) -> tuple[int, int]:
@@ -77,7 +96,9 @@ class Planner:
         from protocol.harmony import ChordPlan
 
         self.cfg = cfg
-        self.runtime = ModelRuntime(cfg.model, intra_op_threads=cfg.intra_op_threads)
+        self.max_events = context_events(cfg.model, cfg.max_events)
+        self.runtime = ModelRuntime(cfg.model, intra_op_threads=cfg.intra_op_threads,
+                                    max_events=self.max_events)
         version = self.runtime.info.tokenizer_version
         prefix = setup_prefix(
             version,
@@ -87,7 +108,7 @@ class Planner:
             programs=cfg.programs,
         )
         self.context = LiveContext(
-            version, max_events=cfg.max_events, prefix=prefix, bar_beats=cfg.beats_per_bar
+            version, max_events=self.max_events, prefix=prefix, bar_beats=cfg.beats_per_bar
         )
         self.generator = Generator(
             self.runtime,
@@ -233,7 +254,8 @@ def serve(conn: Connection, cfg: WorkerConfig) -> None:
     except Exception as exc:  # a missing model file, a bad export: one line back to the agent
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
-    conn.send(("ready", planner.runtime.providers, len(planner.context), planner.runtime.cache_mode))
+    conn.send(("ready", planner.runtime.providers, len(planner.context), planner.runtime.cache_mode,
+               planner.max_events))
     busy_s = 0.0
     t0 = time.perf_counter()
     while True:

@@ -65,6 +65,7 @@ class OnnxEngine:
             human=ens.human.name if ens.human else "",
             max_rest_beats=e.max_rest_beats,
             max_note_beats=e.max_note_beats,
+            max_events=e.context_events,
         )
         # Fork while the agent has no threads yet (it is built before the loop and the timing thread
         # start): the model process then skips a fresh interpreter's imports. Spawn anywhere else.

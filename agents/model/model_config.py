@@ -4,8 +4,8 @@ A user points an agent at their own SkyTNT export, so every way it can be wrong 
 file that is not ONNX, swapped or foreign graphs, a tokenizer that does not match the vocabulary)
 must fail at load time with the path and field named, not later as an ONNX shape error mid-performance.
 Shapes (layers, heads, head_dim, width, vocab) are read from the graphs, which are what actually runs;
-config.json contributes only the tokenizer version and flag (its other fields are not authoritative,
-see docs/model_format.md).
+config.json contributes only the tokenizer version and flag, and in our own exports the training window
+(its other fields are not authoritative, see docs/model_format.md).
 """
 
 from __future__ import annotations
@@ -63,6 +63,9 @@ class TokenizerConfig:
     version: str
     optimise_midi: bool
     config_name: str | None
+    # events per training window, where the exporter recorded it (ours do; SkyTNT's configs do not):
+    # how much context the model ever learnt to use, so an agent need not keep more (model_worker.py)
+    train_window: int | None = None
 
 
 def model_paths(folder: str | Path) -> tuple[Path, Path, Path]:
@@ -78,8 +81,8 @@ def model_paths(folder: str | Path) -> tuple[Path, Path, Path]:
 
 
 def read_tokenizer_config(path: Path) -> TokenizerConfig:
-    """Only `tokenizer.version` and `tokenizer.optimise_midi` are trusted: Hugging Face saves the event
-    tables with sorted keys, which is not token-id order."""
+    """Only `tokenizer.version`, `tokenizer.optimise_midi` and our exporter's `train_window` are trusted:
+    Hugging Face saves the event tables with sorted keys, which is not token-id order."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -98,7 +101,12 @@ def read_tokenizer_config(path: Path) -> TokenizerConfig:
         raise ModelLoadError(f"{path}: field 'tokenizer.optimise_midi' must be true or false, "
                              f"got {optimise!r}")
     name = raw.get("config_name")
-    return TokenizerConfig(version, optimise, name if isinstance(name, str) else None)
+    window = raw.get("train_window")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int)
+                               or not 2 <= window <= 1 << 16):
+        raise ModelLoadError(f"{path}: field 'train_window' must be an int in 2..65536 (events per "
+                             f"training window), got {window!r}")
+    return TokenizerConfig(version, optimise, name if isinstance(name, str) else None, window)
 
 
 @dataclass(frozen=True)
