@@ -1,24 +1,31 @@
 """Events per second per agent, and re-plan latency after a human note, against SkyTNT's own loop.
 
-Per model, in the same process, interleaved round by round with the same seed, prompt and masks:
+Per model, in the same process, interleaved round by round with the same seed, prompt and masks, in
+CPU-seconds of the bench's thread (a shared machine's other processes then do not count):
 
 * ``skytnt``: a faithful re-implementation of app_onnx's generate() (SKYTNT_FORMAT.md §9): plain
   ``session.run`` per call with the KV cache fed back as numpy arrays, a Python-built int64 mask per
   position, softmax over the full vocabulary, argsort sampling, ``np.concatenate`` growth.
-* ``ours/skytnt-sampling``: ``Generator(sampling="skytnt")`` on ``ModelRuntime`` (IO binding, the
-  shared in-place cache on lean exports or preallocated double buffers, logits into one array): the
-  runtime's gain alone, same tokens.
-* ``ours/fast``: ``Generator(sampling="fast")``: also samples on the allowed ids only (from the token
-  graph's softmax on the shared cache) and skips the token-model call at positions with one allowed id
-  (event type, track, channel).
+* ``ours/skytnt-sampling``: the same generate() loop (every event appended as drawn, as SkyTNT's app
+  does) on ``ModelRuntime`` (IO binding, the shared in-place cache on lean exports or preallocated
+  double buffers, logits into one array) with ``Sampler(mode="skytnt")``: the runtime's gain alone.
+* ``ours/fast``: ``Sampler(mode="fast")``: also samples on the allowed ids only (from the token graph's
+  softmax on the shared cache) and skips the token-model call at positions with one allowed id (event
+  type, track, channel). This is the shipped model's generation speed.
 * ``ours/fast int8`` (exported models): the same on ``onnxruntime.quantization.quantize_dynamic``
   (int8 weights, dynamic uint8 activations); the logit error it costs is reported.
 
-Masks for the speed runs are SkyTNT's own (patch/CC disabled, every other channel disabled) plus the
-restrictions §9.1 allows (notes only, the agent's track, a pitch range); ``keep_order`` is off so the
-masks are identical in both loops and the tokens can be compared ("equal" = identical rows while the
-two contexts are identical; the LiveContext's overlap rule may rewrite an earlier row, after which the
-streams legitimately part). ORT runs 1 intra-op thread everywhere (agents share 2 cores).
+Masks for these runs are SkyTNT's own (patch/CC disabled, every other channel disabled) plus the
+restrictions §9.1 allows (notes only, the agent's track, a pitch range), identical in both loops, so
+the tokens can be compared ("equal rows": leading rows identical to SkyTNT's loop; an int8 model's
+activations are quantised per call, and our cache feeds the prompt in other chunks than SkyTNT's one
+call, so its streams part once a draw falls near a boundary). ORT runs 1 intra-op thread everywhere
+(agents share 2 cores).
+
+The agent (shipped model): a ``Generator`` set up as ensembles/default.yaml's piano, with its own-order
+rule, chord plan, bias and temperature, from a 128-note context, and in steady state at the context
+window it keeps for the model (``context_events``) against the 1024 events it keeps for a model that
+records no training window, each on the shared cache and on the same files as exported.
 
 Models: ``tiny`` (the test fixture), ``shipped`` (models/default, trained; also timed as an agent
 plays it, in events per CPU-second), ``small`` (4 layers, 128 wide) and ``medium`` (tv2o-medium
@@ -47,9 +54,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from agents.engines.model_worker import DEFAULT_CONTEXT_EVENTS, context_events
 from agents.model.decoder import DecodeParams, Generator
 from agents.model.live_context import LiveContext, LiveNote, setup_prefix
 from agents.model.runtime import ModelRuntime
+from agents.model.sampling import Sampler
+from agents.model.vocab import VOCAB_V2 as V
 from bench.skytnt_reference import SkytntLoop, softmax
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,34 +107,59 @@ def int8_folder(src: Path) -> Path:
 
 
 # ---- our path ------------------------------------------------------------------------------------
-def human_context(n_notes: int, seed: int = 0) -> LiveContext:
+def human_context(n_notes: int, seed: int = 0, max_events: int = 4096) -> LiveContext:
     """Setup rows plus a human part of `n_notes` notes, 2 per beat: the prompt both loops start from."""
     setup = setup_prefix("v2", bpm=120, programs=((HUMAN, 0, 0), (TRACK, CHANNEL, 33)))
-    ctx = LiveContext("v2", prefix=setup)
+    ctx = LiveContext("v2", prefix=setup, max_events=max_events)
     rng = np.random.default_rng(seed)
     for i in range(n_notes):
         ctx.add_note(LiveNote(i * 0.5, 0.5, int(rng.integers(48, 80)), 90, 0, HUMAN), owner=HUMAN)
     return ctx
 
 
+def free_run_masks() -> list[np.ndarray]:
+    """SkyTNT's masks for a note event under the restrictions SkytntLoop uses (notes only, one track
+    and channel, a pitch range), one array of allowed ids per token position."""
+    def block(param: str, lo: int = 0, hi: int | None = None) -> np.ndarray:
+        base = V.param_base[param]
+        return np.arange(base + lo, base + (V.param_size[param] if hi is None else hi + 1), dtype=np.int64)
+
+    fixed = {"track": TRACK, "channel": CHANNEL}
+    masks = [np.array([V.event_ids["note"]], np.int64)]
+    for param in V.events["note"]:
+        if param in fixed:
+            masks.append(block(param, fixed[param], fixed[param]))
+        elif param == "pitch":
+            masks.append(block(param, *PITCHES))
+        else:
+            masks.append(block(param))
+    return masks
+
+
 def run_ours(rt: ModelRuntime, prompt_notes: int, n: int, sampling: str, p: DecodeParams,
-             ) -> tuple[np.ndarray, list, int]:
-    """Our rows, seconds per event, and the first event after which the context no longer equals
-    prompt + rows (n if never)."""
+             ) -> tuple[np.ndarray, list]:
+    """SkyTNT's generate() on our runtime and sampler: every event appended as drawn (SkyTNT's app
+    never re-sorts its context), SkyTNT's masks; fast sampling skips the positions with one allowed
+    id. Our rows and the CPU seconds each event took (its tokens, then its row into the base cache)."""
     rt.reset()
-    ctx = human_context(prompt_notes)
-    gen = Generator(rt, ctx, track=TRACK, channel=CHANNEL, pitch_range=PITCHES, seed=SEED,
-                    sampling=sampling, keep_order=False)
-    gen.sync()
-    prompt, rows, times, rewritten = np.array(ctx.rows), [], [], n
-    for k in range(n):
-        t0 = time.perf_counter()
-        gen.step(p)
-        times.append(time.perf_counter() - t0)
-        rows.append(gen.last_row.copy())
-        if rewritten == n and not np.array_equal(ctx.rows, np.concatenate([prompt, rows])):
-            rewritten = k
-    return np.array(rows), times, rewritten
+    rt.prefill(np.array(human_context(prompt_notes).rows))
+    sampler = Sampler(V.vocab_size, seed=SEED, mode=sampling)
+    masks, fast = free_run_masks(), sampling == "fast"
+    row, rows, times = np.zeros(8, np.int64), [], []
+    for _ in range(n):
+        t0 = time.thread_time()
+        for i, allowed in enumerate(masks):
+            if fast and len(allowed) == 1:
+                row[i] = sampler.forced(int(allowed[0]))
+                continue
+            logits = rt.token_logits(row[:i], temperature=p.temperature)[0]
+            probs = rt.probs if fast else None
+            row[i] = sampler.sample(logits, allowed, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k,
+                                    probs=None if probs is None else probs[0])
+        rt.prefill(row)
+        times.append(time.thread_time() - t0)
+        rows.append(row.copy())
+    return np.array(rows), times
 
 
 def leading_equal(a: np.ndarray, b: np.ndarray) -> int:
@@ -174,15 +209,16 @@ def fidelity(fp32: ModelRuntime, int8: ModelRuntime, rows: np.ndarray, start: in
             "top1_agreement": top1 / n}
 
 
-LONG_PROMPT = 760  # notes: with setup rows and 300 events, the 768-1024 rows an agent's window holds
+STEADY_EVENTS = 600  # from a prompt filling 3/4 of the window: the context trims at least once
 
 
-def run_agent(rt: ModelRuntime, n: int, prompt_notes: int = 128) -> tuple[float, float]:
+def run_agent(rt: ModelRuntime, n: int, prompt_notes: int = 128, window: int = 4096) -> tuple[float, float]:
     """(events per CPU-second, share of them still in the context at the end) of a Generator set up
     as ensembles/default.yaml's piano (its range, chord plan, chord_bias and temperature, the
-    agent's own order rule). CPU time of this thread, not wall time: on a shared machine it leaves
-    out the time another process held the core. The share tells progress from churn: an event that
-    replaced an identical note at its slot cost as much as any other and added nothing."""
+    agent's own order rule) on a context of at most `window` events, trimmed as an agent's is. CPU
+    time of this thread, not wall time: on a shared machine it leaves out the time another process
+    held the core. The share tells progress from churn: an event that replaced an identical note at
+    its slot cost as much as any other and added nothing."""
     import yaml
 
     from protocol.harmony import ChordPlan
@@ -191,17 +227,19 @@ def run_agent(rt: ModelRuntime, n: int, prompt_notes: int = 128) -> tuple[float,
     piano = next(a for a in ens["agents"] if a["name"] == "piano")
     plan, bpb = ChordPlan.parse(ens["chords"], loop=True, key=ens.get("key", "C")), int(ens.get("meter", 4))
     rt.reset()
-    ctx = human_context(prompt_notes)
+    ctx = human_context(prompt_notes, max_events=window)
     gen = Generator(rt, ctx, track=TRACK, channel=CHANNEL, pitch_range=tuple(piano["range"]), seed=SEED,
                     max_duration_beats=8.0)
     gen.sync()
     e = piano["engine"]
     p = DecodeParams(temperature=e.get("temperature", 1.0), chord_bias=e.get("chord_bias", 0.0))
-    before = len(ctx)
+    placed = 0
     t0 = time.thread_time()
     for _ in range(n):
+        before = len(ctx)
         gen.step(p, lambda beat: plan.chord_at(beat, bpb))
-    return n / (time.thread_time() - t0), (len(ctx) - before) / n
+        placed += len(ctx) != before  # grew, or trimmed after growing; a re-strike leaves it as it was
+    return n / (time.thread_time() - t0), placed / n
 
 
 def bench_model(name: str, n: int, rounds: int, prompt_notes: int, reps: int, int8: bool,
@@ -220,33 +258,35 @@ def bench_model(name: str, n: int, rounds: int, prompt_notes: int, reps: int, in
     kept: list[float] = []
     base_rt = ModelRuntime(baseline) if baseline is not None and name == "shipped" else None
     base_agent: list[float] = []
-    # The same files on the copying cache (SkyTNT's interface as exported), when ours runs shared,
-    # at the bench's short context and at the window an agent keeps (LONG_PROMPT notes).
+    # Steady state at the window an agent keeps for this model and at the 1024 events it keeps for a
+    # model whose config does not say, each on the shared cache and on the same files as exported
+    # (the copying cache): what the window and the cache each buy, side by side.
+    window = context_events(str(folder))
     copy_rt = ModelRuntime(folder, cache_mode="buffers") if rt.cache_mode == "shared" else None
-    by_cache: dict[tuple[str, int], list[float]] = {}
+    steady: dict[tuple[str, int], list[float]] = {}
     for k in range(rounds):
         if name == "shipped":
             order = [(rt, agent), (base_rt, base_agent)] if base_rt is not None else [(rt, agent)]
             for r, sink in order[:: 1 if k % 2 == 0 else -1]:  # alternate who runs first
-                speed, share = run_agent(r, n)
+                speed, share = run_agent(r, n, window=window)
                 sink.append(speed)
                 if sink is agent:
                     kept.append(share)
-            if copy_rt is not None:
-                pairs = [(r, c) for c in (128, LONG_PROMPT) for r in (rt, copy_rt)]
-                for r, context in pairs[:: 1 if k % 2 == 0 else -1]:
-                    by_cache.setdefault((r.cache_mode, context), []).append(run_agent(r, n, context)[0])
+            combos = [(r, w) for w in (window, DEFAULT_CONTEXT_EVENTS) for r in (rt, copy_rt) if r]
+            for r, w in combos[:: 1 if k % 2 == 0 else -1]:
+                speed, _ = run_agent(r, STEADY_EVENTS if n >= 300 else n, (3 * w) // 4, w)
+                steady.setdefault((r.cache_mode, w), []).append(speed)
         prompt = np.array(human_context(prompt_notes).rows)
         ref_rows, t = ref.generate(prompt, n, SEED, p)
         ref_ms = statistics.mean(t[1:]) * 1e3  # event 0 also prefills the prompt in SkyTNT's loop
         per_event["skytnt"].append(ref_ms)
         for key, rt in runtimes.items():
-            rows, t, rewritten = run_ours(rt, prompt_notes, n, "skytnt" if "skytnt" in key else "fast", p)
+            rows, t = run_ours(rt, prompt_notes, n, "skytnt" if "skytnt" in key else "fast", p)
             ms = statistics.mean(t[1:]) * 1e3
             per_event[key].append(ms)
             ratios[key].append(ref_ms / ms)
             k = leading_equal(rows, ref_rows)
-            equal[key] = f"{k}/{n}" + (f" (context rewritten at event {rewritten})" if rewritten < n else "")
+            equal[key] = f"{k}/{n}"
     out: dict = {"events": n, "rounds": rounds, "prompt_rows": len(prompt), "variants": {}}
     for key, values in per_event.items():
         ms = statistics.median(values)
@@ -256,14 +296,15 @@ def bench_model(name: str, n: int, rounds: int, prompt_notes: int, reps: int, in
     if agent:
         out["agent_events_per_cpu_s"] = {"median": statistics.median(agent), "runs": agent,
                                          "kept_share": statistics.median(kept)}
-    if by_cache:
-        out["agent_by_cache"] = {
-            f"{mode} {context} notes": {"median": statistics.median(v), "runs": v}
-            for (mode, context), v in by_cache.items()}
-        for context in (128, LONG_PROMPT):
-            shared, copying = by_cache[("shared", context)], by_cache[("buffers", context)]
-            out["agent_by_cache"][f"ratio {context} notes"] = statistics.median(
-                a / b for a, b in zip(shared, copying, strict=True))
+    if steady:
+        out["agent_steady"] = {f"{mode} window {w}": {"median": statistics.median(v), "runs": v}
+                               for (mode, w), v in steady.items()}
+        out["agent_steady"]["window"] = window
+        mine = steady[("shared", window)]
+        for (mode, w), v in steady.items():
+            if (mode, w) != ("shared", window):
+                out["agent_steady"][f"ratio to {mode} window {w}"] = statistics.median(
+                    a / b for a, b in zip(mine, v, strict=True))
     if base_agent:
         out["baseline_agent_events_per_cpu_s"] = {
             "folder": str(baseline), "median": statistics.median(base_agent), "runs": base_agent,
@@ -297,15 +338,18 @@ def print_table(results: dict) -> None:
         if "agent_events_per_cpu_s" in r:
             print(f"\n{model}: as an agent plays it (default.yaml's piano: own order, chord plan, its "
                   f"chord_bias and temperature): {r['agent_events_per_cpu_s']['median']:.0f} events per "
-                  f"CPU-second, 1 thread; {r['agent_events_per_cpu_s']['kept_share']:.0%} of them still in "
-                  "the context at the end")
-        if "agent_by_cache" in r:
-            c = r["agent_by_cache"]
-            for context in (128, LONG_PROMPT):
-                print(f"{model}: agent from a {context}-note context, shared cache "
-                      f"{c[f'shared {context} notes']['median']:.0f} vs as exported (copying cache) "
-                      f"{c[f'buffers {context} notes']['median']:.0f} events per CPU-second, "
-                      f"x{c[f'ratio {context} notes']:.2f}")
+                  f"CPU-second, 1 thread, from a 128-note context; "
+                  f"{r['agent_events_per_cpu_s']['kept_share']:.0%} of them placed a new note (the rest "
+                  "struck again a note the part held at that slot)")
+        if "agent_steady" in r:
+            c, w = r["agent_steady"], r["agent_steady"]["window"]
+            print(f"{model}: agent in steady state ({STEADY_EVENTS} events from a prompt filling 3/4 of its "
+                  f"context, trims included), events per CPU-second:")
+            for key, v in c.items():
+                if isinstance(v, dict):
+                    ratio = c.get(f"ratio to {key}")
+                    print(f"    {key:26s} {v['median']:5.0f}" + (f"   (window {w} shared: x{ratio:.2f})"
+                                                                 if ratio else "   <- as agents run it"))
         if "baseline_agent_events_per_cpu_s" in r:
             b = r["baseline_agent_events_per_cpu_s"]
             print(f"{model}: baseline {b['folder']} in the same rounds: {b['median']:.0f} events per "
@@ -342,8 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         results["models"][name] = bench_model(name, n, rounds, prompt_notes, reps, int8, args.baseline)
         print(f"{name}: done in {time.perf_counter() - t0:.0f} s", flush=True)
     print_table(results)
-    print("\nORT intra-op threads: 1 per session (agents share 2 cores); medians over interleaved rounds;"
-          " speedup = median of per-round ratios; event 0 (prompt prefill) excluded.")
+    print("\nCPU time of the bench's thread; ORT intra-op threads: 1 per session (agents share 2 cores); "
+          "medians over interleaved rounds; speedup = median of per-round ratios; event 0 (prompt "
+          "prefill) excluded.")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -58,14 +58,15 @@ class SkytntLoop:
                 for i in s.get_inputs() if i.name.startswith("past")}
 
     def generate(self, prompt: np.ndarray, n: int, seed: int, p: Any) -> tuple[np.ndarray, list]:
-        """New rows and the seconds each event took; ``p`` carries temperature, top_p and top_k."""
+        """New rows and the CPU seconds (this thread's) each event took; ``p`` carries temperature,
+        top_p and top_k."""
         rng = np.random.RandomState(seed)
         input_tensor, past, past_len = prompt[None], self._empty(self.base), 0
         cur_len, max_len, times = len(prompt), len(prompt) + n, []
         present_to_past = [o.name.replace("present", "past_key_values") for o in self.base.get_outputs()[1:]]
         tok_names = list(self._empty(self.token))
         while cur_len < max_len:
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             outs = self.base.run(None, {"x": input_tensor[:, past_len:], **past})
             hidden, past = outs[0][:, -1:], dict(zip(present_to_past, outs[1:], strict=True))
             next_token_seq, tpast, name = np.empty((1, 0), dtype=np.int64), self._empty(self.token), ""
@@ -102,5 +103,5 @@ class SkytntLoop:
             next_token_seq = np.pad(next_token_seq, ((0, 0), (0, 8 - next_token_seq.shape[-1])))
             input_tensor = np.concatenate([input_tensor, next_token_seq[None]], axis=1)
             past_len, cur_len = cur_len, cur_len + 1
-            times.append(time.perf_counter() - t0)
+            times.append(time.thread_time() - t0)
         return input_tensor[0, len(prompt):], times

@@ -114,25 +114,30 @@ def test_fast_mode_gives_the_same_tokens_as_skytnt_mode() -> None:
 
 
 def test_a_note_struck_again_at_its_slot_closes_the_slot() -> None:
-    # One allowed pitch: a second note at a slot can only be the same key again, which the context
-    # replaces in place. The part must then move on, not keep re-striking an unchanged context.
-    # A huge density makes the earliest allowed slot (the last note's own) nearly certain.
+    # One allowed pitch: a second note at a slot can only be the same key again, a re-strike. It is
+    # a rejected draw: dropped at its pitch token, context unchanged. The part must then move on,
+    # not keep re-striking an unchanged context. A huge density makes the earliest allowed slot (the
+    # last note's own) nearly certain.
     gen, ctx, _ = make(seed=4, pitch_range=(60, 60))
     dense = DecodeParams(density=1e4)
-    closed, in_a_row, at = 0, 0, -1.0
+    closed, in_a_row, at = 0, 0, -1
     for _ in range(200):
-        n = len(ctx)
+        before = ctx.rows.copy()
         note = gen.step(dense)
-        assert note is not None
-        if len(ctx) != n:  # a new note
+        if not gen.restruck:  # a new note
+            assert note is not None and len(ctx) == len(before) + 1
             in_a_row = 0
             continue
-        in_a_row = in_a_row + 1 if note.start_beat == at else 1
-        at = note.start_beat
+        assert note is None and np.array_equal(ctx.rows, before)  # nothing changed
+        assert gen.last_row[6] == gen.last_row[7] == 0  # stopped before velocity and duration
+        slot = ctx.slot_of_next(gen.last_row)
+        assert ctx.is_restrike(gen.last_row) and slot == ctx.slot_of(ctx.beat_of_row(len(ctx) - 1))
+        in_a_row = in_a_row + 1 if slot == at else 1
+        at = slot
         if in_a_row == RESTRIKES_TO_CLOSE:
             closed += 1
             following = gen.step(dense)
-            assert following is not None and following.start_beat > note.start_beat, (note, following)
+            assert following is not None and ctx.slot_of(following.start_beat) > slot, (slot, following)
             in_a_row = 0
         assert in_a_row < RESTRIKES_TO_CLOSE
     assert closed >= 3, "the dense tiny model should close slots now and then, or this test shows nothing"
@@ -219,6 +224,9 @@ def test_masks_hold_over_many_events_with_late_human_notes() -> None:
         not_before = end + 0.25 if k % 7 == 0 else None
         n_before = len(ctx)
         note = gen.step(params, not_before_beat=not_before)
+        if gen.restruck:  # a rejected draw: nothing placed
+            assert note is None and len(ctx) == n_before
+            continue
         row = gen.last_row
         event = V.decode(row)
         assert event is not None and event[0] in ("note", "control_change")
@@ -247,11 +255,13 @@ def chord_tone_fraction(strength: float, bass: bool = False) -> tuple[float, flo
     plan = ChordPlan.parse("Dm7 | G7 | Cmaj7 | A7")
     gen, _, _ = make(seed=21, pitch_range=(36, 84))
     params = DecodeParams(chord_bias=strength, bass=bass)
-    tones = roots = 0
-    n = 150
-    for _ in range(n):
+    tones = roots = n = 0
+    while n < 150:
         note = gen.step(params, lambda beat: plan.chord_at(beat, 4))
+        if gen.restruck:
+            continue  # a rejected draw: no note
         assert note is not None
+        n += 1
         chord = plan.chord_at(note.start_beat, 4)
         assert chord is not None
         tones += note.pitch % 12 in chord.tones
@@ -281,6 +291,8 @@ def test_chord_bias_is_full_on_strong_beats_and_a_share_elsewhere() -> None:
         hits: dict[bool, list[bool]] = {True: [], False: []}
         for _ in range(300):
             note = gen.step(params, lambda beat: plan.chord_at(beat, 4))
+            if gen.restruck:
+                continue  # a rejected draw: no note
             assert note is not None
             chord = plan.chord_at(note.start_beat, 4)
             assert chord is not None

@@ -209,3 +209,50 @@ def test_validation_names_the_field() -> None:
         LiveContext("v2", prefix=np.zeros((1, 8), dtype=np.int64))
     with pytest.raises(ValueError, match="row"):
         LiveContext("v2").add_row(np.array(VOCAB_V2.bos_row()))
+
+
+
+def _note_row(beats_on: int, sixteenth: int, pitch: int, track: int = 2, channel: int = 1) -> np.ndarray:
+    """A generated note row: time1 counts whole beats on from the context's last row's beat."""
+    v = VOCAB_V2
+    r = np.zeros(8, np.int64)
+    r[0] = v.event_ids["note"]
+    r[1], r[2] = v.param_base["time1"] + beats_on, v.param_base["time2"] + sixteenth
+    r[3], r[4] = v.param_base["track"] + track, v.param_base["channel"] + channel
+    r[5], r[6] = v.param_base["pitch"] + pitch, v.param_base["velocity"] + 80
+    r[7] = v.param_base["duration"] + 8
+    return r
+
+
+def test_is_restrike_matches_what_add_row_replaces() -> None:
+    """A row that would replace a note of its own key at its own slot, judged from its tokens up to
+    the pitch (the decoder asks before drawing velocity and duration); add_row is the referee."""
+    notes = [(0.0, 60), (0.0, 64), (1.0, 62), (3.0, 55), (3.5, 57)]  # the last row sits at beat 3.5
+
+    def context() -> LiveContext:
+        ctx = LiveContext("v2", prefix=setup_prefix("v2", bpm=120))
+        for start, pitch in notes:
+            ctx.add_note(LiveNote(start, 0.25, pitch, 90, 1, 2), owner=2)
+        return ctx
+
+    cases = [(_note_row(0, 8, 57), True),  # the last row's own slot and key
+             (_note_row(0, 0, 55), True),  # an earlier slot of the same beat (the sorted search)
+             (_note_row(0, 0, 57), False), (_note_row(0, 8, 58), False), (_note_row(0, 12, 57), False),
+             (_note_row(1, 8, 57), False), (_note_row(0, 8, 57, track=3), False),
+             (_note_row(0, 8, 57, channel=0), False)]
+    def notes_by_slot(ctx: LiveContext) -> list[tuple[float, list[int]]]:
+        return [(ctx.beat_of_row(i), ctx.rows[i, 3:6].tolist()) for i in range(ctx.n_prefix, len(ctx))]
+
+    for r, expected in cases:
+        ctx = context()
+        assert ctx.is_restrike(r) is expected, r
+        short = r.copy()
+        short[6:] = 0  # only the tokens up to the pitch drawn so far
+        assert ctx.is_restrike(short) is expected
+        before = notes_by_slot(ctx)
+        ctx.add_row(r, owner=2)
+        assert (notes_by_slot(ctx) == before) is expected  # the same notes at the same slots
+    not_a_note = _note_row(0, 8, 57)
+    not_a_note[0] = VOCAB_V2.event_ids["control_change"]
+    assert not context().is_restrike(not_a_note)
+    assert not LiveContext("v2", prefix=setup_prefix("v2", bpm=120)).is_restrike(_note_row(0, 0, 60))

@@ -223,7 +223,8 @@ class Planner:
         end = self.context.beat_of_row(len(self.context) - 1)
         self.generated_until = max(self.generated_until, end)
         if note is not None:
-            # The context replaces a note struck again at the same slot and pitch; so does the plan.
+            # A note of the same slot and pitch replaces the planned one, as in the context (the
+            # decoder drops its own re-strikes before that; this keeps the plan right regardless).
             self.planned = [
                 n for n in self.planned if (n.start_beat, n.pitch) != (note.start_beat, note.pitch)
             ]

@@ -153,7 +153,8 @@ class Generator:
         self.runtime, self.context, self.vocab = runtime, context, vocab
         self.sampling, self.keep_order = sampling, keep_order
         self.sampler = Sampler(vocab.vocab_size, seed=seed, mode=sampling, rng=rng)
-        self.last_row = np.zeros(8, np.int64)  # tokens of the latest sampled event
+        self.last_row = np.zeros(8, np.int64)  # tokens of the latest draw (a re-strike's: up to its pitch)
+        self.restruck = False  # was the latest draw a re-strike, dropped at its pitch? (see step)
 
         def block(param: str) -> np.ndarray:
             base = vocab.param_base[param]
@@ -226,7 +227,8 @@ class Generator:
         max_rest_beats: int | None = None,
     ) -> LiveNote | None:
         """Sample one event of this agent's part, add it to the context (as ``owner``) and return it
-        as a note (None for a patch/control change, or when the context could not place it).
+        as a note (None for a patch/control change, when the context could not place it, or for a
+        re-strike of a note the part already plays at that slot, which changes nothing).
 
         ``max_rest_beats`` caps the whole-beat gap (time1) after the earliest allowed beat: an
         accompanist that jumps 90 beats ahead (an untrained or surprised model can) would fall
@@ -268,21 +270,25 @@ class Generator:
                     )
                     bias = self._pitch_bias(chord_at(beat), strength, params.bass)
             row[i] = self._pick(i, allowed, params, bias)
-        before = len(ctx)
+            if param == "pitch" and self.keep_order and ctx.is_restrike(row):
+                # The model struck again a note this part already plays at this slot. Its time
+                # tokens come before the track token, so after a chord it expects the other voices
+                # of its (four-part) training data at the same slot, and with the context unchanged
+                # it keeps trying: 96 % of the steps in bench/model_speed's agent loop went so. A
+                # re-strike is a rejected draw: the context keeps the note it has, so the draw stops
+                # here, before velocity and duration (two token calls) and without a re-feed. The
+                # first few rejections stay just that (closing at once skewed the rhythm: groove
+                # consistency -15 %); after RESTRIKES_TO_CLOSE in a row the slot is closed, and the
+                # next note is drawn as if every draw at this slot had been rejected
+                # (_closed_time1_bias).
+                slot = ctx.slot_of_next(row)
+                self._restrikes = self._restrikes + 1 if slot == self._closed_slot else 1
+                self._closed_slot = slot
+                self.restruck = True
+                return None
+        self.restruck = False
         change = ctx.add_row(row, self.owner)
         self._rollback_to(change)
-        if self.keep_order and name == "note" and change.row is not None and len(ctx) == before:
-            # The note replaced one of the same key at its own slot: the model struck again a note
-            # this part already plays there. Its time tokens come before the track token, so after
-            # a chord it expects the other voices of its (four-part) training data at the same
-            # slot, and with the context unchanged it keeps trying: 96 % of the steps in
-            # bench/model_speed's agent loop went so. A re-strike is a rejected draw, and the first
-            # few stay so (closing at once skewed the rhythm: groove consistency -15 %); after
-            # RESTRIKES_TO_CLOSE in a row the slot is closed, and the next note is drawn as if
-            # every draw at this slot had been rejected (_closed_time1_bias).
-            slot = ctx.slot_of(ctx.beat_of_row(change.row))
-            self._restrikes = self._restrikes + 1 if slot == self._closed_slot else 1
-            self._closed_slot = slot
         return None if change.row is None else ctx.note_at(change.row)
 
     def _pick(self, j: int, allowed: np.ndarray, params: DecodeParams, bias: np.ndarray | None) -> int:

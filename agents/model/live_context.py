@@ -191,6 +191,23 @@ class LiveContext:
         return LiveNote(start, max(1, ev[c["duration"]]) / 16, ev[c["pitch"]], ev[c["velocity"]],
                         ev[c["channel"]], ev[3])
 
+    def is_restrike(self, row: np.ndarray) -> bool:
+        """Whether a generated note row would land on a note of its own (track, channel, pitch) at its
+        own slot, which add_row would replace in place: the part striking again a note it already
+        plays there. Only the tokens up to the pitch are read, so a decoder can ask before drawing
+        the velocity and duration."""
+        note_key = self._note_key_of(row)
+        p, n = self._n_prefix, self._n
+        if note_key < 0 or n == p:
+            return False
+        slot = self.slot_of_next(row)
+        if slot > self._slot[n - 1]:
+            return False  # after every row: the usual case for a part that keeps its own order
+        slots = self._slot[p:n]  # sorted: the rows at one slot are one run
+        lo = p + int(np.searchsorted(slots, slot, side="left"))
+        hi = p + int(np.searchsorted(slots, slot, side="right"))
+        return bool((self._note_key[lo:hi] == note_key).any())
+
     # ---- mutation -----------------------------------------------------------------------------
     def add_note(self, note: LiveNote, owner: int = 0) -> Change:
         """Place a complete note at its time; earlier notes of the same key may be shortened."""
