@@ -132,7 +132,17 @@ class EngineConfig(Strict):
     # events of context the model sees (the oldest quarter goes when full); unset: 1.5 x the model's
     # training window where its config.json records one, else 1024 (agents/engines/model_worker.py)
     context_events: Annotated[int, Field(ge=32, le=4096)] | None = None
+    # onsets only on multiples of this many beats (1, 1/2, 1/4, 1/8, 1/16); unset: the model's 1/16
+    grid: float | None = None
     seed: int | None = None
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_divides_a_beat(cls, value: float | None) -> float | None:
+        if value is not None and value not in (1, 0.5, 0.25, 0.125, 0.0625):
+            raise ValueError(f"must split a beat into 1, 2, 4, 8 or 16 (1, 0.5, 0.25, 0.125 or 0.0625), "
+                             f"got {value}")
+        return value
 
     @model_validator(mode="after")
     def _model_given(self) -> EngineConfig:

@@ -1,4 +1,5 @@
-"""How much context an agent keeps: 1.5 training windows where the model's config.json records one.
+"""How much context an agent keeps (1.5 training windows where the model's config.json records one),
+and the engine options that shape what it plays.
 
 Real model folders (the shipped model, the tiny fixtures) and a real Planner driving ONNX Runtime
 through several trims of its context.
@@ -62,11 +63,15 @@ def test_planner_keeps_its_window_through_trims() -> None:
     assert sum(b < a for a, b in pairwise(lengths)) == 2, max(lengths)
 
 
-def test_yaml_context_events_is_checked() -> None:
-    def ens(value: object) -> dict:
-        return {"name": "w", "agents": [{"name": "a", "engine": {"type": "onnx", "context_events": value}}]}
+def test_yaml_engine_options_are_checked() -> None:
+    def ens(key: str, value: object) -> dict:
+        return {"name": "w", "agents": [{"name": "a", "engine": {"type": "onnx", key: value}}]}
 
-    assert parse_ensemble(ens(512)).agents[0].engine.context_events == 512
+    assert parse_ensemble(ens("context_events", 512)).agents[0].engine.context_events == 512
     for bad in (8, 10_000, "lots"):
         with pytest.raises(ValueError, match="context_events"):
-            parse_ensemble(ens(bad))
+            parse_ensemble(ens("context_events", bad))
+    assert parse_ensemble(ens("grid", 0.5)).agents[0].engine.grid == 0.5
+    for bad in (0.3, 0, 2, "eighths", float("nan")):
+        with pytest.raises(ValueError, match="grid"):
+            parse_ensemble(ens("grid", bad))

@@ -379,3 +379,40 @@ def test_runtime_and_step_misuse_name_the_field() -> None:
         gen.step(DecodeParams(), not_before_beat=ctx.beat_of_row(len(ctx) - 1) + 500)
     with pytest.raises(TypeError, match="params"):
         gen.step({"temperature": 1.0})  # type: ignore[arg-type]
+
+
+def test_onset_grid_keeps_every_onset_on_it() -> None:
+    """A part on eighths never starts a note between them, also after a closed slot and with late
+    human notes and a commit point off the grid; without the grid the same model does."""
+    def onsets(grid: int) -> list[int]:
+        gen, ctx, _ = make(seed=9, pitch_range=(60, 62), onset_grid=grid)
+        dense = DecodeParams(density=8.0, temperature=1.3)
+        slots = []
+        for k in range(300):
+            late = k % 11 == 0 and len(ctx) > ctx.n_prefix  # a commit point off the grid
+            not_before = ctx.beat_of_row(len(ctx) - 1) + 0.3 if late else None
+            note = gen.step(dense, not_before_beat=not_before)
+            if note is not None:
+                slots.append(ctx.slot_of(note.start_beat))
+            if k % 17 == 0:
+                end = ctx.beat_of_row(len(ctx) - 1)
+                gen.apply(ctx.add_note(LiveNote(end - 0.4375, 0.5, 70, 90, 0, HUMAN), owner=HUMAN))
+        return slots
+
+    free = onsets(1)
+    assert any(s % 8 for s in free), "the tiny model should play off the eighths, or this test shows nothing"
+    eighths = onsets(8)
+    assert len(eighths) > 50 and all(s % 8 == 0 for s in eighths), [s for s in eighths if s % 8]
+    # one pitch and a huge density: re-strikes close slots, and the next onset must skip to the next
+    # eighth, not the next sixteenth of the beat
+    gen, ctx, _ = make(seed=4, pitch_range=(60, 60), onset_grid=8)
+    closed = 0
+    for _ in range(300):
+        was_closed = gen._restrikes >= RESTRIKES_TO_CLOSE
+        note = gen.step(DecodeParams(density=1e4))
+        if note is not None:
+            assert ctx.slot_of(note.start_beat) % 8 == 0, note
+            closed += was_closed
+    assert closed >= 3
+    with pytest.raises(ValueError, match="onset_grid"):
+        make(onset_grid=3)

@@ -57,6 +57,7 @@ class WorkerConfig:
     max_rest_beats: int = 4
     max_note_beats: float = 8.0
     max_events: int | None = None  # context rows the agent keeps; None: context_events(model)
+    onset_grid: int = 1  # onsets on multiples of this many 1/16-beat steps (Generator.onset_grid)
     intra_op_threads: int = 1
 
 
@@ -118,6 +119,7 @@ class Planner:
             pitch_range=cfg.pitch_range,
             seed=cfg.seed,
             max_duration_beats=cfg.max_note_beats,
+            onset_grid=cfg.onset_grid,
         )
         self._Params = DecodeParams
         self._ChordPlan = ChordPlan

@@ -66,6 +66,7 @@ class OnnxEngine:
             max_rest_beats=e.max_rest_beats,
             max_note_beats=e.max_note_beats,
             max_events=e.context_events,
+            onset_grid=1 if e.grid is None else round(16 * e.grid),
         )
         # Fork while the agent has no threads yet (it is built before the loop and the timing thread
         # start): the model process then skips a fresh interpreter's imports. Spawn anywhere else.

@@ -50,6 +50,7 @@ ChordAt = Callable[[float], "Chord | None"]  # the chord sounding at a beat (Non
 _MAX_DELTA = 127  # largest time1 value: beats a single event can jump
 _BIAS_CACHE_SIZE = 64
 RESTRIKES_TO_CLOSE = 4  # re-strikes of one slot in a row before it closes (see Generator.step)
+ONSET_GRIDS = (1, 2, 4, 8, 16)  # onset grids in time2 steps (1/16 beat) that divide a beat
 
 
 def _finite(name: str, value: object) -> float:
@@ -119,11 +120,14 @@ class Generator:
         keep_order: bool = True,
         rng: np.random.RandomState | None = None,
         max_duration_beats: float | None = None,
+        onset_grid: int = 1,
     ) -> None:
         """``owner`` tags this agent's rows in the context (default: the track), so
         ``context.truncate_after(beat, owner)`` drops only its own plan. ``keep_order`` restricts
         time tokens so an event sorts after the context's last row (no re-feed after each event),
-        and closes a slot once the model strikes again a note it already holds there (see step)."""
+        and closes a slot once the model strikes again a note it already holds there (see step).
+        ``onset_grid`` (1/16-beat steps, dividing a beat) keeps onsets on that grid: 8 plays on
+        eighths, the rhythm a chorale's or a folk tune's parts keep; 1 leaves the model alone."""
         if sampling not in MODES:
             raise ValueError(f"sampling must be one of {MODES}, got {sampling!r}")
         vocab = context.vocab
@@ -182,6 +186,9 @@ class Generator:
         self._density: tuple[float, np.ndarray, np.ndarray] | None = None
         self._probe = np.array([vocab.event_ids["note"], self._time1[0], self._time2[0], 0, 0, 0, 0, 0])
         self._skip_forced = sampling == "fast"
+        if onset_grid not in ONSET_GRIDS:
+            raise ValueError(f"onset_grid must be one of {ONSET_GRIDS} (1/16-beat steps), got {onset_grid!r}")
+        self.onset_grid = onset_grid
         self._closed_slot = -1  # keep_order: a slot where this part's next note may not start
         self._restrikes = 0  # consecutive re-strikes at _closed_slot
 
@@ -257,9 +264,11 @@ class Generator:
                     bias = self._closed_time1_bias(i, t1_min, min_slot % 16, params, bias, len(allowed))
             elif param == "time2":
                 t1 = int(row[i - 1] - self._time1[0])
-                t2_min = min(15, min_slot % 16 + closed) if t1 == t1_min else 0
-                allowed = self._time2[t2_min:]
+                g = self.onset_grid
+                t2_min = min(16 - g, min_slot % 16 + g * closed) if t1 == t1_min else 0
+                allowed = self._time2[t2_min::g]
                 bias = self._density_bias(params.density, 2, t2_min)
+                bias = None if bias is None or g == 1 else bias[::g]
             else:
                 allowed = self._static[param]
                 if param == "pitch" and params.chord_bias > 0 and chord_at is not None:
@@ -306,24 +315,26 @@ class Generator:
         self, i: int, t1: int, t2: int, params: DecodeParams, bias: np.ndarray | None, n: int
     ) -> np.ndarray:
         """The time1 bias that takes the closed slot (time1 = t1, the earliest allowed, at index 0;
-        time2 = t2) out of the distribution: time1 = 0 keeps only the odds of a later sixteenth in that beat.
+        time2 = t2) out of the distribution: time1 = 0 keeps only the odds of a later onset (on the
+        part's grid) in that beat.
 
         So the next event follows the model's own P(time | not that slot), as rejecting every draw
         at the slot would, for one extra token call, and not P(a later sixteenth | same beat),
         which cramming it into the beat would give (off-beat onsets the model did not want)."""
         out = np.zeros(n, np.float32) if bias is None else bias.astype(np.float32, copy=True)
-        if t2 == 15:
-            out[0] = -np.inf  # no later sixteenth in that beat
+        g = self.onset_grid
+        if t2 + g > 15:
+            out[0] = -np.inf  # no later onset in that beat
             return out
         probe = self.last_row[: i + 1].copy()
         probe[i] = self._time1[t1]
         # the agent's temperature, though only the raw logits are read here: a rewritten token graph
         # then keeps its temperature input instead of switching it back and forth
         logits = self.runtime.token_logits(probe, temperature=params.temperature)[0]
-        logits = logits[self._time2[t2:]].astype(np.float64)
+        logits = logits[self._time2[t2::g]].astype(np.float64)
         density = self._density_bias(params.density, 2, t2)
         if density is not None:
-            logits += density
+            logits += density[::g]
         logits /= params.temperature
         p = np.exp(logits - logits.max())
         later = float(p[1:].sum() / p.sum())
@@ -346,6 +357,8 @@ class Generator:
             lowest = max(lowest, last_slot if (self.track, rank) >= last_key else last_slot + 1)
         if not_before_beat is not None:
             lowest = max(lowest, ctx.slot_of(_finite("not_before_beat", not_before_beat)))
+        g = self.onset_grid
+        lowest = -(-lowest // g) * g  # the first slot on the part's onset grid
         if lowest // 16 - end16 // 16 > _MAX_DELTA:
             raise ValueError(
                 f"not_before_beat {not_before_beat} is more than {_MAX_DELTA} beats after "
