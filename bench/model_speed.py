@@ -214,8 +214,8 @@ STEADY_EVENTS = 600  # from a prompt filling 3/4 of the window: the context trim
 
 def run_agent(rt: ModelRuntime, n: int, prompt_notes: int = 128, window: int = 4096) -> tuple[float, float]:
     """(events per CPU-second, share of them still in the context at the end) of a Generator set up
-    as ensembles/default.yaml's piano (its range, chord plan, chord_bias and temperature, the
-    agent's own order rule) on a context of at most `window` events, trimmed as an agent's is. CPU
+    as ensembles/default.yaml's piano (its range, chord plan, chord_bias, temperature and onset grid,
+    the agent's own order rule) on a context of at most `window` events, trimmed as an agent's is. CPU
     time of this thread, not wall time: on a shared machine it leaves out the time another process
     held the core. The share tells progress from churn: an event that replaced an identical note at
     its slot cost as much as any other and added nothing."""
@@ -228,10 +228,10 @@ def run_agent(rt: ModelRuntime, n: int, prompt_notes: int = 128, window: int = 4
     plan, bpb = ChordPlan.parse(ens["chords"], loop=True, key=ens.get("key", "C")), int(ens.get("meter", 4))
     rt.reset()
     ctx = human_context(prompt_notes, max_events=window)
-    gen = Generator(rt, ctx, track=TRACK, channel=CHANNEL, pitch_range=tuple(piano["range"]), seed=SEED,
-                    max_duration_beats=8.0)
-    gen.sync()
     e = piano["engine"]
+    gen = Generator(rt, ctx, track=TRACK, channel=CHANNEL, pitch_range=tuple(piano["range"]), seed=SEED,
+                    max_duration_beats=8.0, onset_grid=round(16 * e.get("grid", 1 / 16)))
+    gen.sync()
     p = DecodeParams(temperature=e.get("temperature", 1.0), chord_bias=e.get("chord_bias", 0.0))
     placed = 0
     t0 = time.thread_time()
