@@ -156,7 +156,7 @@ def run_ours(rt: ModelRuntime, prompt_notes: int, n: int, sampling: str, p: Deco
             probs = rt.probs if fast else None
             row[i] = sampler.sample(logits, allowed, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k,
                                     probs=None if probs is None else probs[0])
-        rt.prefill(row)
+        rt.prefill(row[None])  # (1, 8): the decoder's shape, checked on the runtime's short path
         times.append(time.thread_time() - t0)
         rows.append(row.copy())
     return np.array(rows), times
