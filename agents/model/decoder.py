@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
+from agents.model.decode_params import DecodeParams, finite, int_in
 from agents.model.live_context import _RANKS, LiveContext, LiveNote
 from agents.model.runtime import ModelRuntime
-from agents.model.sampling import MODES, Sampler, check_sampling
+from agents.model.sampling import MODES, Sampler
 from protocol.harmony import Chord, PitchRole, pitch_class_roles
 
 __all__ = ["DecodeParams", "Generator", "is_strong_beat"]
@@ -51,48 +51,6 @@ _MAX_DELTA = 127  # largest time1 value: beats a single event can jump
 _BIAS_CACHE_SIZE = 64
 RESTRIKES_TO_CLOSE = 4  # re-strikes of one slot in a row before it closes (see Generator.step)
 ONSET_GRIDS = (1, 2, 4, 8, 16)  # onset grids in time2 steps (1/16 beat) that divide a beat
-
-
-def _finite(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return float(value)
-
-
-def _int_in(name: str, value: object, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in {lo}..{hi}, got {value}")
-    return int(value)
-
-
-@dataclass(frozen=True, slots=True)
-class DecodeParams:
-    """Per-agent, live-tunable decoding knobs; defaults are SkyTNT's generate() defaults."""
-
-    temperature: float = 1.0
-    top_p: float = 0.98
-    top_k: int = 20
-    chord_bias: float = 0.0
-    density: float = 1.0
-    bass: bool = False
-    # The share of chord_bias off the strong beats (0..1): lighter there, so passing tones stay
-    # possible; no effect while chord_bias is 0, so SkyTNT's defaults are still SkyTNT's.
-    weak_beat_bias: float = 0.5
-
-    def __post_init__(self) -> None:
-        check_sampling(self.temperature, self.top_p, self.top_k)
-        if _finite("chord_bias", self.chord_bias) < 0:
-            raise ValueError(f"chord_bias must be >= 0, got {self.chord_bias}")
-        if not 0 <= _finite("weak_beat_bias", self.weak_beat_bias) <= 1:
-            raise ValueError(f"weak_beat_bias must be in 0..1, got {self.weak_beat_bias}")
-        if _finite("density", self.density) <= 0:
-            raise ValueError(f"density must be > 0, got {self.density}")
-        if not isinstance(self.bass, bool):
-            raise TypeError(f"bass must be a bool, got {type(self.bass).__name__}")
 
 
 class Generator:
@@ -143,14 +101,14 @@ class Generator:
                 f"runtime: max_events {runtime.max_events} < the context's "
                 f"{context.max_events}; the cache could not hold a full context"
             )
-        self.track = _int_in("track", track, 0, vocab.param_size["track"] - 1)
-        self.channel = _int_in("channel", channel, 0, 15)
+        self.track = int_in("track", track, 0, vocab.param_size["track"] - 1)
+        self.channel = int_in("channel", channel, 0, 15)
         if not (isinstance(pitch_range, tuple) and len(pitch_range) == 2):
             raise TypeError(f"pitch_range must be a (lo, hi) tuple, got {pitch_range!r}")
-        lo = _int_in("pitch_range lo", pitch_range[0], 0, 127)
-        hi = _int_in("pitch_range hi", pitch_range[1], lo, 127)
+        lo = int_in("pitch_range lo", pitch_range[0], 0, 127)
+        hi = int_in("pitch_range hi", pitch_range[1], lo, 127)
         self.pitch_range = (lo, hi)
-        self.owner = self.track if owner is None else _int_in("owner", owner, 0, 1 << 62)
+        self.owner = self.track if owner is None else int_in("owner", owner, 0, 1 << 62)
         for name, flag in (("allow_patch", allow_patch), ("allow_cc", allow_cc), ("keep_order", keep_order)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
@@ -180,7 +138,7 @@ class Generator:
         if max_duration_beats is not None:
             # Durations are 1/16-beat steps from 0; a cap keeps a surprised model from holding a note
             # for a hundred beats over everything that follows.
-            steps = max(1, round(16 * _finite("max_duration_beats", max_duration_beats)))
+            steps = max(1, round(16 * finite("max_duration_beats", max_duration_beats)))
             self._static["duration"] = self._static["duration"][: steps + 1]
         self._chord_bias: dict[tuple[Chord, float, bool], np.ndarray | None] = {}
         self._density: tuple[float, np.ndarray, np.ndarray] | None = None
@@ -356,7 +314,7 @@ class Generator:
             )
             lowest = max(lowest, last_slot if (self.track, rank) >= last_key else last_slot + 1)
         if not_before_beat is not None:
-            lowest = max(lowest, ctx.slot_of(_finite("not_before_beat", not_before_beat)))
+            lowest = max(lowest, ctx.slot_of(finite("not_before_beat", not_before_beat)))
         g = self.onset_grid
         lowest = -(-lowest // g) * g  # the first slot on the part's onset grid
         if lowest // 16 - end16 // 16 > _MAX_DELTA:
