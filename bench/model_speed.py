@@ -56,7 +56,8 @@ import onnxruntime as ort
 
 from agents.engines.model_worker import DEFAULT_CONTEXT_EVENTS, context_events
 from agents.model.decoder import DecodeParams, Generator
-from agents.model.live_context import LiveContext, LiveNote, setup_prefix
+from agents.model.live_context import LiveContext, LiveNote
+from agents.model.prompt import setup_prefix
 from agents.model.runtime import ModelRuntime
 from agents.model.sampling import Sampler
 from agents.model.vocab import VOCAB_V2 as V

@@ -9,7 +9,8 @@ import pytest
 from support.models import LEAN, TINY
 
 from agents.model.decoder import RESTRIKES_TO_CLOSE, DecodeParams, Generator, is_strong_beat
-from agents.model.live_context import _RANKS, LiveContext, LiveNote, setup_prefix
+from agents.model.live_context import _RANKS, LiveContext, LiveNote
+from agents.model.prompt import setup_prefix
 from agents.model.runtime import ModelRuntime
 from agents.model.sampling import Sampler
 from agents.model.vocab import VOCAB_V2

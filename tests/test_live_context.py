@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.model.live_context import Change, LiveContext, LiveNote, setup_prefix
+from agents.model.live_context import Change, LiveContext, LiveNote
+from agents.model.prompt import setup_prefix
 from agents.model.tokenizer import MidiTokenizer
 from agents.model.vocab import VOCAB_V1, VOCAB_V2
 

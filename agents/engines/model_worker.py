@@ -92,7 +92,8 @@ class Planner:
 
     def __init__(self, cfg: WorkerConfig) -> None:
         from agents.model.decoder import DecodeParams, Generator
-        from agents.model.live_context import LiveContext, setup_prefix
+        from agents.model.live_context import LiveContext
+        from agents.model.prompt import setup_prefix
         from agents.model.runtime import ModelRuntime
         from protocol.harmony import ChordPlan
 
