@@ -3,32 +3,12 @@ per-token loop can trust them. Defaults are SkyTNT's generate() defaults."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-import numpy as np
-
+from agents.model.checks import finite
 from agents.model.sampling import check_sampling
 
-__all__ = ["DecodeParams", "finite", "int_in"]
-
-
-def finite(name: str, value: object) -> float:
-    """A real, finite number: a NaN knob would silently turn every probability into NaN."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return float(value)
-
-
-def int_in(name: str, value: object, lo: int, hi: int) -> int:
-    """An int within bounds (numpy ints too; bools are not ints here), named in the error."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in {lo}..{hi}, got {value}")
-    return int(value)
+__all__ = ["DecodeParams"]
 
 
 @dataclass(frozen=True, slots=True)

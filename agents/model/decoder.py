@@ -38,7 +38,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from agents.model.decode_params import DecodeParams, finite, int_in
+from agents.model.checks import finite, int_in
+from agents.model.decode_params import DecodeParams
 from agents.model.live_context import _RANKS, LiveContext, LiveNote
 from agents.model.runtime import ModelRuntime
 from agents.model.sampling import MODES, Sampler

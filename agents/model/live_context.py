@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agents.model.checks import int_in
 from agents.model.vocab import BOS_ID, ROW_WIDTH, Vocab, vocab_for
 
 _RANKS = {"time_signature": 0, "key_signature": 1, "set_tempo": 2, "patch_change": 3,
@@ -27,13 +28,6 @@ _MAX_DELTA = 127  # time1 block size - 1
 _MAX_DUR = 2047  # duration block size - 1
 _KEY_SLOT = 128 * 8  # sort key = slot * _KEY_SLOT + track * 8 + rank
 _SHORT = 4  # rows up to which a per-row Python loop is cheaper than numpy calls
-
-
-def _check_int(name: str, value: object, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in {lo}..{hi}, got {value}")
 
 
 def _check_beat(name: str, value: object) -> float:
@@ -59,10 +53,10 @@ class LiveNote:
         _check_beat("start_beat", self.start_beat)
         if _check_beat("duration_beats", self.duration_beats) <= 0:
             raise ValueError(f"duration_beats must be positive, got {self.duration_beats}")
-        _check_int("pitch", self.pitch, 0, 127)
-        _check_int("velocity", self.velocity, 0, 127)
-        _check_int("channel", self.channel, 0, 15)
-        _check_int("track", self.track, 0, 127)
+        int_in("pitch", self.pitch, 0, 127)
+        int_in("velocity", self.velocity, 0, 127)
+        int_in("channel", self.channel, 0, 15)
+        int_in("track", self.track, 0, 127)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +88,10 @@ class LiveContext:
         pre = np.asarray(prefix if prefix is not None else [self.vocab.bos_row()], dtype=np.int64)
         if pre.ndim != 2 or pre.shape[1] != ROW_WIDTH or len(pre) == 0 or pre[0, 0] != BOS_ID:
             raise ValueError("prefix must be an (k, 8) array of rows starting with the BOS row")
-        _check_int("max_events", max_events, len(pre) + 1, 1 << 20)
+        int_in("max_events", max_events, len(pre) + 1, 1 << 20)
         trim_to = max(len(pre) + 1, (max_events * 3) // 4) if trim_to is None else trim_to
-        _check_int("trim_to", trim_to, len(pre), max_events)
-        _check_int("bar_beats", bar_beats, 1, 64)
+        int_in("trim_to", trim_to, len(pre), max_events)
+        int_in("bar_beats", bar_beats, 1, 64)
         self.origin_beat = _check_beat("origin_beat", origin_beat)
         self.max_events, self.trim_to, self.bar_beats = max_events, trim_to, bar_beats
         cap = max_events + 1
@@ -213,7 +207,7 @@ class LiveContext:
         """Place a complete note at its time; earlier notes of the same key may be shortened."""
         if not isinstance(note, LiveNote):
             raise TypeError(f"note must be a LiveNote, got {type(note).__name__}")
-        _check_int("owner", owner, 0, 1 << 62)
+        int_in("owner", owner, 0, 1 << 62)
         slot = self.slot_of(note.start_beat)
         if slot < 0:
             raise ValueError(f"start_beat must not precede origin_beat {self.origin_beat}, "
@@ -234,7 +228,7 @@ class LiveContext:
             raise ValueError(f"row must have shape (8,), got {row.shape}")
         if self.vocab.decode(row) is None:
             raise ValueError(f"row is not a decodable event: {row.tolist()}")
-        _check_int("owner", owner, 0, 1 << 62)
+        int_in("owner", owner, 0, 1 << 62)
         return self._place(row.copy(), self.slot_of_next(row), owner)
 
     def truncate_after(self, beat: float, owner: int | None = None) -> Change:
@@ -243,7 +237,7 @@ class LiveContext:
         "At or after": a planned event exactly at the commit horizon is not committed yet.
         """
         if owner is not None:
-            _check_int("owner", owner, 0, 1 << 62)
+            int_in("owner", owner, 0, 1 << 62)
         p, n = self._n_prefix, self._n
         drop = self._slot[p:n] >= self.slot_of(beat)
         if owner is not None:

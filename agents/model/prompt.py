@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.model.decode_params import int_in
+from agents.model.checks import int_in
 from agents.model.vocab import vocab_for
 
 __all__ = ["setup_prefix"]
