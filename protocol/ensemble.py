@@ -189,8 +189,57 @@ class HumanConfig(PartConfig):
     source: HumanSource = HumanSource()
 
 
+Dynamic = Literal["pp", "p", "mp", "mf", "f", "ff"] | Annotated[int, Field(ge=1, le=127)]
+
+
 class AgentConfig(PartConfig):
+    """An agent's part. `instrument` (protocol/instruments.py) fills program, range, polyphony and
+    role where the YAML leaves them out; without one the role is guessed from channel and range.
+    `doubling: true` lets the part sound a pitch another part sounds at the same moment (unisons are
+    otherwise voiced away). `volume` and `pan` are sent as CC7/CC10 at start; `dynamics` is the
+    part's level, the centre its accents and phrases move around."""
+
     engine: EngineConfig = EngineConfig()
+    instrument: str | None = None
+    role: Literal["bass", "comp", "melody", "drums"] | None = None
+    polyphony: Annotated[int, Field(ge=1, le=16)] | None = None
+    doubling: bool = False
+    dynamics: Dynamic = "mf"
+    volume: Annotated[int, Field(ge=0, le=127)] = 100
+    pan: Annotated[float, Field(ge=-1, le=1)] = 0.0
+
+    @field_validator("instrument")
+    @classmethod
+    def _known_instrument(cls, value: str | None) -> str | None:
+        if value is not None:
+            from protocol.instruments import instrument
+
+            instrument(value)
+        return value
+
+    @model_validator(mode="after")
+    def _instrument_defaults(self) -> AgentConfig:
+        from protocol.instruments import guess_role, instrument
+
+        given = self.model_fields_set
+        update: dict[str, Any] = {}
+        if self.instrument is not None:
+            inst = instrument(self.instrument)
+            if "program" not in given:
+                update["program"] = inst.program
+            if "range" not in given:
+                update["range"] = inst.range
+            if "channel" not in given and inst.channel is not None:
+                update["channel"] = inst.channel
+            role, polyphony = inst.role, inst.polyphony
+        else:
+            role = guess_role(self.channel, self.range, self.engine.bass)
+            polyphony = 1 if role == "bass" else (8 if role == "drums" else 4)
+        if self.role is None:
+            update["role"] = role
+        if self.polyphony is None:
+            update["polyphony"] = polyphony
+        return self.model_copy(update=update) if update else self
 
 
 class MidiClockConfig(Strict):
@@ -235,6 +284,9 @@ class Ensemble(Strict):
     timing: TimingConfig = TimingConfig()
     conductor: ConductorConfig = ConductorConfig()
     human: HumanConfig | None = None
+    # the ensemble's seed: an agent without its own engine.seed plays from this one (offset by its
+    # index), so two runs of one file can be compared note for note; unset, each run differs
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
     agents: tuple[AgentConfig, ...] = Field(default=(), max_length=15)
 
     @model_validator(mode="after")
