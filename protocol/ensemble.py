@@ -78,7 +78,7 @@ class ControlConfig(Strict):
 class TimingConfig(Strict):
     latency_ms: Annotated[float, Field(ge=5, le=2000)] = 150.0
     commit_beats: Annotated[float, Field(gt=0, le=8)] = 1.0
-    horizon_beats: Annotated[float, Field(gt=0, le=64)] = 8.0
+    horizon_beats: Annotated[float, Field(gt=0, le=64)] = 2.0
     count_in_beats: Annotated[float, Field(ge=0, le=16)] = 1.0
     realtime: bool = True
 
