@@ -354,6 +354,8 @@ class Agent:
             "providers": list(getattr(self.engine, "providers", ())),
             "model_events": getattr(self.engine, "events", 0),
             "replans": getattr(self.engine, "replans", 0),
+            # beats the model had not drawn when they were due (the part played their chords only)
+            "behind_beats": getattr(self.engine, "behind_beats", 0),
             "model_load": round(float(getattr(self.engine, "load", 0.0)), 3),
             "stuck_notes": self.stuck_notes,
             "timemap": self._timemap_dict(),

@@ -42,3 +42,16 @@ def agent_seed(ens: Ensemble, cfg: AgentConfig, fallback: int) -> int:
         index = [a.name for a in ens.agents].index(cfg.name)
         return (ens.seed + 101 * (index + 1)) % 2**31
     return fallback
+
+
+COMMIT_STEP_BEATS = 0.25  # between two parts' commits: far longer than a note takes to cross the bus
+
+
+def commit_offset(ens: Ensemble, cfg: AgentConfig) -> float:
+    """How far ahead of its agent's commit point this part commits: the first pitched part in the
+    YAML furthest, each later one a step less, the last at the commit point itself. A part then
+    hears what every part before it committed for a beat before it commits its own for that beat."""
+    pitched = [a.name for a in ens.agents if a.role != "drums" and a.engine.type == "onnx"]
+    if cfg.name not in pitched:
+        return 0.0
+    return COMMIT_STEP_BEATS * (len(pitched) - 1 - pitched.index(cfg.name))

@@ -66,6 +66,7 @@ class WorkerConfig:
     roles: tuple[tuple[int, str], ...] = ()  # (track, role) of every part
     dynamics: int = 82  # the part's level as a centre velocity (agents/dynamics.py)
     plan: Any = None  # the parsed ChordPlan (plan_text is parsed when None)
+    commit_offset: float = 0.0  # beats this part commits ahead of the agent's commit point
 
 
 DEFAULT_CONTEXT_EVENTS = 1024  # a model whose config does not say what window it was trained on
@@ -234,19 +235,33 @@ class Planner:
         self.replan()
 
     def replan(self) -> None:
-        """Drop the uncommitted plan; the next windows are drawn again from the current context."""
+        """Drop the uncommitted plan from the first beat the model can still redraw in time; the next
+        windows are drawn again from the current context.
+
+        That beat is the first one at least ``REPLAN_LEAD_BEATS`` after the commit point: starting
+        between beats would push the first new note off the beat, and starting at a beat the commit
+        point is about to pass would leave the model no time to draw it (the notes planned before it
+        stay)."""
         self.replans += 1
-        self.planned = []
-        if math.isfinite(self.committed_until):
-            change = self.context.truncate_after(self.committed_until, owner=self.cfg.track)
-            self.generator.apply(change)
-            # Regenerating from the commit point itself (between beats) would push the first new
-            # note off the beat; the plan resumes on the next beat instead.
-            self.generated_until = float(math.ceil(self.committed_until - 1e-9))
+        if not math.isfinite(self.committed_until):
+            self.planned = []
+            return
+        restart = float(math.ceil(self.committed_until + REPLAN_LEAD_BEATS - 1e-9))
+        self.planned = [n for n in self.planned if n.start_beat < restart]
+        change = self.context.truncate_after(restart, owner=self.cfg.track)
+        self.generator.apply(change)
+        self.generated_until = min(self.generated_until, restart)
 
     # -- outputs -----------------------------------------------------------------------------------
     def commit(self, now_beat: float, until: float) -> list[tuple[float, float, int, int]]:
-        """Notes that start before `until` leave the plan for good; later ones stay replaceable."""
+        """Notes that start before `until` (plus this part's turn, ``commit_offset``) leave the plan
+        for good; later ones stay replaceable.
+
+        The parts commit in the YAML's order, a fraction of a beat apart (agents/arrangement.py),
+        so a part sees what the parts before it committed for the same beat and can stay off their
+        pitches: that is how unisons and a comping note under the bass are avoided when both start
+        at once, which no part could know when it drew its notes."""
+        until += self.cfg.commit_offset
         self.now_beat = now_beat
         if not math.isfinite(self.committed_until):
             # First clock: nothing before the commit point may be generated.
@@ -265,7 +280,7 @@ class Planner:
                 keep.append(n)
         self.planned = keep
         self.committed_until = max(self.committed_until, until)
-        notes = self._voice(out)
+        notes = self._make_room(self._voice(out))
         if self.cfg.polyphony == 1 and notes:
             self.busy_until = max(self.busy_until, max(n[0] + n[1] for n in notes))
         return notes
@@ -310,6 +325,33 @@ class Planner:
         first = out[0].start_beat
         self.held_ends = [e for e in self.held_ends if e > first] + [s + d for s, d, _, _ in notes]
         return notes
+
+    def _make_room(self, notes: list[tuple[float, float, int, int]]) -> list[tuple[float, float, int, int]]:
+        """Move a committed note off a pitch another part sounds at its start (unless the part may
+        double), and off the wrong side of the bass: to the same pitch class an octave away if the
+        range allows, else to the nearest chord tone that is free; a note with no room is dropped."""
+        from agents.model.voicing import room
+
+        out: list[tuple[float, float, int, int]] = []
+        for start, dur, pitch, vel in notes:
+            others = self._others_sounding(start)
+            own = [p for s, _, p, _ in out if abs(s - start) < 1e-9]
+            chord = self.plan.chord_at(start, self.bpb)
+            moved = room(self.voicing, pitch, self.cfg.pitch_range, others, own,
+                         () if chord is None else chord.tones)
+            if moved is not None:
+                out.append((start, dur, moved, vel))
+        return out
+
+    def _others_sounding(self, beat: float) -> list[tuple[int, int]]:
+        """(track, pitch) of the other parts' notes sounding at ``beat``, heard or in the context."""
+        slot = self.context.slot_of(beat)
+        tracks, pitches, _ = self.context.sounding(slot)
+        out = [(int(t), int(p)) for t, p in zip(tracks, pitches, strict=True) if t != self.cfg.track]
+        for start, note in self.others:
+            if start <= beat + 1e-9 < start + note.duration_beats:
+                out.append((note.track, note.pitch))
+        return out
 
     def wants_work(self) -> bool:
         if self.now_beat is None or self.muted:
@@ -362,7 +404,8 @@ class Planner:
         self.behind_beats += int(last - first)
         beat = first
         while beat < last:
-            if is_strong_beat(beat, self.bpb):
+            drawn = any(beat <= n.start_beat < beat + 1 for n in self.planned)
+            if is_strong_beat(beat, self.bpb) and not drawn:
                 for pitch in fallback_pitches(self.plan.chord_at(beat, self.bpb), self.cfg):
                     note = LiveNote(beat, 1.0, pitch, 80, self.cfg.channel, self.cfg.track)
                     self.generator.apply(self.context.add_note(note, owner=self.cfg.track))
@@ -371,6 +414,7 @@ class Planner:
         self.generated_until = last
 
 
+REPLAN_LEAD_BEATS = 0.25  # the least time a re-plan leaves the model before its first redrawn beat
 OTHERS_GATE_BEATS = 1.0  # how long after its start another agent's note has surely arrived
 MAX_STEPS_PER_WINDOW = 48  # a model that keeps re-striking cannot hold a window for ever
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agents.arrangement import agent_seed, roles, working_range
+from agents.arrangement import agent_seed, commit_offset, roles, working_range
 from agents.dynamics import level_velocity
 from agents.engines import PlanContext
 from agents.engines.model_worker import WorkerConfig, key_signature, resolve_model, serve
@@ -84,6 +84,7 @@ class OnnxEngine:
             roles=tuple((tracks[name][0], role) for name, role in roles(ens).items()),
             dynamics=level_velocity(cfg.dynamics),
             plan=plan,
+            commit_offset=commit_offset(ens, cfg),
         )
         # Fork while the agent has no threads yet (it is built before the loop and the timing thread
         # start): the model process then skips a fresh interpreter's imports. Spawn anywhere else.

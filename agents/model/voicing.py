@@ -67,3 +67,36 @@ def pitch_keep(v: Voicing, track: int, pitches: np.ndarray, slot: int,
     if not keep.any():
         return None
     return None if keep.all() else keep
+
+
+def room(v: Voicing, pitch: int, pitch_range: tuple[int, int], others: list[tuple[int, int]],
+         own: list[int], chord_tones: tuple[int, ...] | list[int]) -> int | None:
+    """Where a committed note goes given what the other parts sound at its start: ``pitch`` itself
+    when it breaks no rule, else the same pitch class an octave away, else the nearest free chord
+    tone (in range, on the right side of the bass), else None: no room for it."""
+    lo, hi = pitch_range
+    if not others and pitch not in own:
+        return pitch
+    taken = set(own) if v.doubling else set(own) | {p for _, p in others}
+    floor, ceiling = lo, hi
+    if v.role == "bass":
+        above = [p for t, p in others if t in v.agent_tracks]
+        if above:
+            ceiling = min(ceiling, min(above) - 1)
+    elif v.role in ("comp", "melody"):
+        bass = [p for t, p in others if t in v.bass_tracks]
+        if bass:
+            floor = max(floor, max(bass) + 1)
+
+    def free(p: int) -> bool:
+        return floor <= p <= ceiling and p not in taken
+
+    if free(pitch):
+        return pitch
+    for shift in (12, -12, 24, -24):
+        if free(pitch + shift):
+            return pitch + shift
+    tones = set(chord_tones)
+    near = sorted((p for p in range(floor, ceiling + 1) if p % 12 in tones and free(p)),
+                  key=lambda p: (abs(p - pitch), p))
+    return near[0] if near else None
