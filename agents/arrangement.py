@@ -44,14 +44,25 @@ def agent_seed(ens: Ensemble, cfg: AgentConfig, fallback: int) -> int:
     return fallback
 
 
-COMMIT_STEP_BEATS = 0.25  # between two parts' commits: far longer than a note takes to cross the bus
+COMMIT_STEP_BEATS = 0.4  # between two parts' commits: longer than a note takes to cross the bus,
+# and than the model takes to draw a window on a busy machine (which delays its commit)
 
 
 def commit_offset(ens: Ensemble, cfg: AgentConfig) -> float:
-    """How far ahead of its agent's commit point this part commits: the first pitched part in the
-    YAML furthest, each later one a step less, the last at the commit point itself. A part then
-    hears what every part before it committed for a beat before it commits its own for that beat."""
-    pitched = [a.name for a in ens.agents if a.role != "drums" and a.engine.type == "onnx"]
-    if cfg.name not in pitched:
+    """How far ahead of its agent's commit point this part commits.
+
+    Of two model parts whose registers overlap, the one earlier in the YAML commits a step ahead of
+    the later one, so the later one hears what the earlier committed for a beat before it commits
+    its own for that beat (and stays off its pitches). A part that overlaps no later part commits
+    at the commit point itself, so it answers the player as soon as it can."""
+    pitched = [a for a in ens.agents if a.role != "drums" and a.engine.type == "onnx"]
+    names = [a.name for a in pitched]
+    if cfg.name not in names:
         return 0.0
-    return COMMIT_STEP_BEATS * (len(pitched) - 1 - pitched.index(cfg.name))
+    ranges = [working_range(ens, a) for a in pitched]
+    steps = [0] * len(pitched)
+    for i in range(len(pitched) - 1, -1, -1):
+        later = [steps[j] for j in range(i + 1, len(pitched))
+                 if ranges[j][0] <= ranges[i][1] and ranges[i][0] <= ranges[j][1]]
+        steps[i] = 1 + max(later) if later else 0
+    return COMMIT_STEP_BEATS * steps[names.index(cfg.name)]

@@ -23,8 +23,8 @@ PHRASE_BARS = 4
 # accent by metric position (velocity units above the level): downbeat, the bar's middle (beat 3 of
 # 4/4), the other beats, eighth off-beats, anything finer
 ACCENTS = {"bar": 13.0, "middle": 6.0, "beat": 0.0, "eighth": -9.0, "finer": -13.0}
-# the bass and comping lean on the downbeat; a melody's accents are lighter (its line shapes it)
-ROLE_ACCENT = {"bass": 1.0, "comp": 1.0, "melody": 0.7, "drums": 1.0}
+# the bass and comping lean on the downbeat; a melody's accents are a little lighter (its line shapes it)
+ROLE_ACCENT = {"bass": 1.0, "comp": 1.0, "melody": 0.9, "drums": 1.0}
 SPREAD = 5.0  # +- velocity units of seeded spread
 
 
@@ -55,14 +55,14 @@ def metric_position(beat: float, beats_per_bar: int) -> str:
 
 
 def phrase_shape(beat: float, beats_per_bar: int, phrase_bars: int = PHRASE_BARS) -> float:
-    """Velocity units added by the phrase: a swell from -4 at its start to +5 past its middle, easing
+    """Velocity units added by the phrase: a swell from -5 at its start to +6 past its middle, easing
     to -2 at its last beat."""
     length = beats_per_bar * phrase_bars
     x = (beat % length) / length  # 0..1 through the phrase
     peak = 0.65
     if x <= peak:
-        return -4.0 + 9.0 * math.sin(0.5 * math.pi * x / peak)
-    return 5.0 - 7.0 * (x - peak) / (1 - peak)
+        return -5.0 + 11.0 * math.sin(0.5 * math.pi * x / peak)
+    return 6.0 - 8.0 * (x - peak) / (1 - peak)
 
 
 def spread(seed: int, beat: float, pitch: int) -> float:
