@@ -115,13 +115,15 @@ def exact_share(idle: Path, busy: Path) -> dict[str, float]:
     return {n: len(notes & b.get(n, set())) / len(notes) for n, notes in a.items() if notes}
 
 
-def corpus(pieces: int) -> dict[str, float]:
+def corpus(pieces: int) -> dict[str, Any]:
     """The same measures on Bach chorales, each voice a part (soprano..bass)."""
     from music21 import corpus as m21
 
     from analysis.band import lowest_share, polyphony, unison_share
 
     polys, lows, unis = [], [], []
+    voices: dict[str, list[tuple[float, float, int]]] = {"melody": [], "comp": [], "bass": []}
+    mmt: dict[str, list[dict[str, float]]] = {"melody": [], "comp": [], "bass": []}
     for path in sorted(m21.getComposer("bach"))[:pieces * 3:3]:
         try:
             score = m21.parse(path)
@@ -134,11 +136,20 @@ def corpus(pieces: int) -> dict[str, float]:
             parts[f"v{i}"] = notes
         if len(parts) < 4:
             continue
+        for role, names in (("melody", ("v0",)), ("comp", ("v1", "v2")), ("bass", ("v3",))):
+            for v in names:
+                triples = [(s, d, p) for s, d, p, _ in parts[v]]
+                voices[role] += triples
+                mmt[role].append(summary(triples, 4))
         polys.append(statistics.mean(polyphony(n) for n in parts.values()))
         lows.append(lowest_share(parts, "v3"))
         unis.append(statistics.mean(unison_share(parts).values()))
-    return {"polyphony": statistics.mean(polys), "lowest_share": statistics.mean(lows),
-            "unison_share": statistics.mean(unis), "pieces": float(len(polys))}
+    out: dict[str, Any] = {"polyphony": statistics.mean(polys), "lowest_share": statistics.mean(lows),
+                           "unison_share": statistics.mean(unis), "pieces": float(len(polys))}
+    # the matching corpus part of each role: basses, inner voices (comping), sopranos (melody)
+    out["by_role"] = {role: {k: statistics.mean(r[k] for r in rows) for k in REFERENCE}
+                      for role, rows in mmt.items() if rows}
+    return out
 
 
 def _ok(good: bool) -> str:
@@ -178,12 +189,13 @@ def verdicts(results: dict[str, Any]) -> list[str]:
                          f"velocity std {std:.1f} {_ok(std >= GOALS['velocity_std'])}; "
                          f"beat 1 - off-beats {accent:+.1f} {_ok(accent > 0)}; "
                          f"strong-beat chord tones {tones:.2f} {_ok(tones >= GOALS['chord_tones'])}")
-            for k, ref in REFERENCE.items():
+            reference = results.get("corpus", {}).get("by_role", {}).get(role, REFERENCE)
+            for k, ref in reference.items():
                 vals = [r[k] for r in rows if k in r]
                 if vals:
                     v = statistics.mean(vals)
                     off = (v - ref) / ref
-                    lines.append(f"{ens}/{part} {k} {v:.3f} vs corpus voice {ref:.3f} ({off:+.1%}) "
+                    lines.append(f"{ens}/{part} {k} {v:.3f} vs corpus {role} voices {ref:.3f} ({off:+.1%}) "
                                  f"{_ok(abs(off) <= 0.10)}")
             for r in runs:
                 if "busy_ratio" in r and part in r["busy_ratio"]:
@@ -241,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     results: dict[str, Any] = {"bars": args.bars, "load_average": os.getloadavg(), "ensembles": {},
                                "roles": {}}
+    if args.corpus:
+        results["corpus"] = corpus(args.corpus)
     with tempfile.TemporaryDirectory(prefix="barcelona-band-") as tmp:
         work = Path(args.keep) if args.keep else Path(tmp)
         for name in args.ensembles:
@@ -263,8 +277,6 @@ def main(argv: list[str] | None = None) -> int:
                     run["busy_behind"] = {a: s.get("behind_beats", 0) for a, s in busy_stats.items()}
                 runs.append(run)
             results["ensembles"][name] = runs
-    if args.corpus:
-        results["corpus"] = corpus(args.corpus)
     results["verdicts"] = verdicts(results)
     results["seconds"] = time.perf_counter() - t0
     print_table(results)

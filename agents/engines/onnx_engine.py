@@ -37,6 +37,17 @@ def instrument_span(cfg: AgentConfig) -> int:
     return inst.span if inst is not None else (16 if cfg.role == "comp" else 0)
 
 
+def longest_note(cfg: AgentConfig) -> float:
+    """engine.max_note_beats where the YAML sets it, else the longest note the instrument typically
+    holds (a trumpet's breath, a plucked guitar's ring), else the engine's default."""
+    from protocol.instruments import INSTRUMENTS
+
+    inst = INSTRUMENTS.get(cfg.instrument or "")
+    if "max_note_beats" in cfg.engine.model_fields_set or inst is None:
+        return cfg.engine.max_note_beats
+    return inst.lengths[1]
+
+
 class EngineError(RuntimeError):
     """The model process could not start (missing model, bad export); the message says which."""
 
@@ -74,7 +85,7 @@ class OnnxEngine:
             tracks=tracks,
             human=ens.human.name if ens.human else "",
             max_rest_beats=e.max_rest_beats,
-            max_note_beats=e.max_note_beats,
+            max_note_beats=longest_note(cfg),
             max_events=e.context_events,
             onset_grid=1 if e.grid is None else round(16 * e.grid),
             role=cfg.role or "comp",
