@@ -135,6 +135,9 @@ class EngineConfig(Strict):
     # onsets only on multiples of this many beats (1, 1/2, 1/4, 1/8, 1/16); unset: the model's 1/16
     grid: float | None = None
     seed: int | None = None
+    # int8: a float32 export is quantised once at load into a cache folder (the user's files are only
+    # read) and its agreement with float32 logged (agents/model/int8_cache.py)
+    quantize: Literal["none", "int8"] = "none"
 
     @field_validator("grid")
     @classmethod

@@ -67,6 +67,7 @@ class WorkerConfig:
     dynamics: int = 82  # the part's level as a centre velocity (agents/dynamics.py)
     plan: Any = None  # the parsed ChordPlan (plan_text is parsed when None)
     commit_offset: float = 0.0  # beats this part commits ahead of the agent's commit point
+    quantize: str = "none"  # "int8": load an int8 copy of a float32 export (agents/model/int8_cache.py)
 
 
 DEFAULT_CONTEXT_EVENTS = 1024  # a model whose config does not say what window it was trained on
@@ -124,8 +125,15 @@ class Planner:
         from protocol.harmony import ChordPlan
 
         self.cfg = cfg
-        self.max_events = context_events(cfg.model, cfg.max_events)
-        self.runtime = ModelRuntime(cfg.model, intra_op_threads=cfg.intra_op_threads,
+        self.model_note = ""
+        model = cfg.model
+        if cfg.quantize == "int8":
+            from agents.model.int8_cache import describe, int8_model
+
+            folder, figures = int8_model(model)
+            model, self.model_note = str(folder), describe(folder, figures)
+        self.max_events = context_events(model, cfg.max_events)
+        self.runtime = ModelRuntime(model, intra_op_threads=cfg.intra_op_threads,
                                     max_events=self.max_events)
         version = self.runtime.info.tokenizer_version
         prefix = setup_prefix(
@@ -473,6 +481,8 @@ def serve(conn: Connection, cfg: WorkerConfig) -> None:
     except Exception as exc:  # a missing model file, a bad export: one line back to the agent
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
+    if planner.model_note:
+        log.warning("%s", planner.model_note)
     conn.send(("ready", planner.runtime.providers, len(planner.context), planner.runtime.cache_mode,
                planner.max_events))
     busy_s = 0.0

@@ -96,6 +96,7 @@ class OnnxEngine:
             dynamics=level_velocity(cfg.dynamics),
             plan=plan,
             commit_offset=commit_offset(ens, cfg),
+            quantize=e.quantize,
         )
         # Fork while the agent has no threads yet (it is built before the loop and the timing thread
         # start): the model process then skips a fresh interpreter's imports. Spawn anywhere else.
