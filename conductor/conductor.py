@@ -24,7 +24,7 @@ from conductor.link import LinkBridge
 from conductor.midi_clock import MidiClockOut
 from conductor.recorder import Recorder
 from conductor.state import ConductorState
-from conductor.status_json import StatusJson, agent_fields
+from conductor.status_json import StatusJson, agent_fields, bar_and_beat
 from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import Ensemble
 from protocol.harmony import ChordError, ChordPlan
@@ -364,9 +364,8 @@ class Conductor:
 
     async def _beat_tick(self, beat: int, tl: Timeline) -> None:
         chord = self.state.plan.chord_at(beat, tl.beats_per_bar)
-        tick = BeatTick(  # counted from 1, as musicians count (docs/osc.md): the downbeat is bar 1 beat 1
-            beat // tl.beats_per_bar + 1,
-            beat % tl.beats_per_bar + 1,
+        tick = BeatTick(
+            *bar_and_beat(beat, tl.beats_per_bar),
             chord.symbol if chord else "",
             tl.tempo_at_beat(beat),
         )
@@ -408,7 +407,7 @@ class Conductor:
             "playing": tl.playing,
             "tempo": tl.tempo_at_beat(beat),
             "beat": beat,
-            "bar": math.floor(beat / tl.beats_per_bar) + 1,  # from 1, like the beat ticks and --plot
+            "bar": bar_and_beat(beat, tl.beats_per_bar)[0],
             "chord": chord.symbol if chord else "",
             "roster": sorted(self.state.heard),
             "human_notes": self.human_notes,

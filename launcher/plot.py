@@ -23,7 +23,9 @@ import mido
 
 from protocol.harmony import ChordPlan
 
-__all__ = ["PlotError", "Track", "chords_as_played", "plot_piano_roll", "read_plans", "read_tracks"]
+__all__ = [
+    "PlotError", "Track", "bar_ticks", "chords_as_played", "plot_piano_roll", "read_plans", "read_tracks",
+]
 
 DRUM_CHANNEL = 9
 PLAN_EVENT = "barcelona.plan "  # the recorder's text events (conductor.recorder writes them)
@@ -267,5 +269,13 @@ def _bar_lines(axes: Sequence[Any], bpb: int, end: float) -> None:
                     ax.axvline(beat, color="0.88", linewidth=0.4, zorder=0)
         ax.set_axisbelow(True)
         ax.grid(axis="y", color="0.9", linewidth=0.5)
-    axes[-1].set_xticks([b * bpb for b in range(0, bars, step)])
-    axes[-1].set_xticklabels([str(b + 1) for b in range(0, bars, step)])
+    ticks = bar_ticks(bpb, end)
+    axes[-1].set_xticks([beat for beat, _ in ticks])
+    axes[-1].set_xticklabels([label for _, label in ticks])
+
+
+def bar_ticks(bpb: int, end: float) -> list[tuple[int, str]]:
+    """(beat, label) of the numbered bar lines: bar 1 starts at beat 0, as the displays count."""
+    bars = int(end // bpb)
+    step = max(1, bars // 32)
+    return [(b * bpb, str(b + 1)) for b in range(0, bars, step)]
