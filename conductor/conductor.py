@@ -18,7 +18,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from conductor.control import HUMAN_NOTE, Allowlist, ControlError, Displays, parse_control, strip_prefix
+from conductor.control import (
+    HUMAN_NOTE,
+    Allowlist,
+    ControlError,
+    Displays,
+    exposure_warning,
+    parse_control,
+    strip_prefix,
+)
 from conductor.human import FileHuman, LiveHuman, MidiInput, read_midi_notes
 from conductor.link import LinkBridge
 from conductor.midi_clock import MidiClockOut
@@ -126,11 +134,7 @@ class Conductor:
         # The allowlist runs on the sender's address before a byte is parsed (docs/security.md).
         surface = OscTransport((ctl.bind_host, ctl.port), [], accept=self.allow.allows)
         if ctl.listen == "any":
-            log.warning(
-                "control.listen: any: control port UDP %d is open on every interface, so any host on "
-                "the network can reach it; only senders in control.allow (%s) may steer or get beat ticks",
-                ctl.port, ", ".join(ctl.allow) or "nobody",
-            )
+            log.warning("%s", exposure_warning(ctl.port, ctl.allow))
         clock_cfg = self.ens.conductor.midi_clock
         if clock_cfg is not None:  # opened first: a missing port stops the conductor before it plays
             self.midi_clock = MidiClockOut(clock_cfg.port, clock_cfg.api, virtual=clock_cfg.virtual).start()

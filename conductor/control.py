@@ -23,6 +23,15 @@ MAX_DISPLAYS = 32  # a stage has a handful of surfaces; 32 sends x 2 a beat cost
 MAX_REFUSED_HOSTS = 256  # per-address refusal counts kept; later strangers are counted under "other"
 
 
+def exposure_warning(port: int, allow: Sequence[str]) -> str:
+    """What the conductor prints when `control.listen: any` opens the control port to every host."""
+    return (
+        f"control.listen: any: control port UDP {port} is open on every interface, so any host on the "
+        f"network can reach it; only senders in control.allow ({', '.join(allow) or 'none'}) may steer "
+        "or get beat ticks"
+    )
+
+
 class ControlError(ValueError):
     """An OSC message the surface cannot act on; `reason` is the counter key."""
 
