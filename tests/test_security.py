@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -29,8 +31,16 @@ from support.netns import NetRig, netns_missing_reason
 
 from bench.fuzz import Ensemble
 from conductor.conductor import TICK_S
-from conductor.control import MAX_DISPLAYS, MAX_REFUSED_HOSTS, Allowlist, Displays, exposure_warning
+from conductor.control import (
+    MAX_DISPLAYS,
+    MAX_REFUSED_HOSTS,
+    Allowlist,
+    Displays,
+    exposure_warning,
+    parse_control,
+)
 from protocol import codec
+from protocol.controls import BY_NAME
 from protocol.ensemble import load_ensemble
 from protocol.messages import Control
 from protocol.timeline import Timeline
@@ -599,3 +609,23 @@ def test_listen_any_binds_every_interface_and_says_so(tmp_path: Path) -> None:
     finally:
         log = cond.stop()
     assert exposure_warning(cond.cfg.control.port, allow) in log, log
+
+
+# -- 7. the integrations README's ranges are the protocol's, and their ends are accepted ---------------------
+def test_the_readme_ranges_are_the_protocols_and_a_float32_end_is_accepted() -> None:
+    """Every `name (lo–hi)` the integrations README gives for a control is the conductor's own range,
+    and the low end as Max and TouchOSC send it (float32: 0.01 arrives as 0.0099999998) is taken."""
+    text = re.sub(r"\s+", " ", (ROOT / "integrations" / "README.md").read_text(encoding="utf-8"))
+    stated = re.findall(r"(temperature|density|top_p|top_k) \((\d+(?:\.\d+)?)–(\d+(?:\.\d+)?)", text)
+    assert {name for name, _, _ in stated} == {"temperature", "density", "top_p", "top_k"}, stated
+    for name, lo, hi in stated:
+        spec = BY_NAME[("agent", name)]
+        assert (float(lo), float(hi)) == (spec.lo, spec.hi), (name, lo, hi, spec)
+        for end in (spec.lo, spec.hi):
+            as_sent = struct.unpack(">f", struct.pack(">f", end))[0]
+            ctl = parse_control(ENS, f"/barcelona/{ENS}/agent/bass/{name}", [as_sent])
+            assert ctl.value == pytest.approx(end), (name, as_sent, ctl)
+    tempo = re.findall(r"\((\d+)–(\d+)\) sends `/barcelona/demo/tempo`", text)
+    assert tempo, "the tempo box's range"
+    spec = BY_NAME[("ensemble", "tempo")]
+    assert all(spec.lo <= int(lo) < int(hi) <= spec.hi for lo, hi in tempo), tempo
