@@ -75,7 +75,7 @@
 						760.0,
 						34.0
 					],
-					"text": "Everything below goes to [s barcelona.out] -> [udpsend] on the conductor's control port. Beat ticks come back on 57301: set control.reply_port: 57301 in the YAML. See integrations/README.md.",
+					"text": "Everything below goes to [s barcelona.out] -> [udpsend] on the conductor's control port. Beat ticks come back on 57301, the control.reply_port of ensembles/default.yaml (keep it in yours). See integrations/README.md.",
 					"linecount": 2
 				}
 			},
