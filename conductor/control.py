@@ -19,7 +19,7 @@ from protocol.controls import BY_NAME
 from protocol.messages import Control
 
 HUMAN_NOTE = "human/note"
-MAX_DISPLAYS = 32  # a stage has a handful of surfaces; 32 sends x 2 a beat cost well under a millisecond
+MAX_DISPLAYS = 32  # a stage has a handful of surfaces; docs/security.md states this number
 MAX_REFUSED_HOSTS = 256  # per-address refusal counts kept; later strangers are counted under "other"
 
 
@@ -100,9 +100,10 @@ class Displays:
     """The surfaces that get beat ticks back: allowed senders only, the most recent `cap` of them.
 
     WHY bounded: every new UDP source port of an allowed host would otherwise be a subscriber for
-    the rest of the show, and each one costs sends on the conductor's loop every beat (20,000 of
-    them pushed the beat ticks 187 ms late). A sender is refreshed each time it sends, so a surface
-    that keeps talking stays; the one heard from longest ago is dropped first.
+    the rest of the show, and each one costs two sends on the conductor's loop every beat, so one
+    host cycling through ports could make the beat itself late (tests/test_security.py floods it
+    with 20,000). A sender is refreshed each time it sends, so a surface that keeps talking stays;
+    the one heard from longest ago is dropped first.
     """
 
     def __init__(self, cap: int = MAX_DISPLAYS) -> None:
