@@ -60,12 +60,35 @@ class BusConfig(Strict):
 
 
 class ControlConfig(Strict):
-    """The OSC control surface: Max/MSP and TouchOSC steer the ensemble here."""
+    """The OSC control surface: Max/MSP and TouchOSC steer the ensemble here.
+
+    `listen` is one IP address, or the word `any` for every interface. The wildcard addresses
+    themselves (`0.0.0.0`, `::`) are refused: a port every host on the network can reach should be
+    asked for in words, and the conductor warns when it is.
+    """
 
     listen: str = "127.0.0.1"
     port: Port = 57300
     allow: tuple[str, ...] = ("127.0.0.1/32",)
     reply_port: Port | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value == "any":
+            return value
+        try:
+            ip = ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address (or `any` for every interface)") from None
+        if ip.is_unspecified:
+            raise ValueError(f"{value} listens on every interface: write `listen: any` to mean that")
+        return value
+
+    @property
+    def bind_host(self) -> str:
+        """The address to bind: `any` is IPv4's wildcard (the surfaces on a stage speak IPv4)."""
+        return "0.0.0.0" if self.listen == "any" else self.listen
 
     @field_validator("allow")
     @classmethod
