@@ -114,10 +114,15 @@ class Hit(Strict):
     velocity: Annotated[int, Field(ge=1, le=127)] = 90
 
 
-class EngineConfig(Strict):
-    """`pattern`: voices the chord plan on a rhythm (no model). `onnx`: a SkyTNT-format model."""
+DrumStyle = Literal["rock", "pop", "funk", "jazz", "shuffle", "bossa", "waltz", "ballad"]
 
-    type: Literal["pattern", "onnx"] = "pattern"
+
+class EngineConfig(Strict):
+    """`pattern`: voices the chord plan on a rhythm (no model). `onnx`: a SkyTNT-format model.
+    `drums`: a drummer's grooves by `style`, varied bar to bar, with a fill ending every
+    `phrase_bars` bars and before the chord plan loops (docs/drums.md)."""
+
+    type: Literal["pattern", "onnx", "drums"] = "pattern"
     voicing: Literal["root", "root_fifth", "chord", "arpeggio", "drums"] = "chord"
     rhythm: tuple[Hit, ...] = (Hit(beat=0, duration=1.0), Hit(beat=2, duration=1.0))
     model: str | None = None
@@ -135,6 +140,10 @@ class EngineConfig(Strict):
     # onsets only on multiples of this many beats (1, 1/2, 1/4, 1/8, 1/16); unset: the model's 1/16
     grid: float | None = None
     seed: int | None = None
+    # type: drums
+    style: DrumStyle = "rock"
+    phrase_bars: Literal[4, 8] = 4
+    fills: bool = True
 
     @field_validator("grid")
     @classmethod
