@@ -165,10 +165,12 @@ def _keep(groove: Groove, lane: str, ch: str, step: int, weight: int, u: float) 
     on_backbeat = sub == 0 and beat in groove.backbeat
     if lane in ("snare", "stick", "pedal") and on_backbeat and ch != "g":
         return 0.0
+    if lane == "kick" and step == 0:  # even a feathered one: the bar's floor
+        return 0.0
     if ch == "g":
         return 0.7 + 0.3 * u
     if lane == "kick":
-        return 0.0 if step == 0 else (0.1 + 0.2 * u if weight >= 1 else 0.35 + 0.3 * u)
+        return (0.1 + 0.2 * u if weight >= 1 else 0.35 + 0.3 * u)
     if lane in ("hat", "ride"):
         if step == 0:
             return 0.05
@@ -288,7 +290,9 @@ def compose_bar(
     if fills and role.fill:
         beats = fill_beats(groove, seed, bar, role, phrase_bars)
         start = groove.n_steps - beats * groove.steps_per_beat
-        strokes = [s for s in strokes if s.step < start] + _fill(groove, seed, bar, role, beats)
+        # a whole-bar fill still starts on the downbeat's kick
+        kept = [s for s in strokes if s.step < start or (s.step == 0 and s.pitch == KICK)]
+        strokes = kept + _fill(groove, seed, bar, role, beats)
     if role.crash:  # the crash and a kick mark the phrase's downbeat, in place of the time there
         strokes = [s for s in strokes if s.step != 0 or (s.pitch not in TIMEKEEPING and s.pitch != KICK)]
         crash = CRASH_2 if unit(seed, bar, "crash") < 0.3 else CRASH

@@ -257,7 +257,7 @@ FILL_ONE: dict[int, tuple[str, ...]] = {
     2: ("ss", "13", "56", "s1", "S.", "35"),
 }
 FILL_TWO: dict[int, tuple[str, ...]] = {
-    4: ("ssss 1133", "ss11 3355", "S.sS .sS.", "1133 5566", "sSsS 1155", "s.ss 1356", "K.s. K.S.",
+    4: ("ssss 1133", "ss11 3355", "S.sS .sS.", "1133 5566", "sSsS 1155", "s.ss 1356", "K.sS K.SS",
         "ssss ssSS", "1.1. 3.5."),
     3: ("sss 135", "s.s 113", "113 355", "sss sss", "s1s 356", "S.s S.S"),
     2: ("ss 13", "13 56", "ss ss", "s1 36", "S. 15", "11 55"),
