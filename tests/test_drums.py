@@ -287,3 +287,10 @@ def test_a_drums_agent_plays_fills_and_crashes_through_the_real_ensemble(tmp_pat
     assert TOMS & set(pitches) and set(pitches) <= GM_DRUMS
     expected = engine("rock", seed=5).plan(0, 32, ctx())
     assert sorted(pitches) == sorted(n.pitch for n in expected)
+
+
+def test_a_thinner_bossa_keeps_its_clave() -> None:
+    full = engine("bossa").plan(0, 16 * 4, ctx(density=1.0))
+    half = engine("bossa").plan(0, 16 * 4, ctx(density=0.5))
+    assert [n for n in half if n.pitch == 37] == [n for n in full if n.pitch == 37]
+    assert len([n for n in half if n.pitch in CYMBALS]) < len([n for n in full if n.pitch in CYMBALS])

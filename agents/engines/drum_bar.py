@@ -177,6 +177,8 @@ def _keep(groove: Groove, lane: str, ch: str, step: int, weight: int, u: float) 
         return 0.15 + 0.3 * u if weight >= 1 else (0.55 + 0.45 * u if weight == 0 else 0.75 + 0.25 * u)
     if lane == "pedal":
         return 0.3 + 0.3 * u
+    if lane == "stick":  # a side-stick figure is the bossa's clave: it outlasts the cymbals
+        return 0.15 + 0.2 * u
     return 0.3 + 0.3 * u if weight >= 1 else 0.45 + 0.4 * u
 
 
