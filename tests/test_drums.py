@@ -16,7 +16,7 @@ from support.ensembles import DEFAULT, play_bars, write_ensemble
 
 from agents.engines import PlanContext, make_engine
 from agents.engines.drum_bar import bar_role, phrase_starts, pick_distinct
-from agents.engines.drum_patterns import GROOVES, STYLES, groove_for
+from agents.engines.drum_patterns import FALLBACK, GROOVES, STYLES, groove_for
 from agents.engines.drums import DrumsEngine, drum_seed
 from protocol.ensemble import AgentConfig, EnsembleError, load_ensemble, parse_ensemble
 from protocol.harmony import ChordPlan
@@ -294,3 +294,10 @@ def test_a_thinner_bossa_keeps_its_clave() -> None:
     half = engine("bossa").plan(0, 16 * 4, ctx(density=0.5))
     assert [n for n in half if n.pitch == 37] == [n for n in full if n.pitch == 37]
     assert len([n for n in half if n.pitch in CYMBALS]) < len([n for n in full if n.pitch in CYMBALS])
+
+
+def test_every_style_the_yaml_accepts_has_a_groove_in_every_meter() -> None:
+    assert set(FALLBACK) == set(STYLES) and len(STYLES) == 8
+    for style in STYLES:
+        for meter in range(1, 33):
+            assert groove_for(style, meter).beats == meter

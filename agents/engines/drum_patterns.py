@@ -25,6 +25,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import get_args
+
+from protocol.ensemble import DrumStyle
 
 KICK, SNARE, SIDE_STICK = 36, 38, 37
 CLOSED_HAT, PEDAL_HAT, OPEN_HAT = 42, 44, 46
@@ -34,7 +37,7 @@ GM_DRUM_PITCHES = frozenset(
     {KICK, SNARE, SIDE_STICK, CLOSED_HAT, PEDAL_HAT, OPEN_HAT, CRASH, CRASH_2, RIDE, *TOMS.values()}
 )
 
-STYLES = ("rock", "pop", "funk", "jazz", "shuffle", "bossa", "waltz", "ballad")
+STYLES: tuple[str, ...] = get_args(DrumStyle)  # what the YAML accepts; FALLBACK covers each
 TRIPLET_STYLES = frozenset({"jazz", "shuffle"})
 LANES = ("kick", "snare", "stick", "hat", "ride", "pedal")
 
