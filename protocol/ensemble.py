@@ -137,10 +137,15 @@ class Hit(Strict):
     velocity: Annotated[int, Field(ge=1, le=127)] = 90
 
 
-class EngineConfig(Strict):
-    """`pattern`: voices the chord plan on a rhythm (no model). `onnx`: a SkyTNT-format model."""
+DrumStyle = Literal["rock", "pop", "funk", "jazz", "shuffle", "bossa", "waltz", "ballad"]
 
-    type: Literal["pattern", "onnx"] = "pattern"
+
+class EngineConfig(Strict):
+    """`pattern`: voices the chord plan on a rhythm (no model). `onnx`: a SkyTNT-format model.
+    `drums`: a drummer's grooves by `style`, varied bar to bar, with a fill ending every
+    `phrase_bars` bars and before the chord plan loops (docs/drums.md)."""
+
+    type: Literal["pattern", "onnx", "drums"] = "pattern"
     voicing: Literal["root", "root_fifth", "chord", "arpeggio", "drums"] = "chord"
     rhythm: tuple[Hit, ...] = (Hit(beat=0, duration=1.0), Hit(beat=2, duration=1.0))
     model: str | None = None
@@ -161,6 +166,10 @@ class EngineConfig(Strict):
     # int8: a float32 export is quantised once at load into a cache folder (the user's files are only
     # read) and its agreement with float32 logged (agents/model/int8_cache.py)
     quantize: Literal["none", "int8"] = "none"
+    # type: drums
+    style: DrumStyle = "rock"
+    phrase_bars: Literal[4, 8] = 4
+    fills: bool = True
 
     @field_validator("grid")
     @classmethod
