@@ -14,6 +14,7 @@ import pytest
 import yaml
 from support.ensembles import DEFAULT, play_bars, write_ensemble
 
+from agents.arrangement import agent_seed
 from agents.engines import PlanContext, make_engine
 from agents.engines.drum_bar import bar_role, phrase_starts, pick_distinct
 from agents.engines.drum_patterns import FALLBACK, GROOVES, STYLES, groove_for
@@ -146,7 +147,7 @@ def test_seed_from_engine_else_ensemble_plus_index_else_random() -> None:
     base = {"name": "t", "agents": [{"name": "bass", "channel": 1},
                                     {"name": "drums", "channel": 9, "engine": {"type": "drums"}}]}
     ens = parse_ensemble({**base, "seed": 100})
-    assert drum_seed(ens, ens.agent("drums")) == 101
+    assert drum_seed(ens, ens.agent("drums")) == agent_seed(ens, ens.agent("drums"), -1) != 100
     seeded = {**base["agents"][1], "engine": {"type": "drums", "seed": 9}}
     own = parse_ensemble({**base, "seed": 100, "agents": [seeded]})
     assert drum_seed(own, own.agent("drums")) == 9

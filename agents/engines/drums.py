@@ -13,6 +13,8 @@ import math
 import secrets
 from collections import OrderedDict
 
+from agents.arrangement import agent_seed
+from agents.dynamics import level_velocity
 from agents.engines import PlanContext
 from agents.engines.drum_bar import Stroke, bar_role, compose_bar
 from agents.engines.drum_patterns import groove_for
@@ -23,14 +25,9 @@ _CACHE_BARS = 64  # bars kept composed: the agent plans a few beats ahead, many 
 
 
 def drum_seed(ens: Ensemble, cfg: AgentConfig) -> int:
-    """engine.seed, else the ensemble's seed offset by the agent's index (two parts of one file
+    """engine.seed, else the ensemble's seed offset by the agent's place (two parts of one file
     never play from one seed), else a fresh one, so an unseeded run differs from the last."""
-    if cfg.engine.seed is not None:
-        return cfg.engine.seed
-    if ens.seed is not None:
-        index = next((i for i, a in enumerate(ens.agents) if a.name == cfg.name), 0)
-        return ens.seed + index
-    return secrets.randbelow(2**31)
+    return agent_seed(ens, cfg, secrets.randbelow(2**31))
 
 
 class DrumsEngine:
@@ -41,6 +38,8 @@ class DrumsEngine:
         self.phrase_bars = cfg.engine.phrase_bars
         self.fills = cfg.engine.fills
         groove_for(self.style, 4)  # an unknown style fails here, at start, not mid-performance
+        # the part's dynamics move the whole kit: the patterns' velocities are written at mf
+        self.level = level_velocity(cfg.dynamics) / level_velocity("mf")
         self._bars: OrderedDict[tuple[int, int, int], tuple[int, tuple[Stroke, ...]]] = OrderedDict()
 
     def hear(self, note: Note) -> None:
@@ -61,7 +60,8 @@ class DrumsEngine:
             for s in strokes:
                 beat = bar * bpb + s.step / spb
                 if density >= s.keep and start_beat <= beat < end_beat:
-                    notes.append(Note(beat, duration, s.pitch, s.velocity, self.cfg.channel, self.cfg.name))
+                    velocity = max(1, min(127, round(s.velocity * self.level)))
+                    notes.append(Note(beat, duration, s.pitch, velocity, self.cfg.channel, self.cfg.name))
         return notes
 
     def bar(self, bar: int, beats_per_bar: int, plan_bars: int) -> tuple[int, tuple[Stroke, ...]]:
