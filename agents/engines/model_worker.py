@@ -272,9 +272,14 @@ class Planner:
         until += self.cfg.commit_offset
         self.now_beat = now_beat
         if not math.isfinite(self.committed_until):
-            # First clock: nothing before the commit point may be generated.
-            self.committed_until = until
-            self.generated_until = float(math.ceil(until - 1e-9))
+            # First clock: the part starts on the beat nearest the commit point, so a start a few
+            # milliseconds either side of a beat (the transport's first tick) starts it at the same
+            # beat; one that near is still well ahead of now (the commit point is commit_beats ahead).
+            first = float(round(until))
+            if first < until and first < now_beat + FIRST_BEAT_MARGIN:
+                first = float(math.ceil(until))
+            self.committed_until = min(until, first)
+            self.generated_until = max(first, 0.0)
             return []
         if until > self.generated_until and not self.muted:
             self._fill_behind(until)
@@ -422,6 +427,7 @@ class Planner:
         self.generated_until = last
 
 
+FIRST_BEAT_MARGIN = 0.5  # the least a part's first beat may lie ahead of now
 REPLAN_LEAD_BEATS = 0.25  # the least time a re-plan leaves the model before its first redrawn beat
 OTHERS_GATE_BEATS = 1.0  # how long after its start another agent's note has surely arrived
 MAX_STEPS_PER_WINDOW = 48  # a model that keeps re-striking cannot hold a window for ever
