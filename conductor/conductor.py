@@ -121,7 +121,7 @@ class Conductor:
             # It is light (no model, no audio), so it runs with the agents' loops, below their timing.
             self.loop_priority = request_realtime(DEFAULT_RT_PRIORITY - 1)
 
-        surface = OscTransport((self.ens.control.listen, self.ens.control.port), [])
+        surface = OscTransport((self.ens.control.listen, self.ens.control.port), [], setting="control.port")
         clock_cfg = self.ens.conductor.midi_clock
         if clock_cfg is not None:  # opened first: a missing port stops the conductor before it plays
             self.midi_clock = MidiClockOut(clock_cfg.port, clock_cfg.api, virtual=clock_cfg.virtual).start()

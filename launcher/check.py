@@ -63,7 +63,7 @@ def bindings(ens: Ensemble) -> list[Binding]:
             addr, port = ens.osc_endpoint(a.name)
             out.append(
                 Binding(
-                    f"agents.{i}",
+                    "bus.osc.base_port",
                     f"agent {a.name}'s bus port (bus.osc.base_port + {1 + i})",
                     a.host,
                     addr,
