@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from launcher.artifacts import make_artifacts
-from launcher.check import check_ensemble, check_ports_free
-from protocol.ensemble import Ensemble, EnsembleError, load_ensemble
+from launcher.check import check_file, check_ports_free
+from protocol.ensemble import Ensemble
 
 ROOT = Path(__file__).resolve().parent
 STOP_GRACE_S = 1.5
@@ -291,22 +291,17 @@ def main(argv: list[str] | None = None) -> int:
         from launcher.schema import main as print_schema
 
         return print_schema()
-    try:
-        ens = load_ensemble(args.ensemble)
-    except EnsembleError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     if args.bars is not None and args.bars < 1:
         print("error: --bars: must be at least 1", file=sys.stderr)
         return 1
     # Everything a run would trip on, before anything starts; --check stops here, a launch goes on only
     # when there is nothing (a run started from the file --check accepted must not fail at start-up).
-    problems = check_ensemble(ens, args.ensemble, None if args.check else args.host)
-    if not problems and not args.check and args.from_midi is None:
-        problems = check_ports_free(ens, args.host)
-    if problems:
+    ens, problems = check_file(args.ensemble, None if args.check else args.host)
+    if ens is not None and not args.check and args.from_midi is None:
+        problems = [f"{args.ensemble}: {p}" for p in check_ports_free(ens, args.host)]
+    if ens is None or problems:
         for problem in problems:
-            print(f"error: {args.ensemble}: {problem}", file=sys.stderr)
+            print(f"error: {problem}", file=sys.stderr)
         return 1
     if args.check:
         print(

@@ -16,13 +16,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.ensemble import Ensemble
+from protocol.ensemble import Ensemble, EnsembleError, load_ensemble
 
-__all__ = ["Binding", "bindings", "check_ensemble", "check_ports_free"]
+__all__ = ["Binding", "bindings", "check_ensemble", "check_file", "check_ports_free"]
 
 ROOT = Path(__file__).resolve().parents[1]  # the launcher starts every child here (run_ensemble.py)
 RESOLVE_WAIT_S = 3.0
 MAX_PORT = 65535
+_RELATIVE = " (a relative path is taken from the YAML's folder)"
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,15 @@ def bindings(ens: Ensemble) -> list[Binding]:
     out: list[Binding] = []
     if _udp_sync(ens):
         addr, port = ens.osc_endpoint("conductor")
-        out.append(Binding("bus.osc.base_port", "the conductor's bus port", ens.conductor.host, addr, port))
+        out.append(
+            Binding(
+                "bus.osc.base_port",
+                "the conductor's bus port (bus.osc.base_port)",
+                ens.conductor.host,
+                addr,
+                port,
+            )
+        )
         for i, a in enumerate(ens.agents):
             addr, port = ens.osc_endpoint(a.name)
             out.append(
@@ -73,7 +82,7 @@ def bindings(ens: Ensemble) -> list[Binding]:
     out.append(
         Binding(
             "control.port",
-            "the control surface (control.port)",
+            "the control surface",
             ens.conductor.host,
             ens.control.listen,
             ens.control.port,
@@ -89,7 +98,7 @@ def _listeners(ens: Ensemble) -> list[Binding]:
         out.append(
             Binding(
                 "bus.osc.monitor_port",
-                "the bus monitor (bus.osc.monitor_port)",
+                "the bus monitor",
                 ens.conductor.host,
                 ens.conductor.address,
                 ens.bus.osc.monitor_port,
@@ -100,13 +109,19 @@ def _listeners(ens: Ensemble) -> list[Binding]:
         out.append(
             Binding(
                 "control.reply_port",
-                "the surfaces' reply port (control.reply_port)",
+                "the surfaces' replies",
                 ens.conductor.host,
                 "0.0.0.0",
                 ens.control.reply_port,
             )
         )
     return out
+
+
+def _named(b: Binding) -> str:
+    """`agent piano's bus port (bus.osc.base_port + 2) on 127.0.0.1`: who, the setting, the address."""
+    who = b.who if b.field in b.who else f"{b.who} ({b.field})"
+    return f"{who} on {'any address' if _wildcard(b.address) else b.address}"
 
 
 def _clash(a: Binding, b: Binding) -> bool:
@@ -133,8 +148,8 @@ def _port_problems(ens: Ensemble) -> Iterator[str]:
         other = next((t for t in taken if _clash(t, b)), None)
         if other is not None:
             yield (
-                f"{b.field}: port {b.port} on {b.address} ({b.who}) is also {other.who} on {other.address} "
-                f"(host {b.host})"
+                f"{b.field}: port {b.port}, wanted by {_named(b)}, is already {_named(other)} "
+                f"(both on host {b.host})"
             )
         taken.append(b)
     for i, a in enumerate(ens.agents):
@@ -249,7 +264,8 @@ def _file_problems(ens: Ensemble, yaml_dir: Path, host: str | None) -> Iterator[
         path = path if path.is_absolute() else yaml_dir / path
         why = _readable(path)
         if why is not None:
-            yield f"human.source.path: {why} (a relative path is taken from the YAML's folder)"
+            hint = "" if Path(h.source.path or "").is_absolute() else _RELATIVE
+            yield f"human.source.path: {why}{hint}"
         else:
             try:
                 read_midi_notes(path, h.source.transpose)
@@ -302,7 +318,7 @@ def _fluid_problems(i: int, soundfont: str | None, yaml_dir: Path) -> Iterator[s
         path = path if path.is_absolute() else yaml_dir / path
         why = _readable(path)
         if why is not None:
-            yield f"agents.{i}.output.soundfont: {why} (a relative path is taken from the YAML's folder)"
+            yield f"agents.{i}.output.soundfont: {why}{'' if Path(soundfont).is_absolute() else _RELATIVE}"
             return
     try:
         find_soundfont(path)
@@ -383,3 +399,14 @@ def check_ports_free(ens: Ensemble, host: str | None = None) -> list[str]:
                     f"{b.field}: cannot listen on UDP {b.address}:{b.port} for {b.who}: {exc.strerror or exc}"
                 )
     return out
+
+
+def check_file(path: Path, host: str | None = None) -> tuple[Ensemble | None, list[str]]:
+    """What `--check` does: the schema first (its one line), then every rule above, each line
+    starting with the file. The ensemble comes back only when nothing is wrong."""
+    try:
+        ens = load_ensemble(path)
+    except EnsembleError as exc:
+        return None, [str(exc)]
+    problems = [f"{path}: {p}" for p in check_ensemble(ens, path, host)]
+    return (None if problems else ens), problems

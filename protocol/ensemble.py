@@ -414,8 +414,10 @@ def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
-    if not loc and re.match(r"^[A-Za-z_][\w.]*: ", msg):
-        return msg  # a whole-file rule that names its own field (`agents.1.engine.rhythm.0.beat: ...`)
+    named = re.match(r"^([A-Za-z_][\w.]*): ", msg)  # a rule over a whole section names its field
+    if named and err["type"] == "value_error":
+        # `agents.0.output` + `port: ...` -> `agents.0.output.port: ...`; at the top, the name alone
+        return f"{loc}.{msg}" if loc else msg
     return f"{loc or '(top)'}: {msg}"
 
 
