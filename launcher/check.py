@@ -192,11 +192,6 @@ def _host_problems(ens: Ensemble) -> Iterator[str]:
             f"{listed}: agents on another host would reach their own machine, not the conductor; give "
             f"the conductor's address on the network"
         )
-    if ens.bus.transport == "mqtt" and _loopback(ens.bus.mqtt.host):
-        yield (
-            f"bus.mqtt.host: {ens.bus.mqtt.host} is a loopback address, but parts run on hosts {listed}: "
-            f"each would look for a broker on its own machine; give the broker's address on the network"
-        )
     if not _udp_sync(ens):
         return
     for i, a in enumerate(ens.agents):

@@ -354,7 +354,15 @@ CASES = [
             at("bus", {"transport": "mqtt", "mqtt": {"host": "198.18.0.1"}}),
         ),
     ),
-    Case("two_hosts_loopback_broker", "bus.mqtt.host", each(TWO_HOSTS, MQTT_BUS_SYNC)),
+    Case(
+        "two_hosts_mqtt_udp_sync_loopback_agent",
+        "agents.2.address",
+        each(
+            TWO_HOSTS,
+            at("agents.2.address", "127.0.0.1"),
+            at("bus", {"transport": "mqtt", "mqtt": {"host": "198.18.0.1"}}),
+        ),
+    ),
     # -- the rest of the schema -------------------------------------------------------------------
     Case("tempo_zero", "tempo", at("tempo", 0)),
     Case("meter_zero", "meter", at("meter", 0)),
@@ -395,6 +403,38 @@ def test_each_broken_file_is_one_line_naming_the_field(case: Case, tmp_path: Pat
     [line] = problems
     assert "\n" not in line
     assert line.startswith(f"{path}: {case.expect}"), line
+
+
+ACCEPTED: dict[str, Edit] = {
+    "two_hosts_with_network_addresses": TWO_HOSTS,
+    "two_hosts_over_mqtt": each(TWO_HOSTS, at("bus", {"transport": "mqtt", "mqtt": {"host": "198.18.0.1"}})),
+    # several host names on one machine: loopback is fine where no UDP crosses between them
+    "two_host_names_one_machine_mqtt_bus_sync": each(
+        hosts(("stage", "127.0.0.1"), ("band", "127.0.0.1"), ("band", "127.0.0.1"), ("band", "127.0.0.1")),
+        MQTT_BUS_SYNC,
+    ),
+    "control_on_another_address": each(at("control.listen", "127.0.0.2"), at("control.port", BASE_PORT)),
+    "shared_channel": each(at("agents.1.channel", 1), at("agents.1.share_channel", True)),
+    "default_rhythm_in_a_short_meter": each(
+        at("meter", 2),
+        drop("agents.0.engine.rhythm"),
+        at("agents.1.engine.rhythm", [{"beat": 0}]),
+        at("agents.2.engine.rhythm", [{"beat": 1.5, "pitch": 42}]),
+    ),
+    "human_only": at("agents", []),
+    "ipv6_bus": each(at("conductor.address", "::1"), *(at(f"agents.{i}.address", "::1") for i in range(3))),
+    "osc_output_on_a_named_host": at(
+        "agents.0.output", {"type": "osc", "host": "localhost", "osc_port": 9000}
+    ),
+    "virtual_midi_output": at("agents.0.output", {"type": "midi", "virtual": True}),
+}
+
+
+@pytest.mark.parametrize("name", list(ACCEPTED))
+def test_valid_variations_are_accepted(name: str, tmp_path: Path) -> None:
+    path = write(tmp_path, Case(name, "", ACCEPTED[name]))
+    ens, problems = check_file(path)
+    assert problems == [] and ens is not None
 
 
 CLI_CASES = [

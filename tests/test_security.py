@@ -317,8 +317,11 @@ def test_the_documented_acl_lets_the_band_play_and_a_display_only_listen(
         sub = tmp_path / user
         sub.mkdir()
         paths[user] = write_ensemble(sub, {"agents": placed, "conductor": {"host": "stage"}, "bus": {
-            "transport": "mqtt", "mqtt": {"host": broker.host, "port": broker.port, "username": user,
-                                          "password": users[user]}}})  # fmt: skip
+            # one machine under two host names: clock sync through the broker, not UDP to a loopback
+            # address that would not be the conductor's on two real machines (--check refuses that)
+            "transport": "mqtt", "sync": "bus",
+            "mqtt": {"host": broker.host, "port": broker.port, "username": user,
+                     "password": users[user]}}})  # fmt: skip
         procs.append(launch(paths[user], sub / "log", "--host", host, "--stats-dir", str(sub / "stats")))
     stats = tmp_path / "conductor" / "stats" / "conductor.json"
     display = Client(broker, "display", users["display"])
