@@ -408,8 +408,8 @@ def _refused(filters: list[str], granted: Iterable[object]) -> list[str]:
 
 
 def _reason(exc: object) -> str:
-    """The words of an error without paho's `[Errno 111] ` prefix: the line already says where."""
-    return re.sub(r"^\[Errno -?\d+\] ", "", str(exc))
+    """The words of an error without paho's `[Errno 111] ` or `[code:135] ` prefix: the line says where."""
+    return re.sub(r"^\[(Errno -?\d+|code:\d+)\] ", "", str(exc))
 
 
 def _is_fatal(exc: aiomqtt.MqttError) -> bool:

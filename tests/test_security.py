@@ -237,7 +237,8 @@ def test_mqtt_with_a_password_plays_and_a_wrong_one_is_a_clear_error(
     assert "keeps failing at start; giving up" in text, text[-3000:]
     lines = text.splitlines()
     for who in ("agent bass", "agent piano", "conductor"):
-        assert any(ln.startswith(f"error: {who}: MQTT ") and "Not authorized" in ln for ln in lines), text
+        assert any(ln.startswith(f"error: {who}: bus.mqtt: cannot connect to {broker.host}:{broker.port}: ")
+                   and "Not authorized" in ln for ln in lines), text  # fmt: skip
     assert "Traceback" not in text, text[-3000:]
 
 
