@@ -127,9 +127,8 @@ def _named(b: Binding) -> str:
 def _clash(a: Binding, b: Binding) -> bool:
     if a.host != b.host or a.port != b.port:
         return False
-    if _wildcard(a.address) or _wildcard(b.address):
-        return ipaddress.ip_address(a.address).version == ipaddress.ip_address(b.address).version
-    return a.address == b.address
+    # A wildcard takes the port on every address (`::` on Linux on IPv4 too): it clashes with all.
+    return _wildcard(a.address) or _wildcard(b.address) or a.address == b.address
 
 
 def _port_problems(ens: Ensemble) -> Iterator[str]:
