@@ -616,3 +616,53 @@ def test_accepted_two_host_file_plays_on_both(tmp_path: Path, rig: NetRig) -> No
     wait_for(lambda: (tmp_path / "report-band.json").exists(), 5, "the band's report")
     played(json.loads((tmp_path / "report-band.json").read_text()), ("bass", "piano"))
     played(json.loads((tmp_path / "report-stage.json").read_text()), ("drums",))
+
+
+# -- what a process says when the machine, not the file, is the problem ---------------------------------
+def process(module: str, *args: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env, stderr=out)
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("who", ["conductor", "bass"])
+def test_a_taken_port_is_named_with_its_setting(who: str, tmp_path: Path) -> None:
+    path = playable(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    taken = data["control"]["port"] if who == "conductor" else data["bus"]["osc"]["base_port"] + 1
+    log = tmp_path / "err.log"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+        holder.bind(("127.0.0.1", taken))
+        args = [str(path), "--bars", "1"] if who == "conductor" else [str(path), who]
+        proc = process("conductor" if who == "conductor" else "agents", *args, log=log)
+        assert proc.wait(timeout=60) == 1
+    setting = "control.port" if who == "conductor" else "bus.osc.base_port + 1 (agent bass)"
+    name = "conductor" if who == "conductor" else "agent bass"
+    [line] = [ln for ln in log.read_text().splitlines() if ln.startswith("error:")]
+    assert line == (
+        f"error: {name}: {setting}: cannot listen on UDP 127.0.0.1:{taken}: "
+        "the port is in use (another ensemble still playing?)"
+    )
+
+
+@pytest.mark.network
+def test_no_broker_is_named_with_its_address(tmp_path: Path) -> None:
+    """No broker on bus.mqtt's port: the line says bus.mqtt, the address and why, without `[Errno 111]`."""
+    port = free_port()  # nothing listens here
+    path = playable(
+        tmp_path, at("bus.transport", "mqtt"), at("bus.mqtt", {"host": "127.0.0.1", "port": port})
+    )
+    log = tmp_path / "err.log"
+    proc = process("agents", str(path), "bass", log=log)
+    try:
+        wait_for(lambda: "bus.mqtt" in log.read_text(), 30, "the agent's MQTT warning")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    [line] = [ln for ln in log.read_text().splitlines() if "bus.mqtt" in ln][:1]
+    assert line.endswith(f"bus.mqtt: cannot connect to 127.0.0.1:{port}: Connection refused"), line
+    assert "Errno" not in log.read_text()
