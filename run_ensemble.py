@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     # Everything a run would trip on, before anything starts; --check stops here, a launch goes on only
     # when there is nothing (a run started from the file --check accepted must not fail at start-up).
-    ens, problems = check_file(args.ensemble, None if args.check else args.host)
+    ens, problems = check_file(args.ensemble, args.host)
     if ens is not None and not args.check and args.from_midi is None:
         problems = [f"{args.ensemble}: {p}" for p in check_ports_free(ens, args.host)]
     if ens is None or problems:
