@@ -666,3 +666,20 @@ def test_no_broker_is_named_with_its_address(tmp_path: Path) -> None:
     [line] = [ln for ln in log.read_text().splitlines() if "bus.mqtt" in ln][:1]
     assert line.endswith(f"bus.mqtt: cannot connect to 127.0.0.1:{port}: Connection refused"), line
     assert "Errno" not in log.read_text()
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_an_osc_output_nobody_listens_to_is_named(tmp_path: Path) -> None:
+    """The synth is not running: the agent's line names its output and the host:port it sent to."""
+    port = free_port()  # nothing listens here
+    path = playable(tmp_path, at("agents.0.output", {"type": "osc", "host": "127.0.0.1", "osc_port": port}))
+    proc = run_launcher([str(path), "--bars", "1", "--quiet"], timeout=90)
+    assert proc.returncode == 1
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: agent bass: ")]
+    assert lines and all(
+        ln
+        == f"error: agent bass: agents.bass.output (osc): OSC output 127.0.0.1:{port}: Connection refused; "
+        "is the synth listening there?"
+        for ln in lines
+    ), proc.stderr
