@@ -21,7 +21,7 @@ from typing import Any
 
 from agents.conductor_clock import ConductorClock, inherited_offset_ms
 from agents.engines import Engine, PlanContext, make_engine
-from agents.outputs import Output
+from agents.outputs import Output, OutputError
 from agents.outputs.factory import make_output
 from agents.scheduler import ScheduledEvent, Scheduler
 from protocol.bus import Bus, open_bus, open_sync_bus
@@ -91,7 +91,10 @@ class Agent:
             log.info("%s: model ready on %s (%s KV cache, context of up to %s events)", self.name, ready[1],
                      ready[3], ready[4])
         self.output = make_output(self._output_spec(), where=f"agents.{self.name}.output")
-        self.output.open()
+        try:
+            self.output.open()
+        except OutputError as exc:  # one line naming the part's output and what it could not open
+            raise OutputError(f"agents.{self.name}.output ({self.cfg.output.type}): {exc}") from None
         self.scheduler = Scheduler(self._send, clock=self.clock, realtime=self.ens.timing.realtime)
         self.scheduler.start()
         will = self._status("gone")

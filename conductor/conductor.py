@@ -132,7 +132,8 @@ class Conductor:
 
         ctl = self.ens.control
         # The allowlist runs on the sender's address before a byte is parsed (docs/security.md).
-        surface = OscTransport((ctl.bind_host, ctl.port), [], accept=self.allow.allows)
+        surface = OscTransport((ctl.bind_host, ctl.port), [], accept=self.allow.allows,
+                               setting="control.port")
         if ctl.listen == "any":
             log.warning("%s", exposure_warning(ctl.port, ctl.allow))
         clock_cfg = self.ens.conductor.midi_clock

@@ -13,10 +13,12 @@ python-osc drops silently.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import itertools
 import logging
 import math
+import re
 import socket
 import struct
 import time
@@ -270,9 +272,11 @@ class OscTransport:
         on_packet: Callable[[OscPacket], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         accept: Callable[[str], bool] | None = None,
+        setting: str = "listen",
     ) -> None:
         self._listen = _check_ip(listen, "listen")
         self._accept = accept
+        self._setting = setting  # the setting that chose this port, for the error line when it is taken
         if not 0 < max_packet <= MAX_UDP_PAYLOAD:
             raise ValueError(f"max_packet must be in 1..{MAX_UDP_PAYLOAD}, got {max_packet}")
         self._max_packet = max_packet
@@ -288,7 +292,18 @@ class OscTransport:
 
     async def __aenter__(self) -> OscTransport:
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), local_addr=self._listen)
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Protocol(self), local_addr=self._listen
+            )
+        except OSError as exc:
+            host, port = self._listen
+            reason = exc.strerror or re.sub(r"^\[Errno -?\d+\] ", "", str(exc))
+            if exc.errno == errno.EADDRINUSE:
+                reason = "the port is in use (another ensemble still playing?)"
+            err = OSError(f"{self._setting}: cannot listen on UDP {host}:{port}: {reason}")
+            err.errno = exc.errno  # kept for callers; str() stays the one line without "[Errno 98]"
+            raise err from None
         self._transport, bound = transport, transport.get_extra_info("sockname")
         self._listen = (str(bound[0]), int(bound[1]))
         return self
