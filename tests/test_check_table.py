@@ -154,7 +154,7 @@ CASES = [
     Case(
         "control_wildcard_on_bus_port",
         "control.port",
-        each(at("control.listen", "0.0.0.0"), at("control.port", BASE_PORT + 1)),
+        each(at("control.listen", "any"), at("control.port", BASE_PORT + 1)),
     ),
     Case("control_on_sync_port_mqtt", "control.port", each(MQTT, at("control.port", BASE_PORT))),
     Case("control_port_too_high", "control.port", at("control.port", 70000)),
@@ -190,7 +190,7 @@ CASES = [
     Case("agent_address_name", "agents.1.address", at("agents.1.address", "piano.local")),
     Case("human_address_name", "human.address", at("human.address", "keys")),
     Case("agent_address_other_ip_version", "agents.0.address", at("agents.0.address", "::1")),
-    Case("control_listen_name", "control.listen", at("control.listen", "any")),
+    Case("control_listen_name", "control.listen", at("control.listen", "stage-left")),
     Case("control_allow_not_a_network", "control.allow", at("control.allow", ["everyone"])),
     Case("mqtt_host_empty", "bus.mqtt.host", each(MQTT, at("bus.mqtt.host", ""))),
     Case("mqtt_host_unresolvable", "bus.mqtt.host", each(MQTT, at("bus.mqtt.host", "no-such-host.invalid"))),
