@@ -94,3 +94,24 @@ def test_the_bass_is_one_line_below_the_band() -> None:
         sounding_piano = [pp for ps, pd, pp, _ in PIANO if ps <= s < ps + pd]
         if sounding_piano:
             assert p < min(sounding_piano)
+
+
+def test_a_drummers_kick_is_no_pitch_the_bass_must_stay_under() -> None:
+    """Drum notes are note numbers, not pitches: a kick (36) on every beat must neither push the bass
+    under it (no room: the note was dropped) nor make it avoid the hi-hat's 42."""
+    tracks = {"melody": (1, 0), "bass": (2, 1), "piano": (3, 2), "drums": (4, 9)}
+    planner = Planner(config(human="", tracks=tracks,
+                             roles=((1, "melody"), (2, "bass"), (3, "comp"), (4, "drums"))))
+    out: list[tuple] = []
+    drum_beat = 0
+    for i in range(int(4 * BARS / STEP)):
+        now = i * STEP
+        while drum_beat < now + 1.0:
+            planner.hear("drums", drum_beat, 0.25, 36, 100, 9)
+            planner.hear("drums", drum_beat, 0.25, 42, 70, 9)
+            drum_beat += 1
+        out += planner.commit(now, now + 1.0)
+        while planner.wants_work():
+            planner.work()
+    on_beat = [s for s, *_ in out if abs(s - round(s)) < 1e-9]
+    assert len(on_beat) >= 2 * BARS  # the bass still plays on the beats the kick plays

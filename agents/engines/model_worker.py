@@ -148,13 +148,17 @@ class Planner:
         )
         roles = dict(cfg.roles)
         human_track = cfg.tracks.get(cfg.human, (-1, -1))[0]
+        drums = frozenset(t for t, r in roles.items() if r == "drums") | frozenset(
+            t for t, ch in cfg.tracks.values() if ch == 9)
         self.voicing = Voicing(
             role=cfg.role,
             polyphony=cfg.polyphony,
             span=cfg.span,
             doubling=cfg.doubling,
             bass_tracks=frozenset(t for t, r in roles.items() if r == "bass" and t != cfg.track),
-            agent_tracks=frozenset(t for t, _ in cfg.tracks.values() if t not in (cfg.track, human_track)),
+            agent_tracks=frozenset(t for t, _ in cfg.tracks.values()
+                                   if t not in (cfg.track, human_track) and t not in drums),
+            drum_tracks=drums,
         )
         self.generator = Generator(
             self.runtime,
@@ -360,9 +364,10 @@ class Planner:
         """(track, pitch) of the other parts' notes sounding at ``beat``, heard or in the context."""
         slot = self.context.slot_of(beat)
         tracks, pitches, _ = self.context.sounding(slot)
-        out = [(int(t), int(p)) for t, p in zip(tracks, pitches, strict=True) if t != self.cfg.track]
+        skip = self.voicing.drum_tracks | {self.cfg.track}
+        out = [(int(t), int(p)) for t, p in zip(tracks, pitches, strict=True) if int(t) not in skip]
         for start, note in self.others:
-            if start <= beat + 1e-9 < start + note.duration_beats:
+            if note.track not in skip and start <= beat + 1e-9 < start + note.duration_beats:
                 out.append((note.track, note.pitch))
         return out
 

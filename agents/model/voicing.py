@@ -33,6 +33,7 @@ class Voicing:
     doubling: bool = False
     bass_tracks: frozenset[int] = frozenset()
     agent_tracks: frozenset[int] = frozenset()
+    drum_tracks: frozenset[int] = frozenset()  # unpitched: a kick's note number is no pitch to avoid
 
 
 def pitch_keep(v: Voicing, track: int, pitches: np.ndarray, slot: int,
@@ -44,6 +45,8 @@ def pitch_keep(v: Voicing, track: int, pitches: np.ndarray, slot: int,
         return None
     own = tracks == track
     others = ~own
+    for t in v.drum_tracks:
+        others &= tracks != t
     keep = np.ones(len(pitches), dtype=bool)
     chord = sounds[own & (starts == slot)]
     if v.span and len(chord):
