@@ -286,6 +286,8 @@ class Agent:
         if target <= start:
             return
         for note in self.engine.plan(start, target, ctx):
+            if tl.stop_beat > 0.0 and note.start_beat >= tl.stop_beat:
+                continue  # a part that commits ahead (agents/arrangement.py) may reach past the end
             if tl.stop_beat > 0.0 and note.end_beat > tl.stop_beat:
                 note = replace(note, duration_beats=tl.stop_beat - note.start_beat)
             if (

@@ -44,8 +44,8 @@ def agent_seed(ens: Ensemble, cfg: AgentConfig, fallback: int) -> int:
     return fallback
 
 
-COMMIT_STEP_BEATS = 0.4  # between two parts' commits: longer than a note takes to cross the bus,
-# and than the model takes to draw a window on a busy machine (which delays its commit)
+COMMIT_STEP_BEATS = 0.4  # between two parts' commits: a note crosses the loopback bus in about a
+# millisecond, and a model process answers a commit after the window it is drawing (tens of ms here)
 
 
 def commit_offset(ens: Ensemble, cfg: AgentConfig) -> float:

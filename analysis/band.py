@@ -3,7 +3,7 @@ unisons between parts, dynamics, and whether the drummer varies the groove.
 
 Notes are `(start_beat, duration_beats, pitch, velocity)` per part, as read from a recording. Time is
 sampled on a 1/16-beat grid. A value a random or forced output would pass is no evidence: each
-measure is paired in bench/quality with the corpus value where the corpus has one (a chorale's bass
+measure is paired in bench/band with the corpus value where the corpus has one (a chorale's bass
 has polyphony 1.0 and is the lowest voice at practically every moment).
 """
 

@@ -196,6 +196,7 @@ class Planner:
         self.events = 0
         self.replans = 0
         self.behind_beats = 0
+        self.window_errors = 0
         self.generator.sync()
 
     # -- inputs ------------------------------------------------------------------------------------
@@ -285,8 +286,19 @@ class Planner:
             self.committed_until = min(until, first)
             self.generated_until = max(first, 0.0)
             return []
-        if until > self.generated_until and not self.muted:
-            self._fill_behind(until)
+        # what an idle machine has drawn by now: the notes committed now end no later than that, so
+        # how far a busy machine got never changes a note's length
+        limit = float(math.ceil(self.committed_until + self.cfg.horizon_beats - 1e-9))
+        if self.muted:
+            # a muted part draws nothing, and is not behind: it resumes from where the clock is
+            self.generated_until = max(self.generated_until, float(math.ceil(until - 1e-9)))
+            self._admit_others(self.generated_until - self.cfg.horizon_beats - self.cfg.commit_offset
+                               - OTHERS_GATE_BEATS)
+        else:
+            if until > self.generated_until:
+                self._fill_behind(until)
+            while self.generated_until < limit:
+                self.work()
         out = []
         keep = []
         for n in self.planned:
@@ -297,17 +309,20 @@ class Planner:
                 keep.append(n)
         self.planned = keep
         self.committed_until = max(self.committed_until, until)
-        notes = self._make_room(self._voice(out))
+        notes = self._make_room(self._voice(out, limit))
+        if notes:
+            first = notes[0][0]
+            self.held_ends = [e for e in self.held_ends if e > first] + [s + d for s, d, _, _ in notes]
         if self.cfg.polyphony == 1 and notes:
             self.busy_until = max(self.busy_until, max(n[0] + n[1] for n in notes))
         return notes
 
-    def _voice(self, out: list[Any]) -> list[tuple[float, float, int, int]]:
+    def _voice(self, out: list[Any], limit: float) -> list[tuple[float, float, int, int]]:
         """The committed notes as the part plays them: never more sounding at once than its
-        polyphony (when a new note or chord would overflow it, the oldest held notes end there, as a
-        player lifts a finger or a horn takes a breath; a note reaching past the drawn plan ends
-        where the plan does, since a later note there is not known yet), and at the velocity the
-        part gives that beat (agents/dynamics.py)."""
+        polyphony (when a new note or chord would overflow it, the held notes that would end soonest
+        end there, as a player lifts a finger or a horn takes a breath; a note reaching past
+        ``limit``, the end of the plan drawn so far, ends there, since a later note there is not
+        known yet), and at the velocity the part gives that beat (agents/dynamics.py)."""
         from agents.dynamics import velocity
 
         if not out:
@@ -335,12 +350,10 @@ class Planner:
             held = [(ends[i] if i >= 0 else e, i) for e, i in held if (ends[i] if i >= 0 else e) > t + 1e-9]
         notes = []
         for n, end in zip(out, ends, strict=True):
-            end = min(end, max(self.generated_until, n.start_beat + 1 / 16))
+            end = min(end, max(limit, n.start_beat + 1 / 16))
             v = velocity(n.start_beat, n.pitch, beats_per_bar=self.bpb, level=self.level,
                          role=self.cfg.role, seed=self.cfg.seed)
             notes.append((n.start_beat, max(1 / 16, end - n.start_beat), n.pitch, v))
-        first = out[0].start_beat
-        self.held_ends = [e for e in self.held_ends if e > first] + [s + d for s, d, _, _ in notes]
         return notes
 
     def _make_room(self, notes: list[tuple[float, float, int, int]]) -> list[tuple[float, float, int, int]]:
@@ -377,20 +390,30 @@ class Planner:
         return self.generated_until < self.committed_until + self.cfg.horizon_beats
 
     def work(self) -> None:
-        """Draw the next window (one beat) of the part in full."""
+        """Draw the next window (one beat) of the part in full, and nothing after it: an event the
+        model places past the window is dropped at its time tokens, so a window drawn again after a
+        re-plan draws exactly as it did the first time."""
         k = self.generated_until
-        self._admit_others(k - self.cfg.horizon_beats - OTHERS_GATE_BEATS)
+        self._admit_others(k - self.cfg.horizon_beats - self.cfg.commit_offset - OTHERS_GATE_BEATS)
         self.generator.sampler.rng.seed(window_seed(self.cfg.seed, k))
         not_before = max(k, self.busy_until) if self.cfg.polyphony == 1 else k
-        for _ in range(MAX_STEPS_PER_WINDOW):
-            note = self.step(not_before_beat=not_before)
-            ctx = self.context
-            last = ctx.beat_of_row(len(ctx) - 1) if len(ctx) > ctx.n_prefix else k
-            if (note is not None and note.start_beat >= k + 1) or last >= k + 1:
-                break
         self.generated_until = k + 1
+        if not_before >= k + 1:
+            return  # a note committed earlier still sounds through this window
+        for _ in range(MAX_STEPS_PER_WINDOW):
+            try:
+                self.step(not_before_beat=not_before, before_beat=k + 1)
+            except ValueError as exc:
+                # e.g. the context's last event lies further back than one time token can reach (a
+                # part muted for minutes beside silence): the window rests instead of failing for ever
+                if not self.window_errors:
+                    log.warning("beat %s: the model cannot draw here (%s); the part rests", k, exc)
+                self.window_errors += 1
+                return
+            if self.generator.spilled:
+                return
 
-    def step(self, not_before_beat: float | None = None) -> Any:
+    def step(self, not_before_beat: float | None = None, before_beat: float | None = None) -> Any:
         """Generate one event; own notes join the plan."""
         bpb = self.bpb
         plan = self.plan
@@ -401,6 +424,7 @@ class Planner:
             lambda beat: strong_beat_chord(plan, beat, bpb),
             not_before_beat=not_before_beat,
             max_rest_beats=self.cfg.max_rest_beats,
+            before_beat=before_beat,
         )
         self.events += 1
         if note is not None:

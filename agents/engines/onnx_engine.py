@@ -27,6 +27,7 @@ from protocol.messages import Note
 log = logging.getLogger("barcelona.engine")
 
 READY_TIMEOUT_S = 60.0
+QUANTIZE_TIMEOUT_S = 1800.0
 
 
 def instrument_span(cfg: AgentConfig) -> int:
@@ -118,8 +119,11 @@ class OnnxEngine:
         self._plan_epoch: tuple[str, bool, str] | None = None
         self._params: tuple[Any, ...] | None = None
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> tuple[Any, ...]:
-        """Block until the model is loaded; raise EngineError with the model process's own message."""
+    def wait_ready(self, timeout: float | None = None) -> tuple[Any, ...]:
+        """Block until the model is loaded; raise EngineError with the model process's own message.
+        A first int8 load quantises the export and measures it, which takes minutes for a big one."""
+        if timeout is None:
+            timeout = READY_TIMEOUT_S if self.cfg.engine.quantize == "none" else QUANTIZE_TIMEOUT_S
         if not self.conn.poll(timeout):
             raise EngineError(f"engine.model: the model process did not start within {timeout:.0f} s")
         msg = self.conn.recv()

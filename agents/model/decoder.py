@@ -121,6 +121,7 @@ class Generator:
         self.sampler = Sampler(vocab.vocab_size, seed=seed, mode=sampling, rng=rng)
         self.last_row = np.zeros(8, np.int64)  # tokens of the latest draw (a re-strike's: up to its pitch)
         self.restruck = False  # was the latest draw a re-strike, dropped at its pitch? (see step)
+        self.spilled = False  # did the latest draw fall at or after ``before_beat``? (see step)
 
         def block(param: str) -> np.ndarray:
             base = vocab.param_base[param]
@@ -196,6 +197,7 @@ class Generator:
         *,
         not_before_beat: float | None = None,
         max_rest_beats: int | None = None,
+        before_beat: float | None = None,
     ) -> LiveNote | None:
         """Sample one event of this agent's part, add it to the context (as ``owner``) and return it
         as a note (None for a patch/control change, when the context could not place it, or for a
@@ -203,7 +205,11 @@ class Generator:
 
         ``max_rest_beats`` caps the whole-beat gap (time1) after the earliest allowed beat: an
         accompanist that jumps 90 beats ahead (an untrained or surprised model can) would fall
-        silent for minutes, so the gap is bounded rather than hoped for."""
+        silent for minutes, so the gap is bounded rather than hoped for.
+
+        ``before_beat`` ends a window: an event whose time tokens land at or after it is dropped
+        there (``spilled`` is set), before its other tokens are drawn, so what is drawn for a window
+        depends on that window alone."""
         if not isinstance(params, DecodeParams):
             raise TypeError(f"params must be DecodeParams, got {type(params).__name__}")
         self.sync()
@@ -249,6 +255,10 @@ class Generator:
                         allowed = allowed[keep]
                         bias = None if bias is None else bias[keep]
             row[i] = self._pick(i, allowed, params, bias)
+            if param == "time2" and before_beat is not None:
+                self.spilled = ctx.slot_of_next(row) >= ctx.slot_of(before_beat)
+                if self.spilled:
+                    return None
             if param == "pitch" and self.keep_order and ctx.is_restrike(row):
                 # The model struck again a note this part already plays at this slot. Its time
                 # tokens come before the track token, so after a chord it expects the other voices

@@ -18,6 +18,7 @@ the register rules give way in that order: the note still sounds, in range, on t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -39,7 +40,8 @@ class Voicing:
 def pitch_keep(v: Voicing, track: int, pitches: np.ndarray, slot: int,
                sounding: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray | None:
     """Which of ``pitches`` (the part's range, ascending) the part may start at ``slot``; None when
-    the rules take nothing away (the usual case: no allocation)."""
+    the rules take nothing away (the usual case: no allocation). Runs once per drawn pitch, so the
+    set tests are 128-entry tables, not ``np.isin``."""
     tracks, sounds, starts = sounding
     if len(tracks) == 0:
         return None
@@ -51,18 +53,23 @@ def pitch_keep(v: Voicing, track: int, pitches: np.ndarray, slot: int,
     chord = sounds[own & (starts == slot)]
     if v.span and len(chord):
         keep &= (pitches >= int(chord.max()) - v.span) & (pitches <= int(chord.min()) + v.span)
+    if not others.any():
+        return None if keep.all() else keep
+    other_tracks, other_sounds = tracks[others], sounds[others]
     register = np.ones(len(pitches), dtype=bool)
     if v.role == "bass":
-        above = others & np.isin(tracks, list(v.agent_tracks))
-        if above.any():
-            register &= pitches < int(sounds[above].min())
+        above = other_sounds[_table(v.agent_tracks)[other_tracks]]
+        if len(above):
+            register = pitches < int(above.min())
     elif v.role in ("comp", "melody"):
-        below = np.isin(tracks, list(v.bass_tracks)) & others
-        if below.any():
-            register &= pitches > int(sounds[below].max())
+        below = other_sounds[_table(v.bass_tracks)[other_tracks]]
+        if len(below):
+            register = pitches > int(below.max())
     unison = np.ones(len(pitches), dtype=bool)
-    if not v.doubling and others.any():
-        unison &= ~np.isin(pitches, sounds[others])
+    if not v.doubling:
+        taken = np.zeros(128, dtype=bool)
+        taken[other_sounds] = True
+        unison = ~taken[pitches]
     for extra in (register & unison, register, unison):
         if (keep & extra).any():
             keep &= extra
@@ -70,6 +77,14 @@ def pitch_keep(v: Voicing, track: int, pitches: np.ndarray, slot: int,
     if not keep.any():
         return None
     return None if keep.all() else keep
+
+
+@lru_cache(maxsize=64)
+def _table(tracks: frozenset[int]) -> np.ndarray:
+    """A lookup of track numbers (all below 128): table[track] is True for members; kept, read only."""
+    table = np.zeros(128, dtype=bool)
+    table[list(tracks)] = True
+    return table
 
 
 def room(v: Voicing, pitch: int, pitch_range: tuple[int, int], others: list[tuple[int, int]],
