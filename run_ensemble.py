@@ -241,7 +241,8 @@ class Launcher:
                 "notes": int(s.get("notes", 0)),
                 "late_notes": int(s.get("late_notes", 0)),
                 "timing_ms": s.get("timing_ms", {"p50": 0.0, "p99": 0.0, "max": 0.0}),
-                "sync": s.get("sync", {"offset_ms": 0.0, "rtt_ms": 0.0}),
+                # sync.state: synced, unsynced (no pong for 2 s: its clock is unchecked) or syncing
+                "sync": s.get("sync", {"offset_ms": 0.0, "rtt_ms": 0.0, "state": "unknown"}),
                 "invalid_messages": int(s.get("invalid_messages", 0)),
                 "restarts": c.restarts,
                 "priority": s.get("priority", "none"),
@@ -263,6 +264,8 @@ class Launcher:
             "bars": self.args.bars,
             "duration_s": round(time.monotonic() - self.t0, 3),
             "stuck_notes": stuck,
+            # Agents out of sync at the end: playing on a clock no pong has checked (docs/multihost.md).
+            "unsynced": sorted(n for n, p in parts.items() if p["sync"].get("state") == "unsynced"),
             "parts": parts,
             "conductor": {
                 **{
@@ -357,6 +360,10 @@ def main(argv: list[str] | None = None) -> int:
             args.report.write_text(json.dumps(report, indent=2))
         if not args.quiet:
             _print_summary(report)
+        for name in report["unsynced"]:
+            sync = report["parts"][name]["sync"]
+            print(f"warning: agent {name} is unsynced: no pong from the conductor's clock at "
+                  f"{sync.get('pings_to', '?')} (check conductor.address)", file=sys.stderr)  # fmt: skip
         if report["stuck_notes"]:
             print(f"warning: {report['stuck_notes']} notes were still sounding at the end", file=sys.stderr)
         if args.render or args.plot:

@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agents.conductor_clock import ConductorClock, inherited_offset_ms
+from agents.conductor_clock import UNSYNCED, ConductorClock, inherited_offset_ms
 from agents.engines import Engine, PlanContext, make_engine
 from agents.outputs import Output
 from agents.outputs.factory import make_output
@@ -70,7 +70,8 @@ class Agent:
         self._stopping = asyncio.Event()
         self.previous = self._load_previous_stats()
         self.conductor_clock = ConductorClock(
-            name, self.cfg.host == ens.conductor.host, self.previous.pop("offset_ms", None)
+            name, self.cfg.host == ens.conductor.host, self.previous.pop("offset_ms", None),
+            target=self._ping_target(),
         )
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -297,7 +298,19 @@ class Agent:
             await self.bus.publish(note)
 
     # -- status and stats ---------------------------------------------------------------------------
+    def _ping_target(self) -> str:
+        """Where this agent's clock pings go, as its `unsynced` warning names it."""
+        bus = self.ens.bus
+        if bus.transport == "mqtt" and bus.sync == "bus":
+            return f"{self.ens.conductor.address} (through the broker at {bus.mqtt.host}:{bus.mqtt.port})"
+        host, port = self.ens.osc_endpoint("conductor")
+        return f"{host}:{port} (udp)"
+
     def _status(self, state: str) -> AgentStatus:
+        """The heartbeat. An agent out of sync says `unsynced` instead of ready/playing: it may be
+        playing, but on a clock nobody has checked, and that is what a display must show."""
+        if state != "gone" and self.conductor_clock.state == UNSYNCED:
+            state = UNSYNCED
         self.seq += 1
         st = self.scheduler.stats() if self.scheduler else {"late_count": 0, "p50": 0.0}
         lookahead = 0.0
@@ -340,6 +353,10 @@ class Agent:
                 "offset_ms": round(self.offset_s() * 1000.0, 4),
                 "estimated_offset_ms": round(self.conductor_clock.sync.offset_s * 1000.0, 4),
                 "rtt_ms": round(self.conductor_clock.rtt_s() * 1000.0, 4),
+                # syncing (no pong yet), synced, or unsynced (no pong for UNSYNCED_AFTER_S)
+                "state": self.conductor_clock.state,
+                "unsynced_s": round(self.conductor_clock.unsynced_total_s(self.clock()), 3),
+                "pings_to": self.conductor_clock.target,
                 # Where the pings go: "udp" straight to the conductor, "broker" through MQTT.
                 "via": "broker" if self.ens.bus.transport == "mqtt" and self.ens.bus.sync == "bus" else "udp",
             },
