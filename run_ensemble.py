@@ -248,10 +248,15 @@ class Launcher:
                 "priority": s.get("priority", "none"),
                 "stuck_notes": int(s.get("stuck_notes", 0)),
             }
+            if cond:
+                # What the recording holds of this part, beside what it played: equal unless notes
+                # were lost on the way (the agent sends unacknowledged ones again, agents/unacked.py).
+                parts[c.name]["recorded"] = int((cond.get("recorded") or {}).get(c.name, 0))
         if self.ens.human is not None and cond:
             parts[self.ens.human.name] = {
                 "role": "human",
                 "notes": int(cond.get("human_notes", 0)),
+                "recorded": int((cond.get("recorded") or {}).get(self.ens.human.name, 0)),
                 "late_notes": 0,
                 "timing_ms": {"p50": 0.0, "p99": 0.0, "max": 0.0},
                 "sync": {"offset_ms": 0.0, "rtt_ms": 0.0},
@@ -344,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = args.stats_dir
             # A new run starts from zero: an old state file would resume the last run's conductor,
             # and old stats would be added to this run's counts as if its agents had restarted.
-            for stale in [*run_dir.glob("agent-*.json"), run_dir / "conductor.json", run_dir / "state.json"]:
+            stale_files = ["conductor.json", "state.json", "notes.journal"]
+            for stale in [*run_dir.glob("agent-*.json"), *(run_dir / name for name in stale_files)]:
                 stale.unlink(missing_ok=True)
         children = plan_children(ens, args, run_dir)
         if not children:
