@@ -168,6 +168,11 @@ class Conductor:
         self.close()
 
     def stop(self) -> None:
+        """Ctrl-C or SIGTERM: the recording ends now. The agents stop with us, so notes they committed
+        for later were never played; the file (and the report's recorded counts) leave them out."""
+        tl = self.state.timeline
+        if self.end_beat is None and tl.playing:
+            self.end_beat = max(0.0, tl.beat_at(self.clock()))
         self.finished.set()
 
     def close(self) -> None:
