@@ -36,7 +36,18 @@ from conductor.status_json import StatusJson, agent_fields, bar_and_beat
 from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import Ensemble
 from protocol.harmony import ChordError, ChordPlan
-from protocol.messages import AgentStatus, BeatTick, Control, Note, PlanState, SyncPing, SyncPong
+from protocol.messages import (
+    AgentStatus,
+    BeatTick,
+    Control,
+    Note,
+    NoteAck,
+    NoteAgain,
+    PlanState,
+    SyncPing,
+    SyncPong,
+    note_key,
+)
 from protocol.process import write_json_atomic
 from protocol.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realtime
 from protocol.timeline import Timeline
@@ -83,8 +94,14 @@ class Conductor:
             self.resumed = False
         parts = [(p.name, p.channel, p.program) for p in ens.parts()]
         self.recorder = Recorder(parts, beats_per_bar=ens.meter)
+        # The journal carries the recording (and so every count the report takes from it) across a
+        # restart; kept beside the state file when no recording was asked for, and removed at the end.
+        self.journal_only = record is None and state_path is not None
         if record is not None:
             self.recorder.keep_journal(record.with_name(record.name + ".journal"), resume=self.resumed)
+        elif state_path is not None:
+            self.recorder.keep_journal(state_path.with_name("notes.journal"), resume=self.resumed)
+        self.to_ack: dict[str, list[tuple[float, int]]] = {}  # agent -> notes recorded, to acknowledge
         self.recorder.plan(max(0.0, self.state.timeline.beat_origin), self.state.plan_message())
         self.allow = Allowlist(ens.control.allow)
         self.control_invalid: dict[str, int] = {}
@@ -92,7 +109,6 @@ class Conductor:
         self.human_file: FileHuman | None = None
         self.human_live: LiveHuman | None = None
         self.midi_in: MidiInput | None = None
-        self.human_notes = 0
         self.agent_status: dict[str, AgentStatus] = {}
         self.bus: Bus | None = None
         self.sync_bus: Bus | None = None  # UDP pings beside an MQTT bus
@@ -167,6 +183,11 @@ class Conductor:
         self.close()
 
     def stop(self) -> None:
+        """Ctrl-C or SIGTERM: the recording ends now. The agents stop with us, so notes they committed
+        for later were never played; the file (and the report's recorded counts) leave them out."""
+        tl = self.state.timeline
+        if self.end_beat is None and tl.playing:
+            self.end_beat = max(0.0, tl.beat_at(self.clock()))
         self.finished.set()
 
     def close(self) -> None:
@@ -177,6 +198,8 @@ class Conductor:
             self.midi_in.close()
         if self.record_path is not None:
             self.recorder.save(self.record_path, until_beat=self.end_beat)
+        elif self.journal_only:
+            self.recorder.drop_journal()
         self.save_state()
         self.write_stats()
 
@@ -226,6 +249,7 @@ class Conductor:
             settled = self.state.timeline.settled(now)
             if settled is not self.state.timeline:
                 self.state.timeline = settled
+            await self._ack_notes()
             if n % round(STATE_EVERY_S / TIMELINE_EVERY_S) == 0:
                 gone = self.state.expire(now, ROSTER_TIMEOUT_S)
                 for name in gone:
@@ -233,6 +257,21 @@ class Conductor:
                 await self._publish_state()
             else:
                 await self._publish(self.state.timeline)
+
+    async def _ack_notes(self) -> None:
+        """Tell each agent which of its notes the recording holds (it sends the others again)."""
+        assert self.bus is not None
+        pending, self.to_ack = self.to_ack, {}
+        for agent, keys in pending.items():
+            to = self.ens.osc_endpoint(agent) if self.bus.transport_name == "osc" else None
+            for ack in NoteAck.pack(agent, keys):
+                await self.bus.publish(ack, to=to)
+
+    def _record(self, note: Note) -> None:
+        """An agent's note, first sent or sent again: kept once, acknowledged every time it comes."""
+        self.recorder.add(note)
+        if note.source in self.state.agents:
+            self.to_ack.setdefault(note.source, []).append(note_key(note.start_beat, note.pitch))
 
     # -- bus receive --------------------------------------------------------------------------------
     async def _answer_ping(self, bus: Bus, ping: SyncPing, sender: Any, received_at: float) -> None:
@@ -266,7 +305,9 @@ class Conductor:
                         await self._publish_state()
                 self.agent_status[msg.agent] = msg
             elif isinstance(msg, Note):
-                self.recorder.add(msg)
+                self._record(msg)
+            elif isinstance(msg, NoteAgain):
+                self._record(msg.note())
             elif isinstance(msg, Control):
                 # A remote surface over MQTT (the broker's ACL decides who may publish control). Over
                 # OSC the bus port is as reachable as the control port: the same allowlist applies.
@@ -325,8 +366,14 @@ class Conductor:
         if note is not None:
             await self._human_note(note)
 
+    @property
+    def human_notes(self) -> int:
+        """The human's notes played, counted in the recording: a restarted conductor's journal has its
+        predecessor's too, so the count covers the whole run (the bridge plays every note it keeps)."""
+        h = self.ens.human
+        return 0 if h is None else self.recorder.count(h.name, self.end_beat)
+
     async def _human_note(self, note: Note) -> None:
-        self.human_notes += 1
         self.recorder.add(note)
         await self._publish(note)
 
@@ -416,7 +463,7 @@ class Conductor:
             "chord": chord.symbol if chord else "",
             "roster": sorted(self.state.heard),
             "human_notes": self.human_notes,
-            "recorded": {p.name: self.recorder.count(p.name) for p in self.ens.parts()},
+            "recorded": {p.name: self.recorder.count(p.name, self.end_beat) for p in self.ens.parts()},
             "invalid_messages": sum(reasons.values()),
             "invalid_reasons": dict(reasons),
             "refused": dict(self.allow.refused),
