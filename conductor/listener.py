@@ -69,10 +69,10 @@ class Params:
     half_life: float = 1.0  # beats: how fast the past fades for chords
     window: float = 4.0  # beats of past considered for chords
     offbeat: float = 0.6  # metre: a note starting off the beat counts this much
-    missing: float = 0.35  # penalty per template tone nobody plays
+    missing: float = 0.8  # penalty per template tone nobody plays
     bass_root: float = 0.3  # bonus when the lowest sounding note is the root
     bass_tone: float = 0.1  # smaller bonus when it is another chord tone
-    diatonic: float = 0.12  # prior for chords of the followed key
+    diatonic: float = 0.25  # prior for chords of the followed key
     margin: float = 0.15  # a new chord must beat the current one by this much to win at once
     persist: int = 2  # ...or stay best this many decisions in a row
     key_half_life: float = 16.0  # beats: the profile match's memory
