@@ -40,8 +40,18 @@ from typing import Any
 from conductor.listener import Listener, Params, best_chord
 
 GOALS = {"all.root": 0.90, "all.root_quality": 0.80, "sb.root": 0.78, "key_bars": 1.0}
-FAMILY = {"": "maj", "7": "maj", "maj7": "maj", "m": "min", "m7": "min", "dim": "dim", "m7b5": "dim",
-          "dim7": "dim", "aug": "aug", "sus4": "sus"}
+FAMILY = {
+    "": "maj",
+    "7": "maj",
+    "maj7": "maj",
+    "m": "min",
+    "m7": "min",
+    "dim": "dim",
+    "m7b5": "dim",
+    "dim7": "dim",
+    "aug": "aug",
+    "sus4": "sus",
+}
 SMOKE_CHORALES = 2
 
 
@@ -63,8 +73,12 @@ def _quality(rn: Any) -> str:
         return "m7b5"
     if rn.isSeventh():
         return "maj7" if rn.isMajorTriad() or rn.semitonesFromChordStep(3) == 4 else "m7"
-    for test, q in (("isMajorTriad", ""), ("isMinorTriad", "m"), ("isDiminishedTriad", "dim"),
-                    ("isAugmentedTriad", "aug")):
+    for test, q in (
+        ("isMajorTriad", ""),
+        ("isMinorTriad", "m"),
+        ("isDiminishedTriad", "dim"),
+        ("isAugmentedTriad", "aug"),
+    ):
         if getattr(rn, test)():
             return q
     # a triad with an added seventh in inversion spelling etc: fall back on its third and fifth
@@ -82,9 +96,9 @@ def _load_one(index: int) -> tuple[Chorale | None, str]:
     name = f"riemenschneider{index:03d} (BWV {bwv})"
     try:
         found = corpus.getWork(f"bach/bwv{work}")
-        found = [p for p in found if str(p).endswith(".mxl")][0] if isinstance(found, list) else found
+        found = next(p for p in found if str(p).endswith(".mxl")) if isinstance(found, list) else found
         score = corpus.parse(found)
-    except Exception as exc:  # noqa: BLE001 - a missing or unreadable score is reported as skipped
+    except Exception as exc:
         return None, f"{name}: no score bwv{work} in the corpus ({exc})"
     analysis = converter.parse(str(path), format="romanText")
     parts = list(score.parts)
@@ -95,7 +109,7 @@ def _load_one(index: int) -> tuple[Chorale | None, str]:
     if max(s_measures) != max(a_measures):
         return None, f"{name}: analysis has {max(a_measures)} bars, score {max(s_measures)}"
     ts = score.recurse().getElementsByClass("TimeSignature").first()
-    bpb = int(round(ts.barDuration.quarterLength)) if ts is not None else 4
+    bpb = round(ts.barDuration.quarterLength) if ts is not None else 4
     # Map analysis offsets onto the score's through bar 1 (pickup bars are padded differently).
     shift = float(s_measures[1].offset) - float(a_measures[1].offset)
     voices = []
@@ -105,8 +119,10 @@ def _load_one(index: int) -> tuple[Chorale | None, str]:
             for p in n.pitches:
                 notes.append((float(n.offset), float(n.quarterLength), int(p.midi)))
         voices.append(sorted(notes))
-    rns = [(float(r.offset) + shift, float(r.quarterLength), r)
-           for r in analysis.flatten().getElementsByClass("RomanNumeral")]
+    rns = [
+        (float(r.offset) + shift, float(r.quarterLength), r)
+        for r in analysis.flatten().getElementsByClass("RomanNumeral")
+    ]
     end = max(s + d for v in voices for s, d, _ in v)
     truth: list[tuple[float, int, str]] = []
     covered = total = 0
@@ -123,8 +139,14 @@ def _load_one(index: int) -> tuple[Chorale | None, str]:
         t += 1.0
     agreement = covered / total if total else 0.0
     if agreement < 0.8:
-        return None, f"{name}: analysis does not line up with the score ({agreement:.2f} of sounding notes are chord tones)"
-    return Chorale(name, voices, truth, bpb), f"{name}: used ({agreement:.2f} of sounding notes are chord tones)"
+        return (
+            None,
+            f"{name}: analysis does not line up with the score "
+            f"({agreement:.2f} of sounding notes are chord tones)",
+        )
+    return Chorale(
+        name, voices, truth, bpb
+    ), f"{name}: used ({agreement:.2f} of sounding notes are chord tones)"
 
 
 def load_chorales(limit: int | None = None) -> tuple[list[Chorale], list[str]]:
@@ -134,8 +156,15 @@ def load_chorales(limit: int | None = None) -> tuple[list[Chorale], list[str]]:
     cache = Path(tempfile.gettempdir()) / f"barcelona-listening-{music21.__version__}.json"
     if cache.exists():
         data = json.loads(cache.read_text())
-        chorales = [Chorale(c["name"], [[tuple(n) for n in v] for v in c["voices"]],
-                            [tuple(x) for x in c["truth"]], c["beats_per_bar"]) for c in data["chorales"]]
+        chorales = [
+            Chorale(
+                c["name"],
+                [[tuple(n) for n in v] for v in c["voices"]],
+                [tuple(x) for x in c["truth"]],
+                c["beats_per_bar"],
+            )
+            for c in data["chorales"]
+        ]
         notes = data["notes"]
     else:
         chorales, notes = [], []
@@ -144,6 +173,8 @@ def load_chorales(limit: int | None = None) -> tuple[list[Chorale], list[str]]:
             notes.append(note)
             if c is not None:
                 chorales.append(c)
+            if limit and len(chorales) >= limit:  # a smoke run parses only what it uses, caches nothing
+                return chorales, notes
         tmp = cache.with_suffix(".tmp")
         tmp.write_text(json.dumps({"chorales": [asdict(c) for c in chorales], "notes": notes}))
         tmp.replace(cache)
@@ -218,8 +249,11 @@ _MELODY_C = [
 ]
 
 
-def key_follow_bars(from_tonic: int, to_tonic: int, minor_from: bool = False, minor_to: bool = False) -> float:
+def key_follow_bars(
+    from_tonic: int, to_tonic: int, minor_from: bool = False, minor_to: bool = False
+) -> float:
     """Bars after the modulation until the followed key is the new one for good (inf if never)."""
+
     def melody(tonic: int, minor: bool) -> list[int]:
         flat = [d for bar in _MELODY_C for d in bar]
         if minor:  # the natural minor melody with its leading tone raised (harmonic minor)
@@ -252,8 +286,12 @@ def key_follow_bars(from_tonic: int, to_tonic: int, minor_from: bool = False, mi
     return (settled - change) / bpb if settled is not None else float("inf")
 
 
-MODULATIONS = [("C -> Eb", 0, 3, False, False), ("C -> G", 0, 7, False, False), ("C -> Am", 0, 9, False, True),
-               ("Eb -> E", 3, 4, False, False)]
+MODULATIONS = [
+    ("C -> Eb", 0, 3, False, False),
+    ("C -> G", 0, 7, False, False),
+    ("C -> Am", 0, 9, False, True),
+    ("Eb -> E", 3, 4, False, False),
+]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,8 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     chorales, notes = load_chorales(SMOKE_CHORALES if args.smoke else None)
     params = Params()
-    results: dict[str, Any] = {"chorales": [c.name for c in chorales],
-                               "skipped": [n for n in notes if ": used" not in n], "params": vars_of(params)}
+    results: dict[str, Any] = {
+        "chorales": [c.name for c in chorales],
+        "skipped": [n for n in notes if ": used" not in n],
+        "params": vars_of(params),
+    }
     for label, voices in (("all", [0, 1, 2, 3]), ("sb", [0, 3])):
         results[label] = score_chorales(chorales, voices, params)
     results["key"] = {name: key_follow_bars(a, b, ma, mb) for name, a, b, ma, mb in MODULATIONS}
@@ -276,7 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     for label, title in (("all", "all voices"), ("sb", "sop + bass")):
         for system in ("listener", "onset", "offline"):
             r = results[label][system]
-            print(f"{title:<16}{system:<10}{r['root']:>7.3f}{r['root_quality']:>8.3f}{r['root_quality_exact']:>9.3f}")
+            print(
+                f"{title:<16}{system:<10}{r['root']:>7.3f}{r['root_quality']:>8.3f}{r['root_quality_exact']:>9.3f}"
+            )
     for name, bars in results["key"].items():
         print(f"key {name}: followed after {bars:.2f} bars")
     results["goals"] = {

@@ -51,12 +51,39 @@ _MINOR_SCALE = frozenset({0, 2, 3, 5, 7, 8, 10, 11})  # natural minor with the r
 
 # Diatonic (interval above the tonic, quality) pairs: the key prior's vocabulary.
 _DIATONIC_MAJOR = {
-    (0, ""), (0, "maj7"), (2, "m"), (2, "m7"), (4, "m"), (4, "m7"), (5, ""), (5, "maj7"),
-    (7, ""), (7, "7"), (9, "m"), (9, "m7"), (11, "dim"), (11, "m7b5"), (11, "dim7"),
+    (0, ""),
+    (0, "maj7"),
+    (2, "m"),
+    (2, "m7"),
+    (4, "m"),
+    (4, "m7"),
+    (5, ""),
+    (5, "maj7"),
+    (7, ""),
+    (7, "7"),
+    (9, "m"),
+    (9, "m7"),
+    (11, "dim"),
+    (11, "m7b5"),
+    (11, "dim7"),
 }
 _DIATONIC_MINOR = {
-    (0, "m"), (0, "m7"), (2, "dim"), (2, "m7b5"), (3, ""), (3, "maj7"), (5, "m"), (5, "m7"),
-    (7, ""), (7, "7"), (8, ""), (8, "maj7"), (10, ""), (10, "7"), (11, "dim"), (11, "dim7"),
+    (0, "m"),
+    (0, "m7"),
+    (2, "dim"),
+    (2, "m7b5"),
+    (3, ""),
+    (3, "maj7"),
+    (5, "m"),
+    (5, "m7"),
+    (7, ""),
+    (7, "7"),
+    (8, ""),
+    (8, "maj7"),
+    (10, ""),
+    (10, "7"),
+    (11, "dim"),
+    (11, "dim7"),
 }
 
 
@@ -74,6 +101,7 @@ class Params:
     bass_tone: float = 0.1  # smaller bonus when it is another chord tone
     diatonic: float = 0.25  # prior for chords of the followed key
     margin: float = 0.15  # a new chord must beat the current one by this much to win at once
+    margin_one: float = 0.8  # ...and by this much when a single new pitch class is all that calls for it
     persist: int = 2  # ...or stay best this many decisions in a row
     key_half_life: float = 16.0  # beats: the profile match's memory
     key_scale_half_life: float = 2.0  # beats: the memory of notes outside a key's scale
@@ -183,6 +211,7 @@ class Listener:
     _key_challenger: tuple[int, bool] | None = None
     _key_challenger_n: int = 0
     _key_since: float = -math.inf
+    _last_t: float = -math.inf
 
     def __post_init__(self) -> None:
         from protocol.harmony import ChordPlan
@@ -242,7 +271,9 @@ class Listener:
         bass = min(sounding, key=lambda n: n.pitch).pitch % 12 if sounding else None
         return w, bass
 
-    def key_histogram(self, t: float, half_life: float | None = None, since: float = -math.inf) -> list[float]:
+    def key_histogram(
+        self, t: float, half_life: float | None = None, since: float = -math.inf
+    ) -> list[float]:
         """Exponentially decaying, duration-weighted pitch-class histogram of what was heard since `since`."""
         k = math.log(2) / (half_life or self.params.key_half_life)
         h = [0.0] * 12
@@ -271,15 +302,34 @@ class Listener:
                 if ((root - tonic) % 12, q) in diatonic:
                     scores[(root, q)] = s + self.params.diatonic
             best = max(scores, key=lambda rq: (scores[rq], weights[rq[0]]))
-            self._chord = self._hysteresis(self._chord, best, scores, self.params.margin, self.params.persist)
+            margin = self.params.margin if self._new_pitch_classes(t) > 1 else self.params.margin_one
+            self._chord = self._hysteresis(self._chord, best, scores, margin, self.params.persist)
+            self._last_t = t
         if self._chord is None:
             return None
         root, quality = self._chord
         return Heard(chord_name(root, quality, key), root, quality, key)
 
+    def _new_pitch_classes(self, t: float) -> int:
+        """Pitch classes outside the current chord among the notes that began since the last decision."""
+        tones = (
+            set() if self._chord is None else {(self._chord[0] + i) % 12 for i in TEMPLATES[self._chord[1]]}
+        )
+        return len(
+            {
+                n.pitch % 12
+                for n in self._notes
+                if self._last_t < n.start <= t + 1e-9 and n.pitch % 12 not in tones
+            }
+        )
+
     def _hysteresis(
-        self, current: tuple[int, str] | None, best: tuple[int, str], scores: dict[tuple[int, str], float],
-        margin: float, persist: int,
+        self,
+        current: tuple[int, str] | None,
+        best: tuple[int, str],
+        scores: dict[tuple[int, str], float],
+        margin: float,
+        persist: int,
     ) -> tuple[int, str]:
         if current is None or best == current:
             self._challenger, self._challenger_n = None, 0
@@ -307,8 +357,12 @@ class Listener:
         outside: dict[tuple[int, bool], float] = {}
         for (tonic, minor), c in corr.items():
             scale = _MINOR_SCALE if minor else _MAJOR_SCALE
-            outside[(tonic, minor)] = sum(recent[(tonic + i) % 12] for i in range(12) if i not in scale) / total
-            corr[(tonic, minor)] = c - self.params.key_outside * outside[(tonic, minor)] - minor * self.params.key_minor
+            outside[(tonic, minor)] = (
+                sum(recent[(tonic + i) % 12] for i in range(12) if i not in scale) / total
+            )
+            corr[(tonic, minor)] = (
+                c - self.params.key_outside * outside[(tonic, minor)] - minor * self.params.key_minor
+            )
         best = max(corr, key=lambda k: corr[k])
         if best == self._key:
             self._key_challenger, self._key_challenger_n = None, 0
@@ -317,17 +371,21 @@ class Listener:
             self._key_challenger_n += 1
         else:
             self._key_challenger, self._key_challenger_n = best, 1
-        if corr[best] - corr[self._key] > self.params.key_margin or self._key_challenger_n >= self.params.key_persist:
+        if (
+            corr[best] - corr[self._key] > self.params.key_margin
+            or self._key_challenger_n >= self.params.key_persist
+        ):
             if outside[self._key] > self.params.key_modulation:  # the old key's scale no longer fits
                 self._key_since = t
             self._key, self._key_challenger, self._key_challenger_n = best, None, 0
 
     def _forget(self, t: float) -> None:
-        """Drop notes too old to matter (a few key half-lives), so a long session stays small."""
-        horizon = t - max(self.params.window, 8 * self.params.key_half_life)
+        """Drop notes too old to matter (four key half-lives: 1/16 of their weight), to stay small."""
+        horizon = t - max(self.params.window, 4 * self.params.key_half_life)
         stuck = t - 64.0  # a note-on whose note-off never came stops counting after 16 bars
         self._notes = [
-            n for n in self._notes
+            n
+            for n in self._notes
             if (n.end is not None and n.end > horizon) or (n.end is None and n.start > stuck)
         ]
 
