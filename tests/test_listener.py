@@ -7,9 +7,18 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from support.ensembles import run_launcher, write_ensemble
+from support.monitor import BusMonitor
+from support.net_fixtures import free_port
+from test_control_surface import notes_by_track
 
+from conductor.control import parse_control
 from conductor.listener import TEMPLATES, Listener, Params, chord_name
+from conductor.state import ConductorState
+from protocol.ensemble import parse_ensemble
 from protocol.harmony import ChordPlan, parse_chord
+from protocol.messages import Control, PlanState
+from protocol.timeline import Timeline
 
 EB_MAJOR_MELODY = [63, 67, 70, 67, 65, 67, 68, 70, 72, 70, 68, 67, 65, 62, 63, 63]  # quarter notes
 
@@ -138,3 +147,78 @@ def test_bench_smoke(tmp_path: Path) -> None:
             assert 0.0 <= data[cond][system]["root_quality"] <= data[cond][system]["root"] <= 1.0
     assert data["all"]["listener"]["root"] > 0.7  # far above chance (1/12) on real chorales
     assert data["key"]["C -> Eb"] <= 1.0
+
+
+# -- the conductor's state: following and the written plan ---------------------------------------------
+def _state(plan: str = "C | G7") -> ConductorState:
+    return ConductorState(Timeline(tempo_bpm=120.0, beats_per_bar=4), ChordPlan.parse(plan), agents=("bass",))
+
+
+def test_state_publishes_a_followed_chord_only_when_it_changes() -> None:
+    state = _state()
+    assert state.follow("Eb", "Eb") == []  # not following: the written plan stands
+    assert state.apply(Control("chords", "follow"), 0.0) == []  # takes effect at the next chord heard
+    (msg,) = state.follow("Eb", "Eb")
+    assert isinstance(msg, PlanState) and (msg.text, msg.key, msg.epoch) == ("Eb", "Eb", 1)
+    assert state.follow("Eb", "Eb") == []  # unchanged: nothing to send
+    (msg,) = state.follow("Ab", "Eb")
+    assert msg.text == "Ab" and msg.epoch == 2
+    (msg,) = state.apply(Control("chords", "plan"), 0.0)  # back to what was written
+    assert (msg.text, msg.key) == ("C | G7", "C") and not state.following
+    with pytest.raises(ValueError, match="chords: expected 'follow' or 'plan'"):
+        state.apply(Control("chords", "maybe"), 0.0)
+
+
+def test_editing_the_plan_while_following_plays_the_edited_written_plan(tmp_path: Path) -> None:
+    state = _state()
+    state.apply(Control("chords", "follow"), 0.0)
+    state.follow("Eb", "Eb")
+    path = tmp_path / "state.json"
+    state.save(path)
+    loaded = ConductorState.load(path, ("bass",))
+    assert loaded.following and loaded.written is not None and loaded.written.to_text() == "C | G7"
+    (msg,) = loaded.apply(Control("bar", "2 F"), 0.0)
+    assert msg.text == "C | F" and not loaded.following
+
+
+def test_a_missing_chords_setting_follows_and_a_written_one_does_not() -> None:
+    assert parse_ensemble({}).follows_chords
+    assert parse_ensemble({}).plan_text == "C"
+    assert parse_ensemble({"chords": "follow", "key": "Eb"}).plan_text == "Eb"
+    assert parse_ensemble({"chords": "follow", "key": "Eb"}).follows_chords
+    assert not parse_ensemble({"chords": "C | G7"}).follows_chords
+    assert parse_control("demo", "/barcelona/demo/chords", ["follow"]) == Control("chords", "follow", "")
+
+
+# -- a real run: a replayed human in E-flat, the band follows ---------------------------------------------
+@pytest.mark.network
+@pytest.mark.slow
+def test_the_band_follows_a_human_playing_in_e_flat(tmp_path: Path) -> None:
+    monitor_port = free_port()
+    human = {"source": {"type": "file", "transpose": 3}}  # Ode to Joy, written in C, played in E-flat
+    yaml_path = write_ensemble(
+        tmp_path,
+        {"tempo": 240, "chords": "follow", "bus": {"osc": {"monitor_port": monitor_port}}, "human": human},
+    )
+    mon = BusMonitor("demo", monitor_port)
+    try:
+        proc = run_launcher(
+            [str(yaml_path), "--bars", "10", "--record", str(tmp_path / "out.mid"), "--quiet"]
+        )
+        assert proc.returncode == 0, proc.stderr
+        plans = [m for _, m in mon.of(PlanState)]
+    finally:
+        mon.close()
+    assert plans[0].text == "C"  # until the player is heard, the key's tonic chord
+    followed = [p for p in plans if p.epoch > 0]
+    assert followed and followed[-1].key == "Eb", [(p.text, p.key) for p in plans]
+    assert len({p.epoch for p in followed}) < 30, "a plan per change, not per beat"
+    eb_major = {3, 5, 7, 8, 10, 0, 2}
+    bass = [(t, n) for t, n in notes_by_track(tmp_path / "out.mid")[0]["bass"] if t >= 8.0]
+    assert len(bass) >= 8
+    in_key = sum(n % 12 in eb_major for _, n in bass) / len(bass)
+    assert in_key >= 0.9, bass
+    assert any(n % 12 == 3 for _, n in bass), "the bass plays the tonic E-flat"
+    # E-flat, A-flat and B-flat are not in C major: a band still on C (or C | G7) never plays them
+    flats = sum(n % 12 in (3, 8, 10) for _, n in bass) / len(bass)
+    assert flats >= 0.3, bass
