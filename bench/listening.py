@@ -110,8 +110,6 @@ def _load_one(index: int) -> tuple[Chorale | None, str]:
         return None, f"{name}: analysis has {max(a_measures)} bars, score {max(s_measures)}"
     ts = score.recurse().getElementsByClass("TimeSignature").first()
     bpb = round(ts.barDuration.quarterLength) if ts is not None else 4
-    # Map analysis offsets onto the score's through bar 1 (pickup bars are padded differently).
-    shift = float(s_measures[1].offset) - float(a_measures[1].offset)
     voices = []
     for part in parts:
         notes = []
@@ -119,34 +117,56 @@ def _load_one(index: int) -> tuple[Chorale | None, str]:
             for p in n.pitches:
                 notes.append((float(n.offset), float(n.quarterLength), int(p.midi)))
         voices.append(sorted(notes))
-    rns = [
-        (float(r.offset) + shift, float(r.quarterLength), r)
-        for r in analysis.flatten().getElementsByClass("RomanNumeral")
-    ]
+    rns = list(analysis.flatten().getElementsByClass("RomanNumeral"))
+    # Map analysis offsets onto the score's through bar 1 (pickup bars are padded differently); where
+    # that does not line up, try a few beats either way and a transposition (some corpus scores are
+    # not in the key the analysis was written in), keeping the best fit and saying so.
+    bar1 = float(s_measures[1].offset) - float(a_measures[1].offset)
+    best = max(
+        (
+            (*_align(rns, voices, bar1 + dt, dp), dt, dp)
+            for dt in (0, -1, 1, -2, 2, -3, 3)
+            for dp in range(12)
+        ),
+        key=lambda x: (round(x[1], 3), -abs(x[2]), -min(x[3], 12 - x[3])),
+    )
+    truth, agreement, dt, dp = best
+    how = ""
+    if dt:
+        how += f", analysis moved {dt:+d} beats"
+    if dp:
+        how += f", analysis transposed {dp:+d} semitones"
+    if agreement < 0.8:
+        return (
+            None,
+            f"{name}: analysis does not line up with the score "
+            f"({agreement:.2f} of sounding notes are chord tones at best)",
+        )
+    return Chorale(
+        name, voices, truth, bpb
+    ), f"{name}: used ({agreement:.2f} of sounding notes are chord tones{how})"
+
+
+def _align(
+    rns: list[Any], voices: list[list[tuple[float, float, int]]], shift: float, transpose: int
+) -> tuple[list[tuple[float, int, str]], float]:
+    """Per-beat truth under one alignment, and the share of sounding notes that are its chord tones."""
+    spans = [(float(r.offset) + shift, float(r.quarterLength), r) for r in rns]
     end = max(s + d for v in voices for s, d, _ in v)
     truth: list[tuple[float, int, str]] = []
     covered = total = 0
     t = 0.0
     while t < end:
-        here = [r for s, d, r in rns if s <= t + 1e-6 < s + d]
+        here = [r for s, d, r in spans if s <= t + 1e-6 < s + d]
         sounding = [p for v in voices for s, d, p in v if s <= t + 1e-6 < s + d]
         if here and sounding:
             rn = here[-1]
-            tones = {p.pitchClass for p in rn.pitches}
+            tones = {(p.pitchClass + transpose) % 12 for p in rn.pitches}
             covered += sum(p % 12 in tones for p in sounding)
             total += len(sounding)
-            truth.append((t, rn.root().pitchClass, _quality(rn)))
+            truth.append((t, (rn.root().pitchClass + transpose) % 12, _quality(rn)))
         t += 1.0
-    agreement = covered / total if total else 0.0
-    if agreement < 0.8:
-        return (
-            None,
-            f"{name}: analysis does not line up with the score "
-            f"({agreement:.2f} of sounding notes are chord tones)",
-        )
-    return Chorale(
-        name, voices, truth, bpb
-    ), f"{name}: used ({agreement:.2f} of sounding notes are chord tones)"
+    return truth, covered / total if total else 0.0
 
 
 def load_chorales(limit: int | None = None) -> tuple[list[Chorale], list[str]]:
@@ -305,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "chorales": [c.name for c in chorales],
         "skipped": [n for n in notes if ": used" not in n],
+        "alignment": notes,
         "params": vars_of(params),
     }
     for label, voices in (("all", [0, 1, 2, 3]), ("sb", [0, 3])):
@@ -313,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(chorales)} chorales, {results['all']['listener']['beats']} beats")
     for s in results["skipped"]:
         print(f"  skipped {s}")
+    for s in notes:
+        if ": used" in s and ", analysis" in s:
+            print(f"  aligned {s}")
     print(f"{'condition':<16}{'system':<10}{'root':>7}{'root+q':>8}{'exact q':>9}")
     for label, title in (("all", "all voices"), ("sb", "sop + bass")):
         for system in ("listener", "onset", "offline"):
