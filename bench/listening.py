@@ -273,6 +273,19 @@ def key_follow_bars(
     from_tonic: int, to_tonic: int, minor_from: bool = False, minor_to: bool = False
 ) -> float:
     """Bars after the modulation until the followed key is the new one for good (inf if never)."""
+    return key_follow(from_tonic, to_tonic, minor_from, minor_to)["settled"]
+
+
+def key_follow(
+    from_tonic: int, to_tonic: int, minor_from: bool = False, minor_to: bool = False
+) -> dict[str, float]:
+    """Key following over an 8-bar melody then the same melody in the new key.
+
+    `first`: bars after the modulation until the new key is first followed; `settled`: until it is
+    followed for good (inf if it never settles); `held`: the share of beats after the modulation's
+    first bar heard in the new key; `steady`: the share of beats of the first melody, after its first
+    bar, heard in its own key.
+    """
 
     def melody(tonic: int, minor: bool) -> list[int]:
         flat = [d for bar in _MELODY_C for d in bar]
@@ -295,15 +308,24 @@ def key_follow_bars(
             heard = listener.decide(beat)
             keys.append((beat, heard.key if heard else ""))
         listener.note(beat, 0.5, p, 80)
-    settled = None
+    settled = first_seen = None
     for beat, key in keys:
         if beat < change:
             continue
+        if key == target and first_seen is None:
+            first_seen = beat
         if key == target and settled is None:
             settled = beat
         elif key != target:
             settled = None
-    return (settled - change) / bpb if settled is not None else float("inf")
+    after = [k for b, k in keys if b >= change + bpb]
+    own = [k for b, k in keys if bpb <= b < change]
+    return {
+        "first": (first_seen - change) / bpb if first_seen is not None else float("inf"),
+        "settled": (settled - change) / bpb if settled is not None else float("inf"),
+        "held": sum(k == target for k in after) / len(after),
+        "steady": sum(k == key_name(from_tonic, minor_from) for k in own) / len(own),
+    }
 
 
 MODULATIONS = [
@@ -330,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     for label, voices in (("all", [0, 1, 2, 3]), ("sb", [0, 3])):
         results[label] = score_chorales(chorales, voices, params)
-    results["key"] = {name: key_follow_bars(a, b, ma, mb) for name, a, b, ma, mb in MODULATIONS}
+    results["key"] = {name: key_follow(a, b, ma, mb) for name, a, b, ma, mb in MODULATIONS}
     print(f"{len(chorales)} chorales, {results['all']['listener']['beats']} beats")
     for s in results["skipped"]:
         print(f"  skipped {s}")
@@ -344,13 +366,16 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{title:<16}{system:<10}{r['root']:>7.3f}{r['root_quality']:>8.3f}{r['root_quality_exact']:>9.3f}"
             )
-    for name, bars in results["key"].items():
-        print(f"key {name}: followed after {bars:.2f} bars")
+    for name, k in results["key"].items():
+        print(
+            f"key {name}: first followed after {k['first']:.2f} bars, for good after {k['settled']:.2f};"
+            f" new key held {k['held']:.2f} of later beats, old key {k['steady']:.2f} before"
+        )
     results["goals"] = {
         "all.root": results["all"]["listener"]["root"] >= GOALS["all.root"],
         "all.root_quality": results["all"]["listener"]["root_quality"] >= GOALS["all.root_quality"],
         "sb.root": results["sb"]["listener"]["root"] >= GOALS["sb.root"],
-        "key_bars": results["key"]["C -> Eb"] <= GOALS["key_bars"],
+        "key_bars": results["key"]["C -> Eb"]["settled"] <= GOALS["key_bars"],
     }
     print("goals:", ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in results["goals"].items()))
     results["seconds"] = time.perf_counter() - t0
