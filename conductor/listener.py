@@ -26,6 +26,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from protocol.harmony import ChordPlan
+
 # Templates: symbol suffix (as protocol.harmony parses it) -> intervals above the root.
 # fmt: off
 TEMPLATES: dict[str, tuple[int, ...]] = {
@@ -214,8 +216,6 @@ class Listener:
     _last_t: float = -math.inf
 
     def __post_init__(self) -> None:
-        from protocol.harmony import ChordPlan
-
         plan = ChordPlan.parse("C", key=self.key)  # validates the key's spelling
         self._key = (plan.key_tonic, plan.key_is_minor)
 

@@ -67,6 +67,16 @@ def test_nothing_heard_means_no_decision_and_a_note_off_ends_a_note() -> None:
     assert listener.decide(1.0).chord == "Am"  # type: ignore[union-attr]
 
 
+def test_a_note_heard_at_its_onset_then_at_its_end_counts_once() -> None:
+    listener = Listener()
+    listener.note_on(60, 90, 0.0)  # a bridge that forwards onsets...
+    listener.note(0.0, 2.0, 60, 90)  # ...and the same note again when it ends
+    assert len(listener._notes) == 1 and listener._notes[0].end == 2.0
+    listener.note_on(200, 90, 0.0)  # out of MIDI range: ignored
+    listener.note(1.0, 0.0, 64, 90)  # no length: ignored
+    assert len(listener._notes) == 1
+
+
 def test_a_melody_outlining_e_flat_major_is_heard_in_e_flat_within_two_bars() -> None:
     listener = Listener(key="C")
     keys = []
