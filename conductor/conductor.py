@@ -29,6 +29,7 @@ from conductor.control import (
 )
 from conductor.human import FileHuman, LiveHuman, MidiInput, read_midi_notes
 from conductor.link import LinkBridge
+from conductor.listener import Heard, Listener
 from conductor.midi_clock import MidiClockOut
 from conductor.recorder import Recorder
 from conductor.state import ConductorState
@@ -87,11 +88,15 @@ class Conductor:
             self.state = ConductorState.load(state_path, names)
             self.resumed = True
         else:
-            plan = ChordPlan.parse(ens.chords, loop=ens.loop, key=ens.key)
+            plan = ChordPlan.parse(ens.plan_text, loop=ens.loop, key=ens.key)
             self.state = ConductorState(
                 Timeline(tempo_bpm=ens.tempo, beats_per_bar=ens.meter), plan, agents=names
             )
+            self.state.following = ens.follows_chords
             self.resumed = False
+        # Fed every human note whether or not the plan follows, so `/chords follow` takes effect at once.
+        self.listener = Listener(beats_per_bar=ens.meter, key=ens.key)
+        self.heard: Heard | None = None
         parts = [(p.name, p.channel, p.program) for p in ens.parts()]
         self.recorder = Recorder(parts, beats_per_bar=ens.meter)
         # The journal carries the recording (and so every count the report takes from it) across a
@@ -374,6 +379,7 @@ class Conductor:
         return 0 if h is None else self.recorder.count(h.name, self.end_beat)
 
     async def _human_note(self, note: Note) -> None:
+        self.listener.note(note.start_beat, note.duration_beats, note.pitch, note.velocity)
         self.recorder.add(note)
         await self._publish(note)
 
@@ -394,12 +400,25 @@ class Conductor:
             whole = math.floor(beat)
             if whole != self.last_beat_tick and beat >= 0:
                 self.last_beat_tick = whole
+                await self._follow(whole)
                 await self._beat_tick(whole, tl)
             if self.bars is not None and beat >= self.bars * tl.beats_per_bar:
                 self.end_beat = float(self.bars * tl.beats_per_bar)
                 self.state.timeline = tl.stopped(now)
                 self.finished.set()
                 return
+
+    async def _follow(self, beat: int) -> None:
+        """Decide the heard chord and key at this beat onset; publish them as the plan if they changed."""
+        self.heard = self.listener.decide(float(beat))
+        if self.heard is None:
+            return
+        changed = self.state.follow(self.heard.chord, self.heard.key)
+        for msg in changed:
+            self.recorder.plan(float(beat), msg)
+            await self._publish(msg)
+        if changed:
+            self.save_state()
 
     async def _drain_midi_in(self, tl: Timeline) -> None:
         assert self.midi_in is not None and self.human_live is not None
@@ -461,6 +480,9 @@ class Conductor:
             "beat": beat,
             "bar": bar_and_beat(beat, tl.beats_per_bar)[0],
             "chord": chord.symbol if chord else "",
+            "key": self.state.plan.key,
+            "following": self.state.following,
+            "heard": {"chord": self.heard.chord, "key": self.heard.key} if self.heard else None,
             "roster": sorted(self.state.heard),
             "human_notes": self.human_notes,
             "recorded": {p.name: self.recorder.count(p.name, self.end_beat) for p in self.ens.parts()},

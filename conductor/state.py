@@ -45,6 +45,8 @@ class ConductorState:
     heard: dict[str, float] = field(default_factory=dict)
     roster_epoch: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    following: bool = False  # the plan is the chord and key heard from the player
+    written: ChordPlan | None = None  # the written plan, kept while following, back on `chords plan`
 
     # -- messages ---------------------------------------------------------------------------------
     def plan_message(self) -> PlanState:
@@ -108,6 +110,11 @@ class ConductorState:
                 return []
             self.timeline = self.timeline.stopped(now)
             return [self.timeline]
+        if p == "chords":
+            return self._set_following(str(v))
+        if p in ("plan", "bar") and self.following:
+            # editing the written plan means playing it: following stops, the edit applies to it
+            self.following, self.plan, self.written = False, self.written or self.plan, None
         if p == "plan":
             self.plan = ChordPlan.parse(str(v), loop=self.plan.loop, key=self.plan.key)
         elif p == "bar":
@@ -118,6 +125,32 @@ class ConductorState:
             self.plan = self.plan.with_bar(n - 1, tuple(symbols.split()))
         else:
             raise ValueError(f"param: unknown ensemble control {p!r}")
+        self.plan_epoch += 1
+        return [self.plan_message()]
+
+    def _set_following(self, mode: str) -> list[Any]:
+        mode = mode.strip().lower()
+        if mode not in ("follow", "plan"):
+            raise ValueError(f"chords: expected 'follow' or 'plan', got {mode[:40]!r}")
+        if (mode == "follow") == self.following:
+            return []
+        if mode == "follow":  # the plan changes at the next chord heard, not now
+            self.following, self.written = True, self.plan
+            return []
+        self.following, self.plan, self.written = False, self.written or self.plan, None
+        self.plan_epoch += 1
+        return [self.plan_message()]
+
+    def follow(self, chord: str, key: str) -> list[PlanState]:
+        """The chord and key heard now become the plan, when following and when they changed."""
+        if not self.following:
+            return []
+        plan = ChordPlan.parse(chord, loop=True, key=key)
+        if plan.bars == self.plan.bars and plan.key == self.plan.key:
+            return []
+        if self.written is None:
+            self.written = self.plan
+        self.plan = plan
         self.plan_epoch += 1
         return [self.plan_message()]
 
@@ -146,7 +179,9 @@ class ConductorState:
         """Atomic write: a conductor killed mid-write must still find the previous state."""
         data = {
             "timeline": {k: getattr(self.timeline, k) for k in self.timeline.__dataclass_fields__},
-            "plan": {"text": self.plan.to_text(), "loop": self.plan.loop, "key": self.plan.key},
+            "plan": _plan_json(self.plan),
+            "following": self.following,
+            "written": None if self.written is None else _plan_json(self.written),
             "plan_epoch": self.plan_epoch,
             "params_epoch": self.params_epoch,
             "mix": {a: vars(m) for a, m in self.mix.items()},
@@ -166,9 +201,16 @@ class ConductorState:
             agents=agents,
             params_epoch=int(data["params_epoch"]) + 1,
         )
+        state.following = bool(data.get("following", False))
+        w = data.get("written")
+        state.written = None if w is None else ChordPlan.parse(w["text"], loop=w["loop"], key=w["key"])
         state.timeline = replace(state.timeline, epoch=state.timeline.epoch + 1)
         state.mix = {a: Mix(**m) for a, m in data.get("mix", {}).items() if a in agents}
         return state
+
+
+def _plan_json(plan: ChordPlan) -> dict[str, Any]:
+    return {"text": plan.to_text(), "loop": plan.loop, "key": plan.key}
 
 
 def _osc_patterns(pattern: str) -> list[str]:
