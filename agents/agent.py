@@ -28,7 +28,16 @@ from agents.unacked import Unacked
 from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import AgentConfig, Ensemble
 from protocol.harmony import ChordError, ChordPlan
-from protocol.messages import AgentParams, AgentStatus, Note, NoteAck, NoteAgain, PlanState, SyncPong
+from protocol.messages import (
+    AgentParams,
+    AgentStatus,
+    HeldNote,
+    Note,
+    NoteAck,
+    NoteAgain,
+    PlanState,
+    SyncPong,
+)
 from protocol.process import write_json_atomic
 from protocol.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realtime, set_switch_interval
 from protocol.timeline import LocalTimeMap, Timeline
@@ -211,6 +220,10 @@ class Agent:
         elif isinstance(msg, Note):
             if msg.source != self.name:
                 self.engine.hear(msg)
+        elif isinstance(msg, HeldNote):
+            hear_held = getattr(self.engine, "hear_held", None)  # engines that listen to the player
+            if hear_held is not None and msg.source != self.name:
+                hear_held(msg)
 
     def _on_timeline(self, tl: Timeline) -> None:
         cur = self.timeline

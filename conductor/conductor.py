@@ -41,6 +41,7 @@ from protocol.messages import (
     AgentStatus,
     BeatTick,
     Control,
+    HeldNote,
     Note,
     NoteAck,
     NoteAgain,
@@ -370,6 +371,7 @@ class Conductor:
         note = self.human_live.note_on(args[0], args[1], beat)
         if note is not None:
             await self._human_note(note)
+        await self._human_held(args[0], args[1], beat)
 
     @property
     def human_notes(self) -> int:
@@ -377,6 +379,15 @@ class Conductor:
         predecessor's too, so the count covers the whole run (the bridge plays every note it keeps)."""
         h = self.ens.human
         return 0 if h is None else self.recorder.count(h.name, self.end_beat)
+
+    async def _human_held(self, pitch: Any, velocity: Any, beat: float) -> None:
+        """A note-on from the player: the band hears it now (HeldNote); the Note follows at note-off."""
+        h = self.ens.human
+        if h is None or self.human_live is None or int(pitch) not in self.human_live.held:
+            return  # a note-off (velocity 0), or a note the bridge refused
+        held = HeldNote(beat, int(pitch), int(velocity), h.channel, h.name)
+        self.listener.note_on(held.pitch, held.velocity, beat)
+        await self._publish(held)
 
     async def _human_note(self, note: Note) -> None:
         self.listener.note(note.start_beat, note.duration_beats, note.pitch, note.velocity)
@@ -393,6 +404,9 @@ class Conductor:
             now = self.clock()
             beat = tl.beat_at(now)
             if self.human_file is not None:
+                for held in self.human_file.started(beat):
+                    self.listener.note_on(held.pitch, held.velocity, held.start_beat)
+                    await self._publish(held)
                 for note in self.human_file.due(beat):
                     await self._human_note(note)
             if self.midi_in is not None and self.human_live is not None:
@@ -432,6 +446,8 @@ class Conductor:
                 note = self.human_live.note_off(msg.note, beat)
             if note is not None:
                 await self._human_note(note)
+            if msg.type == "note_on":
+                await self._human_held(msg.note, msg.velocity, beat)
 
     async def _beat_tick(self, beat: int, tl: Timeline) -> None:
         chord = self.state.plan.chord_at(beat, tl.beats_per_bar)

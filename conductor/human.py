@@ -19,7 +19,7 @@ from typing import Any
 import mido
 
 from protocol.fields import check_int
-from protocol.messages import Note
+from protocol.messages import HeldNote, Note
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,8 @@ def read_midi_notes(path: Path, transpose: int = 0) -> list[FileNote]:
 
 
 class FileHuman:
-    """Replays a file from beat 0, looping on whole bars, publishing each note as it ends."""
+    """Replays a file from beat 0, looping on whole bars: each note is announced at its start (a
+    HeldNote, as a live player's note-on) and published whole as it ends."""
 
     def __init__(
         self, notes: list[FileNote], name: str, channel: int, beats_per_bar: int, loop: bool
@@ -69,6 +70,28 @@ class FileHuman:
         self.cycle = 0
         self.index = 0
         self.done = False
+        self.by_start = sorted(notes, key=lambda n: n.start)
+        self.starts = [n.start for n in self.by_start]
+        self.start_cycle = 0
+        self.start_index = 0
+
+    def started(self, now_beat: float) -> list[HeldNote]:
+        """Notes that have begun by now_beat and were not yet announced."""
+        out: list[HeldNote] = []
+        while self.loop or self.start_cycle == 0:
+            if self.start_index >= len(self.by_start):
+                if not self.loop:
+                    break
+                self.start_cycle += 1
+                self.start_index = 0
+                continue
+            n = self.by_start[self.start_index]
+            start = n.start + self.start_cycle * self.length
+            if start > now_beat:
+                break
+            out.append(HeldNote(start, n.pitch, n.velocity, self.channel, self.name))
+            self.start_index += 1
+        return out
 
     def due(self, now_beat: float) -> list[Note]:
         """Notes that have ended by now_beat and were not yet published."""
@@ -93,6 +116,8 @@ class FileHuman:
         """Jump past notes before `beat` (a restarted conductor resumes mid-piece)."""
         self.cycle = max(0, math.floor(beat / self.length))
         self.index = bisect.bisect_right(self.ends, beat - self.cycle * self.length)
+        self.start_cycle = self.cycle
+        self.start_index = bisect.bisect_right(self.starts, beat - self.cycle * self.length)
 
 
 class LiveHuman:

@@ -20,6 +20,7 @@ from protocol.messages import (
     BeatTick,
     Control,
     EnsembleStatus,
+    HeldNote,
     Note,
     NoteAck,
     NoteAgain,
@@ -67,6 +68,7 @@ KINDS: tuple[Kind, ...] = (
     Kind(BeatTick, "beat", qos=0, retain=False),
     Kind(EnsembleStatus, "ensemble/status", qos=0, retain=False),
     Kind(NoteAgain, "record/note", qos=0, retain=False, key="source"),
+    Kind(HeldNote, "held", qos=0, retain=False, key="source"),
     Kind(NoteAck, "record/ack", qos=0, retain=False, key="agent"),
 )
 BY_CLASS: dict[type, Kind] = {k.cls: k for k in KINDS}

@@ -105,6 +105,22 @@ class NoteAgain(Message):
         return Note(*self.values())
 
 
+@dataclass(frozen=True, slots=True)
+class HeldNote(Message):
+    """The player's note at its note-on, before anyone knows how long it will be held. The bands
+    hears what the player holds now, not a beat after the player lets go: agents put it in their
+    context with a provisional length and re-plan at once; the `Note` with its real duration follows
+    at the note-off and replaces it (the recorder and the report count only that one)."""
+
+    start_beat: float
+    pitch: int
+    velocity: int
+    channel: int
+    source: str
+
+    SPEC: ClassVar[dict[str, Spec]] = {k: v for k, v in Note.SPEC.items() if k != "duration_beats"}
+
+
 def note_key(start_beat: float, pitch: int) -> tuple[float, int]:
     """What tells one note of a part from another: the recorder's dedup key and the ack's item."""
     return (round(float(start_beat), 6), int(pitch))

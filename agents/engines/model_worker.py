@@ -193,6 +193,7 @@ class Planner:
         self.busy_until = -math.inf  # a monophonic part's last committed note sounds until here
         self.held_ends: list[float] = []  # ends of committed notes that may still sound
         self.others: list[tuple[float, Any]] = []  # heard notes of other agents, not yet in context
+        self.held: dict[tuple[int, int], float] = {}  # the player's notes heard at note-on, not yet off
         self.events = 0
         self.replans = 0
         self.behind_beats = 0
@@ -213,6 +214,24 @@ class Planner:
             self.others.append((start, note))
             return
         self.generator.apply(self.context.add_note(note, owner=track))
+        if self.held.pop((round(start * 16), pitch), None) is None:
+            self.replan()
+        # else: the note-off of a note the part heard at its note-on; its length is now right in the
+        # context, and the plan drawn from the note-on stands
+
+    def hear_held(self, source: str, start: float, pitch: int, velocity: int, channel: int) -> None:
+        """The player's note at its note-on: in the context at once with a provisional length (the
+        Note at its note-off corrects it in place), and the part re-plans from it."""
+        from agents.model.live_context import LiveNote
+
+        if source != self.cfg.human or start < self.context.origin_beat:
+            return
+        track, _ = self.cfg.tracks.get(source, (0, channel))
+        note = LiveNote(start, PROVISIONAL_BEATS, pitch, max(1, velocity), channel, track)
+        self.generator.apply(self.context.add_note(note, owner=track))
+        self.held[(round(start * 16), pitch)] = start
+        if len(self.held) > 128:  # note-offs lost with their packets: forget the oldest
+            self.held.pop(next(iter(self.held)))
         self.replan()
 
     def _admit_others(self, before: float) -> None:
@@ -456,6 +475,7 @@ class Planner:
         self.generated_until = last
 
 
+PROVISIONAL_BEATS = 2.0  # a held note's length until its note-off says: the band avoids it meanwhile
 FIRST_BEAT_MARGIN = 0.5  # the least a part's first beat may lie ahead of now
 REPLAN_LEAD_BEATS = 0.25  # the least time a re-plan leaves the model before its first redrawn beat
 OTHERS_GATE_BEATS = 1.0  # how long after its start another agent's note has surely arrived
@@ -533,6 +553,8 @@ def serve(conn: Connection, cfg: WorkerConfig) -> None:
                     return
                 if kind == "hear":
                     planner.hear(*msg[1:])
+                elif kind == "held":
+                    planner.hear_held(*msg[1:])
                 elif kind == "clock":
                     notes = planner.commit(msg[1], msg[2])
                     load = busy_s / max(1e-6, time.perf_counter() - t0)

@@ -22,7 +22,7 @@ from agents.engines import PlanContext
 from agents.engines.model_worker import WorkerConfig, key_signature, resolve_model, serve
 from protocol.ensemble import AgentConfig, Ensemble
 from protocol.harmony import ChordPlan
-from protocol.messages import Note
+from protocol.messages import HeldNote, Note
 
 log = logging.getLogger("barcelona.engine")
 
@@ -148,6 +148,10 @@ class OnnxEngine:
                 note.channel,
             )
         )
+
+    def hear_held(self, note: HeldNote) -> None:
+        """The player's note at its note-on (the Note follows at its note-off)."""
+        self._send(("held", note.source, note.start_beat, note.pitch, note.velocity, note.channel))
 
     def plan(self, start_beat: float, end_beat: float, ctx: PlanContext) -> list[Note]:
         plan_key = (ctx.plan.to_text(), ctx.plan.loop, ctx.plan.key)
