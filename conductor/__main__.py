@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from protocol.ensemble import EnsembleError, load_ensemble
-from protocol.process import install_stop_signals, setup_logging
+from protocol.process import EXIT_LOOP_FAILED, install_stop_signals, setup_logging
+from protocol.tasks import LoopFailedError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         asyncio.run(run())
+    except LoopFailedError as exc:  # mid-performance: the launcher restarts it, and it resumes its state
+        print(f"error: conductor: {exc}", file=sys.stderr)
+        return EXIT_LOOP_FAILED
     except OSError as exc:
         print(f"error: conductor: {exc}", file=sys.stderr)
         return 1

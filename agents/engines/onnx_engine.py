@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import sys
 import threading
 import time
@@ -73,8 +74,14 @@ class OnnxEngine:
         forkable = sys.platform == "linux" and threading.active_count() == 1
         ctx = mp.get_context("fork" if forkable else "spawn")
         self.conn, child = ctx.Pipe()
+        # The model process ends with this one however it ends (model_worker.serve says how). A
+        # forked child is handed our end of the pipe to close; a spawned one never had it.
+        agent_end = self.conn if ctx.get_start_method() == "fork" else None
         self.proc = ctx.Process(
-            target=serve, args=(child, self.worker_cfg), name=f"model-{cfg.name}", daemon=True
+            target=serve,
+            args=(child, self.worker_cfg, os.getpid(), agent_end),
+            name=f"model-{cfg.name}",
+            daemon=True,
         )
         self.proc.start()
         child.close()
