@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -303,7 +304,7 @@ def serve(
                 s = time.perf_counter()
                 planner.step()
                 busy_s += time.perf_counter() - s
-        except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        except (EOFError, ConnectionError, KeyboardInterrupt):  # the agent's end closed: it is gone
             return
         except Exception as exc:  # keep the process alive: a bad message must not silence the part
             log.warning("model step failed: %s\n%s", exc, traceback.format_exc(limit=3))
@@ -311,6 +312,25 @@ def serve(
                 conn.send(("warning", f"{type(exc).__name__}: {exc}"))
             except (BrokenPipeError, OSError):
                 return
+
+
+def model_process(
+    conn: Connection, cfg: WorkerConfig, parent_pid: int | None = None, agent_end: Connection | None = None
+) -> None:
+    """The model process's entry point: `serve`, then leave at once. Tearing down the interpreter
+    (the ONNX session, the imported modules) takes most of a second on a busy machine, and nothing
+    here needs it: no file is written, and an agent stopping waits for this process to end."""
+    code = 0
+    try:
+        serve(conn, cfg, parent_pid, agent_end)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
 
 
 def resolve_model(path: str | None, base_dir: Path) -> Path:

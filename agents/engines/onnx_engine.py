@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.engines import PlanContext
-from agents.engines.model_worker import WorkerConfig, key_signature, resolve_model, serve
+from agents.engines.model_worker import WorkerConfig, key_signature, model_process, resolve_model
 from protocol.ensemble import AgentConfig, Ensemble
 from protocol.harmony import ChordPlan
 from protocol.messages import Note
@@ -78,7 +78,7 @@ class OnnxEngine:
         # forked child is handed our end of the pipe to close; a spawned one never had it.
         agent_end = self.conn if ctx.get_start_method() == "fork" else None
         self.proc = ctx.Process(
-            target=serve,
+            target=model_process,
             args=(child, self.worker_cfg, os.getpid(), agent_end),
             name=f"model-{cfg.name}",
             daemon=True,
