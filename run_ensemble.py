@@ -26,7 +26,7 @@ from typing import Any
 
 from launcher.artifacts import make_artifacts
 from protocol.ensemble import Ensemble, EnsembleError, load_ensemble
-from protocol.process import become_subreaper, die_with_parent, reap_orphans
+from protocol.process import become_subreaper, die_with_parent, freeze_heap, reap_orphans
 
 ROOT = Path(__file__).resolve().parent
 STOP_GRACE_S = 1.5
@@ -335,6 +335,7 @@ def check_models(ens: Ensemble, yaml_path: Path) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    freeze_heap()  # after the imports (protocol/process.py says why)
     args = parse_args(argv)
     if args.list_ports:
         return list_ports()

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from protocol.ensemble import EnsembleError, load_ensemble
-from protocol.process import EXIT_LOOP_FAILED, install_stop_signals, setup_logging
+from protocol.process import EXIT_LOOP_FAILED, freeze_heap, install_stop_signals, setup_logging
 from protocol.tasks import LoopFailedError
 
 
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     from agents.agent import Agent
+
+    freeze_heap()  # after the imports (protocol/process.py says why)
 
     agent = Agent(ens, args.name, base_dir=args.ensemble.resolve().parent, stats_path=args.stats)
 

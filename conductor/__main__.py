@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from protocol.ensemble import EnsembleError, load_ensemble
-from protocol.process import EXIT_LOOP_FAILED, install_stop_signals, setup_logging
+from protocol.process import EXIT_LOOP_FAILED, freeze_heap, install_stop_signals, setup_logging
 from protocol.tasks import LoopFailedError
 
 
@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --bars: must be at least 1", file=sys.stderr)
         return 1
     from conductor.conductor import Conductor
+
+    freeze_heap()  # after the imports (protocol/process.py says why)
 
     try:
         cond = Conductor(

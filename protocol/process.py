@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import json
 import logging
 import os
@@ -87,6 +88,16 @@ def reap_orphans(known: Collection[int]) -> int:
             while os.waitpid(pid, os.WNOHANG) == (0, 0) and time.monotonic() < deadline:
                 time.sleep(0.002)
     return len(orphans)
+
+
+def freeze_heap() -> None:
+    """Take every object made so far (the imports: pydantic's schemas, numpy, the codecs) out of the
+    garbage collector's sight, once the imports are done. Those objects live as long as the process;
+    without this the collector walks them all again at every full collection and once more at exit.
+    An agent took 0.40 s (median) to exit after SIGTERM without it and 0.09 s with it, a conductor
+    0.41 s and 0.12 s (bench/exit_time.py, 2 busy CPUs): time that a stop's and a restart's 2 s
+    budgets cannot spare."""
+    gc.freeze()
 
 
 def setup_logging(name: str, level: str = "WARNING") -> None:
