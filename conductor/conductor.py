@@ -148,14 +148,15 @@ class Conductor:
                 loops.start(self._receive(), "receive")
                 loops.start(self._surface_loop(), "surface")
                 loops.start(self._broadcast_loop(), "broadcast")
-                loops.start(self._tick_loop(), "tick")
+                loops.start(self._tick_loop(), "tick", may_end=True)  # at the end of a --bars run
                 loops.start(self._stats_loop(), "stats")
-                loops.start(self.link.serve(self.state, self.recorder, self._publish), "link")
+                link = self.link.serve(self.state, self.recorder, self._publish)
+                loops.start(link, "link", may_end=True)  # at once, without Link
                 await self._publish_state()
                 if self.autostart:
                     # A task, not an await: a stop (or a failing loop) during the wait for the agents
                     # is heard at once.
-                    loops.start(self._start_when_ready(), "start")
+                    loops.start(self._start_when_ready(), "start", may_end=True)
                 await loops.wait(self.finished)
             # Make sure every agent hears the stop even if one packet is lost.
             for _ in range(3):

@@ -33,17 +33,22 @@ class LoopFailedError(RuntimeError):
 class TaskGroup:
     """Tasks that live and die together: `async with TaskGroup() as tg: tg.start(...); await tg.wait(stop)`.
 
-    A loop that returns normally (one with nothing to do, such as a disabled Link bridge) is not a
-    failure; one that raises is. Leaving the block cancels every task still running and waits for it.
+    A loop that raises is a failure, and so is one that returns while it was meant to run until the
+    process stops (a receive loop whose stream ended leaves a deaf process); `start(..., may_end=True)`
+    is for a task that finishes on its own (a start-up step, a bridge with nothing to do). Leaving the
+    block cancels every task still running and waits for it.
     """
 
     def __init__(self) -> None:
         self._tasks: list[asyncio.Task[Any]] = []
+        self._may_end: set[asyncio.Task[Any]] = set()
         self._failed = asyncio.Event()
         self.failure: LoopFailedError | None = None
 
-    def start(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+    def start(self, coro: Coroutine[Any, Any, Any], name: str, *, may_end: bool = False) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
+        if may_end:
+            self._may_end.add(task)
         task.add_done_callback(self._done)
         self._tasks.append(task)
         return task
@@ -53,7 +58,9 @@ class TaskGroup:
             return
         exc = task.exception()  # also marks it retrieved: asyncio would log it again at exit
         if exc is None:
-            return
+            if task in self._may_end:
+                return
+            exc = RuntimeError("it ended, and it should run until the process stops")
         if self.failure is None:
             self.failure = LoopFailedError(task.get_name(), exc)
             self.failure.__cause__ = exc

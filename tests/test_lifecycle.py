@@ -370,12 +370,12 @@ def test_task_group_ends_on_the_first_loop_that_raises_and_names_it() -> None:
             await asyncio.sleep(0.01)
             raise KeyError("bar 3")
 
-        async def done_at_once() -> None:  # a loop with nothing to do is not a failure
+        async def done_at_once() -> None:  # a task allowed to end (nothing to do) is not a failure
             return
 
         async with TaskGroup() as tg:
             tg.start(forever(), "heartbeat")
-            tg.start(done_at_once(), "link")
+            tg.start(done_at_once(), "link", may_end=True)
             tg.start(fails(), "plan")
             try:
                 await asyncio.wait_for(tg.wait(stop), 5)
@@ -389,6 +389,22 @@ def test_task_group_ends_on_the_first_loop_that_raises_and_names_it() -> None:
     assert cancelled and not stopped
 
 
+def test_a_loop_that_ends_when_it_should_run_on_is_a_failure() -> None:
+    """A receive loop whose stream ended would leave a deaf process that still looks alive."""
+
+    async def main() -> str:
+        async def stream_ended() -> None:
+            await asyncio.sleep(0.01)
+
+        async with TaskGroup() as tg:
+            tg.start(stream_ended(), "receive")
+            with pytest.raises(LoopFailedError) as failed:
+                await asyncio.wait_for(tg.wait(asyncio.Event()), 5)
+        return str(failed.value)
+
+    assert asyncio.run(main()).startswith("the receive loop failed: RuntimeError: it ended")
+
+
 def test_task_group_returns_on_stop_and_cancels_its_loops() -> None:
     async def main() -> bool:
         stop = asyncio.Event()
@@ -399,6 +415,29 @@ def test_task_group_returns_on_stop_and_cancels_its_loops() -> None:
         return task.cancelled()
 
     assert asyncio.run(main())
+
+
+@pytest.mark.network
+def test_a_conductor_loop_that_raises_ends_the_conductor_with_its_state_saved(tmp_path: Path) -> None:
+    """In process, on real sockets: the broadcast loop raises, run() ends with LoopFailedError (which
+    the conductor's main turns into one line and exit 70) and close() has saved state and stats."""
+    from conductor.conductor import Conductor
+    from protocol.ensemble import load_ensemble
+
+    yaml_path = write_ensemble(tmp_path)
+    state, stats = tmp_path / "state.json", tmp_path / "conductor.json"
+    cond = Conductor(load_ensemble(yaml_path), base_dir=tmp_path, state_path=state, stats_path=stats,
+                     wait_agents_s=0.0)  # fmt: skip
+
+    async def broken() -> None:
+        await asyncio.sleep(0.3)
+        raise ZeroDivisionError("tempo 0")
+
+    cond._broadcast_loop = broken  # type: ignore[method-assign]
+    with pytest.raises(LoopFailedError, match="the broadcast loop failed: ZeroDivisionError: tempo 0"):
+        asyncio.run(asyncio.wait_for(cond.run(), 10))
+    assert read_json(state)["timeline"]["playing"]  # it had started: a restart resumes from here
+    assert read_json(stats)["role"] == "conductor"
 
 
 def test_plan_fault_fires_once_across_processes(tmp_path: Path) -> None:
