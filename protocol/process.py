@@ -75,10 +75,25 @@ def child_pids(pid: int | None = None) -> list[int]:
 
 
 def reap_orphans(known: Collection[int]) -> int:
-    """SIGKILL and reap every child of this process whose pid is not in `known`: for a subreaper
-    that starts no other process, exactly the orphans it adopted. Returns how many it found; one
-    that will not die at once (stuck in the kernel) is left for the next call."""
-    orphans = [pid for pid in child_pids() if pid not in known]
+    """SIGKILL and reap the children of this process whose pid is not in `known`: for a subreaper
+    that starts no other process, the orphans it adopted (a model process whose agent died).
+
+    Only those still in this process's group: an orphan that left it made itself a daemon on
+    purpose (a JACK server that a client auto-started, which other parts still play through) and is
+    not this run's to end; it is only reaped once it exits. Returns how many it ended; one that will
+    not die at once (stuck in the kernel) is left for the next call."""
+    orphans = []
+    for pid in child_pids():
+        if pid in known:
+            continue
+        try:
+            if os.waitpid(pid, os.WNOHANG) != (0, 0):
+                continue  # it had exited: reaped now
+            if os.getpgid(pid) != os.getpgrp():
+                continue
+        except (ChildProcessError, ProcessLookupError):
+            continue
+        orphans.append(pid)
     for pid in orphans:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

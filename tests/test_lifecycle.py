@@ -241,28 +241,40 @@ def test_a_sigkilled_agent_mid_generation_leaves_nothing_and_the_launcher_return
 
 # -- 2. the launcher leaves nothing behind ------------------------------------------------------------
 @linux_only
-def test_reap_orphans_ends_an_adopted_grandchild_that_ignores_sigterm(tmp_path: Path) -> None:
-    """A subreaper adopts what a dead child left (here a shell's background job that ignores
-    SIGTERM and holds stdout) and reap_orphans ends it: the caller's `$(...)` returns."""
-    script, pidfile = tmp_path / "sub.py", tmp_path / "orphan.pid"
+def test_reap_orphans_ends_an_adopted_grandchild_but_leaves_a_daemon(tmp_path: Path) -> None:
+    """A subreaper adopts what a dead child left. reap_orphans ends the one still in its process
+    group (here a shell's background job that ignores SIGTERM and holds stdout, as a model process
+    left by a killed agent would): the caller's `$(...)` returns. One that made itself a daemon
+    (setsid, as a JACK server a client auto-starts does) is left running."""
+    script, shell, pids = tmp_path / "sub.py", tmp_path / "jobs.sh", tmp_path / "pids"
+    daemon = "import os, time; os.setsid(); time.sleep(60)"
+    # Both background jobs outlive the shell; the first keeps the script's stdout (the test's pipe).
+    shell.write_text(f"trap '' TERM\nsleep 60 &\necho $! > {pids}\n"
+                     f"{sys.executable} -c '{daemon}' >/dev/null 2>&1 &\necho $! >> {pids}\n")  # fmt: skip
     script.write_text(
         "import pathlib, subprocess, sys, time\n"
         "from protocol.process import become_subreaper, child_pids, reap_orphans\n"
         "assert become_subreaper()\n"
-        # The shell's background job inherits this script's stdout (the test's pipe) and outlives it.
-        f"subprocess.run(['sh', '-c', \"trap '' TERM; sleep 60 & echo $! > {pidfile}\"], check=True)\n"
-        f"orphan = int(pathlib.Path('{pidfile}').read_text())\n"
+        f"subprocess.run(['sh', '{shell}'], check=True)\n"
+        f"orphan, daemon = map(int, pathlib.Path('{pids}').read_text().split())\n"
         "deadline = time.monotonic() + 5\n"
-        "while orphan not in child_pids() and time.monotonic() < deadline:\n"
+        "while not {orphan, daemon} <= set(child_pids()) and time.monotonic() < deadline:\n"
         "    time.sleep(0.01)\n"
-        "print(orphan, orphan in child_pids(), reap_orphans(set()), orphan in child_pids(), flush=True)\n"
+        "time.sleep(0.5)  # the daemon's setsid\n"
+        "adopted = {orphan, daemon} <= set(child_pids())\n"
+        "print(orphan, daemon, adopted, reap_orphans(set()), orphan in child_pids(), flush=True)\n"
     )
     done = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=15,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
     assert done.returncode == 0, done.stderr
-    orphan, adopted, found, still_child = done.stdout.split()
-    assert (adopted, found, still_child) == ("True", "1", "False")
-    assert not alive(int(orphan))
+    orphan, daemon, adopted, ended, still_child = done.stdout.split()
+    try:
+        assert (adopted, ended, still_child) == ("True", "1", "False")
+        assert not alive(int(orphan))
+        assert alive(int(daemon))
+    finally:
+        if alive(int(daemon)):
+            os.kill(int(daemon), signal.SIGKILL)
 
 
 @linux_only
