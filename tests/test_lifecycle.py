@@ -125,6 +125,7 @@ def _onsets(path: Path, track: str) -> list[float]:
 # -- 1. a model process ends with its agent ---------------------------------------------------------
 @linux_only
 @pytest.mark.slow
+@pytest.mark.network
 @pytest.mark.parametrize("when", ["loading", "ready"])
 def test_model_process_dies_within_1s_of_a_sigkilled_agent(tmp_path: Path, when: str) -> None:
     """`python -m agents` with the shipped model, killed with no chance to clean up; its model
@@ -207,6 +208,7 @@ def test_serve_does_not_start_for_a_parent_that_is_already_gone() -> None:
 
 @linux_only
 @pytest.mark.slow
+@pytest.mark.network
 def test_a_sigkilled_agent_mid_generation_leaves_nothing_and_the_launcher_returns(tmp_path: Path) -> None:
     """Through the launcher, with the model busy: the agent's model process is gone within 1 s of
     the agent's SIGKILL, the launcher restarts the part, and at the end nothing holds its stdout."""
@@ -279,6 +281,7 @@ def test_reap_orphans_ends_an_adopted_grandchild_but_leaves_a_daemon(tmp_path: P
 
 @linux_only
 @pytest.mark.slow
+@pytest.mark.network
 def test_giving_up_on_a_part_that_cannot_start_leaves_no_process_of_it(tmp_path: Path) -> None:
     """An onnx part whose output can never open: three quick failures, the launcher gives up, and
     neither the agent nor its model process is left; `out=$(run_ensemble.py ... --bars 16)` returns."""
@@ -306,6 +309,7 @@ def test_giving_up_on_a_part_that_cannot_start_leaves_no_process_of_it(tmp_path:
 
 # -- 3. a stop ends a --bars run ------------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.network
 def test_stop_from_the_surface_ends_a_bars_run_within_2s_and_says_who(tmp_path: Path) -> None:
     yaml_path = write_ensemble(tmp_path)
     control = int(yaml.safe_load(yaml_path.read_text())["control"]["port"])
@@ -341,6 +345,7 @@ def test_stop_from_the_surface_ends_a_bars_run_within_2s_and_says_who(tmp_path: 
 
 
 @pytest.mark.slow
+@pytest.mark.network
 def test_without_bars_stop_pauses_and_play_resumes(tmp_path: Path) -> None:
     yaml_path = write_ensemble(tmp_path)
     control = int(yaml.safe_load(yaml_path.read_text())["control"]["port"])
@@ -470,6 +475,7 @@ def test_plan_fault_fires_once_across_processes(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.network
 def test_a_plan_loop_that_raises_ends_the_agent_and_the_part_plays_again_within_2s(tmp_path: Path) -> None:
     """The injected fault (agents/faults.py) raises in the piano's planning loop at beat 8: the agent
     must exit (notes released), and the launcher's restart must have it sounding again within 2 s."""
