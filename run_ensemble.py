@@ -3,13 +3,16 @@
 
 Validates the YAML, starts the conductor and this host's agents as separate processes, restarts an
 agent that dies, shows live status, and stops everything cleanly on Ctrl-C or SIGTERM (every child
-gone within 2 s, every note released). See README.md for the flags.
+gone within 2 s, every note released). Nothing it started outlives it: each child dies with the
+launcher (`die_with_parent`), and the launcher adopts, ends and reaps whatever a dead child leaves
+behind (a model process), so `out=$(python run_ensemble.py ... --bars 8)` always returns. See
+README.md for the flags.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import functools
 import json
 import os
 import signal
@@ -24,9 +27,11 @@ from typing import Any
 from launcher.artifacts import make_artifacts
 from launcher.check import check_file, check_ports_free
 from protocol.ensemble import Ensemble
+from protocol.process import become_subreaper, die_with_parent, freeze_heap, reap_orphans
 
 ROOT = Path(__file__).resolve().parent
 STOP_GRACE_S = 1.5
+REAP_S = 1.0  # how long the final sweep waits for adopted orphans to die and be reaped
 # An agent that exits with an error this soon after starting, three times in a row, cannot start
 # (a wrong password, a missing port): give up with its message rather than restart it for ever.
 START_FAILURE_S = 15.0
@@ -44,14 +49,22 @@ class Child:
     restarts: int = 0
     started: list[float] = field(default_factory=list)
     start_failures: int = 0  # exits with an error soon after starting, in a row
+    stuck_before: int = 0  # notes earlier instances of this part reported stuck at their exit
 
     def start(self) -> None:
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env, preexec_fn=_die_with_parent)
+        # A child gets SIGTERM (and so releases its notes) if the launcher itself is killed.
+        die = functools.partial(die_with_parent, signal.SIGTERM, os.getpid())
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env, preexec_fn=die)
         self.started.append(time.monotonic())
+
+    def ended(self) -> None:
+        """Before a restart: keep what the instance that ended reported stuck, or the next one's
+        stats file (which replaces its own) would hide it from the report."""
+        self.stuck_before += int(self.read_stats().get("stuck_notes", 0))
 
     @property
     def alive(self) -> bool:
@@ -62,16 +75,6 @@ class Child:
             return json.loads(self.stats.read_text())
         except (OSError, ValueError):
             return {}
-
-
-def _die_with_parent() -> None:
-    """Linux: a child gets SIGTERM (and so releases its notes) if the launcher itself is killed."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -151,13 +154,19 @@ class Launcher:
         self.ens, self.args, self.children = ens, args, children
         self.stopping = False
         self.t0 = time.monotonic()
+        self.ended_by = ""  # what ended the run, for the report: bars, a stop control, a signal…
 
-    def request_stop(self, *_: object) -> None:
+    def request_stop(self, signum: int = 0, *_: object) -> None:
+        if not self.ended_by:
+            self.ended_by = signal.Signals(signum).name if signum else "a stop request"
         self.stopping = True
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        # Orphans of a dead child (a model process whose agent was SIGKILLed) become ours to end
+        # and reap, rather than init's to keep for ever with this launcher's stdout open.
+        become_subreaper()
         for c in sorted(self.children, key=lambda c: c.role != "agent"):
             c.start()
         conductor = next((c for c in self.children if c.role == "conductor"), None)
@@ -168,9 +177,12 @@ class Launcher:
                 time.sleep(0.05)
                 if conductor is not None and not conductor.alive:
                     code = conductor.proc.returncode if conductor.proc else 1
+                    self.reap_orphans()
                     if code == 0 and self.args.bars:
+                        self._bars_ended(conductor)
                         break
                     if code in (0, -signal.SIGTERM, -signal.SIGINT):
+                        self.ended_by = self.ended_by or "the conductor's exit"
                         break
                     if self._cannot_start(conductor, code):
                         rc = 1
@@ -181,6 +193,8 @@ class Launcher:
                 for c in self.children:
                     if c.role == "agent" and not c.alive and not self.stopping:
                         code = c.proc.returncode if c.proc else None
+                        self.reap_orphans()
+                        c.ended()
                         if self._cannot_start(c, code):
                             rc = 1
                             self.stopping = True
@@ -210,11 +224,20 @@ class Launcher:
         if c.start_failures >= 3:
             who = "conductor" if c.role == "conductor" else f"agent {c.name}"
             print(f"{who} keeps failing at start; giving up (its error is above)", file=sys.stderr)
+            self.ended_by = f"giving up: {who} keeps failing at start"
             return True
         return False
 
+    def _bars_ended(self, conductor: Child) -> None:
+        """The conductor finished a --bars run: its N bars, or a stop control that ended it early."""
+        by = str(conductor.read_stats().get("ended_by") or "")
+        self.ended_by = by or f"bars ({self.args.bars} played)"
+        if by:
+            print(f"run stopped by {by}", file=sys.stderr)
+
     def shutdown(self) -> None:
-        """SIGTERM everyone (they release their notes), then SIGKILL whatever is left after the grace."""
+        """SIGTERM everyone (they release their notes), then SIGKILL whatever is left after the grace;
+        last, end and reap every orphan a child left behind."""
         live = [c for c in self.children if c.alive]
         for c in live:
             assert c.proc is not None
@@ -227,6 +250,16 @@ class Launcher:
             except subprocess.TimeoutExpired:
                 c.proc.kill()
                 c.proc.wait()
+        # A model process killed with its agent is adopted (become_subreaper) a moment after the
+        # agent dies: sweep until none is left, or REAP_S has passed.
+        deadline = time.monotonic() + REAP_S
+        while self.reap_orphans() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def reap_orphans(self) -> int:
+        """End and reap what this launcher adopted: it starts no process of its own but its children
+        while it supervises, so any other child is an orphan a dead child left behind."""
+        return reap_orphans({c.proc.pid for c in self.children if c.proc is not None})
 
     def report(self) -> dict[str, Any]:
         parts: dict[str, Any] = {}
@@ -236,7 +269,8 @@ class Launcher:
             if c.role != "agent":
                 continue
             s = c.read_stats()
-            stuck += int(s.get("stuck_notes", 0)) + int(s.get("sounding", 0) if c.alive else 0)
+            sounding = int(s.get("sounding", 0)) if c.alive else 0
+            stuck += c.stuck_before + int(s.get("stuck_notes", 0)) + sounding
             parts[c.name] = {
                 "role": "agent",
                 "notes": int(s.get("notes", 0)),
@@ -247,7 +281,7 @@ class Launcher:
                 "invalid_messages": int(s.get("invalid_messages", 0)),
                 "restarts": c.restarts,
                 "priority": s.get("priority", "none"),
-                "stuck_notes": int(s.get("stuck_notes", 0)),
+                "stuck_notes": c.stuck_before + int(s.get("stuck_notes", 0)),
             }
             if cond:
                 # What the recording holds of this part, beside what it played: equal unless notes
@@ -269,6 +303,7 @@ class Launcher:
             "bus": self.ens.bus.transport,
             "bars": self.args.bars,
             "duration_s": round(time.monotonic() - self.t0, 3),
+            "ended_by": self.ended_by,
             "stuck_notes": stuck,
             # Agents out of sync at the end: playing on a clock no pong has checked (docs/multihost.md).
             "unsynced": sorted(n for n, p in parts.items() if p["sync"].get("state") == "unsynced"),
@@ -292,6 +327,7 @@ def _make_display(launcher: Launcher) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
+    freeze_heap()  # after the imports (protocol/process.py says why)
     args = parse_args(argv)
     if args.list_ports:
         return list_ports()

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from protocol.ensemble import EnsembleError, load_ensemble
-from protocol.process import install_stop_signals, setup_logging
+from protocol.process import EXIT_LOOP_FAILED, freeze_heap, install_stop_signals, setup_logging
+from protocol.tasks import LoopFailedError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from agents.agent import Agent
 
+    freeze_heap()  # after the imports (protocol/process.py says why)
+
     agent = Agent(ens, args.name, base_dir=args.ensemble.resolve().parent, stats_path=args.stats)
 
     async def run() -> None:
@@ -35,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         asyncio.run(run())
+    except LoopFailedError as exc:  # mid-performance: notes are released; the launcher restarts the agent
+        agent.shutdown()
+        print(f"error: agent {args.name}: {exc}", file=sys.stderr)
+        return EXIT_LOOP_FAILED
     except Exception as exc:  # an output that cannot open, a bus that cannot bind: one line, exit 1
         agent.shutdown()
         print(f"error: agent {args.name}: {exc}", file=sys.stderr)

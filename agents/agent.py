@@ -21,6 +21,7 @@ from typing import Any
 
 from agents.conductor_clock import UNSYNCED, ConductorClock, inherited_offset_ms
 from agents.engines import Engine, PlanContext, make_engine
+from agents.faults import PlanFault
 from agents.outputs import Output, OutputError
 from agents.outputs.factory import make_output
 from agents.scheduler import ScheduledEvent, Scheduler
@@ -40,6 +41,7 @@ from protocol.messages import (
 )
 from protocol.process import write_json_atomic
 from protocol.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realtime, set_switch_interval
+from protocol.tasks import TaskGroup
 from protocol.timeline import LocalTimeMap, Timeline
 
 log = logging.getLogger("barcelona.agent")
@@ -90,6 +92,7 @@ class Agent:
         self._stopping.set()
 
     async def run(self) -> None:
+        fault = PlanFault.from_env(self.name)  # a test hook (agents/faults.py); None unless set
         set_switch_interval(0.0005)
         if self.ens.timing.realtime:
             # The loop thread shares the GIL with the timing thread: if it were preempted while holding
@@ -116,25 +119,27 @@ class Agent:
                 sync_bus = open_sync_bus(self.ens, self.name)
                 if sync_bus is not None:
                     self.sync_bus = await stack.enter_async_context(sync_bus)
-                pongs = [self._receive(sync_bus, SyncPong)] if sync_bus is not None else []
-                tasks = [
-                    asyncio.create_task(self._receive(bus), name="receive"),
-                    *(asyncio.create_task(c, name="pongs") for c in pongs),
-                    asyncio.create_task(self._ping_loop(), name="pings"),
-                    asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
-                    asyncio.create_task(self._plan_loop(), name="plan"),
-                    asyncio.create_task(self._stats_loop(), name="stats"),
-                ]
-                await self._stopping.wait()
-                # Notes first: everything sounding is released before any other part of the exit.
-                self.shutdown()
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
                 try:
-                    await asyncio.wait_for(bus.publish(self._status("gone")), 0.3)
-                except (asyncio.TimeoutError, OSError):
-                    pass
+                    # Supervised: a loop that raises ends the process (LoopFailedError) rather than dying
+                    # alone while the heartbeat goes on saying `playing` for a silent part.
+                    async with TaskGroup() as loops:
+                        loops.start(self._receive(bus), "receive")
+                        if sync_bus is not None:
+                            loops.start(self._receive(sync_bus, SyncPong), "pongs")
+                        loops.start(self._ping_loop(), "pings")
+                        loops.start(self._heartbeat_loop(), "heartbeat")
+                        loops.start(self._plan_loop(fault), "plan")
+                        loops.start(self._stats_loop(), "stats")
+                        try:
+                            await loops.wait(self._stopping)
+                        finally:
+                            # Notes first: everything sounding is released before any other part of
+                            # the exit, whether it was asked for or a loop failed.
+                            self.shutdown()
+                finally:
+                    # Stopped or failed, the conductor hears at once that this part is gone.
+                    with contextlib.suppress(asyncio.TimeoutError, OSError):
+                        await asyncio.wait_for(bus.publish(self._status("gone")), 0.3)
         finally:
             self.shutdown()
 
@@ -279,10 +284,12 @@ class Agent:
             await asyncio.sleep(STATS_EVERY_S)
             self.write_stats()
 
-    async def _plan_loop(self) -> None:
+    async def _plan_loop(self, fault: PlanFault | None = None) -> None:
         while True:
             await asyncio.sleep(PLAN_TICK_S)
             if self._playing() and self.plan is not None:
+                if fault is not None and (tm := self._timemap()) is not None:
+                    fault.check(tm.beat_at(self.clock()))
                 await self._plan_tick()
 
     def _playing(self) -> bool:

@@ -8,10 +8,11 @@ bench, SIGTERM unwinds through the same ``finally`` as Ctrl-C, and the broker is
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import signal
 from types import FrameType
 from typing import Any
+
+from protocol import process
 
 
 def die_with_parent() -> None:
@@ -20,7 +21,7 @@ def die_with_parent() -> None:
     Called first thing in a child process, or as a child's ``preexec_fn`` (before exec).
     """
     with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        process.die_with_parent(signal.SIGTERM)
 
 
 class StopRequestedError(Exception):

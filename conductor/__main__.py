@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from protocol.ensemble import EnsembleError, load_ensemble
-from protocol.process import install_stop_signals, setup_logging
+from protocol.process import EXIT_LOOP_FAILED, freeze_heap, install_stop_signals, setup_logging
+from protocol.tasks import LoopFailedError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from conductor.conductor import Conductor
 
+    freeze_heap()  # after the imports (protocol/process.py says why)
+
     try:
         cond = Conductor(
             ens,
@@ -56,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         asyncio.run(run())
+    except LoopFailedError as exc:  # mid-performance: the launcher restarts it, and it resumes its state
+        print(f"error: conductor: {exc}", file=sys.stderr)
+        return EXIT_LOOP_FAILED
     except OSError as exc:
         print(f"error: conductor: {exc}", file=sys.stderr)
         return 1

@@ -52,6 +52,7 @@ from protocol.messages import (
 )
 from protocol.process import write_json_atomic
 from protocol.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realtime
+from protocol.tasks import LoopFailedError, TaskGroup
 from protocol.timeline import Timeline
 
 log = logging.getLogger("barcelona.conductor")
@@ -126,6 +127,7 @@ class Conductor:
         self.midi_clock: MidiClockOut | None = None
         self.link = LinkBridge(ens.conductor.link)  # inert unless the YAML enables Link
         self.status_json = StatusJson()
+        self.ended_by = ""  # who ended a --bars run early (a stop control's sender); see _end_run
         self._setup_human()
 
     def _setup_human(self) -> None:
@@ -161,32 +163,41 @@ class Conductor:
         clock_cfg = self.ens.conductor.midi_clock
         if clock_cfg is not None:  # opened first: a missing port stops the conductor before it plays
             self.midi_clock = MidiClockOut(clock_cfg.port, clock_cfg.api, virtual=clock_cfg.virtual).start()
+        try:
+            await self._serve(surface)
+        except LoopFailedError:
+            self.close()  # ports closed, state and recording saved: the restarted conductor resumes
+            raise
+        self.close()
+
+    async def _serve(self, surface: Any) -> None:
         async with open_bus(self.ens, "conductor") as bus, surface, contextlib.AsyncExitStack() as stack:
             self.bus, self.surface = bus, surface
             sync_bus = open_sync_bus(self.ens, "conductor")
             if sync_bus is not None:
                 self.sync_bus = await stack.enter_async_context(sync_bus)
-            tasks = [
-                *([asyncio.create_task(self._sync_serve(sync_bus), name="sync")] if sync_bus else []),
-                asyncio.create_task(self._receive(), name="receive"),
-                asyncio.create_task(self._surface_loop(), name="surface"),
-                asyncio.create_task(self._broadcast_loop(), name="broadcast"),
-                asyncio.create_task(self._tick_loop(), name="tick"),
-                asyncio.create_task(self._stats_loop(), name="stats"),
-                asyncio.create_task(self.link.serve(self.state, self.recorder, self._publish), name="link"),
-            ]
-            await self._publish_state()
-            if self.autostart:
-                await self._start_when_ready()
-            await self.finished.wait()
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Supervised: a loop that raises ends the process (LoopFailedError, a restart keeps the state)
+            # rather than leaving a conductor that answers pings but no longer steers.
+            async with TaskGroup() as loops:
+                if sync_bus is not None:
+                    loops.start(self._sync_serve(sync_bus), "sync")
+                loops.start(self._receive(), "receive")
+                loops.start(self._surface_loop(), "surface")
+                loops.start(self._broadcast_loop(), "broadcast")
+                loops.start(self._tick_loop(), "tick", may_end=True)  # at the end of a --bars run
+                loops.start(self._stats_loop(), "stats")
+                link = self.link.serve(self.state, self.recorder, self._publish)
+                loops.start(link, "link", may_end=True)  # at once, without Link
+                await self._publish_state()
+                if self.autostart:
+                    # A task, not an await: a stop (or a failing loop) during the wait for the agents
+                    # is heard at once.
+                    loops.start(self._start_when_ready(), "start", may_end=True)
+                await loops.wait(self.finished)
             # Make sure every agent hears the stop even if one packet is lost.
             for _ in range(3):
                 await bus.publish(self.state.timeline)
                 await asyncio.sleep(0.02)
-        self.close()
 
     def stop(self) -> None:
         """Ctrl-C or SIGTERM: the recording ends now. The agents stop with us, so notes they committed
@@ -194,6 +205,16 @@ class Conductor:
         tl = self.state.timeline
         if self.end_beat is None and tl.playing:
             self.end_beat = max(0.0, tl.beat_at(self.clock()))
+        self.finished.set()
+
+    def _end_run(self, by: str) -> None:
+        """A stop control during a `--bars` run ends the run, as the N bars would have: the run is
+        what the user asked for, and a conductor idling until someone presses play would leave the
+        launcher (and a script waiting on it) hanging. Without `--bars` a stop only pauses."""
+        tl = self.state.timeline
+        self.end_beat = max(0.0, tl.beat_at(self.clock()))
+        self.ended_by = by
+        log.info("run stopped by %s at bar %d", by, math.floor(self.end_beat / tl.beats_per_bar) + 1)
         self.finished.set()
 
     def close(self) -> None:
@@ -321,7 +342,8 @@ class Conductor:
                     self._count("refused")
                     continue
                 try:
-                    await self.apply(msg)
+                    by = f"{sender[0]}:{sender[1]}" if isinstance(sender, tuple) else str(sender)
+                    await self.apply(msg, by=f"the bus ({by})")
                 except (ChordError, ValueError, TypeError) as exc:
                     self._count(f"rejected.{type(exc).__name__}")
                     log.warning("control %s refused: %s", msg, exc)
@@ -331,7 +353,7 @@ class Conductor:
         async for packet in self.surface.incoming():  # strangers never get here: the transport refused them
             self.displays.add((packet.sender[0], self.ens.control.reply_port or packet.sender[1]))
             try:
-                await self._on_surface(packet.address, list(packet.args))
+                await self._on_surface(packet.address, list(packet.args), packet.sender)
             except (ControlError, ChordError, ValueError, TypeError) as exc:
                 reason = exc.reason if isinstance(exc, ControlError) else f"rejected.{type(exc).__name__}"
                 if reason not in self.control_invalid:  # log a reason once; the count keeps the rest
@@ -341,14 +363,15 @@ class Conductor:
     def _count(self, reason: str) -> None:
         self.control_invalid[reason] = self.control_invalid.get(reason, 0) + 1
 
-    async def _on_surface(self, address: str, args: list[Any]) -> None:
+    async def _on_surface(self, address: str, args: list[Any], sender: tuple[str, int] = ("", 0)) -> None:
         if strip_prefix(self.ens.name, address) == HUMAN_NOTE:
             await self._human_osc(args)
             return
         ctl = parse_control(self.ens.name, address, args)
-        await self.apply(ctl)
+        await self.apply(ctl, by=f"the control surface ({sender[0]}:{sender[1]})")
 
-    async def apply(self, ctl: Control) -> None:
+    async def apply(self, ctl: Control, by: str = "") -> None:
+        """Apply a checked control; `by` names its sender for the log and the report."""
         if self.link.takes_control(ctl):  # following Link: a tempo change goes to the session
             return
         now = self.clock()
@@ -361,6 +384,8 @@ class Conductor:
             await self._publish(msg)
         if changed:
             self.save_state()
+        if self.bars is not None and ctl.param == "stop" and not ctl.target and float(ctl.value) > 0:
+            self._end_run(f"/stop from {by or 'a control'}")
 
     async def _human_osc(self, args: list[Any]) -> None:
         if self.human_live is None:
@@ -509,6 +534,7 @@ class Conductor:
             "agents": {a: agent_fields(s) for a, s in self.agent_status.items()},
             "bus": self.ens.bus.transport,
             "link": self.link.stats(),
+            "ended_by": self.ended_by,
             "updated": time.time(),
         }
 

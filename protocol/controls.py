@@ -55,7 +55,10 @@ class ControlSpec:
 CONTROLS: tuple[ControlSpec, ...] = (
     ControlSpec("tempo", "ensemble", "float", 20, 400, "Tempo in BPM; takes effect at the next bar line."),
     ControlSpec("play", "ensemble", "trigger", None, None, "Start the transport at the next beat."),
-    ControlSpec("stop", "ensemble", "trigger", None, None, "Stop the transport; all notes are released."),
+    ControlSpec(
+        "stop", "ensemble", "trigger", None, None,
+        "Stop the transport; all notes are released. Ends a `--bars` run.",
+    ),
     ControlSpec("plan", "ensemble", "text", None, None, "Replace the chord plan: `Dm7 G7 | Cmaj7 | ...`."),
     ControlSpec("bar", "ensemble", "bar", None, None, "Replace one bar: number (1 = first), chords."),
     ControlSpec("chords", "ensemble", "text", None, None, "`follow` the player's chords and key, or `plan`."),

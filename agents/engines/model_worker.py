@@ -18,12 +18,16 @@ import contextlib
 import logging
 import math
 import os
+import signal
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+
+from protocol.process import die_with_parent
 
 log = logging.getLogger("barcelona.model")
 
@@ -525,8 +529,21 @@ def strong_beat_chord(plan: Any, beat: float, beats_per_bar: int) -> Any:
     return replace(chord, tensions=()) if strong else chord
 
 
-def serve(conn: Connection, cfg: WorkerConfig) -> None:
-    """The model process's loop: answer messages at once, generate while there is nothing to answer."""
+def serve(
+    conn: Connection, cfg: WorkerConfig, parent_pid: int | None = None, agent_end: Connection | None = None
+) -> None:
+    """The model process's loop: answer messages at once, generate while there is nothing to answer.
+
+    It ends with its agent however the agent ends: the kernel kills it when the agent dies
+    (`die_with_parent`, SIGKILL included), and between any two steps it looks for a closed pipe or a
+    new parent pid, so an agent that vanished is noticed within one generation step even where the
+    kernel cannot tell. `parent_pid` is the agent's pid; `agent_end` is the agent's end of the pipe,
+    which a forked child holds a copy of and must close, or the pipe would never report EOF."""
+    if agent_end is not None:
+        agent_end.close()
+    if parent_pid is not None:
+        # SIGKILL: this process holds nothing that needs cleaning up (no notes, no ports).
+        die_with_parent(signal.SIGKILL, parent_pid)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s model %(levelname)s %(message)s")
     with contextlib.suppress(OSError, AttributeError):
         # The model yields the CPU to the processes that keep time (agents' outputs, the conductor).
@@ -543,6 +560,8 @@ def serve(conn: Connection, cfg: WorkerConfig) -> None:
     busy_s = 0.0
     t0 = time.perf_counter()
     while True:
+        if parent_pid is not None and os.getppid() != parent_pid:
+            return  # the agent is gone (reparented to init or a subreaper): nobody to play for
         timeout = 0.0 if planner.wants_work() else 0.05
         try:
             while conn.poll(timeout):
@@ -567,7 +586,7 @@ def serve(conn: Connection, cfg: WorkerConfig) -> None:
                 s = time.perf_counter()
                 planner.work()
                 busy_s += time.perf_counter() - s
-        except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        except (EOFError, ConnectionError, KeyboardInterrupt):  # the agent's end closed: it is gone
             return
         except Exception as exc:  # keep the process alive: a bad message must not silence the part
             log.warning("model step failed: %s\n%s", exc, traceback.format_exc(limit=3))
@@ -575,6 +594,25 @@ def serve(conn: Connection, cfg: WorkerConfig) -> None:
                 conn.send(("warning", f"{type(exc).__name__}: {exc}"))
             except (BrokenPipeError, OSError):
                 return
+
+
+def model_process(
+    conn: Connection, cfg: WorkerConfig, parent_pid: int | None = None, agent_end: Connection | None = None
+) -> None:
+    """The model process's entry point: `serve`, then leave at once. Tearing down the interpreter
+    (the ONNX session, the imported modules) takes most of a second on a busy machine, and nothing
+    here needs it: no file is written, and an agent stopping waits for this process to end."""
+    code = 0
+    try:
+        serve(conn, cfg, parent_pid, agent_end)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
 
 
 def resolve_model(path: str | None, base_dir: Path) -> Path:

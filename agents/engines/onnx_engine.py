@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import sys
 import threading
 import time
@@ -19,7 +20,7 @@ from typing import Any
 from agents.arrangement import agent_seed, commit_offset, roles, working_range
 from agents.dynamics import level_velocity
 from agents.engines import PlanContext
-from agents.engines.model_worker import WorkerConfig, key_signature, resolve_model, serve
+from agents.engines.model_worker import WorkerConfig, key_signature, model_process, resolve_model
 from protocol.ensemble import AgentConfig, Ensemble
 from protocol.harmony import ChordPlan
 from protocol.messages import HeldNote, Note
@@ -104,8 +105,14 @@ class OnnxEngine:
         forkable = sys.platform == "linux" and threading.active_count() == 1
         ctx = mp.get_context("fork" if forkable else "spawn")
         self.conn, child = ctx.Pipe()
+        # The model process ends with this one however it ends (model_worker.serve says how). A
+        # forked child is handed our end of the pipe to close; a spawned one never had it.
+        agent_end = self.conn if ctx.get_start_method() == "fork" else None
         self.proc = ctx.Process(
-            target=serve, args=(child, self.worker_cfg), name=f"model-{cfg.name}", daemon=True
+            target=model_process,
+            args=(child, self.worker_cfg, os.getpid(), agent_end),
+            name=f"model-{cfg.name}",
+            daemon=True,
         )
         self.proc.start()
         child.close()
