@@ -288,7 +288,9 @@ def test_giving_up_on_a_part_that_cannot_start_leaves_no_process_of_it(tmp_path:
     data = yaml.safe_load(SHIPPED_DEFAULT.read_text())
     bass = next(a for a in data["agents"] if a["name"] == "bass")
     bass["engine"]["model"] = str(TINY)
-    bass["output"] = {"type": "fluidsynth", "soundfont": str(tmp_path / "missing.sf2")}
+    garbage = tmp_path / "not-a-soundfont.sf2"  # there and readable (so --check passes), never loads
+    garbage.write_bytes(b"RIFF\0\0\0\0junk" * 16)
+    bass["output"] = {"type": "fluidsynth", "soundfont": str(garbage)}
     yaml_path = write_ensemble(tmp_path, {"agents": [bass]}, source=SHIPPED_DEFAULT)
     proc = _launch(yaml_path, "--bars", "16", "--report", str(tmp_path / "r.json"))
     census = Census(proc.pid)

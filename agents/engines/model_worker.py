@@ -320,8 +320,11 @@ class Planner:
         else:
             if until > self.generated_until:
                 self._fill_behind(until)
-            while self.generated_until < limit:
+            for _ in range(SYNC_WINDOWS):  # bounded: this answer is awaited, and the pipe is not watched
+                if self.generated_until >= limit:
+                    break
                 self.work()
+            limit = min(limit, self.generated_until)
         out = []
         keep = []
         for n in self.planned:
@@ -479,6 +482,7 @@ class Planner:
         self.generated_until = last
 
 
+SYNC_WINDOWS = 2  # windows a commit may draw itself to reach what an idle machine has drawn
 PROVISIONAL_BEATS = 2.0  # a held note's length until its note-off says: the band avoids it meanwhile
 FIRST_BEAT_MARGIN = 0.5  # the least a part's first beat may lie ahead of now
 REPLAN_LEAD_BEATS = 0.25  # the least time a re-plan leaves the model before its first redrawn beat
