@@ -98,6 +98,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def list_ports() -> int:
     """What a YAML `output: {type: midi, port: ...}` can name on this machine."""
+    from protocol.midi_backend import midi_backend_error
+
+    if (error := midi_backend_error()) is not None:
+        print(f"error: --list-ports: {error}", file=sys.stderr)
+        return 1
     from agents.outputs.midi import available_apis
     from agents.outputs.midi import list_ports as outputs
 
@@ -299,6 +304,15 @@ def check_models(ens: Ensemble, yaml_path: Path) -> str | None:
     return None
 
 
+def check_midi_backend(ens: Ensemble, yaml_path: Path, host: str | None) -> str | None:
+    """A YAML that opens MIDI ports here without the `midi` extra stops before anything starts, not
+    after its agents failed their restarts."""
+    from protocol.midi_backend import midi_ports_error
+
+    problem = midi_ports_error(ens, host)
+    return None if problem is None else f"{yaml_path}: {problem}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.list_ports:
@@ -315,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.bars is not None and args.bars < 1:
         print("error: --bars: must be at least 1", file=sys.stderr)
         return 1
-    problem = check_models(ens, args.ensemble)
+    problem = check_models(ens, args.ensemble) or check_midi_backend(ens, args.ensemble, args.host)
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 1
