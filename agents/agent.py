@@ -21,7 +21,7 @@ from typing import Any
 
 from agents.conductor_clock import ConductorClock, inherited_offset_ms
 from agents.engines import Engine, PlanContext, make_engine
-from agents.outputs import Output
+from agents.outputs import Output, OutputError
 from agents.outputs.factory import make_output
 from agents.scheduler import ScheduledEvent, Scheduler
 from protocol.bus import Bus, open_bus, open_sync_bus
@@ -91,7 +91,10 @@ class Agent:
             log.info("%s: model ready on %s (%s KV cache, context of up to %s events)", self.name, ready[1],
                      ready[3], ready[4])
         self.output = make_output(self._output_spec(), where=f"agents.{self.name}.output")
-        self.output.open()
+        try:
+            self.output.open()
+        except OutputError as exc:  # one line naming the part's output and what it could not open
+            raise OutputError(f"agents.{self.name}.output ({self.cfg.output.type}): {exc}") from None
         self.scheduler = Scheduler(self._send, clock=self.clock, realtime=self.ens.timing.realtime)
         self.scheduler.start()
         will = self._status("gone")
@@ -354,6 +357,8 @@ class Agent:
             "providers": list(getattr(self.engine, "providers", ())),
             "model_events": getattr(self.engine, "events", 0),
             "replans": getattr(self.engine, "replans", 0),
+            # beats the model had not drawn when they were due (the part played their chords only)
+            "behind_beats": getattr(self.engine, "behind_beats", 0),
             "model_load": round(float(getattr(self.engine, "load", 0.0)), 3),
             "stuck_notes": self.stuck_notes,
             "timemap": self._timemap_dict(),

@@ -18,17 +18,25 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from conductor.control import HUMAN_NOTE, Allowlist, ControlError, parse_control, strip_prefix
+from conductor.control import (
+    HUMAN_NOTE,
+    Allowlist,
+    ControlError,
+    Displays,
+    exposure_warning,
+    parse_control,
+    strip_prefix,
+)
 from conductor.human import FileHuman, LiveHuman, MidiInput, read_midi_notes
 from conductor.link import LinkBridge
 from conductor.midi_clock import MidiClockOut
 from conductor.recorder import Recorder
 from conductor.state import ConductorState
-from conductor.status_json import StatusJson, agent_fields
+from conductor.status_json import StatusJson, agent_fields, bar_and_beat
 from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import Ensemble
 from protocol.harmony import ChordError, ChordPlan
-from protocol.messages import AgentStatus, BeatTick, Control, Note, SyncPing, SyncPong
+from protocol.messages import AgentStatus, BeatTick, Control, Note, PlanState, SyncPing, SyncPong
 from protocol.process import write_json_atomic
 from protocol.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realtime
 from protocol.timeline import Timeline
@@ -77,9 +85,10 @@ class Conductor:
         self.recorder = Recorder(parts, beats_per_bar=ens.meter)
         if record is not None:
             self.recorder.keep_journal(record.with_name(record.name + ".journal"), resume=self.resumed)
+        self.recorder.plan(max(0.0, self.state.timeline.beat_origin), self.state.plan_message())
         self.allow = Allowlist(ens.control.allow)
         self.control_invalid: dict[str, int] = {}
-        self.displays: set[tuple[str, int]] = set()
+        self.displays = Displays()
         self.human_file: FileHuman | None = None
         self.human_live: LiveHuman | None = None
         self.midi_in: MidiInput | None = None
@@ -121,7 +130,12 @@ class Conductor:
             # It is light (no model, no audio), so it runs with the agents' loops, below their timing.
             self.loop_priority = request_realtime(DEFAULT_RT_PRIORITY - 1)
 
-        surface = OscTransport((self.ens.control.listen, self.ens.control.port), [])
+        ctl = self.ens.control
+        # The allowlist runs on the sender's address before a byte is parsed (docs/security.md).
+        surface = OscTransport((ctl.bind_host, ctl.port), [], accept=self.allow.allows,
+                               setting="control.port")
+        if ctl.listen == "any":
+            log.warning("%s", exposure_warning(ctl.port, ctl.allow))
         clock_cfg = self.ens.conductor.midi_clock
         if clock_cfg is not None:  # opened first: a missing port stops the conductor before it plays
             self.midi_clock = MidiClockOut(clock_cfg.port, clock_cfg.api, virtual=clock_cfg.virtual).start()
@@ -267,12 +281,8 @@ class Conductor:
 
     # -- the control surface ------------------------------------------------------------------------
     async def _surface_loop(self) -> None:
-        async for packet in self.surface.incoming():
-            host = packet.sender[0]
-            if not self.allow.allows(host):
-                self._count("refused")
-                continue
-            self.displays.add((host, self.ens.control.reply_port or packet.sender[1]))
+        async for packet in self.surface.incoming():  # strangers never get here: the transport refused them
+            self.displays.add((packet.sender[0], self.ens.control.reply_port or packet.sender[1]))
             try:
                 await self._on_surface(packet.address, list(packet.args))
             except (ControlError, ChordError, ValueError, TypeError) as exc:
@@ -299,6 +309,8 @@ class Conductor:
         for msg in changed:
             if isinstance(msg, Timeline) and msg.next_tempo_bpm > 0:
                 self.recorder.tempo(msg.change_beat, msg.next_tempo_bpm)
+            if isinstance(msg, PlanState):  # agents play it from now: the recording says so for --plot
+                self.recorder.plan(self.state.timeline.beat_at(now), msg)
             await self._publish(msg)
         if changed:
             self.save_state()
@@ -358,8 +370,7 @@ class Conductor:
     async def _beat_tick(self, beat: int, tl: Timeline) -> None:
         chord = self.state.plan.chord_at(beat, tl.beats_per_bar)
         tick = BeatTick(
-            beat // tl.beats_per_bar,
-            beat % tl.beats_per_bar,
+            *bar_and_beat(beat, tl.beats_per_bar),
             chord.symbol if chord else "",
             tl.tempo_at_beat(beat),
         )
@@ -369,7 +380,7 @@ class Conductor:
             from protocol.codec import to_osc
 
             for address, targs in (to_osc(self.ens.name, tick), to_osc(self.ens.name, status)):
-                for display in list(self.displays):
+                for display in self.displays:
                     self.surface.send(address, targs, to=display)
 
     # -- stats and persistence ----------------------------------------------------------------------
@@ -392,6 +403,8 @@ class Conductor:
                 reasons.update(bus.transport_invalid())
         if self.surface is not None:
             reasons.update(self.surface.stats.invalid)
+            if self.surface.stats.refused:  # strangers refused before parsing: not malformed, but counted
+                reasons["refused"] += self.surface.stats.refused
         return {
             "role": "conductor",
             "pid": os.getpid(),
@@ -399,7 +412,7 @@ class Conductor:
             "playing": tl.playing,
             "tempo": tl.tempo_at_beat(beat),
             "beat": beat,
-            "bar": math.floor(beat / tl.beats_per_bar),
+            "bar": bar_and_beat(beat, tl.beats_per_bar)[0],
             "chord": chord.symbol if chord else "",
             "roster": sorted(self.state.heard),
             "human_notes": self.human_notes,
@@ -407,6 +420,7 @@ class Conductor:
             "invalid_messages": sum(reasons.values()),
             "invalid_reasons": dict(reasons),
             "refused": dict(self.allow.refused),
+            "displays": len(self.displays),
             "agents": {a: agent_fields(s) for a, s in self.agent_status.items()},
             "bus": self.ens.bus.transport,
             "link": self.link.stats(),

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agents.arrangement import agent_seed, commit_offset, roles, working_range
+from agents.dynamics import level_velocity
 from agents.engines import PlanContext
 from agents.engines.model_worker import WorkerConfig, key_signature, resolve_model, serve
 from protocol.ensemble import AgentConfig, Ensemble
@@ -25,6 +27,25 @@ from protocol.messages import Note
 log = logging.getLogger("barcelona.engine")
 
 READY_TIMEOUT_S = 60.0
+
+
+def instrument_span(cfg: AgentConfig) -> int:
+    """The hand's span of the agent's instrument (0: none given)."""
+    from protocol.instruments import INSTRUMENTS
+
+    inst = INSTRUMENTS.get(cfg.instrument or "")
+    return inst.span if inst is not None else (16 if cfg.role == "comp" else 0)
+
+
+def longest_note(cfg: AgentConfig) -> float:
+    """engine.max_note_beats where the YAML sets it, else the longest note the instrument typically
+    holds (a trumpet's breath, a plucked guitar's ring), else the engine's default."""
+    from protocol.instruments import INSTRUMENTS
+
+    inst = INSTRUMENTS.get(cfg.instrument or "")
+    if "max_note_beats" in cfg.engine.model_fields_set or inst is None:
+        return cfg.engine.max_note_beats
+    return inst.lengths[1]
 
 
 class EngineError(RuntimeError):
@@ -44,7 +65,7 @@ class OnnxEngine:
             model=str(model),
             track=tracks[cfg.name][0],
             channel=cfg.channel,
-            pitch_range=(cfg.range[0], cfg.range[1]) if cfg.channel != 9 else (27, 87),
+            pitch_range=working_range(ens, cfg) if cfg.channel != 9 else (27, 87),
             programs=tuple((t, ch, p.program) for p, (t, ch) in zip(parts, tracks.values(), strict=True)),
             tempo=ens.tempo,
             beats_per_bar=ens.meter,
@@ -54,7 +75,7 @@ class OnnxEngine:
             plan_loop=ens.loop,
             plan_key=ens.key,
             horizon_beats=ens.timing.horizon_beats,
-            seed=e.seed if e.seed is not None else int(time.time_ns() % 2**31),
+            seed=agent_seed(ens, cfg, int(time.time_ns() % 2**31)),
             temperature=e.temperature,
             top_p=e.top_p,
             top_k=e.top_k,
@@ -64,9 +85,18 @@ class OnnxEngine:
             tracks=tracks,
             human=ens.human.name if ens.human else "",
             max_rest_beats=e.max_rest_beats,
-            max_note_beats=e.max_note_beats,
+            max_note_beats=longest_note(cfg),
             max_events=e.context_events,
             onset_grid=1 if e.grid is None else round(16 * e.grid),
+            role=cfg.role or "comp",
+            polyphony=cfg.polyphony or 4,
+            span=instrument_span(cfg),
+            doubling=cfg.doubling,
+            roles=tuple((tracks[name][0], role) for name, role in roles(ens).items()),
+            dynamics=level_velocity(cfg.dynamics),
+            plan=plan,
+            commit_offset=commit_offset(ens, cfg),
+            quantize=e.quantize,
         )
         # Fork while the agent has no threads yet (it is built before the loop and the timing thread
         # start): the model process then skips a fresh interpreter's imports. Spawn anywhere else.
@@ -84,6 +114,7 @@ class OnnxEngine:
         self.replans = 0
         self.load = 0.0
         self.warnings = 0
+        self.behind_beats = 0
         self._plan_epoch: tuple[str, bool, str] | None = None
         self._params: tuple[Any, ...] | None = None
 
@@ -135,7 +166,7 @@ class OnnxEngine:
         while self.conn.poll(0):
             msg = self.conn.recv()
             if msg[0] == "notes":
-                _, notes, self.events, self.replans, self.load = msg
+                _, notes, self.events, self.replans, self.load, self.behind_beats = msg
                 for start, dur, pitch, vel in notes:
                     self.pending.append(Note(start, dur, pitch, max(1, vel), self.cfg.channel, self.cfg.name))
             elif msg[0] == "warning":
