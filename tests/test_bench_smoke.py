@@ -1,5 +1,5 @@
 """Every benchmark in bench/ still runs: its `--smoke` (seconds, tiny sizes, the same code path) as a
-real subprocess, which must exit 0, print its table and write its JSON.
+real subprocess, which must exit 0, print its table, write its JSON and leave no process running.
 
 WHY: a benchmark is run by hand, rarely, so nothing notices when a change elsewhere breaks it (a new
 stats field, a narrower subscription) until someone needs its numbers. Every module in bench/ that is
@@ -101,13 +101,18 @@ def test_bench_smoke_runs(name: str, tmp_path: Path) -> None:
     if reason:
         pytest.skip(f"bench/{name}.py: {reason}")
     out = tmp_path / "smoke.json"
-    argv = [sys.executable, "-m", f"bench.{name}", "--smoke", "--json", str(out)]
+    # Under the reaper: a process of the bench's tree that outlives it fails the run (exit 3), so a
+    # smoke also checks the project's rule that no process outlives its parent.
+    argv = [sys.executable, str(ROOT / "tests" / "support" / "reaper.py"),
+            sys.executable, "-m", f"bench.{name}", "--smoke", "--json", str(out)]
     if name == "bad_network" and importlib.util.find_spec("aalink") is None:
         argv.append("--no-link")  # the Link comparison needs the `link` extra; the rest still runs
     path = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S)
     tail = f"\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    leftovers = [ln for ln in proc.stderr.splitlines() if ln.startswith("leftover: ")]
+    assert not leftovers, f"bench/{name}.py --smoke left processes running:\n" + "\n".join(leftovers)
     assert proc.returncode == 0, f"bench/{name}.py --smoke exited {proc.returncode}{tail}"
     assert len(proc.stdout.strip().splitlines()) >= 3, f"bench/{name}.py --smoke printed no table{tail}"
     assert out.exists(), f"bench/{name}.py --smoke wrote no JSON{tail}"
