@@ -205,16 +205,19 @@ def ensemble_run(bars: int, workdir: Path, engine: dict[str, object],
 
 
 def end_leftovers(session: int) -> None:
-    """SIGKILL whatever of the launcher's session is still running after it exited, and say so: every
-    process should have ended with it, and one left behind would hold the machine for good."""
-    try:
-        os.killpg(session, 0)
-    except (ProcessLookupError, PermissionError):
-        return
-    print(f"warning: processes of the ensemble outlived its launcher (session {session}); killed",
-          file=sys.stderr)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(session, signal.SIGKILL)
+    """SIGKILL whatever of the launcher's session still runs after it exited, one `leftover: PID
+    CMDLINE` line each on stderr (as tests/support/reaper.py names them): every process should have
+    ended with the launcher, and one left behind would hold the machine for good."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+            cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":  # fields[3] is the session id
+            print(f"leftover: {stat.parent.name} {cmd}", file=sys.stderr)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(stat.parent.name), signal.SIGKILL)
 
 
 def measure_recording(record: Path, ens: dict) -> dict[str, dict[str, float]]:
