@@ -102,6 +102,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def list_ports() -> int:
     """What a YAML `output: {type: midi, port: ...}` can name on this machine."""
+    from protocol.midi_backend import midi_backend_error
+
+    if (error := midi_backend_error()) is not None:
+        print(f"error: --list-ports: {error}", file=sys.stderr)
+        return 1
     from agents.outputs.midi import available_apis
     from agents.outputs.midi import list_ports as outputs
 

@@ -24,7 +24,7 @@ What is measured
     Goals (issue "bad networks"): spread p99 <= 0.2 ms at 5 ± 2 ms / 2 %, <= 1 ms at 10 ± 5 ms /
     5 %; a new or restarted agent in time within 0.5 s, every time.
 
-    .venv/bin/python -m bench.bad_network [--quick] [--json out.json] [--compare before.json]
+    .venv/bin/python -m bench.bad_network [--quick|--smoke] [--json out.json] [--compare before.json]
         [--scenario a|b|all] [--transport osc|mqtt|all] [--no-link]
 """
 
@@ -93,6 +93,7 @@ class Durations:
 
 
 QUICK = Durations(settle_s=5.0, steady_s=7.0, restarts=2, rejoin_window_s=2.5)
+SMOKE = Durations(settle_s=1.0, steady_s=1.0, restarts=1, rejoin_window_s=1.5)  # runs, measures nothing
 FULL = Durations(settle_s=10.0, steady_s=30.0, restarts=6, rejoin_window_s=4.0)
 
 
@@ -321,6 +322,9 @@ def print_compare(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="short runs (under 3 minutes in all)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="scenario a over OSC (and Link) unless told otherwise, a second or two each, one "
+                         "restart: proves the bench runs, measures nothing")
     ap.add_argument("--scenario", choices=["a", "b", "all"], default="all")
     ap.add_argument("--transport", choices=["osc", "mqtt", "all"], default="all")
     ap.add_argument("--no-link", action="store_true", help="skip the Ableton Link comparison")
@@ -332,9 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     if reason is not None:
         print(f"bad_network: cannot run here: {reason}", file=sys.stderr)
         return 2
-    dur = QUICK if args.quick else FULL
+    dur = SMOKE if args.smoke else QUICK if args.quick else FULL
     scenarios = list(SCENARIOS.values()) if args.scenario == "all" else [SCENARIOS[args.scenario]]
     transports = ["osc", "mqtt"] if args.transport == "all" else [args.transport]
+    if args.smoke:
+        scenarios = scenarios[:1]
+        transports = transports[:1]
     work = Path(tempfile.mkdtemp(prefix="bcn-badnet-"))
     results: list[dict[str, Any]] = []
     for imp in scenarios:

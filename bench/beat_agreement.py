@@ -37,7 +37,7 @@ How to read it
     offset wandered during the run. The machine is shared and noisy: compare buses within one run
     (the ratio lines), not numbers across runs.
 
-    .venv/bin/python -m bench.beat_agreement [--quick] [--transport osc|mqtt|mqtt-nodelay|all]
+    .venv/bin/python -m bench.beat_agreement [--quick|--smoke] [--transport osc|mqtt|mqtt-nodelay|all]
                                              [--seconds 20] [--json out.json]
 
 Layout: this module runs each bus and prints the tables; the ensemble's processes and ports are in
@@ -77,6 +77,7 @@ LINK_P99_MS = 0.009
 LATE_MS = 15.0  # the second tempo change is sent this long before a bar line
 START_TIMEOUT_S = 25.0
 TRANSPORTS = ("osc", "mqtt", "mqtt-nodelay")
+SMOKE_S = 4.0  # --smoke: both tempo changes still fall inside the run, the windows are too short to mean much
 
 
 # -- one transport ----------------------------------------------------------------------------------
@@ -224,11 +225,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=20.0, help="sampled seconds of playing per transport")
     ap.add_argument("--step-ms", type=float, default=1.0, help="sampling step on the shared clock")
     ap.add_argument("--quick", action="store_true", help="6 s per bus (the whole run < 60 s)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="4 s, OSC unless --transport says: proves the bench runs, measures nothing")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     ap.add_argument("--json", metavar="PATH", help="also write the results here")
     args = ap.parse_args(argv)
-    seconds = 6.0 if args.quick else max(args.seconds, 6.0)
+    seconds = SMOKE_S if args.smoke else 6.0 if args.quick else max(args.seconds, 6.0)
     transports = list(TRANSPORTS) if args.transport == "all" else [args.transport]
+    if args.smoke and args.transport == "all":
+        transports = ["osc"]
     signal.signal(signal.SIGTERM, on_sigterm)
     results = []
     try:
@@ -248,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                         "platform": platform.platform(),
                         "loadavg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
-            "config": {"seconds": seconds, "step_ms": args.step_ms, "ensemble": "ensembles/default.yaml"},
+            "config": {"seconds": seconds, "step_ms": args.step_ms, "ensemble": "ensembles/default.yaml",
+                       "smoke": args.smoke},
             "goal": {"spread_p99_ms": GOAL_P99_MS, "link_p99_ms": LINK_P99_MS},
             "transports": results,
         }  # fmt: skip

@@ -33,6 +33,7 @@ class History:
     maps: list[LocalTimeMap] = field(default_factory=list)
     keys: list[tuple[Any, ...]] = field(default_factory=list)
     sync: dict[str, float] = field(default_factory=dict)
+    sync_via: str = ""
     priority: str = ""
 
     def add(self, t: float, tm: dict[str, Any]) -> None:
@@ -97,7 +98,11 @@ class Poller:
             t, data, tm = clock
             h = self.hist[name]
             h.add(t, tm)
-            h.sync = {k: float(v) for k, v in (data.get("sync") or {}).items()}
+            sync = data.get("sync") or {}
+            # The numbers only: the block also names the path the pings take ("via": "udp" / "broker").
+            h.sync = {k: float(v) for k, v in sync.items()
+                      if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            h.sync_via = str(sync.get("via", ""))
             h.priority = str(data.get("priority", ""))
 
     def playing_since(self) -> float | None:
@@ -189,6 +194,7 @@ def analyse(
             "agent": name,
             "offset_ms": h.sync.get("offset_ms", math.nan),
             "rtt_ms": h.sync.get("rtt_ms", math.nan),
+            "sync_via": h.sync_via,
             "offset_min_ms": float(offsets.min()) if offsets.size else math.nan,
             "offset_max_ms": float(offsets.max()) if offsets.size else math.nan,
             "clock_changes": int(offsets.size),

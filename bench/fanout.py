@@ -26,7 +26,7 @@ How to read it
     broker: near 1 means the bus adds little to what the library costs anyway. The machine is shared
     and noisy: compare within one run, and look at p99 and max with the load average in mind.
 
-    .venv/bin/python -m bench.fanout [--quick] [--notes 2000] [--receivers 3] [--interval-ms 5]
+    .venv/bin/python -m bench.fanout [--quick|--smoke] [--notes 2000] [--receivers 3] [--interval-ms 5]
                                      [--json out.json]
 
 Layout: this module runs the bench and prints the table; the paths, the receiver processes and the
@@ -58,6 +58,8 @@ if str(ROOT) not in sys.path:  # also runnable as `python bench/fanout.py`
 from bench.fanout_paths import CHUNK, PATHS, READY_TIMEOUT_S, WARMUP, receiver_main, send_all  # noqa: E402
 from bench.percentiles import pct  # noqa: E402
 from bench.procs import StopRequestedError, make_broker, on_sigterm  # noqa: E402
+
+SMOKE_NOTES = 40  # --smoke: one chunk per path after the warm-up, so every path is switched to and timed
 
 
 # -- analysis ----------------------------------------------------------------------------------------
@@ -128,12 +130,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval-ms", type=float, default=5.0, help="gap between notes on a path")
     ap.add_argument("--no-mqtt", action="store_true", help="OSC paths only (no mosquitto needed)")
     ap.add_argument("--quick", action="store_true", help="1000 notes per path, 3 ms apart (< 60 s)")
+    ap.add_argument("--smoke", action="store_true",
+                    help=f"{SMOKE_NOTES} notes a path, 2 receivers: proves the bench runs, measures nothing")
     ap.add_argument("--only", metavar="TEXT", help="only the paths whose name contains TEXT, e.g. 'mqtt'")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     ap.add_argument("--json", metavar="PATH", help="also write the results here")
     args = ap.parse_args(argv)
     notes, interval_ms = (1000, 3.0) if args.quick else (max(args.notes, 1), args.interval_ms)
+    if args.smoke:
+        notes, interval_ms, args.receivers = SMOKE_NOTES, 2.0, min(args.receivers, 2)
     paths = [p for p in PATHS if args.only is None or args.only in p.name]
     if not paths:
         names = ", ".join(p.name for p in PATHS)
@@ -207,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                         "platform": platform.platform(), "loadavg_1m": os.getloadavg()[0]},
             "config": {"notes": notes, "receivers": args.receivers, "interval_ms": interval_ms,
-                       "warmup": WARMUP, "chunk": CHUNK, "seed": args.seed},
+                       "warmup": WARMUP, "chunk": CHUNK, "seed": args.seed, "smoke": args.smoke},
             "paths": rows,
         }  # fmt: skip
         Path(args.json).write_text(json.dumps(report, indent=2))

@@ -27,7 +27,8 @@ What is measured (WHY each: these are what a listener notices)
                   (the report's `recorded`): what a fault took from the recording. A SIGKILLed agent
                   dies with the notes it had committed but not played, which may be recorded.
 
-    .venv/bin/python -m bench.faults [--quick] [--seconds 120] [--transport mqtt|osc] [--json out.json]
+    .venv/bin/python -m bench.faults [--quick|--smoke] [--seconds 120] [--transport mqtt|osc]
+                                     [--json out.json]
 """
 
 from __future__ import annotations
@@ -293,6 +294,7 @@ def soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         )
     return {
         "transport": args.transport,
+        "smoke": args.smoke,
         "seconds": args.seconds,
         "jack": jack is not None,
         "stuck_notes": {"report": report.get("stuck_notes"), "midi_port": port_stuck, "held": held},
@@ -376,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=120.0)
     ap.add_argument("--quick", action="store_true", help="40 s")
+    ap.add_argument("--smoke", action="store_true",
+                    help="4 s, one kill, a 0.5 s broker outage: proves the bench runs, measures nothing")
     ap.add_argument("--transport", choices=("mqtt", "osc"), default="mqtt")
     ap.add_argument("--kill-every", type=int, default=10)
     ap.add_argument("--outage", type=float, default=1.0, help="seconds the broker stays down")
@@ -385,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.seconds = 40.0
+    if args.smoke:
+        args.seconds, args.kill_every, args.outage = 4.0, 2, 0.5
     with tempfile.TemporaryDirectory(prefix="barcelona-faults-") as tmp:
         result = soak(args, Path(tmp))
     print_table(result)

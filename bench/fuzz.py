@@ -7,10 +7,12 @@ What is measured
     arrays nested thousands deep). OSC goes to the conductor's bus port, the agent's bus port and
     the control port on 127.0.0.1; a share of valid, well-formed controls comes from 127.0.0.2, a
     stranger outside `control.allow`. msgpack goes to a private mosquitto on 127.0.0.1, on the
-    topics both processes subscribe to. Every packet is first run through the receiver's own
-    decoder here: only packets it must refuse are sent (a mutation that happens to be a valid
-    message is skipped and counted as "skipped"), so every packet sent must show up in the
-    receivers' invalid counters. Sending pauses at checkpoints until the counters catch up.
+    topics the processes subscribe to (a process is expected to count only what it subscribes to:
+    clock-sync pings reach the conductor, pongs their own agent). Every packet is first run through
+    the receiver's own decoder here: only packets it must refuse are sent (a mutation that happens to
+    be a valid message is skipped and counted as "skipped", as is an empty bundle, which holds nothing
+    to refuse), so every packet sent must show up in the receivers' invalid counters. Sending pauses
+    at checkpoints until the counters catch up.
 
 How to read it
     sent by kind; rejected by reason (the processes' own counters, summed); "uncounted" = sent minus
@@ -18,7 +20,7 @@ How to read it
     should be 0); crashes = processes that died or changed pid, restarts, launcher exit code; state
     diffs = tempo, plan, mix, playing before vs after (should be none); packets/s over the whole run.
 
-    .venv/bin/python -m bench.fuzz [--packets 100000] [--seed 1] [--no-mqtt] [--json out.json]
+    .venv/bin/python -m bench.fuzz [--smoke] [--packets 100000] [--seed 1] [--no-mqtt] [--json out.json]
 """
 
 from __future__ import annotations
@@ -47,12 +49,15 @@ for _p in (ROOT, ROOT / "tests"):  # also runnable as `python bench/fuzz.py`; te
 from bench.fuzz_packets import (  # noqa: E402
     Mutator,
     bus_accepts,
+    carries_nothing,
     control_accepts,
     mqtt_accepts,
     stranger_controls,
 )
+from protocol import codec  # noqa: E402
 
 STRANGER = "127.0.0.2"  # loopback, but outside the default allow list (127.0.0.1/32)
+SMOKE_PACKETS = 600  # --smoke: a few of every kind on each transport, checkpoints included
 
 
 def udp_drops(port: int, host: str = "127.0.0.1", pid: int | str = "self") -> int:
@@ -227,7 +232,7 @@ def fuzz_osc(
                     procs["conductor"].expected += 1
                     continue
                 kind, datagram = mut.osc(seeds)
-                if accepts(ensemble_name, datagram):
+                if accepts(ensemble_name, datagram) or carries_nothing(datagram):
                     tally.skipped[f"{where}: {kind}"] += 1
                     continue
                 sock.sendto(datagram, ("127.0.0.1", port))
@@ -255,6 +260,8 @@ def fuzz_mqtt(ens: Ensemble, ensemble_name: str, host: str, port: int, packets: 
 
     procs = {"conductor": Proc("conductor", ens.stats_dir / "conductor.json")}
     procs.update({a: Proc(a, ens.stats_dir / f"agent-{a}.json") for a in ens.agents})
+    # Who hears a topic is what each process subscribes to (clock-sync traffic is narrowed per process).
+    filters = {name: codec.mqtt_filters(ensemble_name, name) for name in procs}
     for p in procs.values():
         p.base_invalid = int(read_json(p.stats).get("invalid_messages", 0))
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"fuzz-{seed}")
@@ -276,7 +283,7 @@ def fuzz_mqtt(ens: Ensemble, ensemble_name: str, host: str, port: int, packets: 
                 infos.append(client.publish(topic, payload, qos=0))
                 tally.sent[kind] += 1
                 for p in procs.values():
-                    p.expected += 1
+                    p.expected += any(paho.topic_matches_sub(f, topic) for f in filters[p.name])
             for info in infos:
                 info.wait_for_publish(10.0)
             for p in procs.values():
@@ -376,10 +383,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--packets", type=int, default=100_000, help="total, split evenly over the transports")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-mqtt", action="store_true", help="OSC only (no mosquitto needed)")
+    ap.add_argument("--smoke", action="store_true",
+                    help=f"{SMOKE_PACKETS} packets in all: proves the bench runs, measures nothing")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--json", metavar="PATH", help="also write the results here")
     args = ap.parse_args(argv)
     phases = ["osc"] if args.no_mqtt else ["osc", "mqtt"]
+    if args.smoke:
+        args.packets = SMOKE_PACKETS
 
     def progress(text: str) -> None:
         if not args.quiet:

@@ -302,6 +302,12 @@ def _decoded(data: bytes) -> list[tuple[str, tuple[Any, ...], float | None]] | N
         return None
 
 
+def carries_nothing(data: bytes) -> bool:
+    """A well-formed datagram that holds no message (an empty bundle, legal OSC): a receiver has
+    nothing to deliver and nothing to refuse, so it cannot show up in any counter."""
+    return _decoded(data) == []
+
+
 def bus_accepts(ensemble: str, data: bytes) -> bool:
     """True when the OSC bus would deliver any message of this datagram (so it could change state)."""
     for address, args, _ in _decoded(data) or ():

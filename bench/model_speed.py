@@ -37,7 +37,7 @@ is ~940 MB). ``tiny`` is a plain TorchScript export, so it also shows a user's S
 weights: ``training.export.export_model(..., lean=False)``, or an older copy of models/default) in the same
 rounds, interleaved, and reports the ratio: on a shared machine only side-by-side ratios compare.
 
-    .venv/bin/python -m bench.model_speed [--quick] [--json PATH] [--baseline FOLDER]
+    .venv/bin/python -m bench.model_speed [--quick|--smoke] [--json PATH] [--baseline FOLDER]
 """
 
 from __future__ import annotations
@@ -366,13 +366,17 @@ def print_table(results: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny + medium at short length (< 2 minutes)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny + shipped, a few events, no export: proves the bench runs, measures nothing")
     ap.add_argument("--json", metavar="PATH", help="also write the results here")
     ap.add_argument("--models", nargs="*", choices=["tiny", "shipped", "small", "medium"],
                     help="subset to run")
     ap.add_argument("--baseline", type=Path, metavar="FOLDER",
                     help="also time the agent on this model folder, interleaved with the shipped one")
     args = ap.parse_args(argv)
-    if args.quick:
+    if args.smoke:  # the models already on disk: nothing to export or quantise
+        plan = {"tiny": (8, 1, 16, 2, False), "shipped": (8, 1, 16, 2, False)}
+    elif args.quick:
         plan = {"tiny": (100, 2, 64, 5, False), "shipped": (100, 3, 64, 5, False),
                 "medium": (10, 2, 64, 3, True)}
     else:
@@ -381,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.models:
         plan = {k: v for k, v in plan.items() if k in args.models}
     results: dict = {"machine": platform.machine(), "cpus": os.cpu_count(), "onnxruntime": ort.__version__,
-                     "intra_op_threads": 1, "seed": SEED, "quick": args.quick, "models": {}}
+                     "intra_op_threads": 1, "seed": SEED, "quick": args.quick,
+                     "smoke": args.smoke, "models": {}}
     for name, (n, rounds, prompt_notes, reps, int8) in plan.items():
         t0 = time.perf_counter()
         results["models"][name] = bench_model(name, n, rounds, prompt_notes, reps, int8, args.baseline)

@@ -18,15 +18,17 @@ MMT metrics, strong-beat chord-tone rate >= 0.9, RSS <= 150 MB per agent. The pe
 fair reference for one agent's part: a whole chorale has four voices, so its bars are busier and its
 groove more regular than any single line.
 
-    .venv/bin/python -m bench.quality [--bars 16] [--pieces 4] [--json PATH] [--plot PNG]
+    .venv/bin/python -m bench.quality [--smoke] [--bars 16] [--pieces 4] [--json PATH] [--plot PNG]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -45,6 +47,7 @@ from protocol.harmony import ChordPlan
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "default"
 ENSEMBLE = ROOT / "ensembles" / "default.yaml"
+SMOKE_MIDI = ROOT / "tests" / "fixtures" / "skytnt"
 MODEL_AGENTS = ("bass", "piano")
 DRUMS = 9
 MMT = ("pitch_class_entropy", "scale_consistency", "groove_consistency")
@@ -92,11 +95,18 @@ def measure_rows(pieces: Sequence[np.ndarray]) -> dict[str, dict[str, float]]:
 
 
 # ---- the three sources --------------------------------------------------------------------------
-def corpus_pieces() -> list[np.ndarray]:
-    """The held-out pieces, split as training/__main__.py splits them (tokens cached by training)."""
+def corpus_pieces(smoke: bool = False) -> list[np.ndarray]:
+    """The held-out pieces, split as training/__main__.py splits them (tokens cached by training).
+
+    `smoke`: the two MIDI files of the test fixtures instead of music21's corpus (whose first
+    tokenization takes minutes), read through the same loader, key change and split.
+    """
     from training.data import load_corpus, to_c
 
-    corpus = to_c(load_corpus(("bach", "folk"), workers=2))
+    if smoke:
+        corpus = to_c(load_corpus((), midi_dir=SMOKE_MIDI, workers=1, cache=False))
+    else:
+        corpus = to_c(load_corpus(("bach", "folk"), workers=2))
     return corpus.split(0.05, seed=0)[1].pieces
 
 
@@ -171,7 +181,12 @@ def ensemble_run(bars: int, workdir: Path, engine: dict[str, object],
     cmd = [sys.executable, str(ROOT / "run_ensemble.py"), str(path), "--bars", str(bars), "--record",
            str(record), "--quiet"]
     rss: RSS = {a: {"agent_mb": 0.0, "model_mb": 0.0, "agent+model_pss_mb": 0.0} for a in MODEL_AGENTS}
-    with subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+    log_path = workdir / "launcher.log"
+    # The log goes to a file, not a pipe: a process that outlives the launcher would hold a pipe open
+    # and the read would never end. Its own session, so whatever outlives it can be found and ended.
+    with open(log_path, "wb") as log_file, subprocess.Popen(
+        cmd, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+    ) as proc:
         while proc.poll() is None:
             for name, pid in _agent_pids(proc.pid).items():
                 if name in rss:
@@ -182,10 +197,27 @@ def ensemble_run(bars: int, workdir: Path, engine: dict[str, object],
                     pss = sum(_mem_kb(k, "smaps_rollup", "Pss:") for k in (pid, *kids))
                     r["agent+model_pss_mb"] = max(r["agent+model_pss_mb"], pss / 1024)
             time.sleep(0.25)  # a sampling period, not a wait for a condition
-        log = proc.stdout.read() if proc.stdout else ""
+    end_leftovers(proc.pid)
+    log = log_path.read_text(errors="replace")
     if proc.returncode != 0 or not record.exists():
         raise SystemExit(f"the ensemble run failed (exit {proc.returncode}):\n{log[-3000:]}")
     return record, rss, ens
+
+
+def end_leftovers(session: int) -> None:
+    """SIGKILL whatever of the launcher's session still runs after it exited, one `leftover: PID
+    CMDLINE` line each on stderr (as tests/support/reaper.py names them): every process should have
+    ended with the launcher, and one left behind would hold the machine for good."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+            cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":  # fields[3] is the session id
+            print(f"leftover: {stat.parent.name} {cmd}", file=sys.stderr)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(stat.parent.name), signal.SIGKILL)
 
 
 def measure_recording(record: Path, ens: dict) -> dict[str, dict[str, float]]:
@@ -269,12 +301,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", metavar="KEY=VALUE", action="append", default=[],
                     help="set both model engines' chord_bias=5, or one's: bass.density=0.8")
     ap.add_argument("--chords", metavar="PLAN", help="play (and judge) this chord plan instead of the YAML's")
+    ap.add_argument("--smoke", action="store_true",
+                    help="2 fixture pieces, 1 free-run piece of 16 events, 4 bars: proves the bench runs, "
+                         "measures nothing")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.pieces, args.events, args.bars = 1, 16, 4
     engine = {k: yaml.safe_load(v) for k, v in (e.split("=", 1) for e in args.engine)}
     t0 = time.perf_counter()
-    results: dict = {"load_average": os.getloadavg()}
+    results: dict = {"load_average": os.getloadavg(), "smoke": args.smoke}
     if not args.ensemble_only:
-        results["corpus"] = measure_rows(corpus_pieces())
+        results["corpus"] = measure_rows(corpus_pieces(args.smoke))
         pieces, speed = free_run(args.pieces, args.events)
         results["free_run"] = measure_rows(pieces)
         results["free_run_events_per_s"] = speed

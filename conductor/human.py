@@ -155,6 +155,10 @@ class MidiInput:
     POLL_S = 0.0005
 
     def __init__(self, port: str | None, api: str = "auto") -> None:
+        from protocol.midi_backend import midi_backend_error
+
+        if (error := midi_backend_error()) is not None:
+            raise ValueError(f"human.source: {error}")
         import rtmidi
 
         ids = {

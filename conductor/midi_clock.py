@@ -20,11 +20,14 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import rtmidi
-
+from protocol.midi_backend import midi_backend_error
 from protocol.realtime import DEFAULT_RT_PRIORITY, PRIORITY_FIFO, request_realtime
 from protocol.timeline import Timeline
+
+if TYPE_CHECKING:  # python-rtmidi is the optional `midi` extra: imported when a clock port opens
+    import rtmidi
 
 __all__ = ["CLOCK", "CONTINUE", "PPQN", "SONG_POSITION", "START", "STOP", "MidiClockError", "MidiClockOut"]
 
@@ -37,10 +40,10 @@ MAX_SONG_POSITION = 0x3FFF  # 14 bits: 1024 bars of 4/4; later positions are sen
 _JACK_SETTLE_S = 0.05  # JACK applies a new connection a cycle or two later; Start must not be lost
 _JACK_DRAIN_S = 0.08  # rtmidi's JACK ringbuffer drains once per period; closing earlier garbles it
 
-_APIS = {
-    "jack": rtmidi.API_UNIX_JACK,
-    "alsa": rtmidi.API_LINUX_ALSA,
-    "coremidi": rtmidi.API_MACOSX_CORE,
+_APIS = {  # names of rtmidi's API constants
+    "jack": "API_UNIX_JACK",
+    "alsa": "API_LINUX_ALSA",
+    "coremidi": "API_MACOSX_CORE",
 }
 
 
@@ -50,10 +53,14 @@ class MidiClockError(OSError):
 
 def _open(port: str | None, api: str, virtual: bool, client_name: str) -> tuple[rtmidi.MidiOut, str, str]:
     """Open (midi, api name, port name): exact name first, else a unique case-insensitive substring."""
+    if (error := midi_backend_error()) is not None:
+        raise MidiClockError(f"conductor.midi_clock: {error}")
+    import rtmidi
+
     compiled = [a for a in rtmidi.get_compiled_api() if a != rtmidi.API_RTMIDI_DUMMY]
     if api != "auto" and api not in _APIS:
         raise ValueError(f"api must be one of auto, {', '.join(_APIS)}; got {api!r}")
-    candidates = compiled if api == "auto" else [a for a in compiled if a == _APIS[api]]
+    candidates = compiled if api == "auto" else [a for a in compiled if a == getattr(rtmidi, _APIS[api])]
     problems: list[str] = []
     for api_id in candidates:
         api_name = rtmidi.get_api_name(api_id)

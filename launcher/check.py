@@ -2,7 +2,8 @@
 
 The schema (protocol/ensemble.py) judges each field alone. Here are the rules that need the whole
 file (ports and channels shared between parts, parts spread over machines), the filesystem (melody,
-model, soundfont, TLS files) and the network (names that must resolve, ports that must be free).
+model, soundfont, TLS files), the network (names that must resolve, ports that must be free) and
+this install (python-rtmidi, where the file opens a MIDI port).
 Each problem is one line that starts with the field it is about, so a file that breaks one thing
 gives one line, and the launcher never starts a process that would fail at start-up.
 """
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from protocol.ensemble import Ensemble, EnsembleError, load_ensemble
+from protocol.midi_backend import midi_ports_error
 
 __all__ = ["Binding", "bindings", "check_ensemble", "check_file", "check_ports_free"]
 
@@ -372,6 +374,8 @@ def check_ensemble(ens: Ensemble, yaml_path: Path, host: str | None = None) -> l
     problems = structural_problems(ens)
     problems += _file_problems(ens, yaml_dir, host)
     problems += _network_problems(ens, host)
+    midi = midi_ports_error(ens, host)  # MIDI ports on an install without the `midi` extra
+    problems += [midi] if midi else []
     return problems
 
 

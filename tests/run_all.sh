@@ -71,9 +71,10 @@ fi
 STAMP="$ROOT/.venv/.barcelona-install-stamp"
 WANT="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]] || ! "$PY" -c "import agents" 2>/dev/null; then
-    log "pip install -e '.[cpu,test,train,link]'"
+    log "pip install -e '.[cpu,test,train,link,midi]'"
     # train: the exporter's and the training pipeline's own tests (torch 2.13.0 CPU, pinned).
-    "$PY" -m pip install -q -e '.[cpu,test,train,link]'
+    # midi: python-rtmidi, for the tests that play through real (JACK) MIDI ports.
+    "$PY" -m pip install -q -e '.[cpu,test,train,link,midi]'
     # The NFQUEUE delay shim of the bad-network tests; without it those tests skip with a reason.
     "$PY" -m pip install -q netfilterqueue || log "netfilterqueue unavailable: delay tests will skip"
     echo "$WANT" >"$STAMP"

@@ -72,6 +72,9 @@ def make_output(spec: Mapping[str, Any], *, where: str = "output") -> Output:
     if "programs" in values:
         values["programs"] = dict(values["programs"])
     if kind == "midi":
+        from protocol.midi_backend import load_rtmidi
+
+        load_rtmidi(where)  # without the `midi` extra: one line naming the field and what to install
         from agents.outputs.midi import MidiPortOutput
 
         return _fields_named(where, MidiPortOutput, values)

@@ -15,9 +15,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Literal
 
-import rtmidi
+from protocol.midi_backend import load_rtmidi
 
-from agents.outputs.base import (
+# python-rtmidi is the optional `midi` extra: without it, importing this module is one clear line.
+load_rtmidi("output: {type: midi}")
+import rtmidi  # noqa: E402
+
+from agents.outputs.base import (  # noqa: E402
     CC_ALL_NOTES_OFF,
     CC_ALL_SOUND_OFF,
     CC_SUSTAIN,
