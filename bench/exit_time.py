@@ -82,9 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.exit_time", description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=8, help="runs per role and variant")
     ap.add_argument("--quick", action="store_true", help="3 runs each")
+    ap.add_argument("--smoke", action="store_true", help="1 run each: seconds")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    runs = 3 if args.quick else args.runs
+    runs = 1 if args.smoke else 3 if args.quick else args.runs
     times: dict[str, dict[str, list[float]]] = {
         r: {"freeze_heap": [], "without": []} for r in ("agent", "conductor")
     }
