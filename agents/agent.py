@@ -21,13 +21,14 @@ from typing import Any
 
 from agents.conductor_clock import ConductorClock, inherited_offset_ms
 from agents.engines import Engine, PlanContext, make_engine
-from agents.outputs import Output
+from agents.outputs import Output, OutputError
 from agents.outputs.factory import make_output
 from agents.scheduler import ScheduledEvent, Scheduler
 from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import AgentConfig, Ensemble
 from protocol.harmony import ChordError, ChordPlan
 from protocol.messages import AgentParams, AgentStatus, Note, PlanState, SyncPong
+from protocol.mix import CC_PAN, CC_VOLUME, dynamics_velocity, pan_cc
 from protocol.process import write_json_atomic
 from protocol.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realtime, set_switch_interval
 from protocol.timeline import LocalTimeMap, Timeline
@@ -52,7 +53,8 @@ class Agent:
         self.plan: ChordPlan | None = None
         self.plan_epoch = -1
         e = self.cfg.engine
-        self.params = AgentParams(name, 0, False, e.temperature, e.density, e.top_p, e.top_k)
+        self.params = AgentParams(name, 0, False, e.temperature, e.density, e.top_p, e.top_k,
+                                  self.cfg.volume, self.cfg.pan, dynamics_velocity(self.cfg.dynamics))
         self.params_epoch = -1
         self.committed_until: float | None = None
         self.notes_sent = 0
@@ -131,6 +133,9 @@ class Agent:
             "name": f"barcelona-{self.name}",
             "channels": [self.cfg.channel],
             "programs": {self.cfg.channel: self.cfg.program},
+            # The part's place in the mix, set once its program is: whatever the synth had before
+            # (another song's fader) would otherwise stay.
+            "controls": {self.cfg.channel: {CC_VOLUME: self.params.volume, CC_PAN: pan_cc(self.params.pan)}},
         }
         if o.type == "midi":
             spec.update(port=o.port, virtual=o.virtual, api=o.api, client_name=f"barcelona-{self.name}")
@@ -196,10 +201,26 @@ class Agent:
                 self.plan_epoch = msg.epoch
         elif isinstance(msg, AgentParams):
             if msg.agent == self.name and msg.epoch != self.params_epoch:
+                before = self.params
                 self.params, self.params_epoch = msg, msg.epoch
+                self._apply_mix(before, msg)
         elif isinstance(msg, Note):
             if msg.source != self.name:
                 self.engine.hear(msg)
+
+    def _apply_mix(self, before: AgentParams, now: AgentParams) -> None:
+        """A volume or pan change goes to the synth at once, not with the next note: a fader moves
+        the sound that is ringing. (The output's lock makes this safe beside the timing thread.)"""
+        out = self.output
+        if out is None or not out.is_open:
+            return
+        try:
+            if now.volume != before.volume:
+                out.control_change(self.cfg.channel, CC_VOLUME, now.volume)
+            if pan_cc(now.pan) != pan_cc(before.pan):
+                out.control_change(self.cfg.channel, CC_PAN, pan_cc(now.pan))
+        except OutputError as exc:  # closing under us at shutdown, or the synth went away
+            log.warning("%s: mix change not sent: %s", self.name, exc)
 
     def _on_timeline(self, tl: Timeline) -> None:
         cur = self.timeline

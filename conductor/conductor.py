@@ -23,12 +23,13 @@ from conductor.human import FileHuman, LiveHuman, MidiInput, read_midi_notes
 from conductor.link import LinkBridge
 from conductor.midi_clock import MidiClockOut
 from conductor.recorder import Recorder
-from conductor.state import ConductorState
+from conductor.state import ConductorState, Mix
 from conductor.status_json import StatusJson, agent_fields
 from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import Ensemble
 from protocol.harmony import ChordError, ChordPlan
-from protocol.messages import AgentStatus, BeatTick, Control, Note, SyncPing, SyncPong
+from protocol.messages import AgentParams, AgentStatus, BeatTick, Control, Note, SyncPing, SyncPong
+from protocol.mix import CC_PAN, CC_VOLUME, pan_cc
 from protocol.process import write_json_atomic
 from protocol.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realtime
 from protocol.timeline import Timeline
@@ -73,8 +74,12 @@ class Conductor:
                 Timeline(tempo_bpm=ens.tempo, beats_per_bar=ens.meter), plan, agents=names
             )
             self.resumed = False
+        for a in ens.agents:  # the YAML's settings, unless a saved state says what they became
+            self.state.mix.setdefault(a.name, Mix.of(a))
         parts = [(p.name, p.channel, p.program) for p in ens.parts()]
         self.recorder = Recorder(parts, beats_per_bar=ens.meter)
+        for a in ens.agents:
+            self._record_mix(a.name, 0.0)
         if record is not None:
             self.recorder.keep_journal(record.with_name(record.name + ".journal"), resume=self.resumed)
         self.allow = Allowlist(ens.control.allow)
@@ -299,9 +304,17 @@ class Conductor:
         for msg in changed:
             if isinstance(msg, Timeline) and msg.next_tempo_bpm > 0:
                 self.recorder.tempo(msg.change_beat, msg.next_tempo_bpm)
+            if isinstance(msg, AgentParams) and ctl.param in ("volume", "pan"):
+                self._record_mix(msg.agent, self.state.timeline.beat_at(now))
             await self._publish(msg)
         if changed:
             self.save_state()
+
+    def _record_mix(self, agent: str, beat: float) -> None:
+        """The part's volume and pan into its track, so a render of the recording is mixed as heard."""
+        m = self.state.mix[agent]
+        self.recorder.control(agent, beat, CC_VOLUME, m.volume)
+        self.recorder.control(agent, beat, CC_PAN, pan_cc(m.pan))
 
     async def _human_osc(self, args: list[Any]) -> None:
         if self.human_live is None:

@@ -15,8 +15,11 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from protocol.ensemble import AgentConfig
 from protocol.harmony import ChordPlan
+from protocol.instruments import DYNAMICS
 from protocol.messages import AgentParams, Control, PlanState, Roster
+from protocol.mix import DEFAULT_DYNAMICS, DEFAULT_PAN, DEFAULT_VOLUME, dynamics_velocity
 from protocol.timeline import Timeline
 
 MIN_CHANGE_LEAD_S = 0.1
@@ -32,6 +35,17 @@ class Mix:
     density: float = 1.0
     top_p: float = 0.98
     top_k: int = 20
+    volume: int = DEFAULT_VOLUME
+    pan: float = DEFAULT_PAN
+    dynamics: int = DYNAMICS[DEFAULT_DYNAMICS]
+
+    @classmethod
+    def of(cls, cfg: AgentConfig) -> Mix:
+        """Where an agent starts: its YAML's engine settings and mix, so the first params the
+        conductor sends repeat what the agent already plays rather than resetting it."""
+        e = cfg.engine
+        return cls(temperature=e.temperature, density=e.density, top_p=e.top_p, top_k=e.top_k,
+                   volume=cfg.volume, pan=cfg.pan, dynamics=dynamics_velocity(cfg.dynamics))
 
 
 @dataclass
@@ -57,7 +71,8 @@ class ConductorState:
             m = self.mix.setdefault(name, Mix())
             muted = m.mute or (any_solo and not m.solo)
             out.append(
-                AgentParams(name, self.params_epoch, muted, m.temperature, m.density, m.top_p, m.top_k)
+                AgentParams(name, self.params_epoch, muted, m.temperature, m.density, m.top_p, m.top_k,
+                            m.volume, m.pan, m.dynamics)
             )
         return out
 
@@ -131,8 +146,10 @@ class ConductorState:
                 m.solo = bool(ctl.value)
             elif ctl.param in ("temperature", "density", "top_p"):
                 setattr(m, ctl.param, float(ctl.value))
-            elif ctl.param == "top_k":
-                m.top_k = int(ctl.value)
+            elif ctl.param in ("top_k", "volume", "dynamics"):
+                setattr(m, ctl.param, int(ctl.value))
+            elif ctl.param == "pan":
+                m.pan = float(ctl.value)
             else:
                 raise ValueError(f"param: unknown agent control {ctl.param!r}")
         self.params_epoch += 1

@@ -13,6 +13,15 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from protocol.mix import (
+    DEFAULT_DYNAMICS,
+    DEFAULT_PAN,
+    DEFAULT_VOLUME,
+    DYNAMICS_RANGE,
+    PAN_RANGE,
+    VOLUME_RANGE,
+)
+
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Channel = Annotated[int, Field(ge=0, le=15)]
 Pitch = Annotated[int, Field(ge=0, le=127)]
@@ -189,7 +198,9 @@ class HumanConfig(PartConfig):
     source: HumanSource = HumanSource()
 
 
-Dynamic = Literal["pp", "p", "mp", "mf", "f", "ff"] | Annotated[int, Field(ge=1, le=127)]
+Dynamic = Literal["pp", "p", "mp", "mf", "f", "ff"] | Annotated[
+    int, Field(ge=DYNAMICS_RANGE[0], le=DYNAMICS_RANGE[1])
+]
 
 
 class AgentConfig(PartConfig):
@@ -204,9 +215,9 @@ class AgentConfig(PartConfig):
     role: Literal["bass", "comp", "melody", "drums"] | None = None
     polyphony: Annotated[int, Field(ge=1, le=16)] | None = None
     doubling: bool = False
-    dynamics: Dynamic = "mf"
-    volume: Annotated[int, Field(ge=0, le=127)] = 100
-    pan: Annotated[float, Field(ge=-1, le=1)] = 0.0
+    dynamics: Dynamic = DEFAULT_DYNAMICS
+    volume: Annotated[int, Field(ge=VOLUME_RANGE[0], le=VOLUME_RANGE[1])] = DEFAULT_VOLUME
+    pan: Annotated[float, Field(ge=PAN_RANGE[0], le=PAN_RANGE[1])] = DEFAULT_PAN
 
     @field_validator("instrument")
     @classmethod
