@@ -26,6 +26,15 @@ from agents.outputs.factory import make_output
 from agents.scheduler import ScheduledEvent, Scheduler
 from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import AgentConfig, Ensemble
+from protocol.form import (
+    CLICK_BEATS,
+    DRUM_CHANNEL,
+    count_in_clicks,
+    count_in_player,
+    ending_beats,
+    ending_voicing,
+    final_chord,
+)
 from protocol.harmony import ChordError, ChordPlan
 from protocol.messages import AgentParams, AgentStatus, Note, PlanState, SyncPong
 from protocol.mix import CC_PAN, CC_VOLUME, dynamics_velocity, pan_cc
@@ -38,6 +47,7 @@ log = logging.getLogger("barcelona.agent")
 HEARTBEAT_S = 0.25
 PLAN_TICK_S = 0.01
 STATS_EVERY_S = 0.5
+ENDING_ACCENT = 8  # the final downbeat a little above the part's level, as beat 1 is
 
 
 class Agent:
@@ -57,6 +67,11 @@ class Agent:
                                   self.cfg.volume, self.cfg.pan, dynamics_velocity(self.cfg.dynamics))
         self.params_epoch = -1
         self.committed_until: float | None = None
+        # The form: whether this agent clicks the count-in; the end it has cut at and played.
+        self._clicks = count_in_player(ens) == name
+        self._cut_for: float | None = None
+        self._ended_for: float | None = None
+        self._last_pitch: int | None = None
         self.notes_sent = 0
         self.notes_committed = 0
         self.invalid_local = 0
@@ -131,7 +146,7 @@ class Agent:
         spec: dict[str, Any] = {
             "type": o.type,
             "name": f"barcelona-{self.name}",
-            "channels": [self.cfg.channel],
+            "channels": sorted({self.cfg.channel, *([DRUM_CHANNEL] if self._clicks else [])}),
             "programs": {self.cfg.channel: self.cfg.program},
             # The part's place in the mix, set once its program is: whatever the synth had before
             # (another song's fader) would otherwise stay.
@@ -239,6 +254,7 @@ class Agent:
             self.committed_until = None
         if tl.playing and not was_playing:
             self.committed_until = None
+            self._cut_for = self._ended_for = None
         self._retime()
 
     def offset_s(self) -> float:
@@ -293,16 +309,30 @@ class Agent:
             # (Re)joining: anything starting sooner than the output latency would be late.
             self.committed_until = now_beat + latency_beats
         target = now_beat + max(self.ens.timing.commit_beats, latency_beats)
-        if tl.stop_beat > 0.0:
-            target = min(target, tl.stop_beat)
-        if target <= self.committed_until:
-            return
+        stop = tl.stop_beat
+        if stop > 0.0:
+            target = min(target, stop)
+            if self._cut_for != stop:
+                # An end was announced (or moved): what would still ring at the final downbeat ends there.
+                self._cut_for = stop
+                self.scheduler.cut_at(stop)
+        if target > self.committed_until:
+            start, self.committed_until = self.committed_until, target
+            if start < 0.0 and self._clicks:
+                self._count_in(start, min(target, 0.0))
+            # The count-in before beat 0 is the click's (or silence): no part (and no model context)
+            # has negative beats.
+            start = max(start, 0.0)
+            if target > start:
+                await self._play_window(start, target, tl)
+        if stop > 0.0 and self.committed_until >= stop and self._ended_for != stop:
+            self._ended_for = stop
+            if now_beat <= stop:  # an agent that (re)joins after the downbeat lets the others finish
+                await self._play_ending(stop, tl.beats_per_bar)
+
+    async def _play_window(self, start: float, target: float, tl: Timeline) -> None:
+        assert self.plan is not None and self.scheduler is not None and self.bus is not None
         ctx = PlanContext(self.plan, tl.beats_per_bar, self.params)
-        start, self.committed_until = self.committed_until, target
-        # The count-in before beat 0 stays silent: no part (and no model context) has negative beats.
-        start = max(start, 0.0)
-        if target <= start:
-            return
         for note in self.engine.plan(start, target, ctx):
             if tl.stop_beat > 0.0 and note.end_beat > tl.stop_beat:
                 note = replace(note, duration_beats=tl.stop_beat - note.start_beat)
@@ -315,7 +345,33 @@ class Agent:
                 note.start_beat, note.duration_beats, note.channel, note.pitch, note.velocity
             )
             self.notes_committed += 1
+            self._last_pitch = note.pitch
             await self.bus.publish(note)
+
+    def _count_in(self, start: float, end: float) -> None:
+        """The count-in's clicks on the GM drum channel; only heard, not published: they are no part's
+        music, so neither the recording nor a listening model should take them in."""
+        assert self.scheduler is not None
+        timing = self.ens.timing
+        for beat, pitch, velocity in count_in_clicks(start, end, timing.count_in_beats, self.ens.meter):
+            self.scheduler.schedule_note(beat, CLICK_BEATS, DRUM_CHANNEL, pitch, velocity)
+
+    async def _play_ending(self, stop: float, beats_per_bar: int) -> None:
+        """This part's voicing of the final chord on the downbeat at `stop`, held `ending_beats`, so
+        every part releases at the same beat."""
+        assert self.plan is not None and self.scheduler is not None and self.bus is not None
+        hold = ending_beats(self.ens)
+        if hold <= 0.0 or self.params.muted:
+            return
+        chord = final_chord(self.plan, stop, beats_per_bar)
+        velocity = min(127, self.params.dynamics + ENDING_ACCENT)
+        channel = self.cfg.channel
+        cfg = self.cfg
+        assert cfg.role is not None  # the schema fills it from the instrument, or guesses it
+        for pitch in ending_voicing(cfg.role, cfg.range, cfg.polyphony or 1, chord, self._last_pitch):
+            self.scheduler.schedule_note(stop, hold, channel, pitch, velocity)
+            self.notes_committed += 1
+            await self.bus.publish(Note(stop, hold, pitch, velocity, channel, self.name))
 
     # -- status and stats ---------------------------------------------------------------------------
     def _status(self, state: str) -> AgentStatus:

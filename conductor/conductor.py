@@ -27,6 +27,7 @@ from conductor.state import ConductorState, Mix
 from conductor.status_json import StatusJson, agent_fields
 from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import Ensemble
+from protocol.form import ending_beats, ending_voicing, final_chord
 from protocol.harmony import ChordError, ChordPlan
 from protocol.messages import AgentParams, AgentStatus, BeatTick, Control, Note, SyncPing, SyncPong
 from protocol.mix import CC_PAN, CC_VOLUME, pan_cc
@@ -40,6 +41,10 @@ TIMELINE_EVERY_S = 0.2
 STATE_EVERY_S = 1.0
 ROSTER_TIMEOUT_S = 1.5
 TICK_S = 0.005
+# The transport stops this long after the final chord's release, so each agent's note-offs go out
+# at their beat rather than being forced by the stop a moment early.
+RELEASE_MARGIN_S = 0.05
+CLICK_MARGIN_S = 0.1
 
 
 class Conductor:
@@ -76,6 +81,9 @@ class Conductor:
             self.resumed = False
         for a in ens.agents:  # the YAML's settings, unless a saved state says what they became
             self.state.mix.setdefault(a.name, Mix.of(a))
+        self.state.commit_beats = ens.timing.commit_beats
+        self.state.latency_s = ens.timing.latency_ms / 1000.0
+        self.ending_beats = ending_beats(ens)
         parts = [(p.name, p.channel, p.program) for p in ens.parts()]
         self.recorder = Recorder(parts, beats_per_bar=ens.meter)
         for a in ens.agents:
@@ -89,6 +97,8 @@ class Conductor:
         self.human_live: LiveHuman | None = None
         self.midi_in: MidiInput | None = None
         self.human_notes = 0
+        self.human_last: Note | None = None
+        self.human_ended_for: float | None = None
         self.agent_status: dict[str, AgentStatus] = {}
         self.bus: Bus | None = None
         self.sync_bus: Bus | None = None  # UDP pings beside an MQTT bus
@@ -184,8 +194,12 @@ class Conductor:
         await self.link.wait_joined(self.state.timeline.tempo_bpm)  # follow: join Link first, start in phase
         count_in = self.ens.timing.count_in_beats * 60.0 / self.state.timeline.tempo_bpm
         latency = self.ens.timing.latency_ms / 1000.0
+        # A silent count-in only has to cover the agents' lead. A heard one must be heard whole: its
+        # first click is then a latency (and a margin for the timeline to reach them) away.
+        heard = self.ens.timing.count_in == "click"
+        lead = count_in + latency + CLICK_MARGIN_S if heard else max(count_in, latency)
         now = self.clock()
-        self.state.timeline = self.state.timeline.started(now, at_beat=0.0, delay_s=max(count_in, latency))
+        self.state.timeline = self.state.timeline.started(now, at_beat=0.0, delay_s=lead)
         self.state.timeline = self.link.aligned(self.state.timeline)  # follow: beat 0 on Link's bar line
         if self.bars is not None:
             self.state.timeline = replace(self.state.timeline, stop_beat=float(self.bars * self.ens.meter))
@@ -328,6 +342,7 @@ class Conductor:
 
     async def _human_note(self, note: Note) -> None:
         self.human_notes += 1
+        self.human_last = note
         self.recorder.add(note)
         await self._publish(note)
 
@@ -342,18 +357,40 @@ class Conductor:
             beat = tl.beat_at(now)
             if self.human_file is not None:
                 for note in self.human_file.due(beat):
+                    if tl.stop_beat > 0.0 and note.end_beat > tl.stop_beat:
+                        if note.start_beat >= tl.stop_beat:
+                            continue  # the replayed player stops with the band at the final downbeat
+                        note = replace(note, duration_beats=tl.stop_beat - note.start_beat)
                     await self._human_note(note)
+                if 0.0 < tl.stop_beat <= beat and self.human_ended_for != tl.stop_beat:
+                    self.human_ended_for = tl.stop_beat
+                    await self._human_ending(tl)
             if self.midi_in is not None and self.human_live is not None:
                 await self._drain_midi_in(tl)
             whole = math.floor(beat)
             if whole != self.last_beat_tick and beat >= 0:
                 self.last_beat_tick = whole
                 await self._beat_tick(whole, tl)
-            if self.bars is not None and beat >= self.bars * tl.beats_per_bar:
-                self.end_beat = float(self.bars * tl.beats_per_bar)
+            if tl.stop_beat > 0.0 and now >= tl.time_at(tl.stop_beat + self.ending_beats) + RELEASE_MARGIN_S:
+                # The held chord has been released: the transport stops, and a --bars run is over.
                 self.state.timeline = tl.stopped(now)
-                self.finished.set()
-                return
+                if self.bars is not None:
+                    self.end_beat = tl.stop_beat + self.ending_beats
+                    self.finished.set()
+                    return
+                await self._publish(self.state.timeline)
+                self.save_state()
+
+    async def _human_ending(self, tl: Timeline) -> None:
+        """The replayed player ends with the band, as the player it stands in for would: the chord
+        tone nearest its last note, held with the others. (A live player plays what they play.)"""
+        h = self.ens.human
+        if h is None or self.ending_beats <= 0.0 or self.human_last is None:
+            return
+        chord = final_chord(self.state.plan, tl.stop_beat, tl.beats_per_bar)
+        for pitch in ending_voicing("melody", h.range, 1, chord, self.human_last.pitch):
+            note = Note(tl.stop_beat, self.ending_beats, pitch, self.human_last.velocity, h.channel, h.name)
+            await self._human_note(note)
 
     async def _drain_midi_in(self, tl: Timeline) -> None:
         assert self.midi_in is not None and self.human_live is not None

@@ -59,6 +59,10 @@ class ConductorState:
     heard: dict[str, float] = field(default_factory=dict)
     roster_epoch: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    # How far ahead agents commit notes (timing.commit_beats, timing.latency_ms): a /stop's final
+    # downbeat is the first bar line beyond it, so no agent has a note past the end in hand.
+    commit_beats: float = 1.0
+    latency_s: float = 0.15
 
     # -- messages ---------------------------------------------------------------------------------
     def plan_message(self) -> PlanState:
@@ -121,7 +125,7 @@ class ConductorState:
         if p == "stop":
             if float(v) <= 0 or not self.timeline.playing:
                 return []
-            self.timeline = self.timeline.stopped(now)
+            self.timeline = self._stop(now)
             return [self.timeline]
         if p == "plan":
             self.plan = ChordPlan.parse(str(v), loop=self.plan.loop, key=self.plan.key)
@@ -132,6 +136,18 @@ class ConductorState:
             raise ValueError(f"param: unknown ensemble control {p!r}")
         self.plan_epoch += 1
         return [self.plan_message()]
+
+    def _stop(self, now: float) -> Timeline:
+        """A /stop ends the piece at the next bar line the agents can still reach (every part holds
+        the final chord there, then the conductor stops the transport); a second /stop while that
+        end is on its way, or one during the held chord, stops at once."""
+        tl = self.timeline.settled(now)
+        beat = tl.beat_at(now)
+        lead = max(self.commit_beats, (self.latency_s + MIN_CHANGE_LEAD_S) * tl.tempo_at_beat(beat) / 60.0)
+        bar_line = max(1, math.ceil((beat + lead) / tl.beats_per_bar)) * tl.beats_per_bar
+        if tl.stop_beat > 0.0 and bar_line >= tl.stop_beat:
+            return tl.stopped(now)
+        return replace(tl, epoch=tl.epoch + 1, stop_beat=float(bar_line))
 
     def _apply_agent(self, ctl: Control) -> list[Any]:
         pats = _osc_patterns(ctl.target)

@@ -89,6 +89,11 @@ class TimingConfig(Strict):
     commit_beats: Annotated[float, Field(gt=0, le=8)] = 1.0
     horizon_beats: Annotated[float, Field(gt=0, le=64)] = 8.0
     count_in_beats: Annotated[float, Field(ge=0, le=16)] = 1.0
+    # `click`: the drums part (else the first agent) clicks each beat of the count-in on GM channel
+    # 10; `silent`: the count-in is only the start-up lead, as a DAW-fed or solo-cued set wants
+    count_in: Literal["silent", "click"] = "silent"
+    # how long every part holds the final chord at the end of a --bars run or a /stop; unset: one bar
+    ending_beats: Annotated[float, Field(ge=0, le=32)] | None = None
     realtime: bool = True
 
 
