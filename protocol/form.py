@@ -131,8 +131,8 @@ def close_voicing(chord: Chord, low: int, high: int, voices: int) -> list[int]:
     centre = (low + high) / 2
     while tones:
         best: list[int] | None = None
-        for turn in range(len(tones)):
-            order = tones[turn:] + tones[:turn]  # each inversion
+        for bottom_pc in tones:  # each inversion, its tones in the octave above its bottom
+            order = sorted(tones, key=lambda pc, b=bottom_pc: (pc - b) % 12)
             for bottom in range(low, high + 1):
                 if bottom % 12 != order[0]:
                     continue
@@ -146,7 +146,9 @@ def close_voicing(chord: Chord, low: int, high: int, voices: int) -> list[int]:
         if best is not None:
             return best
         tones = tones[:-1]
-    return []
+    # A range narrower than an octave may miss the root: hold the chord tone nearest its middle.
+    fits = [p for p in range(low, high + 1) if p % 12 in chord.tones]
+    return [min(fits, key=lambda p: abs(p - centre))] if fits else []
 
 
 def _off_centre(stack: list[int], centre: float) -> float:
