@@ -61,7 +61,9 @@ class ControlSpec:
 CONTROLS: tuple[ControlSpec, ...] = (
     ControlSpec("tempo", "ensemble", "float", 20, 400, "Tempo in BPM; takes effect at the next bar line."),
     ControlSpec("play", "ensemble", "trigger", None, None, "Start the transport at the next beat."),
-    ControlSpec("stop", "ensemble", "trigger", None, None, "Stop the transport; all notes are released."),
+    ControlSpec("stop", "ensemble", "trigger", None, None,
+                "End at the next bar line agents can reach: every part holds the final chord for "
+                "`timing.ending_beats`, then the transport stops. A second stop cuts at once."),
     ControlSpec("plan", "ensemble", "text", None, None, "Replace the chord plan: `Dm7 G7 | Cmaj7 | ...`."),
     ControlSpec("bar", "ensemble", "bar", None, None, "Replace one bar: index, then its chord symbols."),
     ControlSpec("mute", "agent", "bool", None, None, "Silence an agent (1) or let it play (0)."),
