@@ -28,7 +28,7 @@ from conductor.status_json import StatusJson, agent_fields
 from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import Ensemble
 from protocol.form import ending_beats, ending_voicing, final_chord
-from protocol.harmony import ChordError, ChordPlan
+from protocol.harmony import Chord, ChordError, ChordPlan
 from protocol.messages import AgentParams, AgentStatus, BeatTick, Control, Note, SyncPing, SyncPong
 from protocol.mix import CC_PAN, CC_VOLUME, pan_cc
 from protocol.process import write_json_atomic
@@ -406,7 +406,10 @@ class Conductor:
                 await self._human_note(note)
 
     async def _beat_tick(self, beat: int, tl: Timeline) -> None:
-        chord = self.state.plan.chord_at(beat, tl.beats_per_bar)
+        if 0.0 < tl.stop_beat <= beat:  # the held ending: show the chord the band holds
+            chord: Chord | None = final_chord(self.state.plan, tl.stop_beat, tl.beats_per_bar)
+        else:
+            chord = self.state.plan.chord_at(beat, tl.beats_per_bar)
         tick = BeatTick(
             beat // tl.beats_per_bar,
             beat % tl.beats_per_bar,

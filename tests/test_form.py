@@ -241,6 +241,15 @@ def test_bars_run_counts_in_and_ends_with_every_part_on_the_final_downbeat(tmp_p
         if name != "drums":
             assert {p % 12 for _, _, p, _ in final} <= set(chord.tones), name
     assert {p for s, _, p, _ in parts["drums"] if s == end} >= {KICK, CRASH}
+    # The drums' track carries its mix as set at the start and as moved live.
+    (track,) = [t for t in mido.MidiFile(str(tmp_path / "out.mid")).tracks if t.name == "drums"]
+    tick, ccs = 0, []
+    for m in track:
+        tick += m.time
+        if m.type == "control_change" and m.control in (CC_VOLUME, CC_PAN):
+            ccs.append((tick, m.control, m.value))
+    assert ccs[:2] == [(0, CC_VOLUME, 90), (0, CC_PAN, pan_cc(-0.5))]
+    assert [(c, v) for t, c, v in ccs[2:]] == [(CC_VOLUME, 70)] and 0 < ccs[2][0] < end * 480
     assert len([n for n in parts["piano"] if n[0] == end]) >= 3  # a chord, not a note
 
 

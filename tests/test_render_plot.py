@@ -213,7 +213,8 @@ def test_a_run_renders_and_plots_its_own_recording(tmp_path: Path, soundfont: st
                          "--render", str(wav), "--plot", str(png)])
     assert proc.returncode == 0, proc.stderr
     audio, rate = read_wav(wav)
-    assert len(audio) == pytest.approx((2 * 4 * 0.5 + 2.0) * rate, abs=0.3 * rate)  # 2 bars at 120 + tail
+    # 2 bars at 120, the final chord held a bar, the tail
+    assert len(audio) == pytest.approx((2 * 4 * 0.5 + 2.0 + 2.0) * rate, abs=0.3 * rate)
     assert rms(audio) > 0.005
     assert png_size(png) == (1600, 900)
 
