@@ -198,7 +198,8 @@ def test_bars_run_counts_in_and_ends_with_every_part_on_the_final_downbeat(tmp_p
     yaml_path.write_text(yaml.safe_dump(data, sort_keys=False))
 
     def move_fader() -> None:
-        wait_for(lambda: any(a == "/kit/note" for _, a, _ in sink.got), 60, "the first drum note")
+        played = lambda: sum(a == "/kit/note" and p[2] > 0 for _, a, p in sink.got)  # noqa: E731
+        wait_for(lambda: played() >= 8, 60, "the drums past the count-in")
         send(control, "/agent/drums/volume", ("f", 70.0))
 
     fader = threading.Thread(target=move_fader, daemon=True)
