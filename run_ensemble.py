@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from launcher.artifacts import make_artifacts
-from protocol.ensemble import Ensemble, EnsembleError, load_ensemble
+from launcher.check import check_file, check_ports_free
+from protocol.ensemble import Ensemble
 
 ROOT = Path(__file__).resolve().parent
 STOP_GRACE_S = 1.5
@@ -282,23 +283,6 @@ def _make_display(launcher: Launcher) -> Any:
     return StatusDisplay(launcher)
 
 
-def check_models(ens: Ensemble, yaml_path: Path) -> str | None:
-    """A missing or broken model folder, named in one line before any process starts."""
-    from agents.engines.model_worker import resolve_model
-    from agents.model.model_config import ModelLoadError, model_paths, read_tokenizer_config
-
-    for i, a in enumerate(ens.agents):
-        if a.engine.type != "onnx":
-            continue
-        folder = resolve_model(a.engine.model, yaml_path.resolve().parent)
-        try:
-            config, _, _ = model_paths(folder)
-            read_tokenizer_config(config)
-        except ModelLoadError as exc:
-            return f"{yaml_path}: agents.{i}.engine.model: {exc}"
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.list_ports:
@@ -307,17 +291,17 @@ def main(argv: list[str] | None = None) -> int:
         from launcher.schema import main as print_schema
 
         return print_schema()
-    try:
-        ens = load_ensemble(args.ensemble)
-    except EnsembleError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     if args.bars is not None and args.bars < 1:
         print("error: --bars: must be at least 1", file=sys.stderr)
         return 1
-    problem = check_models(ens, args.ensemble)
-    if problem is not None:
-        print(f"error: {problem}", file=sys.stderr)
+    # Everything a run would trip on, before anything starts; --check stops here, a launch goes on only
+    # when there is nothing (a run started from the file --check accepted must not fail at start-up).
+    ens, problems = check_file(args.ensemble, args.host)
+    if ens is not None and not args.check and args.from_midi is None:
+        problems = [f"{args.ensemble}: {p}" for p in check_ports_free(ens, args.host)]
+    if ens is None or problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
         return 1
     if args.check:
         print(

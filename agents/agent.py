@@ -108,7 +108,10 @@ class Agent:
             log.info("%s: model ready on %s (%s KV cache, context of up to %s events)", self.name, ready[1],
                      ready[3], ready[4])
         self.output = make_output(self._output_spec(), where=f"agents.{self.name}.output")
-        self.output.open()
+        try:
+            self.output.open()
+        except OutputError as exc:  # one line naming the part's output and what it could not open
+            raise OutputError(f"agents.{self.name}.output ({self.cfg.output.type}): {exc}") from None
         self.scheduler = Scheduler(self._send, clock=self.clock, realtime=self.ens.timing.realtime)
         self.scheduler.start()
         will = self._status("gone")
@@ -334,6 +337,8 @@ class Agent:
         assert self.plan is not None and self.scheduler is not None and self.bus is not None
         ctx = PlanContext(self.plan, tl.beats_per_bar, self.params)
         for note in self.engine.plan(start, target, ctx):
+            if tl.stop_beat > 0.0 and note.start_beat >= tl.stop_beat:
+                continue  # a part that commits ahead (agents/arrangement.py) may reach past the end
             if tl.stop_beat > 0.0 and note.end_beat > tl.stop_beat:
                 note = replace(note, duration_beats=tl.stop_beat - note.start_beat)
             if (
@@ -431,6 +436,8 @@ class Agent:
             "providers": list(getattr(self.engine, "providers", ())),
             "model_events": getattr(self.engine, "events", 0),
             "replans": getattr(self.engine, "replans", 0),
+            # beats the model had not drawn when they were due (the part played their chords only)
+            "behind_beats": getattr(self.engine, "behind_beats", 0),
             "model_load": round(float(getattr(self.engine, "load", 0.0)), 3),
             "stuck_notes": self.stuck_notes,
             "timemap": self._timemap_dict(),

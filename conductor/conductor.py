@@ -18,18 +18,26 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from conductor.control import HUMAN_NOTE, Allowlist, ControlError, parse_control, strip_prefix
+from conductor.control import (
+    HUMAN_NOTE,
+    Allowlist,
+    ControlError,
+    Displays,
+    exposure_warning,
+    parse_control,
+    strip_prefix,
+)
 from conductor.human import FileHuman, LiveHuman, MidiInput, read_midi_notes
 from conductor.link import LinkBridge
 from conductor.midi_clock import MidiClockOut
 from conductor.recorder import Recorder
 from conductor.state import ConductorState, Mix
-from conductor.status_json import StatusJson, agent_fields
+from conductor.status_json import StatusJson, agent_fields, bar_and_beat
 from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import Ensemble
 from protocol.form import ending_beats, ending_voicing, final_chord
 from protocol.harmony import Chord, ChordError, ChordPlan
-from protocol.messages import AgentParams, AgentStatus, BeatTick, Control, Note, SyncPing, SyncPong
+from protocol.messages import AgentParams, AgentStatus, BeatTick, Control, Note, PlanState, SyncPing, SyncPong
 from protocol.mix import CC_PAN, CC_VOLUME, pan_cc
 from protocol.process import write_json_atomic
 from protocol.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realtime
@@ -90,9 +98,10 @@ class Conductor:
             self._record_mix(a.name, 0.0)
         if record is not None:
             self.recorder.keep_journal(record.with_name(record.name + ".journal"), resume=self.resumed)
+        self.recorder.plan(max(0.0, self.state.timeline.beat_origin), self.state.plan_message())
         self.allow = Allowlist(ens.control.allow)
         self.control_invalid: dict[str, int] = {}
-        self.displays: set[tuple[str, int]] = set()
+        self.displays = Displays()
         self.human_file: FileHuman | None = None
         self.human_live: LiveHuman | None = None
         self.midi_in: MidiInput | None = None
@@ -136,7 +145,12 @@ class Conductor:
             # It is light (no model, no audio), so it runs with the agents' loops, below their timing.
             self.loop_priority = request_realtime(DEFAULT_RT_PRIORITY - 1)
 
-        surface = OscTransport((self.ens.control.listen, self.ens.control.port), [])
+        ctl = self.ens.control
+        # The allowlist runs on the sender's address before a byte is parsed (docs/security.md).
+        surface = OscTransport((ctl.bind_host, ctl.port), [], accept=self.allow.allows,
+                               setting="control.port")
+        if ctl.listen == "any":
+            log.warning("%s", exposure_warning(ctl.port, ctl.allow))
         clock_cfg = self.ens.conductor.midi_clock
         if clock_cfg is not None:  # opened first: a missing port stops the conductor before it plays
             self.midi_clock = MidiClockOut(clock_cfg.port, clock_cfg.api, virtual=clock_cfg.virtual).start()
@@ -286,12 +300,8 @@ class Conductor:
 
     # -- the control surface ------------------------------------------------------------------------
     async def _surface_loop(self) -> None:
-        async for packet in self.surface.incoming():
-            host = packet.sender[0]
-            if not self.allow.allows(host):
-                self._count("refused")
-                continue
-            self.displays.add((host, self.ens.control.reply_port or packet.sender[1]))
+        async for packet in self.surface.incoming():  # strangers never get here: the transport refused them
+            self.displays.add((packet.sender[0], self.ens.control.reply_port or packet.sender[1]))
             try:
                 await self._on_surface(packet.address, list(packet.args))
             except (ControlError, ChordError, ValueError, TypeError) as exc:
@@ -320,6 +330,8 @@ class Conductor:
                 self.recorder.tempo(msg.change_beat, msg.next_tempo_bpm)
             if isinstance(msg, AgentParams) and ctl.param in ("volume", "pan"):
                 self._record_mix(msg.agent, self.state.timeline.beat_at(now))
+            if isinstance(msg, PlanState):  # agents play it from now: the recording says so for --plot
+                self.recorder.plan(self.state.timeline.beat_at(now), msg)
             await self._publish(msg)
         if changed:
             self.save_state()
@@ -411,8 +423,7 @@ class Conductor:
         else:
             chord = self.state.plan.chord_at(beat, tl.beats_per_bar)
         tick = BeatTick(
-            beat // tl.beats_per_bar,
-            beat % tl.beats_per_bar,
+            *bar_and_beat(beat, tl.beats_per_bar),
             chord.symbol if chord else "",
             tl.tempo_at_beat(beat),
         )
@@ -422,7 +433,7 @@ class Conductor:
             from protocol.codec import to_osc
 
             for address, targs in (to_osc(self.ens.name, tick), to_osc(self.ens.name, status)):
-                for display in list(self.displays):
+                for display in self.displays:
                     self.surface.send(address, targs, to=display)
 
     # -- stats and persistence ----------------------------------------------------------------------
@@ -445,6 +456,8 @@ class Conductor:
                 reasons.update(bus.transport_invalid())
         if self.surface is not None:
             reasons.update(self.surface.stats.invalid)
+            if self.surface.stats.refused:  # strangers refused before parsing: not malformed, but counted
+                reasons["refused"] += self.surface.stats.refused
         return {
             "role": "conductor",
             "pid": os.getpid(),
@@ -452,7 +465,7 @@ class Conductor:
             "playing": tl.playing,
             "tempo": tl.tempo_at_beat(beat),
             "beat": beat,
-            "bar": math.floor(beat / tl.beats_per_bar),
+            "bar": bar_and_beat(beat, tl.beats_per_bar)[0],
             "chord": chord.symbol if chord else "",
             "roster": sorted(self.state.heard),
             "human_notes": self.human_notes,
@@ -460,6 +473,7 @@ class Conductor:
             "invalid_messages": sum(reasons.values()),
             "invalid_reasons": dict(reasons),
             "refused": dict(self.allow.refused),
+            "displays": len(self.displays),
             "agents": {a: agent_fields(s) for a, s in self.agent_status.items()},
             "bus": self.ens.bus.transport,
             "link": self.link.stats(),

@@ -2,14 +2,16 @@
 
 Surfaces send floats where ints are meant and toggles as 0/1 floats, and may address several agents
 at once with OSC patterns (`/agent/*/mute`). Senders outside the allowed networks are refused and
-counted: a stranger's phone on the venue Wi-Fi must not stop the show.
+counted before their packets are parsed: a stranger's phone on the venue Wi-Fi must not stop the show,
+nor cost the conductor a decode per packet. Displays (who get the beat ticks back) are allowed senders
+only, and at most MAX_DISPLAYS of them: every display costs two sends a beat on the conductor's loop.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from protocol.codec import OSC_ROOT
@@ -17,6 +19,17 @@ from protocol.controls import BY_NAME
 from protocol.messages import Control
 
 HUMAN_NOTE = "human/note"
+MAX_DISPLAYS = 32  # a stage has a handful of surfaces; docs/security.md states this number
+MAX_REFUSED_HOSTS = 256  # per-address refusal counts kept; later strangers are counted under "other"
+
+
+def exposure_warning(port: int, allow: Sequence[str]) -> str:
+    """What the conductor prints when `control.listen: any` opens the control port to every host."""
+    return (
+        f"control.listen: any: control port UDP {port} is open on every interface, so any host on the "
+        f"network can reach it; only senders in control.allow ({', '.join(allow) or 'none'}) may steer "
+        "or get beat ticks"
+    )
 
 
 class ControlError(ValueError):
@@ -60,7 +73,11 @@ def parse_control(ensemble: str, address: str, args: Sequence[Any]) -> Control:
 
 
 class Allowlist:
-    """Networks that may steer; everything else is refused and counted per address."""
+    """Networks that may steer; everything else is refused and counted per address.
+
+    Per-address counts stop growing new keys at MAX_REFUSED_HOSTS (the rest go under "other"), so a
+    sweep of spoofed sources cannot grow the conductor's memory or its status message without bound.
+    """
 
     def __init__(self, networks: Sequence[str]) -> None:
         self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
@@ -74,5 +91,35 @@ class Allowlist:
         else:
             ok = any(ip in net for net in self.networks)
         if not ok:
-            self.refused[host] += 1
+            key = host if host in self.refused or len(self.refused) < MAX_REFUSED_HOSTS else "other"
+            self.refused[key] += 1
         return ok
+
+
+class Displays:
+    """The surfaces that get beat ticks back: allowed senders only, the most recent `cap` of them.
+
+    WHY bounded: every new UDP source port of an allowed host would otherwise be a subscriber for
+    the rest of the show, and each one costs two sends on the conductor's loop every beat, so one
+    host cycling through ports could make the beat itself late (tests/test_security.py floods it
+    with 20,000). A sender is refreshed each time it sends, so a surface that keeps talking stays;
+    the one heard from longest ago is dropped first.
+    """
+
+    def __init__(self, cap: int = MAX_DISPLAYS) -> None:
+        if cap < 1:
+            raise ValueError(f"cap: needs at least 1 display, got {cap}")
+        self.cap = cap
+        self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
+
+    def add(self, address: tuple[str, int]) -> None:
+        self._seen[address] = None
+        self._seen.move_to_end(address)
+        while len(self._seen) > self.cap:
+            self._seen.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        return iter(list(self._seen))

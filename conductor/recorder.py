@@ -2,6 +2,8 @@
 
 Notes arrive stamped in beats, so the file is written in beats (480 ticks per beat) with the tempo
 changes the conductor made at the beats they took effect; nothing depends on when packets arrived.
+Chord plans are written the same way (a text event per plan, at the beat it took effect), so a plot
+of the file shows the harmony as played after live edits, not the plan the YAML started with.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from typing import IO
 
 import mido
 
-from protocol.messages import Note
+from protocol.messages import Note, PlanState
 
 PPQ = 480
+PLAN_EVENT = "barcelona.plan "  # prefix of the conductor track's text events that carry a plan (JSON)
 
 
 @dataclass
@@ -23,6 +26,7 @@ class Recorder:
     parts: list[tuple[str, int, int]]  # name, channel, program
     notes: dict[str, list[Note]] = field(default_factory=dict)
     tempos: list[tuple[float, float]] = field(default_factory=list)  # (beat, bpm)
+    plans: list[tuple[float, PlanState]] = field(default_factory=list)  # (beat it took effect, plan)
     beats_per_bar: int = 4
     seen: set[tuple[str, float, int]] = field(default_factory=set)
     journal: IO[str] | None = None
@@ -40,6 +44,8 @@ class Recorder:
                         self.tempo(*item["tempo"], write=False)
                     elif "cc" in item:
                         self.control(*item["cc"], write=False)
+                    elif "plan" in item:
+                        self.plan(item["plan"][0], PlanState(*item["plan"][1:]), write=False)
                     else:
                         self.add(Note(**item), write=False)
                 except (ValueError, TypeError, KeyError):
@@ -76,6 +82,17 @@ class Recorder:
             self.journal.write(json.dumps({"cc": [part, max(0.0, beat), control, value]}) + "\n")
             self.journal.flush()
 
+    def plan(self, beat: float, plan: PlanState, write: bool = True) -> None:
+        """Note the plan in force from `beat` on (a plan the same as the last one is not a change)."""
+        if self.plans and _harmony(self.plans[-1][1]) == _harmony(plan):
+            return
+        beat = max(0.0, beat)
+        self.plans.append((beat, plan))
+        if write and self.journal is not None:
+            item = {"plan": [beat, plan.epoch, plan.text, plan.loop, plan.key]}
+            self.journal.write(json.dumps(item) + "\n")
+            self.journal.flush()
+
     def count(self, part: str) -> int:
         return len(self.notes.get(part, []))
 
@@ -88,6 +105,9 @@ class Recorder:
             (round(b * PPQ), mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)))
             for b, bpm in sorted(self.tempos or [(0.0, 120.0)])
         ]
+        for b, p in self.plans:  # ASCII JSON: MIDI text events are bytes, chord symbols may not be
+            text = PLAN_EVENT + json.dumps({"epoch": p.epoch, "text": p.text, "loop": p.loop, "key": p.key})
+            events.append((round(b * PPQ), mido.MetaMessage("text", text=text)))
         _append_timed(meta, events)
         mid.tracks.append(meta)
         for name, channel, program in self.parts:
@@ -118,6 +138,10 @@ class Recorder:
             self.journal.close()
             Path(self.journal.name).unlink(missing_ok=True)
             self.journal = None
+
+
+def _harmony(plan: PlanState) -> tuple[str, bool, str]:
+    return plan.text, plan.loop, plan.key
 
 
 def _append_timed(track: mido.MidiTrack, events: list[tuple[int, mido.Message | mido.MetaMessage]]) -> None:

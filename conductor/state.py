@@ -130,8 +130,11 @@ class ConductorState:
         if p == "plan":
             self.plan = ChordPlan.parse(str(v), loop=self.plan.loop, key=self.plan.key)
         elif p == "bar":
-            index, _, symbols = str(v).partition(" ")
-            self.plan = self.plan.with_bar(int(index), tuple(symbols.split()))
+            number, _, symbols = str(v).partition(" ")
+            n, length = int(number), len(self.plan.bars)
+            if not 1 <= n <= length + 1:  # bars count from 1, as every display counts them
+                raise ValueError(f"bar: {n} is outside 1..{length + 1} (1 is the first, {length + 1} adds)")
+            self.plan = self.plan.with_bar(n - 1, tuple(symbols.split()))
         else:
             raise ValueError(f"param: unknown ensemble control {p!r}")
         self.plan_epoch += 1

@@ -10,6 +10,7 @@ not here; the launcher's terminal display shows it.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import deque
 from typing import Any
@@ -17,6 +18,16 @@ from typing import Any
 from protocol.messages import MAX_STATUS_JSON, AgentStatus, EnsembleStatus
 
 RATE_WINDOW_S = 5.0
+
+
+def bar_and_beat(beat: float, beats_per_bar: int) -> tuple[int, int]:
+    """Bar and beat in bar as musicians count them, from 1: the downbeat of the piece is bar 1 beat 1.
+
+    Every display counts this way (beat ticks, this status, the launcher's table, `--plot`'s bar
+    numbers), so a bar a musician calls out is the same bar everywhere.
+    """
+    whole = math.floor(beat)
+    return whole // beats_per_bar + 1, whole % beats_per_bar + 1
 
 
 def agent_fields(s: AgentStatus) -> dict[str, Any]:

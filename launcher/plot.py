@@ -4,10 +4,15 @@ The x axis is in beats, not seconds: the recorder writes beats, the chord plan i
 tempo change should not bend the bar lines. Drum parts get their own lane labelled with General MIDI
 drum names, since a kick drawn at "C2" between the bass notes reads as a wrong bass note.
 matplotlib is an optional extra, imported only here and only when a plot is asked for.
+
+The chord lane shows the harmony as played: the conductor records each plan change (live `/plan`
+and `/bar` edits) in the file at the beat it took effect, and those win over the YAML's plan, which
+is only the fallback for a file without them. Bars are numbered from 1, as the displays count them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,9 +23,12 @@ import mido
 
 from protocol.harmony import ChordPlan
 
-__all__ = ["PlotError", "Track", "plot_piano_roll", "read_tracks"]
+__all__ = [
+    "PlotError", "Track", "bar_ticks", "chords_as_played", "plot_piano_roll", "read_plans", "read_tracks",
+]
 
 DRUM_CHANNEL = 9
+PLAN_EVENT = "barcelona.plan "  # the recorder's text events (conductor.recorder writes them)
 DEFAULT_SIZE = (1600, 900)  # pixels
 DPI = 100
 
@@ -84,6 +92,57 @@ def read_tracks(midi_path: str | os.PathLike[str]) -> tuple[list[Track], int | N
     return tracks, meter
 
 
+def read_plans(midi_path: str | os.PathLike[str]) -> list[tuple[float, ChordPlan]]:
+    """The chord plans the recording says were in force, each with the beat it took effect, in order.
+
+    A text event that does not parse is a one-line PlotError naming the beat, not a silent gap.
+    """
+    try:
+        mid = mido.MidiFile(str(midi_path))
+    except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
+        raise PlotError(f"{midi_path}: not a readable MIDI file: {exc}") from None
+    plans: list[tuple[float, ChordPlan]] = []
+    for raw in mid.tracks:
+        tick = 0
+        for msg in raw:
+            tick += msg.time
+            if msg.type == "text" and msg.text.startswith(PLAN_EVENT):
+                beat = tick / mid.ticks_per_beat
+                try:
+                    item = json.loads(msg.text[len(PLAN_EVENT) :])
+                    plan = ChordPlan.parse(item["text"], loop=bool(item["loop"]), key=str(item["key"]))
+                except (ValueError, TypeError, KeyError) as exc:  # ChordError is a ValueError
+                    where = f"{midi_path}: the plan recorded at beat {beat:g}"
+                    raise PlotError(f"{where} is unreadable: {exc}") from None
+                plans.append((beat, plan))
+    return sorted(plans, key=lambda p: p[0])
+
+
+def chords_as_played(
+    plans: Sequence[tuple[float, ChordPlan]], beats_per_bar: int, end_beat: float
+) -> list[tuple[float, float, str]]:
+    """(start, end, symbol) of every chord up to `end_beat`, each plan from its beat to the next's.
+
+    A plan is indexed by the absolute beat, as the agents index it: an edit at bar 6 of a looping
+    8-bar plan plays the new plan's bar 6 on, not its bar 1.
+    """
+    out: list[tuple[float, float, str]] = []
+    for i, (since, plan) in enumerate(plans):
+        until = min(plans[i + 1][0] if i + 1 < len(plans) else end_beat, end_beat)
+        beat = since
+        while beat < until:
+            span = plan.chord_span_at(beat, beats_per_bar)
+            if span is None:  # a plan that does not loop ends before the music does
+                break
+            end = min(span.end_beat, until)
+            if out and out[-1][2] == span.chord.symbol and out[-1][1] == beat:
+                out[-1] = (out[-1][0], end, span.chord.symbol)  # the same chord across a plan change
+            else:
+                out.append((beat, end, span.chord.symbol))
+            beat = end
+    return out
+
+
 def _import_pyplot() -> Any:
     try:
         import matplotlib
@@ -109,16 +168,12 @@ def _draw_notes(ax: Any, track: Track, color: Any, rows: dict[int, int] | None =
     ax.barh(ys, widths, left=lefts, height=0.8, color=colors, edgecolor=(*color[:3], 1.0), linewidth=0.4)
 
 
-def _draw_chords(ax: Any, plan: ChordPlan, beats_per_bar: int, end_beat: float) -> None:
-    beat = 0.0
-    while beat < end_beat:
-        span = plan.chord_span_at(beat, beats_per_bar)
-        if span is None:  # a plan that does not loop ends before the music does
-            break
-        ax.axvline(span.start_beat, color="0.6", linewidth=0.6)
-        ax.text(span.start_beat + 0.1, 0.5, span.chord.symbol, va="center", ha="left", fontsize=10,
-                clip_on=True)
-        beat = span.end_beat
+def _draw_chords(ax: Any, plans: Sequence[tuple[float, ChordPlan]], bpb: int, end_beat: float) -> None:
+    for start, _end, symbol in chords_as_played(plans, bpb, end_beat):
+        ax.axvline(start, color="0.6", linewidth=0.6)
+        ax.text(start + 0.1, 0.5, symbol, va="center", ha="left", fontsize=10, clip_on=True)
+    for since, _plan in plans[1:]:  # where a live edit took over
+        ax.axvline(since, color="tab:red", linewidth=1.2)
 
 
 def plot_piano_roll(
@@ -134,19 +189,21 @@ def plot_piano_roll(
 ) -> Path:
     """Draw the recording at `midi_path` as a PNG of exactly `size` pixels; returns the PNG's path.
 
-    `chords` is the ensemble's plan text (as in the YAML); None leaves the chord lane out.
-    `beats_per_bar` None takes the meter from the file (the recorder writes it), else 4.
+    The chord lane shows the plans recorded in the file (as played, live edits included); a file
+    without them falls back to `chords`, the ensemble's plan text (as in the YAML); with neither
+    there is no chord lane. `beats_per_bar` None takes the meter from the file, else 4.
     """
     if not (len(size) == 2 and all(isinstance(v, int) and 200 <= v <= 20000 for v in size)):
         raise ValueError(f"size: expected (width, height) in pixels, 200..20000, got {size!r}")
     tracks, file_meter = read_tracks(midi_path)
     bpb = beats_per_bar or file_meter or 4
-    plan = None
-    if chords is not None:
+    plans = read_plans(midi_path)
+    if chords is not None and not plans:
         try:
-            plan = ChordPlan.parse(chords, loop=loop, key=key)
+            plans = [(0.0, ChordPlan.parse(chords, loop=loop, key=key))]
         except ValueError as exc:  # ChordError is a ValueError
             raise PlotError(f"chords: {exc}") from None
+    plan = plans or None
     plt = _import_pyplot()
     from matplotlib.patches import Patch
 
@@ -186,7 +243,7 @@ def plot_piano_roll(
         lane.set_ylim(0, 1)
         lane.set_yticks([])
         lane.set_ylabel("chords", rotation=0, ha="right", va="center")
-        _draw_chords(lane, plan, bpb, end)
+        _draw_chords(lane, plans, bpb, end)
 
     _bar_lines(axes, bpb, end)
     axes[-1].set_xlabel(f"bar ({bpb} beats)")
@@ -212,5 +269,13 @@ def _bar_lines(axes: Sequence[Any], bpb: int, end: float) -> None:
                     ax.axvline(beat, color="0.88", linewidth=0.4, zorder=0)
         ax.set_axisbelow(True)
         ax.grid(axis="y", color="0.9", linewidth=0.5)
-    axes[-1].set_xticks([b * bpb for b in range(0, bars, step)])
-    axes[-1].set_xticklabels([str(b + 1) for b in range(0, bars, step)])
+    ticks = bar_ticks(bpb, end)
+    axes[-1].set_xticks([beat for beat, _ in ticks])
+    axes[-1].set_xticklabels([label for _, label in ticks])
+
+
+def bar_ticks(bpb: int, end: float) -> list[tuple[int, str]]:
+    """(beat, label) of the numbered bar lines: bar 1 starts at beat 0, as the displays count."""
+    bars = int(end // bpb)
+    step = max(1, bars // 32)
+    return [(b * bpb, str(b + 1)) for b in range(0, bars, step)]

@@ -66,11 +66,17 @@ class Bus:
 class OscBus(Bus):
     transport_name = "osc"
 
-    def __init__(self, ensemble: str, listen: tuple[str, int], peers: Sequence[tuple[str, int]]) -> None:
+    def __init__(
+        self,
+        ensemble: str,
+        listen: tuple[str, int],
+        peers: Sequence[tuple[str, int]],
+        setting: str = "listen",
+    ) -> None:
         super().__init__(ensemble)
         from protocol.transport_osc import OscTransport
 
-        self._transport = OscTransport(listen, list(peers))
+        self._transport = OscTransport(listen, list(peers), setting=setting)
 
     @property
     def raw(self) -> Any:
@@ -142,9 +148,9 @@ class MqttBus(Bus):
             await self._transport.subscribe(topic, 1)
         try:
             await self._transport.wait_connected(CONNECT_WAIT_S)
-        except TimeoutError:
+        except TimeoutError as exc:
             # Keep going: the reconnect loop goes on, and state messages are queued until the link is up.
-            log.warning("no MQTT broker yet after %.0f s; still trying", CONNECT_WAIT_S)
+            log.warning("%s; still trying", exc)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -174,7 +180,7 @@ def open_sync_bus(ens: Ensemble, who: str) -> OscBus | None:
     same one an OSC bus would use, and has no peers: pings name the conductor, pongs their sender."""
     if ens.bus.transport != "mqtt" or ens.bus.sync != "udp":
         return None
-    return OscBus(ens.name, ens.osc_endpoint(who), [])
+    return OscBus(ens.name, ens.osc_endpoint(who), [], setting=_port_field(ens, who))
 
 
 def open_bus(ens: Ensemble, who: str, *, will: Any | None = None) -> Bus:
@@ -182,4 +188,14 @@ def open_bus(ens: Ensemble, who: str, *, will: Any | None = None) -> Bus:
     if ens.bus.transport == "mqtt":
         client_id = f"barcelona-{ens.name}-{who}-{int(time.time() * 1000) % 100000}"
         return MqttBus(ens.name, ens.bus.mqtt, client_id, will, sync_for=None if who == "monitor" else who)
-    return OscBus(ens.name, ens.osc_endpoint(who), ens.osc_peers(who))
+    return OscBus(ens.name, ens.osc_endpoint(who), ens.osc_peers(who), setting=_port_field(ens, who))
+
+
+def _port_field(ens: Ensemble, who: str) -> str:
+    """What to call a process's bus port in an error line: the YAML field that places it."""
+    if who == "conductor":
+        return "bus.osc.base_port (the conductor)"
+    names = [a.name for a in ens.agents]
+    if who not in names:
+        return f"bus port ({who})"
+    return f"bus.osc.base_port + {1 + names.index(who)} (agent {who})"

@@ -52,8 +52,8 @@ class ControlSpec:
             return check_str(field, " ".join(str(a) for a in args), 4096)
         # bar: index then symbols, sent as "<index> <symbols…>" text on the bus
         if len(args) < 2:
-            raise ValueError(f"{field}: needs a bar index and chord symbols")
-        index = check_int(f"{field}.index", args[0], 0, 1023)
+            raise ValueError(f"{field}: needs a bar number and chord symbols")
+        index = check_int(f"{field}.index", args[0], 1, 1024)  # bar numbers count from 1, as displays do
         symbols = check_str(f"{field}.symbols", " ".join(str(a) for a in args[1:]), 256)
         return f"{index} {symbols}"
 
@@ -65,7 +65,7 @@ CONTROLS: tuple[ControlSpec, ...] = (
                 "End at the next bar line agents can reach: every part holds the final chord for "
                 "`timing.ending_beats`, then the transport stops. A second stop cuts at once."),
     ControlSpec("plan", "ensemble", "text", None, None, "Replace the chord plan: `Dm7 G7 | Cmaj7 | ...`."),
-    ControlSpec("bar", "ensemble", "bar", None, None, "Replace one bar: index, then its chord symbols."),
+    ControlSpec("bar", "ensemble", "bar", None, None, "Replace one bar: number (1 = first), chords."),
     ControlSpec("mute", "agent", "bool", None, None, "Silence an agent (1) or let it play (0)."),
     ControlSpec("solo", "agent", "bool", None, None, "Only soloed agents play while any is soloed."),
     ControlSpec("temperature", "agent", "float", 0.01, 5.0, "Sampling temperature of the agent's model."),

@@ -7,11 +7,20 @@ traceback, so `load_ensemble` turns pydantic's report into `EnsembleError` with 
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from protocol.mix import (
     DEFAULT_DYNAMICS,
@@ -26,6 +35,19 @@ Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Channel = Annotated[int, Field(ge=0, le=15)]
 Pitch = Annotated[int, Field(ge=0, le=127)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def _ip_literal(value: str) -> str:
+    """Bus and control sockets bind and send to IP literals only (protocol/transport_osc.py): a name
+    would need a DNS lookup in the timing path, so it is refused here rather than at start-up."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address (write e.g. 127.0.0.1 or 192.168.1.20)") from None
+    return value
+
+
+IpLiteral = Annotated[str, AfterValidator(_ip_literal)]
 
 
 class Strict(BaseModel):
@@ -47,7 +69,7 @@ class TlsConfig(Strict):
 
 
 class MqttBusConfig(Strict):
-    host: str = "127.0.0.1"
+    host: Annotated[str, Field(min_length=1)] = "127.0.0.1"  # an IP or a name the machine resolves
     port: Port = 1883
     username: str | None = None
     password: str | None = None
@@ -69,12 +91,35 @@ class BusConfig(Strict):
 
 
 class ControlConfig(Strict):
-    """The OSC control surface: Max/MSP and TouchOSC steer the ensemble here."""
+    """The OSC control surface: Max/MSP and TouchOSC steer the ensemble here.
 
-    listen: str = "127.0.0.1"
+    `listen` is one IP address, or the word `any` for every interface. The wildcard addresses
+    themselves (`0.0.0.0`, `::`) are refused: a port every host on the network can reach should be
+    asked for in words, and the conductor warns when it is.
+    """
+
+    listen: str = "127.0.0.1"  # an IP literal or `any`: checked by _listen
     port: Port = 57300
     allow: tuple[str, ...] = ("127.0.0.1/32",)
     reply_port: Port | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value == "any":
+            return value
+        try:
+            ip = ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address (or `any` for every interface)") from None
+        if ip.is_unspecified:
+            raise ValueError(f"{value} listens on every interface: write `listen: any` to mean that")
+        return value
+
+    @property
+    def bind_host(self) -> str:
+        """The address to bind: `any` is IPv4's wildcard (the surfaces on a stage speak IPv4)."""
+        return "0.0.0.0" if self.listen == "any" else self.listen
 
     @field_validator("allow")
     @classmethod
@@ -87,7 +132,7 @@ class ControlConfig(Strict):
 class TimingConfig(Strict):
     latency_ms: Annotated[float, Field(ge=5, le=2000)] = 150.0
     commit_beats: Annotated[float, Field(gt=0, le=8)] = 1.0
-    horizon_beats: Annotated[float, Field(gt=0, le=64)] = 8.0
+    horizon_beats: Annotated[float, Field(gt=0, le=64)] = 2.0
     count_in_beats: Annotated[float, Field(ge=0, le=16)] = 1.0
     # `click`: the drums part (else the first agent) clicks each beat of the count-in on GM channel
     # 10; `silent`: the count-in is only the start-up lead, as a DAW-fed or solo-cued set wants
@@ -118,6 +163,15 @@ class OutputConfig(Strict):
         """`type: null` in YAML reads as None; the user meant the null output."""
         return "null" if value is None else value
 
+    @model_validator(mode="after")
+    def _complete(self) -> OutputConfig:
+        """An output that would fail to open (or, for osc, play into a port nobody listens on)."""
+        if self.type == "midi" and not self.virtual and not self.port:
+            raise ValueError("port: a midi output needs a port (see --list-ports) or virtual: true")
+        if self.type == "osc" and self.osc_port is None:
+            raise ValueError("osc_port: an osc output needs the UDP port its synth listens on")
+        return self
+
 
 class Hit(Strict):
     """One rhythm step: where in the bar, how long, and (for drums) which pitch."""
@@ -128,10 +182,15 @@ class Hit(Strict):
     velocity: Annotated[int, Field(ge=1, le=127)] = 90
 
 
-class EngineConfig(Strict):
-    """`pattern`: voices the chord plan on a rhythm (no model). `onnx`: a SkyTNT-format model."""
+DrumStyle = Literal["rock", "pop", "funk", "jazz", "shuffle", "bossa", "waltz", "ballad"]
 
-    type: Literal["pattern", "onnx"] = "pattern"
+
+class EngineConfig(Strict):
+    """`pattern`: voices the chord plan on a rhythm (no model). `onnx`: a SkyTNT-format model.
+    `drums`: a drummer's grooves by `style`, varied bar to bar, with a fill ending every
+    `phrase_bars` bars and before the chord plan loops (docs/drums.md)."""
+
+    type: Literal["pattern", "onnx", "drums"] = "pattern"
     voicing: Literal["root", "root_fifth", "chord", "arpeggio", "drums"] = "chord"
     rhythm: tuple[Hit, ...] = (Hit(beat=0, duration=1.0), Hit(beat=2, duration=1.0))
     model: str | None = None
@@ -149,6 +208,13 @@ class EngineConfig(Strict):
     # onsets only on multiples of this many beats (1, 1/2, 1/4, 1/8, 1/16); unset: the model's 1/16
     grid: float | None = None
     seed: int | None = None
+    # int8: a float32 export is quantised once at load into a cache folder (the user's files are only
+    # read) and its agreement with float32 logged (agents/model/int8_cache.py)
+    quantize: Literal["none", "int8"] = "none"
+    # type: drums
+    style: DrumStyle = "rock"
+    phrase_bars: Literal[4, 8] = 4
+    fills: bool = True
 
     @field_validator("grid")
     @classmethod
@@ -171,8 +237,11 @@ class PartConfig(Strict):
     program: Annotated[int, Field(ge=0, le=127)] = 0
     range: tuple[Pitch, Pitch] = (36, 96)
     host: Name = "local"
-    address: str = "127.0.0.1"
+    address: IpLiteral = "127.0.0.1"
     output: OutputConfig = OutputConfig()
+    # another part on the same MIDI channel is refused unless this part says it shares the channel
+    # (their notes and controllers mix on one channel: a doubling on purpose, never by accident)
+    share_channel: bool = False
 
     @field_validator("range")
     @classmethod
@@ -283,7 +352,7 @@ class LinkConfig(Strict):
 
 class ConductorConfig(Strict):
     host: Name = "local"
-    address: str = "127.0.0.1"
+    address: IpLiteral = "127.0.0.1"
     midi_clock: MidiClockConfig | None = None
     link: LinkConfig = LinkConfig()
 
@@ -311,6 +380,20 @@ class Ensemble(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"agents: part names must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _hits_in_the_bar(self) -> Ensemble:
+        """A written hit at or past the bar's last beat would never sound (the pattern wraps per bar)."""
+        for i, a in enumerate(self.agents):
+            if "rhythm" not in a.engine.model_fields_set:
+                continue  # the default rhythm: the pattern engine skips what a short meter cannot hold
+            for j, hit in enumerate(a.engine.rhythm):
+                if hit.beat >= self.meter:
+                    raise ValueError(
+                        f"agents.{i}.engine.rhythm.{j}.beat: {hit.beat:g} is past the bar "
+                        f"(meter {self.meter}: beats 0 to below {self.meter})"
+                    )
         return self
 
     def agent(self, name: str) -> AgentConfig:
@@ -345,11 +428,48 @@ class EnsembleError(ValueError):
     """A broken ensemble file; str() is the one line the launcher prints."""
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A key written twice in one YAML mapping; str() names its path and both lines."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key written twice in one mapping: plain YAML loading keeps the last
+    one silently, so a second `channel:` under a part would quietly win over the first."""
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _no_duplicate_keys(node, "")
+        return self.construct_document(node)
+
+
+def _no_duplicate_keys(node: yaml.Node, path: str) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else None
+            where = f"{path}.{key}" if path else str(key)
+            if key is not None and key != "<<":
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise DuplicateKeyError(f"{where}: written twice (lines {seen[key]} and {line})")
+                seen[key] = line
+            _no_duplicate_keys(value_node, where)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _no_duplicate_keys(item, f"{path}.{i}" if path else str(i))
+
+
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "(top)"
+    loc = ".".join(str(p) for p in err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
-    return f"{loc}: {msg}"
+    named = re.match(r"^([A-Za-z_][\w.]*): ", msg)  # a rule over a whole section names its field
+    if named and err["type"] == "value_error":
+        # `agents.0.output` + `port: ...` -> `agents.0.output.port: ...`; at the top, the name alone
+        return f"{loc}.{msg}" if loc else msg
+    return f"{loc or '(top)'}: {msg}"
 
 
 def parse_ensemble(data: Any, source: str = "<ensemble>") -> Ensemble:
@@ -377,8 +497,15 @@ def load_ensemble(path: str | Path) -> Ensemble:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise EnsembleError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise EnsembleError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02X} on line {line}); save it as UTF-8"
+        ) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+    except DuplicateKeyError as exc:
+        raise EnsembleError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

@@ -67,8 +67,9 @@ def instrument(name: str) -> Instrument:
 
 def guess_role(channel: int, pitch_range: tuple[int, int], bass_flag: bool = False) -> Role:
     """The role of a part the YAML names no instrument for: GM channel 10 drums, a part marked
-    `bass: true` or one whose range tops out below middle C the bass, one that reaches high a melody,
-    anything else comping. Old ensemble files keep working, and still get the band's voicing rules."""
+    `bass: true` or one whose range tops out at middle C or below the bass, anything else comping
+    (a melody part says so with `instrument:` or `role:`). Old ensemble files keep working, and still
+    get the band's voicing rules."""
     if channel == 9:
         return "drums"
     if bass_flag or pitch_range[1] <= 60:

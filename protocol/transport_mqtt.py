@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import random
+import re
 import socket
 import time
 from collections import deque
@@ -189,7 +190,10 @@ class MqttTransport:
                 raise MqttTransportError("transport closed before it connected")
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"no MQTT link within {timeout} s; last error: {self.stats.last_error}")
+                raise TimeoutError(
+                    f"bus.mqtt: cannot connect to {self._host}:{self._port} within {timeout} s: "
+                    f"{_reason(self.stats.last_error or 'no answer')}"
+                )
             waiters = [asyncio.ensure_future(event.wait()) for event in (self._connected, self._closing)]
             try:
                 await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
@@ -299,10 +303,13 @@ class MqttTransport:
                     await self._session(client)
             except aiomqtt.MqttError as exc:
                 if self.stats.last_error != str(exc):  # log each new error once, not every retry
-                    log.warning("MQTT %s:%d: %s", self._host, self._port, exc)
+                    what = "lost the link to" if was_up else "cannot connect to"
+                    log.warning("bus.mqtt: %s %s:%d: %s", what, self._host, self._port, _reason(exc))
                 self.stats.last_error = str(exc)
                 if not was_up and _is_fatal(exc):
-                    self._fatal = MqttAuthError(f"MQTT {self._host}:{self._port}: {exc}")
+                    self._fatal = MqttAuthError(
+                        f"bus.mqtt: cannot connect to {self._host}:{self._port}: {_reason(exc)}"
+                    )
                     self._closing.set()
                     self._end_incoming()
                     return
@@ -398,6 +405,11 @@ class MqttTransport:
 def _refused(filters: list[str], granted: Iterable[object]) -> list[str]:
     codes = [int(getattr(code, "value", code)) for code in granted]  # type: ignore[call-overload]
     return [f for f, code in zip(filters, codes, strict=False) if code >= 0x80]
+
+
+def _reason(exc: object) -> str:
+    """The words of an error without paho's `[Errno 111] ` or `[code:135] ` prefix: the line says where."""
+    return re.sub(r"^\[(Errno -?\d+|code:\d+)\] ", "", str(exc))
 
 
 def _is_fatal(exc: aiomqtt.MqttError) -> bool:

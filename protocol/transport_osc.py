@@ -13,10 +13,12 @@ python-osc drops silently.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import itertools
 import logging
 import math
+import re
 import socket
 import struct
 import time
@@ -67,6 +69,7 @@ class OscStats:
     send_errors: int = 0
     dropped: int = 0  # good packets lost because the incoming queue was full
     callback_errors: int = 0
+    refused: int = 0  # datagrams from senders `accept` turned away, never parsed
     invalid: dict[str, int] = field(default_factory=dict)
 
 
@@ -250,10 +253,13 @@ class OscTransport:
     """An ``async with`` UDP endpoint bound to exactly ``listen`` that fans messages out to peers.
 
     There are no background loops: the datagram protocol's callback is the receive loop, and UDP has
-    no connection to keep alive. Packets go to ``on_packet`` when given (lowest latency, called on the
-    event loop; its errors are counted, never raised into the loop) or else to ``incoming()``.
-    Sending is synchronous and must happen on the event loop's thread (asyncio transports are not
-    thread-safe); from another thread use ``loop.call_soon_threadsafe(transport.send, ...)``.
+    no connection to keep alive. ``accept`` (a sender-host predicate, e.g. an allowlist) runs on the
+    sender's address before a byte is parsed: a stranger's datagram costs one lookup, not a decode,
+    and is counted in ``stats.refused``, never in ``stats.invalid``. Packets go to ``on_packet`` when
+    given (lowest latency, called on the event loop; its errors are counted, never raised into the
+    loop) or else to ``incoming()``. Sending is synchronous and must happen on the event loop's
+    thread (asyncio transports are not thread-safe); from another thread use
+    ``loop.call_soon_threadsafe(transport.send, ...)``.
     """
 
     def __init__(
@@ -265,8 +271,12 @@ class OscTransport:
         max_queue: int = 4096,
         on_packet: Callable[[OscPacket], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        accept: Callable[[str], bool] | None = None,
+        setting: str = "listen",
     ) -> None:
         self._listen = _check_ip(listen, "listen")
+        self._accept = accept
+        self._setting = setting  # the setting that chose this port, for the error line when it is taken
         if not 0 < max_packet <= MAX_UDP_PAYLOAD:
             raise ValueError(f"max_packet must be in 1..{MAX_UDP_PAYLOAD}, got {max_packet}")
         self._max_packet = max_packet
@@ -282,7 +292,18 @@ class OscTransport:
 
     async def __aenter__(self) -> OscTransport:
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), local_addr=self._listen)
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Protocol(self), local_addr=self._listen
+            )
+        except OSError as exc:
+            host, port = self._listen
+            reason = exc.strerror or re.sub(r"^\[Errno -?\d+\] ", "", str(exc))
+            if exc.errno == errno.EADDRINUSE:
+                reason = "the port is in use (another ensemble still playing?)"
+            err = OSError(f"{self._setting}: cannot listen on UDP {host}:{port}: {reason}")
+            err.errno = exc.errno  # kept for callers; str() stays the one line without "[Errno 98]"
+            raise err from None
         self._transport, bound = transport, transport.get_extra_info("sockname")
         self._listen = (str(bound[0]), int(bound[1]))
         return self
@@ -351,6 +372,9 @@ class OscTransport:
     def _on_datagram(self, data: bytes, sender: Address) -> None:  # runs in the loop's datagram callback
         received_at = self._clock()
         self.stats.datagrams_in += 1
+        if self._accept is not None and not self._accept(sender[0]):
+            self.stats.refused += 1
+            return
         try:
             if len(data) > self._max_packet:
                 raise MalformedDatagramError("too_large", f"{len(data)} bytes")

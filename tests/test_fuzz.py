@@ -100,7 +100,7 @@ def test_parse_control_refuses_with_control_error_and_accepts_only_in_range(
         assert isinstance(v, str) and len(v) <= 4096
     if spec.kind == "bar":
         index, _, symbols = v.partition(" ")
-        assert 0 <= int(index) <= 1023 and len(symbols) <= 256
+        assert 1 <= int(index) <= 1024 and len(symbols) <= 256
 
 
 # -- the OSC datagram parser --------------------------------------------------------------------------

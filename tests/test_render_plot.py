@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import struct
+import subprocess
 import sys
 import wave
 from pathlib import Path
@@ -13,11 +16,15 @@ import mido
 import numpy as np
 import pytest
 import yaml
-from support.ensembles import ROOT, run_launcher, write_ensemble
+from pythonosc.osc_message_builder import OscMessageBuilder
+from support.ensembles import ROOT, read_json, run_launcher, wait_for, write_ensemble
 
-from launcher.plot import PlotError, plot_piano_roll, read_tracks
+from conductor.recorder import Recorder
+from launcher.plot import PlotError, chords_as_played, plot_piano_roll, read_plans, read_tracks
 from launcher.render import RenderError, render_wav
 from launcher.schema import ensemble_json_schema, schema_text
+from protocol.harmony import ChordPlan
+from protocol.messages import Note, PlanState
 
 PPQ = 480
 CHORDS = "C | G7 | Am F | C"
@@ -173,6 +180,69 @@ def test_plot_without_chords_and_with_a_bad_plan(session: Path, tmp_path: Path, 
     assert png_size(plot_piano_roll(session, tmp_path / "a.png", None, 4, True, "C")) == (1600, 900)
     with pytest.raises(PlotError, match="chords"):
         plot_piano_roll(session, tmp_path / "b.png", "C | Hm7", 4, True, "C")
+
+
+def test_the_chord_lane_is_the_plan_as_played(tmp_path: Path, matplotlib: Any) -> None:
+    """Plans recorded at the beats they took effect win over the YAML's; a conductor restart keeps them."""
+    journal = tmp_path / "s.mid.journal"
+    rec = Recorder([("melody", 0, 73)])
+    rec.keep_journal(journal, resume=False)
+    rec.plan(0.0, PlanState(0, "C | G7", True, "C"))
+    rec.add(Note(0.0, 1.0, 60, 90, 0, "melody"))
+    rec.plan(6.0, PlanState(1, "Am | Dm", True, "C"))  # a live edit in bar 2, beat 3
+    rec.plan(7.0, PlanState(1, "Am | Dm", True, "C"))  # the same plan again is no change
+    again = Recorder([("melody", 0, 73)])  # the conductor restarted: the journal brings the edit back
+    again.keep_journal(journal, resume=True)
+    again.add(Note(12.0, 1.0, 64, 90, 0, "melody"))
+    again.save(tmp_path / "s.mid")
+    plans = read_plans(tmp_path / "s.mid")
+    assert [(b, p.to_text()) for b, p in plans] == [(0.0, "C | G7"), (6.0, "Am | Dm")]
+    played = chords_as_played(plans, 4, 16.0)
+    # Bar 2 of the new plan from beat 6 on: indexed by the absolute beat, as the agents index it.
+    assert played == [(0.0, 4.0, "C"), (4.0, 6.0, "G7"), (6.0, 8.0, "Dm"), (8.0, 12.0, "Am"),
+                      (12.0, 16.0, "Dm")]  # fmt: skip
+    png = plot_piano_roll(tmp_path / "s.mid", tmp_path / "s.png", "E | E | E", 4, True, "C")
+    assert png_size(png) == (1600, 900)
+
+
+def osc(address: str, *args: tuple[str, Any]) -> bytes:
+    b = OscMessageBuilder(address)
+    for tag, value in args:
+        b.add_arg(value, tag)
+    return b.build().dgram
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_a_live_plan_edit_is_in_the_recording_at_its_beat(tmp_path: Path, matplotlib: Any) -> None:
+    """A real conductor, a real /plan over OSC while it plays: the recording carries both plans, the
+    edit at the beat the conductor's stats showed when it landed, and the plot draws from them."""
+    path = write_ensemble(tmp_path, {"tempo": 240, "chords": "C | G7 | C | G7"})  # no agents run: it starts
+    cfg = yaml.safe_load(path.read_text())
+    control = ("127.0.0.1", int(cfg["control"]["port"]))
+    stats, mid = tmp_path / "conductor.json", tmp_path / "out.mid"
+    proc = subprocess.Popen([sys.executable, "-m", "conductor", str(path), "--stats", str(stats), "--record",
+                             str(mid), "--wait-agents", "0"], cwd=ROOT, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        before = wait_for(lambda: (s := read_json(stats)).get("beat", 0) >= 5 and s, 30, "bar 2")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(osc("/barcelona/demo/plan", ("s", "Am | Dm")), control)
+        after = wait_for(lambda: (s := read_json(stats)).get("chord") in ("Am", "Dm") and s, 10, "the plan")
+        wait_for(lambda: read_json(stats)["beat"] >= after["beat"] + 4, 10, "another bar")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
+    plans = read_plans(mid)
+    assert [p.to_text() for _, p in plans] == ["C | G7 | C | G7", "Am | Dm"], plans
+    edit_beat = plans[1][0]
+    assert before["beat"] <= edit_beat <= after["beat"], (before["beat"], edit_beat, after["beat"])
+    played = chords_as_played(plans, 4, edit_beat + 8)
+    assert played[0][2] == "C" and {c for start, _, c in played if start >= edit_beat} <= {"Am", "Dm"}
+    assert ChordPlan.parse("Am | Dm").chord_at(edit_beat, 4).symbol == next(
+        c for start, _, c in played if start >= edit_beat
+    )
+    assert png_size(plot_piano_roll(mid, tmp_path / "live.png", cfg["chords"], 4, True, "C")) == (1600, 900)
 
 
 def test_plot_without_matplotlib_says_how_to_get_it(

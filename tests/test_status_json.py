@@ -20,9 +20,10 @@ from support.ensembles import ROOT, write_ensemble
 from support.monitor import BusMonitor
 from support.net_fixtures import free_port
 
-from conductor.status_json import StatusJson
+from conductor.status_json import StatusJson, bar_and_beat
+from launcher.plot import bar_ticks
 from protocol import codec
-from protocol.messages import MAX_STATUS_JSON, AgentStatus, EnsembleStatus
+from protocol.messages import MAX_STATUS_JSON, AgentStatus, BeatTick, EnsembleStatus
 
 ENS = "demo"
 
@@ -36,7 +37,7 @@ def stats(n_agents: int = 2, reasons: int = 0) -> dict[str, Any]:
         for i in range(n_agents)
     }
     return {
-        "playing": True, "tempo": 120.0, "beat": 9.5, "bar": 2, "chord": "G7", "bus": "osc",
+        "playing": True, "tempo": 120.0, "beat": 9.5, "bar": 3, "chord": "G7", "bus": "osc",
         "roster": sorted(agents), "agents": agents, "invalid_messages": reasons,
         "invalid_reasons": {f"reason.number.{i}": 1 for i in range(reasons)}, "refused": {},
         "link": {"mode": "follow", "peers": 1},
@@ -54,7 +55,7 @@ def test_status_round_trips(encode: str) -> None:
         back = codec.from_mqtt(ENS, codec.mqtt_topic(ENS, msg), codec.to_msgpack(msg))
     assert back == msg
     data = back.data
-    assert (data["bar"], data["chord"], data["tempo"], data["playing"]) == (2, "G7", 120.0, True)
+    assert (data["bar"], data["chord"], data["tempo"], data["playing"]) == (3, "G7", 120.0, True)
     assert data["agents"]["agent00"]["late"] == 1 and data["agents"]["agent00"]["alive"]
     assert data["bus"]["roster"] == ["agent00", "agent01"] and data["link"]["peers"] == 1
 
@@ -96,19 +97,21 @@ def osc(address: str, *args: tuple[str, object]) -> bytes:
 @pytest.mark.slow
 def test_display_client_receives_status_once_a_beat(tmp_path: Path) -> None:
     monitor_port = free_port()
-    path = write_ensemble(tmp_path, {"bus": {"osc": {"monitor_port": monitor_port}}})
+    display = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    display.bind(("127.0.0.1", 0))
+    display.settimeout(0.2)
+    reply = {"reply_port": display.getsockname()[1]}  # as a patch's [udpreceive] port is set in the YAML
+    path = write_ensemble(tmp_path, {"bus": {"osc": {"monitor_port": monitor_port}}, "control": reply})
     data = yaml.safe_load(path.read_text())
     control_port = int(data["control"]["port"])
     agents = sorted(a["name"] for a in data["agents"])
     mon = BusMonitor(ENS, monitor_port)
-    display = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    display.bind(("127.0.0.1", 0))
-    display.settimeout(0.2)
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "run_ensemble.py"), str(path), "--bars", "6", "--quiet"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     statuses: list[tuple[float, dict[str, Any]]] = []
+    ticks: list[BeatTick] = []
     try:
         # Any allowed packet makes its sender a display; a no-op control is what a patch sends first.
         hello = osc(f"/barcelona/{ENS}/agent/{agents[0]}/temperature", ("f", 1.0))
@@ -126,6 +129,8 @@ def test_display_client_receives_status_once_a_beat(tmp_path: Path) -> None:
                 msg = codec.from_osc(ENS, m.message.address, m.message.params)
                 if isinstance(msg, EnsembleStatus):
                     statuses.append((time.monotonic(), msg.data))
+                elif isinstance(msg, BeatTick):
+                    ticks.append(msg)
         assert statuses, "no EnsembleStatus reached the display"
         last = statuses[-1][1]
         assert sorted(last["agents"]) == agents and all(a["alive"] for a in last["agents"].values())
@@ -134,6 +139,11 @@ def test_display_client_receives_status_once_a_beat(tmp_path: Path) -> None:
         assert sorted(last["bus"]["roster"]) == agents
         beats = [(d["bar"], round(d["beat"])) for _, d in statuses]
         assert len(set(beats)) == len(beats), "one status per beat"
+        # Bars and beats count from 1 on the wire: the tick sent with each status names its beat so.
+        assert ticks and min(t.bar for t in ticks) >= 1 and {t.beat for t in ticks} <= {1, 2, 3, 4}, ticks
+        for _, d in statuses:
+            assert d["bar"] == int(d["beat"]) // 4 + 1, d
+        assert {bar_and_beat(d["beat"], 4) for _, d in statuses} <= {(t.bar, t.beat) for t in ticks}
         assert mon.of(EnsembleStatus), "the status goes on the bus too"
         assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
     finally:
@@ -142,3 +152,13 @@ def test_display_client_receives_status_once_a_beat(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
     json.dumps(statuses[-1][1])  # what Max's dict gets is plain JSON
+
+
+# -- bars count from 1 everywhere: the beat ticks, the status, --plot ---------------------------------------
+@pytest.mark.parametrize("bpb", [3, 4, 7])
+def test_displays_and_the_plot_number_bars_alike_from_1(bpb: int) -> None:
+    """The plot's bar numbers sit at the beat where the conductor's tick says "bar N, beat 1"."""
+    assert bar_and_beat(0.0, bpb) == (1, 1) and bar_and_beat(bpb - 0.5, bpb) == (1, bpb)
+    assert bar_and_beat(float(bpb), bpb) == (2, 1)
+    for beat, label in bar_ticks(bpb, 40.0 * bpb):
+        assert bar_and_beat(float(beat), bpb) == (int(label), 1), (beat, label)

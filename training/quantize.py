@@ -1,34 +1,5 @@
-"""int8 weights for an exported model: the storage the shipped model uses (``--int8``).
+"""int8 weights at export (``--int8``): the same rewrite agents apply at load (agents/model/quantize.py)."""
 
-A small model on one CPU core is bound by reading its weights, not by arithmetic, so a quarter of the
-bytes runs faster for the same graph: the shipped agent ran x1.26 the events per CPU-second of its
-float32 export (bench/model_speed, side by side). Activations stay float32 at the graph's edges and are
-quantised per call inside it, so inputs, outputs and metadata are the export's own.
-"""
+from agents.model.quantize import QUANT_KEY, quantize_int8
 
-from __future__ import annotations
-
-from pathlib import Path
-
-QUANT_KEY = "quantization"  # metadata of a graph whose MatMul weights are int8
-
-
-def quantize_int8(path: Path) -> None:
-    """Rewrite one graph in place with int8 MatMul and embedding weights (ORT's dynamic quantisation),
-    keeping its metadata and recording ``quantization: int8-dynamic`` beside it."""
-    import onnx
-    from onnx import TensorProto
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    out = path.with_name(path.name + ".int8")
-    try:
-        # lean graphs: ONNX shape inference cannot type the outputs of ORT's contrib operators
-        quantize_dynamic(path, out, weight_type=QuantType.QInt8,
-                         extra_options={"DefaultTensorType": TensorProto.FLOAT})
-        model = onnx.load(str(out))
-        kept = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-        onnx.helper.set_model_props(model, kept | {QUANT_KEY: "int8-dynamic"})
-        onnx.save(model, str(out))
-        out.replace(path)  # only a finished graph replaces the float32 one
-    finally:
-        out.unlink(missing_ok=True)
+__all__ = ["QUANT_KEY", "quantize_int8"]

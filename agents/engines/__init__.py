@@ -39,6 +39,10 @@ def make_engine(ens: Ensemble, cfg: AgentConfig, base_dir: Path) -> Engine:
         from agents.engines.pattern import PatternEngine
 
         return PatternEngine(cfg)
+    if cfg.engine.type == "drums":
+        from agents.engines.drums import DrumsEngine, drum_seed
+
+        return DrumsEngine(cfg, drum_seed(ens, cfg))
     if cfg.engine.type == "onnx":
         from agents.engines.onnx_engine import OnnxEngine
 

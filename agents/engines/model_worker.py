@@ -59,6 +59,15 @@ class WorkerConfig:
     max_events: int | None = None  # context rows the agent keeps; None: context_events(model)
     onset_grid: int = 1  # onsets on multiples of this many 1/16-beat steps (Generator.onset_grid)
     intra_op_threads: int = 1
+    role: str = "comp"  # protocol/instruments.py roles: the voicing rules and velocities follow it
+    polyphony: int = 4
+    span: int = 0
+    doubling: bool = False
+    roles: tuple[tuple[int, str], ...] = ()  # (track, role) of every part
+    dynamics: int = 82  # the part's level as a centre velocity (agents/dynamics.py)
+    plan: Any = None  # the parsed ChordPlan (plan_text is parsed when None)
+    commit_offset: float = 0.0  # beats this part commits ahead of the agent's commit point
+    quantize: str = "none"  # "int8": load an int8 copy of a float32 export (agents/model/int8_cache.py)
 
 
 DEFAULT_CONTEXT_EVENTS = 1024  # a model whose config does not say what window it was trained on
@@ -88,18 +97,43 @@ def key_signature(tonic_pc: int, minor: bool) -> tuple[int, int]:
 
 
 class Planner:
-    """The model side of plan/commit; pure apart from the model it drives, so tests can step it."""
+    """The model side of plan/commit; pure apart from the model it drives, so tests can step it.
+
+    What it commits is a function of its inputs in musical time, its seed and nothing else, so a
+    slow CPU plays the same notes as a fast one for as long as it keeps up. Three rules make it so:
+
+    - The plan grows one beat (a *window*) at a time, and window ``k`` is drawn only once the commit
+      point has come within ``horizon_beats`` of it, in full, before the next message is read. How
+      far a fast CPU could have run ahead never shows in the notes.
+    - Each window draws from its own random stream, seeded by (seed, k): a window drawn again after
+      a re-plan draws as it would have the first time, whatever was drawn and thrown away before.
+    - Another agent's note enters the context when the window being drawn is far enough past its
+      start that it has surely arrived (``OTHERS_GATE_BEATS`` beyond the lead), never when it happens
+      to arrive. The player's notes enter at once and re-plan, as the player must be answered.
+
+    When the model falls behind (the commit point reaches beats it has not drawn), those beats get
+    what a player short of time plays: the chord on its strong beats (bass: the root; comping: the
+    chord; a melody rests), and the model resumes after them. ``behind_beats`` counts them.
+    """
 
     def __init__(self, cfg: WorkerConfig) -> None:
         from agents.model.decoder import DecodeParams, Generator
         from agents.model.live_context import LiveContext
         from agents.model.prompt import setup_prefix
         from agents.model.runtime import ModelRuntime
+        from agents.model.voicing import Voicing
         from protocol.harmony import ChordPlan
 
         self.cfg = cfg
-        self.max_events = context_events(cfg.model, cfg.max_events)
-        self.runtime = ModelRuntime(cfg.model, intra_op_threads=cfg.intra_op_threads,
+        self.model_note = ""
+        model = cfg.model
+        if cfg.quantize == "int8":
+            from agents.model.int8_cache import describe, int8_model
+
+            folder, figures = int8_model(model)
+            model, self.model_note = str(folder), describe(folder, figures)
+        self.max_events = context_events(model, cfg.max_events)
+        self.runtime = ModelRuntime(model, intra_op_threads=cfg.intra_op_threads,
                                     max_events=self.max_events)
         version = self.runtime.info.tokenizer_version
         prefix = setup_prefix(
@@ -112,6 +146,20 @@ class Planner:
         self.context = LiveContext(
             version, max_events=self.max_events, prefix=prefix, bar_beats=cfg.beats_per_bar
         )
+        roles = dict(cfg.roles)
+        human_track = cfg.tracks.get(cfg.human, (-1, -1))[0]
+        drums = frozenset(t for t, r in roles.items() if r == "drums") | frozenset(
+            t for t, ch in cfg.tracks.values() if ch == 9)
+        self.voicing = Voicing(
+            role=cfg.role,
+            polyphony=cfg.polyphony,
+            span=cfg.span,
+            doubling=cfg.doubling,
+            bass_tracks=frozenset(t for t, r in roles.items() if r == "bass" and t != cfg.track),
+            agent_tracks=frozenset(t for t, _ in cfg.tracks.values()
+                                   if t not in (cfg.track, human_track) and t not in drums),
+            drum_tracks=drums,
+        )
         self.generator = Generator(
             self.runtime,
             self.context,
@@ -121,10 +169,12 @@ class Planner:
             seed=cfg.seed,
             max_duration_beats=cfg.max_note_beats,
             onset_grid=cfg.onset_grid,
+            voicing=self.voicing if cfg.role != "drums" else None,
         )
         self._Params = DecodeParams
         self._ChordPlan = ChordPlan
-        self.plan = ChordPlan.parse(cfg.plan_text, loop=cfg.plan_loop, key=cfg.plan_key)
+        self.plan = cfg.plan if cfg.plan is not None else ChordPlan.parse(
+            cfg.plan_text, loop=cfg.plan_loop, key=cfg.plan_key)
         self.bpb = cfg.beats_per_bar
         self.params = DecodeParams(
             temperature=cfg.temperature,
@@ -134,13 +184,19 @@ class Planner:
             density=cfg.density,
             bass=cfg.bass,
         )
+        self.level = cfg.dynamics
         self.muted = False
         self.planned: list[Any] = []  # uncommitted own LiveNotes, in generation (= time) order
         self.committed_until = -math.inf
         self.now_beat: float | None = None
-        self.generated_until = -math.inf
+        self.generated_until = -math.inf  # every own onset before this beat is drawn
+        self.busy_until = -math.inf  # a monophonic part's last committed note sounds until here
+        self.held_ends: list[float] = []  # ends of committed notes that may still sound
+        self.others: list[tuple[float, Any]] = []  # heard notes of other agents, not yet in context
         self.events = 0
         self.replans = 0
+        self.behind_beats = 0
+        self.window_errors = 0
         self.generator.sync()
 
     # -- inputs ------------------------------------------------------------------------------------
@@ -152,19 +208,35 @@ class Planner:
         if start < self.context.origin_beat:
             return  # before the piece began (a count-in): the event stream has no negative time
         track, _ = self.cfg.tracks.get(source, (0, channel))
-        change = self.context.add_note(
-            LiveNote(start, duration, pitch, max(1, velocity), channel, track), owner=track
-        )
-        self.generator.apply(change)
-        if source == self.cfg.human:
-            self.replan()
+        note = LiveNote(start, duration, pitch, max(1, velocity), channel, track)
+        if source != self.cfg.human:
+            self.others.append((start, note))
+            return
+        self.generator.apply(self.context.add_note(note, owner=track))
+        self.replan()
+
+    def _admit_others(self, before: float) -> None:
+        """Other agents' notes that start before ``before`` join the context."""
+        if not self.others:
+            return
+        keep = []
+        for start, note in self.others:
+            if start < before:
+                track = note.track
+                self.generator.apply(self.context.add_note(note, owner=track))
+            else:
+                keep.append((start, note))
+        self.others = keep
 
     def set_plan(self, text: str, loop: bool, key: str) -> None:
         self.plan = self._ChordPlan.parse(text, loop=loop, key=key)
         self.replan()
 
-    def set_params(self, muted: bool, temperature: float, top_p: float, top_k: int, density: float) -> None:
+    def set_params(self, muted: bool, temperature: float, top_p: float, top_k: int, density: float,
+                   dynamics: int | None = None) -> None:
         self.muted = muted
+        if dynamics is not None:
+            self.level = dynamics
         self.params = self._Params(
             temperature=temperature,
             top_p=top_p,
@@ -176,33 +248,140 @@ class Planner:
         self.replan()
 
     def replan(self) -> None:
-        """Drop the uncommitted plan; the next steps regenerate it from the current context."""
+        """Drop the uncommitted plan from the first beat the model can still redraw in time; the next
+        windows are drawn again from the current context.
+
+        That beat is the first one at least ``REPLAN_LEAD_BEATS`` after the commit point: starting
+        between beats would push the first new note off the beat, and starting at a beat the commit
+        point is about to pass would leave the model no time to draw it (the notes planned before it
+        stay)."""
         self.replans += 1
-        self.planned = []
-        if math.isfinite(self.committed_until):
-            change = self.context.truncate_after(self.committed_until, owner=self.cfg.track)
-            self.generator.apply(change)
-            self.generated_until = self.committed_until
+        if not math.isfinite(self.committed_until):
+            self.planned = []
+            return
+        restart = float(math.ceil(self.committed_until + REPLAN_LEAD_BEATS - 1e-9))
+        self.planned = [n for n in self.planned if n.start_beat < restart]
+        change = self.context.truncate_after(restart, owner=self.cfg.track)
+        self.generator.apply(change)
+        self.generated_until = min(self.generated_until, restart)
 
     # -- outputs -----------------------------------------------------------------------------------
     def commit(self, now_beat: float, until: float) -> list[tuple[float, float, int, int]]:
-        """Notes that start before `until` leave the plan for good; later ones stay replaceable."""
+        """Notes that start before `until` (plus this part's turn, ``commit_offset``) leave the plan
+        for good; later ones stay replaceable.
+
+        The parts commit in the YAML's order, a fraction of a beat apart (agents/arrangement.py),
+        so a part sees what the parts before it committed for the same beat and can stay off their
+        pitches: that is how unisons and a comping note under the bass are avoided when both start
+        at once, which no part could know when it drew its notes."""
+        until += self.cfg.commit_offset
         self.now_beat = now_beat
         if not math.isfinite(self.committed_until):
-            # First clock: nothing before the commit point may be generated.
-            self.committed_until = until
-            self.generated_until = max(self.generated_until, until)
+            # First clock: the part starts on the beat nearest the commit point, so a start a few
+            # milliseconds either side of a beat (the transport's first tick) starts it at the same
+            # beat; one that near is still well ahead of now (the commit point is commit_beats ahead).
+            first = float(round(until))
+            if first < until and first < now_beat + FIRST_BEAT_MARGIN:
+                first = float(math.ceil(until))
+            self.committed_until = min(until, first)
+            self.generated_until = max(first, 0.0)
             return []
+        # what an idle machine has drawn by now: the notes committed now end no later than that, so
+        # how far a busy machine got never changes a note's length
+        limit = float(math.ceil(self.committed_until + self.cfg.horizon_beats - 1e-9))
+        if self.muted:
+            # a muted part draws nothing, and is not behind: it resumes from where the clock is
+            self.generated_until = max(self.generated_until, float(math.ceil(until - 1e-9)))
+            self._admit_others(self.generated_until - self.cfg.horizon_beats - self.cfg.commit_offset
+                               - OTHERS_GATE_BEATS)
+        else:
+            if until > self.generated_until:
+                self._fill_behind(until)
+            while self.generated_until < limit:
+                self.work()
         out = []
         keep = []
         for n in self.planned:
             if n.start_beat < until:
                 if n.start_beat >= self.committed_until - 1e-9 and not self.muted:
-                    out.append((n.start_beat, n.duration_beats, n.pitch, n.velocity))
+                    out.append(n)
             else:
                 keep.append(n)
         self.planned = keep
         self.committed_until = max(self.committed_until, until)
+        notes = self._make_room(self._voice(out, limit))
+        if notes:
+            first = notes[0][0]
+            self.held_ends = [e for e in self.held_ends if e > first] + [s + d for s, d, _, _ in notes]
+        if self.cfg.polyphony == 1 and notes:
+            self.busy_until = max(self.busy_until, max(n[0] + n[1] for n in notes))
+        return notes
+
+    def _voice(self, out: list[Any], limit: float) -> list[tuple[float, float, int, int]]:
+        """The committed notes as the part plays them: never more sounding at once than its
+        polyphony (when a new note or chord would overflow it, the held notes that would end soonest
+        end there, as a player lifts a finger or a horn takes a breath; a note reaching past
+        ``limit``, the end of the plan drawn so far, ends there, since a later note there is not
+        known yet), and at the velocity the part gives that beat (agents/dynamics.py)."""
+        from agents.dynamics import velocity
+
+        if not out:
+            return []
+        ends = [n.start_beat + n.duration_beats for n in out]
+        held = [(end, -1) for end in self.held_ends if end > out[0].start_beat]  # committed before
+        onsets = sorted({n.start_beat for n in out} | {n.start_beat for n in self.planned})
+        mine = sorted(range(len(out)), key=lambda i: out[i].start_beat)
+        poly = self.cfg.polyphony
+        k = 0
+        for t in onsets:
+            chord = sum(1 for n in out if abs(n.start_beat - t) < 1e-9) + sum(
+                1 for n in self.planned if abs(n.start_beat - t) < 1e-9)
+            while k < len(mine) and out[mine[k]].start_beat < t - 1e-9:
+                held.append((ends[mine[k]], mine[k]))
+                k += 1
+            held = [(e, i) for e, i in held if e > t + 1e-9]
+            overflow = len(held) + chord - poly
+            for _end, i in sorted(held, key=lambda h: (h[1] < 0, h[0])):  # this batch's first, soonest end
+                if overflow <= 0:
+                    break
+                if i >= 0:
+                    ends[i] = t
+                    overflow -= 1
+            held = [(ends[i] if i >= 0 else e, i) for e, i in held if (ends[i] if i >= 0 else e) > t + 1e-9]
+        notes = []
+        for n, end in zip(out, ends, strict=True):
+            end = min(end, max(limit, n.start_beat + 1 / 16))
+            v = velocity(n.start_beat, n.pitch, beats_per_bar=self.bpb, level=self.level,
+                         role=self.cfg.role, seed=self.cfg.seed)
+            notes.append((n.start_beat, max(1 / 16, end - n.start_beat), n.pitch, v))
+        return notes
+
+    def _make_room(self, notes: list[tuple[float, float, int, int]]) -> list[tuple[float, float, int, int]]:
+        """Move a committed note off a pitch another part sounds at its start (unless the part may
+        double), and off the wrong side of the bass: to the same pitch class an octave away if the
+        range allows, else to the nearest chord tone that is free; a note with no room is dropped."""
+        from agents.model.voicing import room
+
+        out: list[tuple[float, float, int, int]] = []
+        for start, dur, pitch, vel in notes:
+            others = self._others_sounding(start)
+            own = [p for s, _, p, _ in out if abs(s - start) < 1e-9]
+            chord = self.plan.chord_at(start, self.bpb)
+            moved = room(self.voicing, pitch, self.cfg.pitch_range, others, own,
+                         () if chord is None else chord.tones)
+            if moved is not None:
+                out.append((start, dur, moved, vel))
+        return out
+
+    def _others_sounding(self, beat: float) -> list[tuple[int, int]]:
+        """(track, pitch) of the other parts' notes sounding at ``beat``, heard or in the context."""
+        slot = self.context.slot_of(beat)
+        tracks, pitches, _ = self.context.sounding(slot)
+        skip = self.voicing.drum_tracks | {self.cfg.track}
+        out = [(int(t), int(p)) for t, p in zip(tracks, pitches, strict=True) if int(t) not in skip]
+        for start, note in self.others:
+            if note.track not in skip and start <= beat + 1e-9 < start + note.duration_beats:
+                out.append((note.track, note.pitch))
         return out
 
     def wants_work(self) -> bool:
@@ -210,21 +389,44 @@ class Planner:
             return False
         return self.generated_until < self.committed_until + self.cfg.horizon_beats
 
-    def step(self) -> None:
+    def work(self) -> None:
+        """Draw the next window (one beat) of the part in full, and nothing after it: an event the
+        model places past the window is dropped at its time tokens, so a window drawn again after a
+        re-plan draws exactly as it did the first time."""
+        k = self.generated_until
+        self._admit_others(k - self.cfg.horizon_beats - self.cfg.commit_offset - OTHERS_GATE_BEATS)
+        self.generator.sampler.rng.seed(window_seed(self.cfg.seed, k))
+        not_before = max(k, self.busy_until) if self.cfg.polyphony == 1 else k
+        self.generated_until = k + 1
+        if not_before >= k + 1:
+            return  # a note committed earlier still sounds through this window
+        for _ in range(MAX_STEPS_PER_WINDOW):
+            try:
+                self.step(not_before_beat=not_before, before_beat=k + 1)
+            except ValueError as exc:
+                # e.g. the context's last event lies further back than one time token can reach (a
+                # part muted for minutes beside silence): the window rests instead of failing for ever
+                if not self.window_errors:
+                    log.warning("beat %s: the model cannot draw here (%s); the part rests", k, exc)
+                self.window_errors += 1
+                return
+            if self.generator.spilled:
+                return
+
+    def step(self, not_before_beat: float | None = None, before_beat: float | None = None) -> Any:
         """Generate one event; own notes join the plan."""
         bpb = self.bpb
         plan = self.plan
+        if not_before_beat is None:
+            not_before_beat = math.ceil(self.committed_until - 1e-9)
         note = self.generator.step(
             self.params,
             lambda beat: strong_beat_chord(plan, beat, bpb),
-            # Regenerating from the commit point itself (between beats) would push the first new
-            # note off the beat; the plan resumes on the next beat instead.
-            not_before_beat=math.ceil(self.committed_until - 1e-9),
+            not_before_beat=not_before_beat,
             max_rest_beats=self.cfg.max_rest_beats,
+            before_beat=before_beat,
         )
         self.events += 1
-        end = self.context.beat_of_row(len(self.context) - 1)
-        self.generated_until = max(self.generated_until, end)
         if note is not None:
             # A note of the same slot and pitch replaces the planned one, as in the context (the
             # decoder drops its own re-strikes before that; this keeps the plan right regardless).
@@ -232,6 +434,62 @@ class Planner:
                 n for n in self.planned if (n.start_beat, n.pitch) != (note.start_beat, note.pitch)
             ]
             self.planned.append(note)
+        return note
+
+    def _fill_behind(self, until: float) -> None:
+        """The model did not draw up to ``until``: the strong beats there get the chord, and the
+        model resumes after them."""
+        from agents.model.live_context import LiveNote
+
+        first = self.generated_until
+        last = float(math.ceil(until - 1e-9))
+        self.behind_beats += int(last - first)
+        beat = first
+        while beat < last:
+            drawn = any(beat <= n.start_beat < beat + 1 for n in self.planned)
+            if is_strong_beat(beat, self.bpb) and not drawn:
+                for pitch in fallback_pitches(self.plan.chord_at(beat, self.bpb), self.cfg):
+                    note = LiveNote(beat, 1.0, pitch, 80, self.cfg.channel, self.cfg.track)
+                    self.generator.apply(self.context.add_note(note, owner=self.cfg.track))
+                    self.planned.append(note)
+            beat += 1.0
+        self.generated_until = last
+
+
+FIRST_BEAT_MARGIN = 0.5  # the least a part's first beat may lie ahead of now
+REPLAN_LEAD_BEATS = 0.25  # the least time a re-plan leaves the model before its first redrawn beat
+OTHERS_GATE_BEATS = 1.0  # how long after its start another agent's note has surely arrived
+MAX_STEPS_PER_WINDOW = 48  # a model that keeps re-striking cannot hold a window for ever
+
+
+def window_seed(seed: int, beat: float) -> int:
+    """The random stream of the window starting at ``beat``: a function of the two, nothing else."""
+    return (seed * 1_000_003 + round(beat * 16) * 7_919) % (2**32)
+
+
+def is_strong_beat(beat: float, beats_per_bar: int) -> bool:
+    """Beat 1, or the middle of an even bar (beat 3 of 4/4): where the fallback plays the chord."""
+    pos = beat % beats_per_bar
+    middle = beats_per_bar % 2 == 0 and beats_per_bar > 2 and abs(pos - beats_per_bar / 2) < 1e-6
+    return pos < 1e-6 or middle
+
+
+def fallback_pitches(chord: Any, cfg: WorkerConfig) -> list[int]:
+    """What a part plays on a strong beat when its model fell behind: the bass the chord's bass note,
+    comping the chord's first three tones (close, low in its range), a melody nothing."""
+    if chord is None or chord.is_no_chord or cfg.role in ("melody", "drums"):
+        return []
+    lo, hi = cfg.pitch_range
+    if cfg.role == "bass":
+        pitch = lo + (chord.bass - lo) % 12
+        return [pitch] if pitch <= hi else []
+    centre = lo + (hi - lo) // 3
+    out = []
+    for pc in chord.tones[: min(3, cfg.polyphony)]:
+        pitch = centre + (pc - centre) % 12
+        if pitch <= hi:
+            out.append(pitch)
+    return sorted(set(out))
 
 
 def strong_beat_chord(plan: Any, beat: float, beats_per_bar: int) -> Any:
@@ -258,6 +516,8 @@ def serve(conn: Connection, cfg: WorkerConfig) -> None:
     except Exception as exc:  # a missing model file, a bad export: one line back to the agent
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
+    if planner.model_note:
+        log.warning("%s", planner.model_note)
     conn.send(("ready", planner.runtime.providers, len(planner.context), planner.runtime.cache_mode,
                planner.max_events))
     busy_s = 0.0
@@ -276,14 +536,14 @@ def serve(conn: Connection, cfg: WorkerConfig) -> None:
                 elif kind == "clock":
                     notes = planner.commit(msg[1], msg[2])
                     load = busy_s / max(1e-6, time.perf_counter() - t0)
-                    conn.send(("notes", notes, planner.events, planner.replans, load))
+                    conn.send(("notes", notes, planner.events, planner.replans, load, planner.behind_beats))
                 elif kind == "plan":
                     planner.set_plan(*msg[1:])
                 elif kind == "params":
                     planner.set_params(*msg[1:])
             if planner.wants_work():
                 s = time.perf_counter()
-                planner.step()
+                planner.work()
                 busy_s += time.perf_counter() - s
         except (EOFError, BrokenPipeError, KeyboardInterrupt):
             return

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agents.arrangement import agent_seed, commit_offset, roles, working_range
+from agents.dynamics import level_velocity
 from agents.engines import PlanContext
 from agents.engines.model_worker import WorkerConfig, key_signature, resolve_model, serve
 from protocol.ensemble import AgentConfig, Ensemble
@@ -25,6 +27,26 @@ from protocol.messages import Note
 log = logging.getLogger("barcelona.engine")
 
 READY_TIMEOUT_S = 60.0
+QUANTIZE_TIMEOUT_S = 1800.0
+
+
+def instrument_span(cfg: AgentConfig) -> int:
+    """The hand's span of the agent's instrument (0: none given)."""
+    from protocol.instruments import INSTRUMENTS
+
+    inst = INSTRUMENTS.get(cfg.instrument or "")
+    return inst.span if inst is not None else (16 if cfg.role == "comp" else 0)
+
+
+def longest_note(cfg: AgentConfig) -> float:
+    """engine.max_note_beats where the YAML sets it, else the longest note the instrument typically
+    holds (a trumpet's breath, a plucked guitar's ring), else the engine's default."""
+    from protocol.instruments import INSTRUMENTS
+
+    inst = INSTRUMENTS.get(cfg.instrument or "")
+    if "max_note_beats" in cfg.engine.model_fields_set or inst is None:
+        return cfg.engine.max_note_beats
+    return inst.lengths[1]
 
 
 class EngineError(RuntimeError):
@@ -44,7 +66,7 @@ class OnnxEngine:
             model=str(model),
             track=tracks[cfg.name][0],
             channel=cfg.channel,
-            pitch_range=(cfg.range[0], cfg.range[1]) if cfg.channel != 9 else (27, 87),
+            pitch_range=working_range(ens, cfg) if cfg.channel != 9 else (27, 87),
             programs=tuple((t, ch, p.program) for p, (t, ch) in zip(parts, tracks.values(), strict=True)),
             tempo=ens.tempo,
             beats_per_bar=ens.meter,
@@ -54,7 +76,7 @@ class OnnxEngine:
             plan_loop=ens.loop,
             plan_key=ens.key,
             horizon_beats=ens.timing.horizon_beats,
-            seed=e.seed if e.seed is not None else int(time.time_ns() % 2**31),
+            seed=agent_seed(ens, cfg, int(time.time_ns() % 2**31)),
             temperature=e.temperature,
             top_p=e.top_p,
             top_k=e.top_k,
@@ -64,9 +86,18 @@ class OnnxEngine:
             tracks=tracks,
             human=ens.human.name if ens.human else "",
             max_rest_beats=e.max_rest_beats,
-            max_note_beats=e.max_note_beats,
+            max_note_beats=longest_note(cfg),
             max_events=e.context_events,
             onset_grid=1 if e.grid is None else round(16 * e.grid),
+            role=cfg.role or "comp",
+            polyphony=cfg.polyphony or 4,
+            span=instrument_span(cfg),
+            doubling=cfg.doubling,
+            roles=tuple((tracks[name][0], role) for name, role in roles(ens).items()),
+            dynamics=level_velocity(cfg.dynamics),
+            plan=plan,
+            commit_offset=commit_offset(ens, cfg),
+            quantize=e.quantize,
         )
         # Fork while the agent has no threads yet (it is built before the loop and the timing thread
         # start): the model process then skips a fresh interpreter's imports. Spawn anywhere else.
@@ -84,11 +115,15 @@ class OnnxEngine:
         self.replans = 0
         self.load = 0.0
         self.warnings = 0
+        self.behind_beats = 0
         self._plan_epoch: tuple[str, bool, str] | None = None
         self._params: tuple[Any, ...] | None = None
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> tuple[Any, ...]:
-        """Block until the model is loaded; raise EngineError with the model process's own message."""
+    def wait_ready(self, timeout: float | None = None) -> tuple[Any, ...]:
+        """Block until the model is loaded; raise EngineError with the model process's own message.
+        A first int8 load quantises the export and measures it, which takes minutes for a big one."""
+        if timeout is None:
+            timeout = READY_TIMEOUT_S if self.cfg.engine.quantize == "none" else QUANTIZE_TIMEOUT_S
         if not self.conn.poll(timeout):
             raise EngineError(f"engine.model: the model process did not start within {timeout:.0f} s")
         msg = self.conn.recv()
@@ -135,7 +170,7 @@ class OnnxEngine:
         while self.conn.poll(0):
             msg = self.conn.recv()
             if msg[0] == "notes":
-                _, notes, self.events, self.replans, self.load = msg
+                _, notes, self.events, self.replans, self.load, self.behind_beats = msg
                 for start, dur, pitch, vel in notes:
                     self.pending.append(Note(start, dur, pitch, max(1, vel), self.cfg.channel, self.cfg.name))
             elif msg[0] == "warning":

@@ -43,6 +43,7 @@ from agents.model.decode_params import DecodeParams
 from agents.model.live_context import _RANKS, LiveContext, LiveNote
 from agents.model.runtime import ModelRuntime
 from agents.model.sampling import MODES, Sampler
+from agents.model.voicing import Voicing, pitch_keep
 from protocol.harmony import Chord, PitchRole, pitch_class_roles
 
 __all__ = ["DecodeParams", "Generator", "is_strong_beat"]
@@ -80,13 +81,15 @@ class Generator:
         rng: np.random.RandomState | None = None,
         max_duration_beats: float | None = None,
         onset_grid: int = 1,
+        voicing: Voicing | None = None,
     ) -> None:
         """``owner`` tags this agent's rows in the context (default: the track), so
         ``context.truncate_after(beat, owner)`` drops only its own plan. ``keep_order`` restricts
         time tokens so an event sorts after the context's last row (no re-feed after each event),
         and closes a slot once the model strikes again a note it already holds there (see step).
         ``onset_grid`` (1/16-beat steps, dividing a beat) keeps onsets on that grid: 8 plays on
-        eighths, the rhythm a chorale's or a folk tune's parts keep; 1 leaves the model alone."""
+        eighths, the rhythm a chorale's or a folk tune's parts keep; 1 leaves the model alone.
+        ``voicing`` applies the band's rules (agents/model/voicing.py) to every note drawn."""
         if sampling not in MODES:
             raise ValueError(f"sampling must be one of {MODES}, got {sampling!r}")
         vocab = context.vocab
@@ -118,6 +121,7 @@ class Generator:
         self.sampler = Sampler(vocab.vocab_size, seed=seed, mode=sampling, rng=rng)
         self.last_row = np.zeros(8, np.int64)  # tokens of the latest draw (a re-strike's: up to its pitch)
         self.restruck = False  # was the latest draw a re-strike, dropped at its pitch? (see step)
+        self.spilled = False  # did the latest draw fall at or after ``before_beat``? (see step)
 
         def block(param: str) -> np.ndarray:
             base = vocab.param_base[param]
@@ -135,7 +139,9 @@ class Generator:
                 self._static[param] = block("pitch")[lo : hi + 1]
             else:
                 self._static[param] = block(param)
-        self._pitch_pc = np.arange(lo, hi + 1) % 12
+        self._pitches = np.arange(lo, hi + 1)
+        self._pitch_pc = self._pitches % 12
+        self.voicing = voicing
         if max_duration_beats is not None:
             # Durations are 1/16-beat steps from 0; a cap keeps a surprised model from holding a note
             # for a hundred beats over everything that follows.
@@ -191,6 +197,7 @@ class Generator:
         *,
         not_before_beat: float | None = None,
         max_rest_beats: int | None = None,
+        before_beat: float | None = None,
     ) -> LiveNote | None:
         """Sample one event of this agent's part, add it to the context (as ``owner``) and return it
         as a note (None for a patch/control change, when the context could not place it, or for a
@@ -198,7 +205,11 @@ class Generator:
 
         ``max_rest_beats`` caps the whole-beat gap (time1) after the earliest allowed beat: an
         accompanist that jumps 90 beats ahead (an untrained or surprised model can) would fall
-        silent for minutes, so the gap is bounded rather than hoped for."""
+        silent for minutes, so the gap is bounded rather than hoped for.
+
+        ``before_beat`` ends a window: an event whose time tokens land at or after it is dropped
+        there (``spilled`` is set), before its other tokens are drawn, so what is drawn for a window
+        depends on that window alone."""
         if not isinstance(params, DecodeParams):
             raise TypeError(f"params must be DecodeParams, got {type(params).__name__}")
         self.sync()
@@ -237,7 +248,17 @@ class Generator:
                         1.0 if is_strong_beat(beat, ctx.bar_beats) else params.weak_beat_bias
                     )
                     bias = self._pitch_bias(chord_at(beat), strength, params.bass)
+                if param == "pitch" and self.voicing is not None:
+                    slot = end16 + 16 * t1 + int(row[2] - self._time2[0])
+                    keep = pitch_keep(self.voicing, self.track, self._pitches, slot, ctx.sounding(slot))
+                    if keep is not None:
+                        allowed = allowed[keep]
+                        bias = None if bias is None else bias[keep]
             row[i] = self._pick(i, allowed, params, bias)
+            if param == "time2" and before_beat is not None:
+                self.spilled = ctx.slot_of_next(row) >= ctx.slot_of(before_beat)
+                if self.spilled:
+                    return None
             if param == "pitch" and self.keep_order and ctx.is_restrike(row):
                 # The model struck again a note this part already plays at this slot. Its time
                 # tokens come before the track token, so after a chord it expects the other voices
@@ -318,6 +339,10 @@ class Generator:
             lowest = max(lowest, ctx.slot_of(finite("not_before_beat", not_before_beat)))
         g = self.onset_grid
         lowest = -(-lowest // g) * g  # the first slot on the part's onset grid
+        if self.voicing is not None:
+            # a slot holding as many of this part's notes as it has hands (or one, for a horn) is full
+            while ctx.notes_owned_at(lowest, self.owner) >= self.voicing.polyphony:
+                lowest += g
         if lowest // 16 - end16 // 16 > _MAX_DELTA:
             raise ValueError(
                 f"not_before_beat {not_before_beat} is more than {_MAX_DELTA} beats after "

@@ -202,6 +202,27 @@ class LiveContext:
         hi = p + int(np.searchsorted(slots, slot, side="right"))
         return bool((self._note_key[lo:hi] == note_key).any())
 
+    def sounding(self, slot: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(track, pitch, start slot) of every note that sounds at ``slot``: started at or before it
+        and not yet ended. The voicing rules read it: what the other parts sound where a new note
+        would start, and what this part already holds there."""
+        p, n = self._n_prefix, self._n
+        rows = self._rows[p:n]
+        starts = self._slot[p:n]
+        dur = rows[:, self._cols["duration"]] - self.vocab.param_base["duration"]
+        on = (rows[:, 0] == self._note_id) & (starts <= slot) & (starts + np.maximum(dur, 1) > slot)
+        hit = rows[on]
+        return (hit[:, 3] - self._track_base, hit[:, self._cols["pitch"]] - self.vocab.param_base["pitch"],
+                starts[on].copy())
+
+    def notes_owned_at(self, slot: int, owner: int) -> int:
+        """How many notes ``owner`` starts at ``slot`` (a chord's size so far)."""
+        p, n = self._n_prefix, self._n
+        slots = self._slot[p:n]
+        lo = p + int(np.searchsorted(slots, slot, side="left"))
+        hi = p + int(np.searchsorted(slots, slot, side="right"))
+        return int(((self._owner[lo:hi] == owner) & (self._rows[lo:hi, 0] == self._note_id)).sum())
+
     # ---- mutation -----------------------------------------------------------------------------
     def add_note(self, note: LiveNote, owner: int = 0) -> Change:
         """Place a complete note at its time; earlier notes of the same key may be shortened."""

@@ -7,6 +7,7 @@ then absorbed by the host's scheduler instead of ours.
 
 from __future__ import annotations
 
+import errno
 import socket
 import time
 from collections.abc import Iterable, Mapping
@@ -121,12 +122,16 @@ class OscOutput(Output):
             osc = self._message(self.program_address, channel, message[1])
         else:
             raise ValueError(f"OSC output cannot carry MIDI status 0x{message[0]:02X}")
-        if self.timetag:
-            bundle = OscBundleBuilder(IMMEDIATELY if due is None else wall_time_of(due, self._clock))
-            bundle.add_content(osc)
-            self._sock.send(bundle.build().dgram)
-        else:
-            self._sock.send(osc.dgram)
+        try:
+            if self.timetag:
+                bundle = OscBundleBuilder(IMMEDIATELY if due is None else wall_time_of(due, self._clock))
+                bundle.add_content(osc)
+                self._sock.send(bundle.build().dgram)
+            else:
+                self._sock.send(osc.dgram)
+        except OSError as exc:  # the kernel's word on an earlier datagram: name where it went
+            hint = "; is the synth listening there?" if exc.errno == errno.ECONNREFUSED else ""
+            raise OutputError(f"OSC output {self.host}:{self.port}: {exc.strerror or exc}{hint}") from None
 
     def _message(self, address: str, *ints: int) -> OscMessage:
         builder = OscMessageBuilder(address)

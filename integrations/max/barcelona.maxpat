@@ -75,7 +75,7 @@
 						760.0,
 						34.0
 					],
-					"text": "Everything below goes to [s barcelona.out] -> [udpsend] on the conductor's control port. Beat ticks come back on 57301: set control.reply_port: 57301 in the YAML. See integrations/README.md.",
+					"text": "Everything below goes to [s barcelona.out] -> [udpsend] on the conductor's control port. Beat ticks come back on 57301, the control.reply_port of ensembles/default.yaml (keep it in yours). See integrations/README.md.",
 					"linecount": 2
 				}
 			},
@@ -409,7 +409,7 @@
 						400.0,
 						20.0
 					],
-					"text": "EDIT ONE BAR (index from 0, then its chords, Return)",
+					"text": "EDIT ONE BAR (bar number from 1, then its chords, Return)",
 					"fontface": 1
 				}
 			},
@@ -430,8 +430,8 @@
 						22.0
 					],
 					"parameter_enable": 0,
-					"minimum": 0,
-					"maximum": 1023
+					"minimum": 1,
+					"maximum": 1024
 				}
 			},
 			{
@@ -509,7 +509,7 @@
 						70.0,
 						22.0
 					],
-					"text": "prepend 0"
+					"text": "prepend 1"
 				}
 			},
 			{
@@ -575,7 +575,7 @@
 						200.0,
 						34.0
 					],
-					"text": "the index box sets the [prepend 0] below it",
+					"text": "the bar number box sets the [prepend 1] below it",
 					"linecount": 2
 				}
 			},
@@ -748,7 +748,7 @@
 					],
 					"parameter_enable": 0,
 					"format": 6,
-					"minimum": 0.05,
+					"minimum": 0.01,
 					"maximum": 5.0
 				}
 			},
@@ -860,7 +860,7 @@
 					],
 					"parameter_enable": 0,
 					"format": 6,
-					"minimum": 0.05,
+					"minimum": 0.01,
 					"maximum": 1.0
 				}
 			},
@@ -1106,7 +1106,7 @@
 					],
 					"parameter_enable": 0,
 					"format": 6,
-					"minimum": 0.05,
+					"minimum": 0.01,
 					"maximum": 5.0
 				}
 			},
@@ -1218,7 +1218,7 @@
 					],
 					"parameter_enable": 0,
 					"format": 6,
-					"minimum": 0.05,
+					"minimum": 0.01,
 					"maximum": 1.0
 				}
 			},
@@ -1464,7 +1464,7 @@
 					],
 					"parameter_enable": 0,
 					"format": 6,
-					"minimum": 0.05,
+					"minimum": 0.01,
 					"maximum": 5.0
 				}
 			},
@@ -1576,7 +1576,7 @@
 					],
 					"parameter_enable": 0,
 					"format": 6,
-					"minimum": 0.05,
+					"minimum": 0.01,
 					"maximum": 1.0
 				}
 			},
@@ -1770,7 +1770,7 @@
 					],
 					"parameter_enable": 0,
 					"format": 6,
-					"minimum": 0.05,
+					"minimum": 0.01,
 					"maximum": 5.0
 				}
 			},

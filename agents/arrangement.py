@@ -1,0 +1,68 @@
+"""Where each part plays, decided from the whole ensemble the way an arranger would.
+
+Every agent reads the same YAML, so every agent computes the same arrangement without a word on the
+bus. One rule today: the bass stays below the band. Each bass part's top is brought under the lowest
+note any other pitched agent may play, so no comping or melody part can sound under it, while the
+bass keeps at least an octave and a half to move in (a YAML that leaves it less keeps its range,
+and the decoder's voicing rules keep the bass lowest note by note instead).
+"""
+
+from __future__ import annotations
+
+from protocol.ensemble import AgentConfig, Ensemble
+
+MIN_BASS_SPAN = 18  # semitones a bass line needs: an octave and a half
+
+
+def working_range(ens: Ensemble, cfg: AgentConfig) -> tuple[int, int]:
+    """The pitch range the agent plays in this ensemble (within its own `range`)."""
+    lo, hi = cfg.range
+    if cfg.role != "bass":
+        return lo, hi
+    above = [a.range[0] for a in ens.agents if a.name != cfg.name and a.role in ("comp", "melody")]
+    if not above:
+        return lo, hi
+    top = min(hi, min(above) - 1)
+    return (lo, top) if top - lo >= MIN_BASS_SPAN else (lo, hi)
+
+
+def roles(ens: Ensemble) -> dict[str, str]:
+    """Every part's role by name; the human's is `melody` until the player is heard otherwise."""
+    out = {a.name: a.role or "comp" for a in ens.agents}
+    if ens.human is not None:
+        out[ens.human.name] = "melody"
+    return out
+
+
+def agent_seed(ens: Ensemble, cfg: AgentConfig, fallback: int) -> int:
+    """engine.seed, else the ensemble's seed offset by the agent's place, else ``fallback``."""
+    if cfg.engine.seed is not None:
+        return cfg.engine.seed
+    if ens.seed is not None:
+        index = [a.name for a in ens.agents].index(cfg.name)
+        return (ens.seed + 101 * (index + 1)) % 2**31
+    return fallback
+
+
+COMMIT_STEP_BEATS = 0.4  # between two parts' commits: a note crosses the loopback bus in about a
+# millisecond, and a model process answers a commit after the window it is drawing (tens of ms here)
+
+
+def commit_offset(ens: Ensemble, cfg: AgentConfig) -> float:
+    """How far ahead of its agent's commit point this part commits.
+
+    Of two model parts whose registers overlap, the one earlier in the YAML commits a step ahead of
+    the later one, so the later one hears what the earlier committed for a beat before it commits
+    its own for that beat (and stays off its pitches). A part that overlaps no later part commits
+    at the commit point itself, so it answers the player as soon as it can."""
+    pitched = [a for a in ens.agents if a.role != "drums" and a.engine.type == "onnx"]
+    names = [a.name for a in pitched]
+    if cfg.name not in names:
+        return 0.0
+    ranges = [working_range(ens, a) for a in pitched]
+    steps = [0] * len(pitched)
+    for i in range(len(pitched) - 1, -1, -1):
+        later = [steps[j] for j in range(i + 1, len(pitched))
+                 if ranges[j][0] <= ranges[i][1] and ranges[i][0] <= ranges[j][1]]
+        steps[i] = 1 + max(later) if later else 0
+    return COMMIT_STEP_BEATS * steps[names.index(cfg.name)]

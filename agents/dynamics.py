@@ -1,0 +1,79 @@
+"""A velocity for every note a part plays, as a player would give it.
+
+The shipped model learnt from scores, which carry no dynamics: every note it draws has the same
+velocity, and a band at one velocity has no accent, no phrase and no shape. So velocity is the
+part's, not the model's: a level (the YAML's `dynamics`, live from OSC), metrical accents (in 4/4
+beat 1 strongest, beat 3 next, 2 and 4 weaker, off-beats softer still; accents differ by about
+5-15 velocity units), a phrase that swells toward its third bar and eases at its end, and a small
+spread so no two notes are mechanically equal. Everything is a function of the beat and the seed,
+so the same performance gets the same dynamics however fast the model ran.
+
+`level` is where a follower of the player's own dynamics plugs in: it moves the centre, the shape
+stays the part's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+from protocol.instruments import DYNAMICS
+
+PHRASE_BARS = 4
+# accent by metric position (velocity units above the level): downbeat, the bar's middle (beat 3 of
+# 4/4), the other beats, eighth off-beats, anything finer
+ACCENTS = {"bar": 13.0, "middle": 6.0, "beat": 0.0, "eighth": -9.0, "finer": -13.0}
+# the bass and comping lean on the downbeat; a melody's accents are a little lighter (its line shapes it)
+ROLE_ACCENT = {"bass": 1.0, "comp": 1.0, "melody": 0.9, "drums": 1.0}
+SPREAD = 5.0  # +- velocity units of seeded spread
+
+
+def level_velocity(dynamics: str | int) -> int:
+    """A dynamic marking or a velocity as the centre velocity of the part."""
+    if isinstance(dynamics, str):
+        if dynamics not in DYNAMICS:
+            raise ValueError(f"dynamics: unknown marking {dynamics!r}; one of {', '.join(DYNAMICS)}")
+        return DYNAMICS[dynamics]
+    if isinstance(dynamics, bool) or not isinstance(dynamics, int) or not 1 <= dynamics <= 127:
+        raise ValueError(f"dynamics: expected a marking or a velocity 1-127, got {dynamics!r}")
+    return dynamics
+
+
+def metric_position(beat: float, beats_per_bar: int) -> str:
+    pos = beat % beats_per_bar
+    tol = 1 / 32
+    if pos < tol or pos > beats_per_bar - tol:
+        return "bar"
+    if beats_per_bar % 2 == 0 and beats_per_bar > 2 and abs(pos - beats_per_bar / 2) < tol:
+        return "middle"
+    frac = pos % 1.0
+    if frac < tol or frac > 1 - tol:
+        return "beat"
+    if abs(frac - 0.5) < tol:
+        return "eighth"
+    return "finer"
+
+
+def phrase_shape(beat: float, beats_per_bar: int, phrase_bars: int = PHRASE_BARS) -> float:
+    """Velocity units added by the phrase: a swell from -5 at its start to +6 past its middle, easing
+    to -2 at its last beat."""
+    length = beats_per_bar * phrase_bars
+    x = (beat % length) / length  # 0..1 through the phrase
+    peak = 0.65
+    if x <= peak:
+        return -5.0 + 11.0 * math.sin(0.5 * math.pi * x / peak)
+    return 6.0 - 8.0 * (x - peak) / (1 - peak)
+
+
+def spread(seed: int, beat: float, pitch: int) -> float:
+    """A seeded, order-free spread in [-SPREAD, SPREAD]: the same note always gets the same one."""
+    digest = hashlib.blake2b(f"{seed}:{round(beat * 64)}:{pitch}".encode(), digest_size=4).digest()
+    return (int.from_bytes(digest, "little") / 2**32 * 2 - 1) * SPREAD
+
+
+def velocity(beat: float, pitch: int, *, beats_per_bar: int, level: int, role: str = "comp",
+             seed: int = 0) -> int:
+    """The velocity of a note starting at ``beat`` in a part at ``level``."""
+    accent = ACCENTS[metric_position(beat, beats_per_bar)] * ROLE_ACCENT.get(role, 1.0)
+    v = level + accent + phrase_shape(beat, beats_per_bar) + spread(seed, beat, pitch)
+    return max(1, min(127, round(v)))

@@ -1,0 +1,120 @@
+"""The band's voicing rules, applied to a part's pitch draw whatever model drew it.
+
+A model trained on four-part chorales (or a user's SkyTNT export trained on piano music) has no idea
+that this part is a bass or a trumpet: left alone it plays chords on a bass, sits the bass above the
+piano and doubles other parts in unison. These rules are masks over the pitches the part may draw at
+the slot where its note starts, built from what the shared context says sounds there, so they hold
+with any model:
+
+- a part never strikes more notes at one slot than its polyphony (the decoder closes the slot);
+- a comping chord stays within the hand's span (the widest interval between its notes);
+- no pitch another part sounds at that moment, unless the part may double (`doubling: true`);
+- the bass stays below every other agent's sounding note; the other agents stay above the bass's.
+
+When the rules leave nothing (a melody held exactly where the bass would go), the unison rule and
+the register rules give way in that order: the note still sounds, in range, on the chord.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Voicing:
+    """One part's rules and what it must know of the others: which tracks are bass parts and which
+    are agents (the human's track is neither: the bass follows a player who takes the bass line)."""
+
+    role: str = "comp"
+    polyphony: int = 4
+    span: int = 0
+    doubling: bool = False
+    bass_tracks: frozenset[int] = frozenset()
+    agent_tracks: frozenset[int] = frozenset()
+    drum_tracks: frozenset[int] = frozenset()  # unpitched: a kick's note number is no pitch to avoid
+
+
+def pitch_keep(v: Voicing, track: int, pitches: np.ndarray, slot: int,
+               sounding: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray | None:
+    """Which of ``pitches`` (the part's range, ascending) the part may start at ``slot``; None when
+    the rules take nothing away (the usual case: no allocation). Runs once per drawn pitch, so the
+    set tests are 128-entry tables, not ``np.isin``."""
+    tracks, sounds, starts = sounding
+    if len(tracks) == 0:
+        return None
+    own = tracks == track
+    others = ~own
+    for t in v.drum_tracks:
+        others &= tracks != t
+    keep = np.ones(len(pitches), dtype=bool)
+    chord = sounds[own & (starts == slot)]
+    if v.span and len(chord):
+        keep &= (pitches >= int(chord.max()) - v.span) & (pitches <= int(chord.min()) + v.span)
+    if not others.any():
+        return None if keep.all() else keep
+    other_tracks, other_sounds = tracks[others], sounds[others]
+    register = np.ones(len(pitches), dtype=bool)
+    if v.role == "bass":
+        above = other_sounds[_table(v.agent_tracks)[other_tracks]]
+        if len(above):
+            register = pitches < int(above.min())
+    elif v.role in ("comp", "melody"):
+        below = other_sounds[_table(v.bass_tracks)[other_tracks]]
+        if len(below):
+            register = pitches > int(below.max())
+    unison = np.ones(len(pitches), dtype=bool)
+    if not v.doubling:
+        taken = np.zeros(128, dtype=bool)
+        taken[other_sounds] = True
+        unison = ~taken[pitches]
+    for extra in (register & unison, register, unison):
+        if (keep & extra).any():
+            keep &= extra
+            break
+    if not keep.any():
+        return None
+    return None if keep.all() else keep
+
+
+@lru_cache(maxsize=64)
+def _table(tracks: frozenset[int]) -> np.ndarray:
+    """A lookup of track numbers (all below 128): table[track] is True for members; kept, read only."""
+    table = np.zeros(128, dtype=bool)
+    table[list(tracks)] = True
+    return table
+
+
+def room(v: Voicing, pitch: int, pitch_range: tuple[int, int], others: list[tuple[int, int]],
+         own: list[int], chord_tones: tuple[int, ...] | list[int]) -> int | None:
+    """Where a committed note goes given what the other parts sound at its start: ``pitch`` itself
+    when it breaks no rule, else the same pitch class an octave away, else the nearest free chord
+    tone (in range, on the right side of the bass), else None: no room for it."""
+    lo, hi = pitch_range
+    if not others and pitch not in own:
+        return pitch
+    taken = set(own) if v.doubling else set(own) | {p for _, p in others}
+    floor, ceiling = lo, hi
+    if v.role == "bass":
+        above = [p for t, p in others if t in v.agent_tracks]
+        if above:
+            ceiling = min(ceiling, min(above) - 1)
+    elif v.role in ("comp", "melody"):
+        bass = [p for t, p in others if t in v.bass_tracks]
+        if bass:
+            floor = max(floor, max(bass) + 1)
+
+    def free(p: int) -> bool:
+        return floor <= p <= ceiling and p not in taken
+
+    if free(pitch):
+        return pitch
+    for shift in (12, -12, 24, -24):
+        if free(pitch + shift):
+            return pitch + shift
+    tones = set(chord_tones)
+    near = sorted((p for p in range(floor, ceiling + 1) if p % 12 in tones and free(p)),
+                  key=lambda p: (abs(p - pitch), p))
+    return near[0] if near else None

@@ -1,0 +1,122 @@
+"""The same music under any CPU load: what a model agent commits is a function of its inputs in
+musical time and its seed, not of how far ahead its model happened to get.
+
+A real Planner on the shipped model is fed one scripted performance (clock messages every 1/20 beat,
+the player's notes as the conductor sends them, another agent's committed notes) three times: with
+the model drawing everything it may at once (an idle machine), with the model drawing one window per
+three clock messages (a busy machine that still keeps up), and starved (a machine that cannot keep
+up). The first two must commit exactly the same notes; the starved one must still play every
+downbeat chord it could not draw, fewer notes in all, and say how far behind it was.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from pathlib import Path
+
+from agents.engines.model_worker import Planner, WorkerConfig
+
+SHIPPED = Path(__file__).resolve().parent.parent / "models" / "default"
+BARS = 8
+STEP = 0.05  # beats between clock messages (the agent's 10 ms tick is ~0.02 beat at 120 BPM)
+MELODY = [(b + 0.0, 1.0, 72 - (b % 5), 90) for b in range(0, 4 * BARS, 2)]  # a half-note line
+PIANO = [(b + 0.0, 1.0, p, 80) for b in range(0, 4 * BARS) for p in (60, 64, 67)]
+
+
+def config(**over: object) -> WorkerConfig:
+    base = dict(model=str(SHIPPED), track=2, channel=1, pitch_range=(36, 55),
+                programs=((1, 0, 73), (2, 1, 33), (3, 2, 0)), tempo=120.0, beats_per_bar=4,
+                key_sharps=0, key_minor=0, plan_text="C | G7 | Am | F", plan_loop=True, plan_key="C",
+                horizon_beats=2.0, seed=11, temperature=0.9, top_p=0.98, top_k=20, density=1.0,
+                chord_bias=4.0, bass=True, tracks={"melody": (1, 0), "bass": (2, 1), "piano": (3, 2)},
+                human="melody", onset_grid=8, role="bass", polyphony=1,
+                roles=((1, "melody"), (2, "bass"), (3, "comp")))
+    return WorkerConfig(**(base | over))  # type: ignore[arg-type]
+
+
+def perform(planner: Planner, windows_per_tick: int | None, every: int = 1,
+            step: float = STEP) -> list[tuple]:
+    """Drive one performance; ``windows_per_tick`` None draws all the model may, else at most that
+    many windows every ``every`` ticks. A ``step`` longer than STEP is a model process so slow that
+    it reads the clock only that often (the clock messages between pile up unread)."""
+    committed: list[tuple] = []
+    heard_melody = heard_piano = 0
+    ticks = int(4 * BARS / step)
+    for i in range(ticks):
+        now = i * step
+        until = now + 1.0
+        # the player's note reaches the agent at its note-off; the piano's when the piano commits it
+        while heard_melody < len(MELODY) and sum(MELODY[heard_melody][:2]) <= now:
+            s, d, p, v = MELODY[heard_melody]
+            planner.hear("melody", s, d, p, v, 0)
+            heard_melody += 1
+        while heard_piano < len(PIANO) and PIANO[heard_piano][0] < until:
+            s, d, p, v = PIANO[heard_piano]
+            planner.hear("piano", s, d, p, v, 2)
+            heard_piano += 1
+        committed += planner.commit(now, until)
+        budget = None if windows_per_tick is None else (windows_per_tick if i % every == 0 else 0)
+        while planner.wants_work() and (budget is None or budget > 0):
+            planner.work()
+            if budget is not None:
+                budget -= 1
+    return committed
+
+
+def test_a_busy_machine_that_keeps_up_plays_the_same_notes() -> None:
+    idle = perform(Planner(config()), None)
+    busy = perform(Planner(config()), 1, every=3)
+    assert len(idle) > 4 * BARS  # it played (more than a note a bar)
+    assert idle == busy
+
+
+def test_another_seed_plays_other_notes() -> None:
+    assert perform(Planner(config()), None) != perform(Planner(config(seed=12)), None)
+
+
+def test_a_machine_that_cannot_keep_up_keeps_the_downbeats() -> None:
+    idle_planner = Planner(config())
+    idle = perform(idle_planner, None)
+    starved_planner = Planner(config())
+    starved = perform(starved_planner, None, step=3.0)  # it reads the clock every three beats
+    assert idle_planner.behind_beats == 0
+    assert starved_planner.behind_beats > 4 * BARS // 4
+    assert 0 < len(starved) < len(idle)
+    def downbeats(notes: list[tuple]) -> set[int]:
+        return {round(s) for s, *_ in notes if abs(s - round(s)) < 1e-9 and round(s) % 4 == 0
+                and 4 <= s < 4 * (BARS - 1)}
+
+    assert downbeats(starved) >= downbeats(idle)  # thinner, but every bar the idle bass began, it begins
+    bass = [p for *_, p, _ in starved]
+    assert all(36 <= p <= 55 for p in bass)
+
+
+def test_the_bass_is_one_line_below_the_band() -> None:
+    notes = perform(Planner(config()), None)
+    ends = sorted((s, s + d) for s, d, *_ in notes)
+    assert all(a_end <= b_start + 1e-9 for (_, a_end), (b_start, _) in pairwise(ends))
+    for s, _d, p, _v in notes:
+        sounding_piano = [pp for ps, pd, pp, _ in PIANO if ps <= s < ps + pd]
+        if sounding_piano:
+            assert p < min(sounding_piano)
+
+
+def test_a_drummers_kick_is_no_pitch_the_bass_must_stay_under() -> None:
+    """Drum notes are note numbers, not pitches: a kick (36) on every beat must neither push the bass
+    under it (no room: the note was dropped) nor make it avoid the hi-hat's 42."""
+    tracks = {"melody": (1, 0), "bass": (2, 1), "piano": (3, 2), "drums": (4, 9)}
+    planner = Planner(config(human="", tracks=tracks,
+                             roles=((1, "melody"), (2, "bass"), (3, "comp"), (4, "drums"))))
+    out: list[tuple] = []
+    drum_beat = 0
+    for i in range(int(4 * BARS / STEP)):
+        now = i * STEP
+        while drum_beat < now + 1.0:
+            planner.hear("drums", drum_beat, 0.25, 36, 100, 9)
+            planner.hear("drums", drum_beat, 0.25, 42, 70, 9)
+            drum_beat += 1
+        out += planner.commit(now, now + 1.0)
+        while planner.wants_work():
+            planner.work()
+    on_beat = [s for s, *_ in out if abs(s - round(s)) < 1e-9]
+    assert len(on_beat) >= 2 * BARS  # the bass still plays on the beats the kick plays
