@@ -242,16 +242,22 @@ class Launcher:
                 "notes": int(s.get("notes", 0)),
                 "late_notes": int(s.get("late_notes", 0)),
                 "timing_ms": s.get("timing_ms", {"p50": 0.0, "p99": 0.0, "max": 0.0}),
-                "sync": s.get("sync", {"offset_ms": 0.0, "rtt_ms": 0.0}),
+                # sync.state: synced, unsynced (no pong for 2 s: its clock is unchecked) or syncing
+                "sync": s.get("sync", {"offset_ms": 0.0, "rtt_ms": 0.0, "state": "unknown"}),
                 "invalid_messages": int(s.get("invalid_messages", 0)),
                 "restarts": c.restarts,
                 "priority": s.get("priority", "none"),
                 "stuck_notes": int(s.get("stuck_notes", 0)),
             }
+            if cond:
+                # What the recording holds of this part, beside what it played: equal unless notes
+                # were lost on the way (the agent sends unacknowledged ones again, agents/unacked.py).
+                parts[c.name]["recorded"] = int((cond.get("recorded") or {}).get(c.name, 0))
         if self.ens.human is not None and cond:
             parts[self.ens.human.name] = {
                 "role": "human",
                 "notes": int(cond.get("human_notes", 0)),
+                "recorded": int((cond.get("recorded") or {}).get(self.ens.human.name, 0)),
                 "late_notes": 0,
                 "timing_ms": {"p50": 0.0, "p99": 0.0, "max": 0.0},
                 "sync": {"offset_ms": 0.0, "rtt_ms": 0.0},
@@ -264,6 +270,8 @@ class Launcher:
             "bars": self.args.bars,
             "duration_s": round(time.monotonic() - self.t0, 3),
             "stuck_notes": stuck,
+            # Agents out of sync at the end: playing on a clock no pong has checked (docs/multihost.md).
+            "unsynced": sorted(n for n, p in parts.items() if p["sync"].get("state") == "unsynced"),
             "parts": parts,
             "conductor": {
                 **{
@@ -325,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = args.stats_dir
             # A new run starts from zero: an old state file would resume the last run's conductor,
             # and old stats would be added to this run's counts as if its agents had restarted.
-            for stale in [*run_dir.glob("agent-*.json"), run_dir / "conductor.json", run_dir / "state.json"]:
+            stale_files = ["conductor.json", "state.json", "notes.journal"]
+            for stale in [*run_dir.glob("agent-*.json"), *(run_dir / name for name in stale_files)]:
                 stale.unlink(missing_ok=True)
         children = plan_children(ens, args, run_dir)
         if not children:
@@ -341,6 +350,10 @@ def main(argv: list[str] | None = None) -> int:
             args.report.write_text(json.dumps(report, indent=2))
         if not args.quiet:
             _print_summary(report)
+        for name in report["unsynced"]:
+            sync = report["parts"][name]["sync"]
+            print(f"warning: agent {name} is unsynced: no pong from the conductor's clock at "
+                  f"{sync.get('pings_to', '?')} (check conductor.address)", file=sys.stderr)  # fmt: skip
         if report["stuck_notes"]:
             print(f"warning: {report['stuck_notes']} notes were still sounding at the end", file=sys.stderr)
         if args.render or args.plot:

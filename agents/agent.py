@@ -19,11 +19,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agents.conductor_clock import ConductorClock, inherited_offset_ms
+from agents.conductor_clock import UNSYNCED, ConductorClock, inherited_offset_ms
 from agents.engines import Engine, PlanContext, make_engine
 from agents.outputs import Output, OutputError
 from agents.outputs.factory import make_output
 from agents.scheduler import ScheduledEvent, Scheduler
+from agents.unacked import Unacked
 from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import AgentConfig, Ensemble
 from protocol.form import (
@@ -36,7 +37,7 @@ from protocol.form import (
     final_chord,
 )
 from protocol.harmony import ChordError, ChordPlan
-from protocol.messages import AgentParams, AgentStatus, Note, PlanState, SyncPong
+from protocol.messages import AgentParams, AgentStatus, Note, NoteAck, NoteAgain, PlanState, SyncPong
 from protocol.mix import CC_PAN, CC_VOLUME, dynamics_velocity, pan_cc
 from protocol.process import write_json_atomic
 from protocol.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realtime, set_switch_interval
@@ -82,12 +83,14 @@ class Agent:
         self.bus: Bus | None = None
         self.sync_bus: Bus | None = None  # UDP pings beside an MQTT bus (bus.sync: udp)
         self.stuck_notes = 0
+        self.unacked = Unacked()  # committed notes the recorder has not confirmed: sent again until it does
         self.loop_priority = "normal"
         self._shut = False
         self._stopping = asyncio.Event()
         self.previous = self._load_previous_stats()
         self.conductor_clock = ConductorClock(
-            name, self.cfg.host == ens.conductor.host, self.previous.pop("offset_ms", None)
+            name, self.cfg.host == ens.conductor.host, self.previous.pop("offset_ms", None),
+            target=self._ping_target(),
         )
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -208,7 +211,12 @@ class Agent:
                 log.warning("%s: rejected %s: %s", self.name, type(msg).__name__, exc)
 
     def _handle(self, msg: Any, received_at: float) -> None:
-        if isinstance(msg, Timeline):
+        if isinstance(msg, (Timeline, NoteAck)):
+            self.unacked.heard_conductor(received_at)
+        if isinstance(msg, NoteAck):
+            if msg.agent == self.name:
+                self.unacked.ack(msg.keys())
+        elif isinstance(msg, Timeline):
             self._on_timeline(msg)
         elif isinstance(msg, SyncPong):
             if msg.agent == self.name and self.conductor_clock.on_pong(msg, received_at):
@@ -281,9 +289,13 @@ class Agent:
         await self.conductor_clock.ping_loop(lambda ping: bus.publish(ping, to=conductor), self.clock)
 
     async def _heartbeat_loop(self) -> None:
+        """Heartbeats, and with each the notes the recorder has not acknowledged (agents/unacked.py)."""
         assert self.bus is not None
+        conductor = self.ens.osc_endpoint("conductor") if self.bus.transport_name == "osc" else None
         while True:
             await self.bus.publish(self._status("playing" if self._playing() else "ready"))
+            for note in self.unacked.due(self.clock()):
+                await self.bus.publish(NoteAgain.of(note), to=conductor)
             await asyncio.sleep(HEARTBEAT_S)
 
     async def _stats_loop(self) -> None:
@@ -351,6 +363,7 @@ class Agent:
             )
             self.notes_committed += 1
             self._last_pitch = note.pitch
+            self.unacked.add(note, self.clock())
             await self.bus.publish(note)
 
     def _count_in(self, start: float, end: float) -> None:
@@ -376,10 +389,24 @@ class Agent:
         for pitch in ending_voicing(cfg.role, cfg.range, cfg.polyphony or 1, chord, self._last_pitch):
             self.scheduler.schedule_note(stop, hold, channel, pitch, velocity)
             self.notes_committed += 1
-            await self.bus.publish(Note(stop, hold, pitch, velocity, channel, self.name))
+            note = Note(stop, hold, pitch, velocity, channel, self.name)
+            self.unacked.add(note, self.clock())  # the recording must not miss the last chord either
+            await self.bus.publish(note)
 
     # -- status and stats ---------------------------------------------------------------------------
+    def _ping_target(self) -> str:
+        """Where this agent's clock pings go, as its `unsynced` warning names it."""
+        bus = self.ens.bus
+        if bus.transport == "mqtt" and bus.sync == "bus":
+            return f"{self.ens.conductor.address} (through the broker at {bus.mqtt.host}:{bus.mqtt.port})"
+        host, port = self.ens.osc_endpoint("conductor")
+        return f"{host}:{port} (udp)"
+
     def _status(self, state: str) -> AgentStatus:
+        """The heartbeat. An agent out of sync says `unsynced` instead of ready/playing: it may be
+        playing, but on a clock nobody has checked, and that is what a display must show."""
+        if state != "gone" and self.conductor_clock.state == UNSYNCED:
+            state = UNSYNCED
         self.seq += 1
         st = self.scheduler.stats() if self.scheduler else {"late_count": 0, "p50": 0.0}
         lookahead = 0.0
@@ -422,9 +449,15 @@ class Agent:
                 "offset_ms": round(self.offset_s() * 1000.0, 4),
                 "estimated_offset_ms": round(self.conductor_clock.sync.offset_s * 1000.0, 4),
                 "rtt_ms": round(self.conductor_clock.rtt_s() * 1000.0, 4),
+                # syncing (no pong yet), synced, or unsynced (no pong for UNSYNCED_AFTER_S)
+                "state": self.conductor_clock.state,
+                "unsynced_s": round(self.conductor_clock.unsynced_total_s(self.clock()), 3),
+                "pings_to": self.conductor_clock.target,
                 # Where the pings go: "udp" straight to the conductor, "broker" through MQTT.
                 "via": "broker" if self.ens.bus.transport == "mqtt" and self.ens.bus.sync == "bus" else "udp",
             },
+            # notes not yet acknowledged by the recorder, sent again, and lost to the bound (none, we hope)
+            "recording": self.unacked.stats(),
             "invalid_messages": self.invalid_total(),
             "invalid_reasons": dict(sum(
                 (Counter(b.invalid) + Counter(b.transport_invalid()) for b in (self.bus, self.sync_bus) if b),

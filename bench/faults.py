@@ -23,6 +23,9 @@ What is measured (WHY each: these are what a listener notices)
                   is how far apart their notes would sound. On one host the offset is exactly 0, so
                   this shows whether every agent, the restarted ones included, holds the same timeline.
     restarts      per agent from the report, against the kills made.
+    recording     per part, notes played (the agents' own counts) against notes the recorder holds
+                  (the report's `recorded`): what a fault took from the recording. A SIGKILLed agent
+                  dies with the notes it had committed but not played, which may be recorded.
 
     .venv/bin/python -m bench.faults [--quick] [--seconds 120] [--transport mqtt|osc] [--json out.json]
 """
@@ -299,6 +302,7 @@ def soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "never_rejoined": [k["agent"] for k in kills if k["rejoin_commit_s"] is None],
         "restarts": {a: p.get("restarts") for a, p in parts.items() if p["role"] == "agent"},
         "notes": {a: p.get("notes") for a, p in parts.items()},
+        "recording": {a: {"played": p.get("notes"), "recorded": p.get("recorded")} for a, p in parts.items()},
         "beat_spread_ms": pct(spreads),
         "broker_outage": outage,
     }
@@ -357,6 +361,9 @@ def print_table(r: dict[str, Any]) -> None:
           f"{ {a: sum(k['agent'] == a for k in r['kills']) for a in r['restarts']} })")  # fmt: skip
     if r["never_rejoined"]:
         print(f"  NEVER REJOINED: {r['never_rejoined']}")
+    rec = r["recording"]
+    print("  recording (played/recorded): "
+          + ", ".join(f"{a} {v['played']}/{v['recorded']}" for a, v in rec.items()))  # fmt: skip
     if r["broker_outage"]:
         o = r["broker_outage"]
         print(

@@ -29,6 +29,7 @@ from conductor.control import (
 )
 from conductor.human import FileHuman, LiveHuman, MidiInput, read_midi_notes
 from conductor.link import LinkBridge
+from conductor.listener import Heard, Listener
 from conductor.midi_clock import MidiClockOut
 from conductor.recorder import Recorder
 from conductor.state import ConductorState, Mix
@@ -37,7 +38,19 @@ from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import Ensemble
 from protocol.form import ending_beats, ending_voicing, final_chord
 from protocol.harmony import Chord, ChordError, ChordPlan
-from protocol.messages import AgentParams, AgentStatus, BeatTick, Control, Note, PlanState, SyncPing, SyncPong
+from protocol.messages import (
+    AgentParams,
+    AgentStatus,
+    BeatTick,
+    Control,
+    Note,
+    NoteAck,
+    NoteAgain,
+    PlanState,
+    SyncPing,
+    SyncPong,
+    note_key,
+)
 from protocol.mix import CC_PAN, CC_VOLUME, pan_cc
 from protocol.process import write_json_atomic
 from protocol.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realtime
@@ -82,22 +95,33 @@ class Conductor:
             self.state = ConductorState.load(state_path, names)
             self.resumed = True
         else:
-            plan = ChordPlan.parse(ens.chords, loop=ens.loop, key=ens.key)
+            plan = ChordPlan.parse(ens.plan_text, loop=ens.loop, key=ens.key)
             self.state = ConductorState(
                 Timeline(tempo_bpm=ens.tempo, beats_per_bar=ens.meter), plan, agents=names
             )
+            self.state.following = ens.follows_chords
             self.resumed = False
         for a in ens.agents:  # the YAML's settings, unless a saved state says what they became
             self.state.mix.setdefault(a.name, Mix.of(a))
         self.state.commit_beats = ens.timing.commit_beats
         self.state.latency_s = ens.timing.latency_ms / 1000.0
         self.ending_beats = ending_beats(ens)
+        # Fed every human note whether or not the plan follows, so `/chords follow` takes effect at once.
+        self.listener = Listener(beats_per_bar=ens.meter, key=ens.key)
+        self.heard: Heard | None = None
         parts = [(p.name, p.channel, p.program) for p in ens.parts()]
         self.recorder = Recorder(parts, beats_per_bar=ens.meter)
-        for a in ens.agents:
-            self._record_mix(a.name, 0.0)
+        # The journal carries the recording (and so every count the report takes from it) across a
+        # restart; kept beside the state file when no recording was asked for, and removed at the end.
+        self.journal_only = record is None and state_path is not None
         if record is not None:
             self.recorder.keep_journal(record.with_name(record.name + ".journal"), resume=self.resumed)
+        elif state_path is not None:
+            self.recorder.keep_journal(state_path.with_name("notes.journal"), resume=self.resumed)
+        for a in ens.agents:  # each part's mix from the start, unless a resumed journal has its history
+            if a.name not in self.recorder.controls:
+                self._record_mix(a.name, 0.0)
+        self.to_ack: dict[str, list[tuple[float, int]]] = {}  # agent -> notes recorded, to acknowledge
         self.recorder.plan(max(0.0, self.state.timeline.beat_origin), self.state.plan_message())
         self.allow = Allowlist(ens.control.allow)
         self.control_invalid: dict[str, int] = {}
@@ -105,7 +129,6 @@ class Conductor:
         self.human_file: FileHuman | None = None
         self.human_live: LiveHuman | None = None
         self.midi_in: MidiInput | None = None
-        self.human_notes = 0
         self.human_last: Note | None = None
         self.human_ended_for: float | None = None
         self.agent_status: dict[str, AgentStatus] = {}
@@ -182,6 +205,11 @@ class Conductor:
         self.close()
 
     def stop(self) -> None:
+        """Ctrl-C or SIGTERM: the recording ends now. The agents stop with us, so notes they committed
+        for later were never played; the file (and the report's recorded counts) leave them out."""
+        tl = self.state.timeline
+        if self.end_beat is None and tl.playing:
+            self.end_beat = max(0.0, tl.beat_at(self.clock()))
         self.finished.set()
 
     def close(self) -> None:
@@ -192,6 +220,8 @@ class Conductor:
             self.midi_in.close()
         if self.record_path is not None:
             self.recorder.save(self.record_path, until_beat=self.end_beat)
+        elif self.journal_only:
+            self.recorder.drop_journal()
         self.save_state()
         self.write_stats()
 
@@ -245,6 +275,7 @@ class Conductor:
             settled = self.state.timeline.settled(now)
             if settled is not self.state.timeline:
                 self.state.timeline = settled
+            await self._ack_notes()
             if n % round(STATE_EVERY_S / TIMELINE_EVERY_S) == 0:
                 gone = self.state.expire(now, ROSTER_TIMEOUT_S)
                 for name in gone:
@@ -252,6 +283,21 @@ class Conductor:
                 await self._publish_state()
             else:
                 await self._publish(self.state.timeline)
+
+    async def _ack_notes(self) -> None:
+        """Tell each agent which of its notes the recording holds (it sends the others again)."""
+        assert self.bus is not None
+        pending, self.to_ack = self.to_ack, {}
+        for agent, keys in pending.items():
+            to = self.ens.osc_endpoint(agent) if self.bus.transport_name == "osc" else None
+            for ack in NoteAck.pack(agent, keys):
+                await self.bus.publish(ack, to=to)
+
+    def _record(self, note: Note) -> None:
+        """An agent's note, first sent or sent again: kept once, acknowledged every time it comes."""
+        self.recorder.add(note)
+        if note.source in self.state.agents:
+            self.to_ack.setdefault(note.source, []).append(note_key(note.start_beat, note.pitch))
 
     # -- bus receive --------------------------------------------------------------------------------
     async def _answer_ping(self, bus: Bus, ping: SyncPing, sender: Any, received_at: float) -> None:
@@ -285,7 +331,9 @@ class Conductor:
                         await self._publish_state()
                 self.agent_status[msg.agent] = msg
             elif isinstance(msg, Note):
-                self.recorder.add(msg)
+                self._record(msg)
+            elif isinstance(msg, NoteAgain):
+                self._record(msg.note())
             elif isinstance(msg, Control):
                 # A remote surface over MQTT (the broker's ACL decides who may publish control). Over
                 # OSC the bus port is as reachable as the control port: the same allowlist applies.
@@ -352,9 +400,16 @@ class Conductor:
         if note is not None:
             await self._human_note(note)
 
+    @property
+    def human_notes(self) -> int:
+        """The human's notes played, counted in the recording: a restarted conductor's journal has its
+        predecessor's too, so the count covers the whole run (the bridge plays every note it keeps)."""
+        h = self.ens.human
+        return 0 if h is None else self.recorder.count(h.name, self.end_beat)
+
     async def _human_note(self, note: Note) -> None:
-        self.human_notes += 1
         self.human_last = note
+        self.listener.note(note.start_beat, note.duration_beats, note.pitch, note.velocity)
         self.recorder.add(note)
         await self._publish(note)
 
@@ -382,6 +437,7 @@ class Conductor:
             whole = math.floor(beat)
             if whole != self.last_beat_tick and beat >= 0:
                 self.last_beat_tick = whole
+                await self._follow(whole)
                 await self._beat_tick(whole, tl)
             if tl.stop_beat > 0.0 and now >= tl.time_at(tl.stop_beat + self.ending_beats) + RELEASE_MARGIN_S:
                 # The held chord has been released: the transport stops, and a --bars run is over.
@@ -403,6 +459,18 @@ class Conductor:
         for pitch in ending_voicing("melody", h.range, 1, chord, self.human_last.pitch):
             note = Note(tl.stop_beat, self.ending_beats, pitch, self.human_last.velocity, h.channel, h.name)
             await self._human_note(note)
+
+    async def _follow(self, beat: int) -> None:
+        """Decide the heard chord and key at this beat onset; publish them as the plan if they changed."""
+        self.heard = self.listener.decide(float(beat))
+        if self.heard is None:
+            return
+        changed = self.state.follow(self.heard.chord, self.heard.key)
+        for msg in changed:
+            self.recorder.plan(float(beat), msg)
+            await self._publish(msg)
+        if changed:
+            self.save_state()
 
     async def _drain_midi_in(self, tl: Timeline) -> None:
         assert self.midi_in is not None and self.human_live is not None
@@ -467,9 +535,12 @@ class Conductor:
             "beat": beat,
             "bar": bar_and_beat(beat, tl.beats_per_bar)[0],
             "chord": chord.symbol if chord else "",
+            "key": self.state.plan.key,
+            "following": self.state.following,
+            "heard": {"chord": self.heard.chord, "key": self.heard.key} if self.heard else None,
             "roster": sorted(self.state.heard),
             "human_notes": self.human_notes,
-            "recorded": {p.name: self.recorder.count(p.name) for p in self.ens.parts()},
+            "recorded": {p.name: self.recorder.count(p.name, self.end_beat) for p in self.ens.parts()},
             "invalid_messages": sum(reasons.values()),
             "invalid_reasons": dict(reasons),
             "refused": dict(self.allow.refused),

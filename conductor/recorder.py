@@ -15,7 +15,7 @@ from typing import IO
 
 import mido
 
-from protocol.messages import Note, PlanState
+from protocol.messages import Note, PlanState, note_key
 
 PPQ = 480
 PLAN_EVENT = "barcelona.plan "  # prefix of the conductor track's text events that carry a plan (JSON)
@@ -52,18 +52,20 @@ class Recorder:
                     continue  # a line cut short by the kill
         self.journal = path.open("a" if resume else "w", encoding="utf-8")
 
-    def add(self, note: Note, write: bool = True) -> None:
+    def add(self, note: Note, write: bool = True) -> bool:
+        """Keep `note`; False when it is not kept (before beat 0, or already held)."""
         if note.start_beat < 0:
-            return
-        key = (note.source, round(note.start_beat, 6), note.pitch)
-        if key in self.seen:  # a note heard twice (MQTT redelivery) is one note
-            return
+            return False
+        key = (note.source, *note_key(note.start_beat, note.pitch))
+        if key in self.seen:  # a note heard twice (sent again after an outage) is one note
+            return False
         self.seen.add(key)
         self.notes.setdefault(note.source, []).append(note)
         if write and self.journal is not None:
             fields = ("start_beat", "duration_beats", "pitch", "velocity", "channel", "source")
             self.journal.write(json.dumps({k: getattr(note, k) for k in fields}) + "\n")
             self.journal.flush()
+        return True
 
     def tempo(self, beat: float, bpm: float, write: bool = True) -> None:
         if not self.tempos or self.tempos[-1][1] != bpm:
@@ -93,8 +95,19 @@ class Recorder:
             self.journal.write(json.dumps(item) + "\n")
             self.journal.flush()
 
-    def count(self, part: str) -> int:
-        return len(self.notes.get(part, []))
+    def count(self, part: str, until_beat: float | None = None) -> int:
+        """The notes of `part` the saved file holds (`save` with the same `until_beat`)."""
+        notes = self.notes.get(part, [])
+        if until_beat is None:
+            return len(notes)
+        return sum(1 for n in notes if n.start_beat < until_beat)
+
+    def drop_journal(self) -> None:
+        """A journal kept only to survive a restart (no recording asked for) goes at a clean end."""
+        if self.journal is not None:
+            self.journal.close()
+            Path(self.journal.name).unlink(missing_ok=True)
+            self.journal = None
 
     def save(self, path: Path, until_beat: float | None = None) -> None:
         mid = mido.MidiFile(type=1, ticks_per_beat=PPQ)

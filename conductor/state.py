@@ -63,6 +63,8 @@ class ConductorState:
     # downbeat is the first bar line beyond it, so no agent has a note past the end in hand.
     commit_beats: float = 1.0
     latency_s: float = 0.15
+    following: bool = False  # the plan is the chord and key heard from the player
+    written: ChordPlan | None = None  # the written plan, kept while following, back on `chords plan`
 
     # -- messages ---------------------------------------------------------------------------------
     def plan_message(self) -> PlanState:
@@ -127,6 +129,11 @@ class ConductorState:
                 return []
             self.timeline = self._stop(now)
             return [self.timeline]
+        if p == "chords":
+            return self._set_following(str(v))
+        if p in ("plan", "bar") and self.following:
+            # editing the written plan means playing it: following stops, the edit applies to it
+            self.following, self.plan, self.written = False, self.written or self.plan, None
         if p == "plan":
             self.plan = ChordPlan.parse(str(v), loop=self.plan.loop, key=self.plan.key)
         elif p == "bar":
@@ -151,6 +158,32 @@ class ConductorState:
         if tl.stop_beat > 0.0 and bar_line >= tl.stop_beat:
             return tl.stopped(now)
         return replace(tl, epoch=tl.epoch + 1, stop_beat=float(bar_line))
+
+    def _set_following(self, mode: str) -> list[Any]:
+        mode = mode.strip().lower()
+        if mode not in ("follow", "plan"):
+            raise ValueError(f"chords: expected 'follow' or 'plan', got {mode[:40]!r}")
+        if (mode == "follow") == self.following:
+            return []
+        if mode == "follow":  # the plan changes at the next chord heard, not now
+            self.following, self.written = True, self.plan
+            return []
+        self.following, self.plan, self.written = False, self.written or self.plan, None
+        self.plan_epoch += 1
+        return [self.plan_message()]
+
+    def follow(self, chord: str, key: str) -> list[PlanState]:
+        """The chord and key heard now become the plan, when following and when they changed."""
+        if not self.following:
+            return []
+        plan = ChordPlan.parse(chord, loop=True, key=key)
+        if plan.bars == self.plan.bars and plan.key == self.plan.key:
+            return []
+        if self.written is None:
+            self.written = self.plan
+        self.plan = plan
+        self.plan_epoch += 1
+        return [self.plan_message()]
 
     def _apply_agent(self, ctl: Control) -> list[Any]:
         pats = _osc_patterns(ctl.target)
@@ -179,7 +212,9 @@ class ConductorState:
         """Atomic write: a conductor killed mid-write must still find the previous state."""
         data = {
             "timeline": {k: getattr(self.timeline, k) for k in self.timeline.__dataclass_fields__},
-            "plan": {"text": self.plan.to_text(), "loop": self.plan.loop, "key": self.plan.key},
+            "plan": _plan_json(self.plan),
+            "following": self.following,
+            "written": None if self.written is None else _plan_json(self.written),
             "plan_epoch": self.plan_epoch,
             "params_epoch": self.params_epoch,
             "mix": {a: vars(m) for a, m in self.mix.items()},
@@ -199,9 +234,16 @@ class ConductorState:
             agents=agents,
             params_epoch=int(data["params_epoch"]) + 1,
         )
+        state.following = bool(data.get("following", False))
+        w = data.get("written")
+        state.written = None if w is None else ChordPlan.parse(w["text"], loop=w["loop"], key=w["key"])
         state.timeline = replace(state.timeline, epoch=state.timeline.epoch + 1)
         state.mix = {a: Mix(**m) for a, m in data.get("mix", {}).items() if a in agents}
         return state
+
+
+def _plan_json(plan: ChordPlan) -> dict[str, Any]:
+    return {"text": plan.to_text(), "loop": plan.loop, "key": plan.key}
 
 
 def _osc_patterns(pattern: str) -> list[str]:

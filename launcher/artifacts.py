@@ -43,7 +43,7 @@ def make_artifacts(
 
         try:
             png = plot_piano_roll(
-                midi, plot, ens.chords, ens.meter, ens.loop, ens.key, title=f"{ens.name}: {midi.name}"
+                midi, plot, ens.plan_text, ens.meter, ens.loop, ens.key, title=f"{ens.name}: {midi.name}"
             )
         except (PlotError, ValueError) as exc:
             print(f"error: --plot: {exc}", file=sys.stderr)

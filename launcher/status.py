@@ -54,6 +54,13 @@ def link_text(cond: dict[str, Any]) -> str:
     return f"link {link.get('mode', '')} {peers} peer{'s' if peers != 1 else ''} {phase:+.2f} ms"
 
 
+def agent_state(stats: dict[str, Any], alive: bool) -> str:
+    """`up`, `down`, or `unsynced`: alive but hearing no pong, so its beat may not be the band's."""
+    if not alive:
+        return "down"
+    return "unsynced" if (stats.get("sync") or {}).get("state") == "unsynced" else "up"
+
+
 class StatusDisplay:
     def __init__(self, launcher: Any, interactive: bool | None = None) -> None:
         self.launcher = launcher
@@ -120,7 +127,7 @@ class StatusDisplay:
             providers = ",".join(p.removesuffix("ExecutionProvider") for p in s.get("providers", []))
             table.add_row(
                 name + (f" ({providers})" if providers else ""),
-                "up" if alive else "down",
+                agent_state(s, alive),
                 str(s.get("notes", 0)),
                 str(s.get("late_notes", 0)),
                 f"{t.get('p99', 0):.3f}",
@@ -145,7 +152,8 @@ class StatusDisplay:
             text += f" p99 {s.get('timing_ms', {}).get('p99', 0):.1f}ms"
             if s.get("late_notes", 0):
                 text += f" late {s['late_notes']}"
-            parts.append(text + ("" if up else " (down)"))
+            state = agent_state(s, up)
+            parts.append(text + ("" if state == "up" else f" ({state})"))
         link = link_text(cond)
         health = bus_health(cond, len(self.launcher.ens.agents))
         return f"{self._where(cond)} | {' | '.join(parts)} | bus {health}" + (f" | {link}" if link else "")

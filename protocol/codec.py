@@ -21,6 +21,8 @@ from protocol.messages import (
     Control,
     EnsembleStatus,
     Note,
+    NoteAck,
+    NoteAgain,
     PlanState,
     Roster,
     SyncPing,
@@ -64,6 +66,8 @@ KINDS: tuple[Kind, ...] = (
     Kind(Control, "control", qos=1, retain=False),
     Kind(BeatTick, "beat", qos=0, retain=False),
     Kind(EnsembleStatus, "ensemble/status", qos=0, retain=False),
+    Kind(NoteAgain, "record/note", qos=0, retain=False, key="source"),
+    Kind(NoteAck, "record/ack", qos=0, retain=False, key="agent"),
 )
 BY_CLASS: dict[type, Kind] = {k.cls: k for k in KINDS}
 BY_ADDRESS: dict[str, Kind] = {k.address: k for k in KINDS}
@@ -127,18 +131,19 @@ def mqtt_topic(ensemble: str, msg: Any) -> str:
 def mqtt_filters(ensemble: str, who: str | None = None) -> list[str]:
     """Subscription filters that cover every kind (keyed kinds get a `+` level).
 
-    With `who` (an agent's name, or "conductor") clock-sync traffic is narrowed to what that process
-    needs: an agent hears only its own pongs and no pings, the conductor no pongs, so a start-up ping
-    burst from every agent is not fanned out to every other process through the broker.
+    With `who` (an agent's name, or "conductor") clock-sync and recording traffic is narrowed to what
+    that process needs: an agent hears only its own pongs and acks, and no pings or notes sent again,
+    the conductor no pongs or acks, so a start-up ping burst (or a resend after an outage) from every
+    agent is not fanned out to every other process through the broker.
     """
     out = []
     for k in KINDS:
         base = f"{MQTT_ROOT}/{ensemble}/{k.address}"
-        if who == "conductor" and k.cls is SyncPong:
+        if who == "conductor" and k.cls in (SyncPong, NoteAck):
             continue  # its own answers would only echo back
-        if who is not None and who != "conductor" and k.cls is SyncPing:
+        if who is not None and who != "conductor" and k.cls in (SyncPing, NoteAgain):
             continue
-        if who is not None and who != "conductor" and k.cls is SyncPong:
+        if who is not None and who != "conductor" and k.cls in (SyncPong, NoteAck):
             out.append(f"{base}/{who}")
             continue
         out.append(base + ("/+" if k.key else ""))

@@ -66,6 +66,7 @@ CONTROLS: tuple[ControlSpec, ...] = (
                 "`timing.ending_beats`, then the transport stops. A second stop cuts at once."),
     ControlSpec("plan", "ensemble", "text", None, None, "Replace the chord plan: `Dm7 G7 | Cmaj7 | ...`."),
     ControlSpec("bar", "ensemble", "bar", None, None, "Replace one bar: number (1 = first), chords."),
+    ControlSpec("chords", "ensemble", "text", None, None, "`follow` the player's chords and key, or `plan`."),
     ControlSpec("mute", "agent", "bool", None, None, "Silence an agent (1) or let it play (0)."),
     ControlSpec("solo", "agent", "bool", None, None, "Only soloed agents play while any is soloed."),
     ControlSpec("temperature", "agent", "float", 0.01, 5.0, "Sampling temperature of the agent's model."),

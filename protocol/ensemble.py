@@ -357,11 +357,16 @@ class ConductorConfig(Strict):
     link: LinkConfig = LinkConfig()
 
 
+FOLLOW = "follow"  # `chords: follow`: the plan is what the conductor hears the player play
+
+
 class Ensemble(Strict):
     name: Name = "demo"
     tempo: Annotated[float, Field(ge=20, le=400)] = 120.0
     meter: Annotated[int, Field(ge=1, le=32)] = 4
     key: str = "C"
+    # a written plan (`Dm7 G7 | Cmaj7`), or `follow`: the conductor follows the player's chords and
+    # key. Left out, it follows too (starting on the key's tonic chord); see `follows_chords`.
     chords: str = "C"
     loop: bool = True
     bus: BusConfig = BusConfig()
@@ -395,6 +400,20 @@ class Ensemble(Strict):
                         f"(meter {self.meter}: beats 0 to below {self.meter})"
                     )
         return self
+
+    @property
+    def follows_chords(self) -> bool:
+        """Whether the conductor starts out following the player: `chords: follow`, or no `chords:`.
+
+        Without a human nothing is heard, so the plan stays on the key's tonic chord: the same `C`
+        an ensemble without `chords:` always had.
+        """
+        return self.chords.strip() == FOLLOW or "chords" not in self.model_fields_set
+
+    @property
+    def plan_text(self) -> str:
+        """The written plan; when following, the key's tonic chord until the player is heard."""
+        return self.key if self.chords.strip() == FOLLOW else self.chords
 
     def agent(self, name: str) -> AgentConfig:
         for a in self.agents:
@@ -484,7 +503,7 @@ def parse_ensemble(data: Any, source: str = "<ensemble>") -> Ensemble:
     from protocol.harmony import ChordError, ChordPlan
 
     try:
-        ChordPlan.parse(ens.chords, loop=ens.loop, key=ens.key)
+        ChordPlan.parse(ens.plan_text, loop=ens.loop, key=ens.key)
     except (ChordError, ValueError, TypeError) as exc:
         raise EnsembleError(f"{source}: chords: {exc}") from None
     return ens

@@ -92,6 +92,74 @@ class Note(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class NoteAgain(Message):
+    """Agent → recorder: a committed note sent again because the recorder has not acknowledged it
+    (a broker outage, a conductor restarting). Its own message so that only the recorder hears it:
+    a note heard twice, or late, by another agent's model would change what that agent plays."""
+
+    start_beat: float
+    duration_beats: float
+    pitch: int
+    velocity: int
+    channel: int
+    source: str
+
+    SPEC: ClassVar[dict[str, Spec]] = Note.SPEC
+
+    @classmethod
+    def of(cls, note: Note) -> NoteAgain:
+        return cls(*note.values())
+
+    def note(self) -> Note:
+        return Note(*self.values())
+
+
+def note_key(start_beat: float, pitch: int) -> tuple[float, int]:
+    """What tells one note of a part from another: the recorder's dedup key and the ack's item."""
+    return (round(float(start_beat), 6), int(pitch))
+
+
+@dataclass(frozen=True, slots=True)
+class NoteAck(Message):
+    """Recorder → agent: these notes of yours are recorded. `notes` is `beat:pitch` items separated by
+    spaces (beat as Python writes a float, so it reads back to the same key); an agent keeps every note
+    it committed until it is acknowledged, and sends it again (NoteAgain) while it is not."""
+
+    agent: str
+    notes: str
+
+    SPEC: ClassVar[dict[str, Spec]] = {
+        "agent": ("n", None, None),
+        "notes": ("s", 0, MAX_TEXT),
+    }
+
+    @staticmethod
+    def pack(agent: str, keys: list[tuple[float, int]]) -> list[NoteAck]:
+        """As few acks as carry `keys` within MAX_TEXT each."""
+        out: list[NoteAck] = []
+        items: list[str] = []
+        size = 0
+        for beat, pitch in keys:
+            item = f"{beat!r}:{pitch}"
+            if items and size + len(item) + 1 > MAX_TEXT:
+                out.append(NoteAck(agent, " ".join(items)))
+                items, size = [], 0
+            items.append(item)
+            size += len(item) + 1
+        if items:
+            out.append(NoteAck(agent, " ".join(items)))
+        return out
+
+    def keys(self) -> list[tuple[float, int]]:
+        """The acknowledged notes; a malformed item raises ValueError (counted by the receiver)."""
+        out = []
+        for item in self.notes.split():
+            beat, _, pitch = item.partition(":")
+            out.append(note_key(float(beat), int(pitch)))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class PlanState(Message):
     """The chord plan as text (`Dm7 G7 | Cmaj7`); receivers parse it with protocol.harmony."""
 

@@ -91,3 +91,18 @@ def test_log_line_is_one_readable_line() -> None:
     assert line.startswith("bar 3  beat 2.5/4  Dm7  96.0 BPM")
     assert "bass:40 0ev/s p99 0.8ms late 1" in line and "piano:40 p99 0.8ms late 1" in line
     assert "bus bad 2  refused 3  roster 2/2" in line and "link follow" in line
+
+
+def test_an_unsynced_agent_shows_unsynced_in_the_table_and_the_line() -> None:
+    launcher = FakeLauncher()
+    launcher.children[2].stats = {**agent(0, onnx=False), "sync": {"offset_ms": 0.0, "rtt_ms": 0.0,
+                                                                    "state": "unsynced"}}  # fmt: skip
+    display = StatusDisplay(launcher, interactive=False)
+    rows = {name: next(line for line in render(display).splitlines() if name in line)
+            for name in ("bass", "piano")}  # fmt: skip
+    assert rows["piano"].split("│")[2].strip() == "unsynced", rows
+    assert rows["bass"].split("│")[2].strip() == "up", rows
+    line = display.line()
+    assert "piano:40 p99 0.8ms late 1 (unsynced)" in line and "bass:40 0ev/s p99 0.8ms late 1 |" in line
+    launcher.children[2].alive = False
+    assert "piano:40 p99 0.8ms late 1 (down)" in display.line()

@@ -58,7 +58,7 @@ class OnnxEngine:
         self.cfg = cfg
         parts = ens.parts()
         tracks = {p.name: (i + 1, p.channel) for i, p in enumerate(parts)}
-        plan = ChordPlan.parse(ens.chords, loop=ens.loop, key=ens.key)
+        plan = ChordPlan.parse(ens.plan_text, loop=ens.loop, key=ens.key)
         sharps, minor = key_signature(plan.key_tonic, plan.key_is_minor)
         model = resolve_model(cfg.engine.model, base_dir)
         e = cfg.engine
@@ -72,7 +72,7 @@ class OnnxEngine:
             beats_per_bar=ens.meter,
             key_sharps=sharps,
             key_minor=minor,
-            plan_text=ens.chords,
+            plan_text=ens.plan_text,
             plan_loop=ens.loop,
             plan_key=ens.key,
             horizon_beats=ens.timing.horizon_beats,

@@ -187,6 +187,42 @@
 			},
 			{
 				"box": {
+					"id": "obj-119",
+					"maxclass": "message",
+					"numinlets": 2,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						300.0,
+						136.0,
+						190.0,
+						22.0
+					],
+					"text": "/barcelona/demo/chords follow"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-120",
+					"maxclass": "message",
+					"numinlets": 2,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						300.0,
+						166.0,
+						180.0,
+						22.0
+					],
+					"text": "/barcelona/demo/chords plan"
+				}
+			},
+			{
+				"box": {
 					"id": "obj-9",
 					"maxclass": "newobj",
 					"numinlets": 1,
@@ -3681,6 +3717,30 @@
 					],
 					"source": [
 						"obj-117",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-9",
+						0
+					],
+					"source": [
+						"obj-119",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-9",
+						0
+					],
+					"source": [
+						"obj-120",
 						0
 					]
 				}
