@@ -437,7 +437,8 @@ class Conductor:
             whole = math.floor(beat)
             if whole != self.last_beat_tick and beat >= 0:
                 self.last_beat_tick = whole
-                await self._follow(whole)
+                if not self._ending_near(whole, tl):
+                    await self._follow(whole)
                 await self._beat_tick(whole, tl)
             if tl.stop_beat > 0.0 and now >= tl.time_at(tl.stop_beat + self.ending_beats) + RELEASE_MARGIN_S:
                 # The held chord has been released: the transport stops, and a --bars run is over.
@@ -449,6 +450,15 @@ class Conductor:
                 await self._publish(self.state.timeline)
                 self.save_state()
 
+    def _ending_near(self, beat: float, tl: Timeline) -> bool:
+        """From a commit horizon before the final downbeat the harmony is the final chord's: agents
+        voice it from the plan they hold then, so a followed plan must not move under them."""
+        if tl.stop_beat <= 0.0:
+            return False
+        timing = self.ens.timing
+        lead = max(timing.commit_beats, timing.latency_ms / 1000.0 * tl.tempo_at_beat(beat) / 60.0)
+        return beat + lead + 1.0 >= tl.stop_beat
+
     async def _human_ending(self, tl: Timeline) -> None:
         """The replayed player ends with the band, as the player it stands in for would: the chord
         tone nearest its last note, held with the others. (A live player plays what they play.)"""
@@ -458,7 +468,8 @@ class Conductor:
         chord = final_chord(self.state.plan, tl.stop_beat, tl.beats_per_bar)
         for pitch in ending_voicing("melody", h.range, 1, chord, self.human_last.pitch):
             note = Note(tl.stop_beat, self.ending_beats, pitch, self.human_last.velocity, h.channel, h.name)
-            await self._human_note(note)
+            self.recorder.add(note)  # not to the listener: the form's note, not the player's
+            await self._publish(note)
 
     async def _follow(self, beat: int) -> None:
         """Decide the heard chord and key at this beat onset; publish them as the plan if they changed."""
