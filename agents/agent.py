@@ -49,6 +49,7 @@ HEARTBEAT_S = 0.25
 PLAN_TICK_S = 0.01
 STATS_EVERY_S = 0.5
 ENDING_ACCENT = 8  # the final downbeat a little above the part's level, as beat 1 is
+COUNT_IN = "count-in"  # the scheduler tag of the count-in's clicks
 
 
 class Agent:
@@ -192,7 +193,8 @@ class Agent:
             return None
         if ev.kind == "on":
             t = out.note_on(ev.channel, ev.pitch, ev.velocity, due=ev.due)
-            self.notes_sent += 1
+            if ev.tag is not COUNT_IN:  # the part's notes, as the recording counts them
+                self.notes_sent += 1
             return t
         return out.note_off(ev.channel, ev.pitch, due=ev.due)
 
@@ -372,7 +374,7 @@ class Agent:
         assert self.scheduler is not None
         timing = self.ens.timing
         for beat, pitch, velocity in count_in_clicks(start, end, timing.count_in_beats, self.ens.meter):
-            self.scheduler.schedule_note(beat, CLICK_BEATS, DRUM_CHANNEL, pitch, velocity)
+            self.scheduler.schedule_note(beat, CLICK_BEATS, DRUM_CHANNEL, pitch, velocity, tag=COUNT_IN)
 
     async def _play_ending(self, stop: float, beats_per_bar: int) -> None:
         """This part's voicing of the final chord on the downbeat at `stop`, held `ending_beats`, so

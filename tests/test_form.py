@@ -210,6 +210,8 @@ def test_bars_run_counts_in_and_ends_with_every_part_on_the_final_downbeat(tmp_p
         fader.join(5.0)
         sink.close()
     assert report["stuck_notes"] == 0
+    # The clicks are no part's notes: what the drums report playing is what the recording holds.
+    assert report["parts"]["drums"]["notes"] == report["parts"]["drums"]["recorded"]
 
     # The synth: program, volume 90 and pan -0.5 on channel 10 (OSC counts from 1), then the clicks.
     messages = [(t, a, p) for t, a, p in sink.got]
