@@ -28,6 +28,15 @@ from agents.scheduler import ScheduledEvent, Scheduler
 from agents.unacked import Unacked
 from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import AgentConfig, Ensemble
+from protocol.form import (
+    CLICK_BEATS,
+    DRUM_CHANNEL,
+    count_in_clicks,
+    count_in_player,
+    ending_beats,
+    ending_voicing,
+    final_chord,
+)
 from protocol.harmony import ChordError, ChordPlan
 from protocol.messages import (
     AgentParams,
@@ -39,6 +48,7 @@ from protocol.messages import (
     PlanState,
     SyncPong,
 )
+from protocol.mix import CC_PAN, CC_VOLUME, dynamics_velocity, pan_cc
 from protocol.process import write_json_atomic
 from protocol.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realtime, set_switch_interval
 from protocol.tasks import TaskGroup
@@ -49,6 +59,8 @@ log = logging.getLogger("barcelona.agent")
 HEARTBEAT_S = 0.25
 PLAN_TICK_S = 0.01
 STATS_EVERY_S = 0.5
+ENDING_ACCENT = 8  # the final downbeat a little above the part's level, as beat 1 is
+COUNT_IN = "count-in"  # the scheduler tag of the count-in's clicks
 
 
 class Agent:
@@ -64,9 +76,15 @@ class Agent:
         self.plan: ChordPlan | None = None
         self.plan_epoch = -1
         e = self.cfg.engine
-        self.params = AgentParams(name, 0, False, e.temperature, e.density, e.top_p, e.top_k)
+        self.params = AgentParams(name, 0, False, e.temperature, e.density, e.top_p, e.top_k,
+                                  self.cfg.volume, self.cfg.pan, dynamics_velocity(self.cfg.dynamics))
         self.params_epoch = -1
         self.committed_until: float | None = None
+        # The form: whether this agent clicks the count-in; the end it has cut at and played.
+        self._clicks = count_in_player(ens) == name
+        self._cut_for: float | None = None
+        self._ended_for: float | None = None
+        self._last_pitch: int | None = None
         self.notes_sent = 0
         self.notes_committed = 0
         self.invalid_local = 0
@@ -149,8 +167,11 @@ class Agent:
         spec: dict[str, Any] = {
             "type": o.type,
             "name": f"barcelona-{self.name}",
-            "channels": [self.cfg.channel],
+            "channels": sorted({self.cfg.channel, *([DRUM_CHANNEL] if self._clicks else [])}),
             "programs": {self.cfg.channel: self.cfg.program},
+            # The part's place in the mix, set once its program is: whatever the synth had before
+            # (another song's fader) would otherwise stay.
+            "controls": {self.cfg.channel: {CC_VOLUME: self.params.volume, CC_PAN: pan_cc(self.params.pan)}},
         }
         if o.type == "midi":
             spec.update(port=o.port, virtual=o.virtual, api=o.api, client_name=f"barcelona-{self.name}")
@@ -186,7 +207,8 @@ class Agent:
             return None
         if ev.kind == "on":
             t = out.note_on(ev.channel, ev.pitch, ev.velocity, due=ev.due)
-            self.notes_sent += 1
+            if ev.tag is not COUNT_IN:  # the part's notes, as the recording counts them
+                self.notes_sent += 1
             return t
         return out.note_off(ev.channel, ev.pitch, due=ev.due)
 
@@ -221,7 +243,9 @@ class Agent:
                 self.plan_epoch = msg.epoch
         elif isinstance(msg, AgentParams):
             if msg.agent == self.name and msg.epoch != self.params_epoch:
+                before = self.params
                 self.params, self.params_epoch = msg, msg.epoch
+                self._apply_mix(before, msg)
         elif isinstance(msg, Note):
             if msg.source != self.name:
                 self.engine.hear(msg)
@@ -229,6 +253,20 @@ class Agent:
             hear_held = getattr(self.engine, "hear_held", None)  # engines that listen to the player
             if hear_held is not None and msg.source != self.name:
                 hear_held(msg)
+
+    def _apply_mix(self, before: AgentParams, now: AgentParams) -> None:
+        """A volume or pan change goes to the synth at once, not with the next note: a fader moves
+        the sound that is ringing. (The output's lock makes this safe beside the timing thread.)"""
+        out = self.output
+        if out is None or not out.is_open:
+            return
+        try:
+            if now.volume != before.volume:
+                out.control_change(self.cfg.channel, CC_VOLUME, now.volume)
+            if pan_cc(now.pan) != pan_cc(before.pan):
+                out.control_change(self.cfg.channel, CC_PAN, pan_cc(now.pan))
+        except OutputError as exc:  # closing under us at shutdown, or the synth went away
+            log.warning("%s: mix change not sent: %s", self.name, exc)
 
     def _on_timeline(self, tl: Timeline) -> None:
         cur = self.timeline
@@ -247,6 +285,7 @@ class Agent:
             self.committed_until = None
         if tl.playing and not was_playing:
             self.committed_until = None
+            self._cut_for = self._ended_for = None
         self._retime()
 
     def offset_s(self) -> float:
@@ -307,16 +346,30 @@ class Agent:
             # (Re)joining: anything starting sooner than the output latency would be late.
             self.committed_until = now_beat + latency_beats
         target = now_beat + max(self.ens.timing.commit_beats, latency_beats)
-        if tl.stop_beat > 0.0:
-            target = min(target, tl.stop_beat)
-        if target <= self.committed_until:
-            return
+        stop = tl.stop_beat
+        if stop > 0.0:
+            target = min(target, stop)
+            if self._cut_for != stop:
+                # An end was announced (or moved): what would still ring at the final downbeat ends there.
+                self._cut_for = stop
+                self.scheduler.cut_at(stop)
+        if target > self.committed_until:
+            start, self.committed_until = self.committed_until, target
+            if start < 0.0 and self._clicks:
+                self._count_in(start, min(target, 0.0))
+            # The count-in before beat 0 is the click's (or silence): no part (and no model context)
+            # has negative beats.
+            start = max(start, 0.0)
+            if target > start:
+                await self._play_window(start, target, tl)
+        if stop > 0.0 and self.committed_until >= stop and self._ended_for != stop:
+            self._ended_for = stop
+            if now_beat <= stop:  # an agent that (re)joins after the downbeat lets the others finish
+                await self._play_ending(stop, tl.beats_per_bar)
+
+    async def _play_window(self, start: float, target: float, tl: Timeline) -> None:
+        assert self.plan is not None and self.scheduler is not None and self.bus is not None
         ctx = PlanContext(self.plan, tl.beats_per_bar, self.params)
-        start, self.committed_until = self.committed_until, target
-        # The count-in before beat 0 stays silent: no part (and no model context) has negative beats.
-        start = max(start, 0.0)
-        if target <= start:
-            return
         for note in self.engine.plan(start, target, ctx):
             if tl.stop_beat > 0.0 and note.start_beat >= tl.stop_beat:
                 continue  # a part that commits ahead (agents/arrangement.py) may reach past the end
@@ -331,7 +384,35 @@ class Agent:
                 note.start_beat, note.duration_beats, note.channel, note.pitch, note.velocity
             )
             self.notes_committed += 1
+            self._last_pitch = note.pitch
             self.unacked.add(note, self.clock())
+            await self.bus.publish(note)
+
+    def _count_in(self, start: float, end: float) -> None:
+        """The count-in's clicks on the GM drum channel; only heard, not published: they are no part's
+        music, so neither the recording nor a listening model should take them in."""
+        assert self.scheduler is not None
+        timing = self.ens.timing
+        for beat, pitch, velocity in count_in_clicks(start, end, timing.count_in_beats, self.ens.meter):
+            self.scheduler.schedule_note(beat, CLICK_BEATS, DRUM_CHANNEL, pitch, velocity, tag=COUNT_IN)
+
+    async def _play_ending(self, stop: float, beats_per_bar: int) -> None:
+        """This part's voicing of the final chord on the downbeat at `stop`, held `ending_beats`, so
+        every part releases at the same beat."""
+        assert self.plan is not None and self.scheduler is not None and self.bus is not None
+        hold = ending_beats(self.ens)
+        if hold <= 0.0 or self.params.muted:
+            return
+        chord = final_chord(self.plan, stop, beats_per_bar)
+        velocity = min(127, self.params.dynamics + ENDING_ACCENT)
+        channel = self.cfg.channel
+        cfg = self.cfg
+        assert cfg.role is not None  # the schema fills it from the instrument, or guesses it
+        for pitch in ending_voicing(cfg.role, cfg.range, cfg.polyphony or 1, chord, self._last_pitch):
+            self.scheduler.schedule_note(stop, hold, channel, pitch, velocity)
+            self.notes_committed += 1
+            note = Note(stop, hold, pitch, velocity, channel, self.name)
+            self.unacked.add(note, self.clock())  # the recording must not miss the last chord either
             await self.bus.publish(note)
 
     # -- status and stats ---------------------------------------------------------------------------

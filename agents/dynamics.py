@@ -17,7 +17,10 @@ from __future__ import annotations
 import hashlib
 import math
 
-from protocol.instruments import DYNAMICS
+from protocol.mix import dynamics_velocity as level_velocity
+
+__all__ = ["level_velocity", "metric_position", "phrase_shape", "spread", "velocity"]
+
 
 PHRASE_BARS = 4
 # accent by metric position (velocity units above the level): downbeat, the bar's middle (beat 3 of
@@ -26,17 +29,6 @@ ACCENTS = {"bar": 13.0, "middle": 6.0, "beat": 0.0, "eighth": -9.0, "finer": -13
 # the bass and comping lean on the downbeat; a melody's accents are a little lighter (its line shapes it)
 ROLE_ACCENT = {"bass": 1.0, "comp": 1.0, "melody": 0.9, "drums": 1.0}
 SPREAD = 5.0  # +- velocity units of seeded spread
-
-
-def level_velocity(dynamics: str | int) -> int:
-    """A dynamic marking or a velocity as the centre velocity of the part."""
-    if isinstance(dynamics, str):
-        if dynamics not in DYNAMICS:
-            raise ValueError(f"dynamics: unknown marking {dynamics!r}; one of {', '.join(DYNAMICS)}")
-        return DYNAMICS[dynamics]
-    if isinstance(dynamics, bool) or not isinstance(dynamics, int) or not 1 <= dynamics <= 127:
-        raise ValueError(f"dynamics: expected a marking or a velocity 1-127, got {dynamics!r}")
-    return dynamics
 
 
 def metric_position(beat: float, beats_per_bar: int) -> str:

@@ -60,6 +60,9 @@ class OfflineScheduler:
         self._core.clear()
         self.advance(0.0)
 
+    def cut_at(self, beat: float) -> int:
+        return self._core.cut_at(beat)
+
     def stop(self, flush: bool = True) -> None:
         if flush:
             self._core.deliver(self._core.flush(), self._send, self.clock)

@@ -86,6 +86,7 @@ class _Note:
     off_seq: int
     off_event: ScheduledEvent
     started: bool = False
+    on_beat: float = 0.0
 
 
 def _check_int(name: str, value: object, lo: int, hi: int) -> int:
@@ -144,8 +145,28 @@ class SchedulerCore:
         on = ScheduledEvent(start, "on", channel, pitch, velocity, tag, note_id)
         off = ScheduledEvent(start + dur, "off", channel, pitch, 0, tag, note_id)
         on_seq, off_seq = self._push(on), self._push(off)
-        self._notes[note_id] = _Note(on_seq, off_seq, off)
+        self._notes[note_id] = _Note(on_seq, off_seq, off, on_beat=start)
         return note_id
+
+    def cut_at(self, beat: float) -> int:
+        """End everything at `beat`: notes that would start there or later are dropped, and notes
+        that would still sound then get their note-off moved to it (the end of a piece: whatever
+        rings into the final downbeat is cut so the last chord sounds alone). Returns how many
+        notes changed."""
+        beat = _check_beat("beat", beat)
+        changed = 0
+        for nid, note in list(self._notes.items()):
+            if not note.started and note.on_beat >= beat:
+                self._dead.update((note.on_seq, note.off_seq))
+                del self._notes[nid]
+                changed += 1
+            elif note.off_event.beat > beat:
+                old = note.off_event
+                self._dead.add(note.off_seq)
+                note.off_event = ScheduledEvent(beat, "off", old.channel, old.pitch, 0, old.tag, old.note_id)
+                note.off_seq = self._push(note.off_event)
+                changed += 1
+        return changed
 
     def set_timemap(self, timemap: TimeMap | None) -> None:
         self._timemap = timemap
@@ -309,6 +330,13 @@ class Scheduler:
             if head is None or start_beat < head:
                 self._cond.notify()
         return note_id
+
+    def cut_at(self, beat: float) -> int:
+        """See `SchedulerCore.cut_at`; wakes the thread, since a note-off may now be due sooner."""
+        with self._cond:
+            changed = self._core.cut_at(beat)
+            self._cond.notify()
+        return changed
 
     def set_timemap(self, timemap: TimeMap | None) -> None:
         """Replace the beat→seconds map atomically; pending events are re-timed by it."""

@@ -32,12 +32,14 @@ from conductor.link import LinkBridge
 from conductor.listener import Heard, Listener
 from conductor.midi_clock import MidiClockOut
 from conductor.recorder import Recorder
-from conductor.state import ConductorState
+from conductor.state import ConductorState, Mix
 from conductor.status_json import StatusJson, agent_fields, bar_and_beat
 from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import Ensemble
-from protocol.harmony import ChordError, ChordPlan
+from protocol.form import ending_beats, ending_voicing, final_chord
+from protocol.harmony import Chord, ChordError, ChordPlan
 from protocol.messages import (
+    AgentParams,
     AgentStatus,
     BeatTick,
     Control,
@@ -50,6 +52,7 @@ from protocol.messages import (
     SyncPong,
     note_key,
 )
+from protocol.mix import CC_PAN, CC_VOLUME, pan_cc
 from protocol.process import write_json_atomic
 from protocol.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realtime
 from protocol.tasks import LoopFailedError, TaskGroup
@@ -61,6 +64,10 @@ TIMELINE_EVERY_S = 0.2
 STATE_EVERY_S = 1.0
 ROSTER_TIMEOUT_S = 1.5
 TICK_S = 0.005
+# The transport stops this long after the final chord's release, so each agent's note-offs go out
+# at their beat rather than being forced by the stop a moment early.
+RELEASE_MARGIN_S = 0.05
+CLICK_MARGIN_S = 0.1
 
 
 class Conductor:
@@ -96,6 +103,11 @@ class Conductor:
             )
             self.state.following = ens.follows_chords
             self.resumed = False
+        for a in ens.agents:  # the YAML's settings, unless a saved state says what they became
+            self.state.mix.setdefault(a.name, Mix.of(a))
+        self.state.commit_beats = ens.timing.commit_beats
+        self.state.latency_s = ens.timing.latency_ms / 1000.0
+        self.ending_beats = ending_beats(ens)
         # Fed every human note whether or not the plan follows, so `/chords follow` takes effect at once.
         self.listener = Listener(beats_per_bar=ens.meter, key=ens.key)
         self.heard: Heard | None = None
@@ -108,6 +120,9 @@ class Conductor:
             self.recorder.keep_journal(record.with_name(record.name + ".journal"), resume=self.resumed)
         elif state_path is not None:
             self.recorder.keep_journal(state_path.with_name("notes.journal"), resume=self.resumed)
+        for a in ens.agents:  # each part's mix from the start, unless a resumed journal has its history
+            if a.name not in self.recorder.controls:
+                self._record_mix(a.name, 0.0)
         self.to_ack: dict[str, list[tuple[float, int]]] = {}  # agent -> notes recorded, to acknowledge
         self.recorder.plan(max(0.0, self.state.timeline.beat_origin), self.state.plan_message())
         self.allow = Allowlist(ens.control.allow)
@@ -116,6 +131,8 @@ class Conductor:
         self.human_file: FileHuman | None = None
         self.human_live: LiveHuman | None = None
         self.midi_in: MidiInput | None = None
+        self.human_last: Note | None = None
+        self.human_ended_for: float | None = None
         self.agent_status: dict[str, AgentStatus] = {}
         self.bus: Bus | None = None
         self.sync_bus: Bus | None = None  # UDP pings beside an MQTT bus
@@ -243,8 +260,12 @@ class Conductor:
         await self.link.wait_joined(self.state.timeline.tempo_bpm)  # follow: join Link first, start in phase
         count_in = self.ens.timing.count_in_beats * 60.0 / self.state.timeline.tempo_bpm
         latency = self.ens.timing.latency_ms / 1000.0
+        # A silent count-in only has to cover the agents' lead. A heard one must be heard whole: its
+        # first click is then a latency (and a margin for the timeline to reach them) away.
+        heard = self.ens.timing.count_in == "click"
+        lead = count_in + latency + CLICK_MARGIN_S if heard else max(count_in, latency)
         now = self.clock()
-        self.state.timeline = self.state.timeline.started(now, at_beat=0.0, delay_s=max(count_in, latency))
+        self.state.timeline = self.state.timeline.started(now, at_beat=0.0, delay_s=lead)
         self.state.timeline = self.link.aligned(self.state.timeline)  # follow: beat 0 on Link's bar line
         if self.bars is not None:
             self.state.timeline = replace(self.state.timeline, stop_beat=float(self.bars * self.ens.meter))
@@ -379,6 +400,8 @@ class Conductor:
         for msg in changed:
             if isinstance(msg, Timeline) and msg.next_tempo_bpm > 0:
                 self.recorder.tempo(msg.change_beat, msg.next_tempo_bpm)
+            if isinstance(msg, AgentParams) and ctl.param in ("volume", "pan"):
+                self._record_mix(msg.agent, self.state.timeline.beat_at(now))
             if isinstance(msg, PlanState):  # agents play it from now: the recording says so for --plot
                 self.recorder.plan(self.state.timeline.beat_at(now), msg)
             await self._publish(msg)
@@ -386,6 +409,12 @@ class Conductor:
             self.save_state()
         if self.bars is not None and ctl.param == "stop" and not ctl.target and float(ctl.value) > 0:
             self._end_run(f"/stop from {by or 'a control'}")
+
+    def _record_mix(self, agent: str, beat: float) -> None:
+        """The part's volume and pan into its track, so a render of the recording is mixed as heard."""
+        m = self.state.mix[agent]
+        self.recorder.control(agent, beat, CC_VOLUME, m.volume)
+        self.recorder.control(agent, beat, CC_PAN, pan_cc(m.pan))
 
     async def _human_osc(self, args: list[Any]) -> None:
         if self.human_live is None:
@@ -415,6 +444,7 @@ class Conductor:
         await self._publish(held)
 
     async def _human_note(self, note: Note) -> None:
+        self.human_last = note
         self.listener.note(note.start_beat, note.duration_beats, note.pitch, note.velocity)
         self.recorder.add(note)
         await self._publish(note)
@@ -433,19 +463,52 @@ class Conductor:
                     self.listener.note_on(held.pitch, held.velocity, held.start_beat)
                     await self._publish(held)
                 for note in self.human_file.due(beat):
+                    if tl.stop_beat > 0.0 and note.end_beat > tl.stop_beat:
+                        if note.start_beat >= tl.stop_beat:
+                            continue  # the replayed player stops with the band at the final downbeat
+                        note = replace(note, duration_beats=tl.stop_beat - note.start_beat)
                     await self._human_note(note)
+                if 0.0 < tl.stop_beat <= beat and self.human_ended_for != tl.stop_beat:
+                    self.human_ended_for = tl.stop_beat
+                    await self._human_ending(tl)
             if self.midi_in is not None and self.human_live is not None:
                 await self._drain_midi_in(tl)
             whole = math.floor(beat)
             if whole != self.last_beat_tick and beat >= 0:
                 self.last_beat_tick = whole
-                await self._follow(whole)
+                if not self._ending_near(whole, tl):
+                    await self._follow(whole)
                 await self._beat_tick(whole, tl)
-            if self.bars is not None and beat >= self.bars * tl.beats_per_bar:
-                self.end_beat = float(self.bars * tl.beats_per_bar)
+            if tl.stop_beat > 0.0 and now >= tl.time_at(tl.stop_beat + self.ending_beats) + RELEASE_MARGIN_S:
+                # The held chord has been released: the transport stops, and a --bars run is over.
                 self.state.timeline = tl.stopped(now)
-                self.finished.set()
-                return
+                if self.bars is not None:
+                    self.end_beat = tl.stop_beat + self.ending_beats
+                    self.finished.set()
+                    return
+                await self._publish(self.state.timeline)
+                self.save_state()
+
+    def _ending_near(self, beat: float, tl: Timeline) -> bool:
+        """From a commit horizon before the final downbeat the harmony is the final chord's: agents
+        voice it from the plan they hold then, so a followed plan must not move under them."""
+        if tl.stop_beat <= 0.0:
+            return False
+        timing = self.ens.timing
+        lead = max(timing.commit_beats, timing.latency_ms / 1000.0 * tl.tempo_at_beat(beat) / 60.0)
+        return beat + lead + 1.0 >= tl.stop_beat
+
+    async def _human_ending(self, tl: Timeline) -> None:
+        """The replayed player ends with the band, as the player it stands in for would: the chord
+        tone nearest its last note, held with the others. (A live player plays what they play.)"""
+        h = self.ens.human
+        if h is None or self.ending_beats <= 0.0 or self.human_last is None:
+            return
+        chord = final_chord(self.state.plan, tl.stop_beat, tl.beats_per_bar)
+        for pitch in ending_voicing("melody", h.range, 1, chord, self.human_last.pitch):
+            note = Note(tl.stop_beat, self.ending_beats, pitch, self.human_last.velocity, h.channel, h.name)
+            self.recorder.add(note)  # not to the listener: the form's note, not the player's
+            await self._publish(note)
 
     async def _follow(self, beat: int) -> None:
         """Decide the heard chord and key at this beat onset; publish them as the plan if they changed."""
@@ -475,7 +538,10 @@ class Conductor:
                 await self._human_held(msg.note, msg.velocity, beat)
 
     async def _beat_tick(self, beat: int, tl: Timeline) -> None:
-        chord = self.state.plan.chord_at(beat, tl.beats_per_bar)
+        if 0.0 < tl.stop_beat <= beat:  # the held ending: show the chord the band holds
+            chord: Chord | None = final_chord(self.state.plan, tl.stop_beat, tl.beats_per_bar)
+        else:
+            chord = self.state.plan.chord_at(beat, tl.beats_per_bar)
         tick = BeatTick(
             *bar_and_beat(beat, tl.beats_per_bar),
             chord.symbol if chord else "",

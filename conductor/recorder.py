@@ -30,6 +30,8 @@ class Recorder:
     beats_per_bar: int = 4
     seen: set[tuple[str, float, int]] = field(default_factory=set)
     journal: IO[str] | None = None
+    # part -> [(beat, controller, value)]: its volume and pan as set at the start and moved live
+    controls: dict[str, list[tuple[float, int, int]]] = field(default_factory=dict)
 
     def keep_journal(self, path: Path, resume: bool) -> None:
         """Append every note to `path` as it is heard, so a conductor killed mid-set loses nothing:
@@ -40,6 +42,8 @@ class Recorder:
                     item = json.loads(line)
                     if "tempo" in item:
                         self.tempo(*item["tempo"], write=False)
+                    elif "cc" in item:
+                        self.control(*item["cc"], write=False)
                     elif "plan" in item:
                         self.plan(item["plan"][0], PlanState(*item["plan"][1:]), write=False)
                     else:
@@ -69,6 +73,16 @@ class Recorder:
             if write and self.journal is not None:
                 self.journal.write(json.dumps({"tempo": [max(0.0, beat), bpm]}) + "\n")
                 self.journal.flush()
+
+    def control(self, part: str, beat: float, control: int, value: int, write: bool = True) -> None:
+        """A controller on `part`'s channel from `beat` on; a repeat of the value in force is dropped."""
+        events = self.controls.setdefault(part, [])
+        if next((v for _, c, v in reversed(events) if c == control), None) == value:
+            return
+        events.append((max(0.0, beat), control, value))
+        if write and self.journal is not None:
+            self.journal.write(json.dumps({"cc": [part, max(0.0, beat), control, value]}) + "\n")
+            self.journal.flush()
 
     def plan(self, beat: float, plan: PlanState, write: bool = True) -> None:
         """Note the plan in force from `beat` on (a plan the same as the last one is not a change)."""
@@ -115,6 +129,11 @@ class Recorder:
             timed: list[tuple[int, mido.Message]] = [
                 (0, mido.Message("program_change", channel=channel, program=program))
             ]
+            timed += [
+                (round(beat * PPQ), mido.Message("control_change", channel=channel, control=cc, value=value))
+                for beat, cc, value in self.controls.get(name, [])
+                if until_beat is None or beat <= until_beat
+            ]
             for n in self.notes.get(name, []):
                 end = n.end_beat if until_beat is None else min(n.end_beat, until_beat)
                 if end <= n.start_beat:
@@ -139,8 +158,10 @@ def _harmony(plan: PlanState) -> tuple[str, bool, str]:
 
 
 def _append_timed(track: mido.MidiTrack, events: list[tuple[int, mido.Message | mido.MetaMessage]]) -> None:
-    """Absolute ticks to delta times; note-offs sort before note-ons at the same tick."""
-    events.sort(key=lambda e: (e[0], 0 if getattr(e[1], "type", "") == "note_off" else 1))
+    """Absolute ticks to delta times; at one tick: the program, controllers, note-offs, note-ons (a
+    synth sets the sound before the notes it shapes; a re-struck key is released first)."""
+    order = {"program_change": 0, "control_change": 1, "note_off": 2}
+    events.sort(key=lambda e: (e[0], order.get(getattr(e[1], "type", ""), 3)))
     now = 0
     for tick, msg in events:
         track.append(msg.copy(time=tick - now))

@@ -15,8 +15,11 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from protocol.ensemble import AgentConfig
 from protocol.harmony import ChordPlan
+from protocol.instruments import DYNAMICS
 from protocol.messages import AgentParams, Control, PlanState, Roster
+from protocol.mix import DEFAULT_DYNAMICS, DEFAULT_PAN, DEFAULT_VOLUME, dynamics_velocity
 from protocol.timeline import Timeline
 
 MIN_CHANGE_LEAD_S = 0.1
@@ -32,6 +35,17 @@ class Mix:
     density: float = 1.0
     top_p: float = 0.98
     top_k: int = 20
+    volume: int = DEFAULT_VOLUME
+    pan: float = DEFAULT_PAN
+    dynamics: int = DYNAMICS[DEFAULT_DYNAMICS]
+
+    @classmethod
+    def of(cls, cfg: AgentConfig) -> Mix:
+        """Where an agent starts: its YAML's engine settings and mix, so the first params the
+        conductor sends repeat what the agent already plays rather than resetting it."""
+        e = cfg.engine
+        return cls(temperature=e.temperature, density=e.density, top_p=e.top_p, top_k=e.top_k,
+                   volume=cfg.volume, pan=cfg.pan, dynamics=dynamics_velocity(cfg.dynamics))
 
 
 @dataclass
@@ -45,6 +59,10 @@ class ConductorState:
     heard: dict[str, float] = field(default_factory=dict)
     roster_epoch: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    # How far ahead agents commit notes (timing.commit_beats, timing.latency_ms): a /stop's final
+    # downbeat is the first bar line beyond it, so no agent has a note past the end in hand.
+    commit_beats: float = 1.0
+    latency_s: float = 0.15
     following: bool = False  # the plan is the chord and key heard from the player
     written: ChordPlan | None = None  # the written plan, kept while following, back on `chords plan`
 
@@ -59,7 +77,8 @@ class ConductorState:
             m = self.mix.setdefault(name, Mix())
             muted = m.mute or (any_solo and not m.solo)
             out.append(
-                AgentParams(name, self.params_epoch, muted, m.temperature, m.density, m.top_p, m.top_k)
+                AgentParams(name, self.params_epoch, muted, m.temperature, m.density, m.top_p, m.top_k,
+                            m.volume, m.pan, m.dynamics)
             )
         return out
 
@@ -108,7 +127,7 @@ class ConductorState:
         if p == "stop":
             if float(v) <= 0 or not self.timeline.playing:
                 return []
-            self.timeline = self.timeline.stopped(now)
+            self.timeline = self._stop(now)
             return [self.timeline]
         if p == "chords":
             return self._set_following(str(v))
@@ -127,6 +146,18 @@ class ConductorState:
             raise ValueError(f"param: unknown ensemble control {p!r}")
         self.plan_epoch += 1
         return [self.plan_message()]
+
+    def _stop(self, now: float) -> Timeline:
+        """A /stop ends the piece at the next bar line the agents can still reach (every part holds
+        the final chord there, then the conductor stops the transport); a second /stop while that
+        end is on its way, or one during the held chord, stops at once."""
+        tl = self.timeline.settled(now)
+        beat = tl.beat_at(now)
+        lead = max(self.commit_beats, (self.latency_s + MIN_CHANGE_LEAD_S) * tl.tempo_at_beat(beat) / 60.0)
+        bar_line = max(1, math.ceil((beat + lead) / tl.beats_per_bar)) * tl.beats_per_bar
+        if tl.stop_beat > 0.0 and bar_line >= tl.stop_beat:
+            return tl.stopped(now)
+        return replace(tl, epoch=tl.epoch + 1, stop_beat=float(bar_line))
 
     def _set_following(self, mode: str) -> list[Any]:
         mode = mode.strip().lower()
@@ -167,8 +198,10 @@ class ConductorState:
                 m.solo = bool(ctl.value)
             elif ctl.param in ("temperature", "density", "top_p"):
                 setattr(m, ctl.param, float(ctl.value))
-            elif ctl.param == "top_k":
-                m.top_k = int(ctl.value)
+            elif ctl.param in ("top_k", "volume", "dynamics"):
+                setattr(m, ctl.param, int(ctl.value))
+            elif ctl.param == "pan":
+                m.pan = float(ctl.value)
             else:
                 raise ValueError(f"param: unknown agent control {ctl.param!r}")
         self.params_epoch += 1

@@ -36,7 +36,8 @@ def make_artifacts(
             rc = 1
         else:
             if not quiet:
-                print(f"wrote {result.path}: {result.seconds:.1f} s, peak {result.peak:.2f} of full scale")
+                print(f"wrote {result.path}: {result.seconds:.1f} s, peak {result.peak_dbfs:.1f} dBFS "
+                      f"(normalised by {result.gain_db:+.1f} dB)")
     if plot is not None:
         from launcher.plot import plot_piano_roll
 

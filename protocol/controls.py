@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from protocol.fields import check_bool, check_float, check_int, check_str
+from protocol.mix import DYNAMICS_RANGE, PAN_RANGE, VOLUME_RANGE, dynamics_velocity
 
 
 @dataclass(frozen=True, slots=True)
 class ControlSpec:
     name: str
     scope: Literal["ensemble", "agent"]
-    kind: Literal["float", "int", "bool", "text", "trigger", "bar"]
+    kind: Literal["float", "int", "bool", "text", "trigger", "bar", "dynamics"]
     lo: float | None
     hi: float | None
     doc: str
@@ -40,6 +41,11 @@ class ControlSpec:
             return check_float(field, value, self.lo, self.hi)
         if self.kind == "int":
             return float(check_int(field, args[0], int(self.lo or 0), int(self.hi or 0)))
+        if self.kind == "dynamics":
+            # A marking from a text field (`f`) or a velocity from a fader, both to the velocity.
+            value = args[0] if isinstance(args[0], str) else check_int(field, args[0], int(self.lo or 0),
+                                                                         int(self.hi or 0))
+            return float(dynamics_velocity(value))
         if self.kind == "bool":
             return 1.0 if check_bool(field, args[0]) else 0.0
         if self.kind == "text":
@@ -55,10 +61,10 @@ class ControlSpec:
 CONTROLS: tuple[ControlSpec, ...] = (
     ControlSpec("tempo", "ensemble", "float", 20, 400, "Tempo in BPM; takes effect at the next bar line."),
     ControlSpec("play", "ensemble", "trigger", None, None, "Start the transport at the next beat."),
-    ControlSpec(
-        "stop", "ensemble", "trigger", None, None,
-        "Stop the transport; all notes are released. Ends a `--bars` run.",
-    ),
+    ControlSpec("stop", "ensemble", "trigger", None, None,
+                "End at the next bar line agents can reach: every part holds the final chord for "
+                "`timing.ending_beats`, then the transport stops (and a `--bars` run ends). "
+                "A second stop cuts at once."),
     ControlSpec("plan", "ensemble", "text", None, None, "Replace the chord plan: `Dm7 G7 | Cmaj7 | ...`."),
     ControlSpec("bar", "ensemble", "bar", None, None, "Replace one bar: number (1 = first), chords."),
     ControlSpec("chords", "ensemble", "text", None, None, "`follow` the player's chords and key, or `plan`."),
@@ -68,5 +74,9 @@ CONTROLS: tuple[ControlSpec, ...] = (
     ControlSpec("density", "agent", "float", 0.0, 4.0, "How many notes the agent plays (1 = as written)."),
     ControlSpec("top_p", "agent", "float", 0.01, 1.0, "Nucleus sampling threshold."),
     ControlSpec("top_k", "agent", "int", 0, 4096, "Keep only the k likeliest tokens (0 = all)."),
+    ControlSpec("volume", "agent", "int", *VOLUME_RANGE, "The part's level in the mix (CC7), sent at once."),
+    ControlSpec("pan", "agent", "float", *PAN_RANGE, "Left (-1) to right (1), centre 0 (CC10), at once."),
+    ControlSpec("dynamics", "agent", "dynamics", *DYNAMICS_RANGE,
+                "How loud the part plays: a marking pp..ff or a centre velocity 1..127."),
 )
 BY_NAME: dict[tuple[str, str], ControlSpec] = {(c.scope, c.name): c for c in CONTROLS}

@@ -22,6 +22,15 @@ from pydantic import (
     model_validator,
 )
 
+from protocol.mix import (
+    DEFAULT_DYNAMICS,
+    DEFAULT_PAN,
+    DEFAULT_VOLUME,
+    DYNAMICS_RANGE,
+    PAN_RANGE,
+    VOLUME_RANGE,
+)
+
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Channel = Annotated[int, Field(ge=0, le=15)]
 Pitch = Annotated[int, Field(ge=0, le=127)]
@@ -125,6 +134,11 @@ class TimingConfig(Strict):
     commit_beats: Annotated[float, Field(gt=0, le=8)] = 1.0
     horizon_beats: Annotated[float, Field(gt=0, le=64)] = 2.0
     count_in_beats: Annotated[float, Field(ge=0, le=16)] = 1.0
+    # `click`: the drums part (else the first agent) clicks each beat of the count-in on GM channel
+    # 10; `silent`: the count-in is only the start-up lead, as a DAW-fed or solo-cued set wants
+    count_in: Literal["silent", "click"] = "silent"
+    # how long every part holds the final chord at the end of a --bars run or a /stop; unset: one bar
+    ending_beats: Annotated[float, Field(ge=0, le=32)] | None = None
     realtime: bool = True
 
 
@@ -258,7 +272,9 @@ class HumanConfig(PartConfig):
     source: HumanSource = HumanSource()
 
 
-Dynamic = Literal["pp", "p", "mp", "mf", "f", "ff"] | Annotated[int, Field(ge=1, le=127)]
+Dynamic = Literal["pp", "p", "mp", "mf", "f", "ff"] | Annotated[
+    int, Field(ge=DYNAMICS_RANGE[0], le=DYNAMICS_RANGE[1])
+]
 
 
 class AgentConfig(PartConfig):
@@ -273,9 +289,9 @@ class AgentConfig(PartConfig):
     role: Literal["bass", "comp", "melody", "drums"] | None = None
     polyphony: Annotated[int, Field(ge=1, le=16)] | None = None
     doubling: bool = False
-    dynamics: Dynamic = "mf"
-    volume: Annotated[int, Field(ge=0, le=127)] = 100
-    pan: Annotated[float, Field(ge=-1, le=1)] = 0.0
+    dynamics: Dynamic = DEFAULT_DYNAMICS
+    volume: Annotated[int, Field(ge=VOLUME_RANGE[0], le=VOLUME_RANGE[1])] = DEFAULT_VOLUME
+    pan: Annotated[float, Field(ge=PAN_RANGE[0], le=PAN_RANGE[1])] = DEFAULT_PAN
 
     @field_validator("instrument")
     @classmethod

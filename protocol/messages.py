@@ -12,6 +12,15 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from protocol.fields import check_bool, check_float, check_int, check_name, check_str
+from protocol.instruments import DYNAMICS
+from protocol.mix import (
+    DEFAULT_DYNAMICS,
+    DEFAULT_PAN,
+    DEFAULT_VOLUME,
+    DYNAMICS_RANGE,
+    PAN_RANGE,
+    VOLUME_RANGE,
+)
 
 # kind, low, high. Kinds: i int, d double, s string, n name (address-safe), b bool, v float-or-string
 Spec = tuple[str, Any, Any]
@@ -185,7 +194,10 @@ class PlanState(Message):
 
 @dataclass(frozen=True, slots=True)
 class AgentParams(Message):
-    """One agent's live parameters, resolved by the conductor (solo already folded into `muted`)."""
+    """One agent's live parameters, resolved by the conductor (solo already folded into `muted`).
+
+    `volume` and `pan` are the part's CC7 and CC10 (pan as -1..1); `dynamics` its level as a centre
+    velocity. They have defaults so a sender that predates them still decodes."""
 
     agent: str
     epoch: int
@@ -194,6 +206,9 @@ class AgentParams(Message):
     density: float
     top_p: float
     top_k: int
+    volume: int = DEFAULT_VOLUME
+    pan: float = DEFAULT_PAN
+    dynamics: int = DYNAMICS[DEFAULT_DYNAMICS]
 
     SPEC: ClassVar[dict[str, Spec]] = {
         "agent": ("n", None, None),
@@ -203,6 +218,9 @@ class AgentParams(Message):
         "density": ("d", 0.0, 4.0),
         "top_p": ("d", 0.01, 1.0),
         "top_k": ("i", 0, 4096),
+        "volume": ("i", *VOLUME_RANGE),
+        "pan": ("d", *PAN_RANGE),
+        "dynamics": ("i", *DYNAMICS_RANGE),
     }
 
 

@@ -20,8 +20,9 @@ MAX_TEMPO = 400.0
 class Timeline:
     """beat(t) = beat_origin + (t - time_origin) * tempo / 60, on the conductor's monotonic clock.
 
-    `stop_beat` > 0 announces where the transport will stop (a `--bars` run): agents plan nothing
-    that starts there or later, so the last bar ends cleanly instead of spilling one note over.
+    `stop_beat` > 0 announces the final downbeat (a `--bars` run, a `/stop`): agents plan nothing
+    else that starts there or later and cut what would ring into it; there every part holds the
+    final chord for `timing.ending_beats` (protocol.form), and then the transport stops.
     `next_tempo_bpm` > 0 announces a change at `change_beat`; before that beat the first segment
     holds, after it the second. `epoch` rises on every change so stale copies are ignored.
     """

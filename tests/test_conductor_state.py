@@ -27,13 +27,27 @@ def test_tempo_change_is_announced_for_the_next_bar_line() -> None:
     assert tl.beat_at(12.0) == pytest.approx(4.0)
 
 
-def test_stop_and_play() -> None:
+def test_stop_ends_at_the_next_bar_line_and_a_second_stop_cuts() -> None:
     s = state()
-    [stopped] = s.apply(Control("stop", 1.0), now=11.0)
+    before = s.timeline.epoch
+    [ending] = s.apply(Control("stop", 1.0), now=11.0)  # beat 2: the end is the next bar line
+    assert ending.playing and ending.stop_beat == 4.0 and ending.epoch == before + 1
+    [stopped] = s.apply(Control("stop", 1.0), now=11.5)  # a second press: stop now
     assert not stopped.playing
-    assert s.apply(Control("stop", 1.0), now=11.5) == []
+    assert s.apply(Control("stop", 1.0), now=11.6) == []
     [started] = s.apply(Control("play", 1.0), now=20.0)
-    assert started.playing and started.beat_at(started.time_origin) == 2.0
+    assert started.playing and started.beat_at(started.time_origin) == 3.0 and started.stop_beat == 0.0
+
+
+def test_stop_too_close_to_a_bar_line_ends_at_the_one_after() -> None:
+    """Agents commit a beat ahead: an end they could not reach in time goes a bar later."""
+    s = state()
+    [ending] = s.apply(Control("stop", 1.0), now=11.6)  # beat 3.2: bar line 4 is 0.8 beats away
+    assert ending.stop_beat == 8.0
+    s.commit_beats, s.latency_s = 0.25, 0.05
+    s.timeline = state().timeline
+    [ending] = s.apply(Control("stop", 1.0), now=11.6)  # a shorter lead reaches bar line 4
+    assert ending.stop_beat == 4.0
 
 
 def test_plan_edits_bump_the_epoch_and_bad_symbols_change_nothing() -> None:
@@ -112,7 +126,11 @@ def test_surface_accepts_what_max_and_touchosc_send(
         ("/barcelona/demo/tempo", [-3.0], "bad_value.tempo"),
         ("/barcelona/demo/tempo", ["fast"], "bad_value.tempo"),
         ("/barcelona/demo/agent/bass/top_k", [1.5], "bad_value.top_k"),
-        ("/barcelona/demo/agent/bass/volume", [1.0], "unknown_control"),
+        ("/barcelona/demo/agent/bass/reverb", [1.0], "unknown_control"),
+        ("/barcelona/demo/agent/bass/volume", [128.0], "bad_value.volume"),
+        ("/barcelona/demo/agent/bass/pan", [1.5], "bad_value.pan"),
+        ("/barcelona/demo/agent/bass/dynamics", ["fff"], "bad_value.dynamics"),
+        ("/barcelona/demo/agent/bass/dynamics", [0.0], "bad_value.dynamics"),
         ("/barcelona/other/tempo", [100.0], "foreign_ensemble"),
         ("/barcelona/demo/a/b/c/d", [1.0], "unknown_address"),
     ],

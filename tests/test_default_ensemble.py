@@ -49,7 +49,7 @@ def test_default_ensemble_plays_with_the_shipped_model_in_time(tmp_path: Path) -
     tracks = {t.name: sum(1 for m in t if m.type == "note_on" and m.velocity > 0) for t in mid.tracks}
     for name in [data["human"]["name"]] + [a["name"] for a in data["agents"]]:
         assert tracks.get(name, 0) > 0, (name, tracks)
-    beats = bars * data["meter"]
+    beats = bars * data["meter"] + data["meter"]  # and the final chord, held a bar
     # The music itself takes beats * 60 / tempo; start-up (two model processes loading on a 2-core
     # runner beside the test's own load) and the stop come on top: up to ~6 s measured here. A model
     # that fell behind would stretch the run by whole bars; no note may leave late either.

@@ -20,6 +20,7 @@ from agents.engines.drum_bar import bar_role, phrase_starts, pick_distinct
 from agents.engines.drum_patterns import FALLBACK, GROOVES, STYLES, groove_for
 from agents.engines.drums import DrumsEngine, drum_seed
 from protocol.ensemble import AgentConfig, EnsembleError, load_ensemble, parse_ensemble
+from protocol.form import CRASH, KICK
 from protocol.harmony import ChordPlan
 from protocol.messages import AgentParams, Note
 
@@ -284,10 +285,11 @@ def test_a_drums_agent_plays_fills_and_crashes_through_the_real_ensemble(tmp_pat
     mid = mido.MidiFile(str(out / "out.mid"))
     track = next(t for t in mid.tracks if any(m.type == "track_name" and m.name == "drums" for m in t))
     pitches = [m.note for m in track if m.type == "note_on" and m.velocity > 0]
-    assert sum(p in CRASHES for p in pitches) == 2  # bars 1 and 5
+    assert sum(p in CRASHES for p in pitches) == 3  # bars 1 and 5, and the final downbeat
     assert TOMS & set(pitches) and set(pitches) <= GM_DRUMS
     expected = engine("rock", seed=5).plan(0, 32, ctx())
-    assert sorted(pitches) == sorted(n.pitch for n in expected)
+    ending = [KICK, CRASH]  # the final chord's share (protocol/form.py) on beat 32
+    assert sorted(pitches) == sorted([n.pitch for n in expected] + ending)
 
 
 def test_a_thinner_bossa_keeps_its_clave() -> None:

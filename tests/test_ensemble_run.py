@@ -53,9 +53,11 @@ def test_pattern_ensemble_plays_records_and_reports(tmp_path: Path) -> None:
     check_report(report, ["bass", "piano", "drums"], "melody")
     counts = check_recording(tmp_path / "out.mid", ["melody", "bass", "piano", "drums"])
     assert all(counts[p] > 0 for p in ("bass", "piano", "drums", "melody")), counts
-    # Bass plays two notes a bar: what the agent reports sending is what the recording holds.
-    assert counts["bass"] == 2 * bars
-    # The run stops on the bar line: nothing spills past it, so what was sent is what was recorded.
+    # Bass plays two notes a bar, then holds the final chord's root: what the agent reports sending
+    # is what the recording holds.
+    assert counts["bass"] == 2 * bars + 1
+    # The run ends on the bar line with the held chord: nothing spills past its release, so what was
+    # sent is what was recorded.
     assert report["parts"]["bass"]["notes"] == counts["bass"]
 
 
@@ -132,7 +134,7 @@ def test_the_same_run_over_mqtt_against_a_real_mosquitto(tmp_path: Path, mosquit
     assert report["bus"] == "mqtt"
     check_report(report, ["bass", "piano", "drums"], "melody")
     counts = check_recording(tmp_path / "out.mid", ["melody", "bass", "piano", "drums"])
-    assert counts["bass"] == 2 * 4
+    assert counts["bass"] == 2 * 4 + 1  # and the final chord's root
     for name in ("bass", "piano", "drums"):
         assert report["parts"][name]["sync"]["rtt_ms"] > 0
         # Clock sync goes straight to the conductor over UDP, not through the broker (bus.sync: udp).

@@ -283,7 +283,8 @@ def test_a_run_renders_and_plots_its_own_recording(tmp_path: Path, soundfont: st
                          "--render", str(wav), "--plot", str(png)])
     assert proc.returncode == 0, proc.stderr
     audio, rate = read_wav(wav)
-    assert len(audio) == pytest.approx((2 * 4 * 0.5 + 2.0) * rate, abs=0.3 * rate)  # 2 bars at 120 + tail
+    # 2 bars at 120, the final chord held a bar, the tail
+    assert len(audio) == pytest.approx((2 * 4 * 0.5 + 2.0 + 2.0) * rate, abs=0.3 * rate)
     assert rms(audio) > 0.005
     assert png_size(png) == (1600, 900)
 
@@ -333,3 +334,46 @@ def test_shipped_ensembles_fit_the_schema(name: str) -> None:
     assert _unknown_keys(data, schema, schema["$defs"], "") == []
     output_type = schema["$defs"]["OutputConfig"]["properties"]["type"]
     assert None in output_type["enum"]  # `type: null` in YAML is a null, and the model accepts it
+
+
+def write_dense_band(path: Path, bars: int = 4) -> Path:
+    """Seven parts as the recorder writes them, as loud as MIDI goes: bass, piano, organ, guitar and
+    strings chords on every eighth, a trumpet line, and drums (kick, snare, hats, crash) on every
+    sixteenth, all at velocity 127 and full volume: far past full scale when summed."""
+    from conductor.recorder import Recorder
+    from protocol.messages import Note
+
+    parts = [("bass", 1, 33), ("piano", 2, 0), ("organ", 3, 16), ("guitar", 4, 29), ("strings", 5, 48),
+             ("trumpet", 6, 56), ("drums", 9, 0)]
+    rec = Recorder(parts)
+    chord = {"bass": [36, 43], "piano": [60, 64, 67, 72], "organ": [48, 55, 64], "guitar": [52, 59, 64, 67],
+             "strings": [67, 72, 76], "trumpet": [79]}
+    for name, channel, _ in parts:
+        rec.control(name, 0.0, 7, 127)
+        step = 0.25 if name == "drums" else 0.5
+        for i in range(int(bars * 4 / step)):
+            beat = i * step
+            pitches = [36, 38, 42, 49] if name == "drums" else chord[name]
+            for pitch in pitches:
+                rec.add(Note(beat, step, pitch, 127, channel, name))
+    rec.save(path)
+    return path
+
+
+def test_seven_loud_parts_render_with_headroom(tmp_path: Path, soundfont: str) -> None:
+    dense = write_dense_band(tmp_path / "band.mid")
+    result = render_wav(dense, tmp_path / "band.wav", soundfont, tail_s=0.5)
+    audio, _ = read_wav(tmp_path / "band.wav")
+    peak_dbfs = 20 * np.log10(np.abs(audio.astype(np.int64)).max() / 32768.0)
+    assert -20.0 <= peak_dbfs <= -1.0, peak_dbfs  # headroom, and not silent
+    assert result.peak_dbfs == pytest.approx(peak_dbfs)
+    assert result.gain_db < 0  # the mix was over full scale and came down
+    assert not (tmp_path / "band.wav.f32.part").exists()  # the scratch file is gone
+    # Without normalisation the same mix clips: that is what the headroom is for.
+    clipped = render_wav(dense, tmp_path / "raw.wav", soundfont, tail_s=0.5, peak_dbfs=None)
+    assert clipped.peak >= 0.999
+
+
+def test_a_quiet_part_is_brought_up_to_the_same_peak(session: Path, soundfont: str, tmp_path: Path) -> None:
+    result = render_wav(session, tmp_path / "out.wav", soundfont, gain=0.05, tail_s=0.5)
+    assert result.gain_db > 0 and result.peak_dbfs == pytest.approx(-1.0, abs=0.01)

@@ -38,8 +38,6 @@ class DrumsEngine:
         self.phrase_bars = cfg.engine.phrase_bars
         self.fills = cfg.engine.fills
         groove_for(self.style, 4)  # an unknown style fails here, at start, not mid-performance
-        # the part's dynamics move the whole kit: the patterns' velocities are written at mf
-        self.level = level_velocity(cfg.dynamics) / level_velocity("mf")
         self._bars: OrderedDict[tuple[int, int, int], tuple[int, tuple[Stroke, ...]]] = OrderedDict()
 
     def hear(self, note: Note) -> None:
@@ -53,6 +51,7 @@ class DrumsEngine:
             return []
         bpb = ctx.beats_per_bar
         density = ctx.params.density
+        level = ctx.params.dynamics / level_velocity("mf")  # live from OSC; the YAML's at start
         notes: list[Note] = []
         for bar in range(math.floor(start_beat / bpb), math.ceil(end_beat / bpb)):
             spb, strokes = self.bar(bar, bpb, len(ctx.plan.bars))
@@ -60,7 +59,7 @@ class DrumsEngine:
             for s in strokes:
                 beat = bar * bpb + s.step / spb
                 if density >= s.keep and start_beat <= beat < end_beat:
-                    velocity = max(1, min(127, round(s.velocity * self.level)))
+                    velocity = max(1, min(127, round(s.velocity * level)))
                     notes.append(Note(beat, duration, s.pitch, velocity, self.cfg.channel, self.cfg.name))
         return notes
 

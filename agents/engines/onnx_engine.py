@@ -167,7 +167,7 @@ class OnnxEngine:
                 self._send(("plan", *plan_key))
             self._plan_epoch = plan_key
         p = ctx.params
-        params = (p.muted, p.temperature, p.top_p, p.top_k, p.density)
+        params = (p.muted, p.temperature, p.top_p, p.top_k, p.density, p.dynamics)
         if params != self._params:
             if self._params is not None or p.muted:
                 self._send(("params", *params))

@@ -76,7 +76,8 @@ class Output:
     """Base for every synth output: validation, locking, the ledger of sounding notes, panic on close.
 
     Lifecycle: construct, ``open()`` (or ``with``), send, ``close()``. Opening silences the output's
-    channels first, because a previous run of this agent may have died with notes held. Times are
+    channels first, because a previous run of this agent may have died with notes held, then sends
+    each channel's program and its ``controls`` (the part's volume and pan). Times are
     ``time.perf_counter()`` seconds (the clock the scheduler uses), so ``due`` and the returned send
     times can be compared directly.
     """
@@ -89,6 +90,7 @@ class Output:
         *,
         channels: Iterable[int] | None = None,
         programs: Mapping[int, int] | None = None,
+        controls: Mapping[int, Mapping[int, int]] | None = None,
         name: str | None = None,
         clock: Clock = time.perf_counter,
     ) -> None:
@@ -98,7 +100,17 @@ class Output:
             check_int("programs channel", c, 0, 15): check_int("program", p, 0, 127)
             for c, p in (programs or {}).items()
         }
+        # channel -> [(controller, value)]: the part's mix (CC7 volume, CC10 pan), set after the program
+        # because some synths reset controllers on a program change.
+        self._controls: dict[int, list[tuple[int, int]]] = {
+            check_int("controls channel", c, 0, 15): [
+                (check_int("control", cc, 0, 127), check_int("control value", v, 0, 127))
+                for cc, v in dict(ccs).items()
+            ]
+            for c, ccs in (controls or {}).items()
+        }
         self._channels.update(self._programs)
+        self._channels.update(self._controls)
         self.name = name or type(self).__name__
         self._clock = clock
         self._lock = threading.RLock()
@@ -146,6 +158,9 @@ class Output:
                 self._panic_locked()
                 for channel, program in sorted(self._programs.items()):
                     self._emit((PROGRAM_CHANGE | channel, program), None)
+                for channel, ccs in sorted(self._controls.items()):
+                    for control, value in ccs:
+                        self._emit((CONTROL_CHANGE | channel, control, value), None)
             except BaseException:
                 self._is_open = self._was_opened = False  # a failed open may be retried
                 self._close_transport()

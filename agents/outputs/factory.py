@@ -13,7 +13,9 @@ from agents.outputs.base import Output
 
 __all__ = ["OUTPUT_TYPES", "make_output"]
 
-_COMMON = {"type": (str,), "name": (str,), "channels": (list, tuple), "programs": (dict,)}
+_COMMON = {
+    "type": (str,), "name": (str,), "channels": (list, tuple), "programs": (dict,), "controls": (dict,),
+}
 
 _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "midi": {"port": (str,), "virtual": (bool,), "api": (str,), "client_name": (str,)},
@@ -71,6 +73,8 @@ def make_output(spec: Mapping[str, Any], *, where: str = "output") -> Output:
     kind, values = _checked(spec, where)
     if "programs" in values:
         values["programs"] = dict(values["programs"])
+    if "controls" in values:
+        values["controls"] = {c: dict(ccs) for c, ccs in values["controls"].items()}
     if kind == "midi":
         from protocol.midi_backend import load_rtmidi
 

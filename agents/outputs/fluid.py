@@ -80,6 +80,7 @@ class FluidSynthOutput(Output):
         sample_rate: int = 44100,
         channels: Iterable[int] | None = None,
         programs: Mapping[int, int] | None = None,
+        controls: Mapping[int, Mapping[int, int]] | None = None,
         name: str | None = None,
         clock: Clock = time.perf_counter,
     ) -> None:
@@ -91,7 +92,8 @@ class FluidSynthOutput(Output):
             raise ValueError(f"audio_driver must be a driver name (alsa, jack, pulseaudio, coreaudio, ...) "
                              f"or None, got {audio_driver!r}")
         self.sample_rate = check_int("sample_rate", sample_rate, 8000, 192000)
-        super().__init__(channels=channels, programs=programs, name=name or "fluidsynth", clock=clock)
+        super().__init__(channels=channels, programs=programs, controls=controls, name=name or "fluidsynth",
+                         clock=clock)
         self.soundfont = soundfont
         self.gain = float(gain)
         self.audio_driver = audio_driver

@@ -172,6 +172,7 @@ class MidiPortOutput(Output):
         *,
         channels: Iterable[int] | None = None,
         programs: Mapping[int, int] | None = None,
+        controls: Mapping[int, Mapping[int, int]] | None = None,
         name: str | None = None,
         clock: Clock = time.perf_counter,
     ) -> None:
@@ -182,7 +183,8 @@ class MidiPortOutput(Output):
         if not isinstance(client_name, str) or not client_name:
             raise ValueError(f"client_name must be a non-empty str, got {client_name!r}")
         self._apis = _candidate_apis(api)
-        super().__init__(channels=channels, programs=programs, name=name or port or client_name, clock=clock)
+        super().__init__(channels=channels, programs=programs, controls=controls,
+                         name=name or port or client_name, clock=clock)
         self.port = port
         self.virtual = bool(virtual)
         self.api = api

@@ -46,11 +46,12 @@ class NullOutput(Output):
         *,
         channels: Iterable[int] | None = None,
         programs: Mapping[int, int] | None = None,
+        controls: Mapping[int, Mapping[int, int]] | None = None,
         name: str | None = None,
         keep: int = 100_000,
         clock: Clock = time.perf_counter,
     ) -> None:
-        super().__init__(channels=channels, programs=programs, name=name, clock=clock)
+        super().__init__(channels=channels, programs=programs, controls=controls, name=name, clock=clock)
         self._sent: deque[Sent] = deque(maxlen=keep)
         self._changed = threading.Condition(self._lock)
 

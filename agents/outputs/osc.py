@@ -65,6 +65,7 @@ class OscOutput(Output):
         channel_base: int = 1,
         channels: Iterable[int] | None = None,
         programs: Mapping[int, int] | None = None,
+        controls: Mapping[int, Mapping[int, int]] | None = None,
         name: str | None = None,
         clock: Clock = time.perf_counter,
     ) -> None:
@@ -76,8 +77,8 @@ class OscOutput(Output):
         if any(c in address_pattern for c in " #*?,[]{}"):
             raise ValueError(f"address_pattern must be a plain OSC address, got {address_pattern!r}")
         self.channel_base = check_int("channel_base", channel_base, 0, 1)
-        super().__init__(channels=channels, programs=programs, name=name or f"osc://{host}:{port}",
-                         clock=clock)
+        super().__init__(channels=channels, programs=programs, controls=controls,
+                         name=name or f"osc://{host}:{port}", clock=clock)
         self.host = host
         self.port = int(port)
         self.address_pattern = address_pattern

@@ -13,7 +13,7 @@
 			40.0,
 			60.0,
 			1240.0,
-			940.0
+			1100.0
 		],
 		"bglocked": 0,
 		"openinpresentation": 0,
@@ -2182,6 +2182,504 @@
 					],
 					"text": "udpsend 127.0.0.1 57300"
 				}
+			},
+			{
+				"box": {
+					"id": "obj-201",
+					"maxclass": "number",
+					"numinlets": 1,
+					"numoutlets": 2,
+					"outlettype": [
+						"",
+						"bang"
+					],
+					"patching_rect": [
+						20.0,
+						910.0,
+						56.0,
+						22.0
+					],
+					"parameter_enable": 0,
+					"minimum": 0,
+					"maximum": 127
+				}
+			},
+			{
+				"box": {
+					"id": "obj-202",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						84.0,
+						910.0,
+						160.0,
+						20.0
+					],
+					"text": "volume (CC7)"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-203",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						40.0,
+						936.0,
+						270.0,
+						20.0
+					],
+					"text": "prepend /barcelona/demo/agent/bass/volume",
+					"fontsize": 10.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-204",
+					"maxclass": "flonum",
+					"numinlets": 1,
+					"numoutlets": 2,
+					"outlettype": [
+						"",
+						"bang"
+					],
+					"patching_rect": [
+						20.0,
+						962.0,
+						56.0,
+						22.0
+					],
+					"parameter_enable": 0,
+					"format": 6,
+					"minimum": -1.0,
+					"maximum": 1.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-205",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						84.0,
+						962.0,
+						160.0,
+						20.0
+					],
+					"text": "pan -1..1 (CC10)"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-206",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						40.0,
+						988.0,
+						270.0,
+						20.0
+					],
+					"text": "prepend /barcelona/demo/agent/bass/pan",
+					"fontsize": 10.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-207",
+					"maxclass": "number",
+					"numinlets": 1,
+					"numoutlets": 2,
+					"outlettype": [
+						"",
+						"bang"
+					],
+					"patching_rect": [
+						20.0,
+						1014.0,
+						56.0,
+						22.0
+					],
+					"parameter_enable": 0,
+					"minimum": 1,
+					"maximum": 127
+				}
+			},
+			{
+				"box": {
+					"id": "obj-208",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						84.0,
+						1014.0,
+						160.0,
+						20.0
+					],
+					"text": "dynamics (velocity)"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-209",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						40.0,
+						1040.0,
+						270.0,
+						20.0
+					],
+					"text": "prepend /barcelona/demo/agent/bass/dynamics",
+					"fontsize": 10.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-210",
+					"maxclass": "number",
+					"numinlets": 1,
+					"numoutlets": 2,
+					"outlettype": [
+						"",
+						"bang"
+					],
+					"patching_rect": [
+						320.0,
+						910.0,
+						56.0,
+						22.0
+					],
+					"parameter_enable": 0,
+					"minimum": 0,
+					"maximum": 127
+				}
+			},
+			{
+				"box": {
+					"id": "obj-211",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						384.0,
+						910.0,
+						160.0,
+						20.0
+					],
+					"text": "volume (CC7)"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-212",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						340.0,
+						936.0,
+						270.0,
+						20.0
+					],
+					"text": "prepend /barcelona/demo/agent/piano/volume",
+					"fontsize": 10.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-213",
+					"maxclass": "flonum",
+					"numinlets": 1,
+					"numoutlets": 2,
+					"outlettype": [
+						"",
+						"bang"
+					],
+					"patching_rect": [
+						320.0,
+						962.0,
+						56.0,
+						22.0
+					],
+					"parameter_enable": 0,
+					"format": 6,
+					"minimum": -1.0,
+					"maximum": 1.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-214",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						384.0,
+						962.0,
+						160.0,
+						20.0
+					],
+					"text": "pan -1..1 (CC10)"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-215",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						340.0,
+						988.0,
+						270.0,
+						20.0
+					],
+					"text": "prepend /barcelona/demo/agent/piano/pan",
+					"fontsize": 10.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-216",
+					"maxclass": "number",
+					"numinlets": 1,
+					"numoutlets": 2,
+					"outlettype": [
+						"",
+						"bang"
+					],
+					"patching_rect": [
+						320.0,
+						1014.0,
+						56.0,
+						22.0
+					],
+					"parameter_enable": 0,
+					"minimum": 1,
+					"maximum": 127
+				}
+			},
+			{
+				"box": {
+					"id": "obj-217",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						384.0,
+						1014.0,
+						160.0,
+						20.0
+					],
+					"text": "dynamics (velocity)"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-218",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						340.0,
+						1040.0,
+						270.0,
+						20.0
+					],
+					"text": "prepend /barcelona/demo/agent/piano/dynamics",
+					"fontsize": 10.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-219",
+					"maxclass": "number",
+					"numinlets": 1,
+					"numoutlets": 2,
+					"outlettype": [
+						"",
+						"bang"
+					],
+					"patching_rect": [
+						620.0,
+						910.0,
+						56.0,
+						22.0
+					],
+					"parameter_enable": 0,
+					"minimum": 0,
+					"maximum": 127
+				}
+			},
+			{
+				"box": {
+					"id": "obj-220",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						684.0,
+						910.0,
+						160.0,
+						20.0
+					],
+					"text": "volume (CC7)"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-221",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						640.0,
+						936.0,
+						270.0,
+						20.0
+					],
+					"text": "prepend /barcelona/demo/agent/drums/volume",
+					"fontsize": 10.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-222",
+					"maxclass": "flonum",
+					"numinlets": 1,
+					"numoutlets": 2,
+					"outlettype": [
+						"",
+						"bang"
+					],
+					"patching_rect": [
+						620.0,
+						962.0,
+						56.0,
+						22.0
+					],
+					"parameter_enable": 0,
+					"format": 6,
+					"minimum": -1.0,
+					"maximum": 1.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-223",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						684.0,
+						962.0,
+						160.0,
+						20.0
+					],
+					"text": "pan -1..1 (CC10)"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-224",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						640.0,
+						988.0,
+						270.0,
+						20.0
+					],
+					"text": "prepend /barcelona/demo/agent/drums/pan",
+					"fontsize": 10.0
+				}
+			},
+			{
+				"box": {
+					"id": "obj-225",
+					"maxclass": "number",
+					"numinlets": 1,
+					"numoutlets": 2,
+					"outlettype": [
+						"",
+						"bang"
+					],
+					"patching_rect": [
+						620.0,
+						1014.0,
+						56.0,
+						22.0
+					],
+					"parameter_enable": 0,
+					"minimum": 1,
+					"maximum": 127
+				}
+			},
+			{
+				"box": {
+					"id": "obj-226",
+					"maxclass": "comment",
+					"numinlets": 1,
+					"numoutlets": 0,
+					"patching_rect": [
+						684.0,
+						1014.0,
+						160.0,
+						20.0
+					],
+					"text": "dynamics (velocity)"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-227",
+					"maxclass": "newobj",
+					"numinlets": 1,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						640.0,
+						1040.0,
+						270.0,
+						20.0
+					],
+					"text": "prepend /barcelona/demo/agent/drums/dynamics",
+					"fontsize": 10.0
+				}
 			}
 		],
 		"lines": [
@@ -3243,6 +3741,222 @@
 					],
 					"source": [
 						"obj-120",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-203",
+						0
+					],
+					"source": [
+						"obj-201",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-33",
+						0
+					],
+					"source": [
+						"obj-203",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-206",
+						0
+					],
+					"source": [
+						"obj-204",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-33",
+						0
+					],
+					"source": [
+						"obj-206",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-209",
+						0
+					],
+					"source": [
+						"obj-207",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-33",
+						0
+					],
+					"source": [
+						"obj-209",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-212",
+						0
+					],
+					"source": [
+						"obj-210",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-53",
+						0
+					],
+					"source": [
+						"obj-212",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-215",
+						0
+					],
+					"source": [
+						"obj-213",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-53",
+						0
+					],
+					"source": [
+						"obj-215",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-218",
+						0
+					],
+					"source": [
+						"obj-216",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-53",
+						0
+					],
+					"source": [
+						"obj-218",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-221",
+						0
+					],
+					"source": [
+						"obj-219",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-73",
+						0
+					],
+					"source": [
+						"obj-221",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-224",
+						0
+					],
+					"source": [
+						"obj-222",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-73",
+						0
+					],
+					"source": [
+						"obj-224",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-227",
+						0
+					],
+					"source": [
+						"obj-225",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-73",
+						0
+					],
+					"source": [
+						"obj-227",
 						0
 					]
 				}
