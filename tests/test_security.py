@@ -572,7 +572,7 @@ def test_twenty_thousand_senders_leave_the_display_table_bounded_and_the_beat_st
                          cond.control)  # fmt: skip
             sent, port = sent + 1, port + 1
         assert sent == 20000
-        wait_for(lambda: cond.stats().get("invalid_reasons", {}).get("unknown_control") == 1, 60,
+        wait_for(lambda: cond.stats().get("invalid_reasons", {}).get("unknown_control") == 1, 120,
                  "the conductor handling all 20,000 senders")  # fmt: skip
         display.hello()  # the flood pushed it out as the oldest sender; a patch's hello brings it back
         loaded = jitter_ms(display.collect(40, 30), period, bpb)
