@@ -6,7 +6,9 @@ from the HOLDOUT_SOURCES files, the pieces every shipped model's card reports):
 - **validation** — what the training loop prints and the card records: 4 batches of 4 random windows
   of `train_window` events (the same windows for every model, seeded as in `train`);
 - **all events** — every event of every held-out piece once, in consecutive windows of `train_window`
-  events: less noisy, since it does not depend on which 16 windows were drawn.
+  events: less noisy, since it does not depend on which 16 windows were drawn;
+- **all events through ONNX Runtime** (`--runtime`, model folders) — the same through the agents'
+  runtime: the loss of the shipped graphs as they are played (int8 activations included).
 
 A model is a model folder (its checkpoint.pt, or else the weights read back from its ONNX graphs, see
 training.recover) or a checkpoint file.
@@ -64,6 +66,32 @@ def all_events_loss(model: MIDIModel, val: Corpus, seq_len: int) -> float:
     return total / max(count, 1)
 
 
+def runtime_loss(folder: str | Path, val: Corpus, seq_len: int) -> float:
+    """`all_events_loss` through the agents' ONNX Runtime path (KV cache, int8 activations of an int8
+    export): the loss of what an agent actually plays, to check the float measure against."""
+    import numpy as np
+
+    from agents.model.runtime import ModelRuntime
+
+    rt = ModelRuntime(folder, intra_op_threads=1)
+    total, count = 0.0, 0
+    for rows in val.pieces:
+        for start in range(0, len(rows) - 1, seq_len - 1):
+            win = rows[start : start + seq_len]
+            if len(win) < 2:
+                continue
+            rt.reset()
+            rt.prefill(win[:1])
+            for i in range(1, len(win)):
+                for j in np.flatnonzero(win[i]):
+                    logits = rt.token_logits(win[i][:j]).reshape(-1).astype(np.float64)
+                    top = logits.max()
+                    total += float(np.log(np.exp(logits - top).sum()) + top - logits[win[i][j]])
+                    count += 1
+                rt.prefill(win[i : i + 1])
+    return total / max(count, 1)
+
+
 def train_window(path: str | Path) -> int | None:
     p = Path(path)
     cfg = p / "config.json" if p.is_dir() else None
@@ -80,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seq-len", type=int, default=None, help="window (default: train_window, 256)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--onnx", action="store_true", help="read folders' ONNX weights, not checkpoint.pt")
+    p.add_argument("--runtime", action="store_true",
+                   help="model folders: also the all-events loss through ONNX Runtime, as an agent runs it")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -95,7 +125,11 @@ def main(argv: list[str] | None = None) -> None:
         full = all_events_loss(model, val, seq_len)
         results.append({"model": str(path), "weights": origin, "seq_len": seq_len, "validation": v,
                         "all_events": full})
-        print(f"{path} ({origin}, window {seq_len}): validation {v:.4f}, all events {full:.4f}", flush=True)
+        line = f"{path} ({origin}, window {seq_len}): validation {v:.4f}, all events {full:.4f}"
+        if a.runtime and path.is_dir():
+            results[-1]["runtime_all_events"] = rt = runtime_loss(path, val, seq_len)
+            line += f", all events through ONNX Runtime {rt:.4f}"
+        print(line, flush=True)
     if a.json:
         a.json.write_text(json.dumps({"pieces": len(val.pieces), "events": val.events, "results": results},
                                      indent=2))
