@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import mido
@@ -19,6 +22,7 @@ from training.export import export_model  # noqa: E402
 from training.train import TrainConfig, model_from_checkpoint, save_checkpoint, train  # noqa: E402
 
 pytestmark = pytest.mark.torch
+REPO = Path(__file__).resolve().parents[1]
 TINY = {"width": 32, "layers": 2, "heads": 2, "ffn": 64, "token_layers": 1, "token_heads": 1,
         "token_ffn": 64}
 
@@ -104,3 +108,85 @@ def test_init_accepts_a_bare_state_dict(tmp_path: Path) -> None:
     assert loaded.net.spec.hidden_size == 64 and loaded.net.spec.num_hidden_layers == 2
     save_checkpoint(tmp_path / "ours.pt", loaded, TrainConfig(), 0, [])
     assert model_from_checkpoint(tmp_path / "ours.pt")[0].net_token.spec.num_hidden_layers == 1
+
+
+def _tiny_folder(tmp_path: Path, corpus: Corpus, *, with_checkpoint: bool) -> Path:
+    """A tiny trained model exported to a folder, with or without its checkpoint.pt beside the graphs."""
+    from training.train import CHECKPOINT_NAME
+
+    cfg = TrainConfig(**TINY, seq_len=32, batch=2, max_steps=2, threads=1, bf16="off", warmup=1,
+                      checkpoint=tmp_path / "ckpt.pt")
+    result = train(corpus, cfg, report=lambda _: None)
+    folder = tmp_path / "model"
+    export_model(result.model, folder, config_name="tiny", int8=True, train_window=32)
+    if with_checkpoint:
+        (folder / CHECKPOINT_NAME).write_bytes((tmp_path / "ckpt.pt").read_bytes())
+    return folder
+
+
+def _run_training(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "training", *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_init_from_a_model_folder_fine_tunes_its_checkpoint(corpus: Corpus, tmp_path: Path) -> None:
+    """`--init FOLDER` finds checkpoint.pt in it, trains, and ships the fine-tuned checkpoint in --out."""
+    folder = _tiny_folder(tmp_path, corpus, with_checkpoint=True)
+    midi = tmp_path / "midi"
+    midi.mkdir()
+    for s in range(3):
+        (midi / f"s{s}.mid").write_bytes(_synthetic_midi(s))
+    out = tmp_path / "tuned"
+    done = _run_training("--out", str(out), "--sources", "", "--midi-dir", str(midi), "--init", str(folder),
+                         "--max-steps", "2", "--seq-len", "32", "--batch", "2", "--threads", "1",
+                         "--bf16", "off", "--samples", "1", "--checkpoint", str(tmp_path / "t.pt"),
+                         "--no-cache")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"init from {folder / 'checkpoint.pt'}" in done.stdout
+    tuned, ckpt = model_from_checkpoint(out)  # the folder itself now fine-tunes further
+    assert ckpt["step"] == 2 and tuned.net.spec.hidden_size == TINY["width"]
+    before, _ = model_from_checkpoint(folder)
+    assert any(not torch.equal(a, b) for a, b in zip(before.state_dict().values(),
+                                                     tuned.state_dict().values(), strict=True))
+
+
+def test_init_from_a_folder_without_checkpoint_is_a_one_line_error(corpus: Corpus, tmp_path: Path) -> None:
+    folder = _tiny_folder(tmp_path, corpus, with_checkpoint=False)
+    done = _run_training("--out", str(tmp_path / "x"), "--sources", "bach", "--init", str(folder))
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(folder) in lines[0] and "checkpoint.pt" in lines[0], done.stderr
+    assert not (tmp_path / "x").exists()  # nothing written
+
+
+def test_recover_reads_the_exported_weights_back(corpus: Corpus, tmp_path: Path) -> None:
+    """float32 graphs give the weights back exactly; int8 ones within their rounding, same loss."""
+    from training.recover import model_from_onnx
+    from training.train import build_model
+
+    model = build_model(TrainConfig(**TINY))
+    export_model(model, tmp_path / "f32", config_name="t")
+    back = model_from_onnx(tmp_path / "f32")
+    for (name, a), b in zip(model.state_dict().items(), back.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    export_model(model, tmp_path / "i8", config_name="t", int8=True)
+    x = torch.from_numpy(corpus.pieces[0][None, :32])
+    with torch.no_grad():
+        assert abs(float(model_from_onnx(tmp_path / "i8").loss(x)) - float(model.loss(x))) < 0.05
+
+
+def test_holdout_stays_put_when_sources_are_added() -> None:
+    """Held-out pieces are drawn from the named files only: new pieces after them change nothing, and
+    a training piece with a held-out piece's notes (the same work in another file) is left out."""
+    rng = np.random.default_rng(0)
+    base = [np.column_stack([np.full(12, 3), rng.integers(0, 100, (12, 7))]) for _ in range(40)]
+    names = [f"a.abc#{i}" for i in range(40)]
+    _, val = Corpus(base, names).split(0.1, seed=0, among={"a.abc"})
+    _, old_val = Corpus(base, names).split(0.1, seed=0)
+    assert val.names == old_val.names
+    copy = base[names.index(val.names[0])].copy()
+    copy[:, 5] += 2  # the same tune a tone higher
+    more = Corpus([*base, copy, base[0][::-1].copy()], [*names, "b.krn", "c.krn"])
+    train_more, val_more = more.split(0.1, seed=0, among={"a.abc"})
+    assert val_more.names == val.names
+    assert "b.krn" not in train_more.names and "c.krn" in train_more.names

@@ -31,7 +31,11 @@ CACHE_DIR = Path(os.environ.get("BARCELONA_CACHE", Path.home() / ".cache" / "bar
 CACHE_VERSION = 1  # bump when conversion or tokenization changes, so stale caches are not reused
 DRUM_CHANNEL = 9
 # music21 corpus sources: name -> (corpus path filter, how many files at most; None = all)
-SOURCES = {"bach": ("bach", None), "folk": ("essenFolksong", 3), "palestrina": ("palestrina", 60)}
+SOURCES = {"bach": ("bach", None), "folk": ("essenFolksong", 3), "palestrina": ("palestrina", 60),
+           "oneill": ("oneills1850", None)}
+# The files the held-out pieces are drawn from: those of the first shipped model's corpus (every Bach
+# work, the first three Essen files), so held-out losses of models trained on more stay comparable.
+HOLDOUT_SOURCES = {"bach": None, "folk": 3}
 
 _V = VOCAB_V2
 _NOTE = _V.event_ids["note"]
@@ -58,12 +62,45 @@ class Corpus:
     def events(self) -> int:
         return int(sum(len(p) for p in self.pieces))
 
-    def split(self, holdout: float, seed: int = 0) -> tuple[Corpus, Corpus]:
-        """A fixed random hold-out, so the validation loss measures the same pieces on every run."""
-        order = np.random.default_rng(seed).permutation(len(self.pieces))
+    def split(self, holdout: float, seed: int = 0, among: set[str] | None = None) -> tuple[Corpus, Corpus]:
+        """A fixed random hold-out, so the validation loss measures the same pieces on every run.
+
+        `among` (corpus file names, see `holdout_files`) draws the held-out pieces from those files only,
+        in corpus order: adding sources then leaves the held-out set as it was, and the validation loss
+        stays comparable with models trained on less. Training pieces whose notes repeat a held-out
+        piece's (the corpus holds some works twice) are dropped from training, so nothing leaks."""
+        pool = [i for i, n in enumerate(self.names) if among is None or n.split("#")[0] in among]
+        if not pool:  # e.g. only a user's MIDI folder: draw from everything
+            pool = list(range(len(self.pieces)))
+        order = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))]
         n_val = max(1, int(len(order) * holdout)) if len(order) > 1 else 0
+        val = order[:n_val]
+        seen = {_fingerprint(self.pieces[i]) for i in val}
+        chosen = set(val)
+        train = [i for i in range(len(self.pieces)) if i not in chosen]
+        if among is None:  # the original draw's order, so a run without `among` splits as it always did
+            train = order[n_val:]
+        train = [i for i in train if _fingerprint(self.pieces[i]) not in seen]
         pick = lambda idx: Corpus([self.pieces[i] for i in idx], [self.names[i] for i in idx])  # noqa: E731
-        return pick(order[n_val:]), pick(order[:n_val])
+        return pick(train), pick(val)
+
+    def deduplicated(self) -> Corpus:
+        """Each piece once: overlapping corpus files (O'Neill's collection has some) would weight their
+        tunes double."""
+        seen: set[bytes] = set()
+        keep = []
+        for i, rows in enumerate(self.pieces):
+            key = _fingerprint(rows)
+            if key not in seen:
+                seen.add(key)
+                keep.append(i)
+        return Corpus([self.pieces[i] for i in keep], [self.names[i] for i in keep])
+
+
+def _fingerprint(rows: np.ndarray) -> bytes:
+    """The piece's pitch sequence, transposition-free: equal for the same work in two files or keys."""
+    pitches = rows[rows[:, 0] == _NOTE, _COL_PITCH].astype(np.int64)
+    return hashlib.sha1(np.diff(pitches).tobytes() if len(pitches) > 1 else rows.tobytes()).digest()
 
 
 def separate_channels(mid: mido.MidiFile) -> mido.MidiFile:
@@ -96,8 +133,34 @@ def tokenize_midi(source: str | os.PathLike | bytes | mido.MidiFile) -> np.ndarr
     return MidiTokenizer("v2", optimise_midi=True).tokenize(midi_to_score(separate_channels(source)))
 
 
-def music21_pieces(path: str) -> list[tuple[str, np.ndarray]]:
-    """All scores in one corpus file (an Essen .abc file holds hundreds) as token arrays."""
+def _file_cache(path: str) -> Path:
+    st = os.stat(path)
+    key = hashlib.sha256(f"{CACHE_VERSION}|{path}|{st.st_size}".encode()).hexdigest()[:16]
+    return CACHE_DIR / "files" / f"{Path(path).name}-{key}.npz"
+
+
+def music21_pieces(path: str, cache: bool = True) -> list[tuple[str, np.ndarray]]:
+    """All scores in one corpus file (an Essen .abc file holds hundreds) as token arrays.
+
+    Each file's tokens are cached on their own, so a corpus of thousands of pieces (hours of music21
+    parsing) can be built up over several runs, or in the background while another run trains."""
+    cached = _file_cache(path)
+    if cache and cached.exists():
+        with np.load(cached) as z:
+            flat, offsets, names = z["rows"], z["offsets"], list(z["names"])
+        return [(str(n), flat[a:b]) for n, (a, b) in zip(names, pairwise(offsets), strict=True)]
+    out = _parse_music21(path)
+    if cache:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp.npz")
+        rows = np.concatenate([r for _, r in out]) if out else np.zeros((0, 8), np.int64)
+        np.savez_compressed(tmp, rows=rows, offsets=np.cumsum([0] + [len(r) for _, r in out]),
+                            names=np.array([n for n, _ in out], dtype=str))
+        tmp.replace(cached)
+    return out
+
+
+def _parse_music21(path: str) -> list[tuple[str, np.ndarray]]:
     from music21 import corpus, midi, stream
 
     out: list[tuple[str, np.ndarray]] = []
@@ -127,8 +190,14 @@ def midi_pieces(path: str) -> list[tuple[str, np.ndarray]]:
     return [(Path(path).name, rows)] if len(rows) > 8 else []
 
 
-def corpus_paths(sources: Sequence[str]) -> list[str]:
-    """music21 corpus files for the named sources (see SOURCES), in a stable order."""
+def holdout_files() -> set[str]:
+    """Names of the corpus files the held-out pieces come from (HOLDOUT_SOURCES)."""
+    return {Path(p).name for p in corpus_paths(list(HOLDOUT_SOURCES), HOLDOUT_SOURCES)}
+
+
+def corpus_paths(sources: Sequence[str], limits: dict[str, int | None] | None = None) -> list[str]:
+    """music21 corpus files for the named sources (see SOURCES), in a stable order; `limits` overrides
+    SOURCES' file counts."""
     from music21 import corpus
 
     every = sorted(str(p) for p in corpus.getPaths())
@@ -137,6 +206,8 @@ def corpus_paths(sources: Sequence[str]) -> list[str]:
         if name not in SOURCES:
             raise ValueError(f"source must be one of {sorted(SOURCES)}, got {name!r}")
         folder, limit = SOURCES[name]
+        if limits and name in limits:
+            limit = limits[name]
         if name == "bach":
             found = sorted(str(p) for p in corpus.getComposer("bach"))
         else:
@@ -155,13 +226,32 @@ def _cache_file(sources: Sequence[str], midi_dir: Path | None, files: Sequence[s
     return CACHE_DIR / f"tokens-{'+'.join(sorted(sources)) or 'none'}-{h.hexdigest()[:12]}.npz"
 
 
+def parse_sources(text: str) -> tuple[list[str], dict[str, int | None]]:
+    """'bach,folk:12,oneill' -> names and file limits ('name:N' = its first N corpus files, 'name:all')."""
+    names: list[str] = []
+    limits: dict[str, int | None] = {}
+    for item in (s.strip() for s in text.split(",")):
+        if not item:
+            continue
+        name, _, count = item.partition(":")
+        if name not in SOURCES:
+            raise ValueError(f"--sources: {name!r} is not one of {sorted(SOURCES)}")
+        names.append(name)
+        if count:
+            if count != "all" and not (count.isdigit() and int(count) > 0):
+                raise ValueError(f"--sources: file count of {name!r} must be a positive number or 'all', "
+                                 f"got {count!r}")
+            limits[name] = None if count == "all" else int(count)
+    return names, limits
+
+
 def load_corpus(sources: Sequence[str] = ("bach", "folk"), midi_dir: str | Path | None = None,
-                workers: int = 2, cache: bool = True) -> Corpus:
+                workers: int = 2, cache: bool = True, limits: dict[str, int | None] | None = None) -> Corpus:
     """Tokenized pieces from music21 sources and/or a folder of .mid files, cached after the first run."""
     folder = Path(midi_dir).expanduser() if midi_dir else None
     midi_files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in (".mid", ".midi")) \
         if folder else []
-    m21_files = corpus_paths(sources) if sources else []
+    m21_files = corpus_paths(sources, limits) if sources else []
     if not midi_files and not m21_files:
         raise ValueError("no training data: name music21 sources or a --midi-dir holding .mid files")
     path = _cache_file(sources, folder, m21_files + midi_files)
@@ -169,7 +259,7 @@ def load_corpus(sources: Sequence[str] = ("bach", "folk"), midi_dir: str | Path 
         with np.load(path) as z:
             flat, offsets, names = z["rows"], z["offsets"], list(z["names"])
         return Corpus([flat[a:b] for a, b in pairwise(offsets)], names)
-    jobs = [(music21_pieces, p) for p in m21_files] + [(midi_pieces, p) for p in midi_files]
+    jobs = [(music21_pieces, p, cache) for p in m21_files] + [(midi_pieces, p) for p in midi_files]
     results: list[tuple[str, np.ndarray]] = []
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(workers) as pool:
@@ -190,8 +280,8 @@ def load_corpus(sources: Sequence[str] = ("bach", "folk"), midi_dir: str | Path 
 
 
 def _run_job(job: tuple) -> list[tuple[str, np.ndarray]]:
-    fn, arg = job
-    return fn(arg)
+    fn, *args = job
+    return fn(*args)
 
 
 def _tonic_shift(rows: np.ndarray) -> int:

@@ -97,9 +97,29 @@ def _state_dict_of(ckpt: object) -> dict[str, torch.Tensor]:
     return {k.removeprefix("model."): v for k, v in ckpt.items() if isinstance(v, torch.Tensor)}
 
 
+CHECKPOINT_NAME = "checkpoint.pt"  # the weights shipped inside a model folder, for fine-tuning
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """A checkpoint file as given, or the one inside a model folder; FileNotFoundError (one line,
+    naming the path) when there is none."""
+    p = Path(path)
+    if p.is_dir():
+        ckpt = p / CHECKPOINT_NAME
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"{p}: model folder has no {CHECKPOINT_NAME} to fine-tune from "
+                                    f"(python -m training.recover {p} {ckpt} rebuilds one from the ONNX)")
+        return ckpt
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such checkpoint file or model folder")
+    return p
+
+
 def model_from_checkpoint(path: str | Path) -> tuple[MIDIModel, dict]:
-    """Rebuild the model a checkpoint holds; shapes come from the weights (SkyTNT's head counts:
-    64-wide heads in the base, a quarter as many in the token model) unless our checkpoint names them."""
+    """Rebuild the model a checkpoint (or a model folder's checkpoint.pt) holds; shapes come from the
+    weights (SkyTNT's head counts: 64-wide heads in the base, a quarter as many in the token model)
+    unless our checkpoint names them."""
+    path = checkpoint_path(path)
     ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
     sd = _state_dict_of(ckpt)
     if isinstance(ckpt, dict) and "specs" in ckpt:
