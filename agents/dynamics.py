@@ -25,10 +25,10 @@ __all__ = ["level_velocity", "metric_position", "phrase_shape", "spread", "veloc
 PHRASE_BARS = 4
 # accent by metric position (velocity units above the level): downbeat, the bar's middle (beat 3 of
 # 4/4), the other beats, eighth off-beats, anything finer
-ACCENTS = {"bar": 13.0, "middle": 6.0, "beat": 0.0, "eighth": -9.0, "finer": -13.0}
+ACCENTS = {"bar": 14.0, "middle": 7.0, "beat": 0.0, "eighth": -10.0, "finer": -14.0}
 # the bass and comping lean on the downbeat; a melody's accents are a little lighter (its line shapes it)
 ROLE_ACCENT = {"bass": 1.0, "comp": 1.0, "melody": 0.9, "drums": 1.0}
-SPREAD = 5.0  # +- velocity units of seeded spread
+SPREAD = 6.0  # +- velocity units of seeded spread
 
 
 def metric_position(beat: float, beats_per_bar: int) -> str:

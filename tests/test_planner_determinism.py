@@ -40,12 +40,17 @@ def perform(planner: Planner, windows_per_tick: int | None, every: int = 1,
     many windows every ``every`` ticks. A ``step`` longer than STEP is a model process so slow that
     it reads the clock only that often (the clock messages between pile up unread)."""
     committed: list[tuple] = []
-    heard_melody = heard_piano = 0
+    heard_melody = heard_piano = held = 0
     ticks = int(4 * BARS / step)
     for i in range(ticks):
         now = i * step
         until = now + 1.0
-        # the player's note reaches the agent at its note-off; the piano's when the piano commits it
+        # the player's note reaches the agent at its note-on (held) and again, whole, at its note-off;
+        # the piano's when the piano commits it
+        while held < len(MELODY) and MELODY[held][0] <= now:
+            s, _, p, v = MELODY[held]
+            planner.hear_held("melody", s, p, v, 0)
+            held += 1
         while heard_melody < len(MELODY) and sum(MELODY[heard_melody][:2]) <= now:
             s, d, p, v = MELODY[heard_melody]
             planner.hear("melody", s, d, p, v, 0)
@@ -82,11 +87,9 @@ def test_a_machine_that_cannot_keep_up_keeps_the_downbeats() -> None:
     assert idle_planner.behind_beats == 0
     assert starved_planner.behind_beats > 4 * BARS // 4
     assert 0 < len(starved) < len(idle)
-    def downbeats(notes: list[tuple]) -> set[int]:
-        return {round(s) for s, *_ in notes if abs(s - round(s)) < 1e-9 and round(s) % 4 == 0
-                and 4 <= s < 4 * (BARS - 1)}
-
-    assert downbeats(starved) >= downbeats(idle)  # thinner, but every bar the idle bass began, it begins
+    # every strong beat the model had not drawn in time still sounds: the fallback plays it
+    starts = {round(s, 6) for s, *_ in starved}
+    assert starved_planner.missed and all(float(b) in starts for b in starved_planner.missed)
     bass = [p for *_, p, _ in starved]
     assert all(36 <= p <= 55 for p in bass)
 

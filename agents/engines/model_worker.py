@@ -198,9 +198,11 @@ class Planner:
         self.held_ends: list[float] = []  # ends of committed notes that may still sound
         self.others: list[tuple[float, Any]] = []  # heard notes of other agents, not yet in context
         self.held: dict[tuple[int, int], float] = {}  # the player's notes heard at note-on, not yet off
+        self.player: list[tuple[float, Any]] = []  # (first window, note): the player's, not yet in context
         self.events = 0
         self.replans = 0
         self.behind_beats = 0
+        self.missed: list[int] = []  # strong beats the model had not drawn when they were due
         self.window_errors = 0
         self.generator.sync()
 
@@ -217,26 +219,48 @@ class Planner:
         if source != self.cfg.human:
             self.others.append((start, note))
             return
-        self.generator.apply(self.context.add_note(note, owner=track))
         if self.held.pop((round(start * 16), pitch), None) is None:
-            self.replan()
-        # else: the note-off of a note the part heard at its note-on; its length is now right in the
-        # context, and the plan drawn from the note-on stands
+            self._admit_player(note, replan=True)
+        else:
+            # the note-off of a note the part heard at its note-on: its length is corrected in the
+            # context from the first beat a re-plan would redraw, and the plan drawn stands
+            self._admit_player(note, replan=False)
 
     def hear_held(self, source: str, start: float, pitch: int, velocity: int, channel: int) -> None:
-        """The player's note at its note-on: in the context at once with a provisional length (the
-        Note at its note-off corrects it in place), and the part re-plans from it."""
+        """The player's note at its note-on: in the context with a provisional length (the Note at
+        its note-off corrects it), and the part re-plans from it."""
         from agents.model.live_context import LiveNote
 
         if source != self.cfg.human or start < self.context.origin_beat:
             return
         track, _ = self.cfg.tracks.get(source, (0, channel))
-        note = LiveNote(start, PROVISIONAL_BEATS, pitch, max(1, velocity), channel, track)
-        self.generator.apply(self.context.add_note(note, owner=track))
         self.held[(round(start * 16), pitch)] = start
         if len(self.held) > 128:  # note-offs lost with their packets: forget the oldest
             self.held.pop(next(iter(self.held)))
-        self.replan()
+        self._admit_player(LiveNote(start, PROVISIONAL_BEATS, pitch, max(1, velocity), channel, track),
+                           replan=True)
+
+    def _admit_player(self, note: Any, *, replan: bool) -> None:
+        """The player's note enters the context for the windows from the re-plan's first beat on,
+        never for one drawn before it, so what each window saw is a matter of musical time alone (a
+        busy machine that drew a window after the note arrived draws it as an idle one did before)."""
+        if not math.isfinite(self.committed_until):
+            self.generator.apply(self.context.add_note(note, owner=note.track))
+            return
+        # a re-plan redraws from its first beat; a correction alone reaches the windows past those an
+        # idle machine has drawn by now
+        first = self.restart_beat() if replan else float(
+            math.ceil(self.committed_until + self.cfg.horizon_beats - 1e-9))
+        if replan:
+            self.replan()
+        if self.generated_until >= first:
+            self.generator.apply(self.context.add_note(note, owner=note.track))
+        else:
+            self.player.append((first, note))
+
+    def restart_beat(self) -> float:
+        """The first beat a re-plan redraws: at least REPLAN_LEAD_BEATS after the commit point."""
+        return float(math.ceil(self.committed_until + REPLAN_LEAD_BEATS - 1e-9))
 
     def _admit_others(self, before: float) -> None:
         """Other agents' notes that start before ``before`` join the context."""
@@ -282,7 +306,7 @@ class Planner:
         if not math.isfinite(self.committed_until):
             self.planned = []
             return
-        restart = float(math.ceil(self.committed_until + REPLAN_LEAD_BEATS - 1e-9))
+        restart = self.restart_beat()
         self.planned = [n for n in self.planned if n.start_beat < restart]
         change = self.context.truncate_after(restart, owner=self.cfg.track)
         self.generator.apply(change)
@@ -405,7 +429,8 @@ class Planner:
         tracks, pitches, _ = self.context.sounding(slot)
         skip = self.voicing.drum_tracks | {self.cfg.track}
         out = [(int(t), int(p)) for t, p in zip(tracks, pitches, strict=True) if int(t) not in skip]
-        for start, note in self.others:
+        for _, note in self.others + self.player:
+            start = note.start_beat
             if note.track not in skip and start <= beat + 1e-9 < start + note.duration_beats:
                 out.append((note.track, note.pitch))
         return out
@@ -421,6 +446,11 @@ class Planner:
         re-plan draws exactly as it did the first time."""
         k = self.generated_until
         self._admit_others(k - self.cfg.horizon_beats - self.cfg.commit_offset - OTHERS_GATE_BEATS)
+        if self.player:
+            due = [note for first, note in self.player if first <= k]
+            self.player = [(first, note) for first, note in self.player if first > k]
+            for note in due:
+                self.generator.apply(self.context.add_note(note, owner=note.track))
         self.generator.sampler.rng.seed(window_seed(self.cfg.seed, k))
         not_before = max(k, self.busy_until) if self.cfg.polyphony == 1 else k
         self.generated_until = k + 1
@@ -470,6 +500,7 @@ class Planner:
         first = self.generated_until
         last = float(math.ceil(until - 1e-9))
         self.behind_beats += int(last - first)
+        self.missed += [b for b in range(int(first), int(last)) if is_strong_beat(b, self.bpb)]
         beat = first
         while beat < last:
             drawn = any(beat <= n.start_beat < beat + 1 for n in self.planned)
