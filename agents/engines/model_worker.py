@@ -194,7 +194,6 @@ class Planner:
         self.committed_until = -math.inf
         self.now_beat: float | None = None
         self.generated_until = -math.inf  # every own onset before this beat is drawn
-        self.busy_until = -math.inf  # a monophonic part's last committed note sounds until here
         self.held_ends: list[float] = []  # ends of committed notes that may still sound
         self.others: list[tuple[float, Any]] = []  # heard notes of other agents, not yet in context
         self.held: dict[tuple[int, int], float] = {}  # the player's notes heard at note-on, not yet off
@@ -238,29 +237,50 @@ class Planner:
         if len(self.held) > 128:  # note-offs lost with their packets: forget the oldest
             self.held.pop(next(iter(self.held)))
         self._admit_player(LiveNote(start, PROVISIONAL_BEATS, pitch, max(1, velocity), channel, track),
-                           replan=True)
+                           replan=True, at=start)
 
-    def _admit_player(self, note: Any, *, replan: bool) -> None:
-        """The player's note enters the context for the windows from the re-plan's first beat on,
-        never for one drawn before it, so what each window saw is a matter of musical time alone (a
-        busy machine that drew a window after the note arrived draws it as an idle one did before)."""
+    def _admit_player(self, note: Any, *, replan: bool, at: float | None = None) -> None:
+        """The player's note enters the context for the windows from a beat fixed by the note's own
+        time, never for one drawn before it, so what each window saw is a matter of musical time
+        alone (a busy machine that drew a window after the note arrived draws it as an idle one did
+        before). ``at`` is when the message was sent in beats (the note-on's beat, or its end)."""
         if not math.isfinite(self.committed_until):
             self.generator.apply(self.context.add_note(note, owner=note.track))
             return
+        at = note.start_beat + note.duration_beats if at is None else at
         # a re-plan redraws from its first beat; a correction alone reaches the windows past those an
-        # idle machine has drawn by now
-        first = self.restart_beat() if replan else float(
-            math.ceil(self.committed_until + self.cfg.horizon_beats - 1e-9))
+        # idle machine has drawn by then
+        first = self.restart_beat(at) if replan else self._beat_after(
+            at, self.cfg.horizon_beats + REPLAN_LEAD_BEATS)
         if replan:
-            self.replan()
+            self.replan(first)
         if self.generated_until >= first:
             self.generator.apply(self.context.add_note(note, owner=note.track))
         else:
             self.player.append((first, note))
 
-    def restart_beat(self) -> float:
-        """The first beat a re-plan redraws: at least REPLAN_LEAD_BEATS after the commit point."""
-        return float(math.ceil(self.committed_until + REPLAN_LEAD_BEATS - 1e-9))
+    def _beat_after(self, at: float, lead: float) -> float:
+        """The first beat at least ``lead`` after the commit point as it was when beat ``at`` sounded.
+
+        Reckoned from ``at`` and the part's commit distance rounded to a quarter beat, not from the
+        commit point when the message happened to be read: a player's note lands on a beat, and the
+        commit point then sits a whole number of quarter beats past it, so a few milliseconds either
+        way would flip a ceiling from one beat to the next."""
+        distance = round(4 * (self.committed_until - (self.now_beat or 0.0))) / 4
+        fixed = math.ceil(at - 1e-9) + math.ceil(distance + lead - 1e-9)
+        return float(max(fixed, math.ceil(self.committed_until + lead - 1e-9)))
+
+    def restart_beat(self, at: float | None = None) -> float:
+        """The first beat a re-plan redraws: at least REPLAN_LEAD_BEATS after the commit point (as it
+        was at beat ``at`` when given), and for a part of one voice not before its last committed
+        note ends (that note is sent; a new one under it would be a second voice)."""
+        if at is None:
+            restart = float(math.ceil(self.committed_until + REPLAN_LEAD_BEATS - 1e-9))
+        else:
+            restart = self._beat_after(at, REPLAN_LEAD_BEATS)
+        if self.cfg.polyphony == 1 and self.held_ends:
+            restart = max(restart, float(math.ceil(max(self.held_ends) - 1e-9)))
+        return restart
 
     def _admit_others(self, before: float) -> None:
         """Other agents' notes that start before ``before`` join the context."""
@@ -294,7 +314,7 @@ class Planner:
         )
         self.replan()
 
-    def replan(self) -> None:
+    def replan(self, restart: float | None = None) -> None:
         """Drop the uncommitted plan from the first beat the model can still redraw in time; the next
         windows are drawn again from the current context.
 
@@ -306,7 +326,7 @@ class Planner:
         if not math.isfinite(self.committed_until):
             self.planned = []
             return
-        restart = self.restart_beat()
+        restart = self.restart_beat() if restart is None else restart
         self.planned = [n for n in self.planned if n.start_beat < restart]
         change = self.context.truncate_after(restart, owner=self.cfg.track)
         self.generator.apply(change)
@@ -363,8 +383,6 @@ class Planner:
         if notes:
             first = notes[0][0]
             self.held_ends = [e for e in self.held_ends if e > first] + [s + d for s, d, _, _ in notes]
-        if self.cfg.polyphony == 1 and notes:
-            self.busy_until = max(self.busy_until, max(n[0] + n[1] for n in notes))
         return notes
 
     def _voice(self, out: list[Any], limit: float) -> list[tuple[float, float, int, int]]:
@@ -452,10 +470,9 @@ class Planner:
             for note in due:
                 self.generator.apply(self.context.add_note(note, owner=note.track))
         self.generator.sampler.rng.seed(window_seed(self.cfg.seed, k))
-        not_before = max(k, self.busy_until) if self.cfg.polyphony == 1 else k
+        not_before = k
         self.generated_until = k + 1
-        if not_before >= k + 1:
-            return  # a note committed earlier still sounds through this window
+        self.generator.new_window()
         for _ in range(MAX_STEPS_PER_WINDOW):
             try:
                 self.step(not_before_beat=not_before, before_beat=k + 1)

@@ -182,6 +182,11 @@ class Generator:
         self._closed_slot, self._restrikes = -1, 0
         self._rollback_to(change)
 
+    def new_window(self) -> None:
+        """Forget the re-strike bookkeeping of the last window: a window drawn from a given context
+        and seed then draws the same whatever came before it."""
+        self._closed_slot, self._restrikes = -1, 0
+
     def _rollback_to(self, change: object) -> None:
         first = getattr(change, "first_row", None)
         if getattr(change, "rebuild", False):
