@@ -170,8 +170,11 @@ class Generator:
             keep = int(np.flatnonzero((rt.rows[0, :keep] != rows[:keep]).any(axis=1))[0])
         if keep < n_rt:
             rt.rollback(keep)
-        if keep < n:
-            rt.prefill(rows[keep:])
+        # one row per call, as generation feeds them: int8 graphs quantise activations per call, so a
+        # chunked re-feed would leave a cache that differs (by up to half a logit) from the one the
+        # same rows fed one by one leave, and what the part plays would depend on when rows arrived
+        for i in range(keep, n):
+            rt.prefill(rows[i : i + 1])
         return n - keep
 
     def apply(self, change: object) -> None:
