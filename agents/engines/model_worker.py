@@ -253,6 +253,10 @@ class Planner:
         first = self.restart_beat(at) if replan else self._beat_after(
             at, self.cfg.horizon_beats + REPLAN_LEAD_BEATS)
         if replan:
+            # the windows redrawn see the other parts' notes an idle machine had admitted by then
+            # (those of every window it had drawn), whatever this machine had drawn
+            frontier = self._beat_after(at, self.cfg.horizon_beats)
+            self._admit_others(frontier - self.cfg.horizon_beats - self.cfg.commit_offset - OTHERS_GATE_BEATS)
             self.replan(first)
         if self.generated_until >= first:
             self.generator.apply(self.context.add_note(note, owner=note.track))
