@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,19 @@ def recorded_notes(path: Path) -> dict[str, int]:
         if names:
             counts[names[0]] = sum(1 for m in track if m.type == "note_on" and m.velocity > 0)
     return counts
+
+
+def max_onset(path: Path, part: str) -> int:
+    """The most notes `part` starts at one moment in the recording (a chord's size)."""
+    for track in mido.MidiFile(str(path)).tracks:
+        if [m.name for m in track if m.type == "track_name"][:1] == [part]:
+            tick, starts = 0, Counter[int]()
+            for m in track:
+                tick += m.time
+                if m.type == "note_on" and m.velocity > 0:
+                    starts[tick] += 1
+            return max(starts.values(), default=1)
+    return 1
 
 
 def finish(proc: subprocess.Popen[str], timeout: float) -> str:
@@ -158,6 +172,9 @@ def test_a_stop_by_sigterm_records_what_was_played_not_what_was_planned(tmp_path
     for a in AGENTS:
         assert report["parts"][a]["recorded"] == file_counts[a], (a, file_counts, report["parts"][a])
         # The launcher signals the agents a moment before the conductor: a note due in that moment
-        # is recorded but not played (at most one); the beat of commits ahead would be several.
-        assert 0 <= file_counts[a] - played[a] <= 1, (a, file_counts, played)
+        # is recorded but not played (at most one); on a loaded machine an agent slow to take its
+        # signal may still sound the chord due then, after the conductor's last beat. Either way one
+        # onset at most; the beat of commits ahead would be more.
+        chord = max_onset(tmp_path / "out.mid", a)
+        assert -chord <= file_counts[a] - played[a] <= max(1, chord), (a, file_counts, played)
     assert report["parts"][HUMAN]["notes"] == file_counts[HUMAN]
