@@ -40,7 +40,16 @@ def song_position(c: Captured) -> int:
 
 
 def mean_interval(times: list[float]) -> float:
-    return (times[-1] - times[0]) / (len(times) - 1)
+    """The pulse period as the least-squares slope of arrival time over pulse index.
+
+    Arrivals carry JACK's period and a loaded machine's polling delay; a slope over every pulse
+    shrugs off one late arrival at either end, where (last - first) / n would carry all of it.
+    """
+    n = len(times)
+    mean_k, mean_t = (n - 1) / 2, sum(times) / n
+    num = sum((k - mean_k) * (t - mean_t) for k, t in enumerate(times))
+    den = sum((k - mean_k) ** 2 for k in range(n))
+    return num / den
 
 
 @pytest.fixture
