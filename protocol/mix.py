@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from protocol.fields import check_float, check_int
 from protocol.instruments import DYNAMICS
+from protocol.rules import RULES
 
 CC_VOLUME = 7
 CC_PAN = 10
 
-VOLUME_RANGE = (0, 127)
-PAN_RANGE = (-1.0, 1.0)
+VOLUME_RANGE: tuple[int, int] = RULES["volume"].bounds
+PAN_RANGE: tuple[float, float] = RULES["pan"].bounds
 #: A dynamic level as a centre velocity; the markings in DYNAMICS are names for points on it.
-DYNAMICS_RANGE = (1, 127)
+DYNAMICS_RANGE: tuple[int, int] = RULES["dynamics"].bounds
 
 DEFAULT_VOLUME = 100
 DEFAULT_PAN = 0.0
