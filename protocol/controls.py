@@ -68,6 +68,8 @@ class ControlSpec:
 
 CONTROLS: tuple[ControlSpec, ...] = (
     ControlSpec.ranged("tempo", "ensemble", "Tempo in BPM; takes effect at the next bar line."),
+    ControlSpec("follow_tempo", "ensemble", "bool", None, None,
+                "Follow the player's tempo (1) or hold the tempo where it is (0)."),
     ControlSpec("play", "ensemble", "trigger", None, None, "Start the transport at the next beat."),
     ControlSpec("stop", "ensemble", "trigger", None, None,
                 "End at the next bar line agents can reach: every part holds the final chord for "

@@ -361,7 +361,10 @@ FOLLOW = "follow"  # `chords: follow`: the plan is what the conductor hears the 
 
 class Ensemble(Strict):
     name: Name = "demo"
+    # the starting tempo; `follow` starts at 120 and follows the player (the same as tempo_follow)
     tempo: Annotated[float, ranged("tempo")] = 120.0
+    # the conductor follows the player's tempo from their onsets (conductor/tempo_follow.py)
+    tempo_follow: bool = False
     meter: Annotated[int, ranged("meter")] = 4
     key: str = "C"
     # a written plan (`Dm7 G7 | Cmaj7`), or `follow`: the conductor follows the player's chords and
@@ -377,6 +380,15 @@ class Ensemble(Strict):
     # index), so two runs of one file can be compared note for note; unset, each run differs
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
     agents: tuple[AgentConfig, ...] = Field(default=(), max_length=15)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tempo_follow(cls, data: Any) -> Any:
+        """`tempo: follow` is the short way to say `tempo_follow: true` from the default tempo."""
+        if isinstance(data, dict) and isinstance(data.get("tempo"), str) and data["tempo"].strip() == FOLLOW:
+            data = {k: v for k, v in data.items() if k != "tempo"}
+            data["tempo_follow"] = True
+        return data
 
     @model_validator(mode="after")
     def _unique(self) -> Ensemble:
