@@ -51,9 +51,9 @@ class ControlSpec:
             return float(check_int(field, args[0], int(self.lo or 0), int(self.hi or 0)))
         if self.kind == "dynamics":
             # A marking from a text field (`f`) or a velocity from a fader, both to the velocity.
-            value = args[0] if isinstance(args[0], str) else check_int(field, args[0], int(self.lo or 0),
+            level = args[0] if isinstance(args[0], str) else check_int(field, args[0], int(self.lo or 0),
                                                                          int(self.hi or 0))
-            return float(dynamics_velocity(value))
+            return float(dynamics_velocity(level))
         if self.kind == "bool":
             return 1.0 if check_bool(field, args[0]) else 0.0
         if self.kind == "text":

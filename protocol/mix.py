@@ -8,6 +8,8 @@ General MIDI controllers CC7 and CC10 on the part's channel.
 
 from __future__ import annotations
 
+from typing import Final
+
 from protocol.fields import check_float, check_int
 from protocol.instruments import DYNAMICS
 from protocol.rules import RULES
@@ -22,7 +24,7 @@ DYNAMICS_RANGE: tuple[int, int] = RULES["dynamics"].bounds
 
 DEFAULT_VOLUME = 100
 DEFAULT_PAN = 0.0
-DEFAULT_DYNAMICS = "mf"
+DEFAULT_DYNAMICS: Final = "mf"  # Final keeps the literal, so it types as a marking, not any str
 
 
 def pan_cc(pan: float) -> int:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 
@@ -359,7 +360,7 @@ class Generator:
             )
         return lowest
 
-    def _density_bias(self, density: float, which: int, start: int) -> np.ndarray | None:
+    def _density_bias(self, density: float, which: Literal[1, 2], start: int) -> np.ndarray | None:
         if density == 1.0:
             return None
         if self._density is None or self._density[0] != density:
