@@ -63,7 +63,7 @@ def test_output_clock_and_human_input_find_a_port_by_the_same_rule(jack_server: 
     try:
         midi_in = MidiInput(source_client, api="jack")
         midi_in.close()
-        with pytest.raises(ValueError, match="human.source.port"):
+        with pytest.raises(ValueError, match=r"human\.source\.port"):
             MidiInput(unique("no-such-keyboard"), api="jack")
     finally:
         source.close()

@@ -269,15 +269,16 @@ class Planner:
             self.player.append((first, note))
 
     def _beat_after(self, at: float, lead: float) -> float:
-        """The first beat at least ``lead`` after the commit point as it was when beat ``at`` sounded.
+        """The first quarter beat at least ``lead`` after the commit point as it was when beat ``at``
+        sounded: where a re-plan for a note at ``at`` starts to redraw, so the part answers the
+        player a quarter beat after it can, not at the next whole beat.
 
         Reckoned from ``at`` and the part's commit distance rounded to a quarter beat, not from the
-        commit point when the message happened to be read: a player's note lands on a beat, and the
-        commit point then sits a whole number of quarter beats past it, so a few milliseconds either
-        way would flip a ceiling from one beat to the next."""
+        commit point when the message happened to be read: a player's note lands on the grid, and
+        the commit point then sits a whole number of quarter beats past it, so a few milliseconds
+        either way would flip a ceiling from one quarter to the next."""
         distance = round(4 * (self.committed_until - (self.now_beat or 0.0))) / 4
-        fixed = math.ceil(at - 1e-9) + math.ceil(distance + lead - 1e-9)
-        return float(max(fixed, math.ceil(self.committed_until + lead - 1e-9)))
+        return max(_ceil_quarter(at + distance + lead), _ceil_quarter(self.committed_until + lead))
 
     def restart_beat(self, at: float | None = None) -> float:
         """The first beat a re-plan redraws: at least REPLAN_LEAD_BEATS after the commit point (as it
@@ -288,7 +289,7 @@ class Planner:
         else:
             restart = self._beat_after(at, REPLAN_LEAD_BEATS)
         if self.cfg.polyphony == 1 and self.held_ends:
-            restart = max(restart, float(math.ceil(max(self.held_ends) - 1e-9)))
+            restart = max(restart, _ceil_quarter(max(self.held_ends)))
         return restart
 
     def _admit_others(self, before: float) -> None:
@@ -469,9 +470,10 @@ class Planner:
         return self.generated_until < self.committed_until + self.cfg.horizon_beats
 
     def work(self) -> None:
-        """Draw the next window (one beat) of the part in full, and nothing after it: an event the
-        model places past the window is dropped at its time tokens, so a window drawn again after a
-        re-plan draws exactly as it did the first time."""
+        """Draw the next window (up to the next whole beat: one beat, or the rest of a beat a re-plan
+        restarted inside) of the part in full, and nothing after it: an event the model places past
+        the window is dropped at its time tokens, so a window drawn again after a re-plan draws
+        exactly as it did the first time."""
         k = self.generated_until
         self._admit_others(k - self.cfg.horizon_beats - self.cfg.commit_offset - OTHERS_GATE_BEATS)
         if self.player:
@@ -481,11 +483,12 @@ class Planner:
                 self.generator.apply(self.context.add_note(note, owner=note.track))
         self.generator.sampler.rng.seed(window_seed(self.cfg.seed, k))
         not_before = k
-        self.generated_until = k + 1
+        end = float(math.floor(k + 1e-9) + 1)
+        self.generated_until = end
         self.generator.new_window()
         for _ in range(MAX_STEPS_PER_WINDOW):
             try:
-                self.step(not_before_beat=not_before, before_beat=k + 1)
+                self.step(not_before_beat=not_before, before_beat=end)
             except ValueError as exc:
                 # e.g. the context's last event lies further back than one time token can reach (a
                 # part muted for minutes beside silence): the window rests instead of failing for ever
@@ -524,9 +527,9 @@ class Planner:
         model resumes after them."""
         from agents.model.live_context import LiveNote
 
-        first = self.generated_until
+        first = float(math.ceil(self.generated_until - 1e-9))  # a re-plan's part-beat window stays unfilled
         last = float(math.ceil(until - 1e-9))
-        self.behind_beats += int(last - first)
+        self.behind_beats += max(0, int(last - first))
         self.missed += [b for b in range(int(first), int(last)) if is_strong_beat(b, self.bpb)]
         beat = first
         while beat < last:
@@ -546,6 +549,11 @@ FIRST_BEAT_MARGIN = 0.5  # the least a part's first beat may lie ahead of now
 REPLAN_LEAD_BEATS = 0.25  # the least time a re-plan leaves the model before its first redrawn beat
 OTHERS_GATE_BEATS = 1.0  # how long after its start another agent's note has surely arrived
 MAX_STEPS_PER_WINDOW = 48  # a model that keeps re-striking cannot hold a window for ever
+
+
+def _ceil_quarter(beat: float) -> float:
+    """The first quarter beat at or after ``beat`` (a hair past a quarter counts as on it)."""
+    return math.ceil(4 * beat - 1e-6) / 4
 
 
 def window_seed(seed: int, beat: float) -> int:
