@@ -80,6 +80,7 @@ class OscBus(Bus):
         super().__init__(ensemble)
         from protocol.transport_osc import OscTransport
 
+        self._transport: OscTransport
         if network is not None:  # the same bus on an in-memory loopback (protocol/bus_memory.py)
             self._transport = network.transport(listen, list(peers), setting=setting)
         else:

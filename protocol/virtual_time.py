@@ -77,7 +77,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         return self.clock.now
 
-    def run_in_executor(self, executor: Any, func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    def run_in_executor(  # type: ignore[override]  # (the stub's TypeVarTuple needs Python 3.11)
+        self, executor: Any, func: Callable[..., T], *args: Any
+    ) -> asyncio.Future[T]:
         """Run `func` now, in the loop's thread: in a thread it would run on the real clock while
         virtual time raced past it, and what it returned would land at a time set by the machine."""
         fut: asyncio.Future[T] = self.create_future()
