@@ -8,41 +8,22 @@ keep the sockets, processes and the wall clock honest.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from support.inprocess import InProcessEnsemble, Played, ensemble
+from support.inprocess import ENSEMBLES, InProcessEnsemble, Played, ensemble, mixed_data, patterns_data
 
 from conductor.human import read_midi_notes
 from protocol.harmony import ChordPlan
 from protocol.messages import AgentParams, BeatTick, Note, PlanState
 from protocol.timeline import Timeline
 
-ROOT = Path(__file__).resolve().parent.parent
-ENSEMBLES = ROOT / "ensembles"
 MELODY = ENSEMBLES / "melodies" / "ode_to_joy.mid"
 BARS = 8
 END = 4.0 * BARS  # the final downbeat
 Runs = tuple[InProcessEnsemble, InProcessEnsemble]
 PIANO_RHYTHM = (0.0, 1.5, 2.5)  # patterns.yaml's piano
 BASS_RHYTHM = (0.0, 2.0)  # patterns.yaml's bass
-
-
-def patterns() -> dict[str, Any]:
-    """The model-free ensemble: a replayed melody, bass, piano and drums on written rhythms."""
-    data: dict[str, Any] = yaml.safe_load((ENSEMBLES / "patterns.yaml").read_text())
-    return data
-
-
-def mixed(seed: int = 7) -> dict[str, Any]:
-    """The shipped default's model bass (models/default) beside patterns.yaml's piano, under the
-    replayed melody: a conductor, a human, an onnx agent and a pattern agent."""
-    data: dict[str, Any] = yaml.safe_load((ENSEMBLES / "default.yaml").read_text())
-    data["agents"] = [data["agents"][0], patterns()["agents"][1]]
-    data["seed"] = seed
-    return data
 
 
 def play(data: dict[str, Any], bars: int = BARS, script: Any = None) -> InProcessEnsemble:
@@ -58,7 +39,7 @@ def onsets(notes: list[Played]) -> list[float]:
 @pytest.fixture(scope="module")
 def runs() -> Runs:
     """The mixed ensemble's 8 bars, twice with one seed."""
-    first, second = play(mixed()), play(mixed())
+    first, second = play(mixed_data()), play(mixed_data())
     for band in (first, second):
         # Reported, not asserted: speed claims are bench/inprocess.py's, measured side by side.
         print(f"8 bars in-process: {band.wall_s:.3f} s of wall time for {band.clock() - 1000.0:.1f} s "
@@ -149,7 +130,7 @@ def test_one_seed_plays_the_same_notes(runs: Runs) -> None:
 
 
 def test_another_seed_plays_other_notes(runs: Runs) -> None:
-    other = play(mixed(seed=8))
+    other = play(mixed_data(seed=8))
     assert other.played("piano") == runs[0].played("piano")  # a written pattern has no seed
     assert other.played("bass") != runs[0].played("bass")
 
@@ -169,7 +150,7 @@ def test_mute_and_solo_take_effect_one_commit_window_later() -> None:
         await band.until_beat(28)
         band.control("agent/piano/solo", 0.0)
 
-    band = play(patterns(), script=script)
+    band = play(patterns_data(), script=script)
     every_bar = [4.0 * bar + r for bar in range(BARS) for r in BASS_RHYTHM]
     silent = {10.0, 12.0, 14.0, 16.0} | {22.0, 24.0, 26.0, 28.0}  # muted, then another part soloed
     assert onsets(band.played("bass")) == [b for b in every_bar if b not in silent] + [END]
@@ -191,8 +172,8 @@ def test_a_plan_edit_is_played_from_the_next_uncommitted_beat() -> None:
         await band.until_beat(8)
         band.control("plan", new)
 
-    band = play(patterns(), script=script)
-    old_plan = ChordPlan.parse(patterns()["chords"], loop=True, key="C")
+    band = play(patterns_data(), script=script)
+    old_plan = ChordPlan.parse(patterns_data()["chords"], loop=True, key="C")
     new_plan = ChordPlan.parse(new, loop=True, key="C")
     for p in band.played("piano"):
         if p.beat >= END:
@@ -209,7 +190,7 @@ def test_a_plan_edit_is_played_from_the_next_uncommitted_beat() -> None:
 
 def human_osc(seed: int = 7) -> dict[str, Any]:
     """The model bass alone under a player heard over OSC (`human/note`), who plays what a test sends."""
-    data = mixed(seed)
+    data = mixed_data(seed)
     data["agents"] = data["agents"][:1]
     data["human"]["source"] = {"type": "osc"}
     return data

@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from agents.agent import Agent
 from agents.outputs.null import NullOutput
 from conductor.conductor import Conductor
@@ -24,6 +26,7 @@ from protocol.bus_memory import MemoryNetwork, MemoryTransport
 from protocol.ensemble import Ensemble, parse_ensemble
 from protocol.virtual_time import ManualClock, run
 
+ENSEMBLES = Path(__file__).resolve().parents[2] / "ensembles"
 START_S = 1000.0  # the virtual clock's start: a monotonic clock is never near 0 either
 SURFACE = ("127.0.0.1", 9000)  # where the test's control surface sends from (the YAML allows loopback)
 
@@ -40,6 +43,21 @@ class Played:
     channel: int
     due: float | None  # the virtual time it was meant for
     sent_at: float  # the virtual time it went
+
+
+def patterns_data() -> dict[str, Any]:
+    """ensembles/patterns.yaml: a replayed melody, bass, piano and drums on written rhythms."""
+    data: dict[str, Any] = yaml.safe_load((ENSEMBLES / "patterns.yaml").read_text())
+    return data
+
+
+def mixed_data(seed: int = 7) -> dict[str, Any]:
+    """ensembles/default.yaml's model bass (models/default) beside patterns.yaml's piano, under the
+    replayed melody: a conductor, a human, an onnx agent and a pattern agent."""
+    data: dict[str, Any] = yaml.safe_load((ENSEMBLES / "default.yaml").read_text())
+    data["agents"] = [data["agents"][0], patterns_data()["agents"][1]]
+    data["seed"] = seed
+    return data
 
 
 def ensemble(data: dict[str, Any]) -> Ensemble:
