@@ -26,8 +26,9 @@ PIANO_RHYTHM = (0.0, 1.5, 2.5)  # patterns.yaml's piano
 BASS_RHYTHM = (0.0, 2.0)  # patterns.yaml's bass
 
 
-def play(data: dict[str, Any], bars: int = BARS, script: Any = None) -> InProcessEnsemble:
-    band = InProcessEnsemble(ensemble(data), ENSEMBLES, bars=bars)
+def play(data: dict[str, Any], bars: int = BARS, script: Any = None,
+         latency_s: float = 0.0) -> InProcessEnsemble:
+    band = InProcessEnsemble(ensemble(data), ENSEMBLES, bars=bars, latency_s=latency_s)
     band.play(script)
     return band
 
@@ -133,6 +134,18 @@ def test_another_seed_plays_other_notes(runs: Runs) -> None:
     other = play(mixed_data(seed=8))
     assert other.played("piano") == runs[0].played("piano")  # a written pattern has no seed
     assert other.played("bass") != runs[0].played("bass")
+
+
+def test_a_slower_network_moves_no_note() -> None:
+    """Every datagram 20 ms late (a bad Wi-Fi): parts commit a beat ahead, so each note still goes out
+    on its beat, and the recording hears every note."""
+    near, far = play(patterns_data(), bars=4), play(patterns_data(), bars=4, latency_s=0.02)
+    for name in near.agents:
+        assert [(p.beat, p.pitch, p.velocity) for p in far.played(name)] == \
+            [(p.beat, p.pitch, p.velocity) for p in near.played(name)], name
+        assert all(p.sent_at == p.due for p in far.played(name))
+        assert far.recorded(name) == near.recorded(name)
+    assert far.recorded("melody") == near.recorded("melody")
 
 
 # -- steering while the band plays ---------------------------------------------------------------------
