@@ -229,3 +229,19 @@ def test_the_players_note_makes_the_model_part_replan() -> None:
     after = [(p.beat, p.pitch) for p in alone.played("bass") if 10.0 <= p.beat < END]
     assert after != [(p.beat, p.pitch) for p in heard.played("bass") if 10.0 <= p.beat < END]
     assert heard.agents["bass"].engine.replans > alone.agents["bass"].engine.replans  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("over", "field"), [
+    ({"human": {"name": "keys", "channel": 0, "source": {"type": "midi", "port": "x"}}}, "human.source.type"),
+    ({"conductor": {"midi_clock": {"virtual": True}}}, "conductor.midi_clock"),
+    ({"conductor": {"link": {"enabled": True}}}, "conductor.link.enabled"),
+])
+def test_what_needs_the_real_clock_is_refused_by_its_field(over: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValueError, match=f"^{field}"):
+        ensemble({**patterns_data(), **over})
+
+
+def test_every_output_is_null_in_process() -> None:
+    data = patterns_data()
+    data["agents"][0]["output"] = {"type": "midi", "port": "FluidSynth"}
+    assert {a.output.type for a in ensemble(data).agents} == {"null"}

@@ -60,13 +60,28 @@ def mixed_data(seed: int = 7) -> dict[str, Any]:
     return data
 
 
+# What runs on its own thread against the real clock, or needs a device: none of it can follow a
+# virtual clock, so an in-process ensemble refuses it by the field that asks for it.
+REAL_TIME_ONLY = {
+    "human.source.type: midi": lambda d: (d.get("human") or {}).get("source", {}).get("type") == "midi",
+    "conductor.midi_clock": lambda d: (d.get("conductor") or {}).get("midi_clock") is not None,
+    "conductor.link.enabled": lambda d: bool(((d.get("conductor") or {}).get("link") or {}).get("enabled")),
+}
+
+
 def ensemble(data: dict[str, Any]) -> Ensemble:
-    """An ensemble from YAML data, made to run in-process: no realtime priority to ask for, and a
-    bus monitor port (every process copies its bus traffic there) for the harness to listen on."""
+    """An ensemble from YAML data, made to run in-process: every output `null` (it keeps what it
+    sends, stamped on the virtual clock), no realtime priority to ask for, and a bus monitor port
+    (every process copies its bus traffic there) for the harness to listen on."""
+    for field, asks in REAL_TIME_ONLY.items():
+        if asks(data):
+            raise ValueError(f"{field}: runs on the real clock (a thread or a device); not in-process")
     bus = data.get("bus", {})
     osc = {"base_port": 57400, **bus.get("osc", {})}
     osc.setdefault("monitor_port", osc["base_port"] - 1)
-    data = {**data, "timing": {**data.get("timing", {}), "realtime": False}, "bus": {**bus, "osc": osc}}
+    agents = [{**a, "output": {"type": "null"}} for a in data.get("agents", [])]
+    data = {**data, "timing": {**data.get("timing", {}), "realtime": False}, "bus": {**bus, "osc": osc},
+            "agents": agents}
     return parse_ensemble(data, "<in-process>")
 
 
