@@ -7,7 +7,8 @@ the same machine one after the other:
 
 * ``in-process``: tests/support/inprocess.py: the real Conductor and Agents, the OSC bus on an
   in-memory loopback, a virtual clock that jumps to the next timer, the model drawing in the loop's
-  thread. ``build`` is constructing them (the model loads here), ``play`` the bars themselves.
+  thread. ``build`` is constructing them (the model loads here), ``play`` the bars themselves, in
+  wall and in CPU seconds of this process (the latter less moved by a shared machine's other load).
 * ``in-process, no model``: patterns.yaml (every part written), to show what the loop itself costs.
 * ``launcher``: ``run_ensemble.py --bars N`` on free loopback ports, process start to exit.
 
@@ -44,9 +45,11 @@ def in_process(data: dict[str, Any], bars: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     band = InProcessEnsemble(ensemble(data), ENSEMBLES, bars=bars)
     build = time.perf_counter() - t0
+    cpu0 = time.process_time()
     play = band.play()
+    cpu = time.process_time() - cpu0
     notes = {name: band.recorded(name) for name in [*band.agents, "melody"]}
-    return {"build_s": build, "play_s": play, "virtual_s": band.clock() - 1000.0,
+    return {"build_s": build, "play_s": play, "play_cpu_s": cpu, "virtual_s": band.clock() - 1000.0,
             "notes": {k: len(v) for k, v in notes.items()}, "_notes": notes}
 
 
@@ -98,6 +101,9 @@ def same_onsets(a: list[tuple[float, float, int, int]], b: list[tuple[float, flo
     return [(round(s * 480), p, v) for s, _, p, v in a] == [(round(s * 480), p, v) for s, _, p, v in b]
 
 
+TIMES = ("build_s", "play_s", "play_cpu_s")
+
+
 def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -127,10 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         "bars": bars,
         "rounds": rounds,
         "python": sys.version.split()[0],
-        "in_process": {k: summary([row[k] for row in rows["in-process"]]) for k in ("build_s", "play_s")},
+        "in_process": {k: summary([row[k] for row in rows["in-process"]]) for k in TIMES},
         "in_process_virtual_s": rows["in-process"][0]["virtual_s"],
         "in_process_no_model": {k: summary([row[k] for row in rows["in-process, no model"]])
-                                for k in ("build_s", "play_s")},
+                                for k in TIMES},
         "launcher_wall_s": summary([row["wall_s"] for row in rows["launcher"]]),
         "notes": {"in_process": rows["in-process"][0]["notes"], "launcher": rows["launcher"][0]["notes"]},
         "in_process_repeatable": repeatable,
@@ -138,10 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"{bars} bars, {rounds} round(s), Python {result['python']}; "
           "seconds of wall time (median, min..max)")
-    print(f"{'':24} {'build':>22} {'play':>22}")
+    print(f"{'':24} {'build':>22} {'play':>22} {'play, CPU s':>22}")
     for label, key in (("in-process", "in_process"), ("in-process, no model", "in_process_no_model")):
         cells = [f"{s['median']:.3f} ({s['min']:.3f}..{s['max']:.3f})" for s in result[key].values()]
-        print(f"{label:24} {cells[0]:>22} {cells[1]:>22}")
+        print(f"{label:24} {cells[0]:>22} {cells[1]:>22} {cells[2]:>22}")
     w = result["launcher_wall_s"]
     print(f"{'launcher (processes)':24} {'':>22} {w['median']:>8.3f} ({w['min']:.3f}..{w['max']:.3f})")
     print(f"virtual time played in-process: {result['in_process_virtual_s']:.2f} s; "
