@@ -15,13 +15,15 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents.conductor_clock import UNSYNCED, ConductorClock, inherited_offset_ms
 from agents.engines import Engine, PlanContext, make_engine
 from agents.faults import PlanFault
+from agents.loop_scheduler import LoopScheduler
 from agents.outputs import Output, OutputError
 from agents.outputs.factory import make_output
 from agents.scheduler import ScheduledEvent, Scheduler
@@ -54,6 +56,9 @@ from protocol.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realti
 from protocol.tasks import TaskGroup
 from protocol.timeline import LocalTimeMap, Timeline
 
+if TYPE_CHECKING:
+    from protocol.bus_memory import MemoryNetwork
+
 log = logging.getLogger("barcelona.agent")
 
 HEARTBEAT_S = 0.25
@@ -64,14 +69,22 @@ COUNT_IN = "count-in"  # the scheduler tag of the count-in's clicks
 
 
 class Agent:
-    def __init__(self, ens: Ensemble, name: str, *, base_dir: Path, stats_path: Path | None = None) -> None:
+    """`clock` and `network` put the agent in one event loop with the conductor and other agents
+    (tests; protocol/virtual_time.py): `clock` is that loop's virtual clock, and then the notes are
+    timed by the loop's timers instead of the timing thread, the output is stamped on that clock,
+    and a model draws in the loop's thread; `network` is the in-memory bus (protocol/bus_memory.py)."""
+
+    def __init__(self, ens: Ensemble, name: str, *, base_dir: Path, stats_path: Path | None = None,
+                 clock: Callable[[], float] | None = None, network: MemoryNetwork | None = None) -> None:
         self.ens = ens
         self.cfg: AgentConfig = ens.agent(name)
         self.name = name
         self.base_dir = base_dir
         self.stats_path = stats_path
-        self.clock = time.monotonic
-        self.engine: Engine = make_engine(ens, self.cfg, base_dir)
+        self.clock = time.monotonic if clock is None else clock
+        self.in_loop = clock is not None
+        self.network = network
+        self.engine: Engine = make_engine(ens, self.cfg, base_dir, in_process=self.in_loop)
         self.timeline: Timeline | None = None
         self.plan: ChordPlan | None = None
         self.plan_epoch = -1
@@ -91,7 +104,7 @@ class Agent:
         self.stale = 0
         self.seq = 0
         self.output: Output | None = None
-        self.scheduler: Scheduler | None = None
+        self.scheduler: Scheduler | LoopScheduler | None = None
         self.bus: Bus | None = None
         self.sync_bus: Bus | None = None  # UDP pings beside an MQTT bus (bus.sync: udp)
         self.stuck_notes = 0
@@ -112,7 +125,7 @@ class Agent:
     async def run(self) -> None:
         fault = PlanFault.from_env(self.name)  # a test hook (agents/faults.py); None unless set
         set_switch_interval(0.0005)
-        if self.ens.timing.realtime:
+        if self.ens.timing.realtime and not self.in_loop:
             # The loop thread shares the GIL with the timing thread: if it were preempted while holding
             # it, the timing thread would wait however high its own priority. It is light (the model
             # runs in another process), so it runs just below the timing thread.
@@ -123,18 +136,25 @@ class Agent:
             ready = await asyncio.to_thread(wait_ready)
             log.info("%s: model ready on %s (%s KV cache, context of up to %s events)", self.name, ready[1],
                      ready[3], ready[4])
-        self.output = make_output(self._output_spec(), where=f"agents.{self.name}.output")
+        self.output = make_output(self._output_spec(), where=f"agents.{self.name}.output",
+                                  clock=self.clock if self.in_loop else None)
         try:
             self.output.open()
         except OutputError as exc:  # one line naming the part's output and what it could not open
             raise OutputError(f"agents.{self.name}.output ({self.cfg.output.type}): {exc}") from None
-        self.scheduler = Scheduler(self._send, clock=self.clock, realtime=self.ens.timing.realtime)
+        if self.in_loop:
+            self.scheduler = LoopScheduler(self._send, clock=self.clock)
+        else:
+            self.scheduler = Scheduler(self._send, clock=self.clock, realtime=self.ens.timing.realtime)
         self.scheduler.start()
         will = self._status("gone")
         try:
-            async with open_bus(self.ens, self.name, will=will) as bus, contextlib.AsyncExitStack() as stack:
+            async with (
+                open_bus(self.ens, self.name, will=will, network=self.network) as bus,
+                contextlib.AsyncExitStack() as stack,
+            ):
                 self.bus = bus
-                sync_bus = open_sync_bus(self.ens, self.name)
+                sync_bus = open_sync_bus(self.ens, self.name, network=self.network)
                 if sync_bus is not None:
                     self.sync_bus = await stack.enter_async_context(sync_bus)
                 try:

@@ -10,23 +10,9 @@ import numpy as np
 
 from agents.scheduler import SchedulerCore, SendFn, TimeMap
 from protocol.realtime import PRIORITY_NORMAL
+from protocol.virtual_time import ManualClock
 
 __all__ = ["ManualClock", "OfflineScheduler"]
-
-
-class ManualClock:
-    """A clock moved by hand; tests and offline rendering pass it where a real clock would go."""
-
-    def __init__(self, start: float = 0.0) -> None:
-        self.now = float(start)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        if seconds < 0.0:
-            raise ValueError(f"seconds: a clock does not run backwards, got {seconds}")
-        self.now += seconds
 
 
 class OfflineScheduler:

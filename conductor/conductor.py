@@ -14,9 +14,10 @@ import math
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conductor.control import (
     HUMAN_NOTE,
@@ -59,6 +60,9 @@ from protocol.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realti
 from protocol.tasks import LoopFailedError, TaskGroup
 from protocol.timeline import Timeline
 
+if TYPE_CHECKING:
+    from protocol.bus_memory import MemoryNetwork
+
 log = logging.getLogger("barcelona.conductor")
 
 TIMELINE_EVERY_S = 0.2
@@ -72,6 +76,10 @@ CLICK_MARGIN_S = 0.1
 
 
 class Conductor:
+    """`clock` and `network` put the conductor in one event loop with its agents (tests;
+    protocol/virtual_time.py): `clock` is that loop's virtual clock, `network` the in-memory bus and
+    control surface (protocol/bus_memory.py)."""
+
     def __init__(
         self,
         ens: Ensemble,
@@ -83,6 +91,8 @@ class Conductor:
         state_path: Path | None = None,
         wait_agents_s: float = 5.0,
         autostart: bool = True,
+        clock: Callable[[], float] | None = None,
+        network: MemoryNetwork | None = None,
     ) -> None:
         self.ens = ens
         self.base_dir = base_dir
@@ -92,7 +102,9 @@ class Conductor:
         self.state_path = state_path
         self.wait_agents_s = wait_agents_s
         self.autostart = autostart
-        self.clock = time.monotonic
+        self.clock = time.monotonic if clock is None else clock
+        self.in_loop = clock is not None
+        self.network = network
         names = tuple(a.name for a in ens.agents)
         if state_path is not None and state_path.exists():
             self.state = ConductorState.load(state_path, names)
@@ -147,7 +159,7 @@ class Conductor:
         self.end_beat: float | None = None
         self.midi_clock: MidiClockOut | None = None
         self.link = LinkBridge(ens.conductor.link)  # inert unless the YAML enables Link
-        self.status_json = StatusJson()
+        self.status_json = StatusJson(self.clock)
         self.ended_by = ""  # who ended a --bars run early (a stop control's sender); see _end_run
         self._setup_human()
 
@@ -169,7 +181,7 @@ class Conductor:
     async def run(self) -> None:
         from protocol.transport_osc import OscTransport
 
-        if self.ens.timing.realtime:
+        if self.ens.timing.realtime and not self.in_loop:
             # The loop stamps each ping's arrival (clock sync's t2) in its datagram callback: on a busy
             # machine a normal-priority loop reads it late, and every agent's offset is off by that.
             # It is light (no model, no audio), so it runs with the agents' loops, below their timing.
@@ -177,8 +189,8 @@ class Conductor:
 
         ctl = self.ens.control
         # The allowlist runs on the sender's address before a byte is parsed (docs/security.md).
-        surface = OscTransport((ctl.bind_host, ctl.port), [], accept=self.allow.allows,
-                               setting="control.port")
+        transport = OscTransport if self.network is None else self.network.transport
+        surface = transport((ctl.bind_host, ctl.port), [], accept=self.allow.allows, setting="control.port")
         if ctl.listen == "any":
             log.warning("%s", exposure_warning(ctl.port, ctl.allow))
         clock_cfg = self.ens.conductor.midi_clock
@@ -192,9 +204,13 @@ class Conductor:
         self.close()
 
     async def _serve(self, surface: Any) -> None:
-        async with open_bus(self.ens, "conductor") as bus, surface, contextlib.AsyncExitStack() as stack:
+        async with (
+            open_bus(self.ens, "conductor", network=self.network) as bus,
+            surface,
+            contextlib.AsyncExitStack() as stack,
+        ):
             self.bus, self.surface = bus, surface
-            sync_bus = open_sync_bus(self.ens, "conductor")
+            sync_bus = open_sync_bus(self.ens, "conductor", network=self.network)
             if sync_bus is not None:
                 self.sync_bus = await stack.enter_async_context(sync_bus)
             # Supervised: a loop that raises ends the process (LoopFailedError, a restart keeps the state)

@@ -12,10 +12,13 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from protocol import codec
 from protocol.ensemble import Ensemble
+
+if TYPE_CHECKING:
+    from protocol.bus_memory import MemoryNetwork
 
 log = logging.getLogger("barcelona.bus")
 
@@ -72,11 +75,16 @@ class OscBus(Bus):
         listen: tuple[str, int],
         peers: Sequence[tuple[str, int]],
         setting: str = "listen",
+        network: MemoryNetwork | None = None,
     ) -> None:
         super().__init__(ensemble)
         from protocol.transport_osc import OscTransport
 
-        self._transport = OscTransport(listen, list(peers), setting=setting)
+        self._transport: OscTransport
+        if network is not None:  # the same bus on an in-memory loopback (protocol/bus_memory.py)
+            self._transport = network.transport(listen, list(peers), setting=setting)
+        else:
+            self._transport = OscTransport(listen, list(peers), setting=setting)
 
     @property
     def raw(self) -> Any:
@@ -174,17 +182,26 @@ class MqttBus(Bus):
             yield msg, packet.topic, packet.received_at
 
 
-def open_sync_bus(ens: Ensemble, who: str) -> OscBus | None:
+def open_sync_bus(ens: Ensemble, who: str, *, network: MemoryNetwork | None = None) -> OscBus | None:
     """The UDP endpoint that carries clock-sync pings beside an MQTT bus (`bus.sync: udp`), or None
     when the bus itself carries them. It listens on the process's OSC address (`osc_endpoint`), the
-    same one an OSC bus would use, and has no peers: pings name the conductor, pongs their sender."""
-    if ens.bus.transport != "mqtt" or ens.bus.sync != "udp":
+    same one an OSC bus would use, and has no peers: pings name the conductor, pongs their sender.
+    On an in-memory `network` the bus is OSC whatever the YAML says, so it carries the pings too."""
+    if ens.bus.transport != "mqtt" or ens.bus.sync != "udp" or network is not None:
         return None
     return OscBus(ens.name, ens.osc_endpoint(who), [], setting=_port_field(ens, who))
 
 
-def open_bus(ens: Ensemble, who: str, *, will: Any | None = None) -> Bus:
-    """The bus for one process of an ensemble; `who` is 'conductor', an agent name or 'monitor'."""
+def open_bus(
+    ens: Ensemble, who: str, *, will: Any | None = None, network: MemoryNetwork | None = None
+) -> Bus:
+    """The bus for one process of an ensemble; `who` is 'conductor', an agent name or 'monitor'.
+
+    With `network` (tests, in-process runs; never the YAML) it is the OSC bus on that in-memory
+    loopback, at the addresses the YAML's OSC bus would use, whichever transport the YAML names."""
+    if network is not None:
+        return OscBus(ens.name, ens.osc_endpoint(who), ens.osc_peers(who), setting=_port_field(ens, who),
+                      network=network)
     if ens.bus.transport == "mqtt":
         client_id = f"barcelona-{ens.name}-{who}-{int(time.time() * 1000) % 100000}"
         return MqttBus(ens.name, ens.bus.mqtt, client_id, will, sync_for=None if who == "monitor" else who)

@@ -34,7 +34,8 @@ class Engine(Protocol):
         ...
 
 
-def make_engine(ens: Ensemble, cfg: AgentConfig, base_dir: Path) -> Engine:
+def make_engine(ens: Ensemble, cfg: AgentConfig, base_dir: Path, *, in_process: bool = False) -> Engine:
+    """`in_process`: an engine with a model draws it in the caller's thread (virtual time only)."""
     if cfg.engine.type == "pattern":
         from agents.engines.pattern import PatternEngine
 
@@ -46,5 +47,5 @@ def make_engine(ens: Ensemble, cfg: AgentConfig, base_dir: Path) -> Engine:
     if cfg.engine.type == "onnx":
         from agents.engines.onnx_engine import OnnxEngine
 
-        return OnnxEngine(ens, cfg, base_dir)
+        return OnnxEngine(ens, cfg, base_dir, in_process=in_process)
     raise ValueError(f"engine.type: {cfg.engine.type!r} is not available in this build")

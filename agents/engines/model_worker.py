@@ -599,6 +599,30 @@ def strong_beat_chord(plan: Any, beat: float, beats_per_bar: int) -> Any:
     return replace(chord, tensions=()) if strong else chord
 
 
+def handle(planner: Planner, msg: tuple[Any, ...], load: float) -> tuple[Any, ...] | None:
+    """One message from the agent (anything but `stop`); the answer to send back, for `clock`.
+    `load` is the share of its time the model has spent drawing, which the answer reports."""
+    kind = msg[0]
+    if kind == "hear":
+        planner.hear(*msg[1:])
+    elif kind == "held":
+        planner.hear_held(*msg[1:])
+    elif kind == "clock":
+        notes = planner.commit(msg[1], msg[2])
+        return ("notes", notes, planner.events, planner.replans, load, planner.behind_beats)
+    elif kind == "plan":
+        planner.set_plan(*msg[1:])
+    elif kind == "params":
+        planner.set_params(*msg[1:])
+    return None
+
+
+def ready_message(planner: Planner) -> tuple[Any, ...]:
+    """What the model says once it can play: its providers, context, cache mode and window."""
+    return ("ready", planner.runtime.providers, len(planner.context), planner.runtime.cache_mode,
+            planner.max_events)
+
+
 def serve(
     conn: Connection, cfg: WorkerConfig, parent_pid: int | None = None, agent_end: Connection | None = None
 ) -> None:
@@ -625,8 +649,7 @@ def serve(
         return
     if planner.model_note:
         log.warning("%s", planner.model_note)
-    conn.send(("ready", planner.runtime.providers, len(planner.context), planner.runtime.cache_mode,
-               planner.max_events))
+    conn.send(ready_message(planner))
     busy_s = 0.0
     t0 = time.perf_counter()
     while True:
@@ -637,21 +660,11 @@ def serve(
             while conn.poll(timeout):
                 timeout = 0.0
                 msg = conn.recv()
-                kind = msg[0]
-                if kind == "stop":
+                if msg[0] == "stop":
                     return
-                if kind == "hear":
-                    planner.hear(*msg[1:])
-                elif kind == "held":
-                    planner.hear_held(*msg[1:])
-                elif kind == "clock":
-                    notes = planner.commit(msg[1], msg[2])
-                    load = busy_s / max(1e-6, time.perf_counter() - t0)
-                    conn.send(("notes", notes, planner.events, planner.replans, load, planner.behind_beats))
-                elif kind == "plan":
-                    planner.set_plan(*msg[1:])
-                elif kind == "params":
-                    planner.set_params(*msg[1:])
+                answer = handle(planner, msg, busy_s / max(1e-6, time.perf_counter() - t0))
+                if answer is not None:
+                    conn.send(answer)
             if planner.wants_work():
                 s = time.perf_counter()
                 planner.work()

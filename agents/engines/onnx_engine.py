@@ -55,7 +55,10 @@ class EngineError(RuntimeError):
 
 
 class OnnxEngine:
-    def __init__(self, ens: Ensemble, cfg: AgentConfig, base_dir: Path) -> None:
+    """`in_process`: the model draws in this thread (agents/engines/inline_model.py), for an agent
+    on virtual time; otherwise in its own process, as every performance runs it."""
+
+    def __init__(self, ens: Ensemble, cfg: AgentConfig, base_dir: Path, *, in_process: bool = False) -> None:
         self.cfg = cfg
         parts = ens.parts()
         tracks = {p.name: (i + 1, p.channel) for i, p in enumerate(parts)}
@@ -100,6 +103,24 @@ class OnnxEngine:
             commit_offset=commit_offset(ens, cfg),
             quantize=e.quantize,
         )
+        self.proc: Any = None
+        if in_process:
+            from agents.engines.inline_model import InlineModel
+
+            self.conn: Any = InlineModel(self.worker_cfg)
+        else:
+            self._start_process(cfg)
+        self.ready: tuple[Any, ...] | None = None
+        self.pending: list[Note] = []
+        self.events = 0
+        self.replans = 0
+        self.load = 0.0
+        self.warnings = 0
+        self.behind_beats = 0
+        self._plan_epoch: tuple[str, bool, str] | None = None
+        self._params: tuple[Any, ...] | None = None
+
+    def _start_process(self, cfg: AgentConfig) -> None:
         # Fork while the agent has no threads yet (it is built before the loop and the timing thread
         # start): the model process then skips a fresh interpreter's imports. Spawn anywhere else.
         forkable = sys.platform == "linux" and threading.active_count() == 1
@@ -116,15 +137,6 @@ class OnnxEngine:
         )
         self.proc.start()
         child.close()
-        self.ready: tuple[Any, ...] | None = None
-        self.pending: list[Note] = []
-        self.events = 0
-        self.replans = 0
-        self.load = 0.0
-        self.warnings = 0
-        self.behind_beats = 0
-        self._plan_epoch: tuple[str, bool, str] | None = None
-        self._params: tuple[Any, ...] | None = None
 
     def wait_ready(self, timeout: float | None = None) -> tuple[Any, ...]:
         """Block until the model is loaded; raise EngineError with the model process's own message.
@@ -199,6 +211,8 @@ class OnnxEngine:
             self.conn.send(("stop",))
         except (BrokenPipeError, OSError):
             pass
+        if self.proc is None:
+            return
         self.proc.join(1.0)
         if self.proc.is_alive():
             self.proc.kill()

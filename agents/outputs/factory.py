@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agents.outputs.base import Output
+from agents.outputs.base import Clock, Output
 
 __all__ = ["OUTPUT_TYPES", "make_output"]
 
@@ -68,9 +68,12 @@ def _fields_named(where: str, build: Callable[..., Output], values: dict[str, An
         raise type(exc)(f"{where}: {exc}") from exc
 
 
-def make_output(spec: Mapping[str, Any], *, where: str = "output") -> Output:
-    """An unopened output for ``spec``; ``where`` prefixes errors (e.g. ``agents.bass.output``)."""
+def make_output(spec: Mapping[str, Any], *, where: str = "output", clock: Clock | None = None) -> Output:
+    """An unopened output for ``spec``; ``where`` prefixes errors (e.g. ``agents.bass.output``).
+    ``clock`` replaces the output's own (perf_counter) for an agent on virtual time."""
     kind, values = _checked(spec, where)
+    if clock is not None:
+        values["clock"] = clock
     if "programs" in values:
         values["programs"] = dict(values["programs"])
     if "controls" in values:
