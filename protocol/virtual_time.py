@@ -45,7 +45,7 @@ class ManualClock:
         self.now += seconds
 
 
-class _VirtualSelector(selectors.DefaultSelector):  # type: ignore[misc, valid-type]
+class _VirtualSelector(selectors.DefaultSelector):
     """The loop's selector: real events first; where the loop would block until a timer, the clock
     moves to it instead (`timeout` is exactly the time to the loop's next timer)."""
 
