@@ -30,7 +30,7 @@ How to read it
     Rows per bus and window: "all" is every sample while all agents play; "start" the first two
     seconds of playing (clock sync still settling); "steady" the rest outside the tempo-change
     windows; "tempo" each window from the control until one second after the change beat.
-    p50/p99/max of the spread and of the worst agent's error versus the conductor. Goal (DESIGN §2):
+    p50/p99/max of the spread and of the worst agent's error versus the conductor. Goal:
     spread p99 <= 0.01 ms; Ableton Link manages 0.009 ms on this host. The spread is mostly the
     difference between the agents' offset estimates, each off by at most half its ping round trip
     (on one host the true offset is 0): the agent table shows offset, round trip and how far the

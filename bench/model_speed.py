@@ -3,7 +3,7 @@
 Per model, in the same process, interleaved round by round with the same seed, prompt and masks, in
 CPU-seconds of the bench's thread (a shared machine's other processes then do not count):
 
-* ``skytnt``: a faithful re-implementation of app_onnx's generate() (SKYTNT_FORMAT.md §9): plain
+* ``skytnt``: a faithful re-implementation of app_onnx's generate(): plain
   ``session.run`` per call with the KV cache fed back as numpy arrays, a Python-built int64 mask per
   position, softmax over the full vocabulary, argsort sampling, ``np.concatenate`` growth.
 * ``ours/skytnt-sampling``: the same generate() loop (every event appended as drawn, as SkyTNT's app

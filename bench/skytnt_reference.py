@@ -1,4 +1,4 @@
-"""SkyTNT's own sampling step and generate() loop (app_onnx.generate, SKYTNT_FORMAT.md §9), restated.
+"""SkyTNT's own sampling step and generate() loop (app_onnx.generate), restated.
 
 Kept apart from the product's sampler on purpose: benchmarks race against it and tests compare the
 product's `skytnt` sampling mode to it, so it must stay a faithful, independent restatement.

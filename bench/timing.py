@@ -14,7 +14,7 @@ holds the GIL (or the scheduler's lock) and is preempted by the busy cores keeps
 thread waiting for as long as the CPU scheduler keeps it off the CPU.
 
 Lateness is what the scheduler itself records: the local monotonic time just before `send` minus the
-due time. DESIGN's goal: p99 <= 0.5 ms and max <= 2 ms with 4 agents busy on 2 cores.
+due time. The goal: p99 <= 0.5 ms and max <= 2 ms with 4 agents busy on 2 cores.
 
     .venv/bin/python -m bench.timing [--smoke] [--seconds 4] [--json out.json]
 """

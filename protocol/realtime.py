@@ -1,6 +1,6 @@
 """Thread settings that decide how precisely notes leave on time and clock-sync pings are stamped.
 
-Two things stand between a sleeping timing thread and its due time (DESIGN §6): the CPU scheduler,
+Two things stand between a sleeping timing thread and its due time (docs/timing.md): the CPU scheduler,
 which may keep a woken thread off the CPU for milliseconds while other work runs, and the GIL, which
 a pure-Python thread may hold for a whole switch interval (5 ms by default). SCHED_FIFO answers the
 first, a short switch interval the second. The agents use both; the conductor's loop asks for
@@ -37,7 +37,7 @@ PRIORITY_NORMAL = "normal"
 # priority already pre-empts every normal thread, which is all the timing thread needs.
 DEFAULT_RT_PRIORITY = 4
 
-# DESIGN §6: with a pure-Python thread in the process the timing thread was up to 4 ms late at the
+# Measured on a 2-core machine: with a pure-Python thread in the process the timing thread was up to 4 ms late at the
 # default 5 ms interval and 0.003 ms late at 0.5 ms.
 DEFAULT_SWITCH_INTERVAL_S = 0.0005
 

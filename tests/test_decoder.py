@@ -29,7 +29,7 @@ def make(seed: int = 0, sampling: str = "fast", **kw: object) -> tuple[Generator
     return Generator(rt, ctx, track=TRACK, channel=CHANNEL, seed=seed, sampling=sampling, **kw), ctx, rt
 
 
-# ---- SkyTNT's generate(), restated from SKYTNT_FORMAT.md §9 (app_onnx.py) -------------------------
+# ---- SkyTNT's generate(), restated from SkyTNT's app_onnx.py -------------------------
 class SkytntLoop:
     """The app's loop with plain session.run and its KV cache; masks are SkyTNT's (patch/CC disabled,
     all other channels disabled) plus the two restrictions §9.1 allows: notes only and one track,

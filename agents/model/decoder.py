@@ -6,7 +6,7 @@ each token position gets an allowed-id mask before sampling (event type, own tra
 pitch range, and time tokens that never place the event before the end of the context or before the
 commit point), so no post-filter or retry is needed.
 
-Harmony enters the same way (DESIGN §3): once a note's time tokens are drawn its beat is known, so
+Harmony enters the same way (docs/harmony.md): once a note's time tokens are drawn its beat is known, so
 the pitch logits get a bias from the chord at that beat: ``+s`` chord tones, ``+s/2`` tensions,
 ``-s`` avoid notes, nothing under N.C.; a bass part adds ``+s`` on the chord's bass pitch class and
 ``+s/2`` on its root when a slash chord separates them. Biases are logit offsets added before the

@@ -1,6 +1,6 @@
 """Drawing one token from a model's logits under an allowed-id mask, as SkyTNT's app draws it.
 
-Both modes implement SkyTNT's sampling semantics (SKYTNT_FORMAT.md §9): softmax of ``logits / T`` over
+Both modes implement SkyTNT's sampling semantics (docs/engines.md): softmax of ``logits / T`` over
 the *full* vocabulary, the allowed mask applied by multiplication **without renormalising** (so top-p
 compares against mass that includes the disallowed ids), nucleus rule ``(c - p) > top_p`` on the
 descending order, then the first ``top_k``, renormalise, one ``rng.choice``. A user who tuned
