@@ -2,7 +2,8 @@
 
 WHY a peer per host: Link is the reference a musician compares Barcelona with, so it must face the
 same network (same hosts, same delay/jitter/loss shims). Link announces itself by multicast on every
-interface, so its peers run only inside the rig's namespaces (see docs/timing.md, Ableton Link), never in the root one.
+interface, so its peers run only inside the rig's namespaces (docs/timing.md, Ableton Link), never in
+the root one.
 
 Each peer (``python -m bench.link_peers peer OUT``, run inside a host) joins the session and writes
 ``monotonic beat peers`` lines every few ms: the beat read between two ``time.monotonic()`` reads

@@ -37,8 +37,8 @@ PRIORITY_NORMAL = "normal"
 # priority already pre-empts every normal thread, which is all the timing thread needs.
 DEFAULT_RT_PRIORITY = 4
 
-# Measured on a 2-core machine: with a pure-Python thread in the process the timing thread was up to 4 ms late at the
-# default 5 ms interval and 0.003 ms late at 0.5 ms.
+# Measured on a 2-core machine: with a pure-Python thread in the process the timing thread was up
+# to 4 ms late at the default 5 ms interval and 0.003 ms late at 0.5 ms.
 DEFAULT_SWITCH_INTERVAL_S = 0.0005
 
 
