@@ -32,6 +32,7 @@ from conductor.link import LinkBridge
 from conductor.listener import Heard, Listener
 from conductor.midi_clock import MidiClockOut
 from conductor.recorder import Recorder
+from conductor.roles import RoleFollower
 from conductor.state import ConductorState, Mix
 from conductor.status_json import StatusJson, agent_fields, bar_and_beat
 from protocol.bus import Bus, open_bus, open_sync_bus
@@ -111,6 +112,7 @@ class Conductor:
         # Fed every human note whether or not the plan follows, so `/chords follow` takes effect at once.
         self.listener = Listener(beats_per_bar=ens.meter, key=ens.key)
         self.heard: Heard | None = None
+        self.roles = RoleFollower(ens)  # which part the player takes, and who makes room (conductor/roles.py)
         parts = [(p.name, p.channel, p.program) for p in ens.parts()]
         self.recorder = Recorder(parts, beats_per_bar=ens.meter)
         # The journal carries the recording (and so every count the report takes from it) across a
@@ -287,6 +289,7 @@ class Conductor:
         for p in self.state.params_messages():
             await self._publish(p)
         await self._publish(self.state.roster_message(now, ROSTER_TIMEOUT_S))
+        await self._publish(self.roles.message())
 
     async def _broadcast_loop(self) -> None:
         n = 0
@@ -441,11 +444,13 @@ class Conductor:
             return  # a note-off (velocity 0), or a note the bridge refused
         held = HeldNote(beat, int(pitch), int(velocity), h.channel, h.name)
         self.listener.note_on(held.pitch, held.velocity, beat)
+        self.roles.note_on(held)
         await self._publish(held)
 
     async def _human_note(self, note: Note) -> None:
         self.human_last = note
         self.listener.note(note.start_beat, note.duration_beats, note.pitch, note.velocity)
+        self.roles.note(note)
         self.recorder.add(note)
         await self._publish(note)
 
@@ -461,6 +466,7 @@ class Conductor:
             if self.human_file is not None:
                 for held in self.human_file.started(beat):
                     self.listener.note_on(held.pitch, held.velocity, held.start_beat)
+                    self.roles.note_on(held)
                     await self._publish(held)
                 for note in self.human_file.due(beat):
                     if tl.stop_beat > 0.0 and note.end_beat > tl.stop_beat:
@@ -478,6 +484,8 @@ class Conductor:
                 self.last_beat_tick = whole
                 if not self._ending_near(whole, tl):
                     await self._follow(whole)
+                for msg in self.roles.at_beat(whole, self._role_lead(whole, tl)):
+                    await self._publish(msg)
                 await self._beat_tick(whole, tl)
             if tl.stop_beat > 0.0 and now >= tl.time_at(tl.stop_beat + self.ending_beats) + RELEASE_MARGIN_S:
                 # The held chord has been released: the transport stops, and a --bars run is over.
@@ -497,6 +505,12 @@ class Conductor:
         timing = self.ens.timing
         lead = max(timing.commit_beats, timing.latency_ms / 1000.0 * tl.tempo_at_beat(beat) / 60.0)
         return beat + lead + 1.0 >= tl.stop_beat
+
+    def _role_lead(self, beat: float, tl: Timeline) -> float:
+        """How far ahead the agents have committed (and a beat for the parts' turns): a yield or a
+        return starts past it, so no note already sent is left out."""
+        timing = self.ens.timing
+        return timing.commit_beats + (timing.latency_ms / 1000.0 + 0.1) * tl.tempo_at_beat(beat) / 60.0 + 1.0
 
     async def _human_ending(self, tl: Timeline) -> None:
         """The replayed player ends with the band, as the player it stands in for would: the chord
@@ -590,6 +604,7 @@ class Conductor:
             "key": self.state.plan.key,
             "following": self.state.following,
             "heard": {"chord": self.heard.chord, "key": self.heard.key} if self.heard else None,
+            "roles": self.roles.stats(beat),
             "roster": sorted(self.state.heard),
             "human_notes": self.human_notes,
             "recorded": {p.name: self.recorder.count(p.name, self.end_beat) for p in self.ens.parts()},
