@@ -39,11 +39,15 @@ from protocol.messages import HeldNote, Note, RoleState
 # Register limits (MIDI): a bass line lives in 28-50 on a four-string bass, at most G3; a piano's
 # left hand comps from about C3 (48) up, so under other notes only a voice below that is a bass.
 LINE_BASS_TOP = 52  # a single line with its median at or below E3 is a bass line
-UNDER_BASS_TOP = 47  # a lowest voice under other notes must be at or below B2 ...
+UNDER_BASS_TOP = 47  # a lowest voice under other notes must lie at or below B2 (its median) ...
+LOW_VOICE_TOP = 50  # ... each of its notes at most D3 (a chord's root above is the chord's)
 BASS_GAP = 5  # ... and a fourth or more below the next note up at its onset
+TUNE_GAP = 7  # a tune's note struck with a chord stands a fifth or more above it
 COMP_REGISTER = (43, 84)  # where comping chords sit (median of the chord tones)
 MELODY_LOW = 53  # a line above the bass register
+MELODY_TOP_LOW = 60  # a tune over chords: single notes above them, from middle C up
 CHORD_NOTES = 3  # notes sounding at once that make a chord
+EARLY = 0.05  # beats: a note struck this much before a bar line belongs to the bar after it
 ONSET_TOL = 0.1  # beats: notes struck this close together are one chord (a player's spread)
 LEGATO = 0.15  # beats: a note overlapping the next by less than this is one line, not two voices
 LINE_SHARE = 0.75  # of onsets with one note sounding, for the bar to be one line
@@ -81,71 +85,113 @@ def _active(spans: list[tuple[float, float]], onsets: int, start: float, end: fl
     return onsets >= MIN_ONSETS or _cover(spans, start, end) >= MIN_COVER * (end - start)
 
 
-def bar_roles(notes: Sequence[PlayedNote], start: float, end: float) -> frozenset[Role]:
-    """The roles the player's notes play in the beats [start, end) (a bar); causal at `end`."""
-    held_max = MAX_HELD_BARS * (end - start)
-    spans = [(n, n.start, _end(n, end, held_max)) for n in notes]
-    spans = [(n, s, e) for n, s, e in spans if s < end and e > start]
-    roles: set[Role] = set()
-    drums = [(s, e) for n, s, e in spans if n.channel == DRUM_CHANNEL]
-    if _active(drums, sum(1 for s, _ in drums if s >= start), start, end):
-        roles.add("drums")
-    pitched = sorted(((n, s, e) for n, s, e in spans if n.channel != DRUM_CHANNEL), key=lambda x: x[1])
-    if not pitched:
-        return frozenset(roles)
-    # onset groups: notes struck together (a chord, or a bass note under a melody note)
-    groups: list[list[tuple[PlayedNote, float, float]]] = []
-    for item in pitched:
+Span = tuple[PlayedNote, float, float]  # a note with its start and (causal) end
+
+
+@dataclass(frozen=True, slots=True)
+class _Onset:
+    """Notes struck together (within ONSET_TOL), and what still rings from before them."""
+
+    time: float
+    struck: list[Span]
+    ringing: list[int]  # pitches
+    bass: int = 0  # bass notes (taken out of `struck` and `ringing`) sounding with these
+
+    @property
+    def pitches(self) -> list[int]:
+        return sorted(n.pitch for n, _, _ in self.struck)
+
+
+def _onsets(pitched: list[Span]) -> list[_Onset]:
+    groups: list[list[Span]] = []
+    for item in sorted(pitched, key=lambda x: x[1]):
         if groups and item[1] - groups[-1][0][1] <= ONSET_TOL:
             groups[-1].append(item)
         else:
             groups.append([item])
+    out = []
+    for g in groups:
+        t = g[0][1]
+        ringing = [n.pitch for n, s, e in pitched if s < t - ONSET_TOL / 2 and e > t + LEGATO and
+                   not any(n is m for m, _, _ in g)]
+        out.append(_Onset(t, g, ringing))
+    return out
 
-    def sounding(t: float, among: list[tuple[PlayedNote, float, float]]) -> list[int]:
-        """Pitches struck at `t`, and those struck before that still ring past a legato overlap."""
-        return [n.pitch for n, s, e in among if abs(s - t) <= ONSET_TOL or (s < t and e > t + LEGATO)]
 
-    times = [g[0][1] for g in groups]
-    line = sum(1 for t in times if len(sounding(t, pitched)) <= 1) >= LINE_SHARE * len(times)
-    if line:
-        pitches = [n.pitch for n, _, _ in pitched]
-        onsets = sum(1 for _, s, _ in pitched if s >= start)
-        if _active([(s, e) for _, s, e in pitched], onsets, start, end):
-            roles.add("bass" if statistics.median(pitches) <= LINE_BASS_TOP else "melody")
+def _is_line(onsets: list[_Onset]) -> bool:
+    """One voice: nearly every onset strikes one note over at most one still ringing (legato), and
+    no two notes struck together an octave or more apart (a left hand under a right)."""
+    single = sum(1 for o in onsets if len(o.struck) == 1 and len(o.ringing) <= 1)
+    apart = any(o.pitches[-1] - o.pitches[0] >= 12 for o in onsets)
+    return single >= LINE_SHARE * len(onsets) and not apart
+
+
+def bar_roles(notes: Sequence[PlayedNote], start: float, end: float) -> frozenset[Role]:
+    """The roles the player's notes play in the beats [start, end) (a bar); causal at `end`."""
+    held_max = MAX_HELD_BARS * (end - start)
+    spans = [(n, n.start, _end(n, end, held_max)) for n in notes]
+    # a note struck a moment before a bar line is the next bar's (a player ahead of the beat)
+    spans = [(n, s, e) for n, s, e in spans if s < end - EARLY and e > start]
+    roles: set[Role] = set()
+
+    def active(part: list[Span]) -> bool:
+        onsets = sum(1 for _, s, _ in part if s >= start - EARLY)
+        return _active([(s, e) for _, s, e in part], onsets, start, end)
+
+    if active([x for x in spans if x[0].channel == DRUM_CHANNEL]):
+        roles.add("drums")
+    pitched = [x for x in spans if x[0].channel != DRUM_CHANNEL]
+    if not pitched:
         return frozenset(roles)
-    # more than one voice: a bass under the rest, then chords, then a line on top
-    bass: list[tuple[PlayedNote, float, float]] = []
-    for t in times:
-        now = sorted(sounding(t, pitched))
-        low = next((x for x in pitched if abs(x[1] - t) <= ONSET_TOL and x[0].pitch == now[0]), None)
-        apart = len(now) == 1 or now[1] - now[0] >= BASS_GAP
-        if low is not None and low[0].pitch <= UNDER_BASS_TOP and apart:
-            bass.append(low)
-    if bass and _active([(s, e) for _, s, e in bass], sum(1 for _, s, _ in bass if s >= start), start, end):
+    onsets = _onsets(pitched)
+    if _is_line(onsets):
+        if active(pitched):
+            median = statistics.median(n.pitch for n, _, _ in pitched)
+            roles.add("bass" if median <= LINE_BASS_TOP else "melody")
+        return frozenset(roles)
+    # more than one voice: a bass under the rest, chords above it, a line on top
+    low: list[Span] = []
+    for o in onsets:
+        lowest = min(o.struck, key=lambda x: x[0].pitch)
+        p = lowest[0].pitch
+        above = [q for q in o.pitches[1:] + o.ringing if q >= p]
+        if p <= LOW_VOICE_TOP and (not above or min(above) - p >= BASS_GAP):
+            low.append(lowest)
+    if low and active(low) and statistics.median(n.pitch for n, _, _ in low) <= UNDER_BASS_TOP:
         roles.add("bass")
-    else:
-        bass = []
-    upper = [x for x in pitched if not any(x is b for b in bass)]
-    chord_times = [t for t in times if len(sounding(t, upper)) >= CHORD_NOTES]
-    chord_pitches = [p for t in chord_times for p in sounding(t, upper)]
-    if chord_pitches and COMP_REGISTER[0] <= statistics.median(chord_pitches) <= COMP_REGISTER[1]:
+        bass = {id(n) for n, _, _ in low}
+        pitched = [x for x in pitched if id(x[0]) not in bass]
+        # a bass note under two struck together makes a chord: a pianist's root and shell voicing
+        rest = (_Onset(o.time, [x for x in o.struck if id(x[0]) not in bass],
+                       [q for q in o.ringing if q > UNDER_BASS_TOP],
+                       len(o.struck) - sum(1 for x in o.struck if id(x[0]) not in bass)
+                       + sum(1 for q in o.ringing if q <= UNDER_BASS_TOP))
+                for o in onsets)
+        onsets = [o for o in rest if o.struck]
+    chords = [o for o in onsets
+              if len(o.struck) >= 2 and len(o.struck) + len(o.ringing) + min(1, o.bass) >= CHORD_NOTES]
+    chord_pitches = [p for o in chords for p in o.pitches + o.ringing]
+    if chords and COMP_REGISTER[0] <= statistics.median(chord_pitches) <= COMP_REGISTER[1]:
         roles.add("comp")
-    # the line above: the top note of each onset that is not a chord
-    tops = []
-    for t in times:
-        if t in chord_times:
-            continue
-        here = [x for x in upper if abs(x[1] - t) <= ONSET_TOL]
-        if here:
-            tops.append(max(here, key=lambda x: x[0].pitch))
-    if tops:
-        median = statistics.median(n.pitch for n, _, _ in tops)
-        onsets = sum(1 for _, s, _ in tops if s >= start)
-        above = not chord_pitches or median > statistics.median(chord_pitches)
-        enough = onsets >= MIN_ONSETS + 1 if chord_pitches else _active(
-            [(s, e) for _, s, e in tops], onsets, start, end)
-        if median >= MELODY_LOW and above and enough:
+        # a tune over the chords: notes struck alone above all that sounds, or a fourth and more
+        # above the chord they are struck with (a right hand over a left)
+        tops: list[Span] = []
+        singles = 0
+        for o in onsets:
+            top = max(o.struck, key=lambda x: x[0].pitch)
+            under = [q for q in o.pitches[:-1] + o.ringing]
+            if top[0].pitch >= max(under, default=-1) + (TUNE_GAP if len(o.struck) > 1 else 1):
+                tops.append(top)
+                singles += len(o.struck) == 1
+        median = statistics.median(chord_pitches)
+        tune = [x for x in tops if x[1] >= start - EARLY and x[0].pitch > median]
+        high = bool(tune) and statistics.median(x[0].pitch for x in tune) >= MELODY_TOP_LOW
+        if singles and len(tune) >= MIN_ONSETS and high:
             roles.add("melody")
+        return frozenset(roles)
+    tops = [max(o.struck, key=lambda x: x[0].pitch) for o in onsets]
+    if tops and active(tops) and statistics.median(n.pitch for n, _, _ in tops) >= MELODY_LOW:
+        roles.add("melody")
     return frozenset(roles)
 
 
