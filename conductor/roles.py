@@ -359,6 +359,7 @@ class RoleFollower:
         """For the status (display, JSON) and the report."""
         return {
             "mode": self.mode,
+            "parts": dict(self.agent_roles),
             "player": sorted(self.recognizer.roles),
             "last_bar": sorted(self.recognizer.last_bar),
             "yielded": self.yielded_at(beat),
