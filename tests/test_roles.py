@@ -343,3 +343,46 @@ def test_random_streams_never_raise() -> None:
                   for _ in range(rng.randint(0, 30))]
         played = [n for n in played if n.end is None or n.end > n.start]
         assert bar_roles(played, 4.0, 8.0) <= {"bass", "comp", "melody", "drums"}
+
+
+# -- a yielded model keeps listening ------------------------------------------------------------------
+def test_a_muted_model_hears_the_player_as_it_plays_and_comes_back_on_time() -> None:
+    """The part rests (muted) from beat 8 and its model draws again 4 beats before its return at 20:
+    while it rests, each of the player's notes is in its context within a beat or two (not queued
+    until it plays again), and it plays from the return on with no beat missed."""
+    from test_planner_determinism import MELODY, config
+
+    from agents.engines.model_worker import Planner
+
+    planner = Planner(config())
+    step, held, heard, muted = 0.05, 0, 0, False
+    committed: list[tuple] = []
+    checked = 0
+    for i in range(int(28 / step)):
+        now = i * step
+        want = 8.0 <= now + 1.0 < 16.0
+        if want != muted:
+            planner.set_params(want, 0.9, 0.98, 20, 1.0)
+            muted = want
+        while held < len(MELODY) and MELODY[held][0] <= now:
+            s, _, p, v = MELODY[held]
+            planner.hear_held("melody", s, p, v, 0)
+            held += 1
+        while heard < len(MELODY) and sum(MELODY[heard][:2]) <= now:
+            s, d, p, v = MELODY[heard]
+            planner.hear("melody", s, d, p, v, 0)
+            heard += 1
+        committed += planner.commit(now, now + 1.0)
+        while planner.wants_work():
+            planner.work()
+        if muted and abs(now - round(now)) < 1e-9 and round(now) % 2 == 0 and now >= 10:
+            tracks, pitches, _ = planner.context.sounding(planner.context.slot_of(now - 2.0))
+            melody = {s: p for s, _, p, _ in MELODY}
+            assert (1, melody[now - 2.0]) in set(zip(tracks.tolist(), pitches.tolist(), strict=True)), now
+            assert len(planner.player) <= 2
+            checked += 1
+    assert checked >= 3
+    starts = sorted(s for s, *_ in committed)
+    assert not [s for s in starts if 8.0 <= s < 16.0]
+    assert {16.0, 18.0, 20.0, 24.0} <= {round(s, 3) for s in starts}
+    assert planner.behind_beats == 0
