@@ -160,7 +160,7 @@ def per_bar(style: Style, seeds: int, bars: int = 8) -> tuple[int, int]:
 def reactions(seeds: int, lead_beats: float = 2.6, segment: int = 8) -> dict[str, list[int]]:
     """Bars from a style's first note to the yield of a part it takes, and from its last note to
     the return of a part it leaves, streaming through the recognizer as the conductor does."""
-    out: dict[str, list[int]] = {"take": [], "return": []}
+    out: dict[str, list[int]] = {"take": [], "return": [], "settled": [], "spurious": []}
     for seed in range(seeds):
         rng = random.Random(1000 + seed)
         order = rng.sample(range(len(STYLES)), len(STYLES))
@@ -179,6 +179,12 @@ def reactions(seeds: int, lead_beats: float = 2.6, segment: int = 8) -> dict[str
                 fed += 1
             roles = rec.decide(float(bar_line))
             timeline.append((first_free_bar_line(bar_line, lead_beats, BPB), roles))
+        for bar_line, (_, roles) in zip(range(BPB, 10**9, BPB), timeline, strict=False):
+            i = (bar_line - 1) // (segment * BPB)
+            settled = i < len(order) and bar_line - i * segment * BPB > 3 * BPB  # past the hand-over
+            if settled:
+                out["settled"].append(roles == STYLES[order[i]].roles)
+                out["spurious"].append(bool(roles - STYLES[order[i]].roles))
         for i, k in enumerate(order):
             begin, end = i * segment * BPB, (i + 1) * segment * BPB
             before = STYLES[order[i - 1]].roles if i else frozenset()
@@ -208,9 +214,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {style.name} ({', '.join(sorted(style.roles))}) | {total} | {right / total:.2f} |")
     print(f"| all | {all_total} | {all_right / all_total:.2f} |")
     r = reactions(args.seeds)
-    for what, bars in r.items():
+    for what in ("take", "return"):
+        bars = r[what]
         hist = {b: bars.count(b) for b in sorted(set(bars))}
         print(f"{what}: bars from the change to the bar line it takes effect at: {hist} (n={len(bars)})")
+    n = len(r["settled"])
+    right, spurious = sum(r["settled"]) / n, sum(r["spurious"]) / n
+    print(f"with hysteresis, after bars 4 to 8 of each style: the player's parts exactly right {right:.3f}, "
+          f"a part the player is not playing held {spurious:.3f} (n={n})")
     return 0
 
 
