@@ -8,15 +8,18 @@ hand bass under right-hand chords, and chords with a melody on top. Each bar is 
 (`bar_roles`, exact set of roles) and then the whole stream through the follower, switching style
 every 8 bars, for the bars it takes from a change to the agent's silence and to its return.
 
-    python -m bench.roles [--seeds 20]
+    python -m bench.roles [--seeds 50] [--json PATH] [--quick] [--smoke]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from conductor.roles import PlayedNote, RoleRecognizer, bar_roles, first_free_bar_line
 
@@ -202,26 +205,37 @@ def reactions(seeds: int, lead_beats: float = 2.6, segment: int = 8) -> dict[str
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--seeds", type=int, default=50, help="synthetic players per style")
+    ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    ap.add_argument("--quick", action="store_true", help="10 seeds")
+    ap.add_argument("--smoke", action="store_true", help="2 seeds: proves the script runs")
     args = ap.parse_args(argv)
+    seeds = 2 if args.smoke else 10 if args.quick else args.seeds
+    result: dict[str, Any] = {"seeds": seeds, "per_bar": {}}
     print("| player plays | bars judged | exactly right |")
     print("|---|---|---|")
     all_right = all_total = 0
     for style in STYLES:
-        right, total = per_bar(style, args.seeds)
+        right, total = per_bar(style, seeds)
         all_right += right
         all_total += total
+        result["per_bar"][style.name] = {"bars": total, "right": right / total}
         print(f"| {style.name} ({', '.join(sorted(style.roles))}) | {total} | {right / total:.2f} |")
     print(f"| all | {all_total} | {all_right / all_total:.2f} |")
-    r = reactions(args.seeds)
+    result["per_bar"]["all"] = {"bars": all_total, "right": all_right / all_total}
+    r = reactions(seeds)
     for what in ("take", "return"):
         bars = r[what]
         hist = {b: bars.count(b) for b in sorted(set(bars))}
+        result[f"{what}_bars"] = hist
         print(f"{what}: bars from the change to the bar line it takes effect at: {hist} (n={len(bars)})")
     n = len(r["settled"])
     right, spurious = sum(r["settled"]) / n, sum(r["spurious"]) / n
+    result["settled"] = {"bars": n, "exactly_right": right, "spurious": spurious}
     print(f"with hysteresis, after bars 4 to 8 of each style: the player's parts exactly right {right:.3f}, "
           f"a part the player is not playing held {spurious:.3f} (n={n})")
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2))
     return 0
 
 
