@@ -519,7 +519,7 @@ class Conductor:
         if h is None or self.ending_beats <= 0.0 or self.human_last is None:
             return
         chord = final_chord(self.state.plan, tl.stop_beat, tl.beats_per_bar)
-        for pitch in ending_voicing("melody", h.range, 1, chord, self.human_last.pitch):
+        for pitch in ending_voicing(self.roles.ending_role(), h.range, 1, chord, self.human_last.pitch):
             note = Note(tl.stop_beat, self.ending_beats, pitch, self.human_last.velocity, h.channel, h.name)
             self.recorder.add(note)  # not to the listener: the form's note, not the player's
             await self._publish(note)

@@ -54,6 +54,7 @@ LINE_SHARE = 0.75  # of onsets with one note sounding, for the bar to be one lin
 MIN_ONSETS = 2  # onsets in a bar for a part to be played there ...
 MIN_COVER = 0.5  # ... or the share of the bar it sounds
 MAX_HELD_BARS = 2  # a note-on whose note-off never came (a lost packet) stops counting after this
+MAX_NOTES = 1024  # the most recent notes kept: a flood of notes cannot slow the conductor's loop
 
 
 @dataclass(slots=True)
@@ -215,7 +216,12 @@ class RoleRecognizer:
         if velocity <= 0:
             self.note_off(pitch, beat)
         elif 0 <= pitch <= 127:
-            self._notes.append(PlayedNote(beat, None, pitch, velocity, channel))
+            self._keep(PlayedNote(beat, None, pitch, velocity, channel))
+
+    def _keep(self, note: PlayedNote) -> None:
+        self._notes.append(note)
+        if len(self._notes) > MAX_NOTES:
+            del self._notes[: len(self._notes) - MAX_NOTES]
 
     def note(self, start: float, duration: float, pitch: int, velocity: int, channel: int) -> None:
         """A whole note: from a file, or a live note at its note-off (closing its note-on)."""
@@ -225,7 +231,7 @@ class RoleRecognizer:
             if n.end is None and n.pitch == pitch and abs(n.start - start) < 1e-6:
                 n.end = start + duration
                 return
-        self._notes.append(PlayedNote(start, start + duration, pitch, velocity, channel))
+        self._keep(PlayedNote(start, start + duration, pitch, velocity, channel))
 
     def note_off(self, pitch: int, beat: float) -> None:
         for n in reversed(self._notes):
@@ -340,6 +346,11 @@ class RoleFollower:
                              "yields": self._bars()})
         del self.changes[:-200]
         return [self.message()]
+
+    def ending_role(self) -> Role:
+        """How a replayed player ends the piece: on the chord's bass when it has the bass (its agent
+        rests, so nobody else plays the root), else on the chord tone nearest its last note."""
+        return "bass" if "bass" in self.recognizer.roles else "melody"
 
     def message(self) -> RoleState:
         return RoleState(self.epoch, ",".join(sorted(self.recognizer.roles)), RoleState.pack(self.yields))

@@ -386,3 +386,18 @@ def test_a_muted_model_hears_the_player_as_it_plays_and_comes_back_on_time() -> 
     assert not [s for s in starts if 8.0 <= s < 16.0]
     assert {16.0, 18.0, 20.0, 24.0} <= {round(s, 3) for s in starts}
     assert planner.behind_beats == 0
+
+
+def test_a_replayed_player_holding_the_bass_ends_on_the_bass() -> None:
+    follower = RoleFollower(ensemble())  # type: ignore[arg-type]
+    assert follower.ending_role() == "melody"
+    play(follower, [bass_bar(0), bass_bar(1)])
+    assert follower.ending_role() == "bass"
+
+
+def test_a_flood_of_notes_is_bounded() -> None:
+    rec = RoleRecognizer(4)
+    for i in range(5000):
+        rec.note(i * 0.001, 0.5, 60 + i % 12, 80, 0)
+    assert len(rec._notes) <= 1024
+    assert rec.decide(8.0) <= {"bass", "comp", "melody"}
