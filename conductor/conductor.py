@@ -32,7 +32,7 @@ from conductor.link import LinkBridge
 from conductor.listener import Heard, Listener
 from conductor.midi_clock import MidiClockOut
 from conductor.recorder import Recorder
-from conductor.roles import RoleFollower
+from conductor.roles import RoleFollower, commit_lead
 from conductor.state import ConductorState, Mix
 from conductor.status_json import StatusJson, agent_fields, bar_and_beat
 from protocol.bus import Bus, open_bus, open_sync_bus
@@ -484,7 +484,7 @@ class Conductor:
                 self.last_beat_tick = whole
                 if not self._ending_near(whole, tl):
                     await self._follow(whole)
-                for msg in self.roles.at_beat(whole, self._role_lead(whole, tl)):
+                for msg in self.roles.at_beat(whole, commit_lead(self.ens.timing, tl.tempo_at_beat(whole))):
                     await self._publish(msg)
                 await self._beat_tick(whole, tl)
             if tl.stop_beat > 0.0 and now >= tl.time_at(tl.stop_beat + self.ending_beats) + RELEASE_MARGIN_S:
@@ -505,12 +505,6 @@ class Conductor:
         timing = self.ens.timing
         lead = max(timing.commit_beats, timing.latency_ms / 1000.0 * tl.tempo_at_beat(beat) / 60.0)
         return beat + lead + 1.0 >= tl.stop_beat
-
-    def _role_lead(self, beat: float, tl: Timeline) -> float:
-        """How far ahead the agents have committed (and a beat for the parts' turns): a yield or a
-        return starts past it, so no note already sent is left out."""
-        timing = self.ens.timing
-        return timing.commit_beats + (timing.latency_ms / 1000.0 + 0.1) * tl.tempo_at_beat(beat) / 60.0 + 1.0
 
     async def _human_ending(self, tl: Timeline) -> None:
         """The replayed player ends with the band, as the player it stands in for would: the chord

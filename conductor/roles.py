@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol.ensemble import AUTO_ROLE, NO_ROLE, Ensemble
+from protocol.ensemble import AUTO_ROLE, NO_ROLE, Ensemble, TimingConfig
 from protocol.form import DRUM_CHANNEL
 from protocol.instruments import ROLES, Role
 from protocol.messages import HeldNote, Note, RoleState
@@ -269,6 +269,13 @@ class RoleRecognizer:
         horizon = bar_line - (MAX_HELD_BARS + 1) * bpb
         self._notes = [n for n in self._notes if _end(n, bar_line, MAX_HELD_BARS * bpb) > horizon]
         return self.roles
+
+
+def commit_lead(timing: TimingConfig, tempo_bpm: float) -> float:
+    """How far ahead of now the agents may have committed their notes, in beats: the commit
+    distance, the output latency (and a margin for the message to reach them), and a beat for the
+    parts that commit a turn ahead (agents/arrangement.py)."""
+    return timing.commit_beats + (timing.latency_ms / 1000.0 + 0.1) * tempo_bpm / 60.0 + 1.0
 
 
 def first_free_bar_line(beat: float, lead_beats: float, beats_per_bar: int) -> float:
