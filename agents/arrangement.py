@@ -28,7 +28,7 @@ def working_range(ens: Ensemble, cfg: AgentConfig) -> tuple[int, int]:
 
 def roles(ens: Ensemble) -> dict[str, str]:
     """Every part's role by name; the human's is `melody` until the player is heard otherwise."""
-    out = {a.name: a.role or "comp" for a in ens.agents}
+    out: dict[str, str] = {a.name: a.role or "comp" for a in ens.agents}
     if ens.human is not None:
         out[ens.human.name] = "melody"
     return out

@@ -41,7 +41,9 @@ def inherited_offset_ms(previous_stats: dict[str, Any]) -> float | None:
     """The estimate a predecessor's stats file holds, if it had measured (not merely started)."""
     sync = previous_stats.get("sync") or {}
     offset_ms, rtt_ms = sync.get("estimated_offset_ms"), sync.get("rtt_ms")
-    if all(isinstance(v, (int, float)) and math.isfinite(v) for v in (offset_ms, rtt_ms)) and rtt_ms > 0:
+    if not (isinstance(offset_ms, (int, float)) and isinstance(rtt_ms, (int, float))):
+        return None  # absent, null or not a number: nothing measured to inherit
+    if math.isfinite(offset_ms) and math.isfinite(rtt_ms) and rtt_ms > 0:
         return float(offset_ms)
     return None
 

@@ -19,7 +19,7 @@ import math
 
 from protocol.mix import dynamics_velocity as level_velocity
 
-__all__ = ["level_velocity", "metric_position", "phrase_shape", "spread", "velocity"]
+__all__ = ["PlayerDynamics", "level_velocity", "metric_position", "phrase_shape", "spread", "velocity"]
 
 
 PHRASE_BARS = 4
@@ -69,3 +69,42 @@ def velocity(beat: float, pitch: int, *, beats_per_bar: int, level: int, role: s
     accent = ACCENTS[metric_position(beat, beats_per_bar)] * ROLE_ACCENT.get(role, 1.0)
     v = level + accent + phrase_shape(beat, beats_per_bar) + spread(seed, beat, pitch)
     return max(1, min(127, round(v)))
+
+
+# How far a part follows the player's level: 0.6 of the player's distance from mf. A band comes up
+# with a player who digs in and drops with one who plays softly, but keeps its own balance.
+FOLLOW_GAIN = 0.6
+FOLLOW_MIN_NOTES = 3  # fewer notes than this in the window say nothing about the player's level
+_KEEP_NOTES = 256
+
+
+class PlayerDynamics:
+    """The player's level, heard from their note-ons, as the centre a part plays around.
+
+    The level for a bar comes from the player's notes that started in the two bars' worth of beats
+    ending one beat before its bar line (two, so a slow melody of half notes is heard too): a bar or
+    so of lag, as a band follows, and from notes every agent has heard by the time it commits that
+    bar, so the level is the same however fast it ran.
+    """
+
+    def __init__(self) -> None:
+        self.onsets: dict[tuple[int, int], int] = {}  # (start in 1/64 beats, pitch) -> velocity
+
+    def add(self, start_beat: float, pitch: int, velocity: int) -> None:
+        """A player's note, at its note-on or (if that was not heard) at its note-off: once either way."""
+        if velocity <= 0 or not math.isfinite(start_beat):
+            return
+        self.onsets[(round(start_beat * 64), pitch)] = velocity
+        if len(self.onsets) > _KEEP_NOTES:
+            for key in sorted(self.onsets)[: len(self.onsets) - _KEEP_NOTES]:
+                del self.onsets[key]
+
+    def level(self, beat: float, base: int, beats_per_bar: int) -> int:
+        """The part's level for a note at ``beat``: ``base`` moved toward the player's level."""
+        bar_line = math.floor(beat / beats_per_bar) * beats_per_bar
+        lo, hi = round((bar_line - 2 * beats_per_bar - 1) * 64), round((bar_line - 1) * 64)
+        heard = [v for (t, _), v in self.onsets.items() if lo <= t < hi]
+        if len(heard) < FOLLOW_MIN_NOTES:
+            return base
+        player = sum(heard) / len(heard)
+        return max(1, min(127, round(base + FOLLOW_GAIN * (player - level_velocity("mf")))))

@@ -69,7 +69,7 @@ class Unacked:
         """
         if self._heard_at is None or now - self._heard_at > HEARD_WITHIN_S:
             return []
-        out = []
+        out: list[Note] = []
         for entry in self._notes.values():
             if len(out) >= BATCH:
                 break

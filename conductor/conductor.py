@@ -33,8 +33,9 @@ from conductor.listener import Heard, Listener
 from conductor.midi_clock import MidiClockOut
 from conductor.recorder import Recorder
 from conductor.roles import RoleFollower, commit_lead
-from conductor.state import ConductorState, Mix
+from conductor.state import MIN_CHANGE_LEAD_S, ConductorState, Mix
 from conductor.status_json import StatusJson, agent_fields, bar_and_beat
+from conductor.tempo_follow import TempoFollower
 from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import Ensemble
 from protocol.form import ending_beats, ending_voicing, final_chord
@@ -113,6 +114,9 @@ class Conductor:
         self.listener = Listener(beats_per_bar=ens.meter, key=ens.key)
         self.heard: Heard | None = None
         self.roles = RoleFollower(ens)  # which part the player takes, and who makes room (conductor/roles.py)
+        # Fed every onset whether or not it follows, so `/follow_tempo 1` locks on at once.
+        self.tempo_follower = TempoFollower()
+        self.following_tempo = ens.tempo_follow and not (ens.conductor.link.enabled)
         parts = [(p.name, p.channel, p.program) for p in ens.parts()]
         self.recorder = Recorder(parts, beats_per_bar=ens.meter)
         # The journal carries the recording (and so every count the report takes from it) across a
@@ -398,6 +402,9 @@ class Conductor:
         """Apply a checked control; `by` names its sender for the log and the report."""
         if self.link.takes_control(ctl):  # following Link: a tempo change goes to the session
             return
+        if ctl.param == "follow_tempo" and not ctl.target:
+            self.following_tempo = bool(ctl.value) and not self.ens.conductor.link.enabled
+            return
         now = self.clock()
         changed = self.state.apply(ctl, now)
         for msg in changed:
@@ -445,7 +452,12 @@ class Conductor:
         held = HeldNote(beat, int(pitch), int(velocity), h.channel, h.name)
         self.listener.note_on(held.pitch, held.velocity, beat)
         self.roles.note_on(held)
+        self._onset(beat)
         await self._publish(held)
+
+    def _onset(self, beat: float) -> None:
+        tl = self.state.timeline
+        self.tempo_follower.onset(tl.time_at(beat), tl)
 
     async def _human_note(self, note: Note) -> None:
         self.human_last = note
@@ -467,6 +479,7 @@ class Conductor:
                 for held in self.human_file.started(beat):
                     self.listener.note_on(held.pitch, held.velocity, held.start_beat)
                     self.roles.note_on(held)
+                    self._onset(held.start_beat)
                     await self._publish(held)
                 for note in self.human_file.due(beat):
                     if tl.stop_beat > 0.0 and note.end_beat > tl.stop_beat:
@@ -484,6 +497,7 @@ class Conductor:
                 self.last_beat_tick = whole
                 if not self._ending_near(whole, tl):
                     await self._follow(whole)
+                    await self._follow_tempo(whole, now)
                 for msg in self.roles.at_beat(whole, commit_lead(self.ens.timing, tl.tempo_at_beat(whole))):
                     await self._publish(msg)
                 await self._beat_tick(whole, tl)
@@ -529,6 +543,22 @@ class Conductor:
             await self._publish(msg)
         if changed:
             self.save_state()
+
+    async def _follow_tempo(self, beat: int, now: float) -> None:
+        """At a beat's onset: the player's tempo for the next beat, announced while every agent can
+        still hear it in time; a change too close to that beat waits for the next one."""
+        tl = self.state.timeline.settled(now)
+        tempo = self.tempo_follower.decide(beat, tl)
+        if tempo is None or not self.following_tempo:
+            return
+        if tl.next_tempo_bpm > 0 and tl.change_beat > beat:
+            return  # a /tempo from a surface is on its way to its bar line: it has the last word
+        lead_s = tl.time_at(beat + 1.0) - now
+        if lead_s < self.state.latency_s + MIN_CHANGE_LEAD_S:
+            return
+        self.state.timeline = tl.with_tempo(tempo, beat + 1.0, now)
+        self.recorder.tempo(beat + 1.0, tempo)
+        await self._publish(self.state.timeline)
 
     async def _drain_midi_in(self, tl: Timeline) -> None:
         assert self.midi_in is not None and self.human_live is not None
@@ -592,6 +622,8 @@ class Conductor:
             "loop_priority": self.loop_priority,
             "playing": tl.playing,
             "tempo": tl.tempo_at_beat(beat),
+            "tempo_follow": ("locked" if self.tempo_follower.locked else "unlocked") if self.following_tempo
+            else "off",
             "beat": beat,
             "bar": bar_and_beat(beat, tl.beats_per_bar)[0],
             "chord": chord.symbol if chord else "",

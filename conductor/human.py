@@ -169,7 +169,7 @@ class MidiInput:
         compiled = [a for a in rtmidi.get_compiled_api() if a != rtmidi.API_RTMIDI_DUMMY]
         candidates = compiled if api == "auto" else [ids[api]]
         self.queue: queue.Queue[tuple[float, mido.Message]] = queue.Queue()
-        self._midi = None
+        opened = None
         seen: list[str] = []
         for api_id in candidates:
             try:
@@ -186,12 +186,13 @@ class MidiInput:
                     midi.delete()
                     continue
                 midi.open_port(match[0])
-            self._midi = midi
+            opened = midi
             break
-        if self._midi is None:
+        if opened is None:
             raise ValueError(
                 f"human.source.port: no MIDI input matches {port!r}; available: {seen or 'none'}"
             )
+        self._midi = opened
         self._running = True
         self._thread = threading.Thread(target=self._read, name="midi-in", daemon=True)
         self._thread.start()

@@ -41,9 +41,11 @@ class Recorder:
                 try:
                     item = json.loads(line)
                     if "tempo" in item:
-                        self.tempo(*item["tempo"], write=False)
+                        beat, bpm = item["tempo"]
+                        self.tempo(beat, bpm, write=False)
                     elif "cc" in item:
-                        self.control(*item["cc"], write=False)
+                        part, beat, control, value = item["cc"]
+                        self.control(part, beat, control, value, write=False)
                     elif "plan" in item:
                         self.plan(item["plan"][0], PlanState(*item["plan"][1:]), write=False)
                     else:

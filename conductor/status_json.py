@@ -82,6 +82,7 @@ class StatusJson:
             "beat": round(float(stats.get("beat", 0.0)), 4),
             "chord": stats.get("chord", ""),
             "tempo": round(float(stats.get("tempo", 0.0)), 4),
+            "tempo_follow": stats.get("tempo_follow", "off"),
             "playing": bool(stats.get("playing", False)),
             "agents": agents,
             "bus": {

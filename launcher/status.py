@@ -109,7 +109,10 @@ class StatusDisplay:
         beat = float(cond.get("beat", 0.0))
         chord = cond.get("chord", "") or "-"
         tempo = float(cond.get("tempo", 0.0))
-        return f"bar {cond.get('bar', '-')}  beat {beat % meter + 1:3.1f}/{meter}  {chord}  {tempo:.1f} BPM"
+        follow = cond.get("tempo_follow", "off")
+        lock = f" (following: {follow})" if follow != "off" else ""
+        where = f"bar {cond.get('bar', '-')}  beat {beat % meter + 1:3.1f}/{meter}  {chord}"
+        return f"{where}  {tempo:.1f} BPM{lock}"
 
     def _table(self) -> Any:
         from rich.table import Table

@@ -94,7 +94,7 @@ class OscBus(Bus):
         self._transport.send(address, args, to=to)
         self.sent += 1
 
-    async def messages(self) -> AsyncIterator[tuple[Any, Any, float]]:  # type: ignore[override]
+    async def messages(self) -> AsyncIterator[tuple[Any, Any, float]]:
         async for packet in self._transport.incoming():
             try:
                 msg = codec.from_osc(self.ensemble, packet.address, packet.args)
@@ -163,7 +163,7 @@ class MqttBus(Bus):
         )
         self.sent += 1
 
-    async def messages(self) -> AsyncIterator[tuple[Any, Any, float]]:  # type: ignore[override]
+    async def messages(self) -> AsyncIterator[tuple[Any, Any, float]]:
         async for packet in self._transport.incoming():
             try:
                 msg = codec.from_mqtt(self.ensemble, packet.topic, packet.payload)

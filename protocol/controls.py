@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from protocol.fields import check_bool, check_float, check_int, check_str
-from protocol.mix import DYNAMICS_RANGE, PAN_RANGE, VOLUME_RANGE, dynamics_velocity
+from protocol.mix import dynamics_velocity
+from protocol.rules import RULES
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,13 @@ class ControlSpec:
     lo: float | None
     hi: float | None
     doc: str
+
+    @classmethod
+    def ranged(cls, name: str, scope: Literal["ensemble", "agent"], doc: str,
+               kind: Literal["float", "int", "dynamics"] | None = None) -> ControlSpec:
+        """A numeric control whose range is the rule table's, so the surface and the file agree."""
+        r = RULES[name]
+        return cls(name, scope, kind or r.kind, r.lo, r.hi, doc)
 
     def coerce(self, args: list[Any]) -> Any:
         """Turn what Max/TouchOSC send (floats for everything, 0/1 toggles) into a checked value."""
@@ -43,9 +51,9 @@ class ControlSpec:
             return float(check_int(field, args[0], int(self.lo or 0), int(self.hi or 0)))
         if self.kind == "dynamics":
             # A marking from a text field (`f`) or a velocity from a fader, both to the velocity.
-            value = args[0] if isinstance(args[0], str) else check_int(field, args[0], int(self.lo or 0),
+            level = args[0] if isinstance(args[0], str) else check_int(field, args[0], int(self.lo or 0),
                                                                          int(self.hi or 0))
-            return float(dynamics_velocity(value))
+            return float(dynamics_velocity(level))
         if self.kind == "bool":
             return 1.0 if check_bool(field, args[0]) else 0.0
         if self.kind == "text":
@@ -59,7 +67,9 @@ class ControlSpec:
 
 
 CONTROLS: tuple[ControlSpec, ...] = (
-    ControlSpec("tempo", "ensemble", "float", 20, 400, "Tempo in BPM; takes effect at the next bar line."),
+    ControlSpec.ranged("tempo", "ensemble", "Tempo in BPM; takes effect at the next bar line."),
+    ControlSpec("follow_tempo", "ensemble", "bool", None, None,
+                "Follow the player's tempo (1) or hold the tempo where it is (0)."),
     ControlSpec("play", "ensemble", "trigger", None, None, "Start the transport at the next beat."),
     ControlSpec("stop", "ensemble", "trigger", None, None,
                 "End at the next bar line agents can reach: every part holds the final chord for "
@@ -70,13 +80,15 @@ CONTROLS: tuple[ControlSpec, ...] = (
     ControlSpec("chords", "ensemble", "text", None, None, "`follow` the player's chords and key, or `plan`."),
     ControlSpec("mute", "agent", "bool", None, None, "Silence an agent (1) or let it play (0)."),
     ControlSpec("solo", "agent", "bool", None, None, "Only soloed agents play while any is soloed."),
-    ControlSpec("temperature", "agent", "float", 0.01, 5.0, "Sampling temperature of the agent's model."),
-    ControlSpec("density", "agent", "float", 0.0, 4.0, "How many notes the agent plays (1 = as written)."),
-    ControlSpec("top_p", "agent", "float", 0.01, 1.0, "Nucleus sampling threshold."),
-    ControlSpec("top_k", "agent", "int", 0, 4096, "Keep only the k likeliest tokens (0 = all)."),
-    ControlSpec("volume", "agent", "int", *VOLUME_RANGE, "The part's level in the mix (CC7), sent at once."),
-    ControlSpec("pan", "agent", "float", *PAN_RANGE, "Left (-1) to right (1), centre 0 (CC10), at once."),
-    ControlSpec("dynamics", "agent", "dynamics", *DYNAMICS_RANGE,
-                "How loud the part plays: a marking pp..ff or a centre velocity 1..127."),
+    ControlSpec.ranged("temperature", "agent", "Sampling temperature of the agent's model."),
+    ControlSpec.ranged("density", "agent",
+                       "How many notes the agent plays: 1 as written, 0 the sparsest, 4 the busiest."),
+    ControlSpec.ranged("top_p", "agent", "Nucleus sampling threshold."),
+    ControlSpec.ranged("top_k", "agent", "Keep only the k likeliest tokens (0 = all)."),
+    ControlSpec.ranged("volume", "agent", "The part's level in the mix (CC7), sent at once."),
+    ControlSpec.ranged("pan", "agent", "Left (-1) to right (1), centre 0 (CC10), at once."),
+    ControlSpec.ranged("dynamics", "agent",
+                       "How loud the part plays: a marking pp..ff or a centre velocity 1..127.",
+                       kind="dynamics"),
 )
 BY_NAME: dict[tuple[str, str], ControlSpec] = {(c.scope, c.name): c for c in CONTROLS}

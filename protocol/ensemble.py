@@ -22,18 +22,19 @@ from pydantic import (
     model_validator,
 )
 
-from protocol.mix import (
-    DEFAULT_DYNAMICS,
-    DEFAULT_PAN,
-    DEFAULT_VOLUME,
-    DYNAMICS_RANGE,
-    PAN_RANGE,
-    VOLUME_RANGE,
-)
+from protocol.mix import DEFAULT_DYNAMICS, DEFAULT_PAN, DEFAULT_VOLUME
+from protocol.rules import RULES
+
+
+def ranged(name: str) -> Any:
+    """The schema bound of a tunable number, read from the one rule table (protocol/rules.py)."""
+    lo, hi = RULES[name].bounds
+    return Field(ge=lo, le=hi)
+
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-Channel = Annotated[int, Field(ge=0, le=15)]
-Pitch = Annotated[int, Field(ge=0, le=127)]
+Channel = Annotated[int, ranged("channel")]
+Pitch = Annotated[int, ranged("pitch")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -194,11 +195,11 @@ class EngineConfig(Strict):
     voicing: Literal["root", "root_fifth", "chord", "arpeggio", "drums"] = "chord"
     rhythm: tuple[Hit, ...] = (Hit(beat=0, duration=1.0), Hit(beat=2, duration=1.0))
     model: str | None = None
-    temperature: Annotated[float, Field(ge=0.01, le=5)] = 1.0
-    top_p: Annotated[float, Field(ge=0.01, le=1)] = 0.98
-    top_k: Annotated[int, Field(ge=0, le=4096)] = 20
-    density: Annotated[float, Field(ge=0, le=4)] = 1.0
-    chord_bias: Annotated[float, Field(ge=0, le=20)] = 2.0
+    temperature: Annotated[float, ranged("temperature")] = 1.0
+    top_p: Annotated[float, ranged("top_p")] = 0.98
+    top_k: Annotated[int, ranged("top_k")] = 20
+    density: Annotated[float, ranged("density")] = 1.0
+    chord_bias: Annotated[float, ranged("chord_bias")] = 2.0
     bass: bool = False
     max_rest_beats: Annotated[int, Field(ge=0, le=127)] = 4
     max_note_beats: Annotated[float, Field(gt=0, le=127)] = 8.0
@@ -234,7 +235,7 @@ class EngineConfig(Strict):
 class PartConfig(Strict):
     name: Name
     channel: Channel = 0
-    program: Annotated[int, Field(ge=0, le=127)] = 0
+    program: Annotated[int, ranged("program")] = 0
     range: tuple[Pitch, Pitch] = (36, 96)
     host: Name = "local"
     address: IpLiteral = "127.0.0.1"
@@ -284,9 +285,7 @@ class HumanConfig(PartConfig):
     return_bars: Annotated[int, Field(ge=1, le=64)] = 2
 
 
-Dynamic = Literal["pp", "p", "mp", "mf", "f", "ff"] | Annotated[
-    int, Field(ge=DYNAMICS_RANGE[0], le=DYNAMICS_RANGE[1])
-]
+Dynamic = Literal["pp", "p", "mp", "mf", "f", "ff"] | Annotated[int, ranged("dynamics")]
 
 
 class AgentConfig(PartConfig):
@@ -302,8 +301,8 @@ class AgentConfig(PartConfig):
     polyphony: Annotated[int, Field(ge=1, le=16)] | None = None
     doubling: bool = False
     dynamics: Dynamic = DEFAULT_DYNAMICS
-    volume: Annotated[int, Field(ge=VOLUME_RANGE[0], le=VOLUME_RANGE[1])] = DEFAULT_VOLUME
-    pan: Annotated[float, Field(ge=PAN_RANGE[0], le=PAN_RANGE[1])] = DEFAULT_PAN
+    volume: Annotated[int, ranged("volume")] = DEFAULT_VOLUME
+    pan: Annotated[float, ranged("pan")] = DEFAULT_PAN
 
     @field_validator("instrument")
     @classmethod
@@ -374,8 +373,11 @@ FOLLOW = "follow"  # `chords: follow`: the plan is what the conductor hears the 
 
 class Ensemble(Strict):
     name: Name = "demo"
-    tempo: Annotated[float, Field(ge=20, le=400)] = 120.0
-    meter: Annotated[int, Field(ge=1, le=32)] = 4
+    # the starting tempo; `follow` starts at 120 and follows the player (the same as tempo_follow)
+    tempo: Annotated[float, ranged("tempo")] = 120.0
+    # the conductor follows the player's tempo from their onsets (conductor/tempo_follow.py)
+    tempo_follow: bool = False
+    meter: Annotated[int, ranged("meter")] = 4
     key: str = "C"
     # a written plan (`Dm7 G7 | Cmaj7`), or `follow`: the conductor follows the player's chords and
     # key. Left out, it follows too (starting on the key's tonic chord); see `follows_chords`.
@@ -390,6 +392,15 @@ class Ensemble(Strict):
     # index), so two runs of one file can be compared note for note; unset, each run differs
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
     agents: tuple[AgentConfig, ...] = Field(default=(), max_length=15)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tempo_follow(cls, data: Any) -> Any:
+        """`tempo: follow` is the short way to say `tempo_follow: true` from the default tempo."""
+        if isinstance(data, dict) and isinstance(data.get("tempo"), str) and data["tempo"].strip() == FOLLOW:
+            data = {k: v for k, v in data.items() if k != "tempo"}
+            data["tempo_follow"] = True
+        return data
 
     @model_validator(mode="after")
     def _unique(self) -> Ensemble:

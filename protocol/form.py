@@ -132,7 +132,7 @@ def close_voicing(chord: Chord, low: int, high: int, voices: int) -> list[int]:
     while tones:
         best: list[int] | None = None
         for bottom_pc in tones:  # each inversion, its tones in the octave above its bottom
-            order = sorted(tones, key=lambda pc, b=bottom_pc: (pc - b) % 12)
+            order = sorted(tones, key=lambda pc: (pc - bottom_pc) % 12)
             for bottom in range(low, high + 1):
                 if bottom % 12 != order[0]:
                     continue

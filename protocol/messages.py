@@ -13,14 +13,8 @@ from typing import Any, ClassVar
 
 from protocol.fields import check_bool, check_float, check_int, check_name, check_str
 from protocol.instruments import DYNAMICS
-from protocol.mix import (
-    DEFAULT_DYNAMICS,
-    DEFAULT_PAN,
-    DEFAULT_VOLUME,
-    DYNAMICS_RANGE,
-    PAN_RANGE,
-    VOLUME_RANGE,
-)
+from protocol.mix import DEFAULT_DYNAMICS, DEFAULT_PAN, DEFAULT_VOLUME
+from protocol.rules import RULES
 
 # kind, low, high. Kinds: i int, d double, s string, n name (address-safe), b bool, v float-or-string
 Spec = tuple[str, Any, Any]
@@ -80,9 +74,9 @@ class Note(Message):
     SPEC: ClassVar[dict[str, Spec]] = {
         "start_beat": ("d", -MAX_BEAT, MAX_BEAT),
         "duration_beats": ("d", 1e-4, 1024.0),
-        "pitch": ("i", 0, 127),
-        "velocity": ("i", 1, 127),
-        "channel": ("i", 0, 15),
+        "pitch": RULES["pitch"].spec,
+        "velocity": RULES["velocity"].spec,
+        "channel": RULES["channel"].spec,
         "source": ("n", None, None),
     }
 
@@ -254,13 +248,8 @@ class AgentParams(Message):
         "agent": ("n", None, None),
         "epoch": ("i", 0, 2**31 - 1),
         "muted": ("b", None, None),
-        "temperature": ("d", 0.01, 5.0),
-        "density": ("d", 0.0, 4.0),
-        "top_p": ("d", 0.01, 1.0),
-        "top_k": ("i", 0, 4096),
-        "volume": ("i", *VOLUME_RANGE),
-        "pan": ("d", *PAN_RANGE),
-        "dynamics": ("i", *DYNAMICS_RANGE),
+        **{name: RULES[name].spec
+           for name in ("temperature", "density", "top_p", "top_k", "volume", "pan", "dynamics")},
     }
 
 

@@ -8,20 +8,23 @@ General MIDI controllers CC7 and CC10 on the part's channel.
 
 from __future__ import annotations
 
+from typing import Final
+
 from protocol.fields import check_float, check_int
 from protocol.instruments import DYNAMICS
+from protocol.rules import RULES
 
 CC_VOLUME = 7
 CC_PAN = 10
 
-VOLUME_RANGE = (0, 127)
-PAN_RANGE = (-1.0, 1.0)
+VOLUME_RANGE: tuple[int, int] = RULES["volume"].bounds
+PAN_RANGE: tuple[float, float] = RULES["pan"].bounds
 #: A dynamic level as a centre velocity; the markings in DYNAMICS are names for points on it.
-DYNAMICS_RANGE = (1, 127)
+DYNAMICS_RANGE: tuple[int, int] = RULES["dynamics"].bounds
 
 DEFAULT_VOLUME = 100
 DEFAULT_PAN = 0.0
-DEFAULT_DYNAMICS = "mf"
+DEFAULT_DYNAMICS: Final = "mf"  # Final keeps the literal, so it types as a marking, not any str
 
 
 def pan_cc(pan: float) -> int:

@@ -11,9 +11,9 @@ import math
 from dataclasses import dataclass, replace
 
 from protocol.fields import check_bool, check_float, check_int
+from protocol.rules import RULES
 
-MIN_TEMPO = 20.0
-MAX_TEMPO = 400.0
+MIN_TEMPO, MAX_TEMPO = RULES["tempo"].bounds
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +42,7 @@ class Timeline:
         object.__setattr__(self, "tempo_bpm", check_float("tempo_bpm", self.tempo_bpm, MIN_TEMPO, MAX_TEMPO))
         object.__setattr__(self, "beat_origin", check_float("beat_origin", self.beat_origin, -1e9, 1e9))
         object.__setattr__(self, "time_origin", check_float("time_origin", self.time_origin, -1e12, 1e12))
-        object.__setattr__(self, "beats_per_bar", check_int("beats_per_bar", self.beats_per_bar, 1, 32))
+        object.__setattr__(self, "beats_per_bar", RULES["meter"].check(self.beats_per_bar, "beats_per_bar"))
         object.__setattr__(self, "playing", check_bool("playing", self.playing))
         nxt = check_float("next_tempo_bpm", self.next_tempo_bpm, 0.0, MAX_TEMPO)
         if 0.0 < nxt < MIN_TEMPO:

@@ -335,8 +335,8 @@ class MqttTransport:
         # Nagle + the peer's delayed ACK hold a small publish up to 40 ms: a sync leg that late is a
         # 20 ms clock-offset error. Every message here is small and urgent.
         sock = client._client.socket()
-        if sock is not None:
-            with contextlib.suppress(OSError, AttributeError):
+        if isinstance(sock, socket.socket):  # TLS too (SSLSocket is one); a websocket wrapper is not
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self._subscriptions:
             filters = list(self._subscriptions)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's one test command: provision what the tests need on a fresh Debian machine, lint, test.
-# Idempotent: every step checks first, so a second run goes straight to ruff and pytest.
+# Idempotent: every step checks first, so a second run goes straight to ruff, mypy and pytest.
 # Services (mosquitto, jackd) are not started here: the fixtures start their own, private instances.
 # Extra arguments go to pytest, e.g. `bash tests/run_all.sh tests/test_outputs.py -x`.
 set -euo pipefail
@@ -80,11 +80,16 @@ if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]] || ! "$PY" -c "import age
     echo "$WANT" >"$STAMP"
 fi
 
-# --- lint and test ---------------------------------------------------------------------------
-# Lint failures do not stop the tests: one run reports both, and either one fails the script.
+# --- lint, type check and test --------------------------------------------------------------
+# Lint and type failures do not stop the tests: one run reports all three, and any one fails the script.
 log "ruff check ."
 lint=0
 "$ROOT/.venv/bin/ruff" check . || lint=$?
+
+# Which files, the Python version and the untyped third-party modules are in pyproject's [tool.mypy].
+log "mypy"
+types=0
+"$PY" -m mypy || types=$?
 
 log "pytest"
 tests=0
@@ -93,8 +98,14 @@ tests=0
 if ((lint)); then
     log "ruff found problems (see above)"
 fi
+if ((types)); then
+    log "mypy found problems (see above)"
+fi
 if ((tests)); then
     log "pytest failed with exit status $tests"
     exit "$tests"
 fi
-exit "$lint"
+if ((lint)); then
+    exit "$lint"
+fi
+exit "$types"

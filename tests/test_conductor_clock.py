@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from agents.agent import Agent
-from agents.conductor_clock import SYNCED, SYNCING, UNSYNCED, UNSYNCED_AFTER_S, ConductorClock
+from agents.conductor_clock import (
+    SYNCED,
+    SYNCING,
+    UNSYNCED,
+    UNSYNCED_AFTER_S,
+    ConductorClock,
+    inherited_offset_ms,
+)
 from protocol.ensemble import parse_ensemble
 from protocol.messages import SyncPing, SyncPong
 
@@ -125,3 +132,22 @@ def test_agent_heartbeat_stats_say_unsynced() -> None:
     assert sync["pings_to"] == agent.conductor_clock.target
     pong(agent.conductor_clock, 10.0)
     assert agent._status("playing").state == "playing" and agent.stats()["sync"]["state"] == SYNCED
+
+
+@pytest.mark.parametrize(
+    ("sync", "expected"),
+    [
+        ({"estimated_offset_ms": 1.5, "rtt_ms": 0.2}, 1.5),
+        ({"estimated_offset_ms": -3, "rtt_ms": 1}, -3.0),
+        ({"estimated_offset_ms": 0.0, "rtt_ms": 0.0}, None),  # started, never measured a round trip
+        ({"estimated_offset_ms": 1.0, "rtt_ms": None}, None),
+        ({"estimated_offset_ms": None, "rtt_ms": 0.2}, None),
+        ({"estimated_offset_ms": 1.0}, None),
+        ({"estimated_offset_ms": "1.0", "rtt_ms": 0.2}, None),
+        ({"estimated_offset_ms": float("nan"), "rtt_ms": 0.2}, None),
+        ({"estimated_offset_ms": 1.0, "rtt_ms": float("inf")}, None),
+        (None, None),
+    ],
+)
+def test_a_restart_inherits_only_a_measured_offset(sync: dict | None, expected: float | None) -> None:
+    assert inherited_offset_ms({"sync": sync}) == expected

@@ -224,6 +224,27 @@ def test_recording_has_each_parts_volume_and_pan_in_its_track(tmp_path: Path) ->
     assert all(m.channel == 1 for m in track if not m.is_meta)
 
 
+def test_a_restarted_recorder_reads_tempo_and_mix_back_from_the_journal(tmp_path: Path) -> None:
+    """The journal is what a conductor killed mid-set leaves: its tempo and controller lines must come
+    back as they were written, and a line of the wrong shape (cut short by the kill) is skipped."""
+    journal = tmp_path / "r.mid.journal"
+    rec = Recorder([("bass", 1, 33)])
+    rec.keep_journal(journal, resume=False)
+    rec.tempo(0.0, 120.0)
+    rec.control("bass", 0.0, CC_VOLUME, 90)
+    rec.tempo(8.0, 96.0)
+    rec.control("bass", 8.0, CC_PAN, 32)
+    assert rec.journal is not None
+    rec.journal.write('{"tempo": [12.0]}\n{"cc": ["bass", 12.0, 7]}\n{"tempo": [16.0, 80.0, 1]}\n')
+    rec.journal.close()
+    again = Recorder([("bass", 1, 33)])
+    again.keep_journal(journal, resume=True)
+    assert again.tempos == [(0.0, 120.0), (8.0, 96.0)]
+    assert again.controls == {"bass": [(0.0, CC_VOLUME, 90), (8.0, CC_PAN, 32)]}
+    assert again.journal is not None
+    again.journal.close()
+
+
 def test_control_surface_type_of_the_new_controls() -> None:
     volume = parse_control("demo", "/barcelona/demo/agent/bass/volume", [90.0])
     assert volume == Control("volume", 90.0, "bass")

@@ -42,7 +42,7 @@ def make_engine(ens: Ensemble, cfg: AgentConfig, base_dir: Path) -> Engine:
     if cfg.engine.type == "drums":
         from agents.engines.drums import DrumsEngine, drum_seed
 
-        return DrumsEngine(cfg, drum_seed(ens, cfg))
+        return DrumsEngine(cfg, drum_seed(ens, cfg), human=ens.human.name if ens.human else None)
     if cfg.engine.type == "onnx":
         from agents.engines.onnx_engine import OnnxEngine
 

@@ -14,7 +14,7 @@ import secrets
 from collections import OrderedDict
 
 from agents.arrangement import agent_seed
-from agents.dynamics import level_velocity
+from agents.dynamics import PlayerDynamics, level_velocity
 from agents.engines import PlanContext
 from agents.engines.drum_bar import Stroke, bar_role, compose_bar
 from agents.engines.drum_patterns import groove_for
@@ -31,9 +31,12 @@ def drum_seed(ens: Ensemble, cfg: AgentConfig) -> int:
 
 
 class DrumsEngine:
-    def __init__(self, cfg: AgentConfig, seed: int) -> None:
+    def __init__(self, cfg: AgentConfig, seed: int, human: str | None = None) -> None:
+        """``human``: the player's part name, whose dynamics the kit follows (agents/dynamics.py)."""
         self.cfg = cfg
         self.seed = seed
+        self.human = human
+        self.player_dynamics = PlayerDynamics()
         self.style = cfg.engine.style
         self.phrase_bars = cfg.engine.phrase_bars
         self.fills = cfg.engine.fills
@@ -41,7 +44,9 @@ class DrumsEngine:
         self._bars: OrderedDict[tuple[int, int, int], tuple[int, tuple[Stroke, ...]]] = OrderedDict()
 
     def hear(self, note: Note) -> None:
-        """The drummer keeps the groove; what the others play does not change it (yet)."""
+        """The drummer keeps the groove, and plays as loud as the player plays."""
+        if self.human is not None and note.source == self.human:
+            self.player_dynamics.add(note.start_beat, note.pitch, note.velocity)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -51,9 +56,10 @@ class DrumsEngine:
             return []
         bpb = ctx.beats_per_bar
         density = ctx.params.density
-        level = ctx.params.dynamics / level_velocity("mf")  # live from OSC; the YAML's at start
         notes: list[Note] = []
         for bar in range(math.floor(start_beat / bpb), math.ceil(end_beat / bpb)):
+            # the part's level (live from OSC; the YAML's at start), moved toward the player's
+            level = self.player_dynamics.level(bar * bpb, ctx.params.dynamics, bpb) / level_velocity("mf")
             spb, strokes = self.bar(bar, bpb, len(ctx.plan.bars))
             duration = min(0.25, 0.5 / spb)  # half a grid step: off before the same drum strikes again
             for s in strokes:

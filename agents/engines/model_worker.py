@@ -189,6 +189,9 @@ class Planner:
             bass=cfg.bass,
         )
         self.level = cfg.dynamics
+        from agents.dynamics import PlayerDynamics
+
+        self.player_dynamics = PlayerDynamics()  # the player's level, which the part's follows
         self.muted = False
         self.planned: list[Any] = []  # uncommitted own LiveNotes, in generation (= time) order
         self.committed_until = -math.inf
@@ -218,6 +221,7 @@ class Planner:
         if source != self.cfg.human:
             self.others.append((start, note))
             return
+        self.player_dynamics.add(start, pitch, velocity)
         if self.held.pop((round(start * 16), pitch), None) is None:
             self._admit_player(note, replan=True)
         else:
@@ -233,6 +237,7 @@ class Planner:
         if source != self.cfg.human or start < self.context.origin_beat:
             return
         track, _ = self.cfg.tracks.get(source, (0, channel))
+        self.player_dynamics.add(start, pitch, velocity)
         self.held[(round(start * 16), pitch)] = start
         if len(self.held) > 128:  # note-offs lost with their packets: forget the oldest
             self.held.pop(next(iter(self.held)))
@@ -429,7 +434,8 @@ class Planner:
         notes = []
         for n, end in zip(out, ends, strict=True):
             end = min(end, max(limit, n.start_beat + 1 / 16))
-            v = velocity(n.start_beat, n.pitch, beats_per_bar=self.bpb, level=self.level,
+            level = self.player_dynamics.level(n.start_beat, self.level, self.bpb)
+            v = velocity(n.start_beat, n.pitch, beats_per_bar=self.bpb, level=level,
                          role=self.cfg.role, seed=self.cfg.seed)
             notes.append((n.start_beat, max(1 / 16, end - n.start_beat), n.pitch, v))
         return notes

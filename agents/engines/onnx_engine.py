@@ -103,7 +103,7 @@ class OnnxEngine:
         # Fork while the agent has no threads yet (it is built before the loop and the timing thread
         # start): the model process then skips a fresh interpreter's imports. Spawn anywhere else.
         forkable = sys.platform == "linux" and threading.active_count() == 1
-        ctx = mp.get_context("fork" if forkable else "spawn")
+        ctx = mp.get_context("fork") if forkable else mp.get_context("spawn")  # typed by the literal
         self.conn, child = ctx.Pipe()
         # The model process ends with this one however it ends (model_worker.serve says how). A
         # forked child is handed our end of the pipe to close; a spawned one never had it.

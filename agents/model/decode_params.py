@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agents.model.checks import finite
-from agents.model.sampling import check_sampling
+from protocol.rules import RULES
 
 __all__ = ["DecodeParams"]
 
@@ -26,12 +25,9 @@ class DecodeParams:
     weak_beat_bias: float = 0.5
 
     def __post_init__(self) -> None:
-        check_sampling(self.temperature, self.top_p, self.top_k)
-        if finite("chord_bias", self.chord_bias) < 0:
-            raise ValueError(f"chord_bias must be >= 0, got {self.chord_bias}")
-        if not 0 <= finite("weak_beat_bias", self.weak_beat_bias) <= 1:
-            raise ValueError(f"weak_beat_bias must be in 0..1, got {self.weak_beat_bias}")
-        if finite("density", self.density) <= 0:
-            raise ValueError(f"density must be > 0, got {self.density}")
+        # The rule table's ranges, as the YAML and the control surface use: a value either of them
+        # accepts never stops the model process.
+        for name in ("temperature", "top_p", "top_k", "chord_bias", "density", "weak_beat_bias"):
+            object.__setattr__(self, name, RULES[name].check(getattr(self, name)))
         if not isinstance(self.bass, bool):
             raise TypeError(f"bass must be a bool, got {type(self.bass).__name__}")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 
@@ -50,6 +51,7 @@ __all__ = ["DecodeParams", "Generator", "is_strong_beat"]
 
 ChordAt = Callable[[float], "Chord | None"]  # the chord sounding at a beat (None: no bias)
 _MAX_DELTA = 127  # largest time1 value: beats a single event can jump
+_MIN_DENSITY = 1e-3  # what density 0 plays as (see _density_bias)
 _BIAS_CACHE_SIZE = 64
 RESTRIKES_TO_CLOSE = 4  # re-strikes of one slot in a row before it closes (see Generator.step)
 ONSET_GRIDS = (1, 2, 4, 8, 16)  # onset grids in time2 steps (1/16 beat) that divide a beat
@@ -358,11 +360,13 @@ class Generator:
             )
         return lowest
 
-    def _density_bias(self, density: float, which: int, start: int) -> np.ndarray | None:
+    def _density_bias(self, density: float, which: Literal[1, 2], start: int) -> np.ndarray | None:
         if density == 1.0:
             return None
         if self._density is None or self._density[0] != density:
-            scale = -math.log(density)
+            # density 0 is the sparsest the part plays: the longest waits as likely as a
+            # density of 1/1000 makes them, not a certainty (an infinite bias)
+            scale = -math.log(max(density, _MIN_DENSITY))
             self._density = (
                 density,
                 (scale * np.arange(_MAX_DELTA + 1)).astype(np.float32),

@@ -101,12 +101,15 @@ def _rewrite(model: Any) -> bool:
         attrs = _attrs(mha)
         if set(attrs) - {"num_heads", "unidirectional"} or attrs.get("unidirectional") != 1:
             return False
+        heads = attrs.get("num_heads")
+        if not isinstance(heads, int) or heads < 1:
+            return False
         ins = list(mha.input)
         if len(ins) != 8 or any(ins[3:6]) or not (ins[6] in inputs and ins[7] in inputs):
             return False
         rot_q, rot_k = producer.get(ins[0]), producer.get(ins[1])
         if rot_q is None or rot_k is None or not all(
-            r.op_type == "RotaryEmbedding" and r.domain == _MS and _rotary_ok(r, attrs["num_heads"], producer)
+            r.op_type == "RotaryEmbedding" and r.domain == _MS and _rotary_ok(r, heads, producer)
             for r in (rot_q, rot_k)
         ):
             return False
@@ -122,13 +125,12 @@ def _rewrite(model: Any) -> bool:
         if _attrs(split).get("axis", 0) not in (-1, 2):
             return False
         sizes = numpy_helper.to_array(inits[split.input[1]]).tolist()
-        if len(sizes) != 3 or len(set(sizes)) != 1 or sizes[0] % attrs["num_heads"]:
+        if len(sizes) != 3 or len(set(sizes)) != 1 or sizes[0] % heads:
             return False
-        if (sizes[0] // attrs["num_heads"]) % 16:  # GroupQueryAttention's CPU kernel needs it
+        if (sizes[0] // heads) % 16:  # GroupQueryAttention's CPU kernel needs it
             return False
         if rot_q.input[2:] != rot_k.input[2:]:
             return False
-        heads = attrs["num_heads"]
         gqa = helper.make_node(
             "GroupQueryAttention",
             [split.input[0], "", "", ins[6], ins[7], SEQLENS, TOTAL_LENGTH, rot_q.input[2], rot_q.input[3]],

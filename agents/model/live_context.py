@@ -320,8 +320,8 @@ class LiveContext:
         self._retime(min(lo, at))
         trimmed = self._enforce_window()
         if trimmed:
-            at = at - trimmed if at - trimmed >= self._n_prefix else None
-            return Change(self._n_prefix, at, trimmed)
+            kept_at = at - trimmed if at - trimmed >= self._n_prefix else None  # None: it was cut
+            return Change(self._n_prefix, kept_at, trimmed)
         return Change(self._first_diff(lo, old_tail), at)
 
     def _first_diff(self, lo: int, old_tail: np.ndarray) -> int | None:
@@ -330,7 +330,7 @@ class LiveContext:
         m = min(len(old_tail), len(new_tail))
         if m <= _SHORT:  # the usual one or two rows: lists compare faster than four array calls
             old, new = old_tail[:m].tolist(), new_tail[:m].tolist()
-            differ = [i for i in range(m) if old[i] != new[i]][:1]
+            differ: list[int] | np.ndarray = [i for i in range(m) if old[i] != new[i]][:1]
         else:
             differ = np.flatnonzero((old_tail[:m] != new_tail[:m]).any(axis=1))
         if len(differ):
@@ -372,10 +372,10 @@ class LiveContext:
                 prev = slot // 16
             return
         beats = self._slot[start:n] // 16
-        prev = np.empty_like(beats)
-        prev[0] = self._slot[start - 1] // 16 if start > p else self._anchor_beat
-        prev[1:] = beats[:-1]
-        self._rows[start:n, 1] = self._time1_base + np.minimum(beats - prev, _MAX_DELTA)
+        prev_beats = np.empty_like(beats)
+        prev_beats[0] = self._slot[start - 1] // 16 if start > p else self._anchor_beat
+        prev_beats[1:] = beats[:-1]
+        self._rows[start:n, 1] = self._time1_base + np.minimum(beats - prev_beats, _MAX_DELTA)
         self._rows[start:n, 2] = self._time2_base + self._slot[start:n] % 16
 
     def _enforce_window(self) -> int:

@@ -52,8 +52,8 @@ def check_sampling(temperature: float, top_p: float, top_k: int) -> None:
         raise ValueError(f"top_p must be in 0..1, got {top_p}")
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
         raise TypeError(f"top_k must be an int, got {type(top_k).__name__}")
-    if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0 (0 = every allowed token), got {top_k}")
 
 
 class Sampler:
@@ -92,6 +92,8 @@ class Sampler:
         n = len(allowed)
         if n == 1:
             return self.forced(int(allowed[0]))
+        if top_k <= 0 or top_k > n:
+            top_k = n  # 0 keeps every allowed token: the candidates are the allowed ids themselves
         lo = int(allowed[0])
         # every mask the decoder builds is one block of consecutive ids: a slice view then replaces
         # fancy indexing (a gather, a scatter-add) on the allowed ids

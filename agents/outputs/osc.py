@@ -124,7 +124,11 @@ class OscOutput(Output):
             raise ValueError(f"OSC output cannot carry MIDI status 0x{message[0]:02X}")
         try:
             if self.timetag:
-                bundle = OscBundleBuilder(IMMEDIATELY if due is None else wall_time_of(due, self._clock))
+                # python-osc annotates the timestamp as int, but its own docstring and write_date take
+                # the float system time this passes.
+                bundle = OscBundleBuilder(
+                    IMMEDIATELY if due is None else wall_time_of(due, self._clock)  # type: ignore[arg-type]
+                )
                 bundle.add_content(osc)
                 self._sock.send(bundle.build().dgram)
             else:

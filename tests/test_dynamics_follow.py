@@ -1,0 +1,63 @@
+"""The band follows the player's dynamics: a bar or so behind, on top of each part's own accents and
+level, in the model parts and the drummer alike."""
+
+from __future__ import annotations
+
+from statistics import mean
+
+import pytest
+import test_planner_determinism as performance
+from test_drums import ctx, engine
+
+from agents.dynamics import FOLLOW_GAIN, PlayerDynamics, level_velocity
+from agents.engines.model_worker import Planner
+from protocol.messages import Note
+
+MF = level_velocity("mf")
+
+
+def test_the_level_moves_toward_the_players_a_bar_behind() -> None:
+    d = PlayerDynamics()
+    for beat in (3.0, 3.5, 3.75):  # the last beat of bar 1, played loud
+        d.add(beat, 60, 112)
+    assert d.level(4.0, MF, 4) == MF, "the beat before a bar line is not heard in time to shape that bar"
+    assert d.level(8.0, MF, 4) == round(MF + FOLLOW_GAIN * (112 - MF))  # bar 3 follows them
+    assert d.level(9.5, MF, 4) == d.level(8.0, MF, 4), "one level for the whole bar"
+    assert d.level(20.0, MF, 4) == MF, "with nothing heard lately the part keeps its own level"
+
+
+def test_soft_playing_brings_the_part_down_and_a_note_counts_once() -> None:
+    d = PlayerDynamics()
+    for beat in (3.0, 4.0, 5.0, 6.0):
+        d.add(beat, 64, 40)
+        d.add(beat, 64, 40)  # the same note heard at its note-on and again at its note-off
+    assert len(d.onsets) == 4
+    assert d.level(8.0, 98, 4) < 98
+    sparse = PlayerDynamics()
+    sparse.add(5.0, 64, 120)
+    assert sparse.level(8.0, MF, 4) == MF, "one note says nothing about how loud the player plays"
+
+
+def test_the_drummer_plays_up_when_the_player_digs_in() -> None:
+    quiet, loud = engine(), engine()
+    quiet.human = loud.human = "player"
+    for beat in range(12):
+        quiet.hear(Note(float(beat), 0.5, 72, 45, 0, "player"))
+        loud.hear(Note(float(beat), 0.5, 72, 115, 0, "player"))
+        loud.hear(Note(float(beat), 0.5, 40, 127, 0, "piano"))  # another part's notes count for nothing
+    soft_bar = [n.velocity for n in quiet.plan(8.0, 12.0, ctx())]
+    hard_bar = [n.velocity for n in loud.plan(8.0, 12.0, ctx())]
+    assert len(soft_bar) == len(hard_bar) > 0
+    assert mean(hard_bar) > mean(soft_bar) + 15
+
+
+def test_a_model_part_follows_the_players_dynamics(monkeypatch: pytest.MonkeyPatch) -> None:
+    def bass_velocities(player_velocity: int) -> list[int]:
+        melody = [(s, d, p, player_velocity) for s, d, p, _ in performance.MELODY]
+        monkeypatch.setattr(performance, "MELODY", melody)
+        notes = performance.perform(Planner(performance.config()), None)
+        return [v for s, _, _, v in notes if s >= 8.0]  # from bar 3, once the player has been heard
+
+    soft, loud = bass_velocities(40), bass_velocities(120)
+    assert soft and loud
+    assert mean(loud) > mean(soft) + 25

@@ -1,0 +1,91 @@
+"""Tempo following: the conductor's beat goes where a replayed player's beat goes (pure, in-process:
+the follower is arithmetic on onset times, fed as the conductor feeds it)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from bench.tempo_follow import BEATS_PER_BAR, Curve, accel_rit, percentile, simulate
+from conductor.tempo_follow import TempoFollower
+from protocol.ensemble import parse_ensemble
+from protocol.timeline import Timeline
+
+SKIP = 2 * BEATS_PER_BAR  # the goal holds from the third bar
+
+
+def errors_ms(curve: Curve, bars: int, *, follow: bool, seeds: range, jitter_s: float = 0.010) -> list[float]:
+    out: list[float] = []
+    for seed in seeds:
+        errs = simulate(curve, bars, follow=follow, seed=seed, jitter_s=jitter_s)["errors"]
+        out += [abs(e) * 1000.0 for e in errs[SKIP:]]
+    return out
+
+
+def test_the_band_stays_within_30_ms_of_a_player_through_an_accelerando_and_a_ritardando() -> None:
+    curve = accel_rit(16)
+    followed = errors_ms(curve, 40, follow=True, seeds=range(1, 6))
+    fixed = errors_ms(curve, 40, follow=False, seeds=range(1, 6))
+    assert percentile(followed, 0.9) < 30.0, percentile(followed, 0.9)
+    assert percentile(fixed, 0.9) > 1000.0, "unfollowed, the beats must drift apart, or this shows nothing"
+
+
+def test_a_steady_player_at_the_bands_tempo_leaves_the_tempo_alone() -> None:
+    steady = Curve(((0.0, 100.0), (1e6, 100.0)))
+    wobble: list[float] = []
+    for seed in range(1, 6):
+        result = simulate(steady, 24, follow=True, seed=seed, jitter_s=0.010)
+        tempos = result["tempos"][SKIP:]
+        wobble += [abs(b - a) for a, b in itertools.pairwise(tempos)]
+        assert max(tempos) - min(tempos) < 8.0
+        assert percentile([abs(e) * 1000 for e in result["errors"][SKIP:]], 0.9) < 30.0
+    # a human's 10 ms scatter moves the band's beat by a couple of BPM at most, not a lurch
+    assert percentile(wobble, 0.9) < 3.0, percentile(wobble, 0.9)
+
+
+def test_a_player_slower_than_the_click_pulls_the_band_to_their_tempo() -> None:
+    """The conductor starts at 100 with the player, who settles at 90: the band follows within bars."""
+    curve = Curve(((0.0, 100.0), (4.0, 100.0), (8.0, 90.0), (1e6, 90.0)))
+    result = simulate(curve, 12, follow=True, seed=2, jitter_s=0.005)
+    assert result["tempos"][-1] == pytest.approx(90.0, abs=2.0)
+
+
+def steady_onsets(tl: Timeline, follower: TempoFollower, beats: range, bpm: float) -> None:
+    for b in beats:
+        follower.onset(b * 60.0 / bpm, tl)
+
+
+def test_no_onsets_or_no_pulse_unlocks_and_holds_the_tempo() -> None:
+    tl = Timeline(tempo_bpm=100.0).started(0.0, at_beat=0.0)
+    f = TempoFollower()
+    steady_onsets(tl, f, range(0, 8), 100.0)
+    assert f.decide(8, tl) is None and f.locked  # locked, and at the player's tempo: nothing to change
+    # the player stops: once the window has no onsets there is nothing to follow
+    assert f.decide(40, tl) is None and not f.locked
+    # free rubato: onsets placed on the grid but at no steady pulse
+    rng = random.Random(5)
+    t = tl.time_at(41.0)
+    for _ in range(16):
+        t += rng.uniform(0.25, 1.2)
+        f.onset(t, tl)
+    assert f.decide(int(tl.beat_at(t)), tl) is None and not f.locked
+
+
+def test_each_change_is_a_step_not_a_jump() -> None:
+    """A player who jumps from 100 to 108 at once: the band gets there in steps of at most max_step
+    a beat, not one lurch."""
+    jump = Curve(((0.0, 100.0), (8.0, 100.0), (8.01, 108.0), (1e6, 108.0)))
+    tempos = simulate(jump, 12, follow=True, seed=4, jitter_s=0.005)["tempos"]
+    steps = [b / a for a, b in itertools.pairwise(tempos)]
+    assert max(steps) <= 1.03 + 1e-9 and min(steps) >= 0.97 - 1e-9
+    assert tempos[-1] == pytest.approx(108.0, abs=2.5)
+
+
+def test_tempo_follow_in_the_yaml_and_its_short_form() -> None:
+    assert parse_ensemble({"tempo": "follow"}).tempo_follow
+    assert parse_ensemble({"tempo": "follow"}).tempo == 120.0
+    ens = parse_ensemble({"tempo": 96, "tempo_follow": True})
+    assert ens.tempo_follow and ens.tempo == 96.0
+    assert not parse_ensemble({}).tempo_follow
