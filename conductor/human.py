@@ -148,8 +148,8 @@ class MidiInput:
     """A MIDI input port feeding a queue of (monotonic time, mido message) for the bridge.
 
     A reader thread drains rtmidi's own queue instead of using its callback: under load the callback
-    path has been seen to deliver a burst as copies of its first message. `api='auto'` tries each
-    MIDI system compiled into rtmidi (ALSA, JACK, CoreMIDI) and uses the first that is reachable.
+    path has been seen to deliver a burst as copies of its first message. The port is found as every
+    MIDI port is (protocol/midi_ports.py); without one, a virtual input `human in` is opened.
     """
 
     POLL_S = 0.0005
@@ -159,39 +159,14 @@ class MidiInput:
 
         if (error := midi_backend_error()) is not None:
             raise ValueError(f"human.source: {error}")
-        import rtmidi
+        from protocol.midi_ports import MidiPortError, open_port
 
-        ids = {
-            "jack": rtmidi.API_UNIX_JACK,
-            "alsa": rtmidi.API_LINUX_ALSA,
-            "coremidi": rtmidi.API_MACOSX_CORE,
-        }
-        compiled = [a for a in rtmidi.get_compiled_api() if a != rtmidi.API_RTMIDI_DUMMY]
-        candidates = compiled if api == "auto" else [ids[api]]
         self.queue: queue.Queue[tuple[float, mido.Message]] = queue.Queue()
-        opened = None
-        seen: list[str] = []
-        for api_id in candidates:
-            try:
-                midi = rtmidi.MidiIn(api_id, "barcelona-human")
-            except rtmidi.RtMidiError:
-                continue
-            names = midi.get_ports()
-            seen += names
-            if port is None:
-                midi.open_virtual_port("human in")
-            else:
-                match = [i for i, n in enumerate(names) if port.lower() in n.lower()]
-                if not match:
-                    midi.delete()
-                    continue
-                midi.open_port(match[0])
-            opened = midi
-            break
-        if opened is None:
-            raise ValueError(
-                f"human.source.port: no MIDI input matches {port!r}; available: {seen or 'none'}"
-            )
+        try:
+            opened = open_port("in", port=port, api=api, client_name="barcelona-human",
+                               virtual_name="human in", what="human.source.port").client
+        except MidiPortError as exc:
+            raise ValueError(str(exc)) from None
         self._midi = opened
         self._running = True
         self._thread = threading.Thread(target=self._read, name="midi-in", daemon=True)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from protocol.midi_backend import midi_backend_error
+from protocol.midi_ports import MidiPortError, open_port
 from protocol.realtime import DEFAULT_RT_PRIORITY, PRIORITY_FIFO, request_realtime
 from protocol.timeline import Timeline
 
@@ -37,14 +38,8 @@ CLOCK, START, CONTINUE, STOP, SONG_POSITION = 0xF8, 0xFA, 0xFB, 0xFC, 0xF2
 PPQN = 24
 PULSES_PER_SIXTEENTH = 6  # Song Position counts "MIDI beats": sixteenth notes
 MAX_SONG_POSITION = 0x3FFF  # 14 bits: 1024 bars of 4/4; later positions are sent as the largest
-_JACK_SETTLE_S = 0.05  # JACK applies a new connection a cycle or two later; Start must not be lost
 _JACK_DRAIN_S = 0.08  # rtmidi's JACK ringbuffer drains once per period; closing earlier garbles it
 
-_APIS = {  # names of rtmidi's API constants
-    "jack": "API_UNIX_JACK",
-    "alsa": "API_LINUX_ALSA",
-    "coremidi": "API_MACOSX_CORE",
-}
 
 
 class MidiClockError(OSError):
@@ -52,45 +47,15 @@ class MidiClockError(OSError):
 
 
 def _open(port: str | None, api: str, virtual: bool, client_name: str) -> tuple[rtmidi.MidiOut, str, str]:
-    """Open (midi, api name, port name): exact name first, else a unique case-insensitive substring."""
+    """Open (midi, api name, port name), found as every MIDI port is (protocol/midi_ports.py)."""
     if (error := midi_backend_error()) is not None:
         raise MidiClockError(f"conductor.midi_clock: {error}")
-    import rtmidi
-
-    compiled = [a for a in rtmidi.get_compiled_api() if a != rtmidi.API_RTMIDI_DUMMY]
-    if api != "auto" and api not in _APIS:
-        raise ValueError(f"api must be one of auto, {', '.join(_APIS)}; got {api!r}")
-    candidates = compiled if api == "auto" else [a for a in compiled if a == getattr(rtmidi, _APIS[api])]
-    problems: list[str] = []
-    for api_id in candidates:
-        api_name = rtmidi.get_api_name(api_id)
-        try:
-            midi = rtmidi.MidiOut(api_id, client_name)
-        except rtmidi.RtMidiError as exc:
-            problems.append(f"{api_name}: not usable ({exc})")
-            continue
-        try:
-            if virtual:
-                midi.open_virtual_port(port or "clock")
-                return midi, api_name, f"{client_name}:{port or 'clock'}"
-            ports = midi.get_ports()
-            hits = [i for i, p in enumerate(ports) if p == port] or [
-                i for i, p in enumerate(ports) if (port or "").lower() in p.lower()
-            ]
-            if len(hits) > 1:
-                raise MidiClockError(f"midi_clock: port {port!r} is ambiguous: {[ports[i] for i in hits]}")
-            if hits:
-                midi.open_port(hits[0], "clock")
-                if api_name == "jack":
-                    time.sleep(_JACK_SETTLE_S)
-                return midi, api_name, ports[hits[0]]
-            problems.append(f"{api_name} has {', '.join(map(repr, ports)) or 'no ports'}")
-        except (rtmidi.RtMidiError, NotImplementedError) as exc:
-            problems.append(f"{api_name}: {exc}")
-        midi.delete()
-    what = "a virtual port" if virtual else f"port {port!r}"
-    detail = "; ".join(problems) or "no MIDI API compiled into python-rtmidi"
-    raise MidiClockError(f"midi_clock: cannot open {what} (api={api}): {detail}")
+    try:
+        opened = open_port("out", port=None if virtual else port, api=api, client_name=client_name,
+                           virtual_name=(port or "clock") if virtual else "clock", what="midi_clock")
+    except MidiPortError as exc:
+        raise MidiClockError(str(exc)) from None
+    return opened.client, opened.api_name, opened.port_name
 
 
 def _song_position(sixteenths: int) -> list[int]:

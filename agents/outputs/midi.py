@@ -32,6 +32,7 @@ from agents.outputs.base import (  # noqa: E402
     Output,
     OutputError,
 )
+from protocol.midi_ports import MidiPortError, candidate_apis, open_port  # noqa: E402
 
 __all__ = ["Api", "MidiPortOutput", "PortNotFoundError", "available_apis", "list_ports"]
 
@@ -39,15 +40,8 @@ log = logging.getLogger(__name__)
 
 Api = Literal["auto", "jack", "alsa", "coremidi"]
 
-_API_IDS: dict[str, int] = {
-    "jack": rtmidi.API_UNIX_JACK,
-    "alsa": rtmidi.API_LINUX_ALSA,
-    "coremidi": rtmidi.API_MACOSX_CORE,
-    "winmm": rtmidi.API_WINDOWS_MM,
-}
 
 # JACK timing allowances, sized for a 1024-frame period (21 ms), the largest in common use.
-_JACK_SETTLE_S = 0.05
 # Fallback drain when JACK's cycle counter cannot be read (no loadable libjack): a wall-clock guess.
 _JACK_DRAIN_S = 0.08
 # Releases (note-offs, sustain/all-notes/all-sound off) sent this recently are sent once more at close.
@@ -59,15 +53,10 @@ class PortNotFoundError(OutputError, LookupError):
 
 
 def _candidate_apis(api: str) -> list[int]:
-    compiled = [a for a in rtmidi.get_compiled_api() if a != rtmidi.API_RTMIDI_DUMMY]
-    if api == "auto":
-        return compiled
-    if api not in _API_IDS:
-        raise ValueError(f"api must be one of auto, {', '.join(_API_IDS)}; got {api!r}")
-    if _API_IDS[api] not in compiled:
-        names = ", ".join(rtmidi.get_api_name(a) for a in compiled) or "none"
-        raise OutputError(f"api {api!r} is not compiled into this python-rtmidi (compiled: {names})")
-    return [_API_IDS[api]]
+    try:
+        return candidate_apis(api, "output")
+    except MidiPortError as exc:
+        raise OutputError(str(exc)) from None
 
 
 def _client(api_id: int, client_name: str) -> rtmidi.MidiOut:
@@ -133,17 +122,6 @@ def list_ports(api: Api | str = "auto") -> list[str]:
     return ports
 
 
-def _match_port(wanted: str, ports: list[str]) -> int | None:
-    """Exact name first, then a unique case-insensitive substring (port names carry client ids)."""
-    if wanted in ports:
-        return ports.index(wanted)
-    hits = [i for i, p in enumerate(ports) if wanted.lower() in p.lower()]
-    if len(hits) > 1:
-        names = ", ".join(repr(ports[i]) for i in hits)
-        raise PortNotFoundError(f"port {wanted!r} is ambiguous: it matches {names}; give more of the name")
-    return hits[0] if hits else None
-
-
 def _is_release(message: tuple[int, ...]) -> bool:
     """Note-offs (either form), sustain up, all-sound-off and all-notes-off: what ends sound.
 
@@ -196,51 +174,14 @@ class MidiPortOutput(Output):
         self.port_name: str | None = None
 
     def _open_transport(self) -> None:
-        problems: list[str] = []
-        for api_id in self._apis:
-            api_name = rtmidi.get_api_name(api_id)
-            try:
-                client = _client(api_id, self.client_name)
-            except rtmidi.RtMidiError as exc:
-                problems.append(f"{api_name}: not usable ({exc})")
-                continue
-            try:
-                opened = self._open_on(client, api_name, problems)
-            except BaseException:
-                client.delete()
-                raise
-            if opened:
-                self._midi = client
-                self.api_name = api_name
-                log.info("%s: opened %s on %s", self.name, self.port_name, api_name)
-                return
-            client.delete()
-        what = f"virtual port {self.port or 'out'!r}" if self.virtual else f"MIDI port {self.port!r}"
-        detail = "; ".join(problems) or "no MIDI API compiled into python-rtmidi"
-        raise PortNotFoundError(f"cannot open {what} (api={self.api}): {detail}")
-
-    def _open_on(self, client: rtmidi.MidiOut, api_name: str, problems: list[str]) -> bool:
-        if self.virtual:
-            try:
-                client.open_virtual_port(self.port or "out")
-            except (rtmidi.RtMidiError, NotImplementedError) as exc:
-                problems.append(f"{api_name}: no virtual ports ({exc})")
-                return False
-            self.port_name = f"{self.client_name}:{self.port or 'out'}"
-            return True
-        assert self.port is not None
-        ports = client.get_ports()
-        index = _match_port(self.port, ports)
-        if index is None:
-            problems.append(f"{api_name} has {', '.join(map(repr, ports)) or 'no ports'}")
-            return False
-        client.open_port(index, "out")
-        self.port_name = ports[index]
-        if api_name == "jack":
-            # JACK applies a new connection at a later cycle; what is sent before then is dropped
-            # (here: 1 in 30 opens lost the first message). Let the open-time panic get through.
-            time.sleep(_JACK_SETTLE_S)
-        return True
+        try:
+            opened = open_port("out", port=None if self.virtual else self.port, api=self.api,
+                               client_name=self.client_name,
+                               virtual_name=(self.port or "out") if self.virtual else "out", what="output")
+        except MidiPortError as exc:
+            raise PortNotFoundError(str(exc)) from None
+        self._midi, self.api_name, self.port_name = opened.client, opened.api_name, opened.port_name
+        log.info("%s: opened %s on %s", self.name, self.port_name, self.api_name)
 
     def _send(self, message: tuple[int, ...], due: float | None) -> None:
         assert self._midi is not None

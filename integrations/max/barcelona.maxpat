@@ -2680,6 +2680,42 @@
 					"text": "prepend /barcelona/demo/agent/drums/dynamics",
 					"fontsize": 10.0
 				}
+			},
+			{
+				"box": {
+					"id": "obj-228",
+					"maxclass": "message",
+					"numinlets": 2,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						420.0,
+						200.0,
+						200.0,
+						22.0
+					],
+					"text": "/barcelona/demo/follow_tempo 1"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-229",
+					"maxclass": "message",
+					"numinlets": 2,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						420.0,
+						230.0,
+						200.0,
+						22.0
+					],
+					"text": "/barcelona/demo/follow_tempo 0"
+				}
 			}
 		],
 		"lines": [
@@ -3957,6 +3993,30 @@
 					],
 					"source": [
 						"obj-227",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-9",
+						0
+					],
+					"source": [
+						"obj-228",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-9",
+						0
+					],
+					"source": [
+						"obj-229",
 						0
 					]
 				}
