@@ -264,7 +264,7 @@ class RoleRecognizer:
             elif on:
                 held.add(key)  # type: ignore[arg-type]
             else:
-                held.discard(key)  # type: ignore[arg-type]
+                held.discard(key)
         self.roles = frozenset(held)
         horizon = bar_line - (MAX_HELD_BARS + 1) * bpb
         self._notes = [n for n in self._notes if _end(n, bar_line, MAX_HELD_BARS * bpb) > horizon]
