@@ -292,6 +292,9 @@ class Launcher:
                 # What the recording holds of this part, beside what it played: equal unless notes
                 # were lost on the way (the agent sends unacknowledged ones again, agents/unacked.py).
                 parts[c.name]["recorded"] = int((cond.get("recorded") or {}).get(c.name, 0))
+                # bars it rested while the player had its part (docs/roles.md)
+                parts[c.name]["yielded_bars"] = int(((cond.get("roles") or {}).get("yielded_bars") or {})
+                                                    .get(c.name, 0))
         if self.ens.human is not None and cond:
             parts[self.ens.human.name] = {
                 "role": "human",
@@ -316,7 +319,8 @@ class Launcher:
             "conductor": {
                 **{
                     k: cond.get(k)
-                    for k in ("invalid_messages", "invalid_reasons", "refused", "recorded", "tempo", "bar")
+                    for k in ("invalid_messages", "invalid_reasons", "refused", "recorded", "tempo", "bar",
+                              "roles")
                 },
                 "restarts": sum(c.restarts for c in self.children if c.role == "conductor"),
             }

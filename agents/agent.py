@@ -28,6 +28,7 @@ from agents.outputs import Output, OutputError
 from agents.outputs.factory import make_output
 from agents.scheduler import ScheduledEvent, Scheduler
 from agents.unacked import Unacked
+from agents.yielding import Yielding
 from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import AgentConfig, Ensemble
 from protocol.form import (
@@ -48,6 +49,7 @@ from protocol.messages import (
     NoteAck,
     NoteAgain,
     PlanState,
+    RoleState,
     SyncPong,
 )
 from protocol.mix import CC_PAN, CC_VOLUME, dynamics_velocity, pan_cc
@@ -109,6 +111,7 @@ class Agent:
         self.sync_bus: Bus | None = None  # UDP pings beside an MQTT bus (bus.sync: udp)
         self.stuck_notes = 0
         self.unacked = Unacked()  # committed notes the recorder has not confirmed: sent again until it does
+        self.yielding = Yielding(name, ens.meter, ens.timing.horizon_beats + ens.timing.commit_beats + 1.0)
         self.loop_priority = "normal"
         self._shut = False
         self._stopping = asyncio.Event()
@@ -266,6 +269,8 @@ class Agent:
                 before = self.params
                 self.params, self.params_epoch = msg, msg.epoch
                 self._apply_mix(before, msg)
+        elif isinstance(msg, RoleState):  # the player took (or left) this part: agents/yielding.py
+            self.yielding.update(msg)
         elif isinstance(msg, Note):
             if msg.source != self.name:
                 self.engine.hear(msg)
@@ -389,8 +394,10 @@ class Agent:
 
     async def _play_window(self, start: float, target: float, tl: Timeline) -> None:
         assert self.plan is not None and self.scheduler is not None and self.bus is not None
-        ctx = PlanContext(self.plan, tl.beats_per_bar, self.params)
+        ctx = PlanContext(self.plan, tl.beats_per_bar, self.yielding.params(self.params, start))
         for note in self.engine.plan(start, target, ctx):
+            if not self.yielding.plays(note.start_beat):
+                continue  # the player has this part: the engine listens, the part rests
             if tl.stop_beat > 0.0 and note.start_beat >= tl.stop_beat:
                 continue  # a part that commits ahead (agents/arrangement.py) may reach past the end
             if tl.stop_beat > 0.0 and note.end_beat > tl.stop_beat:
@@ -421,7 +428,7 @@ class Agent:
         every part releases at the same beat."""
         assert self.plan is not None and self.scheduler is not None and self.bus is not None
         hold = ending_beats(self.ens)
-        if hold <= 0.0 or self.params.muted:
+        if hold <= 0.0 or self.params.muted or not self.yielding.plays(stop):
             return
         chord = final_chord(self.plan, stop, beats_per_bar)
         velocity = min(127, self.params.dynamics + ENDING_ACCENT)
@@ -515,6 +522,7 @@ class Agent:
             "behind_beats": getattr(self.engine, "behind_beats", 0),
             "model_load": round(float(getattr(self.engine, "load", 0.0)), 3),
             "stuck_notes": self.stuck_notes,
+            "yielding": self.yielding.stats(),
             "timemap": self._timemap_dict(),
             "sounding": self.output.sounding() if self.output else 0,
             "updated": time.time(),

@@ -33,6 +33,7 @@ from conductor.link import LinkBridge
 from conductor.listener import Heard, Listener
 from conductor.midi_clock import MidiClockOut
 from conductor.recorder import Recorder
+from conductor.roles import RoleFollower, commit_lead
 from conductor.state import MIN_CHANGE_LEAD_S, ConductorState, Mix
 from conductor.status_json import StatusJson, agent_fields, bar_and_beat
 from conductor.tempo_follow import TempoFollower
@@ -124,6 +125,7 @@ class Conductor:
         # Fed every human note whether or not the plan follows, so `/chords follow` takes effect at once.
         self.listener = Listener(beats_per_bar=ens.meter, key=ens.key)
         self.heard: Heard | None = None
+        self.roles = RoleFollower(ens)  # which part the player takes, and who makes room (conductor/roles.py)
         # Fed every onset whether or not it follows, so `/follow_tempo 1` locks on at once.
         self.tempo_follower = TempoFollower()
         self.following_tempo = ens.tempo_follow and not (ens.conductor.link.enabled)
@@ -307,6 +309,7 @@ class Conductor:
         for p in self.state.params_messages():
             await self._publish(p)
         await self._publish(self.state.roster_message(now, ROSTER_TIMEOUT_S))
+        await self._publish(self.roles.message())
 
     async def _broadcast_loop(self) -> None:
         n = 0
@@ -464,6 +467,7 @@ class Conductor:
             return  # a note-off (velocity 0), or a note the bridge refused
         held = HeldNote(beat, int(pitch), int(velocity), h.channel, h.name)
         self.listener.note_on(held.pitch, held.velocity, beat)
+        self.roles.note_on(held)
         self._onset(beat)
         await self._publish(held)
 
@@ -474,6 +478,7 @@ class Conductor:
     async def _human_note(self, note: Note) -> None:
         self.human_last = note
         self.listener.note(note.start_beat, note.duration_beats, note.pitch, note.velocity)
+        self.roles.note(note)
         self.recorder.add(note)
         await self._publish(note)
 
@@ -489,6 +494,7 @@ class Conductor:
             if self.human_file is not None:
                 for held in self.human_file.started(beat):
                     self.listener.note_on(held.pitch, held.velocity, held.start_beat)
+                    self.roles.note_on(held)
                     self._onset(held.start_beat)
                     await self._publish(held)
                 for note in self.human_file.due(beat):
@@ -508,6 +514,8 @@ class Conductor:
                 if not self._ending_near(whole, tl):
                     await self._follow(whole)
                     await self._follow_tempo(whole, now)
+                for msg in self.roles.at_beat(whole, commit_lead(self.ens.timing, tl.tempo_at_beat(whole))):
+                    await self._publish(msg)
                 await self._beat_tick(whole, tl)
             if tl.stop_beat > 0.0 and now >= tl.time_at(tl.stop_beat + self.ending_beats) + RELEASE_MARGIN_S:
                 # The held chord has been released: the transport stops, and a --bars run is over.
@@ -535,7 +543,7 @@ class Conductor:
         if h is None or self.ending_beats <= 0.0 or self.human_last is None:
             return
         chord = final_chord(self.state.plan, tl.stop_beat, tl.beats_per_bar)
-        for pitch in ending_voicing("melody", h.range, 1, chord, self.human_last.pitch):
+        for pitch in ending_voicing(self.roles.ending_role(), h.range, 1, chord, self.human_last.pitch):
             note = Note(tl.stop_beat, self.ending_beats, pitch, self.human_last.velocity, h.channel, h.name)
             self.recorder.add(note)  # not to the listener: the form's note, not the player's
             await self._publish(note)
@@ -638,6 +646,7 @@ class Conductor:
             "key": self.state.plan.key,
             "following": self.state.following,
             "heard": {"chord": self.heard.chord, "key": self.heard.key} if self.heard else None,
+            "roles": self.roles.stats(beat),
             "roster": sorted(self.state.heard),
             "human_notes": self.human_notes,
             "recorded": {p.name: self.recorder.count(p.name, self.end_beat) for p in self.ens.parts()},

@@ -65,13 +65,18 @@ class StatusJson:
         """The status object from `Conductor.stats()` (which holds every agent's last heartbeat)."""
         now = self.clock()
         roster = list(stats.get("roster", []))
+        roles = stats.get("roles") or {}
+        yielded = set(roles.get("yielded", []))
         agents = {}
         for name, a in stats.get("agents", {}).items():
             agents[name] = {
                 **a,
                 "alive": name in roster,
                 "notes_per_s": round(self._rate(name, int(a.get("notes", 0)), now), 3),
+                "yielded": name in yielded,  # resting: the player has its part (docs/roles.md)
             }
+            if name in roles.get("parts", {}):
+                agents[name]["role"] = roles["parts"][name]
         out = {
             "bar": stats.get("bar", 0),
             "beat": round(float(stats.get("beat", 0.0)), 4),
@@ -88,6 +93,8 @@ class StatusJson:
                 "roster": roster,
             },
         }
+        if roles:
+            out["roles"] = {k: roles.get(k) for k in ("mode", "player", "yielded", "yields")}
         if stats.get("link"):
             out["link"] = stats["link"]
         return out
@@ -101,7 +108,7 @@ class StatusJson:
             data["bus"]["refused"] = {}
             text = json.dumps(data, separators=(",", ":"))
         if len(text) > MAX_STATUS_JSON:
-            keep = ("state", "notes", "late", "alive")
+            keep = ("state", "notes", "late", "alive", "yielded")
             data["agents"] = {n: {k: a[k] for k in keep} for n, a in data["agents"].items()}
             text = json.dumps(data, separators=(",", ":"))
         if len(text) > MAX_STATUS_JSON:

@@ -54,11 +54,28 @@ def link_text(cond: dict[str, Any]) -> str:
     return f"link {link.get('mode', '')} {peers} peer{'s' if peers != 1 else ''} {phase:+.2f} ms"
 
 
-def agent_state(stats: dict[str, Any], alive: bool) -> str:
-    """`up`, `down`, or `unsynced`: alive but hearing no pong, so its beat may not be the band's."""
+def agent_state(stats: dict[str, Any], alive: bool, yielded: bool = False) -> str:
+    """`up`, `down`, `unsynced` (alive but hearing no pong, so its beat may not be the band's), or
+    `yielded`: up, and resting while the player has its part."""
     if not alive:
         return "down"
-    return "unsynced" if (stats.get("sync") or {}).get("state") == "unsynced" else "up"
+    if (stats.get("sync") or {}).get("state") == "unsynced":
+        return "unsynced"
+    return "yielded" if yielded else "up"
+
+
+def roles_text(cond: dict[str, Any]) -> str:
+    """`player bass, comp (auto)  yielded bass, piano`: which parts the player has taken."""
+    roles = cond.get("roles")
+    if not roles or (roles.get("mode") == "none" and not roles.get("player")):
+        return ""
+    player = ", ".join(roles.get("player") or []) or "-"
+    yielded = ", ".join(roles.get("yielded") or []) or "-"
+    return f"player {player} ({roles.get('mode', 'auto')})  yielded {yielded}"
+
+
+def _yielded(cond: dict[str, Any]) -> set[str]:
+    return set((cond.get("roles") or {}).get("yielded") or [])
 
 
 class StatusDisplay:
@@ -103,9 +120,11 @@ class StatusDisplay:
         cond, agents = self._rows()
         ens = self.launcher.ens
         link = link_text(cond)
+        roles = roles_text(cond)
         title = (
             f"{ens.name}  {self._where(cond)}\n"
             f"bus {ens.bus.transport}: {bus_health(cond, len(ens.agents))}" + (f"  {link}" if link else "")
+            + (f"\n{roles}" if roles else "")
         )
         table = Table(title=title)
         for col in (
@@ -130,7 +149,7 @@ class StatusDisplay:
             providers = ",".join(p.removesuffix("ExecutionProvider") for p in s.get("providers", []))
             table.add_row(
                 name + (f" ({providers})" if providers else ""),
-                agent_state(s, alive),
+                agent_state(s, alive, name in _yielded(cond)),
                 str(s.get("notes", 0)),
                 str(s.get("late_notes", 0)),
                 f"{t.get('p99', 0):.3f}",
@@ -155,11 +174,13 @@ class StatusDisplay:
             text += f" p99 {s.get('timing_ms', {}).get('p99', 0):.1f}ms"
             if s.get("late_notes", 0):
                 text += f" late {s['late_notes']}"
-            state = agent_state(s, up)
+            state = agent_state(s, up, name in _yielded(cond))
             parts.append(text + ("" if state == "up" else f" ({state})"))
         link = link_text(cond)
         health = bus_health(cond, len(self.launcher.ens.agents))
-        return f"{self._where(cond)} | {' | '.join(parts)} | bus {health}" + (f" | {link}" if link else "")
+        roles = roles_text(cond)
+        return (f"{self._where(cond)} | {' | '.join(parts)} | bus {health}" + (f" | {link}" if link else "")
+                + (f" | {roles}" if roles else ""))
 
     def update(self) -> None:
         now = time.monotonic()

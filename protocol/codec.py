@@ -25,6 +25,7 @@ from protocol.messages import (
     NoteAck,
     NoteAgain,
     PlanState,
+    RoleState,
     Roster,
     SyncPing,
     SyncPong,
@@ -70,6 +71,7 @@ KINDS: tuple[Kind, ...] = (
     Kind(NoteAgain, "record/note", qos=0, retain=False, key="source"),
     Kind(HeldNote, "held", qos=0, retain=False, key="source"),
     Kind(NoteAck, "record/ack", qos=0, retain=False, key="agent"),
+    Kind(RoleState, "roles", qos=1, retain=True),
 )
 BY_CLASS: dict[type, Kind] = {k.cls: k for k in KINDS}
 BY_ADDRESS: dict[str, Kind] = {k.address: k for k in KINDS}

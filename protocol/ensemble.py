@@ -269,8 +269,20 @@ class HumanSource(Strict):
         return self
 
 
+AUTO_ROLE = "auto"  # `human.role: auto`: the conductor hears which part the player plays
+NO_ROLE = "none"  # `human.role: none`: every agent plays whatever the player does
+
+
 class HumanConfig(PartConfig):
+    """The player. `role` says which part the player takes, so the agent playing it makes room:
+    `auto` (heard from what the player plays: bass line, comping chords, melody, drums), a role
+    (`bass`, `comp`, `melody`, `drums`) or an agent's name (that part, whenever the player plays),
+    or `none`. An agent yields at a bar line and comes back `return_bars` bars after the player
+    left its part (docs/roles.md)."""
+
     source: HumanSource = HumanSource()
+    role: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = AUTO_ROLE
+    return_bars: Annotated[int, Field(ge=1, le=64)] = 2
 
 
 Dynamic = Literal["pp", "p", "mp", "mf", "f", "ff"] | Annotated[int, ranged("dynamics")]
@@ -397,6 +409,21 @@ class Ensemble(Strict):
         if dupes:
             raise ValueError(f"agents: part names must be unique, repeated: {', '.join(dupes)}")
         return self
+
+    @model_validator(mode="after")
+    def _human_role_known(self) -> Ensemble:
+        """`human.role` names a role or a part of this file: a typo would otherwise leave the band
+        doubling the player without a word."""
+        from protocol.instruments import ROLES
+
+        h = self.human
+        if h is None or h.role in (AUTO_ROLE, NO_ROLE, *ROLES) or h.role in [a.name for a in self.agents]:
+            return self
+        agents = ", ".join(a.name for a in self.agents) or "none"
+        raise ValueError(
+            f"human.role: {h.role!r} is neither auto, none, a role ({', '.join(ROLES)}) nor an agent "
+            f"of this ensemble ({agents})"
+        )
 
     @model_validator(mode="after")
     def _hits_in_the_bar(self) -> Ensemble:

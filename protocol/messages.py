@@ -187,6 +187,46 @@ class PlanState(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class RoleState(Message):
+    """Conductor → agents and displays: the parts the player has taken, and who makes room.
+
+    `player` is the roles heard from the player now, comma-separated (`bass,comp`; empty: none).
+    `yields` is `agent:from:until` items separated by spaces: that agent starts no note in the beats
+    [from, until) (bar lines; until -1 while the player still holds the part). Each agent keeps only
+    its latest item, so a lost or repeated message (it is re-sent with the state) changes nothing."""
+
+    epoch: int
+    player: str
+    yields: str
+
+    SPEC: ClassVar[dict[str, Spec]] = {
+        "epoch": ("i", 0, 2**31 - 1),
+        "player": ("s", 0, 64),
+        "yields": ("s", 0, MAX_TEXT),
+    }
+
+    @staticmethod
+    def pack(yields: dict[str, tuple[float, float | None]]) -> str:
+        """The `yields` text for {agent: (from, until or None)}."""
+        return " ".join(f"{a}:{f:g}:{-1 if u is None else u:g}" for a, (f, u) in sorted(yields.items()))
+
+    def yields_of(self) -> dict[str, tuple[float, float | None]]:
+        """{agent: (from, until or None)}; a malformed item raises ValueError (the receiver counts it)."""
+        out: dict[str, tuple[float, float | None]] = {}
+        for item in self.yields.split():
+            agent, start, until = item.rsplit(":", 2)
+            begin, end = float(start), float(until)
+            if not (agent and 0.0 <= begin < MAX_BEAT and (end == -1 or begin < end < MAX_BEAT)):
+                raise ValueError(f"RoleState.yields: bad item {item[:80]!r}")
+            out[agent] = (begin, None if end == -1 else end)
+        return out
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(r for r in self.player.split(",") if r)
+
+
+@dataclass(frozen=True, slots=True)
 class AgentParams(Message):
     """One agent's live parameters, resolved by the conductor (solo already folded into `muted`).
 

@@ -90,12 +90,16 @@ def render() -> str:
         "- `bar`, `beat`, `chord`, `tempo`, `playing`",
         "- `agents`: per agent `state`, `alive`, `notes`, `notes_per_s`, `late`, `lateness_p50_ms`,",
         "  `lookahead_beats`, `offset_ms`, `rtt_ms`, `invalid` (from the agents' heartbeats); `state` is",
-        "  `ready`, `playing`, or `unsynced` (no clock pong for 2 s: playing on an unchecked clock)",
+        "  `ready`, `playing`, or `unsynced` (no clock pong for 2 s: playing on an unchecked clock);",
+        "  `role` (`bass`, `comp`, `melody`, `drums`) and `yielded` (resting: the player has its part)",
+        "- `roles`: `mode` (the YAML's `human.role`), `player` (the roles heard from the player),",
+        "  `yielded` (the agents resting now), `yields` (per agent `from_bar`, `until_bar`, null while the",
+        "  player holds the part; the same in `RoleState` on `roles`, in beats; docs/roles.md)",
         "- `bus`: `transport`, `invalid` (bad messages counted), `invalid_reasons`, `refused`, `roster`",
         "- `link` (with Ableton Link on): `mode`, `peers`, `tempo`, `phase_error_ms`, `joined_after_s`",
         "",
         "It stays under 6000 characters: with many agents the per-reason counts go first, then",
-        "the per-agent detail beyond state, notes and late.",
+        "the per-agent detail beyond state, notes, late and yielded.",
         "",
     ]
     return "\n".join(lines)

@@ -106,3 +106,21 @@ def test_an_unsynced_agent_shows_unsynced_in_the_table_and_the_line() -> None:
     assert "piano:40 p99 0.8ms late 1 (unsynced)" in line and "bass:40 0ev/s p99 0.8ms late 1 |" in line
     launcher.children[2].alive = False
     assert "piano:40 p99 0.8ms late 1 (down)" in display.line()
+
+
+def test_the_parts_the_player_took_show_in_the_title_the_state_and_the_line() -> None:
+    launcher = FakeLauncher()
+    roles = {"mode": "auto", "player": ["bass"], "yielded": ["bass"], "parts": {"bass": "bass"}}
+    launcher.children[0].stats = {**COND, "roles": roles}
+    display = StatusDisplay(launcher, interactive=False)
+    text = render(display)
+    assert "player bass (auto)  yielded bass" in text
+    rows = {name: next(line for line in text.splitlines() if name in line and "│" in line)
+            for name in ("bass", "piano")}  # fmt: skip
+    assert rows["bass"].split("│")[2].strip() == "yielded"
+    assert rows["piano"].split("│")[2].strip() == "up"
+    line = display.line()
+    assert "bass:40 0ev/s p99 0.8ms late 1 (yielded)" in line
+    assert line.endswith("| player bass (auto)  yielded bass")
+    launcher.children[0].stats = {**COND, "roles": {**roles, "player": [], "yielded": []}}
+    assert "player - (auto)  yielded -" in display.line()

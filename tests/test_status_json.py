@@ -162,3 +162,15 @@ def test_displays_and_the_plot_number_bars_alike_from_1(bpb: int) -> None:
     assert bar_and_beat(float(bpb), bpb) == (2, 1)
     for beat, label in bar_ticks(bpb, 40.0 * bpb):
         assert bar_and_beat(float(beat), bpb) == (int(label), 1), (beat, label)
+
+
+def test_the_status_says_which_parts_the_player_took() -> None:
+    roles = {"mode": "auto", "player": ["bass"], "yielded": ["agent00"], "parts": {"agent00": "bass"},
+             "yields": {"agent00": {"from_bar": 3, "until_bar": None}}, "changes": [{"bar": 2}]}
+    data = StatusJson().message({**stats(), "roles": roles}).data
+    assert data["roles"] == {"mode": "auto", "player": ["bass"], "yielded": ["agent00"],
+                             "yields": {"agent00": {"from_bar": 3, "until_bar": None}}}
+    assert data["agents"]["agent00"]["yielded"] and data["agents"]["agent00"]["role"] == "bass"
+    assert not data["agents"]["agent01"]["yielded"]
+    big = StatusJson().message({**stats(n_agents=15, reasons=400), "roles": roles}).data
+    assert big["agents"]["agent00"]["yielded"]  # kept when the detail goes

@@ -371,6 +371,12 @@ class Planner:
             self.generated_until = max(self.generated_until, float(math.ceil(until - 1e-9)))
             self._admit_others(self.generated_until - self.cfg.horizon_beats - self.cfg.commit_offset
                                - OTHERS_GATE_BEATS)
+            # and the player's, as they are played: a part that rests while the player holds it
+            # comes back having heard every note of it (agents/yielding.py)
+            due = [note for first, note in self.player if first <= self.generated_until]
+            self.player = [(first, note) for first, note in self.player if first > self.generated_until]
+            for note in due:
+                self.generator.apply(self.context.add_note(note, owner=note.track))
         else:
             if until > self.generated_until:
                 self._fill_behind(until)
