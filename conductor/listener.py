@@ -113,6 +113,8 @@ class Params:
     key_minor: float = 0.05  # K-S favours minor keys on short melodies: a major key wins a near tie
     key_modulation: float = 0.1  # share of recent notes outside the old key's scale that means a new one
     key_lookback: float = 2.0  # beats before a modulation the new key's memory starts
+    key_switch_margin: float = 0.3  # score a key must gain over one whose scale still fits
+    key_no_leading_tone: float = 0.1  # penalty for a minor key whose raised seventh is not heard
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +181,12 @@ def best_chord(
     if not scores:
         return None
     return max(scores, key=lambda rq: (scores[rq], weights[rq[0]]))
+
+
+def _relatives(a: tuple[int, bool], b: tuple[int, bool]) -> bool:
+    """A major key and its relative minor: one scale, told apart by the profile alone."""
+    (ta, ma), (tb, mb) = a, b
+    return ma != mb and (ta + (3 if ma else 9)) % 12 == tb
 
 
 def key_correlations(hist: Sequence[float]) -> dict[tuple[int, bool], float]:
@@ -353,18 +361,28 @@ class Listener:
             return
         # The profile match remembers back to just before the last modulation only: the old key's
         # notes would otherwise hold the new key back (or pull it to the new key's relative minor).
-        corr = key_correlations(self.key_histogram(t, since=self._key_since - self.params.key_lookback))
+        since = self.key_histogram(t, since=self._key_since - self.params.key_lookback)
+        corr = key_correlations(since)
+        heard = sum(since) or 1.0
         outside: dict[tuple[int, bool], float] = {}
         for (tonic, minor), c in corr.items():
             scale = _MINOR_SCALE if minor else _MAJOR_SCALE
             outside[(tonic, minor)] = (
                 sum(recent[(tonic + i) % 12] for i in range(12) if i not in scale) / total
             )
+            # a minor key is told from its relative major by its raised seventh: without one heard,
+            # the major key wins what the profiles leave in doubt
+            no_leading_tone = minor and since[(tonic + 11) % 12] / heard < 0.02
             corr[(tonic, minor)] = (
                 c - self.params.key_outside * outside[(tonic, minor)] - minor * self.params.key_minor
+                - no_leading_tone * self.params.key_no_leading_tone
             )
         best = max(corr, key=lambda k: corr[k])
-        if best == self._key:
+        fits = outside[self._key] <= self.params.key_modulation and not _relatives(best, self._key)
+        if best == self._key or (fits and corr[best] - corr[self._key] <= self.params.key_switch_margin):
+            # A key whose scale still holds every recent note stays: a melody that dwells on a few
+            # notes matches a neighbouring key's profile as well for a while, and a band that
+            # followed each such match would wander (E major heard as B, A, F#m in turn).
             self._key_challenger, self._key_challenger_n = None, 0
             return
         if best == self._key_challenger:

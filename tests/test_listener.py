@@ -93,6 +93,21 @@ def test_a_modulation_is_followed_within_a_bar() -> None:
     assert key_follow_bars(0, 3) <= 1.0  # C major melody, then the same in E-flat
 
 
+@pytest.mark.parametrize(("name", "a", "b", "minor_b"), [
+    ("C -> G, one sharp apart", 0, 7, False), ("Eb -> E, a half step up", 3, 4, False),
+    ("C -> Am, the relative minor", 0, 9, True),
+])
+def test_the_new_key_is_held_once_followed(name: str, a: int, b: int, minor_b: bool) -> None:
+    """Followed within a bar and a half, then held: a melody that dwells on a few notes of the new
+    key must not send the band wandering through its neighbours (E heard as B, A, C#m in turn)."""
+    from bench.listening import key_follow
+
+    result = key_follow(a, b, minor_to=minor_b)
+    assert result["settled"] <= 1.5, (name, result)
+    assert result["held"] >= 0.9, (name, result)
+    assert result["steady"] == 1.0, (name, result)
+
+
 def test_one_passing_note_does_not_flip_the_chord() -> None:
     """Bass C held, melody E G E G | F# (a passing note on the beat) G E C: the band stays on C."""
 
