@@ -86,7 +86,7 @@ def test_a_machine_that_cannot_keep_up_keeps_the_downbeats() -> None:
     starved_planner = Planner(config())
     starved = perform(starved_planner, None, step=3.0)  # it reads the clock every three beats
     assert idle_planner.behind_beats == 0
-    assert starved_planner.behind_beats > 4 * BARS // 4
+    assert starved_planner.behind_beats >= BARS  # a beat a bar or more
     assert 0 < len(starved) < len(idle)
     # every strong beat the model had not drawn in time still sounds: the fallback plays it
     starts = {round(s, 6) for s, *_ in starved}

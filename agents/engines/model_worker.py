@@ -209,6 +209,7 @@ class Planner:
         self.player: list[tuple[float, Any]] = []  # (first window, note): the player's, not yet in context
         # (due, note, replan, at): the player's messages read before the commit point reached them
         self.from_player: list[tuple[float, Any, bool, float]] = []
+        self._sync_left = SYNC_WINDOWS  # windows the commit being answered may still draw itself
         self.events = 0
         self.replans = 0
         self.behind_beats = 0
@@ -392,6 +393,7 @@ class Planner:
         # The player's messages take effect at their musical time, between the notes committed
         # before it and those after, however the clock's ticks fell around it.
         notes = []
+        self._sync_left = SYNC_WINDOWS
         while self.from_player and self.from_player[0][0] <= until:
             due, note, replan, at = self.from_player.pop(0)
             if due > self.committed_until:
@@ -410,12 +412,14 @@ class Planner:
             self._admit_others(self.generated_until - self.cfg.horizon_beats - self.cfg.commit_offset
                                - OTHERS_GATE_BEATS)
         else:
+            # the windows first, then the fallback for what they do not reach: a clock message that
+            # jumps a few tenths of a beat (the agent's loop held up) asks for beats an idle model
+            # had drawn, and this one can still draw them before their notes are due
+            while self.generated_until < limit and self._sync_left > 0:
+                self._sync_left -= 1  # bounded: this answer is awaited, and the pipe is not watched
+                self.work()
             if until > self.generated_until:
                 self._fill_behind(until)
-            for _ in range(SYNC_WINDOWS):  # bounded: this answer is awaited, and the pipe is not watched
-                if self.generated_until >= limit:
-                    break
-                self.work()
             limit = min(limit, self.generated_until)
         out = []
         keep = []
@@ -588,7 +592,7 @@ REPLAN_LEAD_BEATS = 0.25  # the least time a re-plan leaves the model before its
 # how late the player's message may be read (past its beat plus the commit distance) and still take
 # effect exactly where it would on time; less than REPLAN_LEAD_BEATS, which leaves the model time to
 # draw the re-plan's first window
-PLAYER_SLACK_BEATS = 0.125
+PLAYER_SLACK_BEATS = 0.1875
 OTHERS_GATE_BEATS = 1.0  # how long after its start another agent's note has surely arrived
 MAX_STEPS_PER_WINDOW = 48  # a model that keeps re-striking cannot hold a window for ever
 
