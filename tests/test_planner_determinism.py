@@ -7,6 +7,11 @@ the model drawing everything it may at once (an idle machine), with the model dr
 three clock messages (a busy machine that still keeps up), and starved (a machine that cannot keep
 up). The first two must commit exactly the same notes; the starved one must still play every
 downbeat chord it could not draw, fewer notes in all, and say how far behind it was.
+
+And as real runs feed it: the clock messages an agent sends (the window from its last commit point
+to now + the commit distance, on ticks that fall differently each run) and the player's messages
+read a few milliseconds before or after the tick that crosses their beat. Three such timings must
+commit the same notes.
 """
 
 from __future__ import annotations
