@@ -35,6 +35,9 @@ REAP_S = 1.0  # how long the final sweep waits for adopted orphans to die and be
 # An agent that exits with an error this soon after starting, three times in a row, cannot start
 # (a wrong password, a missing port): give up with its message rather than restart it for ever.
 START_FAILURE_S = 15.0
+# How long the conductor waits for the launcher's own agents before beat 0 (it starts as soon as all
+# are ready); a part that cannot start ends the run before this (START_FAILURE_S).
+WAIT_OWN_AGENTS_S = 30.0
 
 
 @dataclass
@@ -150,6 +153,11 @@ def plan_children(ens: Ensemble, args: argparse.Namespace, run_dir: Path) -> lis
             argv += ["--bars", str(args.bars)]
         if args.record:
             argv += ["--record", str(args.record.resolve())]
+        if all(args.host is None or a.host == args.host for a in ens.agents):
+            # Every part is this launcher's own, each loading its model now: beat 0 waits for them
+            # all. A busy machine takes longer than the conductor's own wait to load two models, and
+            # a part that joins late misses the first bars (and plays the rest from another start).
+            argv += ["--wait-agents", str(WAIT_OWN_AGENTS_S)]
         children.append(Child("conductor", "conductor", argv, stats))
     return children
 

@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agents.arrangement import commit_distance
 from agents.conductor_clock import UNSYNCED, ConductorClock, inherited_offset_ms
 from agents.engines import Engine, PlanContext, make_engine
 from agents.faults import PlanFault
@@ -366,11 +367,11 @@ class Agent:
         )
         tl = tm.timeline
         now_beat = tm.beat_at(self.clock())
-        latency_beats = self.ens.timing.latency_ms / 1000.0 * tl.tempo_at_beat(now_beat) / 60.0
+        tempo = tl.tempo_at_beat(now_beat)
         if self.committed_until is None:
             # (Re)joining: anything starting sooner than the output latency would be late.
-            self.committed_until = now_beat + latency_beats
-        target = now_beat + max(self.ens.timing.commit_beats, latency_beats)
+            self.committed_until = now_beat + self.ens.timing.latency_ms / 1000.0 * tempo / 60.0
+        target = now_beat + commit_distance(self.ens, tempo)
         stop = tl.stop_beat
         if stop > 0.0:
             target = min(target, stop)

@@ -26,6 +26,14 @@ def working_range(ens: Ensemble, cfg: AgentConfig) -> tuple[int, int]:
     return (lo, top) if top - lo >= MIN_BASS_SPAN else (lo, hi)
 
 
+def commit_distance(ens: Ensemble, tempo: float) -> float:
+    """How far ahead of now (in beats, at ``tempo``) an agent commits its notes: `timing.commit_beats`,
+    or the output's latency where that is longer (a note committed sooner would leave late). The
+    agent's clock and its model's re-plans both reckon from it, so they must agree."""
+    timing = ens.timing
+    return max(timing.commit_beats, timing.latency_ms / 1000.0 * tempo / 60.0)
+
+
 def roles(ens: Ensemble) -> dict[str, str]:
     """Every part's role by name; the human's is `melody` until the player is heard otherwise."""
     out: dict[str, str] = {a.name: a.role or "comp" for a in ens.agents}

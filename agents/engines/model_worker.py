@@ -71,6 +71,9 @@ class WorkerConfig:
     dynamics: int = 82  # the part's level as a centre velocity (agents/dynamics.py)
     plan: Any = None  # the parsed ChordPlan (plan_text is parsed when None)
     commit_offset: float = 0.0  # beats this part commits ahead of the agent's commit point
+    # how far ahead of now the agent's commit point runs (timing.commit_beats, or the output latency
+    # where that is longer): where the commit point stood when the player's note sounded
+    commit_beats: float = 1.0
     quantize: str = "none"  # "int8": load an int8 copy of a float32 export (agents/model/int8_cache.py)
 
 
@@ -113,7 +116,10 @@ class Planner:
       a re-plan draws as it would have the first time, whatever was drawn and thrown away before.
     - Another agent's note enters the context when the window being drawn is far enough past its
       start that it has surely arrived (``OTHERS_GATE_BEATS`` beyond the lead), never when it happens
-      to arrive. The player's notes enter at once and re-plan, as the player must be answered.
+      to arrive. The player's notes re-plan the part, as the player must be answered, at a fixed
+      musical time: when the commit point reaches the note's beat plus the commit distance (and
+      ``PLAYER_SLACK_BEATS``), between the notes committed before it and those after, whether
+      the message was read a few milliseconds before that clock tick or after it.
 
     When the model falls behind (the commit point reaches beats it has not drawn), those beats get
     what a player short of time plays: the chord on its strong beats (bass: the root; comping: the
@@ -201,6 +207,9 @@ class Planner:
         self.others: list[tuple[float, Any]] = []  # heard notes of other agents, not yet in context
         self.held: dict[tuple[int, int], float] = {}  # the player's notes heard at note-on, not yet off
         self.player: list[tuple[float, Any]] = []  # (first window, note): the player's, not yet in context
+        # (due, note, replan, at): the player's messages read before the commit point reached them
+        self.from_player: list[tuple[float, Any, bool, float]] = []
+        self._sync_left = SYNC_WINDOWS  # windows the commit being answered may still draw itself
         self.events = 0
         self.replans = 0
         self.behind_beats = 0
@@ -248,11 +257,26 @@ class Planner:
         """The player's note enters the context for the windows from a beat fixed by the note's own
         time, never for one drawn before it, so what each window saw is a matter of musical time
         alone (a busy machine that drew a window after the note arrived draws it as an idle one did
-        before). ``at`` is when the message was sent in beats (the note-on's beat, or its end)."""
+        before). ``at`` is when the message was sent in beats (the note-on's beat, or its end).
+
+        It acts when the commit point reaches ``at`` + the commit distance + PLAYER_SLACK_BEATS (a
+        message read sooner waits for commit() to reach that beat): acting on reading would put the
+        re-plan before the commit of the notes at ``at`` + the commit distance in one run and after
+        it in another, and those notes' lengths are voiced against the plan that follows them."""
         if not math.isfinite(self.committed_until):
             self.generator.apply(self.context.add_note(note, owner=note.track))
             return
         at = note.start_beat + note.duration_beats if at is None else at
+        due = at + self.cfg.commit_beats + self.cfg.commit_offset + PLAYER_SLACK_BEATS
+        if due > self.committed_until:
+            # read early: it takes effect when the commit point reaches `due` (commit() splits there)
+            self.from_player.append((due, note, replan, at))
+            self.from_player.sort(key=lambda m: m[0])  # stable: two at one beat keep their order
+            return
+        self._take_player(note, replan=replan, at=at)
+
+    def _take_player(self, note: Any, *, replan: bool, at: float) -> None:
+        """The player's note re-plans the part (or corrects a held note's length) now."""
         # a re-plan redraws from its first beat; a correction alone reaches the windows past those an
         # idle machine has drawn by then
         first = self.restart_beat(at) if replan else self._beat_after(
@@ -273,12 +297,15 @@ class Planner:
         sounded: where a re-plan for a note at ``at`` starts to redraw, so the part answers the
         player a quarter beat after it can, not at the next whole beat.
 
-        Reckoned from ``at`` and the part's commit distance rounded to a quarter beat, not from the
-        commit point when the message happened to be read: a player's note lands on the grid, and
-        the commit point then sits a whole number of quarter beats past it, so a few milliseconds
-        either way would flip a ceiling from one quarter to the next."""
-        distance = round(4 * (self.committed_until - (self.now_beat or 0.0))) / 4
-        return max(_ceil_quarter(at + distance + lead), _ceil_quarter(self.committed_until + lead))
+        Reckoned from ``at`` and the part's configured commit distance, never from the commit point
+        when the message happened to be read: the player's note is sent as it sounds, and the commit
+        point then lies the commit distance past it give or take a clock tick, so a ceiling taken
+        from it flips from one quarter to the next on a few milliseconds (two runs of one seed
+        redrew a bass from beat 2.25 in one and 2.5 in the other). Only a message later than the
+        lead moves it, to the first quarter the part has not committed: a committed note is never
+        redrawn."""
+        distance = self.cfg.commit_beats + self.cfg.commit_offset
+        return max(_ceil_quarter(at + distance + lead), _ceil_quarter(self.committed_until))
 
     def restart_beat(self, at: float | None = None) -> float:
         """The first beat a re-plan redraws: at least REPLAN_LEAD_BEATS after the commit point (as it
@@ -363,6 +390,19 @@ class Planner:
             self.committed_until = min(until, first)
             self.generated_until = max(first, 0.0)
             return []
+        # The player's messages take effect at their musical time, between the notes committed
+        # before it and those after, however the clock's ticks fell around it.
+        notes = []
+        self._sync_left = SYNC_WINDOWS
+        while self.from_player and self.from_player[0][0] <= until:
+            due, note, replan, at = self.from_player.pop(0)
+            if due > self.committed_until:
+                notes += self._commit_to(due)
+            self._take_player(note, replan=replan, at=at)
+        return notes + self._commit_to(until)
+
+    def _commit_to(self, until: float) -> list[tuple[float, float, int, int]]:
+        """Commit the notes that start before ``until``."""
         # what an idle machine has drawn by now: the notes committed now end no later than that, so
         # how far a busy machine got never changes a note's length
         limit = float(math.ceil(self.committed_until + self.cfg.horizon_beats - 1e-9))
@@ -378,12 +418,14 @@ class Planner:
             for note in due:
                 self.generator.apply(self.context.add_note(note, owner=note.track))
         else:
+            # the windows first, then the fallback for what they do not reach: a clock message that
+            # jumps a few tenths of a beat (the agent's loop held up) asks for beats an idle model
+            # had drawn, and this one can still draw them before their notes are due
+            while self.generated_until < limit and self._sync_left > 0:
+                self._sync_left -= 1  # bounded: this answer is awaited, and the pipe is not watched
+                self.work()
             if until > self.generated_until:
                 self._fill_behind(until)
-            for _ in range(SYNC_WINDOWS):  # bounded: this answer is awaited, and the pipe is not watched
-                if self.generated_until >= limit:
-                    break
-                self.work()
             limit = min(limit, self.generated_until)
         out = []
         keep = []
@@ -553,6 +595,10 @@ SYNC_WINDOWS = 2  # windows a commit may draw itself to reach what an idle machi
 PROVISIONAL_BEATS = 2.0  # a held note's length until its note-off says: the band avoids it meanwhile
 FIRST_BEAT_MARGIN = 0.5  # the least a part's first beat may lie ahead of now
 REPLAN_LEAD_BEATS = 0.25  # the least time a re-plan leaves the model before its first redrawn beat
+# how late the player's message may be read (past its beat plus the commit distance) and still take
+# effect exactly where it would on time; less than REPLAN_LEAD_BEATS, which leaves the model time to
+# draw the re-plan's first window
+PLAYER_SLACK_BEATS = 0.1875
 OTHERS_GATE_BEATS = 1.0  # how long after its start another agent's note has surely arrived
 MAX_STEPS_PER_WINDOW = 48  # a model that keeps re-striking cannot hold a window for ever
 

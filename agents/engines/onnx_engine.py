@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agents.arrangement import agent_seed, commit_offset, roles, working_range
+from agents.arrangement import agent_seed, commit_distance, commit_offset, roles, working_range
 from agents.dynamics import level_velocity
 from agents.engines import PlanContext
 from agents.engines.model_worker import WorkerConfig, key_signature, model_process, resolve_model
@@ -101,6 +101,7 @@ class OnnxEngine:
             dynamics=level_velocity(cfg.dynamics),
             plan=plan,
             commit_offset=commit_offset(ens, cfg),
+            commit_beats=commit_distance(ens, ens.tempo),
             quantize=e.quantize,
         )
         self.proc: Any = None
