@@ -134,8 +134,8 @@ class Agent:
         if wait_ready is not None:
             # Join the roster only once the model can play: a half-loaded agent would rest its first bars.
             ready = await asyncio.to_thread(wait_ready)
-            log.info("%s: model ready on %s (%s KV cache, context of up to %s events)", self.name, ready[1],
-                     ready[3], ready[4])
+            log.info("%s: model ready on %s (%s KV cache, context of up to %s events)", self.name,
+                     ready.providers, ready.cache_mode, ready.max_events)
         self.output = make_output(self._output_spec(), where=f"agents.{self.name}.output",
                                   clock=self.clock if self.in_loop else None)
         try:
