@@ -193,7 +193,6 @@ class Planner:
             voicing=self.voicing if cfg.role != "drums" else None,
         )
         self._Params = DecodeParams
-        self._ChordPlan = ChordPlan
         self.plan = cfg.plan if cfg.plan is not None else ChordPlan.parse(
             cfg.plan_text, loop=cfg.plan_loop, key=cfg.plan_key)
         self.bpb = cfg.beats_per_bar
