@@ -138,8 +138,8 @@ class Agent:
         if wait_ready is not None:
             # Join the roster only once the model can play: a half-loaded agent would rest its first bars.
             ready = await asyncio.to_thread(wait_ready)
-            log.info("%s: model ready on %s (%s KV cache, context of up to %s events)", self.name, ready[1],
-                     ready[3], ready[4])
+            log.info("%s: model ready on %s (%s KV cache, context of up to %s events)", self.name,
+                     ready.providers, ready.cache_mode, ready.max_events)
         self.output = make_output(self._output_spec(), where=f"agents.{self.name}.output",
                                   clock=self.clock if self.in_loop else None)
         try:
@@ -229,12 +229,13 @@ class Agent:
         out = self.output
         if out is None:
             return None
+        note = ev.note
         if ev.kind == "on":
-            t = out.note_on(ev.channel, ev.pitch, ev.velocity, due=ev.due)
+            t = out.note_on(note.channel, note.pitch, note.velocity, due=ev.due)
             if ev.tag is not COUNT_IN:  # the part's notes, as the recording counts them
                 self.notes_sent += 1
             return t
-        return out.note_off(ev.channel, ev.pitch, due=ev.due)
+        return out.note_off(note.channel, note.pitch, due=ev.due)
 
     # -- bus ----------------------------------------------------------------------------------------
     async def _receive(self, bus: Bus, only: type | None = None) -> None:
@@ -408,9 +409,7 @@ class Agent:
                 and self.cfg.engine.voicing != "drums"
             ):
                 continue
-            self.scheduler.schedule_note(
-                note.start_beat, note.duration_beats, note.channel, note.pitch, note.velocity
-            )
+            self.scheduler.schedule(note)
             self.notes_committed += 1
             self._last_pitch = note.pitch
             self.unacked.add(note, self.clock())
@@ -422,7 +421,8 @@ class Agent:
         assert self.scheduler is not None
         timing = self.ens.timing
         for beat, pitch, velocity in count_in_clicks(start, end, timing.count_in_beats, self.ens.meter):
-            self.scheduler.schedule_note(beat, CLICK_BEATS, DRUM_CHANNEL, pitch, velocity, tag=COUNT_IN)
+            click = Note(beat, CLICK_BEATS, pitch, velocity, DRUM_CHANNEL, self.name)
+            self.scheduler.schedule(click, tag=COUNT_IN)
 
     async def _play_ending(self, stop: float, beats_per_bar: int) -> None:
         """This part's voicing of the final chord on the downbeat at `stop`, held `ending_beats`, so
@@ -437,9 +437,9 @@ class Agent:
         cfg = self.cfg
         assert cfg.role is not None  # the schema fills it from the instrument, or guesses it
         for pitch in ending_voicing(cfg.role, cfg.range, cfg.polyphony or 1, chord, self._last_pitch):
-            self.scheduler.schedule_note(stop, hold, channel, pitch, velocity)
-            self.notes_committed += 1
             note = Note(stop, hold, pitch, velocity, channel, self.name)
+            self.scheduler.schedule(note)
+            self.notes_committed += 1
             self.unacked.add(note, self.clock())  # the recording must not miss the last chord either
             await self.bus.publish(note)
 

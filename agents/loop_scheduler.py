@@ -18,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from agents.scheduler import SchedulerCore, SendFn, TimeMap
+from protocol.messages import Note
 from protocol.realtime import PRIORITY_NORMAL
 
 __all__ = ["LoopScheduler"]
@@ -37,9 +38,8 @@ class LoopScheduler:
         self.priority = PRIORITY_NORMAL
 
     # -- commands (each re-arms the timer for the earliest due event) --------------------------------
-    def schedule_note(self, start_beat: float, duration_beats: float, channel: int, pitch: int,
-                      velocity: int, tag: object = None) -> int:
-        note_id = self._core.schedule_note(start_beat, duration_beats, channel, pitch, velocity, tag)
+    def schedule(self, note: Note, tag: object = None) -> int:
+        note_id = self._core.schedule(note, tag)
         self._arm()
         return note_id
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.scheduler import SchedulerCore, SendFn, TimeMap
+from protocol.messages import Note
 from protocol.realtime import PRIORITY_NORMAL
 from protocol.virtual_time import ManualClock
 
@@ -30,9 +31,8 @@ class OfflineScheduler:
         self._core = SchedulerCore(late_ms=late_ms, stats_capacity=stats_capacity, drop_after_s=drop_after_s)
         self.priority = PRIORITY_NORMAL
 
-    def schedule_note(self, start_beat: float, duration_beats: float, channel: int, pitch: int,
-                      velocity: int, tag: object = None) -> int:
-        return self._core.schedule_note(start_beat, duration_beats, channel, pitch, velocity, tag)
+    def schedule(self, note: Note, tag: object = None) -> int:
+        return self._core.schedule(note, tag)
 
     def set_timemap(self, timemap: TimeMap | None) -> None:
         """Replace the map; forced note-offs (a stopped map) go out now, as the thread would."""

@@ -34,6 +34,7 @@ from typing import ClassVar, Literal, Protocol
 import numpy as np
 
 from agents.lateness import LatenessStats
+from protocol.messages import Note
 from protocol.realtime import DEFAULT_RT_PRIORITY, PRIORITY_NORMAL, request_realtime
 
 __all__ = [
@@ -62,17 +63,31 @@ class TimeMap(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ScheduledEvent:
-    """One MIDI-like event. `due` is filled in on the copy handed to `send` (local seconds) so outputs
-    that take timestamps (OSC bundles) can stamp it; it is None on a note-off forced by a stop."""
+    """One end of a scheduled note: its start (`on`) or its end (`off`) at `beat`, with the very Note
+    the agent committed, so no field of it is copied out and put back together on the way to the
+    output. `beat` is the note's start or end, unless a cut moved the end (`cut_at`). `due` is
+    filled in on the copy handed to `send` (local seconds) so outputs that take timestamps (OSC
+    bundles) can stamp it; it is None on a note-off forced by a stop."""
 
     beat: float
     kind: EventKind
-    channel: int
-    pitch: int
-    velocity: int
+    note: Note
     tag: object
     note_id: int
     due: float | None = None
+
+    @property
+    def channel(self) -> int:
+        return self.note.channel
+
+    @property
+    def pitch(self) -> int:
+        return self.note.pitch
+
+    @property
+    def velocity(self) -> int:
+        """The note's velocity on its note-on; 0 on its note-off, as MIDI releases a key."""
+        return self.note.velocity if self.kind == "on" else 0
 
 
 SendFn = Callable[[ScheduledEvent], float | None]
@@ -87,14 +102,6 @@ class _Note:
     off_event: ScheduledEvent
     started: bool = False
     on_beat: float = 0.0
-
-
-def _check_int(name: str, value: object, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: expected int, got {type(value).__name__}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name}: {value} is outside {lo}..{hi}")
-    return value
 
 
 def _check_beat(name: str, value: object) -> float:
@@ -132,18 +139,15 @@ class SchedulerCore:
         self._error_types: set[type] = set()
 
     # -- commands ----------------------------------------------------------------------------------
-    def schedule_note(self, start_beat: float, duration_beats: float, channel: int, pitch: int,
-                      velocity: int, tag: object = None) -> int:
-        start = _check_beat("start_beat", start_beat)
-        dur = _check_beat("duration_beats", duration_beats)
-        if dur <= 0.0:
-            raise ValueError(f"duration_beats: must be > 0, got {dur}")
-        _check_int("channel", channel, 0, 15)
-        _check_int("pitch", pitch, 0, 127)
-        _check_int("velocity", velocity, 1, 127)
+    def schedule(self, note: Note, tag: object = None) -> int:
+        """Queue the note's note-on and note-off; returns its id. The Note checked its own fields
+        when it was made (protocol/messages.py), so only its type is checked here."""
+        if not isinstance(note, Note):
+            raise TypeError(f"note: expected a protocol.messages.Note, got {type(note).__name__}")
+        start = note.start_beat
         note_id = next(self._ids)
-        on = ScheduledEvent(start, "on", channel, pitch, velocity, tag, note_id)
-        off = ScheduledEvent(start + dur, "off", channel, pitch, 0, tag, note_id)
+        on = ScheduledEvent(start, "on", note, tag, note_id)
+        off = ScheduledEvent(note.end_beat, "off", note, tag, note_id)
         on_seq, off_seq = self._push(on), self._push(off)
         self._notes[note_id] = _Note(on_seq, off_seq, off, on_beat=start)
         return note_id
@@ -163,7 +167,7 @@ class SchedulerCore:
             elif note.off_event.beat > beat:
                 old = note.off_event
                 self._dead.add(note.off_seq)
-                note.off_event = ScheduledEvent(beat, "off", old.channel, old.pitch, 0, old.tag, old.note_id)
+                note.off_event = ScheduledEvent(beat, "off", old.note, old.tag, old.note_id)
                 note.off_seq = self._push(note.off_event)
                 changed += 1
         return changed
@@ -239,8 +243,7 @@ class SchedulerCore:
             else:
                 del self._notes[ev.note_id]
             # Built directly: dataclasses.replace costs ~12 µs here, all of it added to the lateness.
-            out.append(ScheduledEvent(ev.beat, ev.kind, ev.channel, ev.pitch, ev.velocity, ev.tag, ev.note_id,
-                                      due))
+            out.append(ScheduledEvent(ev.beat, ev.kind, ev.note, ev.tag, ev.note_id, due))
         return out
 
     def deliver(self, events: list[ScheduledEvent], send: SendFn, clock: Callable[[], float]) -> None:
@@ -321,13 +324,12 @@ class Scheduler:
         self._priority = PRIORITY_NORMAL
 
     # -- commands from any thread ------------------------------------------------------------------
-    def schedule_note(self, start_beat: float, duration_beats: float, channel: int, pitch: int,
-                      velocity: int, tag: object = None) -> int:
-        """Queue a note-on and its note-off; returns the note id. Wakes the thread only if needed."""
+    def schedule(self, note: Note, tag: object = None) -> int:
+        """Queue a note's note-on and note-off; returns its id. Wakes the thread only if needed."""
         with self._cond:
             head = self._core.head_beat()
-            note_id = self._core.schedule_note(start_beat, duration_beats, channel, pitch, velocity, tag)
-            if head is None or start_beat < head:
+            note_id = self._core.schedule(note, tag)
+            if head is None or note.start_beat < head:
                 self._cond.notify()
         return note_id
 

@@ -116,6 +116,7 @@ def _load(stop: threading.Event, counter: list[int], seed: int, python_s: float)
 def agent_main(cfg: AgentConfig, conn: Connection) -> None:
     """Body of one agent process; sends back its lateness samples and what priority it got."""
     from agents.scheduler import ScheduledEvent, Scheduler
+    from protocol.messages import Note
     from protocol.realtime import DEFAULT_RT_PRIORITY, request_realtime, set_switch_interval
 
     if hasattr(os, "sched_setaffinity"):
@@ -148,7 +149,7 @@ def agent_main(cfg: AgentConfig, conn: Connection) -> None:
         horizon = (time.monotonic() + lookahead - t_start) / spb
         while k * cfg.grid_beats < min(horizon, end_beat):
             start = k * cfg.grid_beats + rng.uniform(0.0, cfg.grid_beats / 2)
-            sched.schedule_note(start, cfg.grid_beats / 4, cfg.index % 16, 60 + k % 24, 100)
+            sched.schedule(Note(start, cfg.grid_beats / 4, 60 + k % 24, 100, cfg.index % 16, "bench"))
             k += 1
         if k * cfg.grid_beats >= end_beat:
             break

@@ -35,6 +35,7 @@ from protocol.form import (
     final_chord,
 )
 from protocol.harmony import ChordPlan, parse_chord
+from protocol.messages import Note
 from protocol.mix import CC_PAN, CC_VOLUME, pan_cc
 from protocol.timeline import LocalTimeMap, Timeline
 
@@ -103,9 +104,9 @@ def test_who_counts_in_and_how_long_the_end_is_held() -> None:
 def test_cut_at_ends_what_rings_into_the_downbeat_and_drops_what_comes_after() -> None:
     sent: list[ScheduledEvent] = []
     sched = OfflineScheduler(sent.append)
-    sched.schedule_note(2.0, 4.0, 0, 60, 90)  # would ring past beat 4
-    sched.schedule_note(3.0, 0.5, 0, 62, 90)  # ends before it: untouched
-    sched.schedule_note(4.5, 1.0, 0, 64, 90)  # starts after it: dropped
+    sched.schedule(Note(2.0, 4.0, 60, 90, 0, "test"))  # would ring past beat 4
+    sched.schedule(Note(3.0, 0.5, 62, 90, 0, "test"))  # ends before it: untouched
+    sched.schedule(Note(4.5, 1.0, 64, 90, 0, "test"))  # starts after it: dropped
     assert sched.cut_at(4.0) == 2
     sched.set_timemap(LocalTimeMap(Timeline(tempo_bpm=120.0).started(0.0, at_beat=0.0)))
     sched.advance_to(10.0)

@@ -31,6 +31,7 @@ from support.monitor import BusMonitor
 from support.net_fixtures import free_port
 from support.procs import alive, children, cmdline
 
+from agents.engines.model_protocol import Committed, CommitWindow, Ready
 from agents.engines.model_worker import WorkerConfig, model_process
 from agents.faults import ENV as FAULT_ENV
 from agents.faults import InjectedFaultError, PlanFault
@@ -173,10 +174,10 @@ def test_serve_ends_when_the_agent_end_of_the_pipe_closes_mid_generation() -> No
     child.close()
     try:
         assert conn.poll(60), "the model process did not report"
-        assert conn.recv()[0] == "ready"
-        conn.send(("clock", 0.0, 1.0))
-        conn.send(("clock", 0.0, 1.5))  # now it generates towards the horizon, step after step
-        assert conn.poll(10) and conn.recv()[0] == "notes"
+        assert isinstance(conn.recv(), Ready)
+        conn.send(CommitWindow(0.0, 1.0))
+        conn.send(CommitWindow(0.0, 1.5))  # now it generates towards the horizon, step after step
+        assert conn.poll(10) and isinstance(conn.recv(), Committed)
         time.sleep(0.3)  # well into generating
         assert proc.is_alive()
         closed = time.monotonic()

@@ -218,6 +218,33 @@ def test_osc_without_timetag_sends_plain_messages(osc_listener: tuple[socket.soc
     ]
 
 
+@pytest.mark.network
+def test_osc_carries_programs_and_controllers_without_making_midi_bytes(
+    osc_listener: tuple[socket.socket, int],
+) -> None:
+    """Each message goes from its fields to OSC: the MIDI-bytes hook is never called on the way."""
+    made: list[tuple[int, ...]] = []
+
+    class Watched(OscOutput):
+        def _send(self, message: tuple[int, ...], due: float | None) -> None:
+            made.append(message)
+
+    sock, port = osc_listener
+    out = Watched("127.0.0.1", port, "/keys", channels=[2], programs={2: 5}, controls={2: {7: 90}}).open()
+    out.control_change(2, 10, 30)
+    out.note_on(2, 60, 80)
+    out.note_off(2, 60)
+    out.close()
+    messages = [OscMessage(d) for d in drain(sock, 9)]
+    assert [(m.address, m.params) for m in messages] == [
+        ("/keys/cc", [3, 64, 0]), ("/keys/cc", [3, 123, 0]),  # silence first, as a MIDI port gets
+        ("/keys/program", [3, 5]), ("/keys/cc", [3, 7, 90]),  # the part's program, then its mix
+        ("/keys/cc", [3, 10, 30]), ("/keys/note", [3, 60, 80]), ("/keys/note", [3, 60, 0]),
+        ("/keys/cc", [3, 64, 0]), ("/keys/cc", [3, 123, 0]),
+    ]  # fmt: skip
+    assert made == []
+
+
 # ---- FluidSynth -----------------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from agents.offline_scheduler import ManualClock, OfflineScheduler
 from agents.scheduler import ScheduledEvent, Scheduler
+from protocol.messages import Note
 from protocol.realtime import PRIORITY_FIFO, PRIORITY_NORMAL, set_switch_interval
 
 
@@ -59,8 +60,8 @@ def offline(bpm: float = 60.0) -> tuple[OfflineScheduler, Capture]:
 
 def test_events_fire_in_beat_order_at_their_due_time_with_zero_lateness() -> None:
     sched, cap = offline(bpm=60.0)  # one beat per second
-    b = sched.schedule_note(2.0, 1.0, 0, 62, 90)
-    a = sched.schedule_note(1.0, 0.5, 0, 60, 100, tag="bass")
+    b = sched.schedule(Note(2.0, 1.0, 62, 90, 0, "test"))
+    a = sched.schedule(Note(1.0, 0.5, 60, 100, 0, "test"), tag="bass")
     sched.advance_to(10.0)
     assert [(t, e.kind, e.note_id) for t, e in cap.sent] == [
         (1.0, "on", a), (1.5, "off", a), (2.0, "on", b), (3.0, "off", b)]
@@ -73,7 +74,7 @@ def test_events_fire_in_beat_order_at_their_due_time_with_zero_lateness() -> Non
 
 def test_nothing_fires_before_its_time() -> None:
     sched, cap = offline()
-    sched.schedule_note(1.0, 1.0, 0, 60, 100)
+    sched.schedule(Note(1.0, 1.0, 60, 100, 0, "test"))
     sched.advance_to(0.999)
     assert cap.sent == []
     sched.advance_to(1.0)
@@ -82,8 +83,8 @@ def test_nothing_fires_before_its_time() -> None:
 
 def test_note_off_goes_before_note_on_at_the_same_beat_so_a_repeated_pitch_is_restruck() -> None:
     sched, cap = offline()
-    second = sched.schedule_note(1.0, 1.0, 0, 60, 100)
-    first = sched.schedule_note(0.0, 1.0, 0, 60, 100)
+    second = sched.schedule(Note(1.0, 1.0, 60, 100, 0, "test"))
+    first = sched.schedule(Note(0.0, 1.0, 60, 100, 0, "test"))
     sched.advance_to(5.0)
     assert cap.kinds() == [("on", first), ("off", first), ("on", second), ("off", second)]
 
@@ -94,8 +95,8 @@ def test_every_note_off_follows_its_note_on_under_arbitrary_notes_and_tempo_chan
     rng = random.Random(7)
     sched, cap = offline(bpm=120.0)
     for _ in range(200):
-        sched.schedule_note(rng.uniform(0, 16), rng.uniform(0.01, 3), rng.randrange(16), rng.randrange(128),
-                            rng.randrange(1, 128))
+        start, dur = rng.uniform(0, 16), rng.uniform(0.01, 3)
+        sched.schedule(Note(start, dur, rng.randrange(128), rng.randrange(1, 128), rng.randrange(16), "test"))
     t = 0.0
     for step in range(40):
         t += 0.25
@@ -117,8 +118,8 @@ def test_every_note_off_follows_its_note_on_under_arbitrary_notes_and_tempo_chan
 
 def test_stop_flushes_note_offs_of_started_notes_and_drops_unstarted_ones() -> None:
     sched, cap = offline()
-    sounding = sched.schedule_note(1.0, 4.0, 0, 60, 100)
-    unstarted = sched.schedule_note(3.0, 1.0, 0, 64, 100)
+    sounding = sched.schedule(Note(1.0, 4.0, 60, 100, 0, "test"))
+    unstarted = sched.schedule(Note(3.0, 1.0, 64, 100, 0, "test"))
     sched.advance_to(2.0)
     assert sched.sounding() == [sounding]
     sched.stop()
@@ -132,19 +133,19 @@ def test_stop_flushes_note_offs_of_started_notes_and_drops_unstarted_ones() -> N
 
 def test_clear_releases_sounding_notes_drops_the_rest_and_keeps_scheduling() -> None:
     sched, cap = offline()
-    sounding = sched.schedule_note(1.0, 4.0, 0, 60, 100)
-    sched.schedule_note(3.0, 1.0, 0, 64, 100)
+    sounding = sched.schedule(Note(1.0, 4.0, 60, 100, 0, "test"))
+    sched.schedule(Note(3.0, 1.0, 64, 100, 0, "test"))
     sched.advance_to(2.0)
     sched.clear()
     assert cap.kinds() == [("on", sounding), ("off", sounding)] and sched.pending() == 0
-    later = sched.schedule_note(10.0, 1.0, 0, 67, 100)
+    later = sched.schedule(Note(10.0, 1.0, 67, 100, 0, "test"))
     sched.advance_to(20.0)
     assert cap.kinds()[2:] == [("on", later), ("off", later)]
 
 
 def test_replacing_the_timemap_retimes_pending_events() -> None:
     sched, cap = offline(bpm=60.0)
-    n = sched.schedule_note(4.0, 1.0, 0, 60, 100)
+    n = sched.schedule(Note(4.0, 1.0, 60, 100, 0, "test"))
     sched.advance_to(1.0)
     sched.set_timemap(Tempo(120.0, beat0=1.0, t0=1.0))  # beat 4 now at 1 + 3 * 0.5 = 2.5 s
     sched.advance_to(10.0)
@@ -154,7 +155,7 @@ def test_replacing_the_timemap_retimes_pending_events() -> None:
 
 def test_a_clock_offset_change_moves_pending_notes() -> None:
     sched, cap = offline(bpm=60.0)
-    sched.schedule_note(2.0, 1.0, 0, 60, 100)
+    sched.schedule(Note(2.0, 1.0, 60, 100, 0, "test"))
     sched.set_timemap(Tempo(60.0, t0=0.25))  # new offset estimate: conductor time is 0.25 s later here
     sched.advance_to(10.0)
     assert [t for t, _ in cap.sent] == [2.25, 3.25]
@@ -162,7 +163,7 @@ def test_a_clock_offset_change_moves_pending_notes() -> None:
 
 def test_tempo_change_announced_mid_note_moves_only_its_note_off() -> None:
     sched, cap = offline(bpm=60.0)
-    n = sched.schedule_note(0.0, 4.0, 0, 60, 100)
+    n = sched.schedule(Note(0.0, 4.0, 60, 100, 0, "test"))
     sched.advance_to(1.5)
     assert cap.kinds() == [("on", n)]
     # Announced at 1.5 s for beat 2: the first half of the note keeps 60 bpm, the rest goes at 120.
@@ -174,7 +175,7 @@ def test_tempo_change_announced_mid_note_moves_only_its_note_off() -> None:
 
 def test_a_map_moved_into_the_past_sends_overdue_events_at_once_and_counts_them_late() -> None:
     sched, cap = offline(bpm=60.0)
-    sched.schedule_note(5.0, 1.0, 0, 60, 100)
+    sched.schedule(Note(5.0, 1.0, 60, 100, 0, "test"))
     sched.advance_to(4.0)
     sched.set_timemap(Tempo(60.0, t0=-2.0))  # beat 5 is now due at 3.0 s: 1 s overdue
     assert [(t, e.kind, e.due) for t, e in cap.sent] == [(4.0, "on", 3.0), (4.0, "off", 4.0)]
@@ -187,9 +188,9 @@ def test_drop_after_drops_a_note_whose_start_is_too_late_but_never_an_off() -> N
     cap = Capture(clock)
     sched = OfflineScheduler(cap, clock=clock, drop_after_s=0.05)
     sched.set_timemap(Tempo(60.0))
-    sched.schedule_note(1.0, 10.0, 0, 60, 100)
+    sched.schedule(Note(1.0, 10.0, 60, 100, 0, "test"))
     sched.advance_to(2.0)
-    sched.schedule_note(0.5, 1.0, 0, 62, 100)  # committed after its time: dropped, not blasted
+    sched.schedule(Note(0.5, 1.0, 62, 100, 0, "test"))  # committed after its time: dropped, not blasted
     sched.set_timemap(Tempo(60.0, t0=-20.0))  # the sounding note's off is now overdue: still sent
     assert cap.kinds() == [("on", 1), ("off", 1)]
     assert sched.stats()["dropped"] == 1
@@ -197,8 +198,8 @@ def test_drop_after_drops_a_note_whose_start_is_too_late_but_never_an_off() -> N
 
 def test_a_stopped_timeline_holds_unstarted_notes_and_releases_sounding_ones() -> None:
     sched, cap = offline(bpm=60.0)
-    sounding = sched.schedule_note(1.0, 4.0, 0, 60, 100)
-    held = sched.schedule_note(3.0, 1.0, 0, 64, 100)
+    sounding = sched.schedule(Note(1.0, 4.0, 60, 100, 0, "test"))
+    held = sched.schedule(Note(3.0, 1.0, 64, 100, 0, "test"))
     sched.advance_to(2.0)
     sched.set_timemap(Tempo(60.0, playing=False))
     assert cap.kinds() == [("on", sounding), ("off", sounding)]
@@ -219,7 +220,7 @@ def test_no_map_or_a_map_returning_none_holds_events(timemap: object) -> None:
     cap = Capture(clock)
     sched = OfflineScheduler(cap, clock=clock)
     sched.set_timemap(None if timemap is None else Stopped())
-    sched.schedule_note(0.0, 1.0, 0, 60, 100)
+    sched.schedule(Note(0.0, 1.0, 60, 100, 0, "test"))
     sched.advance_to(100.0)
     assert cap.sent == [] and sched.pending() == 2
 
@@ -236,28 +237,33 @@ def test_a_failing_output_is_counted_and_the_schedule_goes_on() -> None:
     sched = OfflineScheduler(flaky, clock=clock)
     sched.set_timemap(Tempo(60.0))
     for i, pitch in enumerate((60, 61, 62)):
-        sched.schedule_note(float(i), 0.5, 0, pitch, 100)
+        sched.schedule(Note(float(i), 0.5, pitch, 100, 0, "test"))
     sched.advance_to(10.0)
     assert [e.pitch for e in sent] == [60, 60, 62, 62]
     assert sched.stats()["send_errors"] == 2
 
 
 @pytest.mark.parametrize(
-    ("args", "error"),
+    ("args", "field"),
     [
-        ((0.0, 0.0, 0, 60, 100), ValueError),
-        ((0.0, 1.0, 16, 60, 100), ValueError),
-        ((0.0, 1.0, 0, 128, 100), ValueError),
-        ((0.0, 1.0, 0, 60, 0), ValueError),
-        ((float("nan"), 1.0, 0, 60, 100), ValueError),
-        ((0.0, 1.0, 0, 60.0, 100), TypeError),
-        (("0", 1.0, 0, 60, 100), TypeError),
+        ((0.0, 0.0, 60, 100, 0), "duration_beats"),
+        ((0.0, 1.0, 60, 100, 16), "channel"),
+        ((0.0, 1.0, 128, 100, 0), "pitch"),
+        ((0.0, 1.0, 60, 0, 0), "velocity"),
+        ((float("nan"), 1.0, 60, 100, 0), "start_beat"),
+        ((0.0, 1.0, 60.5, 100, 0), "pitch"),
+        (("0", 1.0, 60, 100, 0), "start_beat"),
     ],
 )
-def test_bad_notes_are_rejected_with_the_field_named(args: tuple, error: type) -> None:
+def test_bad_notes_never_reach_the_queue(args: tuple, field: str) -> None:
+    """The scheduler takes only a Note, and a Note with a bad field cannot be made: the error names
+    the field, and nothing is queued."""
     sched, _ = offline()
-    with pytest.raises(error):
-        sched.schedule_note(*args)
+    with pytest.raises((ValueError, TypeError), match=rf"Note\.{field}"):
+        sched.schedule(Note(*args, "test"))
+    with pytest.raises(TypeError, match=r"protocol\.messages\.Note"):
+        sched.schedule(args)  # five loose fields are not a note
+    assert sched.pending() == 0
 
 
 def test_stats_ring_buffer_is_bounded() -> None:
@@ -265,7 +271,7 @@ def test_stats_ring_buffer_is_bounded() -> None:
     sched = OfflineScheduler(lambda ev: None, clock=clock, stats_capacity=8)
     sched.set_timemap(Tempo(60.0))
     for i in range(20):
-        sched.schedule_note(float(i), 0.5, 0, 60, 100)
+        sched.schedule(Note(float(i), 0.5, 60, 100, 0, "test"))
     sched.advance_to(100.0)
     assert sched.lateness_ms().shape == (8,) and sched.stats()["count"] == 40
 
@@ -298,8 +304,8 @@ def test_real_thread_sends_everything_in_order_and_stop_releases_sounding_notes(
         # 6000 bpm: a beat every 10 ms, so the whole run takes about a quarter of a second.
         sched.set_timemap(Tempo(6000.0, t0=time.monotonic() + 0.02))
         for i in reversed(range(20)):
-            sched.schedule_note(float(i), 0.5, 0, 60 + i, 100)
-        long_note = sched.schedule_note(19.0, 1e9, 1, 40, 100)
+            sched.schedule(Note(float(i), 0.5, 60 + i, 100, 0, "test"))
+        long_note = sched.schedule(Note(19.0, 1024.0, 40, 100, 1, "test"))  # the longest a Note is
         assert done.wait(timeout=10.0), f"only {len(sent)} of {expected} events sent"
     finally:
         sched.stop()

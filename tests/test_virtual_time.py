@@ -15,6 +15,7 @@ from agents.loop_scheduler import LoopScheduler
 from agents.offline_scheduler import OfflineScheduler
 from agents.scheduler import ScheduledEvent
 from protocol import virtual_time
+from protocol.messages import Note
 from protocol.virtual_time import ManualClock, run
 
 
@@ -147,7 +148,7 @@ def test_the_loop_driver_sends_what_the_offline_driver_sends_when_it_sends_it() 
         sched.start()
         sched.set_timemap(Tempo(120.0, t0=1000.5))
         for start, dur, pitch in NOTES:
-            sched.schedule_note(start, dur, 0, pitch, 100)
+            sched.schedule(Note(start, dur, pitch, 100, 0, "test"))
         await asyncio.sleep(10.0)
         return sched
 
@@ -157,7 +158,7 @@ def test_the_loop_driver_sends_what_the_offline_driver_sends_when_it_sends_it() 
     ref = OfflineScheduler(offline_cap, clock=offline_clock)
     ref.set_timemap(Tempo(120.0, t0=1000.5))
     for start, dur, pitch in NOTES:
-        ref.schedule_note(start, dur, 0, pitch, 100)
+        ref.schedule(Note(start, dur, pitch, 100, 0, "test"))
     ref.advance(10.0)
     assert loop_cap.sent == offline_cap.sent
     assert len(loop_cap.sent) == 2 * len(NOTES)
@@ -173,8 +174,8 @@ def test_a_new_timemap_retimes_what_waits_and_stop_releases_what_sounds() -> Non
         sched = LoopScheduler(cap, clock=clock)
         sched.start()
         sched.set_timemap(Tempo(60.0, t0=1000.0))
-        sched.schedule_note(1.0, 4.0, 0, 60, 100)  # on at 1001, off at 1005 at 60 BPM
-        sched.schedule_note(3.0, 1.0, 0, 62, 100)
+        sched.schedule(Note(1.0, 4.0, 60, 100, 0, "test"))  # on at 1001, off at 1005 at 60 BPM
+        sched.schedule(Note(3.0, 1.0, 62, 100, 0, "test"))
         await asyncio.sleep(1.5)
         sched.set_timemap(Tempo(120.0, t0=1000.0))  # beat 3 is now at 1001.5: due at once
         await asyncio.sleep(0.1)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import traceback
 from collections import deque
-from typing import Any
 
+from agents.engines.model_protocol import AgentMessage, Failed, ModelMessage, StepFailed, Stop
 from agents.engines.model_worker import Planner, WorkerConfig, handle, ready_message
 
 log = logging.getLogger("barcelona.model")
@@ -27,22 +27,22 @@ class InlineModel:
     """A stand-in for the engine's end of the pipe (`send`, `poll`, `recv`) with the Planner behind it."""
 
     def __init__(self, cfg: WorkerConfig) -> None:
-        self._out: deque[tuple[Any, ...]] = deque()
+        self._out: deque[ModelMessage] = deque()
         self._closed = False
         self.planner: Planner | None = None
         try:
             self.planner = Planner(cfg)
         except Exception as exc:  # a missing model file, a bad export: one line, as a model process says
-            self._out.append(("error", f"{type(exc).__name__}: {exc}"))
+            self._out.append(Failed(f"{type(exc).__name__}: {exc}"))
             return
         if self.planner.model_note:
             log.warning("%s", self.planner.model_note)
         self._out.append(ready_message(self.planner))
 
-    def send(self, msg: tuple[Any, ...]) -> None:
+    def send(self, msg: AgentMessage) -> None:
         if self._closed or self.planner is None:
             raise BrokenPipeError("the model is stopped")
-        if msg[0] == "stop":
+        if isinstance(msg, Stop):
             self._closed = True
             return
         try:
@@ -54,13 +54,13 @@ class InlineModel:
                 self.planner.work()
         except Exception as exc:  # as the model process does: a bad message must not silence the part
             log.warning("model step failed: %s\n%s", exc, traceback.format_exc(limit=3))
-            self._out.append(("warning", f"{type(exc).__name__}: {exc}"))
+            self._out.append(StepFailed(f"{type(exc).__name__}: {exc}"))
 
     def poll(self, timeout: float | None = 0.0) -> bool:
         """Whether an answer waits; never blocks, since every answer is made inside `send`."""
         return bool(self._out)
 
-    def recv(self) -> tuple[Any, ...]:
+    def recv(self) -> ModelMessage:
         if not self._out:
             raise EOFError("no answer waiting")
         return self._out.popleft()

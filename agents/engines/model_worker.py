@@ -3,10 +3,11 @@
 The model runs in its own process, never beside the timing thread: Python work in the sampling loop
 holds the GIL, and a realtime thread that waits for the GIL is late however high its priority
 (bench/timing.py measures both arrangements). The agent process sends what it hears and where its
-clock is; this process answers with committed notes.
+clock is; this process answers with committed notes. What crosses the pipe, both ways, is in
+agents/engines/model_protocol.py.
 
 Plan/commit: notes are generated up to a horizon ahead of the commit point and kept as the
-uncommitted plan. On each `clock` message the notes that start before the requested commit beat
+uncommitted plan. On each `CommitWindow` the notes that start before the requested commit beat
 are committed (sent, never changed again). A human note, a chord-plan change or a parameter change
 drops the uncommitted plan and regenerates it from the new context, so the agent answers what the
 human just did within the commit window.
@@ -27,6 +28,21 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from agents.engines.model_protocol import (
+    AgentMessage,
+    Committed,
+    CommitWindow,
+    Failed,
+    Hear,
+    Held,
+    ParamsChange,
+    PlanChange,
+    Ready,
+    StepFailed,
+    Stop,
+)
+from protocol.harmony import ChordPlan
+from protocol.messages import Note
 from protocol.process import die_with_parent
 
 log = logging.getLogger("barcelona.model")
@@ -75,6 +91,7 @@ class WorkerConfig:
     # where that is longer): where the commit point stood when the player's note sounded
     commit_beats: float = 1.0
     quantize: str = "none"  # "int8": load an int8 copy of a float32 export (agents/model/int8_cache.py)
+    source: str = "model"  # the part's name: the source of the notes it commits
 
 
 DEFAULT_CONTEXT_EVENTS = 1024  # a model whose config does not say what window it was trained on
@@ -182,7 +199,6 @@ class Planner:
             voicing=self.voicing if cfg.role != "drums" else None,
         )
         self._Params = DecodeParams
-        self._ChordPlan = ChordPlan
         self.plan = cfg.plan if cfg.plan is not None else ChordPlan.parse(
             cfg.plan_text, loop=cfg.plan_loop, key=cfg.plan_key)
         self.bpb = cfg.beats_per_bar
@@ -332,8 +348,8 @@ class Planner:
                 keep.append((start, note))
         self.others = keep
 
-    def set_plan(self, text: str, loop: bool, key: str) -> None:
-        self.plan = self._ChordPlan.parse(text, loop=loop, key=key)
+    def set_plan(self, plan: ChordPlan) -> None:
+        self.plan = plan
         self.replan()
 
     def set_params(self, muted: bool, temperature: float, top_p: float, top_k: int, density: float,
@@ -651,28 +667,33 @@ def strong_beat_chord(plan: Any, beat: float, beats_per_bar: int) -> Any:
     return replace(chord, tensions=()) if strong else chord
 
 
-def handle(planner: Planner, msg: tuple[Any, ...], load: float) -> tuple[Any, ...] | None:
-    """One message from the agent (anything but `stop`); the answer to send back, for `clock`.
-    `load` is the share of its time the model has spent drawing, which the answer reports."""
-    kind = msg[0]
-    if kind == "hear":
-        planner.hear(*msg[1:])
-    elif kind == "held":
-        planner.hear_held(*msg[1:])
-    elif kind == "clock":
-        notes = planner.commit(msg[1], msg[2])
-        return ("notes", notes, planner.events, planner.replans, load, planner.behind_beats)
-    elif kind == "plan":
-        planner.set_plan(*msg[1:])
-    elif kind == "params":
-        planner.set_params(*msg[1:])
+def handle(planner: Planner, msg: AgentMessage, load: float) -> Committed | None:
+    """One message from the agent (anything but `Stop`); the answer to send back, for a commit
+    window. `load` is the share of its time the model has spent drawing, which the answer reports."""
+    if isinstance(msg, Hear):
+        n = msg.note
+        planner.hear(n.source, n.start_beat, n.duration_beats, n.pitch, n.velocity, n.channel)
+    elif isinstance(msg, Held):
+        h = msg.note
+        planner.hear_held(h.source, h.start_beat, h.pitch, h.velocity, h.channel)
+    elif isinstance(msg, CommitWindow):
+        cfg = planner.cfg
+        notes = tuple(Note(start, dur, pitch, max(1, vel), cfg.channel, cfg.source)
+                      for start, dur, pitch, vel in planner.commit(msg.start_beat, msg.end_beat))
+        return Committed(notes, planner.events, planner.replans, load, planner.behind_beats)
+    elif isinstance(msg, PlanChange):
+        planner.set_plan(msg.plan)
+    elif isinstance(msg, ParamsChange):
+        planner.set_params(msg.muted, msg.temperature, msg.top_p, msg.top_k, msg.density, msg.dynamics)
+    else:
+        raise TypeError(f"model message: {type(msg).__name__} is not one the model answers")
     return None
 
 
-def ready_message(planner: Planner) -> tuple[Any, ...]:
+def ready_message(planner: Planner) -> Ready:
     """What the model says once it can play: its providers, context, cache mode and window."""
-    return ("ready", planner.runtime.providers, len(planner.context), planner.runtime.cache_mode,
-            planner.max_events)
+    return Ready(tuple(planner.runtime.providers), len(planner.context), planner.runtime.cache_mode,
+                 planner.max_events)
 
 
 def serve(
@@ -697,7 +718,7 @@ def serve(
     try:
         planner = Planner(cfg)
     except Exception as exc:  # a missing model file, a bad export: one line back to the agent
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        conn.send(Failed(f"{type(exc).__name__}: {exc}"))
         return
     if planner.model_note:
         log.warning("%s", planner.model_note)
@@ -712,7 +733,7 @@ def serve(
             while conn.poll(timeout):
                 timeout = 0.0
                 msg = conn.recv()
-                if msg[0] == "stop":
+                if isinstance(msg, Stop):
                     return
                 answer = handle(planner, msg, busy_s / max(1e-6, time.perf_counter() - t0))
                 if answer is not None:
@@ -726,7 +747,7 @@ def serve(
         except Exception as exc:  # keep the process alive: a bad message must not silence the part
             log.warning("model step failed: %s\n%s", exc, traceback.format_exc(limit=3))
             try:
-                conn.send(("warning", f"{type(exc).__name__}: {exc}"))
+                conn.send(StepFailed(f"{type(exc).__name__}: {exc}"))
             except (BrokenPipeError, OSError):
                 return
 

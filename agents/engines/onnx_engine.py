@@ -20,6 +20,19 @@ from typing import Any
 from agents.arrangement import agent_seed, commit_distance, commit_offset, roles, working_range
 from agents.dynamics import level_velocity
 from agents.engines import PlanContext
+from agents.engines.model_protocol import (
+    AgentMessage,
+    Committed,
+    CommitWindow,
+    Failed,
+    Hear,
+    Held,
+    ParamsChange,
+    PlanChange,
+    Ready,
+    StepFailed,
+    Stop,
+)
 from agents.engines.model_worker import WorkerConfig, key_signature, model_process, resolve_model
 from protocol.ensemble import AgentConfig, Ensemble
 from protocol.harmony import ChordPlan
@@ -103,6 +116,7 @@ class OnnxEngine:
             commit_offset=commit_offset(ens, cfg),
             commit_beats=commit_distance(ens, ens.tempo),
             quantize=e.quantize,
+            source=cfg.name,
         )
         self.proc: Any = None
         if in_process:
@@ -111,15 +125,15 @@ class OnnxEngine:
             self.conn: Any = InlineModel(self.worker_cfg)
         else:
             self._start_process(cfg)
-        self.ready: tuple[Any, ...] | None = None
+        self.ready: Ready | None = None
         self.pending: list[Note] = []
         self.events = 0
         self.replans = 0
         self.load = 0.0
         self.warnings = 0
         self.behind_beats = 0
-        self._plan_epoch: tuple[str, bool, str] | None = None
-        self._params: tuple[Any, ...] | None = None
+        self._plan_sent: ChordPlan | None = None
+        self._params: ParamsChange | None = None
 
     def _start_process(self, cfg: AgentConfig) -> None:
         # Fork while the agent has no threads yet (it is built before the loop and the timing thread
@@ -139,7 +153,7 @@ class OnnxEngine:
         self.proc.start()
         child.close()
 
-    def wait_ready(self, timeout: float | None = None) -> tuple[Any, ...]:
+    def wait_ready(self, timeout: float | None = None) -> Ready:
         """Block until the model is loaded; raise EngineError with the model process's own message.
         A first int8 load quantises the export and measures it, which takes minutes for a big one."""
         if timeout is None:
@@ -147,45 +161,38 @@ class OnnxEngine:
         if not self.conn.poll(timeout):
             raise EngineError(f"engine.model: the model process did not start within {timeout:.0f} s")
         msg = self.conn.recv()
-        if msg[0] == "error":
-            raise EngineError(f"engine.model: {msg[1]}")
+        if isinstance(msg, Failed):
+            raise EngineError(f"engine.model: {msg.reason}")
+        if not isinstance(msg, Ready):
+            raise EngineError(f"engine.model: the model process said {type(msg).__name__} before Ready")
         self.ready = msg
         return msg
 
     @property
     def providers(self) -> tuple[str, ...]:
-        return tuple(self.ready[1]) if self.ready else ()
+        return self.ready.providers if self.ready else ()
 
     def hear(self, note: Note) -> None:
-        self._send(
-            (
-                "hear",
-                note.source,
-                note.start_beat,
-                note.duration_beats,
-                note.pitch,
-                note.velocity,
-                note.channel,
-            )
-        )
+        self._send(Hear(note))
 
     def hear_held(self, note: HeldNote) -> None:
         """The player's note at its note-on (the Note follows at its note-off)."""
-        self._send(("held", note.source, note.start_beat, note.pitch, note.velocity, note.channel))
+        self._send(Held(note))
 
     def plan(self, start_beat: float, end_beat: float, ctx: PlanContext) -> list[Note]:
-        plan_key = (ctx.plan.to_text(), ctx.plan.loop, ctx.plan.key)
-        if plan_key != self._plan_epoch:
-            if self._plan_epoch is not None:
-                self._send(("plan", *plan_key))
-            self._plan_epoch = plan_key
+        # The model process started with the ensemble's plan: only a change is sent. ChordPlan
+        # compares by its bars, loop and key, so an edit that parses to the same plan is no change.
+        if ctx.plan != self._plan_sent:
+            if self._plan_sent is not None:
+                self._send(PlanChange(ctx.plan))
+            self._plan_sent = ctx.plan
         p = ctx.params
-        params = (p.muted, p.temperature, p.top_p, p.top_k, p.density, p.dynamics)
+        params = ParamsChange(p.muted, p.temperature, p.top_p, p.top_k, p.density, p.dynamics)
         if params != self._params:
             if self._params is not None or p.muted:
-                self._send(("params", *params))
+                self._send(params)
             self._params = params
-        self._send(("clock", start_beat, end_beat))
+        self._send(CommitWindow(start_beat, end_beat))
         self._drain()
         out, self.pending = self.pending, []
         return out
@@ -193,15 +200,15 @@ class OnnxEngine:
     def _drain(self) -> None:
         while self.conn.poll(0):
             msg = self.conn.recv()
-            if msg[0] == "notes":
-                _, notes, self.events, self.replans, self.load, self.behind_beats = msg
-                for start, dur, pitch, vel in notes:
-                    self.pending.append(Note(start, dur, pitch, max(1, vel), self.cfg.channel, self.cfg.name))
-            elif msg[0] == "warning":
+            if isinstance(msg, Committed):
+                self.pending.extend(msg.notes)
+                self.events, self.replans = msg.events, msg.replans
+                self.load, self.behind_beats = msg.load, msg.behind_beats
+            elif isinstance(msg, StepFailed):
                 self.warnings += 1
-                log.warning("%s model: %s", self.cfg.name, msg[1])
+                log.warning("%s model: %s", self.cfg.name, msg.reason)
 
-    def _send(self, msg: tuple[Any, ...]) -> None:
+    def _send(self, msg: AgentMessage) -> None:
         try:
             self.conn.send(msg)
         except (BrokenPipeError, OSError) as exc:
@@ -209,7 +216,7 @@ class OnnxEngine:
 
     def close(self) -> None:
         try:
-            self.conn.send(("stop",))
+            self.conn.send(Stop())
         except (BrokenPipeError, OSError):
             pass
         if self.proc is None:

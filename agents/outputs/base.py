@@ -2,7 +2,10 @@
 
 An agent process can die, restart, or be stopped mid-phrase. The synth on the other end keeps whatever
 we told it last, so the output, not the caller, remembers which notes are sounding (the ledger) and
-silences them on close. Subclasses only translate raw MIDI bytes to their transport.
+silences them on close. Subclasses carry four kinds of message (note-on, note-off, controller,
+program) to their transport, each as its own call with its fields: MIDI bytes are made only for a
+transport that carries MIDI bytes (a MIDI port, the null output's record), in the default hooks
+here, never for an OSC host or FluidSynth, which would only take them apart again.
 """
 
 from __future__ import annotations
@@ -128,9 +131,26 @@ class Output:
     def _close_transport(self) -> None:
         """Release what ``_open_transport`` acquired. Called once, under the lock."""
 
+    def _note_on(self, channel: int, pitch: int, velocity: int, due: float | None) -> None:
+        """Start a note on the transport; fields are checked and the lock is held."""
+        self._send((NOTE_ON | channel, pitch, velocity), due)
+
+    def _note_off(self, channel: int, pitch: int, due: float | None) -> None:
+        """Release a note on the transport."""
+        self._send((NOTE_OFF | channel, pitch, 0), due)
+
+    def _control(self, channel: int, control: int, value: int, due: float | None) -> None:
+        """Send a controller on the transport."""
+        self._send((CONTROL_CHANGE | channel, control, value), due)
+
+    def _program(self, channel: int, program: int) -> None:
+        """Select a program on the transport."""
+        self._send((PROGRAM_CHANGE | channel, program), None)
+
     def _send(self, message: tuple[int, ...], due: float | None) -> None:
-        """Deliver one raw MIDI message (status with channel, then data bytes)."""
-        raise NotImplementedError
+        """Deliver one raw MIDI message (status with channel, then data bytes): the one hook a
+        transport of MIDI bytes implements; the others implement the four above instead."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither _send nor the message hooks")
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -157,10 +177,12 @@ class Output:
             try:
                 self._panic_locked()
                 for channel, program in sorted(self._programs.items()):
-                    self._emit((PROGRAM_CHANGE | channel, program), None)
+                    self._program(channel, program)
+                    self._mark_sent()
                 for channel, ccs in sorted(self._controls.items()):
                     for control, value in ccs:
-                        self._emit((CONTROL_CHANGE | channel, control, value), None)
+                        self._control(channel, control, value, None)
+                        self._mark_sent()
             except BaseException:
                 self._is_open = self._was_opened = False  # a failed open may be retried
                 self._close_transport()
@@ -211,7 +233,8 @@ class Output:
         due = _check_due(due)
         with self._lock:
             self._require_open()
-            sent = self._emit((NOTE_ON | channel, pitch, velocity), due)
+            self._note_on(channel, pitch, velocity, due)
+            sent = self._mark_sent()
             self._ledger[channel, pitch] += 1
             self._channels.add(channel)
             return sent
@@ -236,7 +259,8 @@ class Output:
                 self._ledger[key] = held - 1
                 return self._clock()
             self._ledger.pop(key, None)
-            return self._emit((NOTE_OFF | channel, pitch, 0), due)
+            self._note_off(channel, pitch, due)
+            return self._mark_sent()
 
     def control_change(self, channel: int, control: int, value: int, due: float | None = None) -> float:
         """Send a controller (sustain, volume, ...); returns the send time."""
@@ -247,7 +271,8 @@ class Output:
         with self._lock:
             self._require_open()
             self._channels.add(channel)
-            return self._emit((CONTROL_CHANGE | channel, control, value), due)
+            self._control(channel, control, value, due)
+            return self._mark_sent()
 
     def program_change(self, channel: int, program: int) -> float:
         """Select a GM program (0-based, as on the wire: 0 = Acoustic Grand Piano)."""
@@ -257,7 +282,8 @@ class Output:
             self._require_open()
             self._programs[channel] = program
             self._channels.add(channel)
-            return self._emit((PROGRAM_CHANGE | channel, program), None)
+            self._program(channel, program)
+            return self._mark_sent()
 
     def all_notes_off(self, *, sound_off: bool = False) -> float:
         """Silence our channels: note-offs for the ledger, sustain up, CC 123 (and CC 120 if asked).
@@ -285,8 +311,8 @@ class Output:
         if not self._is_open:
             raise OutputClosedError(f"{self.name}: output is not open")
 
-    def _emit(self, message: tuple[int, ...], due: float | None) -> float:
-        self._send(message, due)
+    def _mark_sent(self) -> float:
+        """Count a message that just went out; its send time, for lateness statistics."""
         sent = self._clock()
         self.last_sent_at = sent
         self.sent_count += 1
@@ -295,11 +321,15 @@ class Output:
     def _panic_locked(self, *, sound_off: bool = False) -> float:
         sent = self._clock()
         for channel, pitch in sorted(self._ledger):
-            sent = self._emit((NOTE_OFF | channel, pitch, 0), None)
+            self._note_off(channel, pitch, None)
+            sent = self._mark_sent()
         self._ledger.clear()
         for channel in sorted(self._channels):
-            self._emit((CONTROL_CHANGE | channel, CC_SUSTAIN, 0), None)
+            self._control(channel, CC_SUSTAIN, 0, None)
+            self._mark_sent()
             if sound_off:
-                self._emit((CONTROL_CHANGE | channel, CC_ALL_SOUND_OFF, 0), None)
-            sent = self._emit((CONTROL_CHANGE | channel, CC_ALL_NOTES_OFF, 0), None)
+                self._control(channel, CC_ALL_SOUND_OFF, 0, None)
+                self._mark_sent()
+            self._control(channel, CC_ALL_NOTES_OFF, 0, None)
+            sent = self._mark_sent()
         return sent

@@ -15,16 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.outputs.base import (
-    CONTROL_CHANGE,
-    NOTE_OFF,
-    NOTE_ON,
-    PROGRAM_CHANGE,
-    Clock,
-    Output,
-    OutputError,
-    check_int,
-)
+from agents.outputs.base import Clock, Output, OutputError, check_int
 
 __all__ = ["DEFAULT_SOUNDFONTS", "FluidSynthOutput", "find_soundfont"]
 
@@ -131,19 +122,17 @@ class FluidSynthOutput(Output):
             self._synth.delete()
             self._synth = None
 
-    def _send(self, message: tuple[int, ...], due: float | None) -> None:
-        synth = self._synth
-        kind, channel = message[0] & 0xF0, message[0] & 0x0F
-        if kind == NOTE_ON:
-            synth.noteon(channel, message[1], message[2])
-        elif kind == NOTE_OFF:
-            synth.noteoff(channel, message[1])
-        elif kind == CONTROL_CHANGE:
-            synth.cc(channel, message[1], message[2])
-        elif kind == PROGRAM_CHANGE:
-            synth.program_change(channel, message[1])
-        else:
-            raise ValueError(f"FluidSynth output cannot play MIDI status 0x{message[0]:02X}")
+    def _note_on(self, channel: int, pitch: int, velocity: int, due: float | None) -> None:
+        self._synth.noteon(channel, pitch, velocity)
+
+    def _note_off(self, channel: int, pitch: int, due: float | None) -> None:
+        self._synth.noteoff(channel, pitch)
+
+    def _control(self, channel: int, control: int, value: int, due: float | None) -> None:
+        self._synth.cc(channel, control, value)
+
+    def _program(self, channel: int, program: int) -> None:
+        self._synth.program_change(channel, program)
 
     def render(self, seconds: float) -> np.ndarray:
         """Pull ``seconds`` of stereo audio, shape (frames, 2) int16, for tests and offline recording.

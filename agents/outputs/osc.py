@@ -17,16 +17,7 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from agents.outputs.base import (
-    CONTROL_CHANGE,
-    NOTE_OFF,
-    NOTE_ON,
-    PROGRAM_CHANGE,
-    Clock,
-    Output,
-    OutputError,
-    check_int,
-)
+from agents.outputs.base import Clock, Output, OutputError, check_int
 
 __all__ = ["OscOutput", "wall_time_of"]
 
@@ -110,18 +101,20 @@ class OscOutput(Output):
             self._sock.close()
             self._sock = None
 
-    def _send(self, message: tuple[int, ...], due: float | None) -> None:
+    def _note_on(self, channel: int, pitch: int, velocity: int, due: float | None) -> None:
+        self._deliver(self._message(self.note_address, channel + self.channel_base, pitch, velocity), due)
+
+    def _note_off(self, channel: int, pitch: int, due: float | None) -> None:
+        self._deliver(self._message(self.note_address, channel + self.channel_base, pitch, 0), due)
+
+    def _control(self, channel: int, control: int, value: int, due: float | None) -> None:
+        self._deliver(self._message(self.cc_address, channel + self.channel_base, control, value), due)
+
+    def _program(self, channel: int, program: int) -> None:
+        self._deliver(self._message(self.program_address, channel + self.channel_base, program), None)
+
+    def _deliver(self, osc: OscMessage, due: float | None) -> None:
         assert self._sock is not None
-        kind, channel = message[0] & 0xF0, (message[0] & 0x0F) + self.channel_base
-        if kind in (NOTE_ON, NOTE_OFF):
-            velocity = message[2] if kind == NOTE_ON else 0
-            osc = self._message(self.note_address, channel, message[1], velocity)
-        elif kind == CONTROL_CHANGE:
-            osc = self._message(self.cc_address, channel, message[1], message[2])
-        elif kind == PROGRAM_CHANGE:
-            osc = self._message(self.program_address, channel, message[1])
-        else:
-            raise ValueError(f"OSC output cannot carry MIDI status 0x{message[0]:02X}")
         try:
             if self.timetag:
                 # python-osc annotates the timestamp as int, but its own docstring and write_date take
