@@ -74,6 +74,7 @@ def velocity(beat: float, pitch: int, *, beats_per_bar: int, level: int, role: s
 # How far a part follows the player's level: 0.6 of the player's distance from mf. A band comes up
 # with a player who digs in and drops with one who plays softly, but keeps its own balance.
 FOLLOW_GAIN = 0.6
+LAG_BEATS = 2  # the player's notes this close to a bar line shape the bar after it
 FOLLOW_MIN_NOTES = 3  # fewer notes than this in the window say nothing about the player's level
 _KEEP_NOTES = 256
 
@@ -82,9 +83,10 @@ class PlayerDynamics:
     """The player's level, heard from their note-ons, as the centre a part plays around.
 
     The level for a bar comes from the player's notes that started in the two bars' worth of beats
-    ending one beat before its bar line (two, so a slow melody of half notes is heard too): a bar or
-    so of lag, as a band follows, and from notes every agent has heard by the time it commits that
-    bar, so the level is the same however fast it ran.
+    ending two beats before its bar line (two bars, so a slow melody of half notes is heard too): a
+    bar or so of lag, as a band follows. Every agent has heard those note-ons well before it commits
+    the bar (a part commits a beat or so ahead, plus its turn), so the level is the same however
+    fast it ran.
     """
 
     def __init__(self) -> None:
@@ -102,7 +104,7 @@ class PlayerDynamics:
     def level(self, beat: float, base: int, beats_per_bar: int) -> int:
         """The part's level for a note at ``beat``: ``base`` moved toward the player's level."""
         bar_line = math.floor(beat / beats_per_bar) * beats_per_bar
-        lo, hi = round((bar_line - 2 * beats_per_bar - 1) * 64), round((bar_line - 1) * 64)
+        lo, hi = round((bar_line - 2 * beats_per_bar - LAG_BEATS) * 64), round((bar_line - LAG_BEATS) * 64)
         heard = [v for (t, _), v in self.onsets.items() if lo <= t < hi]
         if len(heard) < FOLLOW_MIN_NOTES:
             return base

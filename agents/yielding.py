@@ -40,10 +40,12 @@ class Yielding:
         """The conductor's RoleState; repeated messages change nothing."""
         if msg.epoch == self.epoch:
             return
+        if 0 < msg.epoch < self.epoch:
+            return  # an older copy that arrived late: a later decision already stands
+        item = msg.yields_of().get(self.name)  # a malformed message raises here and changes nothing
         if msg.epoch < self.epoch:
-            self.seen_until = -math.inf  # a restarted conductor may count beats from 0 again
+            self.seen_until = -math.inf  # a restarted conductor counts from epoch 0 and beat 0 again
         self.epoch = msg.epoch
-        item = msg.yields_of().get(self.name)
         if item == self.announced:
             return
         before, self.announced = self.announced, item

@@ -63,8 +63,13 @@ def accel_rit(bars_per_ramp: int = 16, hold_bars: int = 4) -> Curve:
 
 
 def simulate(curve: Curve, bars: int, *, follow: bool, jitter_s: float = 0.010, seed: int = 1,
-             follower: TempoFollower | None = None) -> dict[str, Any]:
-    """Play ``bars`` bars; returns per-beat errors (conductor minus player, seconds) and tempos."""
+             follower: TempoFollower | None = None, with_band_s: float | None = None,
+             cells: tuple[tuple[float, ...], ...] = CELLS) -> dict[str, Any]:
+    """Play ``bars`` bars; returns per-beat errors (conductor minus player, seconds) and tempos.
+
+    ``with_band_s``: instead of keeping ``curve``'s tempo, the player plays with the band's beat as
+    they hear it, that many seconds late (early if negative), as a player with a synth's buffer or
+    a habit of sitting behind the beat does; the errors are then against the band's own beat."""
     rng = random.Random(seed)
     beats = bars * BEATS_PER_BAR
     step = 1 / 64
@@ -74,11 +79,12 @@ def simulate(curve: Curve, bars: int, *, follow: bool, jitter_s: float = 0.010, 
         i = min(round(beat / step), len(grid_times) - 1)
         return grid_times[i]
 
+    rhythm = [(beat, rng.choice(cells), [rng.gauss(0.0, jitter_s) for _ in range(4)])
+              for beat in range(beats)]
     onsets: list[float] = []
-    for beat in range(beats):
-        for off in rng.choice(CELLS):
-            onsets.append(player_time(beat + off) + rng.gauss(0.0, jitter_s))
-    onsets.sort()
+    if with_band_s is None:
+        onsets = sorted(player_time(beat + off) + noise[i] for beat, offs, noise in rhythm
+                        for i, off in enumerate(offs))
     f = follower or TempoFollower()
     tl = Timeline(tempo_bpm=curve.tempo(0.0), beats_per_bar=BEATS_PER_BAR).started(0.0, at_beat=0.0)
     errors: list[float] = []
@@ -87,7 +93,13 @@ def simulate(curve: Curve, bars: int, *, follow: bool, jitter_s: float = 0.010, 
     for k in range(beats):
         now = tl.time_at(float(k))
         tl = tl.settled(now)
-        errors.append(now - player_time(float(k)))
+        if with_band_s is None:
+            errors.append(now - player_time(float(k)))
+        else:
+            # the player hears beat k - 1 and plays beat k's notes on the pulse they hear
+            _, offs, noise = rhythm[k]
+            onsets += sorted(tl.time_at(k + off) + with_band_s + noise[i] for i, off in enumerate(offs))
+            errors.append(0.0)
         tempos.append(tl.tempo_at_beat(float(k)))
         while fed < len(onsets) and onsets[fed] <= now:
             f.onset(onsets[fed], tl)
@@ -123,22 +135,40 @@ def main(argv: list[str] | None = None) -> int:
     skip = 2 * BEATS_PER_BAR
     steady = Curve(((0.0, 100.0), (1e6, 100.0)))
     rows: dict[str, Any] = {}
-    for name, path, follow in (("accel_rit_follow", curve, True), ("accel_rit_fixed", curve, False),
-                               ("steady_follow", steady, True)):
+    scenarios: list[tuple[str, Curve, bool, dict[str, Any]]] = [
+        ("accel_rit_follow", curve, True, {}), ("accel_rit_fixed", curve, False, {}),
+        ("steady_follow", steady, True, {}),
+        ("swing_2to1_follow", steady, True, {"cells": ((0.0, 2 / 3),), "jitter_s": args.jitter_ms / 2000.0}),
+    ]
+    for name, path, follow, extra in scenarios:
         errs: list[float] = []
         wobble: list[float] = []
         for seed in seeds:
-            run = simulate(path, bars, follow=follow, jitter_s=args.jitter_ms / 1000.0, seed=seed)
+            kwargs = {"jitter_s": args.jitter_ms / 1000.0, **extra}
+            run = simulate(path, bars, follow=follow, seed=seed, **kwargs)
             errs += run["errors"][skip:]
             tempos = run["tempos"][skip:]
             wobble += [abs(b - a) for a, b in itertools.pairwise(tempos)]
         rows[name] = {**summary(errs, 0), "tempo_step_p90_bpm": percentile(wobble, 0.9)}
-    print(f"tempo following: 100 -> 120 -> 100 BPM over {ramp}-bar ramps, and a steady 100; {len(seeds)} "
-          f"seeds, player scatter {args.jitter_ms:.0f} ms RMS; |conductor beat - player beat| after 2 bars, "
-          "and the band's tempo change from beat to beat")
+    # a player who plays with the band as they hear it, a steady few ms late or early: the band must
+    # not chase them into a ritardando (or an accelerando) of its own
+    drift: dict[str, float] = {}
+    for late_ms in (-20, -10, 10, 30):
+        tempos = simulate(steady, 4 * bars, follow=True, jitter_s=args.jitter_ms / 2000.0, seed=args.seed,
+                          with_band_s=late_ms / 1000.0)["tempos"]
+        drift[f"{late_ms:+d}ms"] = max(abs(t - 100.0) for t in tempos)
+    rows["with_band_max_drift_bpm"] = drift
+    print(f"tempo following: 100 -> 120 -> 100 BPM over {ramp}-bar ramps, a steady 100, and a 2:1 swing "
+          "(at half the scatter); "
+          f"{len(seeds)} seeds, player scatter {args.jitter_ms:.0f} ms RMS; |conductor beat - player beat| "
+          "after 2 bars, and the band's tempo change from beat to beat")
     for name, row in rows.items():
-        print(f"  {name:17s} p50 {row['p50_ms']:7.1f} ms   p90 {row['p90_ms']:7.1f} ms   "
+        if name == "with_band_max_drift_bpm":
+            continue
+        print(f"  {name:18s} p50 {row['p50_ms']:7.1f} ms   p90 {row['p90_ms']:7.1f} ms   "
               f"max {row['max_ms']:7.1f} ms   tempo step p90 {row['tempo_step_p90_bpm']:.2f} BPM")
+    print(f"  a player with the band, {4 * bars} bars, steady late/early: the band's tempo strays at most "
+          + ", ".join(f"{k} {v:.1f} BPM" for k, v in drift.items()))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

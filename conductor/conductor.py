@@ -422,7 +422,10 @@ class Conductor:
             self.following_tempo = bool(ctl.value) and not self.ens.conductor.link.enabled
             return
         now = self.clock()
+        was_playing = self.state.timeline.playing
         changed = self.state.apply(ctl, now)
+        if self.state.timeline.playing != was_playing:
+            self.tempo_follower = TempoFollower()  # a new start: the old pulse says nothing of it
         for msg in changed:
             if isinstance(msg, Timeline) and msg.next_tempo_bpm > 0:
                 self.recorder.tempo(msg.change_beat, msg.next_tempo_bpm)
@@ -473,7 +476,8 @@ class Conductor:
 
     def _onset(self, beat: float) -> None:
         tl = self.state.timeline
-        self.tempo_follower.onset(tl.time_at(beat), tl)
+        if tl.playing:  # a player warming up before the start is not the tempo the band will play
+            self.tempo_follower.onset(tl.time_at(beat), tl)
 
     async def _human_note(self, note: Note) -> None:
         self.human_last = note
@@ -520,6 +524,7 @@ class Conductor:
             if tl.stop_beat > 0.0 and now >= tl.time_at(tl.stop_beat + self.ending_beats) + RELEASE_MARGIN_S:
                 # The held chord has been released: the transport stops, and a --bars run is over.
                 self.state.timeline = tl.stopped(now)
+                self.tempo_follower = TempoFollower()
                 if self.bars is not None:
                     self.end_beat = tl.stop_beat + self.ending_beats
                     self.finished.set()
@@ -561,19 +566,19 @@ class Conductor:
             self.save_state()
 
     async def _follow_tempo(self, beat: int, now: float) -> None:
-        """At a beat's onset: the player's tempo for the next beat, announced while every agent can
-        still hear it in time; a change too close to that beat waits for the next one."""
+        """At a beat's onset: the player's tempo from the first whole beat every agent can still
+        hear it in time (the next one, or later at a fast tempo or a long latency)."""
         tl = self.state.timeline.settled(now)
-        tempo = self.tempo_follower.decide(beat, tl)
+        at = float(beat + 1)
+        while tl.time_at(at) - now < self.state.latency_s + MIN_CHANGE_LEAD_S and at < beat + 8:
+            at += 1.0
+        tempo = self.tempo_follower.decide(beat, tl, at=at)
         if tempo is None or not self.following_tempo:
             return
         if tl.next_tempo_bpm > 0 and tl.change_beat > beat:
-            return  # a /tempo from a surface is on its way to its bar line: it has the last word
-        lead_s = tl.time_at(beat + 1.0) - now
-        if lead_s < self.state.latency_s + MIN_CHANGE_LEAD_S:
-            return
-        self.state.timeline = tl.with_tempo(tempo, beat + 1.0, now)
-        self.recorder.tempo(beat + 1.0, tempo)
+            return  # a change on its way (a /tempo to its bar line, or the last one followed) stands
+        self.state.timeline = tl.with_tempo(tempo, at, now)
+        self.recorder.tempo(at, tempo)
         await self._publish(self.state.timeline)
 
     async def _drain_midi_in(self, tl: Timeline) -> None:

@@ -7,6 +7,11 @@ asks it for the tempo of the next beat. The answer is not the player's tempo alo
 gap between the conductor's beat and the player's over a few beats (a phase-locked loop, as an
 accompanist catches up with a soloist by a slightly quicker beat, not a jump).
 
+A player who plays *with* the band sits a steady few milliseconds behind or ahead of its beat (their
+synth's buffer, the way they feel the beat). Closing that gap would only make the player move again
+and the two would drift away together (5 ms behind, and the tempo sags from 120 to 96 in a couple of
+minutes), so the follower learns the player's steady offset slowly and closes only what changes.
+
 It only follows what it can believe: with too few onsets in the window, or onsets that no steady
 pulse explains (rubato, a fill, a pause), it is *unlocked* and the tempo stays where it is. Each
 change is at most `max_step` of the tempo, so one misplaced onset moves the band a little, not a lot.
@@ -26,6 +31,8 @@ from protocol.timeline import Timeline
 __all__ = ["Pulse", "TempoFollower"]
 
 MIN_TEMPO, MAX_TEMPO = RULES["tempo"].bounds
+OFFSET_STEP_S = 0.001  # the most the learnt offset moves in a beat: a habit changes slowly
+HABIT_S = 0.035  # the largest gap taken for a habit when the player is first heard
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +72,12 @@ class TempoFollower:
         *,
         grid: float = 0.5,
         window_beats: float = 12.0,
-        catch_up_beats: float = 2.0,
+        catch_up_beats: float = 1.5,
         max_step: float = 0.03,
         min_onsets: int = 6,
         max_spread_s: float = 0.035,
         memory_beats: float = 3.0,
+        offset_beats: float = 16.0,
     ) -> None:
         """``grid``: the subdivision an onset is placed on (0.5: eighths). ``window_beats``: how far
         back the pulse is fitted: longer is steadier, shorter follows an accelerando more closely.
@@ -81,6 +89,8 @@ class TempoFollower:
         self.min_onsets = min_onsets
         self.max_spread_s = max_spread_s
         self.memory_beats = memory_beats
+        self.offset_beats = offset_beats
+        self.offset: float | None = None  # seconds the player sits behind (+) the band's beat, steadily
         self.placed: deque[tuple[float, float]] = deque()  # (seconds, grid beat), oldest first
         self.unplaced: deque[float] = deque()  # beats (on the placing pulse) of onsets off the grid
         self.pulse: Pulse | None = None
@@ -94,9 +104,11 @@ class TempoFollower:
         if not math.isfinite(beat):
             return
         nearest = round(beat / self.grid) * self.grid
-        if abs(beat - nearest) > 0.3 * self.grid:
-            self.ignored += 1  # between grid points: an ornament, a triplet, a flam; no evidence
-            self.unplaced.append(beat)
+        if abs(beat - nearest) > 0.25 * self.grid:
+            # between grid points: a sixteenth, a swung eighth, a flam; no evidence of the pulse
+            self.ignored += 1
+            if not self.unplaced or beat - self.unplaced[-1] > 0.1:  # a chord counts once
+                self.unplaced.append(beat)
             return
         if self.placed and nearest <= self.placed[-1][1]:
             return  # a chord's other notes, or a re-placed onset: one onset per grid point
@@ -106,9 +118,11 @@ class TempoFollower:
     def locked(self) -> bool:
         return self.pulse is not None
 
-    def decide(self, beat: int, tl: Timeline) -> float | None:
-        """The tempo from beat ``beat + 1`` on, or None to keep the tempo (unlocked, or too small a
-        change to announce). Called at beat ``beat``'s onset on the conductor's timeline."""
+    def decide(self, beat: int, tl: Timeline, at: float | None = None) -> float | None:
+        """The tempo from beat ``at`` (default ``beat + 1``) on, or None to keep the tempo (unlocked,
+        or too small a change to announce). Called at beat ``beat``'s onset on the conductor's
+        timeline."""
+        at = beat + 1.0 if at is None else at
         while self.placed and self.placed[0][1] < beat - self.window_beats:
             self.placed.popleft()
         while self.unplaced and self.unplaced[0] < beat - self.window_beats:
@@ -116,9 +130,17 @@ class TempoFollower:
         self.pulse = self._fit()
         if self.pulse is None:
             return None
-        now_tempo = tl.tempo_at_beat(beat + 1.0)
-        next_time = tl.time_at(beat + 1.0)  # already fixed by the tempo of this beat
-        target = self.pulse.time_of(beat + 1.0 + self.catch_up_beats)
+        gap = self.pulse.time_of(float(beat)) - tl.time_at(float(beat))
+        if self.offset is None:
+            # where the player sits when first heard, if it is where a habit or a synth's buffer puts
+            # a player (tens of ms); a larger gap is a tempo the band has yet to catch
+            self.offset = gap if abs(gap) <= HABIT_S else 0.0
+        else:
+            step = (gap - self.offset) / self.offset_beats
+            self.offset += max(-OFFSET_STEP_S, min(OFFSET_STEP_S, step))
+        now_tempo = tl.tempo_at_beat(at)
+        next_time = tl.time_at(at)  # already fixed by the tempo before it
+        target = self.pulse.time_of(at + self.catch_up_beats) - self.offset
         span = target - next_time
         if span <= 0:
             return None
@@ -139,8 +161,8 @@ class TempoFollower:
         onsets themselves would do the same on paper but turns a human's 10 ms scatter into wild
         bends; the trend of many fits is steady."""
         n = len(self.placed)
-        if n < self.min_onsets or len(self.unplaced) * 2 > n:
-            return None  # too few onsets, or too many that no grid point explains: rubato, not a pulse
+        if n < self.min_onsets or len(self.unplaced) > 2 * n:
+            return None  # too few onsets, or mostly ones no grid point explains: rubato, not a pulse
         anchor = self.placed[-1][1]
         xs = [g - anchor for _, g in self.placed]  # beats before the newest onset (<= 0)
         if -xs[0] < 3.0:

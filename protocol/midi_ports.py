@@ -123,5 +123,9 @@ def _open_on(client: Any, api_name: str, port: str | None, virtual_full: str, vi
     if index is None:
         problems.append(f"{api_name} has {', '.join(map(repr, ports)) or 'no ports'}")
         return None
-    client.open_port(index, virtual_name)
+    try:
+        client.open_port(index, virtual_name)
+    except (rtmidi.RtMidiError, SystemError) as exc:  # listed, but gone or refused by the system
+        problems.append(f"{api_name}: cannot open {ports[index]!r} ({exc})")
+        return None
     return str(ports[index])

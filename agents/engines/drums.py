@@ -19,7 +19,7 @@ from agents.engines import PlanContext
 from agents.engines.drum_bar import Stroke, bar_role, compose_bar
 from agents.engines.drum_patterns import groove_for
 from protocol.ensemble import AgentConfig, Ensemble
-from protocol.messages import Note
+from protocol.messages import HeldNote, Note
 
 _CACHE_BARS = 64  # bars kept composed: the agent plans a few beats ahead, many times a bar
 
@@ -37,6 +37,7 @@ class DrumsEngine:
         self.seed = seed
         self.human = human
         self.player_dynamics = PlayerDynamics()
+        self._levels: dict[tuple[int, int], float] = {}
         self.style = cfg.engine.style
         self.phrase_bars = cfg.engine.phrase_bars
         self.fills = cfg.engine.fills
@@ -48,8 +49,24 @@ class DrumsEngine:
         if self.human is not None and note.source == self.human:
             self.player_dynamics.add(note.start_beat, note.pitch, note.velocity)
 
+    def hear_held(self, note: HeldNote) -> None:
+        """The player's note at its note-on: its velocity counts from then, as the model parts' do."""
+        if self.human is not None and note.source == self.human:
+            self.player_dynamics.add(note.start_beat, note.pitch, note.velocity)
+
     def close(self) -> None:
         """Nothing to release."""
+
+    def _level(self, bar: int, bpb: int, dynamics: int) -> float:
+        """The part's level for a bar (live from OSC; the YAML's at start), moved toward the player's,
+        as a factor on the strokes' velocities: fixed by the bar's first window, so a note heard
+        while the bar is being played never changes it halfway."""
+        key = (bar, dynamics)
+        if key not in self._levels:
+            self._levels[key] = self.player_dynamics.level(bar * bpb, dynamics, bpb) / level_velocity("mf")
+            while len(self._levels) > 64:
+                self._levels.pop(next(iter(self._levels)))
+        return self._levels[key]
 
     def plan(self, start_beat: float, end_beat: float, ctx: PlanContext) -> list[Note]:
         if ctx.params.muted or end_beat <= start_beat:
@@ -58,8 +75,7 @@ class DrumsEngine:
         density = ctx.params.density
         notes: list[Note] = []
         for bar in range(math.floor(start_beat / bpb), math.ceil(end_beat / bpb)):
-            # the part's level (live from OSC; the YAML's at start), moved toward the player's
-            level = self.player_dynamics.level(bar * bpb, ctx.params.dynamics, bpb) / level_velocity("mf")
+            level = self._level(bar, bpb, ctx.params.dynamics)
             spb, strokes = self.bar(bar, bpb, len(ctx.plan.bars))
             duration = min(0.25, 0.5 / spb)  # half a grid step: off before the same drum strikes again
             for s in strokes:
