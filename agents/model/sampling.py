@@ -28,32 +28,14 @@ mass on disallowed ids), SkyTNT's ``choice`` would raise on NaNs; here the best 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-__all__ = ["MODES", "Sampler", "check_sampling"]
+__all__ = ["MODES", "Sampler"]
 
 MODES = ("fast", "skytnt")
 _BIAS_LIMIT = 40.0  # bias / T above which an underflowed probability could matter (e**40 ~ 2e17)
 _TINY = 1e-30  # float32 probabilities below this are near the subnormal range
 _FULL_SORT = 256  # allowed ids up to which one stable sort is the fastest ranking (_top_k)
-
-
-def check_sampling(temperature: float, top_p: float, top_k: int) -> None:
-    """Reject values SkyTNT's loop would turn into NaNs or an empty candidate set."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise TypeError(f"temperature must be a number, got {type(temperature).__name__}")
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be finite and > 0, got {temperature}")
-    if isinstance(top_p, bool) or not isinstance(top_p, (int, float)):
-        raise TypeError(f"top_p must be a number, got {type(top_p).__name__}")
-    if not 0 <= top_p <= 1:
-        raise ValueError(f"top_p must be in 0..1, got {top_p}")
-    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
-        raise TypeError(f"top_k must be an int, got {type(top_k).__name__}")
-    if top_k < 0:
-        raise ValueError(f"top_k must be >= 0 (0 = every allowed token), got {top_k}")
 
 
 class Sampler:

@@ -160,7 +160,7 @@ class MidiPortOutput(Output):
             raise ValueError("port: name the MIDI port to open, or set virtual=True to create one")
         if not isinstance(client_name, str) or not client_name:
             raise ValueError(f"client_name must be a non-empty str, got {client_name!r}")
-        self._apis = _candidate_apis(api)
+        _candidate_apis(api)  # an unknown or uncompiled api fails here, when the part is built
         super().__init__(channels=channels, programs=programs, controls=controls,
                          name=name or port or client_name, clock=clock)
         self.port = port
