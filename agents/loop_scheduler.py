@@ -15,16 +15,14 @@ import asyncio
 import math
 from collections.abc import Callable
 
-import numpy as np
-
-from agents.scheduler import SchedulerCore, SendFn, TimeMap
+from agents.scheduler import CoreQueries, SchedulerCore, SendFn, TimeMap
 from protocol.messages import Note
 from protocol.realtime import PRIORITY_NORMAL
 
 __all__ = ["LoopScheduler"]
 
 
-class LoopScheduler:
+class LoopScheduler(CoreQueries):
     """Loop driver: interchangeable with `Scheduler` for the agent; call it from the loop's thread."""
 
     def __init__(self, send: SendFn, *, clock: Callable[[], float], late_ms: float = 5.0,
@@ -72,17 +70,6 @@ class LoopScheduler:
     def running(self) -> bool:
         return self._running
 
-    def pending(self) -> int:
-        return self._core.pending()
-
-    def sounding(self) -> list[int]:
-        return self._core.sounding()
-
-    def stats(self) -> dict[str, float | int]:
-        return self._core.stats()
-
-    def lateness_ms(self) -> np.ndarray:
-        return self._core.lateness.values_ms()
 
     # -- the timer -----------------------------------------------------------------------------------
     def _arm(self) -> None:

@@ -6,9 +6,7 @@ time, so whole performances render as fast as the CPU allows through the code pa
 
 from __future__ import annotations
 
-import numpy as np
-
-from agents.scheduler import SchedulerCore, SendFn, TimeMap
+from agents.scheduler import CoreQueries, SchedulerCore, SendFn, TimeMap
 from protocol.messages import Note
 from protocol.realtime import PRIORITY_NORMAL
 from protocol.virtual_time import ManualClock
@@ -16,7 +14,7 @@ from protocol.virtual_time import ManualClock
 __all__ = ["ManualClock", "OfflineScheduler"]
 
 
-class OfflineScheduler:
+class OfflineScheduler(CoreQueries):
     """Offline driver: the same core stepped by `advance`/`advance_to`, as fast as the CPU allows.
 
     Each event is sent with the clock set to its due time, so lateness is exactly 0 unless an event
@@ -69,14 +67,3 @@ class OfflineScheduler:
             core.deliver(core.pop_due(self.clock.now), self._send, self.clock)
         self.clock.now = t
 
-    def pending(self) -> int:
-        return self._core.pending()
-
-    def sounding(self) -> list[int]:
-        return self._core.sounding()
-
-    def stats(self) -> dict[str, float | int]:
-        return self._core.stats()
-
-    def lateness_ms(self) -> np.ndarray:
-        return self._core.lateness.values_ms()

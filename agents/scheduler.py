@@ -9,7 +9,7 @@ replaces it whole whenever either changes, so a tempo change announced after a n
 still moves that note (and its note-off) to the right moment.
 
 One core (`SchedulerCore`, no threads, no clock) holds the queue, the notes that are sounding and the
-timing statistics; two thin drivers run it (STYLE example 5): `Scheduler`, a realtime timing thread
+timing statistics; thin drivers run it: `Scheduler`, a realtime timing thread
 that sleeps to just before the due time and spins the rest, and `agents.offline_scheduler.OfflineScheduler`,
 driven by a `ManualClock` for tests and rendering, where every event goes out with lateness exactly 0.
 
@@ -289,10 +289,30 @@ class SchedulerCore:
             self._forced.append(note.off_event)
 
 
+class CoreQueries:
+    """What every driver answers straight from its `SchedulerCore` (``self._core``)."""
+
+    _core: SchedulerCore
+
+    def pending(self) -> int:
+        return self._core.pending()
+
+    def sounding(self) -> list[int]:
+        return self._core.sounding()
+
+    def stats(self) -> dict[str, float | int]:
+        """Lateness in ms (p50, p99, max over the last `stats_capacity` sends), count, late_count,
+        dropped, send_errors."""
+        return self._core.stats()
+
+    def lateness_ms(self) -> np.ndarray:
+        return self._core.lateness.values_ms()
+
+
 class Scheduler:
     """Realtime driver: one daemon timing thread is the only caller of `send`.
 
-    Sleeping on a Condition (not polling, STYLE "what they avoid" 1) lets an earlier note or a new
+    Sleeping on a Condition (not polling) lets an earlier note or a new
     TimeMap wake the thread at once; the last `spin_s` is spun because a wake-up from a timed wait can
     be tens to hundreds of microseconds late. The thread asks for SCHED_FIFO (see `protocol.realtime`);
     the process-wide GIL switch interval is the agent process's own setting
