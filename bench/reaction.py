@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.engines.model_worker import Planner, WorkerConfig
+from protocol.messages import Note
 
 SHIPPED = Path(__file__).resolve().parent.parent / "models" / "default"
 STEP = 0.05  # beats between clock messages (the agent's 10 ms tick is ~0.02 beat at 120 BPM)
@@ -44,12 +45,12 @@ def config(role: str, seed: int) -> WorkerConfig:
                         role="comp", polyphony=4, commit_offset=0.4)
 
 
-def perform(cfg: WorkerConfig, extra: tuple[float, int] | None) -> list[tuple[float, float, int, int]]:
+def perform(cfg: WorkerConfig, extra: tuple[float, int] | None) -> list[Note]:
     """Everything the part commits over the piece; ``extra`` (beat, pitch) is one more player note."""
     planner = Planner(cfg)
     melody = sorted(MELODY + ([(extra[0], 0.5, extra[1], 100)] if extra else []))
     ends = sorted(melody, key=lambda n: n[0] + n[1])
-    committed: list[tuple[float, float, int, int]] = []
+    committed: list[Note] = []
     on = off = 0
     for i in range(int(4 * BARS / STEP)):
         now = i * STEP
@@ -64,17 +65,17 @@ def perform(cfg: WorkerConfig, extra: tuple[float, int] | None) -> list[tuple[fl
         committed += planner.commit(now, now + COMMIT_BEATS)
         while planner.wants_work():
             planner.work()
-    return sorted(committed)
+    return sorted(committed, key=lambda n: (n.start_beat, n.pitch))
 
 
-def reaction(base: list[tuple], changed: list[tuple], at: float) -> float | None:
+def reaction(base: list[Note], changed: list[Note], at: float) -> float | None:
     """Beats from ``at`` to the first note that differs, or None if the part played the same."""
     for a, b in zip(base, changed, strict=False):
         if a != b:
-            return min(a[0], b[0]) - at
+            return min(a.start_beat, b.start_beat) - at
     if len(base) != len(changed):
         longer = base if len(base) > len(changed) else changed
-        return longer[min(len(base), len(changed))][0] - at
+        return longer[min(len(base), len(changed))].start_beat - at
     return None
 
 

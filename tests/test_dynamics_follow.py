@@ -56,7 +56,7 @@ def test_a_model_part_follows_the_players_dynamics(monkeypatch: pytest.MonkeyPat
         melody = [(s, d, p, player_velocity) for s, d, p, _ in performance.MELODY]
         monkeypatch.setattr(performance, "MELODY", melody)
         notes = performance.perform(Planner(performance.config()), None)
-        return [v for s, _, _, v in notes if s >= 8.0]  # from bar 3, once the player has been heard
+        return [n.velocity for n in notes if n.start_beat >= 8.0]  # from bar 3: the player heard
 
     soft, loud = bass_velocities(40), bass_velocities(120)
     assert soft and loud

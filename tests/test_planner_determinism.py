@@ -94,20 +94,20 @@ def test_a_machine_that_cannot_keep_up_keeps_the_downbeats() -> None:
     assert starved_planner.behind_beats >= BARS  # a beat a bar or more
     assert 0 < len(starved) < len(idle)
     # every strong beat the model had not drawn in time still sounds: the fallback plays it
-    starts = {round(s, 6) for s, *_ in starved}
+    starts = {round(n.start_beat, 6) for n in starved}
     assert starved_planner.missed and all(float(b) in starts for b in starved_planner.missed)
-    bass = [p for *_, p, _ in starved]
+    bass = [n.pitch for n in starved]
     assert all(36 <= p <= 55 for p in bass)
 
 
 def test_the_bass_is_one_line_below_the_band() -> None:
     notes = perform(Planner(config()), None)
-    ends = sorted((s, s + d) for s, d, *_ in notes)
+    ends = sorted((n.start_beat, n.end_beat) for n in notes)
     assert all(a_end <= b_start + 1e-9 for (_, a_end), (b_start, _) in pairwise(ends))
-    for s, _d, p, _v in notes:
-        sounding_piano = [pp for ps, pd, pp, _ in PIANO if ps <= s < ps + pd]
+    for n in notes:
+        sounding_piano = [pp for ps, pd, pp, _ in PIANO if ps <= n.start_beat < ps + pd]
         if sounding_piano:
-            assert p < min(sounding_piano)
+            assert n.pitch < min(sounding_piano)
 
 
 def test_a_drummers_kick_is_no_pitch_the_bass_must_stay_under() -> None:
@@ -127,7 +127,7 @@ def test_a_drummers_kick_is_no_pitch_the_bass_must_stay_under() -> None:
         out += planner.commit(now, now + 1.0)
         while planner.wants_work():
             planner.work()
-    on_beat = [s for s, *_ in out if abs(s - round(s)) < 1e-9]
+    on_beat = [n.start_beat for n in out if abs(n.start_beat - round(n.start_beat)) < 1e-9]
     assert len(on_beat) >= 2 * BARS  # the bass still plays on the beats the kick plays
 
 

@@ -386,7 +386,7 @@ class Planner:
         self.generated_until = min(self.generated_until, restart)
 
     # -- outputs -----------------------------------------------------------------------------------
-    def commit(self, now_beat: float, until: float) -> list[tuple[float, float, int, int]]:
+    def commit(self, now_beat: float, until: float) -> list[Note]:
         """Notes that start before `until` (plus this part's turn, ``commit_offset``) leave the plan
         for good; later ones stay replaceable.
 
@@ -417,7 +417,7 @@ class Planner:
             self._take_player(note, replan=replan, at=at)
         return notes + self._commit_to(until)
 
-    def _commit_to(self, until: float) -> list[tuple[float, float, int, int]]:
+    def _commit_to(self, until: float) -> list[Note]:
         """Commit the notes that start before ``until``."""
         # what an idle machine has drawn by now: the notes committed now end no later than that, so
         # how far a busy machine got never changes a note's length
@@ -455,16 +455,17 @@ class Planner:
         self.committed_until = max(self.committed_until, until)
         notes = self._make_room(self._voice(out, limit))
         if notes:
-            first = notes[0][0]
-            self.held_ends = [e for e in self.held_ends if e > first] + [s + d for s, d, _, _ in notes]
+            first = notes[0].start_beat
+            self.held_ends = [e for e in self.held_ends if e > first] + [n.end_beat for n in notes]
         return notes
 
-    def _voice(self, out: list[Any], limit: float) -> list[tuple[float, float, int, int]]:
+    def _voice(self, out: list[Any], limit: float) -> list[Note]:
         """The committed notes as the part plays them: never more sounding at once than its
         polyphony (when a new note or chord would overflow it, the held notes that would end soonest
         end there, as a player lifts a finger or a horn takes a breath; a note reaching past
         ``limit``, the end of the plan drawn so far, ends there, since a later note there is not
-        known yet), and at the velocity the part gives that beat (agents/dynamics.py)."""
+        known yet), and at the velocity the part gives that beat (agents/dynamics.py). They leave
+        here as the part's `Note`s, the value the agent schedules and the band hears."""
         from agents.dynamics import velocity
 
         if not out:
@@ -496,24 +497,26 @@ class Planner:
             level = self.player_dynamics.level(n.start_beat, self.level, self.bpb)
             v = velocity(n.start_beat, n.pitch, beats_per_bar=self.bpb, level=level,
                          role=self.cfg.role, seed=self.cfg.seed)
-            notes.append((n.start_beat, max(1 / 16, end - n.start_beat), n.pitch, v))
+            notes.append(Note(n.start_beat, max(1 / 16, end - n.start_beat), n.pitch, max(1, v),
+                              self.cfg.channel, self.cfg.source))
         return notes
 
-    def _make_room(self, notes: list[tuple[float, float, int, int]]) -> list[tuple[float, float, int, int]]:
+    def _make_room(self, notes: list[Note]) -> list[Note]:
         """Move a committed note off a pitch another part sounds at its start (unless the part may
         double), and off the wrong side of the bass: to the same pitch class an octave away if the
         range allows, else to the nearest chord tone that is free; a note with no room is dropped."""
         from agents.model.voicing import room
 
-        out: list[tuple[float, float, int, int]] = []
-        for start, dur, pitch, vel in notes:
+        out: list[Note] = []
+        for note in notes:
+            start = note.start_beat
             others = self._others_sounding(start)
-            own = [p for s, _, p, _ in out if abs(s - start) < 1e-9]
+            own = [n.pitch for n in out if abs(n.start_beat - start) < 1e-9]
             chord = self.plan.chord_at(start, self.bpb)
-            moved = room(self.voicing, pitch, self.cfg.pitch_range, others, own,
+            moved = room(self.voicing, note.pitch, self.cfg.pitch_range, others, own,
                          () if chord is None else chord.tones)
             if moved is not None:
-                out.append((start, dur, moved, vel))
+                out.append(note if moved == note.pitch else replace(note, pitch=moved))
         return out
 
     def _others_sounding(self, beat: float) -> list[tuple[int, int]]:
@@ -677,9 +680,7 @@ def handle(planner: Planner, msg: AgentMessage, load: float) -> Committed | None
         h = msg.note
         planner.hear_held(h.source, h.start_beat, h.pitch, h.velocity, h.channel)
     elif isinstance(msg, CommitWindow):
-        cfg = planner.cfg
-        notes = tuple(Note(start, dur, pitch, max(1, vel), cfg.channel, cfg.source)
-                      for start, dur, pitch, vel in planner.commit(msg.start_beat, msg.end_beat))
+        notes = tuple(planner.commit(msg.start_beat, msg.end_beat))
         return Committed(notes, planner.events, planner.replans, load, planner.behind_beats)
     elif isinstance(msg, PlanChange):
         planner.set_plan(msg.plan)
