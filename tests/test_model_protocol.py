@@ -7,6 +7,7 @@ the model commits is only known by running it (no stub planner)."""
 from __future__ import annotations
 
 import multiprocessing as mp
+from dataclasses import replace
 
 import pytest
 from support.models import TINY
@@ -80,3 +81,38 @@ def test_a_message_the_model_does_not_know_is_refused_by_name() -> None:
     planner = Planner(_config())
     with pytest.raises(TypeError, match="Ready"):
         handle(planner, Ready((), 0, "", 0), 0.0)
+
+
+def test_an_engine_restarted_into_a_session_sends_the_plan_and_settings_the_band_has_now() -> None:
+    """The model process starts with the YAML's plan and settings; an agent restarted while the band
+    plays another plan (a /plan edit) and another density must hand those to its model at once, and
+    a first window that matches the YAML sends nothing (no needless re-plan at start)."""
+    from pathlib import Path
+
+    from agents.engines import PlanContext, make_engine
+    from protocol.ensemble import parse_ensemble
+    from protocol.harmony import ChordPlan
+    from protocol.messages import AgentParams
+
+    root = Path(__file__).resolve().parents[1]
+    engine_cfg = {"type": "onnx", "model": str(root / "models/default")}
+    bass = {"name": "bass", "instrument": "bass", "engine": engine_cfg}
+    ens = parse_ensemble({"chords": "C | G7", "agents": [bass]})
+    cfg = ens.agents[0]
+    yaml_params = AgentParams("bass", 0, False, cfg.engine.temperature, cfg.engine.density, cfg.engine.top_p,
+                              cfg.engine.top_k, dynamics=82)
+    plan = ChordPlan.parse("C | G7", loop=ens.loop, key=ens.key)
+    same = make_engine(ens, cfg, root, in_process=True)
+    try:
+        same.plan(0.0, 1.0, PlanContext(plan, 4, yaml_params))
+        assert same.conn.planner.replans == 0
+    finally:
+        same.close()
+    edited = ChordPlan.parse("Am | E7", loop=ens.loop, key=ens.key)
+    engine = make_engine(ens, cfg, root, in_process=True)
+    try:
+        engine.plan(0.0, 1.0, PlanContext(edited, 4, replace(yaml_params, density=2.5)))
+        planner = engine.conn.planner
+        assert planner.plan == edited and planner.params.density == 2.5
+    finally:
+        engine.close()

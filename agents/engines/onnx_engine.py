@@ -132,8 +132,11 @@ class OnnxEngine:
         self.load = 0.0
         self.warnings = 0
         self.behind_beats = 0
-        self._plan_sent: ChordPlan | None = None
-        self._params: ParamsChange | None = None
+        # What the model process starts with: a plan or setting the conductor holds that differs
+        # (an agent restarted into a session where /plan or /density changed) is sent at once.
+        self._plan_sent: ChordPlan | None = plan
+        self._params: ParamsChange | None = ParamsChange(
+            False, e.temperature, e.top_p, e.top_k, e.density, level_velocity(cfg.dynamics))
 
     def _start_process(self, cfg: AgentConfig) -> None:
         # Fork while the agent has no threads yet (it is built before the loop and the timing thread
@@ -180,17 +183,15 @@ class OnnxEngine:
         self._send(Held(note))
 
     def plan(self, start_beat: float, end_beat: float, ctx: PlanContext) -> list[Note]:
-        # The model process started with the ensemble's plan: only a change is sent. ChordPlan
-        # compares by its bars, loop and key, so an edit that parses to the same plan is no change.
+        # Only a change from what the model process holds is sent. ChordPlan compares by its bars,
+        # loop and key, so an edit that parses to the same plan is no change.
         if ctx.plan != self._plan_sent:
-            if self._plan_sent is not None:
-                self._send(PlanChange(ctx.plan))
+            self._send(PlanChange(ctx.plan))
             self._plan_sent = ctx.plan
         p = ctx.params
         params = ParamsChange(p.muted, p.temperature, p.top_p, p.top_k, p.density, p.dynamics)
         if params != self._params:
-            if self._params is not None or p.muted:
-                self._send(params)
+            self._send(params)
             self._params = params
         self._send(CommitWindow(start_beat, end_beat))
         self._drain()
