@@ -128,7 +128,8 @@ class Conductor:
         self.roles = RoleFollower(ens)  # which part the player takes, and who makes room (conductor/roles.py)
         # Fed every onset whether or not it follows, so `/follow_tempo 1` locks on at once.
         self.tempo_follower = TempoFollower()
-        self.following_tempo = ens.tempo_follow and not (ens.conductor.link.enabled)
+        wanted = ens.tempo_follow if self.state.follow_tempo is None else self.state.follow_tempo
+        self.following_tempo = wanted and not ens.conductor.link.enabled
         parts = [(p.name, p.channel, p.program) for p in ens.parts()]
         self.recorder = Recorder(parts, beats_per_bar=ens.meter)
         # The journal carries the recording (and so every count the report takes from it) across a
@@ -419,7 +420,9 @@ class Conductor:
         if self.link.takes_control(ctl):  # following Link: a tempo change goes to the session
             return
         if ctl.param == "follow_tempo" and not ctl.target:
-            self.following_tempo = bool(ctl.value) and not self.ens.conductor.link.enabled
+            self.state.follow_tempo = bool(ctl.value)
+            self.following_tempo = self.state.follow_tempo and not self.ens.conductor.link.enabled
+            self.save_state()  # a restarted conductor keeps following (or not) as it was told
             return
         now = self.clock()
         was_playing = self.state.timeline.playing

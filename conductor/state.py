@@ -65,6 +65,7 @@ class ConductorState:
     latency_s: float = 0.15
     following: bool = False  # the plan is the chord and key heard from the player
     written: ChordPlan | None = None  # the written plan, kept while following, back on `chords plan`
+    follow_tempo: bool | None = None  # set by /follow_tempo (None: as the YAML says)
 
     # -- messages ---------------------------------------------------------------------------------
     def plan_message(self) -> PlanState:
@@ -214,6 +215,7 @@ class ConductorState:
             "timeline": {k: getattr(self.timeline, k) for k in self.timeline.__dataclass_fields__},
             "plan": _plan_json(self.plan),
             "following": self.following,
+            "follow_tempo": self.follow_tempo,
             "written": None if self.written is None else _plan_json(self.written),
             "plan_epoch": self.plan_epoch,
             "params_epoch": self.params_epoch,
@@ -235,6 +237,8 @@ class ConductorState:
             params_epoch=int(data["params_epoch"]) + 1,
         )
         state.following = bool(data.get("following", False))
+        follow_tempo = data.get("follow_tempo")
+        state.follow_tempo = None if follow_tempo is None else bool(follow_tempo)
         w = data.get("written")
         state.written = None if w is None else ChordPlan.parse(w["text"], loop=w["loop"], key=w["key"])
         state.timeline = replace(state.timeline, epoch=state.timeline.epoch + 1)

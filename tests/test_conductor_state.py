@@ -98,6 +98,10 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
     assert back.timeline.beat_at(20.0) == pytest.approx(s.timeline.beat_at(20.0))
     assert back.plan.to_text() == s.plan.to_text()
     assert back.mix["piano"].temperature == 0.7
+    assert back.follow_tempo is None  # never set: the YAML decides
+    s.follow_tempo = False  # a /follow_tempo 0 from a surface
+    s.save(path)
+    assert ConductorState.load(path, AGENTS).follow_tempo is False
 
 
 @pytest.mark.parametrize(
