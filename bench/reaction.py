@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.engines.model_worker import Planner, WorkerConfig
+from bench.percentiles import nearest_rank as percentile
 from protocol.messages import Note
 
 SHIPPED = Path(__file__).resolve().parent.parent / "models" / "default"
@@ -77,11 +78,6 @@ def reaction(base: list[Note], changed: list[Note], at: float) -> float | None:
         longer = base if len(base) > len(changed) else changed
         return longer[min(len(base), len(changed))].start_beat - at
     return None
-
-
-def percentile(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.percentiles import nearest_rank as percentile
 from conductor.tempo_follow import TempoFollower
 from protocol.timeline import Timeline
 
@@ -109,11 +110,6 @@ def simulate(curve: Curve, bars: int, *, follow: bool, jitter_s: float = 0.010, 
             if tempo is not None:
                 tl = tl.with_tempo(tempo, float(k + 1), now)
     return {"errors": errors, "tempos": tempos, "ignored": f.ignored}
-
-
-def percentile(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
 
 
 def summary(errors: list[float], skip_beats: int) -> dict[str, float]:
