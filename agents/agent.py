@@ -229,13 +229,12 @@ class Agent:
         out = self.output
         if out is None:
             return None
-        note = ev.note
         if ev.kind == "on":
-            t = out.note_on(note.channel, note.pitch, note.velocity, due=ev.due)
+            t = out.play(ev.note, due=ev.due)
             if ev.tag is not COUNT_IN:  # the part's notes, as the recording counts them
                 self.notes_sent += 1
             return t
-        return out.note_off(note.channel, note.pitch, due=ev.due)
+        return out.release(ev.note, due=ev.due)
 
     # -- bus ----------------------------------------------------------------------------------------
     async def _receive(self, bus: Bus, only: type | None = None) -> None:

@@ -19,6 +19,8 @@ from numbers import Integral
 from types import TracebackType
 from typing import TypeVar
 
+from protocol.messages import Note
+
 __all__ = [
     "CC_ALL_NOTES_OFF",
     "CC_ALL_SOUND_OFF",
@@ -230,7 +232,19 @@ class Output:
         channel = check_int("channel", channel, 0, 15)
         pitch = check_int("pitch", pitch, 0, 127)
         velocity = check_int("velocity", velocity, 1, 127)
-        due = _check_due(due)
+        return self._start(channel, pitch, velocity, _check_due(due))
+
+    def play(self, note: Note, due: float | None = None) -> float:
+        """`note_on` for a committed Note from the timing thread: the Note checked its channel, pitch
+        and velocity when it was made (protocol/messages.py), so they are not checked again on the
+        way out, where every microsecond is lateness."""
+        return self._start(note.channel, note.pitch, note.velocity, due)
+
+    def release(self, note: Note, due: float | None = None) -> float:
+        """`note_off` for a committed Note (see `play`)."""
+        return self._stop(note.channel, note.pitch, due)
+
+    def _start(self, channel: int, pitch: int, velocity: int, due: float | None) -> float:
         with self._lock:
             self._require_open()
             self._note_on(channel, pitch, velocity, due)
@@ -250,7 +264,9 @@ class Output:
         """
         channel = check_int("channel", channel, 0, 15)
         pitch = check_int("pitch", pitch, 0, 127)
-        due = _check_due(due)
+        return self._stop(channel, pitch, _check_due(due))
+
+    def _stop(self, channel: int, pitch: int, due: float | None) -> float:
         with self._lock:
             self._require_open()
             key = (channel, pitch)
