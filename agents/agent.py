@@ -41,7 +41,7 @@ from protocol.form import (
     ending_voicing,
     final_chord,
 )
-from protocol.harmony import ChordError, ChordPlan
+from protocol.harmony import Chord, ChordError, ChordPlan
 from protocol.messages import (
     AgentParams,
     AgentStatus,
@@ -101,6 +101,7 @@ class Agent:
         self._cut_for: float | None = None
         self._ended_for: float | None = None
         self._last_pitch: int | None = None
+        self._player_last: tuple[float, int] | None = None  # (start, pitch) of the player's latest note
         self.notes_sent = 0
         self.notes_committed = 0
         self.invalid_local = 0
@@ -274,11 +275,32 @@ class Agent:
             self.yielding.update(msg)
         elif isinstance(msg, Note):
             if msg.source != self.name:
+                self._heard_player(msg)
                 self.engine.hear(msg)
         elif isinstance(msg, HeldNote):
+            self._heard_player(msg)
             hear_held = getattr(self.engine, "hear_held", None)  # engines that listen to the player
             if hear_held is not None and msg.source != self.name:
                 hear_held(msg)
+
+    def _heard_player(self, note: Note | HeldNote) -> None:
+        human = self.ens.human
+        if human is not None and note.source == human.name and (
+                self._player_last is None or note.start_beat >= self._player_last[0]):
+            self._player_last = (note.start_beat, note.pitch)
+
+    def _ending_range(self, chord: Chord) -> tuple[int, int]:
+        """Where this part may voice the final chord: under the note the player ends on (the chord
+        tone nearest their last note, as the conductor ends a replayed player), so the last thing
+        heard has no part doubling the player's top note; the part's own range where that leaves
+        less than an octave, and for the bass and drums, which sit under everything anyway."""
+        low, high = self.cfg.range
+        human = self.ens.human
+        if human is None or self._player_last is None or self.cfg.role in ("bass", "drums"):
+            return low, high
+        top = ending_voicing("melody", human.range, 1, chord, self._player_last[1])
+        ceiling = min(high, top[0] - 1) if top else high
+        return (low, ceiling) if ceiling - low >= 12 else (low, high)
 
     def _apply_mix(self, before: AgentParams, now: AgentParams) -> None:
         """A volume or pan change goes to the synth at once, not with the next note: a fader moves
@@ -435,7 +457,8 @@ class Agent:
         channel = self.cfg.channel
         cfg = self.cfg
         assert cfg.role is not None  # the schema fills it from the instrument, or guesses it
-        for pitch in ending_voicing(cfg.role, cfg.range, cfg.polyphony or 1, chord, self._last_pitch):
+        for pitch in ending_voicing(cfg.role, self._ending_range(chord), cfg.polyphony or 1, chord,
+                                    self._last_pitch):
             note = Note(stop, hold, pitch, velocity, channel, self.name)
             self.scheduler.schedule(note)
             self.notes_committed += 1

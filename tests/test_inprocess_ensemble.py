@@ -245,3 +245,16 @@ def test_every_output_is_null_in_process() -> None:
     data = patterns_data()
     data["agents"][0]["output"] = {"type": "midi", "port": "FluidSynth"}
     assert {a.output.type for a in ensemble(data).agents} == {"null"}
+
+
+def test_the_final_chord_sits_under_the_players_last_note() -> None:
+    """The last thing heard: the comping part holds the final chord below the note the player ends
+    on, not doubling it (the piano's close voicing in the middle of its range reached the melody's
+    C5 before)."""
+    data = patterns_data()
+    data["agents"][1]["range"] = [55, 84]  # a piano range whose middle reaches the melody's register
+    band = play(data)
+    melody_end = [pitch for start, _, pitch, _ in band.recorded("melody") if abs(start - END) < 1e-6]
+    piano_end = [p.pitch for p in band.played("piano") if abs(p.beat - END) < 1e-6]
+    assert melody_end and len(piano_end) >= 3
+    assert max(piano_end) < min(melody_end), (piano_end, melody_end)
