@@ -31,8 +31,9 @@ from support.monitor import BusMonitor
 from support.net_fixtures import free_port
 from support.procs import alive, children, cmdline
 
+from agents.engines.model_process import model_process
 from agents.engines.model_protocol import Committed, CommitWindow, Ready
-from agents.engines.model_worker import WorkerConfig, model_process
+from agents.engines.model_worker import WorkerConfig
 from agents.faults import ENV as FAULT_ENV
 from agents.faults import InjectedFaultError, PlanFault
 from protocol.messages import Note

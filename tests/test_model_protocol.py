@@ -12,6 +12,7 @@ from dataclasses import replace
 import pytest
 from support.models import TINY
 
+from agents.engines.model_process import handle, ready_message
 from agents.engines.model_protocol import (
     Committed,
     CommitWindow,
@@ -24,7 +25,7 @@ from agents.engines.model_protocol import (
     StepFailed,
     Stop,
 )
-from agents.engines.model_worker import Planner, WorkerConfig, handle, ready_message
+from agents.engines.model_worker import Planner, WorkerConfig
 from protocol.harmony import ChordPlan
 from protocol.messages import HeldNote, Note
 

@@ -15,8 +15,9 @@ import logging
 import traceback
 from collections import deque
 
+from agents.engines.model_process import handle, ready_message
 from agents.engines.model_protocol import AgentMessage, Failed, ModelMessage, StepFailed, Stop
-from agents.engines.model_worker import Planner, WorkerConfig, handle, ready_message
+from agents.engines.model_worker import Planner, WorkerConfig
 
 log = logging.getLogger("barcelona.model")
 

@@ -20,6 +20,7 @@ from typing import Any
 from agents.arrangement import agent_seed, commit_distance, commit_offset, roles, working_range
 from agents.dynamics import level_velocity
 from agents.engines import PlanContext
+from agents.engines.model_process import model_process
 from agents.engines.model_protocol import (
     AgentMessage,
     Committed,
@@ -33,7 +34,7 @@ from agents.engines.model_protocol import (
     StepFailed,
     Stop,
 )
-from agents.engines.model_worker import WorkerConfig, key_signature, model_process, resolve_model
+from agents.engines.model_worker import WorkerConfig, key_signature, resolve_model
 from protocol.ensemble import AgentConfig, Ensemble
 from protocol.harmony import ChordPlan
 from protocol.messages import HeldNote, Note
