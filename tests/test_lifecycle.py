@@ -84,7 +84,11 @@ class Census:
             while todo:
                 parent = todo.pop()
                 for k in children(parent):
-                    self.seen.setdefault(k, (parent, cmdline(k)))
+                    # Read again each poll: a child caught between fork and exec still shows its
+                    # parent's command line.
+                    line = cmdline(k)
+                    if line or k not in self.seen:
+                        self.seen[k] = (parent, line)
                     todo.append(k)
             self._stop.wait(0.01)
 
@@ -302,9 +306,10 @@ def test_giving_up_on_a_part_that_cannot_start_leaves_no_process_of_it(tmp_path:
         census.close()
     assert proc.returncode == 1, err
     assert "agent bass keeps failing at start; giving up" in err, err
-    agents = [p for p, (_, c) in census.seen.items() if " -m agents " in c]
-    models = [p for p in agents if census.seen[p][0] in agents]  # forked by an agent
-    assert len(agents) - len(models) == 3, census.seen  # three starts
+    agents = [p for p, (parent, c) in census.seen.items() if " -m agents " in c and parent == proc.pid]
+    # Started by an agent: forked (the agent's command line) or spawned (multiprocessing's).
+    models = [p for p, (parent, _) in census.seen.items() if parent in agents]
+    assert len(agents) == 3, census.seen  # three starts
     assert models, "the part's model processes were never seen: the check would prove nothing"
     assert not census.alive(), census.alive()
     report = json.loads((tmp_path / "r.json").read_text())
