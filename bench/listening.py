@@ -6,16 +6,24 @@ the analysis lines up with the score (same number of bars, and the analysed chor
 of what sounds at its beats); the others are listed as skipped with the reason.
 
 Per quarter-note beat, the player is simulated causally: at each beat onset the listener knows every
-note that started by then (a note still sounding has no known end) and decides. Two conditions: the
-player plays all four voices, and soprano + bass only. Beside the listener, from the same notes:
+note that started by then (a note still sounding has no known end) and decides. Four conditions: the
+player plays all four voices; soprano + bass (a melody over a bass line, the goal's two-voice case);
+soprano + alto (two upper voices and no bass, where the lowest note is no bass); the soprano alone (a
+melody player). Beside the listener, from the same notes:
 
 * ``onset``: a plain template matcher on the notes sounding at the beat onset only (no memory, no key,
-  no hysteresis), the listener's own template scores with the lowest note's vote;
+  no hysteresis), the listener's own template scores with the plain lowest-note vote (root, or any
+  other chord tone a little), none of the listener's priors on inversion or function;
 * ``offline``: the same matcher seeing the whole beat (duration-weighted), which no live system can.
 
 Accuracy: root, and root + quality where quality is the triad family (major: maj, 7, maj7; minor: m,
 m7; diminished: dim, m7b5, dim7; augmented; sus), since analyses and players disagree on whether a
 passing seventh makes the chord a seventh chord. The exact ten-template quality is reported too.
+``changes``: how often the chord followed changes, per 100 beats, beside the analysis's own count; a
+listener that flickers (changes far more often than the harmony) would be no use to a band.
+
+The listener's weights were chosen on the even-numbered chorales of the list (``tuned``); the
+odd-numbered ones are held out (``held_out``), and both halves are reported beside the whole.
 
 Key following: a synthetic melody (I-IV-V-I outlines, two bars each) in C then in E-flat, and a few
 more modulations; how many bars after the modulation the followed key becomes the new one and stays.
@@ -29,6 +37,7 @@ key followed within a bar of a modulation.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
@@ -53,6 +62,13 @@ FAMILY = {
     "sus4": "sus",
 }
 SMOKE_CHORALES = 2
+# title: (key in the results, voices played: 0 soprano, 1 alto, 2 tenor, 3 bass)
+CONDITIONS = {
+    "all voices": ("all", [0, 1, 2, 3]),
+    "sop + bass": ("sb", [0, 3]),
+    "sop + alto": ("sa", [0, 1]),
+    "soprano": ("s", [0]),
+}
 
 
 @dataclass(frozen=True)
@@ -242,21 +258,40 @@ def run_condition(chorale: Chorale, voices: list[int], params: Params) -> dict[s
 
 
 def score_chorales(chorales: list[Chorale], voices: list[int], params: Params) -> dict[str, dict[str, float]]:
-    hits: dict[str, list[int]] = {}
-    n = 0
-    for c in chorales:
-        got = run_condition(c, voices, params)
-        n += len(c.truth)
-        for system, decisions in got.items():
-            h = hits.setdefault(system, [0, 0, 0])
-            for (_, root, quality), (r, q) in zip(c.truth, decisions, strict=True):
-                h[0] += r == root
-                h[1] += r == root and FAMILY.get(q) == FAMILY.get(quality, quality)
-                h[2] += r == root and q == quality
-    return {
-        s: {"root": h[0] / n, "root_quality": h[1] / n, "root_quality_exact": h[2] / n, "beats": n}
-        for s, h in hits.items()
-    }
+    """Accuracy per system over the chorales, and how often each changes chord from beat to beat."""
+    return _totals([_count(c, voices, params) for c in chorales])
+
+
+def _count(chorale: Chorale, voices: list[int], params: Params) -> dict[str, list[int]]:
+    """Per system: [beats, root hits, root+family hits, exact hits, chord changes]; and the truth's."""
+    got = run_condition(chorale, voices, params)
+    truth = [(root, quality) for _, root, quality in chorale.truth]
+    out: dict[str, list[int]] = {"truth": [len(truth), 0, 0, 0, _changes(truth)]}
+    for system, decisions in got.items():
+        h = out[system] = [len(truth), 0, 0, 0, _changes(decisions)]
+        for (root, quality), (r, q) in zip(truth, decisions, strict=True):
+            h[1] += r == root
+            h[2] += r == root and FAMILY.get(q) == FAMILY.get(quality, quality)
+            h[3] += r == root and q == quality
+    return out
+
+
+def _changes(chords: list[tuple[int, str]]) -> int:
+    return sum(a != b for a, b in itertools.pairwise(chords))
+
+
+def _totals(counts: list[dict[str, list[int]]]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for system in counts[0]:
+        n, root, family, exact, changes = (sum(c[system][i] for c in counts) for i in range(5))
+        out[system] = {
+            "root": root / n,
+            "root_quality": family / n,
+            "root_quality_exact": exact / n,
+            "changes_per_100": 100.0 * changes / n,
+            "beats": n,
+        }
+    return out
 
 
 # -- key following -----------------------------------------------------------------------------------
@@ -350,8 +385,13 @@ def main(argv: list[str] | None = None) -> int:
         "alignment": notes,
         "params": vars_of(params),
     }
-    for label, voices in (("all", [0, 1, 2, 3]), ("sb", [0, 3])):
-        results[label] = score_chorales(chorales, voices, params)
+    for label, voices in CONDITIONS.values():
+        counts = [_count(c, voices, params) for c in chorales]
+        results[label] = _totals(counts)
+        # the listener's weights were chosen on the even-numbered chorales: the odd ones are held out
+        for half, start in (("tuned", 0), ("held_out", 1)):
+            if counts[start::2]:
+                results[label][half] = _totals(counts[start::2])["listener"]
     results["key"] = {name: key_follow(a, b, ma, mb) for name, a, b, ma, mb in MODULATIONS}
     print(f"{len(chorales)} chorales, {results['all']['listener']['beats']} beats")
     for s in results["skipped"]:
@@ -359,12 +399,18 @@ def main(argv: list[str] | None = None) -> int:
     for s in notes:
         if ": used" in s and ", analysis" in s:
             print(f"  aligned {s}")
-    print(f"{'condition':<16}{'system':<10}{'root':>7}{'root+q':>8}{'exact q':>9}")
-    for label, title in (("all", "all voices"), ("sb", "sop + bass")):
-        for system in ("listener", "onset", "offline"):
-            r = results[label][system]
+    print(f"{'condition':<16}{'system':<10}{'root':>7}{'root+q':>8}{'exact q':>9}{'changes':>9}")
+    for title, (label, _) in CONDITIONS.items():
+        for system in ("listener", "tuned", "held_out", "onset", "offline", "truth"):
+            r = results[label].get(system)
+            if r is None:
+                continue
+            if system == "truth":
+                print(f"{title:<16}{system:<10}{'':>24}{r['changes_per_100']:>9.1f}")
+                continue
             print(
-                f"{title:<16}{system:<10}{r['root']:>7.3f}{r['root_quality']:>8.3f}{r['root_quality_exact']:>9.3f}"
+                f"{title:<16}{system:<10}{r['root']:>7.3f}{r['root_quality']:>8.3f}"
+                f"{r['root_quality_exact']:>9.3f}{r['changes_per_100']:>9.1f}"
             )
     for name, k in results["key"].items():
         print(

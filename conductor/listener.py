@@ -8,8 +8,10 @@ Chords: template matching of a duration- and metre-weighted pitch-class vector (
 a template scores the weight of the notes it explains, minus the weight it does not explain, minus
 what it names that nobody plays. The vector mixes the notes sounding at the onset (the strongest
 evidence: what sounds now is the chord now) with the recent past, decayed, so a melody alone still
-outlines a chord. The lowest sounding note votes for the root, and chords diatonic to the followed
-key get a small prior, since two notes (a melody and a bass) are ambiguous between several chords.
+outlines a chord. Two notes (a melody and a bass) fit several chords, so priors pick among them
+(conductor/chord_prior.py): the lowest sounding note votes by its place in the chord (the root most,
+the third next: first inversions are common, six-fours rare), and the followed key's chords get a
+prior by function (I and V most, iii least).
 
 Hysteresis: a different chord replaces the current one only when it beats the current chord's own
 score by a margin, or stays the best for two decisions in a row; so one passing note does not flip
@@ -26,6 +28,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from conductor.chord_prior import bass_prior, bass_weight, key_prior
 from protocol.harmony import ChordPlan
 
 # Templates: symbol suffix (as protocol.harmony parses it) -> intervals above the root.
@@ -51,43 +54,6 @@ _SHARP_KEYS = {7, 2, 9, 4, 11, 6}  # G D A E B F# major tonics: their chords are
 _MAJOR_SCALE = frozenset({0, 2, 4, 5, 7, 9, 11})
 _MINOR_SCALE = frozenset({0, 2, 3, 5, 7, 8, 10, 11})  # natural minor with the raised leading tone
 
-# Diatonic (interval above the tonic, quality) pairs: the key prior's vocabulary.
-_DIATONIC_MAJOR = {
-    (0, ""),
-    (0, "maj7"),
-    (2, "m"),
-    (2, "m7"),
-    (4, "m"),
-    (4, "m7"),
-    (5, ""),
-    (5, "maj7"),
-    (7, ""),
-    (7, "7"),
-    (9, "m"),
-    (9, "m7"),
-    (11, "dim"),
-    (11, "m7b5"),
-    (11, "dim7"),
-}
-_DIATONIC_MINOR = {
-    (0, "m"),
-    (0, "m7"),
-    (2, "dim"),
-    (2, "m7b5"),
-    (3, ""),
-    (3, "maj7"),
-    (5, "m"),
-    (5, "m7"),
-    (7, ""),
-    (7, "7"),
-    (8, ""),
-    (8, "maj7"),
-    (10, ""),
-    (10, "7"),
-    (11, "dim"),
-    (11, "dim7"),
-}
-
 
 @dataclass(frozen=True, slots=True)
 class Params:
@@ -100,8 +66,15 @@ class Params:
     offbeat: float = 0.6  # metre: a note starting off the beat counts this much
     missing: float = 0.8  # penalty per template tone nobody plays
     bass_root: float = 0.3  # bonus when the lowest sounding note is the root
-    bass_tone: float = 0.1  # smaller bonus when it is another chord tone
-    diatonic: float = 0.25  # prior for chords of the followed key
+    bass_tone: float = 0.1  # the plain matcher's smaller bonus when it is another chord tone
+    # the listener's bonus by the lowest note's place in the chord (chord_prior.bass_prior)
+    bass_third: float = 0.2  # a first inversion is common
+    bass_fifth: float = 0.0  # a six-four is rare
+    bass_seventh: float = 0.1
+    diatonic: float = 0.25  # prior for the commonest chords of the followed key
+    bass_low: int = 55  # MIDI: a lowest note at or below G3 votes in full as a bass...
+    bass_high: int = 67  # ...fading to no vote at G4: an alto or a melody alone is no bass
+    function: float = 0.5  # how much rarer functions (iii, vii°) get less of it (chord_prior.key_prior)
     margin: float = 0.15  # a new chord must beat the current one by this much to win at once
     margin_one: float = 0.8  # ...and by this much when a single new pitch class is all that calls for it
     persist: int = 2  # ...or stay best this many decisions in a row
@@ -258,10 +231,10 @@ class Listener:
         return 1.0 if abs(start - round(start)) < 1e-3 else self.params.offbeat
 
     def chord_weights(self, t: float) -> tuple[list[float], int | None]:
-        """The pitch-class vector at beat `t` (sounding now + decayed past) and the sounding bass."""
+        """The pitch-class vector at beat `t` (sounding now + decayed past) and the sounding bass (MIDI)."""
         p = self.params
         w = [0.0] * 12
-        sounding = [n for n in self._notes if n.start <= t + 1e-9 and (n.end is None or n.end > t + 1e-9)]
+        sounding = self._sounding(t)
         for n in sounding:
             w[n.pitch % 12] += p.sounding * self._metre(n.start) * _vel(n.velocity)
         lo = t - p.window
@@ -276,8 +249,11 @@ class Listener:
             k = math.log(2) / p.half_life
             decayed = (math.exp(-k * (t - b)) - math.exp(-k * (t - a))) / k
             w[n.pitch % 12] += p.memory * decayed * self._metre(n.start) * _vel(n.velocity)
-        bass = min(sounding, key=lambda n: n.pitch).pitch % 12 if sounding else None
+        bass = min(n.pitch for n in sounding) if sounding else None
         return w, bass
+
+    def _sounding(self, t: float) -> list[_Note]:
+        return [n for n in self._notes if n.start <= t + 1e-9 and (n.end is None or n.end > t + 1e-9)]
 
     def key_histogram(
         self, t: float, half_life: float | None = None, since: float = -math.inf
@@ -303,12 +279,18 @@ class Listener:
         tonic, minor = self._key
         key = key_name(tonic, minor)
         weights, bass = self.chord_weights(t)
-        scores = template_scores(weights, bass, self.params)
+        p = self.params
+        scores = template_scores(weights, None, p)
         if scores:
-            diatonic = _DIATONIC_MINOR if minor else _DIATONIC_MAJOR
+            # a line alone is its own bass: the listener cannot tell a melody's note from a bass's
+            low = bass_weight(bass, p.bass_low, p.bass_high) if len(self._sounding(t)) > 1 else 1.0
+            votes = (p.bass_root * low, p.bass_third * low, p.bass_fifth * low, p.bass_seventh * low)
             for (root, q), s in scores.items():
-                if ((root - tonic) % 12, q) in diatonic:
-                    scores[(root, q)] = s + self.params.diatonic
+                scores[(root, q)] = (
+                    s
+                    + bass_prior(root, TEMPLATES[q], q, None if bass is None else bass % 12, votes)
+                    + key_prior(root, q, tonic, minor, p.diatonic, p.function)
+                )
             best = max(scores, key=lambda rq: (scores[rq], weights[rq[0]]))
             margin = self.params.margin if self._new_pitch_classes(t) > 1 else self.params.margin_one
             self._chord = self._hysteresis(self._chord, best, scores, margin, self.params.persist)

@@ -167,8 +167,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert listening.main(["--smoke", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert len(data["chorales"]) == listening.SMOKE_CHORALES
-    for cond in ("all", "sb"):
-        for system in ("listener", "onset", "offline"):
+    for cond in ("all", "sb", "sa", "s"):
+        for system in ("listener", "tuned", "held_out", "onset", "offline"):
             assert 0.0 <= data[cond][system]["root_quality"] <= data[cond][system]["root"] <= 1.0
     assert data["all"]["listener"]["root"] > 0.7  # far above chance (1/12) on real chorales
     assert data["key"]["C -> Eb"]["settled"] <= 1.0
