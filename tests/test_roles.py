@@ -297,7 +297,10 @@ def ensemble(**human: object) -> object:
     return parse_ensemble(data)
 
 
-def play(follower: RoleFollower, bars: list[list[PlayedNote]], lead: float = 2.1) -> list[RoleState]:
+def play(follower: RoleFollower, bars: list[list[PlayedNote]], lead: float = 2.5) -> list[RoleState]:
+    """The bars played, the follower asked at each whole beat with a lead over half a bar: nothing
+    is judged part-way through a bar (too late for its bar line), so each change waits for a bar line
+    (`tick` below asks as the conductor does)."""
     out = []
     for bar, played in enumerate(bars):
         for n in played:
