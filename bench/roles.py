@@ -5,8 +5,11 @@ Synthetic players, seeded, with a player's looseness (onsets up to 40 ms off the
 lengths and velocities varied, rests): walking and two-feel bass lines, comping chords (close and
 shell voicings, with rests), melodies (flute to trombone registers), drum grooves, a pianist's left
 hand bass under right-hand chords, and chords with a melody on top. Each bar is judged alone
-(`bar_roles`, exact set of roles) and then the whole stream through the follower, switching style
-every 8 bars, for the bars it takes from a change to the agent's silence and to its return.
+(`bar_roles`, exact set of roles), and part-way through (`early_roles`, at the default ensemble's
+lead before its bar line); then the whole stream goes through the follower (the default ensemble's
+parts and a melody part), switching style every 8 bars, note-on then note-off as the conductor hears
+them, for the bars it takes from a change to the agent's silence and to its return: asked at every
+tick (the conductor) and, side by side, only at bar lines (no part-way judgment).
 
     python -m bench.roles [--seeds 50] [--json PATH] [--quick] [--smoke]
 """
