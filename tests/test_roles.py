@@ -231,6 +231,18 @@ def test_a_part_taken_part_way_that_the_bar_does_not_bear_out_is_dropped_at_its_
     assert follower.recognizer.roles == {"melody"}
 
 
+def test_judged_part_way_a_rest_or_a_bar_of_chords_in_a_bass_line_still_changes_nothing() -> None:
+    follower = RoleFollower(ensemble())  # type: ignore[arg-type]
+    bars = [bass_bar(0), [], bass_bar(2), chord_bar(3, (48, 52, 55)), bass_bar(4), bass_bar(5)]
+    # the player stops after bar 6 (beat 24): bar 7 passes without a bass, and nothing of it is heard
+    # in bar 8 by the lead before its bar line (a stray low note comes after), so the bass is back
+    # on bar 9 (beat 32)
+    msgs = tick(follower, [*bars, [], notes((30.6, 0.9, 40)), []])
+    bass = [m.yields_of()["bass"] for m in msgs if "bass" in m.yields_of()]
+    assert list(dict.fromkeys(bass)) == [(4.0, None), (4.0, 32.0)], bass
+    assert follower.recognizer.unconfirmed == 0
+
+
 def test_a_yield_too_late_for_the_next_bar_line_waits_for_the_bar_line() -> None:
     """A lead longer than half a bar leaves nothing to judge part-way: as before, a bar later."""
     follower = RoleFollower(ensemble())  # type: ignore[arg-type]
