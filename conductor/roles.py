@@ -260,7 +260,8 @@ def traces(notes: Sequence[PlayedNote], start: float, now: float) -> set[str]:
 
 @dataclass
 class RoleRecognizer:
-    """The player's roles with hysteresis, decided at each bar line from the bar before it."""
+    """The player's roles with hysteresis, decided at each bar line from the bar before it (and
+    part-way through a bar where the evidence is already beyond doubt: `decide_early`)."""
 
     beats_per_bar: int
     return_bars: int = 2
@@ -339,10 +340,10 @@ class RoleRecognizer:
 
     def decide_early(self, bar_start: float, now: float) -> frozenset[Role]:
         """Part-way through the bar that began at `bar_start`: a part already beyond doubt
-        (`early_roles`) is taken now, for this bar's bar line, and confirmed or dropped when the
-        bar has ended; a part about to be given back (missing for `return_bars` - 1 bars) with no
-        trace of it so far in this bar is given back now. A bar played half through proves no
-        more than that (`EARLY_SHARE`)."""
+        (`early_roles`) is taken now, for the bar line that ends this bar, and confirmed or dropped
+        there; a part about to be given back (missing for `return_bars` - 1 bars) with no trace of
+        it so far in this bar is given back now. Less than half a bar heard (`EARLY_SHARE`) is too
+        little to judge: nothing changes."""
         if now - bar_start < EARLY_SHARE * self.beats_per_bar:
             return self.roles
         held = set(self.roles)
