@@ -5,8 +5,11 @@ Synthetic players, seeded, with a player's looseness (onsets up to 40 ms off the
 lengths and velocities varied, rests): walking and two-feel bass lines, comping chords (close and
 shell voicings, with rests), melodies (flute to trombone registers), drum grooves, a pianist's left
 hand bass under right-hand chords, and chords with a melody on top. Each bar is judged alone
-(`bar_roles`, exact set of roles) and then the whole stream through the follower, switching style
-every 8 bars, for the bars it takes from a change to the agent's silence and to its return.
+(`bar_roles`, exact set of roles), and part-way through (`early_roles`, at the default ensemble's
+lead before its bar line); then the whole stream goes through the follower (the default ensemble's
+parts and a melody part), switching style every 8 bars, note-on then note-off as the conductor hears
+them, for the bars it takes from a change to the agent's silence and to its return: asked at every
+tick (the conductor) and, side by side, only at bar lines (no part-way judgment).
 
     python -m bench.roles [--seeds 50] [--json PATH] [--quick] [--smoke]
 """
@@ -16,14 +19,19 @@ from __future__ import annotations
 import argparse
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conductor.roles import PlayedNote, RoleRecognizer, bar_roles, first_free_bar_line
+import yaml
+
+from conductor.roles import PlayedNote, RoleFollower, bar_roles, commit_lead, early_roles
+from protocol.ensemble import Ensemble, parse_ensemble
+from protocol.messages import HeldNote, Note
 
 BPB = 4
+ENSEMBLES = Path(__file__).resolve().parents[1] / "ensembles"
 JITTER = 0.08  # beats: 40 ms at 120 BPM
 Raw = tuple[float, float, int, int, int]  # start, duration, pitch, velocity, channel
 
@@ -160,32 +168,88 @@ def per_bar(style: Style, seeds: int, bars: int = 8) -> tuple[int, int]:
     return right, total
 
 
-def reactions(seeds: int, lead_beats: float = 2.6, segment: int = 8) -> dict[str, list[int]]:
-    """Bars from a style's first note to the yield of a part it takes, and from its last note to
-    the return of a part it leaves, streaming through the recognizer as the conductor does."""
-    out: dict[str, list[int]] = {"take": [], "return": [], "settled": [], "spurious": []}
+def causal(notes: list[PlayedNote], now: float) -> list[PlayedNote]:
+    """The notes as heard at `now`: those struck by then, a note not yet released still held."""
+    return [n if n.end is not None and n.end <= now
+            else PlayedNote(n.start, None, n.pitch, n.velocity, n.channel) for n in notes if n.start <= now]
+
+
+def per_bar_early(style: Style, seeds: int, at: float, bars: int = 8) -> tuple[int, int, int]:
+    """(bars whose parts are all taken part-way through, at `at` beats into the bar; bars where a
+    part the player does not play is taken; bars) for one style, each bar judged alone."""
+    taken = false = total = 0
+    for seed in range(seeds):
+        notes = played(style.make(random.Random(seed), bars, 0.0))
+        for b in range(bars):
+            heard = early_roles(causal(notes, b * BPB + at), b * BPB, b * BPB + at)
+            taken += heard == style.roles
+            false += bool(heard - style.roles)
+            total += 1
+    return taken, false, total
+
+
+def bench_ensemble() -> Ensemble:
+    """ensembles/default.yaml (its model bass and piano, its drums) with a melody part beside them,
+    so every role the player may take has an agent that yields it."""
+    data = yaml.safe_load((ENSEMBLES / "default.yaml").read_text())
+    data["agents"].append({"name": "lead", "channel": 3, "role": "melody", "range": [60, 84],
+                           "engine": {"type": "pattern"}, "output": {"type": "null"}})
+    return parse_ensemble(data)
+
+
+def stream(notes: list[PlayedNote], follower: RoleFollower, end: float, step: float) -> Iterator[float]:
+    """The player's notes into the follower as the conductor hears them: each at its note-on,
+    whole at its note-off; yields each tick (`step` beats apart) for the caller to ask the follower."""
+    ons = sorted(notes, key=lambda n: n.start)
+    offs = sorted(notes, key=lambda n: n.end or 0.0)
+    i = j = 0
+    k = 1
+    while k * step <= end:
+        now = k * step
+        while i < len(ons) and ons[i].start <= now:
+            n = ons[i]
+            follower.note_on(HeldNote(n.start, n.pitch, n.velocity, n.channel, "player"))
+            i += 1
+        while j < len(offs) and (offs[j].end or 0.0) <= now:
+            n = offs[j]
+            assert n.end is not None
+            follower.note(Note(n.start, n.end - n.start, n.pitch, n.velocity, n.channel, "player"))
+            j += 1
+        yield now
+        k += 1
+
+
+def reactions(seeds: int, early: bool = True, segment: int = 8) -> dict[str, Any]:
+    """Bars from a style's first bar line to the yield of a part it takes (1: the agent plays the
+    player's first bar with them and rests from the next), and from its last bar to the return of
+    a part it leaves, streaming through the follower as the conductor does (`early`: asked at every
+    tick, 10 ms at 120 BPM; else only at bar lines, as the follower was before it judged a bar
+    part-way through); the parts held after each bar line; parts taken part-way through a bar that
+    the whole bar did not confirm."""
+    ens = bench_ensemble()
+    lead = commit_lead(ens, ens.tempo)
+    agent_of: dict[str, str] = {a.role or "": a.name for a in ens.agents}
+    out: dict[str, Any] = {"lead_beats": lead, "take": [], "return": [], "settled": [], "spurious": [],
+                           "unconfirmed": 0}
     for seed in range(seeds):
         rng = random.Random(1000 + seed)
         order = rng.sample(range(len(STYLES)), len(STYLES))
         raw: list[Raw] = []
         for i, k in enumerate(order):
             raw += STYLES[k].make(rng, segment, i * segment * BPB)
-        notes = sorted(played(raw), key=lambda n: n.start)
-        rec = RoleRecognizer(BPB, return_bars=2)
-        fed = 0
-        timeline: list[tuple[float, frozenset[str]]] = []
-        for bar_line in range(BPB, (len(order) * segment + 4) * BPB, BPB):
-            while fed < len(notes) and notes[fed].start < bar_line:
-                n = notes[fed]
-                assert n.end is not None
-                rec.note(n.start, n.end - n.start, n.pitch, n.velocity, n.channel)
-                fed += 1
-            roles = rec.decide(float(bar_line))
-            timeline.append((first_free_bar_line(bar_line, lead_beats, BPB), roles))
-        for bar_line, (_, roles) in zip(range(BPB, 10**9, BPB), timeline, strict=False):
-            i = (bar_line - 1) // (segment * BPB)
-            settled = i < len(order) and bar_line - i * segment * BPB > 3 * BPB  # past the hand-over
-            if settled:
+        follower = RoleFollower(ens)
+        total = (len(order) * segment + 4) * BPB
+        held: list[tuple[float, frozenset[str]]] = []  # at each bar line: the parts the player holds
+        silent: list[tuple[float, list[str]]] = []  # ... and the agents that rest in the bar it begins
+        for now in stream(played(raw), follower, total, 0.02 if early else float(BPB)):
+            follower.at_beat(now, lead)
+            if abs(now / BPB - round(now / BPB)) < 1e-9:
+                held.append((now, follower.recognizer.roles))
+                silent.append((now, follower.yielded_at(now)))
+        out["unconfirmed"] += follower.recognizer.unconfirmed
+        for bar_line, roles in held:
+            i = int((bar_line - 1) // (segment * BPB))
+            if i < len(order) and bar_line - i * segment * BPB > 3 * BPB:  # past the hand-over
                 out["settled"].append(roles == STYLES[order[i]].roles)
                 out["spurious"].append(bool(roles - STYLES[order[i]].roles))
         for i, k in enumerate(order):
@@ -193,13 +257,15 @@ def reactions(seeds: int, lead_beats: float = 2.6, segment: int = 8) -> dict[str
             before = STYLES[order[i - 1]].roles if i else frozenset()
             after = STYLES[order[i + 1]].roles if i + 1 < len(order) else frozenset()
             for role in STYLES[k].roles - before:
-                line = next((t for t, r in timeline if role in r and t > begin), None)
+                line = next((t for t, rest in silent if agent_of[role] in rest and t >= begin), None)
                 if line is not None:
                     out["take"].append(round((line - begin) / BPB))
+                    out.setdefault(f"take {role}", []).append(round((line - begin) / BPB))
             for role in STYLES[k].roles - after:
-                line = next((t for t, r in timeline if role not in r and t > end), None)
+                line = next((t for t, rest in silent if agent_of[role] not in rest and t >= end), None)
                 if line is not None:
                     out["return"].append(round((line - end) / BPB))
+                    out.setdefault(f"return {role}", []).append(round((line - end) / BPB))
     return out
 
 
@@ -223,17 +289,38 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {style.name} ({', '.join(sorted(style.roles))}) | {total} | {right / total:.2f} |")
     print(f"| all | {all_total} | {all_right / all_total:.2f} |")
     result["per_bar"]["all"] = {"bars": all_total, "right": all_right / all_total}
-    r = reactions(seeds)
-    for what in ("take", "return"):
-        bars = r[what]
-        hist = {b: bars.count(b) for b in sorted(set(bars))}
-        result[f"{what}_bars"] = hist
-        print(f"{what}: bars from the change to the bar line it takes effect at: {hist} (n={len(bars)})")
-    n = len(r["settled"])
-    right, spurious = sum(r["settled"]) / n, sum(r["spurious"]) / n
-    result["settled"] = {"bars": n, "exactly_right": right, "spurious": spurious}
-    print(f"with hysteresis, after bars 4 to 8 of each style: the player's parts exactly right {right:.3f}, "
-          f"a part the player is not playing held {spurious:.3f} (n={n})")
+    lead = commit_lead(bench_ensemble(), 120.0)
+    print(f"\nPart-way through a bar, at {BPB - lead:.1f} beats of {BPB} (the default ensemble's lead, "
+          f"{lead:.1f} beats at 120 BPM):")
+    print("| player plays | bars | taken part-way | a part not played taken |")
+    print("|---|---|---|---|")
+    result["early"] = {}
+    for style in STYLES:
+        taken, false, total = per_bar_early(style, seeds, BPB - lead)
+        result["early"][style.name] = {"bars": total, "taken": taken / total, "false": false / total}
+        print(f"| {style.name} | {total} | {taken / total:.2f} | {false / total:.3f} |")
+    print("\nStreaming, each style for 8 bars in a random order (bars from the change to the bar line it "
+          "takes effect at):")
+    print("| judged | take | return | parts exactly right | a part not played held | unconfirmed |")
+    print("|---|---|---|---|---|---|")
+    result["streaming"] = {}
+    for name, early in (("at bar lines", False), ("part-way too", True)):
+        r = reactions(seeds, early=early)
+        row: dict[str, Any] = {"lead_beats": r["lead_beats"], "unconfirmed": r["unconfirmed"]}
+        for what in ("take", "return"):
+            bars = r[what]
+            row[f"{what}_bars"] = {b: bars.count(b) for b in sorted(set(bars))}
+        n = len(r["settled"])
+        right, spurious = sum(r["settled"]) / n, sum(r["spurious"]) / n
+        row["settled"] = {"bars": n, "exactly_right": right, "spurious": spurious}
+        result["streaming"][name] = row
+        print(f"| {name} | {row['take_bars']} | {row['return_bars']} | {right:.3f} | {spurious:.3f} | "
+              f"{r['unconfirmed']} |")
+        for role in ("bass", "comp", "melody", "drums"):
+            for what in ("take", "return"):
+                bars = r.get(f"{what} {role}", [])
+                row[f"{what}_bars {role}"] = {b: bars.count(b) for b in sorted(set(bars))}
+            print(f"|   {role} | {row[f'take_bars {role}']} | {row[f'return_bars {role}']} | | | |")
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

@@ -521,9 +521,10 @@ class Conductor:
                 if not self._ending_near(whole, tl):
                     await self._follow(whole)
                     await self._follow_tempo(whole, now)
-                for msg in self.roles.at_beat(whole, commit_lead(self.ens.timing, tl.tempo_at_beat(whole))):
-                    await self._publish(msg)
                 await self._beat_tick(whole, tl)
+            # who yields: judged at each bar line and part-way through a bar (conductor/roles.py)
+            for msg in self.roles.at_beat(beat, commit_lead(self.ens, tl.tempo_at_beat(beat))):
+                await self._publish(msg)
             if tl.stop_beat > 0.0 and now >= tl.time_at(tl.stop_beat + self.ending_beats) + RELEASE_MARGIN_S:
                 # The held chord has been released: the transport stops, and a --bars run is over.
                 self.state.timeline = tl.stopped(now)

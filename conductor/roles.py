@@ -19,8 +19,13 @@ hand plays the bass while the right comps.
 
 Hysteresis (`RoleRecognizer`): a role is the player's once it is heard for `take_bars` bars running,
 and stays the player's until `return_bars` bars pass without it, so a rest or a fill does not bring
-the agent back mid-phrase. `RoleFollower` turns the roles into the agents that yield: each yields
-from the first bar line its notes are not yet committed for, and comes back at such a bar line.
+the agent back mid-phrase. Judged only at bar lines, a part would be taken a bar late: the agents
+have committed past the bar line by then. So the bar is also judged part-way through, at the last
+moment a change still reaches the agents before the next bar line: a part beyond doubt by then
+(`early_roles`, on more evidence than a whole bar needs) is taken for that bar line, and dropped
+at it if the whole bar does not bear it out; a part about to be handed back with no trace of it so
+far is handed back there. `RoleFollower` turns the roles into the agents that yield: each yields
+from a bar line its notes are not yet committed for, and comes back at such a bar line.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol.ensemble import AUTO_ROLE, NO_ROLE, Ensemble, TimingConfig
+from protocol.ensemble import AUTO_ROLE, NO_ROLE, Ensemble
 from protocol.form import DRUM_CHANNEL
 from protocol.instruments import ROLES, Role
 from protocol.messages import HeldNote, Note, RoleState
@@ -55,6 +60,11 @@ MIN_ONSETS = 2  # onsets in a bar for a part to be played there ...
 MIN_COVER = 0.5  # ... or the share of the bar it sounds
 MAX_HELD_BARS = 2  # a note-on whose note-off never came (a lost packet) stops counting after this
 MAX_NOTES = 1024  # the most recent notes kept: a flood of notes cannot slow the conductor's loop
+EARLY_ONSETS = 3  # onsets of a part that take it before its bar has ended (`early_roles`)
+EARLY_SHARE = 0.5  # ... heard over at least this share of the bar
+TRANSIT_S = 0.1  # for a message to reach every agent, their clocks' disagreement included
+TURN_BEATS = 0.4  # agents/arrangement.py's COMMIT_STEP_BEATS (the conductor does not import agents/)
+LATE_OK = 0.1  # beats a tick may come after the moment to judge a bar early (the transit covers it)
 
 
 @dataclass(slots=True)
@@ -127,29 +137,31 @@ def _is_line(onsets: list[_Onset]) -> bool:
     return single >= LINE_SHARE * len(onsets) and not apart
 
 
-def bar_roles(notes: Sequence[PlayedNote], start: float, end: float) -> frozenset[Role]:
-    """The roles the player's notes play in the beats [start, end) (a bar); causal at `end`."""
+def bar_parts(notes: Sequence[PlayedNote], start: float, end: float) -> dict[Role, list[Span]]:
+    """The roles the player's notes play in the beats [start, end), each with the notes that play
+    it (a drum's hits, the bass's notes, the chords' tones, the tune's notes); causal at `end`."""
     held_max = MAX_HELD_BARS * (end - start)
     spans = [(n, n.start, _end(n, end, held_max)) for n in notes]
     # a note struck a moment before a bar line is the next bar's (a player ahead of the beat)
     spans = [(n, s, e) for n, s, e in spans if s < end - EARLY and e > start]
-    roles: set[Role] = set()
+    parts: dict[Role, list[Span]] = {}
 
     def active(part: list[Span]) -> bool:
         onsets = sum(1 for _, s, _ in part if s >= start - EARLY)
         return _active([(s, e) for _, s, e in part], onsets, start, end)
 
-    if active([x for x in spans if x[0].channel == DRUM_CHANNEL]):
-        roles.add("drums")
+    drums = [x for x in spans if x[0].channel == DRUM_CHANNEL]
+    if active(drums):
+        parts["drums"] = drums
     pitched = [x for x in spans if x[0].channel != DRUM_CHANNEL]
     if not pitched:
-        return frozenset(roles)
+        return parts
     onsets = _onsets(pitched)
     if _is_line(onsets):
         if active(pitched):
             median = statistics.median(n.pitch for n, _, _ in pitched)
-            roles.add("bass" if median <= LINE_BASS_TOP else "melody")
-        return frozenset(roles)
+            parts["bass" if median <= LINE_BASS_TOP else "melody"] = pitched
+        return parts
     # more than one voice: a bass under the rest, chords above it, a line on top
     low: list[Span] = []
     for o in onsets:
@@ -159,7 +171,7 @@ def bar_roles(notes: Sequence[PlayedNote], start: float, end: float) -> frozense
         if p <= LOW_VOICE_TOP and (not above or min(above) - p >= BASS_GAP):
             low.append(lowest)
     if low and active(low) and statistics.median(n.pitch for n, _, _ in low) <= UNDER_BASS_TOP:
-        roles.add("bass")
+        parts["bass"] = low
         bass = {id(n) for n, _, _ in low}
         pitched = [x for x in pitched if id(x[0]) not in bass]
         # a bass note under two struck together makes a chord: a pianist's root and shell voicing
@@ -173,7 +185,7 @@ def bar_roles(notes: Sequence[PlayedNote], start: float, end: float) -> frozense
               if len(o.struck) >= 2 and len(o.struck) + len(o.ringing) + min(1, o.bass) >= CHORD_NOTES]
     chord_pitches = [p for o in chords for p in o.pitches + o.ringing]
     if chords and COMP_REGISTER[0] <= statistics.median(chord_pitches) <= COMP_REGISTER[1]:
-        roles.add("comp")
+        parts["comp"] = [x for o in chords for x in o.struck]
         # a tune over the chords: notes struck alone above all that sounds, or a fourth and more
         # above the chord they are struck with (a right hand over a left)
         tops: list[Span] = []
@@ -188,17 +200,68 @@ def bar_roles(notes: Sequence[PlayedNote], start: float, end: float) -> frozense
         tune = [x for x in tops if x[1] >= start - EARLY and x[0].pitch > median]
         high = bool(tune) and statistics.median(x[0].pitch for x in tune) >= MELODY_TOP_LOW
         if singles and len(tune) >= MIN_ONSETS and high:
-            roles.add("melody")
-        return frozenset(roles)
+            parts["melody"] = tune
+        return parts
     tops = [max(o.struck, key=lambda x: x[0].pitch) for o in onsets]
     if tops and active(tops) and statistics.median(n.pitch for n, _, _ in tops) >= MELODY_LOW:
-        roles.add("melody")
-    return frozenset(roles)
+        parts["melody"] = tops
+    return parts
+
+
+def bar_roles(notes: Sequence[PlayedNote], start: float, end: float) -> frozenset[Role]:
+    """The roles the player's notes play in the beats [start, end) (a bar); causal at `end`."""
+    return frozenset(bar_parts(notes, start, end))
+
+
+def _strikes(part: list[Span], start: float) -> list[Span]:
+    """The part's notes struck from `start` on (not those ringing from before it)."""
+    return [x for x in part if x[1] >= start - EARLY]
+
+
+def _onset_count(part: list[Span]) -> int:
+    times = sorted(s for _, s, _ in part)
+    return sum(1 for i, t in enumerate(times) if i == 0 or t - times[i - 1] > ONSET_TOL)
+
+
+def early_roles(notes: Sequence[PlayedNote], start: float, now: float) -> frozenset[Role]:
+    """The roles already beyond doubt part-way through a bar, in [start, now): the part read as
+    `bar_parts` reads a bar, on more evidence than a whole bar needs, since a bar that has not ended
+    may still turn out otherwise. Three onsets of the part; or a chord struck (a melody player
+    strikes no chords); or two notes of a bass line with every note of it at or below B2 (47). A
+    bass line's notes must all lie in the bass register (E3 and below): a melody that dips low for
+    two notes is a melody with two low notes, not a bass line."""
+    out: set[Role] = set()
+    for role, part in bar_parts(notes, start, now).items():
+        struck = _strikes(part, start)
+        if not struck:
+            continue
+        onsets = _onset_count(struck)
+        top = max(n.pitch for n, _, _ in struck)
+        if role == "bass" and top > LINE_BASS_TOP:
+            continue
+        if (onsets >= EARLY_ONSETS or role == "comp"
+                or (role == "bass" and onsets >= MIN_ONSETS and top <= UNDER_BASS_TOP)):
+            out.add(role)
+    return frozenset(out)
+
+
+def traces(notes: Sequence[PlayedNote], start: float, now: float) -> set[str]:
+    """The roles with any sign of them in [start, now), however little: the part read as a bar
+    is, or for the bass a single note struck in its register; "any" for any note struck. A part
+    with none of it in the bar so far can be handed back part-way through the bar."""
+    out: set[str] = set(bar_parts(notes, start, now))
+    struck = [n for n in notes if start - EARLY <= n.start < now - EARLY]
+    if struck:
+        out.add("any")
+    if any(n.channel != DRUM_CHANNEL and n.pitch <= LINE_BASS_TOP for n in struck):
+        out.add("bass")
+    return out
 
 
 @dataclass
 class RoleRecognizer:
-    """The player's roles with hysteresis, decided at each bar line from the bar before it."""
+    """The player's roles with hysteresis, decided at each bar line from the bar before it (and
+    part-way through a bar where the evidence is already beyond doubt: `decide_early`)."""
 
     beats_per_bar: int
     return_bars: int = 2
@@ -209,6 +272,8 @@ class RoleRecognizer:
     _seen: dict[str, int] = field(default_factory=dict)  # role -> bars heard in a row
     _missed: dict[str, int] = field(default_factory=dict)  # role -> bars not heard in a row
     _notes: list[PlayedNote] = field(default_factory=list)
+    _provisional: set[str] = field(default_factory=set)  # taken part-way through the bar now playing
+    unconfirmed: int = 0  # parts taken part-way through a bar that the whole bar did not play
 
     # -- input ------------------------------------------------------------------------------------
     def note_on(self, pitch: int, velocity: int, beat: float, channel: int) -> None:
@@ -241,7 +306,8 @@ class RoleRecognizer:
 
     # -- decisions --------------------------------------------------------------------------------
     def decide(self, bar_line: float) -> frozenset[Role]:
-        """The player's roles after the bar that ends at `bar_line` (call once per bar line)."""
+        """The player's roles after the bar that ends at `bar_line` (call once per bar line). A part
+        taken part-way through this bar (`decide_early`) stays only if the whole bar plays it."""
         bpb = self.beats_per_bar
         heard = bar_roles(self._notes, bar_line - bpb, bar_line)
         self.last_bar = heard
@@ -257,8 +323,9 @@ class RoleRecognizer:
             on = self.playing if key == "any" else key in held
             if not on and self._seen[key] >= self.take_bars:
                 on = True
-            elif on and self._missed[key] >= self.return_bars:
+            elif on and (self._missed[key] >= self.return_bars or (key in self._provisional and not seen)):
                 on = False
+                self.unconfirmed += key in self._provisional and key != "any"
             if key == "any":
                 self.playing = on
             elif on:
@@ -266,16 +333,51 @@ class RoleRecognizer:
             else:
                 held.discard(key)
         self.roles = frozenset(held)
+        self._provisional = set()
         horizon = bar_line - (MAX_HELD_BARS + 1) * bpb
         self._notes = [n for n in self._notes if _end(n, bar_line, MAX_HELD_BARS * bpb) > horizon]
         return self.roles
 
+    def decide_early(self, bar_start: float, now: float) -> frozenset[Role]:
+        """Part-way through the bar that began at `bar_start`: a part already beyond doubt
+        (`early_roles`) is taken now, for the bar line that ends this bar, and confirmed or dropped
+        there; a part about to be given back (missing for `return_bars` - 1 bars) with no trace of
+        it so far in this bar is given back now. Less than half a bar heard (`EARLY_SHARE`) is too
+        little to judge: nothing changes."""
+        if now - bar_start < EARLY_SHARE * self.beats_per_bar:
+            return self.roles
+        held = set(self.roles)
+        if self.take_bars <= 1:  # a part taken on more than a bar's hearing waits for its bar lines
+            heard = early_roles(self._notes, bar_start, now)
+            for role in heard - held:
+                held.add(role)
+                self._provisional.add(role)
+            if heard and not self.playing:
+                self.playing = True
+                self._provisional.add("any")
+        trace = traces(self._notes, bar_start, now)
+        for key in (*ROLES, "any"):
+            on = self.playing if key == "any" else key in held
+            if (on and key not in trace and key not in self._provisional
+                    and self._missed.get(key, 0) >= self.return_bars - 1):
+                if key == "any":
+                    self.playing = False
+                else:
+                    held.discard(key)
+        self.roles = frozenset(held)
+        return self.roles
 
-def commit_lead(timing: TimingConfig, tempo_bpm: float) -> float:
-    """How far ahead of now the agents may have committed their notes, in beats: the commit
-    distance, the output latency (and a margin for the message to reach them), and a beat for the
-    parts that commit a turn ahead (agents/arrangement.py)."""
-    return timing.commit_beats + (timing.latency_ms / 1000.0 + 0.1) * tempo_bpm / 60.0 + 1.0
+
+def commit_lead(ens: Ensemble, tempo_bpm: float) -> float:
+    """How far ahead of now the agents may have committed their notes, in beats: their commit
+    distance (`timing.commit_beats`, or the output latency where that is longer), a step for each
+    model part that commits a turn ahead of another (agents/arrangement.py), and the time for the
+    message to reach them. A yield announced this far ahead of its bar line cuts no note sent."""
+    timing = ens.timing
+    beats_per_s = tempo_bpm / 60.0
+    models = sum(1 for a in ens.agents if a.engine.type == "onnx" and a.role != "drums")
+    return (max(timing.commit_beats, timing.latency_ms / 1000.0 * beats_per_s)
+            + TURN_BEATS * max(0, models - 1) + TRANSIT_S * beats_per_s)
 
 
 def first_free_bar_line(beat: float, lead_beats: float, beats_per_bar: int) -> float:
@@ -301,6 +403,8 @@ class RoleFollower:
         self.epoch = 0
         self.changes: list[dict[str, Any]] = []  # for the report: what changed at which bar
         self.yielded_bars: dict[str, int] = {}
+        self._decided = 0.0  # the last bar line the bar before it was judged at
+        self._early = -1.0  # the bar (its first beat) last judged part-way through
 
     def note_on(self, held: HeldNote) -> None:
         self.recognizer.note_on(held.pitch, held.velocity, held.start_beat, held.channel)
@@ -321,17 +425,46 @@ class RoleFollower:
             return {self.mode}
         return {a for a, role in self.agent_roles.items() if role == self.mode}
 
-    def at_beat(self, beat: int, lead_beats: float) -> list[RoleState]:
-        """At each whole beat: at a bar line, decide, and return the message if anything changed."""
-        if beat <= 0 or beat % self.bpb:
+    def at_beat(self, beat: float, lead_beats: float) -> list[RoleState]:
+        """At each tick of the clock (`beat` need not be whole): at a bar line, judge the bar just
+        played; once a bar is far enough in that a change announced now still reaches every agent
+        before the next bar line (`lead_beats`), judge the bar so far. Returns the message if
+        anything changed."""
+        if beat <= 0:
             return []
-        before = (self.recognizer.roles, dict(self.yields))
-        self.recognizer.decide(float(beat))
-        for a, (start, until) in self.yields.items():
-            if start <= beat - self.bpb and (until is None or until >= beat):
-                self.yielded_bars[a] = self.yielded_bars.get(a, 0) + 1
+        bpb = self.bpb
+        bar_line = math.floor(beat / bpb + 1e-9) * bpb
+        if bar_line < self._decided:  # the beat went back (a new start): judge from here on
+            self._decided, self._early = bar_line, bar_line - bpb
+        next_line = bar_line + bpb
+        judge_bar = bar_line > self._decided
+        judge_early = self._early < bar_line and beat >= next_line - lead_beats
+        if not (judge_bar or judge_early):
+            return []
+        before = (self.recognizer.roles, self.recognizer.playing, dict(self.yields))
+        if judge_bar:
+            self._decided = bar_line
+            self.recognizer.decide(float(bar_line))
+            for a, (start, until) in self.yields.items():
+                if start <= bar_line - bpb and (until is None or until >= bar_line):
+                    self.yielded_bars[a] = self.yielded_bars.get(a, 0) + 1
+            self._follow(beat, first_free_bar_line(beat, lead_beats, bpb))
+        if judge_early:
+            self._early = bar_line
+            if beat + lead_beats <= next_line + LATE_OK:  # else too late for this bar: its bar line judges it
+                self.recognizer.decide_early(float(bar_line), beat)
+                self._follow(beat, float(next_line))
+        if (self.recognizer.roles, self.recognizer.playing, self.yields) == before:
+            return []
+        self.epoch += 1
+        self.changes.append({"bar": int(beat // bpb) + 1, "player": sorted(self.recognizer.roles),
+                             "yields": self._bars()})
+        del self.changes[:-200]
+        return [self.message()]
+
+    def _follow(self, beat: float, line: float) -> None:
+        """The yields after the roles changed at `beat`: a change takes effect at bar line `line`."""
         taken = self.taken()
-        line = first_free_bar_line(beat, lead_beats, self.bpb)
         for a in sorted(set(self.agent_roles)):
             item = self.yields.get(a)
             pending = item is not None and (item[1] is None or item[1] > beat)
@@ -346,13 +479,6 @@ class RoleFollower:
                     self.yields[a] = (item[0], line)
             elif item is not None and item[1] is not None and item[1] + self.bpb <= beat:
                 del self.yields[a]
-        if (self.recognizer.roles, self.yields) == before:
-            return []
-        self.epoch += 1
-        self.changes.append({"bar": beat // self.bpb + 1, "player": sorted(self.recognizer.roles),
-                             "yields": self._bars()})
-        del self.changes[:-200]
-        return [self.message()]
 
     def ending_role(self) -> Role:
         """How a replayed player ends the piece: on the chord's bass when it has the bass (its agent

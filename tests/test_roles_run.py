@@ -1,7 +1,7 @@
 """The player takes the bass in a real run: conductor and agents as processes on real UDP sockets, the
-player replayed from a MIDI file. The bass agent rests from the bar line after the conductor heard
-the player's bass line, lets its last note ring, and plays again two bars after the player stops;
-the recording, the report and the agents' stats say so, and nothing is left sounding."""
+player replayed from a MIDI file. The bass agent plays the player's first bar with them, rests from
+the next bar line with its last note ringing, and plays again two bars after the player stops; the
+recording, the report and the agents' stats say so, and nothing is left sounding."""
 
 from __future__ import annotations
 
@@ -58,11 +58,12 @@ def test_the_bass_agent_makes_room_for_the_players_bass_line_and_comes_back(tmp_
     report = play_bars(yaml_path, 10, tmp_path, timeout=90)
     notes = recorded(tmp_path / "out.mid")
     bass = {round(s, 2): d for s, d, _ in notes["bass"]}
-    # heard through bar 1, decided at its end (beat 4): the agents have committed past that bar
-    # line, so the bass rests from bar 3 (beat 8); the player's last bar is bar 4, bars 5 and 6 pass
-    # without a bass, and the bass is back on bar 8 (beat 28), then the held final chord (beat 40)
-    assert sorted(bass) == [0, 2, 4, 6, 28, 30, 32, 34, 36, 38, 40], sorted(bass)
-    assert bass[6] == pytest.approx(1.5, abs=0.01)  # its last note before the rest ends as planned
+    # heard by beat 2.6 of bar 1 (1.4 beats at 240 BPM before the bar line: the agents' commit
+    # distance and the message's way), so the bass rests from bar 2 (beat 4); the player's last bar
+    # is bar 4, bars 5 and 6 pass without a bass, and the bass is back on bar 7 (beat 24), then the
+    # held final chord (beat 40)
+    assert sorted(bass) == [0, 2, 24, 26, 28, 30, 32, 34, 36, 38, 40], sorted(bass)
+    assert bass[2] == pytest.approx(1.5, abs=0.01)  # its last note before the rest ends as planned
     # the other parts play on through every bar
     assert {int(s // 4) for s, _, _ in notes["piano"]} >= set(range(10))
     assert {int(s // 4) for s, _, _ in notes["drums"]} >= set(range(10))
@@ -72,7 +73,7 @@ def test_the_bass_agent_makes_room_for_the_players_bass_line_and_comes_back(tmp_
     roles = report["conductor"]["roles"]
     assert roles["mode"] == "auto" and roles["parts"]["bass"] == "bass"
     assert roles["changes"][0]["player"] == ["bass"]
-    assert roles["changes"][0]["yields"] == {"bass": {"from_bar": 3, "until_bar": None}}
-    assert {"bass": {"from_bar": 3, "until_bar": 8}} in [c["yields"] for c in roles["changes"]]
+    assert roles["changes"][0]["yields"] == {"bass": {"from_bar": 2, "until_bar": None}}
+    assert {"bass": {"from_bar": 2, "until_bar": 7}} in [c["yields"] for c in roles["changes"]]
     # what the agent sent is what the recording holds: the notes it left out were never sent
     assert report["parts"]["bass"]["notes"] == report["parts"]["bass"]["recorded"] == len(bass)
