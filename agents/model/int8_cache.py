@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.model.model_config import BASE_FILE, CONFIG_FILE, TOKEN_FILE, model_paths, read_tokenizer_config
+from agents.model.quantize import RECIPE
 
 AGREEMENT_FILE = "int8_agreement.json"
 PROMPTS = Path(__file__).parent / "prompts"
@@ -85,7 +86,7 @@ def int8_model(folder: str | Path, root: Path | None = None) -> tuple[Path, dict
     if is_int8(src):
         return src, {}
     root = root or cache_root()
-    dest = root / "int8" / f"{src.name}-{fingerprint(src)}"
+    dest = root / "int8" / f"{src.name}-{fingerprint(src)}-{RECIPE}"
     with _locked(root / "int8" / f".{dest.name}.lock"):
         figures = dest / AGREEMENT_FILE
         if not figures.is_file():

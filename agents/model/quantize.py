@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 QUANT_KEY = "quantization"  # metadata of a graph whose MatMul weights are int8
+RECIPE = "w7"  # how the weights are quantised; a copy made another way is made again
 
 
 def quantize_int8(path: Path) -> None:
@@ -23,8 +24,12 @@ def quantize_int8(path: Path) -> None:
 
     out = path.with_name(path.name + ".int8")
     try:
-        # lean graphs: ONNX shape inference cannot type the outputs of ORT's contrib operators
-        quantize_dynamic(path, out, weight_type=QuantType.QInt8,
+        # lean graphs: ONNX shape inference cannot type the outputs of ORT's contrib operators.
+        # 7-bit weights (reduce_range): x86 CPUs without VNNI (AVX2, AVX-512F) multiply u8 x s8 pairs
+        # into a saturating int16 sum, which full-range weights overflow. On such a CPU (an AVX2 EPYC)
+        # a small export's top token agreed with float32 at 0.73 with full-range weights, 0.88 with
+        # reduced ones (mean KL 0.031 -> 0.004).
+        quantize_dynamic(path, out, weight_type=QuantType.QInt8, reduce_range=True,
                          extra_options={"DefaultTensorType": TensorProto.FLOAT})
         model = onnx.load(str(out))
         kept = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
