@@ -49,7 +49,7 @@ class WorkerConfig:
     density: float
     chord_bias: float
     bass: bool
-    tracks: dict[str, tuple[int, int]] = field(default_factory=dict)  # source -> (track, channel)
+    tracks: dict[str, tuple[int, int]] = field(default_factory=dict)  # source -> (track, model channel)
     human: str = ""
     max_rest_beats: int = 4
     max_note_beats: float = 8.0
@@ -69,6 +69,13 @@ class WorkerConfig:
     commit_beats: float = 1.0
     quantize: str = "none"  # "int8": load an int8 copy of a float32 export (agents/model/int8_cache.py)
     source: str = "model"  # the part's name: the source of the notes it commits
+    # the channel the model hears and draws this part on (agents/voices.py); None: `channel`
+    model_channel: int | None = None
+
+    @property
+    def voice(self) -> int:
+        """This part's channel inside the model's context."""
+        return self.channel if self.model_channel is None else self.model_channel
 
 
 DEFAULT_CONTEXT_EVENTS = 1024  # a model whose config does not say what window it was trained on
@@ -168,7 +175,7 @@ class Planner:
             self.runtime,
             self.context,
             track=cfg.track,
-            channel=cfg.channel,
+            channel=cfg.voice,
             pitch_range=cfg.pitch_range,
             seed=cfg.seed,
             max_duration_beats=cfg.max_note_beats,
@@ -218,8 +225,8 @@ class Planner:
 
         if start < self.context.origin_beat:
             return  # before the piece began (a count-in): the event stream has no negative time
-        track, _ = self.cfg.tracks.get(source, (0, channel))
-        note = LiveNote(start, duration, pitch, max(1, velocity), channel, track)
+        track, voice = self.cfg.tracks.get(source, (0, channel))
+        note = LiveNote(start, duration, pitch, max(1, velocity), voice, track)
         if source != self.cfg.human:
             self.others.append((start, note))
             return
@@ -238,12 +245,12 @@ class Planner:
 
         if source != self.cfg.human or start < self.context.origin_beat:
             return
-        track, _ = self.cfg.tracks.get(source, (0, channel))
+        track, voice = self.cfg.tracks.get(source, (0, channel))
         self.player_dynamics.add(start, pitch, velocity)
         self.held[(round(start * 16), pitch)] = start
         if len(self.held) > 128:  # note-offs lost with their packets: forget the oldest
             self.held.pop(next(iter(self.held)))
-        self._admit_player(LiveNote(start, PROVISIONAL_BEATS, pitch, max(1, velocity), channel, track),
+        self._admit_player(LiveNote(start, PROVISIONAL_BEATS, pitch, max(1, velocity), voice, track),
                            replan=True, at=start)
 
     def _admit_player(self, note: Any, *, replan: bool, at: float | None = None) -> None:
@@ -580,7 +587,7 @@ class Planner:
             drawn = any(beat <= n.start_beat < beat + 1 for n in self.planned)
             if is_strong_beat(beat, self.bpb) and not drawn:
                 for pitch in fallback_pitches(self.plan.chord_at(beat, self.bpb), self.cfg):
-                    note = LiveNote(beat, 1.0, pitch, 80, self.cfg.channel, self.cfg.track)
+                    note = LiveNote(beat, 1.0, pitch, 80, self.cfg.voice, self.cfg.track)
                     self.generator.apply(self.context.add_note(note, owner=self.cfg.track))
                     self.planned.append(note)
             beat += 1.0

@@ -35,6 +35,7 @@ from agents.engines.model_protocol import (
     Stop,
 )
 from agents.engines.model_worker import WorkerConfig, key_signature, resolve_model
+from agents.voices import learnt_voices, model_channels
 from protocol.ensemble import AgentConfig, Ensemble
 from protocol.harmony import ChordPlan
 from protocol.messages import HeldNote, Note
@@ -75,15 +76,20 @@ class OnnxEngine:
     def __init__(self, ens: Ensemble, cfg: AgentConfig, base_dir: Path, *, in_process: bool = False) -> None:
         self.cfg = cfg
         parts = ens.parts()
-        tracks = {p.name: (i + 1, p.channel) for i, p in enumerate(parts)}
         plan = ChordPlan.parse(ens.plan_text, loop=ens.loop, key=ens.key)
         sharps, minor = key_signature(plan.key_tonic, plan.key_is_minor)
         model = resolve_model(cfg.engine.model, base_dir)
+        # each part on the channel of the voice the model learnt its register on (agents/voices.py)
+        voices = {p.name: p.channel for p in parts}
+        if learnt_voices(model):
+            voices = model_channels(ens, roles(ens))
+        tracks = {p.name: (i + 1, voices[p.name]) for i, p in enumerate(parts)}
         e = cfg.engine
         self.worker_cfg = WorkerConfig(
             model=str(model),
             track=tracks[cfg.name][0],
             channel=cfg.channel,
+            model_channel=voices[cfg.name],
             pitch_range=working_range(ens, cfg) if cfg.channel != 9 else (27, 87),
             programs=tuple((t, ch, p.program) for p, (t, ch) in zip(parts, tracks.values(), strict=True)),
             tempo=ens.tempo,

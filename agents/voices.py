@@ -1,0 +1,73 @@
+"""Which voice of its training the model hears each part as.
+
+A model trained by `python -m training` learnt its pieces with every voice on its own MIDI channel, in
+score order (training/data.py: soprano 0, alto 1, tenor 2, bass 3 in a chorale), and it places a
+part's notes by that channel. Asked to play a bass on channel 1 it draws an alto line, and the bass's
+range piles those notes on its top edge (the default ensemble's bass played E3 on 43 % of its notes);
+a comping piano on the tenor's channel, above the bass, played G3 and A3, the bottom of its range, on
+65 % of its notes.
+
+So inside the model (its context, its prompt and what it draws) each pitched part is on the channel of
+the chorale voice nearest its register, and a bass part on the bass voice's. Everywhere else (the bus,
+the output, the recording) a note keeps its part's own channel. Where there are more upper parts than
+upper voices, each takes the voice nearest its register: the track still tells them apart.
+
+A SkyTNT export learnt from General MIDI files, where channels say nothing of register, so it keeps
+the ensemble's channels.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from pathlib import Path
+
+from protocol.ensemble import Ensemble
+from protocol.form import DRUM_CHANNEL
+
+# The middle of each chorale voice's register in C (MIDI): soprano, alto, tenor, bass.
+VOICE_CENTRES = (70, 64, 58, 50)
+BASS_VOICE = 3
+UPPER_VOICES = (0, 1, 2)
+DEFAULT_RANGE = (36, 96)  # a part that gives no range (protocol/ensemble.py): its register is unknown
+
+
+def model_channels(ens: Ensemble, roles: dict[str, str]) -> dict[str, int]:
+    """The channel the model hears each part on, by name. ``roles`` is every part's role
+    (agents/arrangement.py); a drum part keeps its own channel, where every model learnt drums."""
+    out: dict[str, int] = {}
+    upper: list[tuple[float, str]] = []
+    for part in ens.parts():
+        role = roles.get(part.name, "comp")
+        if part.channel == DRUM_CHANNEL or role == "drums":
+            out[part.name] = part.channel
+        elif role == "bass":
+            out[part.name] = BASS_VOICE
+        else:
+            lo, hi = part.range
+            # a player who gives no range plays the tune (the human's role until heard otherwise)
+            centre = VOICE_CENTRES[0] if (lo, hi) == DEFAULT_RANGE and role == "melody" else (lo + hi) / 2
+            upper.append((centre, part.name))
+    upper.sort(key=lambda u: (-u[0], u[1]))  # high to low
+    out.update(_assign(upper))
+    return out
+
+
+def _assign(upper: list[tuple[float, str]]) -> dict[str, int]:
+    """High-to-low parts onto the soprano, alto and tenor: each its own voice, in order, nearest in
+    register, while there are voices enough; else each the voice nearest its register."""
+    if len(upper) <= len(UPPER_VOICES):
+
+        def cost(voices: tuple[int, ...]) -> float:
+            return sum(abs(c - VOICE_CENTRES[v]) for (c, _), v in zip(upper, voices, strict=True))
+
+        best = min(combinations(UPPER_VOICES, len(upper)), key=cost)
+        return {name: v for (_, name), v in zip(upper, best, strict=True)}
+    return {name: min(UPPER_VOICES, key=lambda v: abs(c - VOICE_CENTRES[v])) for c, name in upper}
+
+
+def learnt_voices(model: Path) -> bool:
+    """Whether the model was trained here (its config records the training window), so its channels
+    are voices; a SkyTNT export's are not."""
+    from agents.model.model_config import CONFIG_FILE, read_tokenizer_config
+
+    return read_tokenizer_config(model / CONFIG_FILE).train_window is not None
