@@ -9,8 +9,9 @@ a comping piano on the tenor's channel, above the bass, played G3 and A3, the bo
 
 So inside the model (its context, its prompt and what it draws) each pitched part is on the channel of
 the chorale voice nearest its register, and a bass part on the bass voice's. Everywhere else (the bus,
-the output, the recording) a note keeps its part's own channel. Where there are more upper parts than
-upper voices, each takes the voice nearest its register: the track still tells them apart.
+the output, the recording) a note keeps its part's own channel. A band with more pitched parts than a
+chorale has voices keeps its own channels: sharing a voice, two parts were drawn into one register
+(a six-part band's guitar and trumpet clung to their ranges' edges more than on their own channels).
 
 A SkyTNT export learnt from General MIDI files, where channels say nothing of register, so it keeps
 the ensemble's channels.
@@ -47,22 +48,18 @@ def model_channels(ens: Ensemble, roles: dict[str, str]) -> dict[str, int]:
             # a player who gives no range plays the tune (the human's role until heard otherwise)
             centre = VOICE_CENTRES[0] if (lo, hi) == DEFAULT_RANGE and role == "melody" else (lo + hi) / 2
             upper.append((centre, part.name))
+    basses = [name for name, ch in out.items() if ch == BASS_VOICE]
+    if len(upper) > len(UPPER_VOICES) or len(basses) > 1:
+        return {p.name: p.channel for p in ens.parts()}
     upper.sort(key=lambda u: (-u[0], u[1]))  # high to low
-    out.update(_assign(upper))
+
+    def cost(voices: tuple[int, ...]) -> float:
+        return sum(abs(c - VOICE_CENTRES[v]) for (c, _), v in zip(upper, voices, strict=True))
+
+    # each upper part its own voice, in register order, nearest in register
+    best = min(combinations(UPPER_VOICES, len(upper)), key=cost)
+    out.update({name: v for (_, name), v in zip(upper, best, strict=True)})
     return out
-
-
-def _assign(upper: list[tuple[float, str]]) -> dict[str, int]:
-    """High-to-low parts onto the soprano, alto and tenor: each its own voice, in order, nearest in
-    register, while there are voices enough; else each the voice nearest its register."""
-    if len(upper) <= len(UPPER_VOICES):
-
-        def cost(voices: tuple[int, ...]) -> float:
-            return sum(abs(c - VOICE_CENTRES[v]) for (c, _), v in zip(upper, voices, strict=True))
-
-        best = min(combinations(UPPER_VOICES, len(upper)), key=cost)
-        return {name: v for (_, name), v in zip(upper, best, strict=True)}
-    return {name: min(UPPER_VOICES, key=lambda v: abs(c - VOICE_CENTRES[v])) for c, name in upper}
 
 
 def learnt_voices(model: Path) -> bool:

@@ -9,7 +9,9 @@ with any model:
 - a part never strikes more notes at one slot than its polyphony (the decoder closes the slot);
 - a comping chord stays within the hand's span (the widest interval between its notes);
 - no pitch another part sounds at that moment, unless the part may double (`doubling: true`);
-- the bass stays below every other agent's sounding note; the other agents stay above the bass's.
+- the bass stays below every other agent's sounding note; the other agents stay above the bass's;
+- a comping part stays below the player's tune: under the note the player sounds, when that note lies
+  above the middle of the part's range (a player down in the bass register is no tune to keep under).
 
 When the rules leave nothing (a melody held exactly where the bass would go), the unison rule and
 the register rules give way in that order: the note still sounds, in range, on the chord.
@@ -21,6 +23,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
+# a comping part keeps this far under the tune's note, so the tune's next step down is no unison
+TUNE_STEP = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +40,16 @@ class Voicing:
     bass_tracks: frozenset[int] = frozenset()
     agent_tracks: frozenset[int] = frozenset()
     drum_tracks: frozenset[int] = frozenset()  # unpitched: a kick's note number is no pitch to avoid
+    tune_tracks: frozenset[int] = frozenset()  # the player's: a comping part keeps under its tune
+
+
+def _tune_ceiling(v: Voicing, tracks: np.ndarray, sounds: np.ndarray, middle: float) -> int | None:
+    """The lowest tune note sounding above ``middle``, which a comping part keeps under."""
+    if v.role != "comp" or not v.tune_tracks:
+        return None
+    tune = sounds[_table(v.tune_tracks)[tracks]]
+    tune = tune[tune > middle]
+    return int(tune.min()) if len(tune) else None
 
 
 def pitch_keep(v: Voicing, track: int, pitches: np.ndarray, slot: int,
@@ -65,6 +80,9 @@ def pitch_keep(v: Voicing, track: int, pitches: np.ndarray, slot: int,
         below = other_sounds[_table(v.bass_tracks)[other_tracks]]
         if len(below):
             register = pitches > int(below.max())
+        ceiling = _tune_ceiling(v, other_tracks, other_sounds, (int(pitches[0]) + int(pitches[-1])) / 2)
+        if ceiling is not None:
+            register = register & (pitches < ceiling - TUNE_STEP)
     unison = np.ones(len(pitches), dtype=bool)
     if not v.doubling:
         taken = np.zeros(128, dtype=bool)
@@ -105,6 +123,11 @@ def room(v: Voicing, pitch: int, pitch_range: tuple[int, int], others: list[tupl
         bass = [p for t, p in others if t in v.bass_tracks]
         if bass:
             floor = max(floor, max(bass) + 1)
+        if others:
+            tracks, sounds = np.array([t for t, _ in others]), np.array([p for _, p in others])
+            tune = _tune_ceiling(v, tracks, sounds, (lo + hi) / 2)
+            if tune is not None and tune - TUNE_STEP - 1 >= floor:
+                ceiling = min(ceiling, tune - TUNE_STEP - 1)
 
     def free(p: int) -> bool:
         return floor <= p <= ceiling and p not in taken

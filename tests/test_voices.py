@@ -1,0 +1,110 @@
+"""Each part reaches the model on the channel of the voice it learnt that register on (agents/voices.py),
+and a comping part keeps under the player's tune (agents/model/voicing.py)."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support.models import TINY
+
+from agents.arrangement import roles
+from agents.engines.model_worker import Planner, WorkerConfig
+from agents.engines.onnx_engine import OnnxEngine
+from agents.model.voicing import TUNE_STEP, Voicing, pitch_keep, room
+from agents.voices import learnt_voices, model_channels
+from protocol.ensemble import load_ensemble
+from protocol.messages import Note
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "models" / "default"
+
+
+def test_the_default_ensemble_has_a_soprano_an_alto_and_a_bass() -> None:
+    ens = load_ensemble(ROOT / "ensembles" / "default.yaml")
+    assert model_channels(ens, roles(ens)) == {"melody": 0, "piano": 1, "bass": 3, "drums": 9}
+
+
+def test_a_band_bigger_than_a_chorale_keeps_its_own_channels() -> None:
+    ens = load_ensemble(ROOT / "ensembles" / "band.yaml")
+    assert model_channels(ens, roles(ens)) == {p.name: p.channel for p in ens.parts()}
+
+
+def test_only_a_model_trained_here_has_voices() -> None:
+    assert learnt_voices(SHIPPED)
+    assert not learnt_voices(TINY)  # a SkyTNT-format export: its channels say nothing of register
+
+
+def _worker_config(agent: str) -> WorkerConfig:
+    """The config an agent of the default ensemble hands its model (its engine on virtual time)."""
+    ens = load_ensemble(ROOT / "ensembles" / "default.yaml")
+    cfg = next(a for a in ens.agents if a.name == agent)
+    return OnnxEngine(ens, cfg, ROOT / "ensembles", in_process=True).worker_cfg
+
+
+def _draw(cfg: WorkerConfig, beats: float) -> list[Note]:
+    """What the part commits over ``beats`` beside a player's half-note tune in the fifth octave,
+    driven as the agent drives it."""
+    planner, notes = Planner(cfg), []
+    tune = [(float(b), 72 + (b // 2) % 5) for b in range(0, int(beats), 2)]
+    for i in range(int(beats / 0.05)):
+        now = i * 0.05
+        for start, pitch in tune:
+            if now - 0.05 < start <= now:
+                planner.hear_held("melody", start, pitch, 90, 0)
+            if now - 0.05 < start + 2.0 <= now:
+                planner.hear("melody", start, 2.0, pitch, 90, 0)
+        notes += planner.commit(now, now + 1.0)
+        while planner.wants_work():
+            planner.work()
+    return notes
+
+
+def test_the_bass_is_heard_as_the_bass_voice_and_its_notes_keep_its_channel() -> None:
+    worker = _worker_config("bass")
+    assert worker.channel == 1 and worker.voice == 3  # the YAML's channel 1, the model's bass voice
+    assert worker.tracks["bass"][1] == 3 and worker.tracks["melody"][1] == 0
+    notes = _draw(worker, 8.0)
+    assert notes and {n.channel for n in notes} == {1}
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_the_model_draws_a_lower_line_on_the_bass_voice_than_on_the_alto(seed: int) -> None:
+    """Why the voices matter: with no range or chord to steer it, the shipped model places a part by
+    its channel. Drawn as the bass voice, the same part sits well below where it sits as the alto."""
+    base = replace(_worker_config("bass"), pitch_range=(24, 96), chord_bias=0.0, seed=seed)
+
+    def median_pitch(voice: int) -> float:
+        tracks = {**base.tracks, "bass": (base.track, voice)}
+        notes = _draw(replace(base, model_channel=voice, tracks=tracks), 16.0)
+        return statistics.median(n.pitch for n in notes)
+
+    assert median_pitch(3) <= median_pitch(1) - 5
+
+
+COMP = Voicing(role="comp", polyphony=4, tune_tracks=frozenset({1}))
+PITCHES = np.arange(55, 80)  # a comping piano's range
+
+
+def _sounding(*notes: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    tracks, pitches = zip(*notes, strict=True)
+    return np.array(tracks), np.array(pitches), np.zeros(len(notes), dtype=int)
+
+
+def test_a_comping_part_keeps_under_the_players_tune() -> None:
+    keep = pitch_keep(COMP, 3, PITCHES, 0, _sounding((1, 76)))
+    assert keep is not None
+    assert PITCHES[keep].max() == 76 - TUNE_STEP - 1
+    assert room(COMP, 76, (55, 79), [(1, 76)], [], (0, 4, 7)) == 64  # the octave below
+    assert room(COMP, 74, (55, 79), [(1, 76)], [], (0, 4, 7)) == 62
+
+
+def test_a_player_below_the_parts_middle_is_no_tune_and_other_roles_have_none() -> None:
+    assert pitch_keep(COMP, 3, PITCHES, 0, _sounding((1, 50))) is None
+    assert room(COMP, 76, (55, 79), [(1, 50)], [], (0, 4, 7)) == 76
+    melody = replace(COMP, role="melody")
+    assert pitch_keep(melody, 3, PITCHES, 0, _sounding((1, 76))) is not None  # only the unison
+    assert room(melody, 77, (55, 79), [(1, 76)], [], (0, 4, 7)) == 77
