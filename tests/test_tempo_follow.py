@@ -125,8 +125,7 @@ def test_a_change_is_announced_for_the_beat_asked() -> None:
 
 def test_the_pulse_is_the_players_at_their_newest_onset_through_an_accelerando() -> None:
     """A weighted line through an accelerando's onsets has the period of a beat some way back; with
-    the trend's bend taken out of the onsets first, the pulse is where the player is now, and it is
-    not bent past the newest onset (the band does not carry a trend on by itself)."""
+    the trend's bend taken out of the onsets first, the pulse is where the player is now."""
     tl = Timeline(tempo_bpm=100.0).started(0.0, at_beat=0.0)
     f = TempoFollower()
     p0, drift = 0.6, -0.002  # the period shrinks by 2 ms a beat: 100 BPM to 109 in 24 beats
@@ -142,8 +141,6 @@ def test_the_pulse_is_the_players_at_their_newest_onset_through_an_accelerando()
     assert pulse is not None and f.drift == pytest.approx(drift, rel=0.2)
     assert pulse.period == pytest.approx(p0 + drift * pulse.anchor, abs=0.0005)
     assert pulse.time_of(pulse.anchor) == pytest.approx(player(pulse.anchor), abs=0.001)
-    ahead = pulse.anchor + 3.0
-    assert pulse.time_of(ahead) - pulse.time_of(pulse.anchor) == pytest.approx(3.0 * pulse.period)
 
 
 def test_the_habit_is_learnt_from_the_first_bars_and_not_from_an_accelerandos_lag() -> None:
