@@ -10,7 +10,9 @@ accompanist catches up with a soloist by a slightly quicker beat, not a jump).
 A player who plays *with* the band sits a steady few milliseconds behind or ahead of its beat (their
 synth's buffer, the way they feel the beat). Closing that gap would only make the player move again
 and the two would drift away together (5 ms behind, and the tempo sags from 120 to 96 in a couple of
-minutes), so the follower learns the player's steady offset slowly and closes only what changes.
+minutes), so the follower takes the player's steady offset from the first bars it hears them, follows
+it only slowly after that, and closes only what changes. Slowly, because a band that trails an
+accelerando also sits a steady gap behind the player: learnt as a habit, that lag would stay.
 
 It only follows what it can believe: with too few onsets in the window, or onsets that no steady
 pulse explains (rubato, a fill, a pause), it is *unlocked* and the tempo stays where it is. Each
@@ -31,19 +33,19 @@ from protocol.timeline import Timeline
 __all__ = ["Pulse", "TempoFollower"]
 
 MIN_TEMPO, MAX_TEMPO = RULES["tempo"].bounds
-OFFSET_STEP_S = 0.001  # the most the learnt offset moves in a beat: a habit changes slowly
-HABIT_S = 0.035  # the largest gap taken for a habit when the player is first heard
+HABIT_S = 0.035  # the largest gap taken for a habit while the player is first heard
+SETTLE_BEATS = 16  # the player's first beats, whose mean gap (each at most HABIT_S) is their habit
+OFFSET_STEP_S = 0.00025  # the most the learnt offset moves in a beat after that: a habit changes slowly
 
 
 @dataclass(frozen=True, slots=True)
 class Pulse:
     """The player's beat near ``anchor`` (their newest placed onset's beat): beat ``anchor + x``
-    falls at ``at + period * x + bend * x**2`` seconds; ``bend`` < 0 is an accelerando."""
+    falls at ``at + period * x`` seconds, ``period`` being their period at the anchor."""
 
     anchor: float
     at: float
     period: float
-    bend: float
     spread_s: float  # weighted RMS distance of the fitted onsets from the curve
     onsets: int
 
@@ -52,16 +54,10 @@ class Pulse:
         return 60.0 / self.period
 
     def time_of(self, beat: float) -> float:
-        x = beat - self.anchor
-        return self.at + self.period * x + self.bend * x * x
+        return self.at + self.period * (beat - self.anchor)
 
     def beat_of(self, t: float) -> float:
-        """Near the anchor, where the bend is small against the period: one Newton step on the line."""
-        x = (t - self.at) / self.period
-        slope = self.period + 2 * self.bend * x
-        if slope > 0:
-            x -= (self.time_of(self.anchor + x) - t) / slope
-        return self.anchor + x
+        return self.anchor + (t - self.at) / self.period
 
 
 class TempoFollower:
@@ -77,7 +73,7 @@ class TempoFollower:
         min_onsets: int = 6,
         max_spread_s: float = 0.035,
         memory_beats: float = 3.0,
-        offset_beats: float = 16.0,
+        offset_beats: float = 64.0,
     ) -> None:
         """``grid``: the subdivision an onset is placed on (0.5: eighths). ``window_beats``: how far
         back the pulse is fitted: longer is steadier, shorter follows an accelerando more closely.
@@ -90,11 +86,13 @@ class TempoFollower:
         self.max_spread_s = max_spread_s
         self.memory_beats = memory_beats
         self.offset_beats = offset_beats
-        self.offset: float | None = None  # seconds the player sits behind (+) the band's beat, steadily
+        self.offset = 0.0  # seconds the player sits behind (+) the band's beat, steadily
+        self.settling = 0  # the gaps averaged into the offset so far, up to SETTLE_BEATS
         self.placed: deque[tuple[float, float]] = deque()  # (seconds, grid beat), oldest first
         self.unplaced: deque[float] = deque()  # beats (on the placing pulse) of onsets off the grid
         self.pulse: Pulse | None = None
-        self.trend: deque[tuple[float, float]] = deque()  # (beat, fitted period) of recent fits
+        self.trend: deque[tuple[float, float]] = deque()  # (beat, period of the plain line) of recent fits
+        self.drift = 0.0  # how the player's period moves, seconds a beat (< 0: an accelerando); 0 held
         self.ignored = 0  # onsets too far from any grid point to place
 
     def onset(self, t: float, tl: Timeline) -> None:
@@ -130,14 +128,7 @@ class TempoFollower:
         self.pulse = self._fit()
         if self.pulse is None:
             return None
-        gap = self.pulse.time_of(float(beat)) - tl.time_at(float(beat))
-        if self.offset is None:
-            # where the player sits when first heard, if it is where a habit or a synth's buffer puts
-            # a player (tens of ms); a larger gap is a tempo the band has yet to catch
-            self.offset = gap if abs(gap) <= HABIT_S else 0.0
-        else:
-            step = (gap - self.offset) / self.offset_beats
-            self.offset += max(-OFFSET_STEP_S, min(OFFSET_STEP_S, step))
+        self._learn_offset(self.pulse.time_of(float(beat)) - tl.time_at(float(beat)))
         now_tempo = tl.tempo_at_beat(at)
         next_time = tl.time_at(at)  # already fixed by the tempo before it
         target = self.pulse.time_of(at + self.catch_up_beats) - self.offset
@@ -151,15 +142,43 @@ class TempoFollower:
             return None
         return tempo
 
-    def _fit(self) -> Pulse | None:
-        """A weighted straight line through the window's onsets, bent by the tempo's trend; None
-        where the onsets do not make a pulse.
+    def _learn_offset(self, gap: float) -> None:
+        """Where the player sits against the band's beat: the mean over the first bars they are heard,
+        then a slow follower of it while their tempo holds.
 
-        The line alone trails an accelerando by a steady 15-25 ms: its slope is the period at the
-        weighted middle of the window, a few beats ago. The trend (how the fitted period moved over
-        the last beats) moves it to the newest onset and bends the prediction. A quadratic fit to the
-        onsets themselves would do the same on paper but turns a human's 10 ms scatter into wild
-        bends; the trend of many fits is steady."""
+        A gap the band's own tempo changes cannot close (a player who plays with the band takes the
+        change with them) is a habit; a lag behind an accelerando is not. Learnt throughout at 1 ms
+        a beat, a 16-bar accelerando's lag became the habit and the band sat 20-30 ms behind to the
+        end of it. The first bars are learnt whatever the tempo does: a player with the band whose
+        habit is not yet known is chased, their tempo moves with the band's, and a band that waited
+        for the tempo to hold ran off to its bounds. Taken from one beat instead of the first bars,
+        the habit is misread by the player's scatter, and the band chases the error for minutes."""
+        if self.settling < SETTLE_BEATS:
+            # a larger gap is partly a tempo the band has yet to catch; leaving it out instead left
+            # a player 30 ms late with the scatter's early half for a habit, and the band chased them
+            self.settling += 1
+            self.offset += (max(-HABIT_S, min(HABIT_S, gap)) - self.offset) / self.settling
+            return
+        if self.drift:
+            return  # a gap while the tempo moves is the band's lag, or the player's lead, not a habit
+        step = (gap - self.offset) / self.offset_beats
+        self.offset += max(-OFFSET_STEP_S, min(OFFSET_STEP_S, step))
+
+    def _fit(self) -> Pulse | None:
+        """The player's pulse at their newest onset; None where the onsets do not make a pulse.
+
+        A weighted line through the onsets of a changing tempo has the period of some beat inside
+        the window, a few beats ago (the newest onsets weigh most, so not even its weighted middle),
+        and trails an accelerando. The trend of recent fits (how their period moved from beat to
+        beat) says how bent the pulse is; with that bend taken out of the onsets, the line's period
+        is the player's period at the newest onset. A quadratic fit to the onsets themselves would
+        do the same on paper but turns a human's 10 ms scatter into wild bends; the trend of many
+        fits is steady.
+
+        The bend is not carried past the newest onset: a band that extrapolated the trend would
+        keep it up through a player who plays with the band, whose trend is the band's own (the two
+        ran off to the tempo's bounds). Up to the newest onset, the period is what the player
+        played, so a band that only matches it holds steady with such a player."""
         n = len(self.placed)
         if n < self.min_onsets or len(self.unplaced) > 2 * n:
             return None  # too few onsets, or mostly ones no grid point explains: rubato, not a pulse
@@ -170,32 +189,43 @@ class TempoFollower:
         ts = [t for t, _ in self.placed]
         # Recent onsets weigh more: an accelerando's pulse is the one at the window's end.
         ws = [math.exp(x / self.memory_beats) for x in xs]
-        fit = _weighted_line(xs, ts, ws)
-        if fit is None:
+        plain = _bent_line(xs, ts, ws, 0.0)
+        if plain is None:
             return None
-        at, period = fit
-        if not 60.0 / MAX_TEMPO <= period <= 60.0 / MIN_TEMPO:
-            return None
-        w = sum(ws)
-        residuals = (t - at - period * x for x, t in zip(xs, ts, strict=True))
-        spread = math.sqrt(sum(wi * r * r for wi, r in zip(ws, residuals, strict=True)) / w)
+        period, spread = plain[1], plain[2]
         if spread > self.max_spread_s:
             self.trend.clear()
             return None
-        mean_x = sum(wi * x for wi, x in zip(ws, xs, strict=True)) / w
-        self.trend.append((anchor + mean_x, period))
+        # the trend is of the plain lines, each the same estimate, so their drift is the pulse's
+        self.trend.append((anchor, period))
         while self.trend and self.trend[0][0] < anchor - self.window_beats:
             self.trend.popleft()
-        drift = 0.0  # d(period)/d(beat)
+        drift = self.drift = 0.0
         if len(self.trend) >= 4 and self.trend[-1][0] - self.trend[0][0] >= 3.0:
             line = _weighted_line([b for b, _ in self.trend], [p for _, p in self.trend],
                                   [1.0] * len(self.trend))
             if line is not None and abs(line[1]) * self.window_beats > 0.01 * period:
-                drift = line[1]  # a trend worth a 1 % tempo change over the window: not scatter
-        period_now = period - drift * mean_x
-        if not 60.0 / MAX_TEMPO <= period_now <= 60.0 / MIN_TEMPO:
+                drift = self.drift = line[1]  # worth a 1 % tempo change over the window: not scatter
+        bent = _bent_line(xs, ts, ws, drift) if drift else plain
+        if bent is None:
             return None
-        return Pulse(anchor, at, period_now, drift / 2.0, spread, n)
+        return Pulse(anchor, bent[0], bent[1], bent[2], n)
+
+
+def _bent_line(xs: list[float], ts: list[float], ws: list[float],
+               drift: float) -> tuple[float, float, float] | None:
+    """(time, period, spread) at x = 0 of the weighted line through the onsets with a pulse drifting
+    by ``drift`` seconds of period a beat taken out of them; None for a period out of bounds."""
+    ys = [t - drift / 2.0 * x * x for x, t in zip(xs, ts, strict=True)]
+    fit = _weighted_line(xs, ys, ws)
+    if fit is None:
+        return None
+    at, period = fit
+    if not 60.0 / MAX_TEMPO <= period <= 60.0 / MIN_TEMPO:
+        return None
+    residuals = (y - at - period * x for x, y in zip(xs, ys, strict=True))
+    spread = math.sqrt(sum(wi * r * r for wi, r in zip(ws, residuals, strict=True)) / sum(ws))
+    return at, period, spread
 
 
 def _weighted_line(xs: list[float], ys: list[float], ws: list[float]) -> tuple[float, float] | None:
