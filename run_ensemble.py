@@ -288,6 +288,8 @@ class Launcher:
                 "role": "agent",
                 "notes": int(s.get("notes", 0)),
                 "late_notes": int(s.get("late_notes", 0)),
+                # notes left out because they could only have started 0.25 s late or more
+                "dropped_late": int(s.get("dropped_late", 0)),
                 "timing_ms": s.get("timing_ms", {"p50": 0.0, "p99": 0.0, "max": 0.0}),
                 # sync.state: synced, unsynced (no pong for 2 s: its clock is unchecked) or syncing
                 "sync": s.get("sync", {"offset_ms": 0.0, "rtt_ms": 0.0, "state": "unknown"}),
@@ -309,6 +311,7 @@ class Launcher:
                 "notes": int(cond.get("human_notes", 0)),
                 "recorded": int((cond.get("recorded") or {}).get(self.ens.human.name, 0)),
                 "late_notes": 0,
+                "dropped_late": 0,
                 "timing_ms": {"p50": 0.0, "p99": 0.0, "max": 0.0},
                 "sync": {"offset_ms": 0.0, "rtt_ms": 0.0},
                 "invalid_messages": 0,
@@ -424,6 +427,7 @@ def _print_summary(report: dict[str, Any]) -> None:
         print(
             f"  {name:<10} {p['role']:<6} notes {p['notes']:>5}  late {p['late_notes']:>3}  "
             f"timing p50 {t['p50']:.3f} p99 {t['p99']:.3f} max {t['max']:.3f} ms  restarts {p['restarts']}"
+            + (f"  left out late {p['dropped_late']}" if p.get("dropped_late") else "")
         )
 
 

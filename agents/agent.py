@@ -69,6 +69,10 @@ PLAN_TICK_S = 0.01
 STATS_EVERY_S = 0.5
 ENDING_ACCENT = 8  # the final downbeat a little above the part's level, as beat 1 is
 COUNT_IN = "count-in"  # the scheduler tag of the count-in's clicks
+# A note that could only start this late (an agent stalled: a machine swapping, a process stopped) is
+# left out rather than played out of time; its note-off goes with it. Far beyond any lateness a
+# running agent shows (well under a millisecond), and beyond a flam a listener would hear as meant.
+DROP_LATE_S = 0.25
 
 
 class Agent:
@@ -150,7 +154,8 @@ class Agent:
         if self.in_loop:
             self.scheduler = LoopScheduler(self._send, clock=self.clock)
         else:
-            self.scheduler = Scheduler(self._send, clock=self.clock, realtime=self.ens.timing.realtime)
+            self.scheduler = Scheduler(self._send, clock=self.clock, realtime=self.ens.timing.realtime,
+                                       drop_after_s=DROP_LATE_S)
         self.scheduler.start()
         will = self._status("gone")
         try:
@@ -516,6 +521,7 @@ class Agent:
             "notes": self.notes_sent + self.previous.get("notes", 0),
             "committed": self.notes_committed,
             "late_notes": int(st["late_count"]) + self.previous.get("late_notes", 0),
+            "dropped_late": int(st.get("dropped", 0)) + self.previous.get("dropped_late", 0),
             "timing_ms": {k: round(float(st[k]), 4) for k in ("p50", "p99", "max")},
             "sync": {
                 "offset_ms": round(self.offset_s() * 1000.0, 4),
@@ -573,7 +579,8 @@ class Agent:
             data = json.loads(self.stats_path.read_text())
         except (OSError, ValueError):
             return {}
-        counts: dict[str, Any] = {k: int(data.get(k, 0)) for k in ("notes", "late_notes", "invalid_messages")}
+        counts: dict[str, Any] = {k: int(data.get(k, 0)) for k in ("notes", "late_notes", "dropped_late",
+                                                                    "invalid_messages")}
         offset_ms = inherited_offset_ms(data)
         if offset_ms is not None:
             counts["offset_ms"] = offset_ms

@@ -19,7 +19,8 @@ from support.procs import alive, children, cmdline
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
-REPORT_PART_KEYS = {"notes", "late_notes", "timing_ms", "sync", "invalid_messages", "restarts"}
+REPORT_PART_KEYS = {"notes", "late_notes", "dropped_late", "timing_ms", "sync", "invalid_messages",
+                    "restarts"}
 
 
 def check_report(report: dict, agents: list[str], human: str | None) -> None:
