@@ -33,7 +33,7 @@ from conductor.link import LinkBridge
 from conductor.listener import Heard, Listener
 from conductor.midi_clock import MidiClockOut
 from conductor.recorder import Recorder
-from conductor.roles import RoleFollower, commit_lead
+from conductor.roles import LATE_OK_S, RoleFollower, commit_lead
 from conductor.state import MIN_CHANGE_LEAD_S, ConductorState, Mix
 from conductor.status_json import StatusJson, agent_fields, bar_and_beat
 from conductor.tempo_follow import TempoFollower
@@ -523,7 +523,8 @@ class Conductor:
                     await self._follow_tempo(whole, now)
                 await self._beat_tick(whole, tl)
             # who yields: judged at each bar line and part-way through a bar (conductor/roles.py)
-            for msg in self.roles.at_beat(beat, commit_lead(self.ens, tl.tempo_at_beat(beat))):
+            bps = tl.tempo_at_beat(beat) / 60.0
+            for msg in self.roles.at_beat(beat, commit_lead(self.ens, bps * 60.0), LATE_OK_S * bps):
                 await self._publish(msg)
             if tl.stop_beat > 0.0 and now >= tl.time_at(tl.stop_beat + self.ending_beats) + RELEASE_MARGIN_S:
                 # The held chord has been released: the transport stops, and a --bars run is over.

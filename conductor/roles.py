@@ -64,7 +64,9 @@ EARLY_ONSETS = 3  # onsets of a part that take it before its bar has ended (`ear
 EARLY_SHARE = 0.5  # ... heard over at least this share of the bar
 TRANSIT_S = 0.1  # for a message to reach every agent, their clocks' disagreement included
 TURN_BEATS = 0.4  # agents/arrangement.py's COMMIT_STEP_BEATS (the conductor does not import agents/)
-LATE_OK = 0.1  # beats a tick may come after the moment to judge a bar early (the transit covers it)
+# how long after the moment to judge a bar part-way a tick may come and still judge it (well under the
+# message's transit time, which the lead allows for)
+LATE_OK_S = 0.03
 
 
 @dataclass(slots=True)
@@ -425,11 +427,13 @@ class RoleFollower:
             return {self.mode}
         return {a for a, role in self.agent_roles.items() if role == self.mode}
 
-    def at_beat(self, beat: float, lead_beats: float) -> list[RoleState]:
+    def at_beat(self, beat: float, lead_beats: float, late_ok_beats: float = 0.06) -> list[RoleState]:
         """At each tick of the clock (`beat` need not be whole): at a bar line, judge the bar just
-        played; once a bar is far enough in that a change announced now still reaches every agent
-        before the next bar line (`lead_beats`), judge the bar so far. Returns the message if
-        anything changed."""
+        played; at the last moment a change still reaches every agent before the next bar line
+        (`lead_beats` before it), judge the bar so far. Both judge at their musical moment, not the
+        tick's, so the same playing gives the same roles whatever the tick's phase; a tick more
+        than `late_ok_beats` past the part-way moment leaves that bar to its bar line. Returns the
+        message if anything changed."""
         if beat <= 0:
             return []
         bpb = self.bpb
@@ -448,12 +452,13 @@ class RoleFollower:
             for a, (start, until) in self.yields.items():
                 if start <= bar_line - bpb and (until is None or until >= bar_line):
                     self.yielded_bars[a] = self.yielded_bars.get(a, 0) + 1
-            self._follow(beat, first_free_bar_line(beat, lead_beats, bpb))
+            self._follow(float(bar_line), first_free_bar_line(float(bar_line), lead_beats, bpb))
         if judge_early:
             self._early = bar_line
-            if beat + lead_beats <= next_line + LATE_OK:  # else too late for this bar: its bar line judges it
-                self.recognizer.decide_early(float(bar_line), beat)
-                self._follow(beat, float(next_line))
+            moment = next_line - lead_beats
+            if beat <= moment + late_ok_beats:  # else too late for this bar: its bar line judges it
+                self.recognizer.decide_early(float(bar_line), moment)
+                self._follow(moment, float(next_line))
         if (self.recognizer.roles, self.recognizer.playing, self.yields) == before:
             return []
         self.epoch += 1

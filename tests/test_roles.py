@@ -183,13 +183,13 @@ def test_a_part_is_beyond_doubt_part_way_through_a_bar_only_on_more_evidence(
 
 
 def tick(follower: RoleFollower, bars: list[list[PlayedNote]], lead: float = 1.6,
-         step: float = 0.05) -> list[RoleState]:
+         step: float = 0.05, phase: float = 0.0) -> list[RoleState]:
     """The bars played as the conductor hears them (note-on, then the whole note at its note-off),
-    the follower asked at every tick."""
+    the follower asked at every tick (the ticks shifted by `phase` beats)."""
     played = [n for bar in bars for n in bar]
     out, k = [], 1
-    while k * step <= 4 * len(bars):
-        now = k * step
+    while k * step + phase <= 4 * len(bars):
+        now = k * step + phase
         for n in played:
             assert n.end is not None
             if now - step < n.start <= now:
@@ -218,6 +218,20 @@ def test_a_part_heard_part_way_through_its_first_bar_yields_from_the_next_bar_li
     tick(late, [melody_bar(0), bass_bar(1), bass_bar(2), bass_bar(3)] + [melody_bar(b) for b in (4, 5, 6)],
          step=4.0)
     assert late.yields == {"bass": (12.0, 28.0)}
+
+
+@pytest.mark.parametrize("lead", [1.2, 1.6])
+def test_the_same_playing_gives_the_same_yields_whatever_the_ticks_phase(lead: float) -> None:
+    """A bass note struck just before the part-way moment counts on every tick phase alike: the bar
+    is judged at its musical moment, not at the tick that happens to come after it."""
+    moment = 8.0 - lead
+    line = notes((4.0, 0.5, 48), (5.0, 0.5, 50), (moment - 0.03, 0.4, 52))  # above B2: three onsets needed
+    seen = set()
+    for phase in (0.0, 0.008, 0.02, 0.035, 0.049):
+        follower = RoleFollower(ensemble())  # type: ignore[arg-type]
+        msgs = tick(follower, [melody_bar(0), line, bass_bar(2), bass_bar(3)], lead=lead, phase=phase)
+        seen.add(tuple(tuple(sorted(m.yields_of().items())) for m in msgs))
+    assert len(seen) == 1, seen
 
 
 def test_a_part_taken_part_way_that_the_bar_does_not_bear_out_is_dropped_at_its_bar_line() -> None:
