@@ -299,8 +299,9 @@ class Launcher:
                 "stuck_notes": c.stuck_before + int(s.get("stuck_notes", 0)),
             }
             if cond:
-                # What the recording holds of this part, beside what it played: equal unless notes
-                # were lost on the way (the agent sends unacknowledged ones again, agents/unacked.py).
+                # What the recording holds of this part (every note it committed), beside what it
+                # played: equal unless notes were lost on the way (the agent sends unacknowledged ones
+                # again, agents/unacked.py) or a stall left some out (`dropped_late`).
                 parts[c.name]["recorded"] = int((cond.get("recorded") or {}).get(c.name, 0))
                 # bars it rested while the player had its part (docs/roles.md)
                 parts[c.name]["yielded_bars"] = int(((cond.get("roles") or {}).get("yielded_bars") or {})

@@ -522,7 +522,7 @@ class Agent:
             "committed": self.notes_committed,
             "late_notes": int(st["late_count"]) + self.previous.get("late_notes", 0),
             "dropped_late": int(st.get("dropped", 0)) + self.previous.get("dropped_late", 0),
-            "timing_ms": {k: round(float(st[k]), 4) for k in ("p50", "p99", "max")},
+            "timing_ms": {k: round(float(st.get(k, 0.0)), 4) for k in ("p50", "p99", "max", "onset_max")},
             "sync": {
                 "offset_ms": round(self.offset_s() * 1000.0, 4),
                 "estimated_offset_ms": round(self.conductor_clock.sync.offset_s * 1000.0, 4),

@@ -135,6 +135,7 @@ class SchedulerCore:
         self.drop_after_s = drop_after_s
         self.lateness = LatenessStats(stats_capacity, late_ms)
         self.dropped = 0
+        self.onset_max_s = 0.0  # the latest a note-on went out (note-offs of a stalled note go late)
         self.send_errors = 0
         self._error_types: set[type] = set()
 
@@ -216,6 +217,13 @@ class SchedulerCore:
         assert self._timemap is not None
         return self._timemap.time_at(beat)
 
+    def _mostly_gone(self, ev: ScheduledEvent, due: float, now: float) -> bool:
+        """Whether less than half of a late note's length is left: a held chord that comes in late
+        still sounds (the end of a piece must not lose its last chord); a short note is dropped."""
+        assert self._timemap is not None
+        end = self._timemap.time_at(ev.note.end_beat)
+        return end is None or end - now < (end - due) / 2
+
     # -- the two steps a driver takes --------------------------------------------------------------
     def pop_due(self, now: float) -> list[ScheduledEvent]:
         """Remove and return every event due at or before `now`, in order, with `due` filled in."""
@@ -234,7 +242,8 @@ class SchedulerCore:
             if note is None:
                 continue
             if ev.kind == "on":
-                if self.drop_after_s is not None and now - due > self.drop_after_s:
+                late = self.drop_after_s is not None and now - due > self.drop_after_s
+                if late and self._mostly_gone(ev, due, now):
                     self._dead.add(note.off_seq)
                     del self._notes[ev.note_id]
                     self.dropped += 1
@@ -260,11 +269,15 @@ class SchedulerCore:
                                   type(exc).__name__)
                 continue
             if ev.due is not None:
-                self.lateness.add((t if r is None else r) - ev.due)
+                late = (t if r is None else r) - ev.due
+                self.lateness.add(late)
+                if ev.kind == "on" and late > self.onset_max_s:
+                    self.onset_max_s = late
 
     def stats(self) -> dict[str, float | int]:
         s = self.lateness.summary()
         s["dropped"] = self.dropped
+        s["onset_max"] = self.onset_max_s * 1000.0
         s["send_errors"] = self.send_errors
         return s
 

@@ -57,7 +57,8 @@ def test_a_stalled_agent_leaves_out_what_it_would_play_late_and_no_note_sticks(t
     assert proc.returncode == 0, err
     parts = json.loads(report.read_text())["parts"]
     assert parts["piano"]["dropped_late"] >= 1, parts["piano"]
-    # what it did play went out in time, whatever was due during the stall
-    assert parts["piano"]["timing_ms"]["max"] <= DROP_LATE_S * 1000 + 50, parts["piano"]
+    # what it did start, it started in time, whatever was due during the stall (the note-offs of a
+    # chord sounding when it stopped go out late: the notes must end)
+    assert parts["piano"]["timing_ms"]["onset_max"] <= DROP_LATE_S * 1000 + 50, parts["piano"]
     assert all(parts[p]["dropped_late"] == 0 for p in ("bass", "drums")), parts
     assert json.loads(report.read_text())["stuck_notes"] == 0

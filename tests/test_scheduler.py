@@ -196,6 +196,21 @@ def test_drop_after_drops_a_note_whose_start_is_too_late_but_never_an_off() -> N
     assert sched.stats()["dropped"] == 1
 
 
+def test_a_late_note_with_most_of_its_length_left_still_sounds() -> None:
+    """A held chord that could only come in late (the last chord of a piece after a stall) sounds for
+    what is left of it; a short note as late is dropped."""
+    clock = ManualClock()
+    cap = Capture(clock)
+    sched = OfflineScheduler(cap, clock=clock, drop_after_s=0.25)
+    sched.set_timemap(Tempo(60.0))
+    sched.advance_to(4.3)
+    sched.schedule(Note(4.0, 4.0, 60, 100, 0, "test"))  # 0.3 s late, 3.7 of 4 s left
+    sched.schedule(Note(4.0, 0.5, 64, 100, 0, "test"))  # 0.3 s late, 0.2 of 0.5 s left
+    sched.advance_to(4.31)
+    assert [(e.kind, e.note.pitch) for _, e in cap.sent] == [("on", 60)]
+    assert sched.stats()["dropped"] == 1
+
+
 def test_a_stopped_timeline_holds_unstarted_notes_and_releases_sounding_ones() -> None:
     sched, cap = offline(bpm=60.0)
     sounding = sched.schedule(Note(1.0, 4.0, 60, 100, 0, "test"))
