@@ -22,7 +22,7 @@ from __future__ import annotations
 from itertools import combinations
 from pathlib import Path
 
-from protocol.ensemble import Ensemble
+from protocol.ensemble import AUTO_ROLE, NO_ROLE, Ensemble
 from protocol.form import DRUM_CHANNEL
 
 # The middle of each chorale voice's register in C (MIDI): soprano, alto, tenor, bass.
@@ -30,6 +30,22 @@ VOICE_CENTRES = (70, 64, 58, 50)
 BASS_VOICE = 3
 UPPER_VOICES = (0, 1, 2)
 DEFAULT_RANGE = (36, 96)  # a part that gives no range (protocol/ensemble.py): its register is unknown
+
+
+ROLES = ("bass", "comp", "melody", "drums")
+
+
+def part_roles(ens: Ensemble, roles: dict[str, str]) -> dict[str, str]:
+    """Every part's role with the player's as the YAML fixes it: `human.role: bass` (or an agent's
+    name) is a bass line to voice above and to hear as the bass voice; `auto` and `none` leave the
+    player the tune until heard otherwise."""
+    h = ens.human
+    if h is None or h.role in (AUTO_ROLE, NO_ROLE):
+        return roles
+    if h.role in ROLES:
+        return {**roles, h.name: h.role}
+    agent = next((a for a in ens.agents if a.name == h.role), None)
+    return roles if agent is None else {**roles, h.name: agent.role or "comp"}
 
 
 def model_channels(ens: Ensemble, roles: dict[str, str]) -> dict[str, int]:

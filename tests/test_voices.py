@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from support.models import TINY
 
 from agents.arrangement import roles
@@ -16,7 +17,7 @@ from agents.engines.model_worker import Planner, WorkerConfig
 from agents.engines.onnx_engine import OnnxEngine
 from agents.model.voicing import TUNE_STEP, Voicing, pitch_keep, room
 from agents.voices import learnt_voices, model_channels
-from protocol.ensemble import load_ensemble
+from protocol.ensemble import load_ensemble, parse_ensemble
 from protocol.messages import Note
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,11 +39,26 @@ def test_only_a_model_trained_here_has_voices() -> None:
     assert not learnt_voices(TINY)  # a SkyTNT-format export: its channels say nothing of register
 
 
-def _worker_config(agent: str) -> WorkerConfig:
+def _worker_config(agent: str, human_role: str | None = None) -> WorkerConfig:
     """The config an agent of the default ensemble hands its model (its engine on virtual time)."""
-    ens = load_ensemble(ROOT / "ensembles" / "default.yaml")
+    data = yaml.safe_load((ROOT / "ensembles" / "default.yaml").read_text())
+    if human_role is not None:
+        data["human"]["role"] = human_role
+    ens = parse_ensemble(data, "default.yaml")
     cfg = next(a for a in ens.agents if a.name == agent)
     return OnnxEngine(ens, cfg, ROOT / "ensembles", in_process=True).worker_cfg
+
+
+@pytest.mark.parametrize(("human_role", "heard_as", "tune"), [
+    ("auto", "melody", True), ("none", "melody", True), ("melody", "melody", True),
+    ("bass", "bass", False), ("comp", "comp", False), ("piano", "comp", False),  # an agent's part
+])
+def test_a_players_fixed_role_is_how_the_band_hears_them(human_role: str, heard_as: str, tune: bool) -> None:
+    """A player the YAML sets on the bass line is a bass to voice above, not a tune to keep under."""
+    cfg = _worker_config("piano", human_role)
+    human_track = cfg.tracks["melody"][0]
+    assert dict(cfg.roles)[human_track] == heard_as
+    assert bool(Planner(cfg).voicing.tune_tracks) is tune
 
 
 def _draw(cfg: WorkerConfig, beats: float) -> list[Note]:

@@ -170,7 +170,7 @@ class Planner:
             agent_tracks=frozenset(t for t, _ in cfg.tracks.values()
                                    if t not in (cfg.track, human_track) and t not in drums),
             drum_tracks=drums,
-            tune_tracks=frozenset({human_track} - {-1}),
+            tune_tracks=frozenset({human_track} if roles.get(human_track) == "melody" else ()),
         )
         self.generator = Generator(
             self.runtime,

@@ -35,7 +35,7 @@ from agents.engines.model_protocol import (
     Stop,
 )
 from agents.engines.model_worker import WorkerConfig, key_signature, resolve_model
-from agents.voices import learnt_voices, model_channels
+from agents.voices import learnt_voices, model_channels, part_roles
 from protocol.ensemble import AgentConfig, Ensemble
 from protocol.harmony import ChordPlan
 from protocol.messages import HeldNote, Note
@@ -80,9 +80,10 @@ class OnnxEngine:
         sharps, minor = key_signature(plan.key_tonic, plan.key_is_minor)
         model = resolve_model(cfg.engine.model, base_dir)
         # each part on the channel of the voice the model learnt its register on (agents/voices.py)
+        everyone = part_roles(ens, roles(ens))
         voices = {p.name: p.channel for p in parts}
         if learnt_voices(model):
-            voices = model_channels(ens, roles(ens))
+            voices = model_channels(ens, everyone)
         tracks = {p.name: (i + 1, voices[p.name]) for i, p in enumerate(parts)}
         e = cfg.engine
         self.worker_cfg = WorkerConfig(
@@ -117,7 +118,7 @@ class OnnxEngine:
             polyphony=cfg.polyphony or 4,
             span=instrument_span(cfg),
             doubling=cfg.doubling,
-            roles=tuple((tracks[name][0], role) for name, role in roles(ens).items()),
+            roles=tuple((tracks[name][0], role) for name, role in everyone.items()),
             dynamics=level_velocity(cfg.dynamics),
             plan=plan,
             commit_offset=commit_offset(ens, cfg),
