@@ -32,6 +32,20 @@ def test_a_float32_export_is_quantised_once_into_the_cache(tmp_path: Path) -> No
     assert "same top token as float32" in describe(folder, figures)
 
 
+def test_the_int8_copy_has_7_bit_weights(tmp_path: Path) -> None:
+    """Full-range int8 weights overflow the int16 pair sums of x86 CPUs without VNNI
+    (agents/model/quantize.py): no weight of the copy is larger than 64 (full range: 127)."""
+    import onnx
+    from onnx import numpy_helper
+
+    user = tmp_path / "my-export"
+    shutil.copytree(TINY, user)
+    folder, _ = int8_model(user, root=tmp_path / "cache")
+    weights = [numpy_helper.to_array(t) for f in sorted((folder / "onnx").glob("*.onnx"))
+               for t in onnx.load(str(f)).graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert weights and max(int(abs(w.astype(int)).max()) for w in weights) <= 64
+
+
 def test_a_changed_export_gets_a_new_copy(tmp_path: Path) -> None:
     user = tmp_path / "m"
     shutil.copytree(TINY, user)
