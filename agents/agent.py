@@ -276,7 +276,11 @@ class Agent:
         elif isinstance(msg, Note):
             if msg.source != self.name:
                 self._heard_player(msg)
-                self.engine.hear(msg)
+                tl = self.timeline
+                # the final chord (or anything from the end on) is no part's to answer: heard by a
+                # model that committed past it long ago, it would only be a note heard too late
+                if tl is None or tl.stop_beat <= 0.0 or msg.start_beat < tl.stop_beat:
+                    self.engine.hear(msg)
         elif isinstance(msg, HeldNote):
             self._heard_player(msg)
             hear_held = getattr(self.engine, "hear_held", None)  # engines that listen to the player

@@ -93,6 +93,10 @@ def serve(
     conn.send(ready_message(planner))
     busy_s = 0.0
     t0 = time.perf_counter()
+
+    def waiting() -> bool:
+        """A message waits: the window pauses so a commit is answered at once (Planner.work)."""
+        return conn.poll(0)
     while True:
         if parent_pid is not None and os.getppid() != parent_pid:
             return  # the agent is gone (reparented to init or a subreaper): nobody to play for
@@ -108,7 +112,7 @@ def serve(
                     conn.send(answer)
             if planner.wants_work():
                 s = time.perf_counter()
-                planner.work()
+                planner.work(interrupt=waiting)
                 busy_s += time.perf_counter() - s
         except (EOFError, ConnectionError, KeyboardInterrupt):  # the agent's end closed: it is gone
             return

@@ -115,6 +115,7 @@ class OnnxEngine:
             dynamics=level_velocity(cfg.dynamics),
             plan=plan,
             commit_offset=commit_offset(ens, cfg),
+            turns=tuple((tracks[a.name][0], commit_offset(ens, a)) for a in ens.agents),
             commit_beats=commit_distance(ens, ens.tempo),
             quantize=e.quantize,
             source=cfg.name,
