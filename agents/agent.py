@@ -547,6 +547,8 @@ class Agent:
             "replans": getattr(self.engine, "replans", 0),
             # beats the model had not drawn when they were due (the part played their chords only)
             "behind_beats": getattr(self.engine, "behind_beats", 0),
+            # other parts' notes heard after the turn they counted in (the band did not keep up)
+            "late_heard": getattr(self.engine, "late_heard", 0),
             "model_load": round(float(getattr(self.engine, "load", 0.0)), 3),
             "stuck_notes": self.stuck_notes,
             "yielding": self.yielding.stats(),

@@ -9,7 +9,9 @@ processes, records them, and measures every part from the recording alone (analy
 * the bass's lowest-voice share (of the time the bass and another agent sound, the bass lowest);
 * unison share (an agent's notes that start on a pitch another agent sounds);
 * velocity spread, and beat 1 against the off-beats;
-* notes per part idle and busy, and the share of the idle run's notes the busy run played exactly;
+* notes per part idle and busy, and the share of the idle run's notes the busy run played exactly,
+  with what says whether each run kept up: beats the model had not drawn in time (`behind_beats`)
+  and other parts' notes heard after the turn they counted in (`late_heard`);
 * drums: a fill at every phrase end, a crash after it, identical consecutive 4-bar phrases;
 * pitch-class entropy, scale and groove consistency and the strong-beat chord-tone rate of each
   model part (analysis/metrics.py), beside the corpus's per-voice values.
@@ -203,7 +205,9 @@ def verdicts(results: dict[str, Any]) -> list[str]:
                     ok = abs(ratio - 1) <= GOALS["busy_notes"]
                     lines.append(f"{ens}/{part} seed {r['seed']}: busy/idle notes {ratio:.2f} "
                                  f"{_ok(ok)}, same notes {exact:.0%}, behind beats "
-                                 f"{r['behind'].get(part, 0)} idle / {r['busy_behind'].get(part, 0)} busy")
+                                 f"{r['behind'].get(part, 0)} idle / {r['busy_behind'].get(part, 0)} busy, "
+                                 f"notes heard late {r.get('late', {}).get(part, 0)} idle / "
+                                 f"{r.get('busy_late', {}).get(part, 0)} busy")
     return lines
 
 
@@ -265,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             for seed in args.seeds:
                 idle_rec, idle_stats = play(path, seed, args.bars, work / f"{name}-{seed}-idle", busy=False)
                 run: dict[str, Any] = {"seed": seed, "idle": measure(idle_rec, path, args.bars),
-                                       "behind": {a: s.get("behind_beats", 0) for a, s in idle_stats.items()}}
+                                       "behind": {a: s.get("behind_beats", 0) for a, s in idle_stats.items()},
+                                       "late": {a: s.get("late_heard", 0) for a, s in idle_stats.items()}}
                 if not args.no_busy:
                     busy_dir = work / f"{name}-{seed}-busy"
                     busy_rec, busy_stats = play(path, seed, args.bars, busy_dir, busy=True)
@@ -275,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                                          if v["notes"] and p in busy}
                     run["busy_exact"] = exact_share(idle_rec, busy_rec)
                     run["busy_behind"] = {a: s.get("behind_beats", 0) for a, s in busy_stats.items()}
+                    run["busy_late"] = {a: s.get("late_heard", 0) for a, s in busy_stats.items()}
                 runs.append(run)
             results["ensembles"][name] = runs
     results["verdicts"] = verdicts(results)

@@ -48,7 +48,8 @@ def handle(planner: Planner, msg: AgentMessage, load: float) -> Committed | None
         planner.hear_held(h.source, h.start_beat, h.pitch, h.velocity, h.channel)
     elif isinstance(msg, CommitWindow):
         notes = tuple(planner.commit(msg.start_beat, msg.end_beat))
-        return Committed(notes, planner.events, planner.replans, load, planner.behind_beats)
+        return Committed(notes, planner.events, planner.replans, load, planner.behind_beats,
+                         planner.late_heard)
     elif isinstance(msg, PlanChange):
         planner.set_plan(msg.plan)
     elif isinstance(msg, ParamsChange):

@@ -115,10 +115,17 @@ class Planner:
       a re-plan draws as it would have the first time, whatever was drawn and thrown away before.
     - Another agent's note enters the context when the window being drawn is far enough past its
       start that it has surely arrived (``OTHERS_GATE_BEATS`` beyond the lead), never when it happens
-      to arrive. The player's notes re-plan the part, as the player must be answered, at a fixed
-      musical time: when the commit point reaches the note's beat plus the commit distance (and
-      ``PLAYER_SLACK_BEATS``), between the notes committed before it and those after, whether
-      the message was read a few milliseconds before that clock tick or after it.
+      to arrive, and the notes that enter together take their order from their beats, tracks and
+      pitches. At a commit, another part's note counts (no unisons, the bass lowest) only if its
+      part committed it a turn earlier in musical time (``_heard_by``). The player's notes re-plan
+      the part, as the player must be answered, at a fixed musical time: when the commit point
+      reaches the note's beat plus the commit distance (and ``PLAYER_SLACK_BEATS``), between the
+      notes committed before it and those after, whether the message was read a few milliseconds
+      before that clock tick or after it.
+
+    A note of another part that arrives after the window or commit it was due in is counted in
+    ``late_heard``: the band did not keep up there (a model process starved of CPU answered its
+    commit late), and from there on this part may play other notes than on an idle machine.
 
     When the model falls behind (the commit point reaches beats it has not drawn), those beats get
     what a player short of time plays: the chord on its strong beats (bass: the root; comping: the
@@ -414,7 +421,8 @@ class Planner:
         The parts commit in the YAML's order, a fraction of a beat apart (agents/arrangement.py),
         so a part sees what the parts before it committed for the same beat and can stay off their
         pitches: that is how unisons and a comping note under the bass are avoided when both start
-        at once, which no part could know when it drew its notes."""
+        at once, which no part could know when it drew its notes. What it sees is what they
+        committed a turn before it, in musical time (``_heard_by``), not whatever has arrived."""
         until += self.cfg.commit_offset
         self.now_beat = now_beat
         if not math.isfinite(self.committed_until):
