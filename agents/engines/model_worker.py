@@ -369,6 +369,8 @@ class Planner:
         where it sounds and counts (``_heard_by``)."""
         if note.start_beat < self.gated:
             return True
+        if note.track in self.voicing.drum_tracks:
+            return False  # no pitch a commit avoids
         first = max(note.start_beat, note.start_beat + self.cfg.commit_offset
                     - self.turns.get(note.track, 0.0) + HEARD_GUARD_BEATS)
         return first < min(note.start_beat + note.duration_beats, self.committed_until) - 1e-9
