@@ -281,7 +281,11 @@ class Agent:
         elif isinstance(msg, Note):
             if msg.source != self.name:
                 self._heard_player(msg)
-                self.engine.hear(msg)
+                tl = self.timeline
+                # the final chord (or anything from the end on) is no part's to answer: heard by a
+                # model that committed past it long ago, it would only be a note heard too late
+                if tl is None or tl.stop_beat <= 0.0 or msg.start_beat < tl.stop_beat:
+                    self.engine.hear(msg)
         elif isinstance(msg, HeldNote):
             self._heard_player(msg)
             hear_held = getattr(self.engine, "hear_held", None)  # engines that listen to the player
@@ -549,6 +553,8 @@ class Agent:
             "replans": getattr(self.engine, "replans", 0),
             # beats the model had not drawn when they were due (the part played their chords only)
             "behind_beats": getattr(self.engine, "behind_beats", 0),
+            # other parts' notes heard after the turn they counted in (the band did not keep up)
+            "late_heard": getattr(self.engine, "late_heard", 0),
             "model_load": round(float(getattr(self.engine, "load", 0.0)), 3),
             "stuck_notes": self.stuck_notes,
             "yielding": self.yielding.stats(),

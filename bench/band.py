@@ -9,7 +9,9 @@ processes, records them, and measures every part from the recording alone (analy
 * the bass's lowest-voice share (of the time the bass and another agent sound, the bass lowest);
 * unison share (an agent's notes that start on a pitch another agent sounds);
 * velocity spread, and beat 1 against the off-beats;
-* notes per part idle and busy, and the share of the idle run's notes the busy run played exactly;
+* notes per part idle and busy, and the share of the idle run's notes the busy run played exactly,
+  with what says whether each run kept up: beats the model had not drawn in time (`behind_beats`)
+  and other parts' notes heard after the turn they counted in (`late_heard`);
 * drums: a fill at every phrase end, a crash after it, identical consecutive 4-bar phrases;
 * pitch-class entropy, scale and groove consistency and the strong-beat chord-tone rate of each
   model part (analysis/metrics.py), beside the corpus's per-voice values.
@@ -17,8 +19,14 @@ processes, records them, and measures every part from the recording alone (analy
 The corpus column comes from music21's Bach chorales (each voice a part): polyphony, the bass's
 lowest share and the voices' unison share, measured by the same functions.
 
+With ``--inprocess`` the ensembles play in one event loop on virtual time instead
+(tests/support/busy_band.py), idle and on a simulated busy machine that keeps up (bus datagrams
+delayed up to 40 ms, models reading and answering up to 50 ms late, drawing now and then and pausing
+their windows; ``--load`` scales the delays): what a busy run plays then depends on the code alone,
+not on what else the machine runs.
+
     .venv/bin/python -m bench.band [--bars 32] [--seeds 1 2 3] [--ensembles default band]
-                                   [--no-busy] [--json PATH] [--smoke]
+                                   [--no-busy] [--inprocess [--load 1.0]] [--json PATH] [--smoke]
 """
 
 from __future__ import annotations
@@ -89,13 +97,19 @@ def play(path: Path, seed: int, bars: int, workdir: Path, busy: bool) -> tuple[P
 def measure(record: Path, path: Path, bars: int) -> dict[str, dict[str, float]]:
     from launcher.plot import read_tracks
 
+    tracks, _ = read_tracks(record)
+    return measure_parts({t.name: sorted(t.notes) for t in tracks}, path, bars)
+
+
+def measure_parts(notes_by_part: dict[str, list[tuple[float, float, int, int]]], path: Path,
+                  bars: int) -> dict[str, dict[str, float]]:
+    """Every measure of every part, from its notes (start, duration, pitch, velocity)."""
     ens = yaml.safe_load(path.read_text())
     bpb = int(ens.get("meter", 4))
     roles, _ = roles_of(path)
     plan = ChordPlan.parse(ens.get("chords", "C"), loop=bool(ens.get("loop", True)),
                            key=str(ens.get("key", "C")))
-    tracks, _ = read_tracks(record)
-    parts = {t.name: sorted(t.notes) for t in tracks if t.name in roles}
+    parts = {name: notes for name, notes in notes_by_part.items() if name in roles}
     out = band_summary(parts, roles, bpb, bars)
     for name, notes in parts.items():
         if roles[name] in ("bass", "comp", "melody"):
@@ -110,9 +124,40 @@ def exact_share(idle: Path, busy: Path) -> dict[str, float]:
     """Per part, the share of the idle run's notes (start, pitch) the busy run played too."""
     from launcher.plot import read_tracks
 
-    a = {t.name: {(round(s * 16), p) for s, _, p, _ in t.notes} for t in read_tracks(idle)[0]}
-    b = {t.name: {(round(s * 16), p) for s, _, p, _ in t.notes} for t in read_tracks(busy)[0]}
+    return exact_share_of({t.name: t.notes for t in read_tracks(idle)[0]},
+                          {t.name: t.notes for t in read_tracks(busy)[0]})
+
+
+def exact_share_of(idle: dict[str, list[tuple[float, float, int, int]]],
+                   busy: dict[str, list[tuple[float, float, int, int]]]) -> dict[str, float]:
+    a = {n: {(round(s * 16), p) for s, _, p, _ in notes} for n, notes in idle.items()}
+    b = {n: {(round(s * 16), p) for s, _, p, _ in notes} for n, notes in busy.items()}
     return {n: len(notes & b.get(n, set())) / len(notes) for n, notes in a.items() if notes}
+
+
+def play_inprocess(path: Path, seed: int, bars: int, load: float | None) -> dict[str, Any]:
+    """One seed of ``path`` in one event loop: idle, and with ``load`` (tests/support/busy_band.py's
+    delays times this) busy; the same run record as a real run's."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support.busy_band import play as play_band
+
+    data = yaml.safe_load(path.read_text())
+    data["seed"] = seed
+    idle, planners = play_band(data, path.parent, bars, busy=False)
+    parts = {n: idle.recorded(n) for n in idle.conductor.recorder.notes}
+    run: dict[str, Any] = {"seed": seed, "idle": measure_parts(parts, path, bars),
+                           "behind": {n: p.behind_beats for n, p in planners.items()},
+                           "late": {n: p.late_heard for n, p in planners.items()}}
+    if load is not None:
+        busy, planners = play_band(data, path.parent, bars, busy=True, seed=seed, scale=load)
+        busy_parts = {n: busy.recorded(n) for n in busy.conductor.recorder.notes}
+        run["busy"] = measure_parts(busy_parts, path, bars)
+        run["busy_ratio"] = {p: run["busy"][p]["notes"] / v["notes"] for p, v in run["idle"].items()
+                             if v["notes"] and p in run["busy"]}
+        run["busy_exact"] = exact_share_of(parts, busy_parts)
+        run["busy_behind"] = {n: p.behind_beats for n, p in planners.items()}
+        run["busy_late"] = {n: p.late_heard for n, p in planners.items()}
+    return run
 
 
 def corpus(pieces: int) -> dict[str, Any]:
@@ -203,7 +248,9 @@ def verdicts(results: dict[str, Any]) -> list[str]:
                     ok = abs(ratio - 1) <= GOALS["busy_notes"]
                     lines.append(f"{ens}/{part} seed {r['seed']}: busy/idle notes {ratio:.2f} "
                                  f"{_ok(ok)}, same notes {exact:.0%}, behind beats "
-                                 f"{r['behind'].get(part, 0)} idle / {r['busy_behind'].get(part, 0)} busy")
+                                 f"{r['behind'].get(part, 0)} idle / {r['busy_behind'].get(part, 0)} busy, "
+                                 f"notes heard late {r.get('late', {}).get(part, 0)} idle / "
+                                 f"{r.get('busy_late', {}).get(part, 0)} busy")
     return lines
 
 
@@ -246,13 +293,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpus", type=int, default=10, help="Bach chorales for the corpus column (0: none)")
     ap.add_argument("--json", metavar="PATH")
     ap.add_argument("--keep", metavar="DIR", help="keep the recordings here")
-    ap.add_argument("--smoke", action="store_true", help="seconds: default.yaml, 2 bars, one seed, idle")
+    ap.add_argument("--inprocess", action="store_true",
+                    help="play in one event loop on virtual time, busy as simulated (no real processes)")
+    ap.add_argument("--load", type=float, default=1.0, help="--inprocess: the simulated delays times this")
+    ap.add_argument("--smoke", action="store_true",
+                    help="seconds: default.yaml, 2 bars, one seed, idle (and busy with --inprocess)")
     args = ap.parse_args(argv)
     if args.smoke:
-        args.bars, args.seeds, args.ensembles, args.no_busy, args.corpus = 2, [1], ["default"], True, 0
+        # in one event loop the busy run costs a second: it stays
+        args.bars, args.seeds, args.ensembles, args.corpus = 2, [1], ["default"], 0
+        args.no_busy = not args.inprocess
     t0 = time.perf_counter()
     results: dict[str, Any] = {"bars": args.bars, "load_average": os.getloadavg(), "ensembles": {},
-                               "roles": {}}
+                               "roles": {}, "inprocess": args.inprocess}
     if args.corpus:
         results["corpus"] = corpus(args.corpus)
     with tempfile.TemporaryDirectory(prefix="barcelona-band-") as tmp:
@@ -263,9 +316,13 @@ def main(argv: list[str] | None = None) -> int:
             results["roles"][name] = {p: (r, instruments.get(p, "")) for p, r in roles.items()}
             runs = []
             for seed in args.seeds:
+                if args.inprocess:
+                    runs.append(play_inprocess(path, seed, args.bars, None if args.no_busy else args.load))
+                    continue
                 idle_rec, idle_stats = play(path, seed, args.bars, work / f"{name}-{seed}-idle", busy=False)
                 run: dict[str, Any] = {"seed": seed, "idle": measure(idle_rec, path, args.bars),
-                                       "behind": {a: s.get("behind_beats", 0) for a, s in idle_stats.items()}}
+                                       "behind": {a: s.get("behind_beats", 0) for a, s in idle_stats.items()},
+                                       "late": {a: s.get("late_heard", 0) for a, s in idle_stats.items()}}
                 if not args.no_busy:
                     busy_dir = work / f"{name}-{seed}-busy"
                     busy_rec, busy_stats = play(path, seed, args.bars, busy_dir, busy=True)
@@ -275,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                                          if v["notes"] and p in busy}
                     run["busy_exact"] = exact_share(idle_rec, busy_rec)
                     run["busy_behind"] = {a: s.get("behind_beats", 0) for a, s in busy_stats.items()}
+                    run["busy_late"] = {a: s.get("late_heard", 0) for a, s in busy_stats.items()}
                 runs.append(run)
             results["ensembles"][name] = runs
     results["verdicts"] = verdicts(results)

@@ -41,10 +41,11 @@ def config(**over: object) -> WorkerConfig:
 
 
 def perform(planner: Planner, windows_per_tick: int | None, every: int = 1,
-            step: float = STEP) -> list[tuple]:
+            step: float = STEP, pause: random.Random | None = None) -> list[tuple]:
     """Drive one performance; ``windows_per_tick`` None draws all the model may, else at most that
     many windows every ``every`` ticks. A ``step`` longer than STEP is a model process so slow that
-    it reads the clock only that often (the clock messages between pile up unread)."""
+    it reads the clock only that often (the clock messages between pile up unread). With ``pause``,
+    a window pauses after an event at random (a message waits), to go on at the next call."""
     committed: list[tuple] = []
     heard_melody = heard_piano = held = 0
     ticks = int(4 * BARS / step)
@@ -68,7 +69,7 @@ def perform(planner: Planner, windows_per_tick: int | None, every: int = 1,
         committed += planner.commit(now, until)
         budget = None if windows_per_tick is None else (windows_per_tick if i % every == 0 else 0)
         while planner.wants_work() and (budget is None or budget > 0):
-            planner.work()
+            planner.work(interrupt=None if pause is None else (lambda: pause.random() < 0.3))
             if budget is not None:
                 budget -= 1
     return committed
@@ -79,6 +80,17 @@ def test_a_busy_machine_that_keeps_up_plays_the_same_notes() -> None:
     busy = perform(Planner(config()), 1, every=3)
     assert len(idle) > 4 * BARS  # it played (more than a note a bar)
     assert idle == busy
+
+
+def test_windows_paused_for_messages_draw_the_same_notes() -> None:
+    """A model process pauses a window between two events when a message waits, and answers it (a
+    commit of beats before the window, another part's note) before going on: nothing it answers
+    meanwhile may change the window, or the commit, from what an idle machine plays."""
+    idle = perform(Planner(config()), None)
+    paused_planner = Planner(config())
+    paused = perform(paused_planner, 1, every=2, pause=random.Random(4))
+    assert paused_planner.behind_beats == 0
+    assert idle == paused
 
 
 def test_another_seed_plays_other_notes() -> None:

@@ -48,7 +48,8 @@ def handle(planner: Planner, msg: AgentMessage, load: float) -> Committed | None
         planner.hear_held(h.source, h.start_beat, h.pitch, h.velocity, h.channel)
     elif isinstance(msg, CommitWindow):
         notes = tuple(planner.commit(msg.start_beat, msg.end_beat))
-        return Committed(notes, planner.events, planner.replans, load, planner.behind_beats)
+        return Committed(notes, planner.events, planner.replans, load, planner.behind_beats,
+                         planner.late_heard)
     elif isinstance(msg, PlanChange):
         planner.set_plan(msg.plan)
     elif isinstance(msg, ParamsChange):
@@ -93,6 +94,10 @@ def serve(
     conn.send(ready_message(planner))
     busy_s = 0.0
     t0 = time.perf_counter()
+
+    def waiting() -> bool:
+        """A message waits: the window pauses so a commit is answered at once (Planner.work)."""
+        return conn.poll(0)
     while True:
         if parent_pid is not None and os.getppid() != parent_pid:
             return  # the agent is gone (reparented to init or a subreaper): nobody to play for
@@ -108,7 +113,7 @@ def serve(
                     conn.send(answer)
             if planner.wants_work():
                 s = time.perf_counter()
-                planner.work()
+                planner.work(interrupt=waiting)
                 busy_s += time.perf_counter() - s
         except (EOFError, ConnectionError, KeyboardInterrupt):  # the agent's end closed: it is gone
             return

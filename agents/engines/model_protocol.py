@@ -113,6 +113,7 @@ class Committed:
     replans: int
     load: float
     behind_beats: int
+    late_heard: int = 0  # other parts' notes that came after the turn they counted in (Planner)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from agents.arrangement import COMMIT_STEP_BEATS
 from protocol.harmony import ChordPlan
 from protocol.messages import Note
 
@@ -69,6 +71,9 @@ class WorkerConfig:
     commit_beats: float = 1.0
     quantize: str = "none"  # "int8": load an int8 copy of a float32 export (agents/model/int8_cache.py)
     source: str = "model"  # the part's name: the source of the notes it commits
+    # (track, commit_offset) of every part (agents/arrangement.py): the musical time at which each
+    # other part committed a note it hears, so what a commit takes of theirs is a matter of beats
+    turns: tuple[tuple[int, float], ...] = ()
     # the channel the model hears and draws this part on (agents/voices.py); None: `channel`
     model_channel: int | None = None
 
@@ -117,10 +122,17 @@ class Planner:
       a re-plan draws as it would have the first time, whatever was drawn and thrown away before.
     - Another agent's note enters the context when the window being drawn is far enough past its
       start that it has surely arrived (``OTHERS_GATE_BEATS`` beyond the lead), never when it happens
-      to arrive. The player's notes re-plan the part, as the player must be answered, at a fixed
-      musical time: when the commit point reaches the note's beat plus the commit distance (and
-      ``PLAYER_SLACK_BEATS``), between the notes committed before it and those after, whether
-      the message was read a few milliseconds before that clock tick or after it.
+      to arrive, and the notes that enter together take their order from their beats, tracks and
+      pitches. At a commit, another part's note counts (no unisons, the bass lowest) only if its
+      part committed it a turn earlier in musical time (``_heard_by``). The player's notes re-plan
+      the part, as the player must be answered, at a fixed musical time: when the commit point
+      reaches the note's beat plus the commit distance (and ``PLAYER_SLACK_BEATS``), between the
+      notes committed before it and those after, whether the message was read a few milliseconds
+      before that clock tick or after it.
+
+    A note of another part that arrives after the window or commit it was due in is counted in
+    ``late_heard``: the band did not keep up there (a model process starved of CPU answered its
+    commit late), and from there on this part may play other notes than on an idle machine.
 
     When the model falls behind (the commit point reaches beats it has not drawn), those beats get
     what a player short of time plays: the chord on its strong beats (bass: the root; comping: the
@@ -206,6 +218,13 @@ class Planner:
         self.generated_until = -math.inf  # every own onset before this beat is drawn
         self.held_ends: list[float] = []  # ends of committed notes that may still sound
         self.others: list[tuple[float, Any]] = []  # heard notes of other agents, not yet in context
+        self.turns = dict(cfg.turns)  # track -> the beats that part commits ahead of the commit point
+        self.gated = -math.inf  # the others' notes before this beat are in the context
+        # other agents' notes that came after a commit or a window that should have taken them
+        # into account: the band did not keep up there, and this part's notes may differ from an
+        # idle machine's
+        self.late_heard = 0
+        self._window: tuple[float, float, int] | None = None  # (first, end, steps left): being drawn
         self.held: dict[tuple[int, int], float] = {}  # the player's notes heard at note-on, not yet off
         self.player: list[tuple[float, Any]] = []  # (first window, note): the player's, not yet in context
         # (due, note, replan, at): the player's messages read before the commit point reached them
@@ -229,8 +248,14 @@ class Planner:
         track, voice = self.cfg.tracks.get(source, (0, channel))
         note = LiveNote(start, duration, pitch, max(1, velocity), voice, track)
         if source != self.cfg.human:
+            if self._came_late(note):
+                self.late_heard += 1
+                if self.late_heard == 1:
+                    log.warning("%s: %s's note at beat %.2f came after this part had to take it into "
+                                "account; the band is not keeping up", self.cfg.source, source, start)
             self.others.append((start, note))
             return
+        self.finish_window()
         self.player_dynamics.add(start, pitch, velocity)
         if self.held.pop((round(start * 16), pitch), None) is None:
             self._admit_player(note, replan=True)
@@ -246,6 +271,7 @@ class Planner:
 
         if source != self.cfg.human or start < self.context.origin_beat:
             return
+        self.finish_window()
         track, voice = self.cfg.tracks.get(source, (0, channel))
         self.player_dynamics.add(start, pitch, velocity)
         self.held[(round(start * 16), pitch)] = start
@@ -321,24 +347,50 @@ class Planner:
         return restart
 
     def _admit_others(self, before: float) -> None:
-        """Other agents' notes that start before ``before`` join the context."""
+        """Other agents' notes that start before ``before`` join the context, in the order of their
+        time, track and pitch (not of their arrival, which differs from run to run): which notes join
+        for a window is a matter of beats, and so is the order they take in the context."""
+        self.gated = max(self.gated, before)
         if not self.others:
             return
-        keep = []
+        keep: list[tuple[float, Any]] = []
+        due: list[tuple[float, Any]] = []
         for start, note in self.others:
-            if start < before:
-                track = note.track
-                self.generator.apply(self.context.add_note(note, owner=track))
-            else:
-                keep.append((start, note))
+            (due if start < before else keep).append((start, note))
         self.others = keep
+        for _, note in sorted(due, key=lambda sn: (sn[0], sn[1].track, sn[1].pitch)):
+            self.generator.apply(self.context.add_note(note, owner=note.track))
+
+    def _heard_by(self, note: Any, beat: float) -> bool:
+        """Whether another part's note counts for this part's commit of ``beat``: only if that part
+        committed it a turn earlier, in musical time, than this part commits ``beat`` (it commits a
+        note at its start less its own `commit_offset`; HEARD_GUARD_BEATS, a turn, is time enough
+        for it to cross the bus). Notes of the same turn or later, and notes that happened to arrive
+        sooner, never count: so what a commit takes into account is the same on any machine that
+        keeps up."""
+        turn = note.start_beat - self.turns.get(note.track, 0.0)
+        return beat - self.cfg.commit_offset - turn >= HEARD_GUARD_BEATS - 1e-9
+
+    def _came_late(self, note: Any) -> bool:
+        """Whether a note of another part arrives after it should have counted: for a window already
+        drawn (its start was before the context's gate then), or for a commit already made at a beat
+        where it sounds and counts (``_heard_by``)."""
+        if note.start_beat < self.gated:
+            return True
+        if note.track in self.voicing.drum_tracks:
+            return False  # no pitch a commit avoids
+        first = max(note.start_beat, note.start_beat + self.cfg.commit_offset
+                    - self.turns.get(note.track, 0.0) + HEARD_GUARD_BEATS)
+        return first < min(note.start_beat + note.duration_beats, self.committed_until) - 1e-9
 
     def set_plan(self, plan: ChordPlan) -> None:
+        self.finish_window()
         self.plan = plan
         self.replan()
 
     def set_params(self, muted: bool, temperature: float, top_p: float, top_k: int, density: float,
                    dynamics: int | None = None) -> None:
+        self.finish_window()
         self.muted = muted
         if dynamics is not None:
             self.level = dynamics
@@ -360,6 +412,7 @@ class Planner:
         between beats would push the first new note off the beat, and starting at a beat the commit
         point is about to pass would leave the model no time to draw it (the notes planned before it
         stay)."""
+        self.finish_window()
         self.replans += 1
         if not math.isfinite(self.committed_until):
             self.planned = []
@@ -378,15 +431,19 @@ class Planner:
         The parts commit in the YAML's order, a fraction of a beat apart (agents/arrangement.py),
         so a part sees what the parts before it committed for the same beat and can stay off their
         pitches: that is how unisons and a comping note under the bass are avoided when both start
-        at once, which no part could know when it drew its notes."""
+        at once, which no part could know when it drew its notes. What it sees is what they
+        committed a turn before it, in musical time (``_heard_by``), not whatever has arrived."""
         until += self.cfg.commit_offset
         self.now_beat = now_beat
         if not math.isfinite(self.committed_until):
             # First clock: the part starts on the beat nearest the commit point, so a start a few
             # milliseconds either side of a beat (the transport's first tick) starts it at the same
             # beat; one that near is still well ahead of now (the commit point is commit_beats ahead).
+            # Never on a beat whose commit turn has passed by more than that: a part that commits
+            # ahead of the others (agents/arrangement.py) would commit it at once, and the parts
+            # after it would hear it in their own turn or not, as the machine's speed has it.
             first = float(round(until))
-            if first < until and first < now_beat + FIRST_BEAT_MARGIN:
+            if first < until - START_SLACK_BEATS or (first < until and first < now_beat + FIRST_BEAT_MARGIN):
                 first = float(math.ceil(until))
             self.committed_until = min(until, first)
             self.generated_until = max(first, 0.0)
@@ -395,6 +452,8 @@ class Planner:
         # before it and those after, however the clock's ticks fell around it.
         notes = []
         self._sync_left = SYNC_WINDOWS
+        if self.from_player and self.from_player[0][0] <= until:
+            self.finish_window()  # the player's message re-plans: after the window, as between two
         while self.from_player and self.from_player[0][0] <= until:
             due, note, replan, at = self.from_player.pop(0)
             if due > self.committed_until:
@@ -426,6 +485,7 @@ class Planner:
                 self._sync_left -= 1  # bounded: this answer is awaited, and the pipe is not watched
                 self.work()
             if until > self.generated_until:
+                self._drop_window()
                 self._fill_behind(until)
             limit = min(limit, self.generated_until)
         out = []
@@ -510,7 +570,12 @@ class Planner:
         tracks, pitches, _ = self.context.sounding(slot)
         skip = self.voicing.drum_tracks | {self.cfg.track}
         out = [(int(t), int(p)) for t, p in zip(tracks, pitches, strict=True) if int(t) not in skip]
-        for _, note in self.others + self.player:
+        for _, note in self.others:
+            start = note.start_beat
+            if (note.track not in skip and start <= beat + 1e-9 < start + note.duration_beats
+                    and self._heard_by(note, beat)):
+                out.append((note.track, note.pitch))
+        for _, note in self.player:
             start = note.start_beat
             if note.track not in skip and start <= beat + 1e-9 < start + note.duration_beats:
                 out.append((note.track, note.pitch))
@@ -521,35 +586,62 @@ class Planner:
             return False
         return self.generated_until < self.committed_until + self.cfg.horizon_beats
 
-    def work(self) -> None:
+    def work(self, interrupt: Callable[[], bool] | None = None) -> None:
         """Draw the next window (up to the next whole beat: one beat, or the rest of a beat a re-plan
         restarted inside) of the part in full, and nothing after it: an event the model places past
         the window is dropped at its time tokens, so a window drawn again after a re-plan draws
-        exactly as it did the first time."""
-        k = self.generated_until
-        self._admit_others(k - self.cfg.horizon_beats - self.cfg.commit_offset - OTHERS_GATE_BEATS)
-        if self.player:
-            due = [note for first, note in self.player if first <= k]
-            self.player = [(first, note) for first, note in self.player if first > k]
-            for note in due:
-                self.generator.apply(self.context.add_note(note, owner=note.track))
-        self.generator.sampler.rng.seed(window_seed(self.cfg.seed, k))
-        not_before = k
-        end = float(math.floor(k + 1e-9) + 1)
-        self.generated_until = end
-        self.generator.new_window()
-        for _ in range(MAX_STEPS_PER_WINDOW):
+        exactly as it did the first time.
+
+        ``interrupt`` (a message waits) pauses the window between two events; the next call goes on
+        with it. A busy CPU draws a window in hundreds of milliseconds, and a commit that waited for
+        it would reach the band that much later: the other parts hear this part's notes after their
+        own turn to take them into account has passed. Meanwhile only what cannot change the window
+        is answered (another part's note, a commit of beats before it); anything else finishes it
+        first (``finish_window``)."""
+        if self._window is None:
+            k = self.generated_until
+            self._admit_others(k - self.cfg.horizon_beats - self.cfg.commit_offset - OTHERS_GATE_BEATS)
+            if self.player:
+                due = [note for first, note in self.player if first <= k]
+                self.player = [(first, note) for first, note in self.player if first > k]
+                for note in due:
+                    self.generator.apply(self.context.add_note(note, owner=note.track))
+            self.generator.sampler.rng.seed(window_seed(self.cfg.seed, k))
+            self.generator.new_window()
+            self._window = (k, float(math.floor(k + 1e-9) + 1), MAX_STEPS_PER_WINDOW)
+        k, end, left = self._window
+        while left > 0:
+            left -= 1
             try:
-                self.step(not_before_beat=not_before, before_beat=end)
+                self.step(not_before_beat=k, before_beat=end)
             except ValueError as exc:
                 # e.g. the context's last event lies further back than one time token can reach (a
                 # part muted for minutes beside silence): the window rests instead of failing for ever
                 if not self.window_errors:
                     log.warning("beat %s: the model cannot draw here (%s); the part rests", k, exc)
                 self.window_errors += 1
-                return
+                break
             if self.generator.spilled:
+                break
+            if left and interrupt is not None and interrupt():
+                self._window = (k, end, left)
                 return
+        # drawn: its notes may be committed (until then the plan reaches only to its start)
+        self._window = None
+        self.generated_until = end
+
+    def finish_window(self) -> None:
+        """Draw the rest of a window ``work`` paused, before anything that may change the plan."""
+        if self._window is not None:
+            self.work()
+
+    def _drop_window(self) -> None:
+        """Forget a paused window's notes: the model fell behind, and the beats get the fallback."""
+        if self._window is not None:
+            k = self._window[0]
+            self._window = None
+            self.planned = [n for n in self.planned if n.start_beat < k]
+            self.generator.apply(self.context.truncate_after(k, owner=self.cfg.track))
 
     def step(self, not_before_beat: float | None = None, before_beat: float | None = None) -> Any:
         """Generate one event; own notes join the plan."""
@@ -598,12 +690,14 @@ class Planner:
 SYNC_WINDOWS = 2  # windows a commit may draw itself to reach what an idle machine has drawn
 PROVISIONAL_BEATS = 2.0  # a held note's length until its note-off says: the band avoids it meanwhile
 FIRST_BEAT_MARGIN = 0.5  # the least a part's first beat may lie ahead of now
+START_SLACK_BEATS = 0.1  # how far past its commit turn a part's first beat may lie (a late first tick)
 REPLAN_LEAD_BEATS = 0.25  # the least time a re-plan leaves the model before its first redrawn beat
 # how late the player's message may be read (past its beat plus the commit distance) and still take
 # effect exactly where it would on time; less than REPLAN_LEAD_BEATS, which leaves the model time to
 # draw the re-plan's first window
 PLAYER_SLACK_BEATS = 0.1875
 OTHERS_GATE_BEATS = 1.0  # how long after its start another agent's note has surely arrived
+HEARD_GUARD_BEATS = COMMIT_STEP_BEATS  # a commit takes the notes the others committed a turn before
 MAX_STEPS_PER_WINDOW = 48  # a model that keeps re-striking cannot hold a window for ever
 
 

@@ -122,6 +122,7 @@ class OnnxEngine:
             dynamics=level_velocity(cfg.dynamics),
             plan=plan,
             commit_offset=commit_offset(ens, cfg),
+            turns=tuple((tracks[a.name][0], commit_offset(ens, a)) for a in ens.agents),
             commit_beats=commit_distance(ens, ens.tempo),
             quantize=e.quantize,
             source=cfg.name,
@@ -140,6 +141,7 @@ class OnnxEngine:
         self.load = 0.0
         self.warnings = 0
         self.behind_beats = 0
+        self.late_heard = 0
         # What the model process starts with: a plan or setting the conductor holds that differs
         # (an agent restarted into a session where /plan or /density changed) is sent at once.
         self._plan_sent: ChordPlan | None = plan
@@ -213,6 +215,7 @@ class OnnxEngine:
                 self.pending.extend(msg.notes)
                 self.events, self.replans = msg.events, msg.replans
                 self.load, self.behind_beats = msg.load, msg.behind_beats
+                self.late_heard = msg.late_heard
             elif isinstance(msg, StepFailed):
                 self.warnings += 1
                 log.warning("%s model: %s", self.cfg.name, msg.reason)
