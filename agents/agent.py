@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agents.arrangement import commit_distance
+from agents.arrangement import commit_distance, commit_offset
 from agents.conductor_clock import UNSYNCED, ConductorClock, inherited_offset_ms
 from agents.engines import Engine, PlanContext, make_engine
 from agents.faults import PlanFault
@@ -118,6 +118,7 @@ class Agent:
         self.stuck_notes = 0
         self.unacked = Unacked()  # committed notes the recorder has not confirmed: sent again until it does
         self.yielding = Yielding(name, ens.meter, ens.timing.horizon_beats + ens.timing.commit_beats + 1.0)
+        self.turn = commit_offset(ens, self.cfg)
         self.loop_priority = "normal"
         self._shut = False
         self._stopping = asyncio.Event()
@@ -417,7 +418,10 @@ class Agent:
             # The count-in before beat 0 is the click's (or silence): no part (and no model context)
             # has negative beats.
             start = max(start, 0.0)
-            if target > start:
+            # A model part that commits a turn ahead of the agent's commit point (agents/arrangement.py)
+            # is told the clock from its turn for beat 0 on, so it commits the first downbeat in its
+            # turn, not later than the parts after it.
+            if target > start or (start == 0.0 and target + self.turn > 0.0):
                 await self._play_window(start, target, tl)
         if stop > 0.0 and self.committed_until >= stop and self._ended_for != stop:
             self._ended_for = stop

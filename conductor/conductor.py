@@ -74,6 +74,7 @@ TICK_S = 0.005
 # at their beat rather than being forced by the stop a moment early.
 RELEASE_MARGIN_S = 0.05
 CLICK_MARGIN_S = 0.1
+START_MARGIN_BEATS = 0.5  # beat 0's time reaches the agents this much before the earliest commit turn
 
 
 class Conductor:
@@ -287,6 +288,10 @@ class Conductor:
         # first click is then a latency (and a margin for the timeline to reach them) away.
         heard = self.ens.timing.count_in == "click"
         lead = count_in + latency + CLICK_MARGIN_S if heard else max(count_in, latency)
+        # Every part must hear beat 0's time before its own commit turn for beat 0 comes, or it comes
+        # in a beat or two after the player (conductor/roles.py: commit_lead).
+        bps = self.state.timeline.tempo_bpm / 60.0
+        lead = max(lead, (commit_lead(self.ens, bps * 60.0) + START_MARGIN_BEATS) / bps)
         now = self.clock()
         self.state.timeline = self.state.timeline.started(now, at_beat=0.0, delay_s=lead)
         self.state.timeline = self.link.aligned(self.state.timeline)  # follow: beat 0 on Link's bar line

@@ -258,3 +258,16 @@ def test_the_final_chord_sits_under_the_players_last_note() -> None:
     piano_end = [p.pitch for p in band.played("piano") if abs(p.beat - END) < 1e-6]
     assert melody_end and len(piano_end) >= 3
     assert max(piano_end) < min(melody_end), (piano_end, melody_end)
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "band.yaml"])
+def test_the_band_comes_in_with_the_player_on_the_first_downbeat(name: str) -> None:
+    """Every part, the model parts included (each a turn apart in the band), sounds on beat 0 with
+    the player, not a beat behind: the first window begins at beat 0, a count-in ahead of it."""
+    import yaml
+
+    data = yaml.safe_load((ENSEMBLES / name).read_text())
+    data["seed"] = 3
+    band = play(data, bars=1)
+    for part in band.ens.parts():
+        assert band.recorded(part.name)[0][0] == 0.0, part.name

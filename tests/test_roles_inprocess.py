@@ -55,6 +55,7 @@ def write_player(path: Path, script: list[str]) -> None:
 def run(tmp_path: Path, script: list[str], data: dict[str, Any] | None = None,
         latency_s: float = 0.002) -> InProcessEnsemble:
     data = patterns_data() if data is None else data
+    data.setdefault("seed", 7)  # the model parts draw the same notes on every run
     write_player(tmp_path / "player.mid", script)
     data["human"] = {**data["human"], "source": {"type": "file", "path": str(tmp_path / "player.mid"),
                                                  "loop": False}}

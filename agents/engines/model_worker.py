@@ -442,8 +442,10 @@ class Planner:
             # Never on a beat whose commit turn has passed by more than that: a part that commits
             # ahead of the others (agents/arrangement.py) would commit it at once, and the parts
             # after it would hear it in their own turn or not, as the machine's speed has it.
+            # (`now_beat` is where the agent's last window ended, a commit distance ahead of now.)
+            now = until - self.cfg.commit_offset - self.cfg.commit_beats
             first = float(round(until))
-            if first < until - START_SLACK_BEATS or (first < until and first < now_beat + FIRST_BEAT_MARGIN):
+            if first < until - START_SLACK_BEATS or (first < until and first < now + FIRST_BEAT_MARGIN):
                 first = float(math.ceil(until))
             self.committed_until = min(until, first)
             self.generated_until = max(first, 0.0)
