@@ -123,11 +123,9 @@ def room(v: Voicing, pitch: int, pitch_range: tuple[int, int], others: list[tupl
         bass = [p for t, p in others if t in v.bass_tracks]
         if bass:
             floor = max(floor, max(bass) + 1)
-        if others:
-            tracks, sounds = np.array([t for t, _ in others]), np.array([p for _, p in others])
-            tune = _tune_ceiling(v, tracks, sounds, (lo + hi) / 2)
-            if tune is not None and tune - TUNE_STEP - 1 >= floor:
-                ceiling = min(ceiling, tune - TUNE_STEP - 1)
+        tune = [p for t, p in others if t in v.tune_tracks and p > (lo + hi) / 2] if v.role == "comp" else []
+        if tune and min(tune) - TUNE_STEP - 1 >= floor:
+            ceiling = min(ceiling, min(tune) - TUNE_STEP - 1)
 
     def free(p: int) -> bool:
         return floor <= p <= ceiling and p not in taken
