@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from agents.arrangement import COMMIT_STEP_BEATS
+from agents.interplay import ROLE_STRENGTH, TuneActivity, onset_grid
 from protocol.harmony import ChordPlan
 from protocol.messages import Note
+from protocol.rules import RULES
 
 log = logging.getLogger("barcelona.model")
 
@@ -211,6 +213,13 @@ class Planner:
         from agents.dynamics import PlayerDynamics
 
         self.player_dynamics = PlayerDynamics()  # the player's level, which the part's follows
+        # how busy the player's tune is, which the part's density follows (agents/interplay.py);
+        # only beside a tune, as with the ceiling under it. Its lag: the commit distance, the re-plan lead
+        # and the quarter-beat grid re-plans start on (see agents/interplay.py)
+        self.tune = TuneActivity(
+            cfg.commit_beats + cfg.commit_offset + REPLAN_LEAD_BEATS + 0.25,
+            ROLE_STRENGTH.get(cfg.role, 0.0) if self.voicing.tune_tracks else 0.0)
+        self.window_params = self.params  # the params the window being drawn was drawn with
         self.muted = False
         self.planned: list[Any] = []  # uncommitted own LiveNotes, in generation (= time) order
         self.committed_until = -math.inf
@@ -291,6 +300,7 @@ class Planner:
         re-plan before the commit of the notes at ``at`` + the commit distance in one run and after
         it in another, and those notes' lengths are voiced against the plan that follows them."""
         if not math.isfinite(self.committed_until):
+            self.tune.add(note.start_beat)
             self.generator.apply(self.context.add_note(note, owner=note.track))
             return
         at = note.start_beat + note.duration_beats if at is None else at
@@ -304,6 +314,7 @@ class Planner:
 
     def _take_player(self, note: Any, *, replan: bool, at: float) -> None:
         """The player's note re-plans the part (or corrects a held note's length) now."""
+        self.tune.add(note.start_beat)
         # a re-plan redraws from its first beat; a correction alone reaches the windows past those an
         # idle machine has drawn by then
         first = self.restart_beat(at) if replan else self._beat_after(
@@ -610,6 +621,10 @@ class Planner:
                     self.generator.apply(self.context.add_note(note, owner=note.track))
             self.generator.sampler.rng.seed(window_seed(self.cfg.seed, k))
             self.generator.new_window()
+            factor = self.tune.factor(k)
+            self.generator.onset_grid = onset_grid(self.cfg.onset_grid, factor)
+            self.window_params = self.params if factor == 1.0 else replace(
+                self.params, density=min(RULES["density"].hi, self.params.density * factor))
             self._window = (k, float(math.floor(k + 1e-9) + 1), MAX_STEPS_PER_WINDOW)
         k, end, left = self._window
         while left > 0:
@@ -652,7 +667,7 @@ class Planner:
         if not_before_beat is None:
             not_before_beat = math.ceil(self.committed_until - 1e-9)
         note = self.generator.step(
-            self.params,
+            self.window_params,
             lambda beat: strong_beat_chord(plan, beat, bpb),
             not_before_beat=not_before_beat,
             max_rest_beats=self.cfg.max_rest_beats,
