@@ -205,7 +205,8 @@ def test_masks_hold_over_many_events_with_late_human_notes() -> None:
     assert (ctx.owners == TRACK).sum() + (ctx.owners == HUMAN).sum() == len(ctx) - ctx.n_prefix
 
 
-def chord_tone_fraction(strength: float, bass: bool = False) -> tuple[float, float]:
+def chord_tone_fraction(strength: float, bass: bool = False, on: str = "any") -> tuple[float, float]:
+    """The chord-tone and root fractions of 150 notes (``on``: of those on strong or weak beats)."""
     plan = ChordPlan.parse("Dm7 | G7 | Cmaj7 | A7")
     gen, _, _ = make(seed=21, pitch_range=(36, 84))
     params = DecodeParams(chord_bias=strength, bass=bass)
@@ -215,6 +216,9 @@ def chord_tone_fraction(strength: float, bass: bool = False) -> tuple[float, flo
         if gen.restruck:
             continue  # a rejected draw: no note
         assert note is not None
+        strong = is_strong_beat(note.start_beat, 4)
+        if on != "any" and strong != (on == "strong"):
+            continue
         n += 1
         chord = plan.chord_at(note.start_beat, 4)
         assert chord is not None
@@ -225,12 +229,20 @@ def chord_tone_fraction(strength: float, bass: bool = False) -> tuple[float, flo
 
 def test_chord_bias_raises_the_chord_tone_fraction() -> None:
     weak, _ = chord_tone_fraction(0.0)
-    strong, root_plain = chord_tone_fraction(4.0)
-    _, root_bass = chord_tone_fraction(4.0, bass=True)
-    print(f"chord-tone fraction: bias 0 -> {weak:.2f}, bias 4 -> {strong:.2f}; "
-          f"root fraction bias 4: {root_plain:.2f}, with bass bonus {root_bass:.2f}")
+    strong, _ = chord_tone_fraction(4.0)
+    print(f"chord-tone fraction: bias 0 -> {weak:.2f}, bias 4 -> {strong:.2f}")
     assert strong > weak + 0.25
-    assert root_bass > root_plain + 0.1
+
+
+def test_a_bass_leans_to_the_root_on_strong_beats_and_moves_between_them() -> None:
+    _, strong_plain = chord_tone_fraction(4.0, on="strong")
+    _, strong_bass = chord_tone_fraction(4.0, bass=True, on="strong")
+    _, weak_plain = chord_tone_fraction(4.0, on="weak")
+    _, weak_bass = chord_tone_fraction(4.0, bass=True, on="weak")
+    print(f"root fraction, strong beats: {strong_plain:.2f} -> bass {strong_bass:.2f}; "
+          f"weak: {weak_plain:.2f} -> bass {weak_bass:.2f}")
+    assert strong_bass > strong_plain + 0.2
+    assert weak_bass < weak_plain + 0.1
 
 
 def test_chord_bias_is_full_on_strong_beats_and_a_share_elsewhere() -> None:

@@ -9,8 +9,10 @@ commit point), so no post-filter or retry is needed.
 Harmony enters the same way (docs/harmony.md): once a note's time tokens are drawn its beat is known, so
 the pitch logits get a bias from the chord at that beat: ``+s`` chord tones, ``+s/2`` tensions,
 ``-s`` avoid notes, nothing under N.C.; a bass part adds ``+s`` on the chord's bass pitch class and
-``+s/2`` on its root when a slash chord separates them. Biases are logit offsets added before the
-temperature (they scale with it, like the logits).
+``+s/2`` on its root when a slash chord separates them, on the strong beats only: there a bass states
+the chord, and between them it moves (with the lean on every onset the shipped model's bass repeated
+its previous pitch on half its notes, where a chorale bass does on 6 %). Biases are logit offsets
+added before the temperature (they scale with it, like the logits).
 
 The strength is metrical: ``s`` is ``chord_bias`` in full on a strong beat (beat 1, and the middle of
 an even bar, as analysis/metrics.py judges them) and ``chord_bias * weak_beat_bias`` anywhere else.
@@ -254,10 +256,9 @@ class Generator:
                 if param == "pitch" and params.chord_bias > 0 and chord_at is not None:
                     slot = end16 + 16 * t1 + int(row[2] - self._time2[0])
                     beat = ctx.origin_beat + slot / 16
-                    strength = params.chord_bias * (
-                        1.0 if is_strong_beat(beat, ctx.bar_beats) else params.weak_beat_bias
-                    )
-                    bias = self._pitch_bias(chord_at(beat), strength, params.bass)
+                    strong = is_strong_beat(beat, ctx.bar_beats)
+                    strength = params.chord_bias * (1.0 if strong else params.weak_beat_bias)
+                    bias = self._pitch_bias(chord_at(beat), strength, params.bass and strong)
                 if param == "pitch" and self.voicing is not None:
                     slot = end16 + 16 * t1 + int(row[2] - self._time2[0])
                     keep = pitch_keep(self.voicing, self.track, self._pitches, slot, ctx.sounding(slot))
