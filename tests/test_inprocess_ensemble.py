@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from support.inprocess import ENSEMBLES, InProcessEnsemble, Played, ensemble, mixed_data, patterns_data
 
+from agents.engines.onnx_engine import OnnxEngine
 from conductor.human import read_midi_notes
 from protocol.harmony import ChordPlan
 from protocol.messages import AgentParams, BeatTick, Note, PlanState
@@ -262,12 +263,32 @@ def test_the_final_chord_sits_under_the_players_last_note() -> None:
 
 @pytest.mark.parametrize("name", ["default.yaml", "band.yaml"])
 def test_the_band_comes_in_with_the_player_on_the_first_downbeat(name: str) -> None:
-    """Every part, the model parts included (each a turn apart in the band), sounds on beat 0 with
-    the player, not a beat behind: the first window begins at beat 0, a count-in ahead of it."""
+    """Every model part (each a turn apart in the band) draws its first window from beat 0 with the
+    player, not a beat behind, a count-in ahead of it; the written parts sound there. Whether a model
+    part plays a note on beat 0 is the model's choice (a sax at density 0.6 may come in on beat 1,
+    and int8 sums differ between CPUs), so the window is what is checked."""
     import yaml
 
     data = yaml.safe_load((ENSEMBLES / name).read_text())
     data["seed"] = 3
-    band = play(data, bars=1)
+    band = InProcessEnsemble(ensemble(data), ENSEMBLES, bars=1)
+    first: dict[str, float] = {}
+    for part, agent in band.agents.items():
+        if isinstance(agent.engine, OnnxEngine):
+            planner = agent.engine.conn.planner
+
+            def work(*args: Any, _planner: Any = planner, _work: Any = planner.work, _part: str = part,
+                     **kwargs: Any) -> None:
+                if _planner._window is None:  # a new window begins at the beat drawn up to
+                    first.setdefault(_part, _planner.generated_until)
+                _work(*args, **kwargs)
+
+            planner.work = work
+    band.play()
+    models = {part for part, agent in band.agents.items() if isinstance(agent.engine, OnnxEngine)}
+    assert len(models) >= 2
+    assert first == dict.fromkeys(models, 0.0)
     for part in band.ens.parts():
-        assert band.recorded(part.name)[0][0] == 0.0, part.name
+        if part.name not in models:
+            assert band.recorded(part.name)[0][0] == 0.0, part.name
+    assert sum(band.recorded(part)[0][0] == 0.0 for part in models) >= len(models) / 2
