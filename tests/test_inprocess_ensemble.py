@@ -273,11 +273,11 @@ def test_the_band_comes_in_with_the_player_on_the_first_downbeat(name: str) -> N
     data["seed"] = 3
     band = InProcessEnsemble(ensemble(data), ENSEMBLES, bars=1)
     first: dict[str, float] = {}
-    for part, agent in band.agents.items():
+    for who, agent in band.agents.items():
         if isinstance(agent.engine, OnnxEngine):
             planner = agent.engine.conn.planner
 
-            def work(*args: Any, _planner: Any = planner, _work: Any = planner.work, _part: str = part,
+            def work(*args: Any, _planner: Any = planner, _work: Any = planner.work, _part: str = who,
                      **kwargs: Any) -> None:
                 if _planner._window is None:  # a new window begins at the beat drawn up to
                     first.setdefault(_part, _planner.generated_until)
@@ -285,10 +285,10 @@ def test_the_band_comes_in_with_the_player_on_the_first_downbeat(name: str) -> N
 
             planner.work = work
     band.play()
-    models = {part for part, agent in band.agents.items() if isinstance(agent.engine, OnnxEngine)}
+    models = {who for who, agent in band.agents.items() if isinstance(agent.engine, OnnxEngine)}
     assert len(models) >= 2
     assert first == dict.fromkeys(models, 0.0)
     for part in band.ens.parts():
         if part.name not in models:
             assert band.recorded(part.name)[0][0] == 0.0, part.name
-    assert sum(band.recorded(part)[0][0] == 0.0 for part in models) >= len(models) / 2
+    assert sum(band.recorded(who)[0][0] == 0.0 for who in models) >= len(models) / 2
