@@ -564,6 +564,43 @@ def test_a_launch_names_a_taken_port(tmp_path: Path) -> None:
     assert "agent piano" in line
 
 
+# -- the shipped multi-host example: --check on the band machine ---------------------------------------
+MULTIHOST = ROOT / "ensembles" / "multihost.yaml"
+
+
+def _check_lines(path: Path, *flags: str) -> tuple[int, list[str]]:
+    """--check's exit status and lines, less the one a `cpu` install gives for the file's MIDI ports."""
+    proc = run_launcher([str(path), "--check", *flags], timeout=60)
+    lines = [ln for ln in proc.stderr.strip().splitlines() if "MIDI ports need the 'midi' extra" not in ln]
+    return proc.returncode, lines
+
+
+@pytest.mark.parametrize("host", [None, "band"])
+@pytest.mark.parametrize("conductor_at", ["127.0.0.1", None], ids=["loopback", "left_out"])
+def test_check_refuses_the_shipped_multihost_file_with_a_loopback_conductor(
+    tmp_path: Path, conductor_at: str | None, host: str | None
+) -> None:
+    """ensembles/multihost.yaml as a user might leave it: conductor.address at loopback (or not given,
+    so the default 127.0.0.1), checked on the band machine or with every host. The band's agents would
+    ping their own machine and play on an unsynchronised clock, so --check says so, naming the field."""
+    flags = ["--host", host] if host else []
+    data = yaml.safe_load(MULTIHOST.read_text())
+    shipped = tmp_path / "shipped.yaml"
+    shipped.write_text(yaml.safe_dump(data, sort_keys=False))
+    rc, lines = _check_lines(shipped, *flags)
+    assert lines == [], lines  # the file as shipped passes (on a `cpu` install, but for its MIDI ports)
+    if conductor_at is None:
+        del data["conductor"]["address"]
+    else:
+        data["conductor"]["address"] = conductor_at
+    broken = tmp_path / "band.yaml"
+    broken.write_text(yaml.safe_dump(data, sort_keys=False))
+    rc, lines = _check_lines(broken, *flags)
+    assert rc == 1
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: {broken}: conductor.address: 127.0.0.1 is a loopback address"), lines
+
+
 # -- several machines: two launchers in two network namespaces -------------------------------------------
 @pytest.fixture
 def rig() -> Iterator[NetRig]:
