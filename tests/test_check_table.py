@@ -405,6 +405,11 @@ def test_each_broken_file_is_one_line_naming_the_field(case: Case, tmp_path: Pat
     assert line.startswith(f"{path}: {case.expect}"), line
 
 
+def control_on_the_bus_port_elsewhere(d: dict[str, Any], _: Path) -> None:
+    """The control surface on 127.0.0.2, on the port the conductor's bus has on 127.0.0.1."""
+    d["control"].update(listen="127.0.0.2", port=d["bus"]["osc"]["base_port"])
+
+
 ACCEPTED: dict[str, Edit] = {
     "two_hosts_with_network_addresses": TWO_HOSTS,
     "two_hosts_over_mqtt": each(TWO_HOSTS, at("bus", {"transport": "mqtt", "mqtt": {"host": "198.18.0.1"}})),
@@ -413,7 +418,7 @@ ACCEPTED: dict[str, Edit] = {
         hosts(("stage", "127.0.0.1"), ("band", "127.0.0.1"), ("band", "127.0.0.1"), ("band", "127.0.0.1")),
         MQTT_BUS_SYNC,
     ),
-    "control_on_another_address": each(at("control.listen", "127.0.0.2"), at("control.port", BASE_PORT)),
+    "control_on_another_address": control_on_the_bus_port_elsewhere,
     "shared_channel": each(at("agents.1.channel", 1), at("agents.1.share_channel", True)),
     "default_rhythm_in_a_short_meter": each(
         at("meter", 2),
@@ -492,9 +497,16 @@ def played(report: dict[str, Any], parts: tuple[str, ...] = ("bass", "piano", "d
         assert report["parts"][name]["notes"] > 0, (name, report["parts"][name])
 
 
+def every_part(path: Path) -> tuple[str, ...]:
+    """The names of the parts a file plays: its agents, and its human where it has a source."""
+    data = yaml.safe_load(path.read_text())
+    human = data.get("human") or {}
+    heard = [human["name"]] if human.get("source", {}).get("type", "none") != "none" else []
+    return (*(a["name"] for a in data.get("agents", [])), *heard)
+
+
 VARIANTS: dict[str, list[Edit]] = {
     "base": [],
-    "shared_channel": [at("agents.1.channel", 1), at("agents.1.share_channel", True)],
     "shares_the_human_channel": [at("agents.0.channel", 0), at("agents.0.share_channel", True)],
     "meter_3": [
         at("meter", 3),
@@ -506,28 +518,62 @@ VARIANTS: dict[str, list[Edit]] = {
             "melodies/tune.mid", MELODY.read_bytes(), lambda p: at("human.source.path", "melodies/tune.mid")
         )
     ],
+    # and every accepted variation that plays on one machine with nothing else running
+    **{name: [ACCEPTED[name]] for name in ("control_on_another_address", "shared_channel",
+                                           "default_rhythm_in_a_short_meter", "human_only", "ipv6_bus")},
+}  # fmt: skip
+
+# The accepted variations that need more than one launcher or a MIDI system, and the test that starts
+# each (so that nothing --check accepts is left unstarted).
+STARTED_BY = {
+    "two_hosts_with_network_addresses": "test_accepted_two_host_file_plays_on_both",
+    "two_hosts_over_mqtt": "test_multihost.py::test_mqtt_ensemble_across_four_hosts",
+    "two_host_names_one_machine_mqtt_bus_sync": "test_accepted_host_names_on_one_machine_play_over_mqtt",
+    "osc_output_on_a_named_host": "test_accepted_osc_output_plays_into_its_synth",
+    "virtual_midi_output": "test_accepted_virtual_midi_output_plays",
 }
+
+
+def test_every_accepted_variation_is_started() -> None:
+    """A variation --check accepts that no test starts could fail at start-up unnoticed."""
+    started = {name for name in ACCEPTED if name in VARIANTS and VARIANTS[name] == [ACCEPTED[name]]}
+    assert set(ACCEPTED) - started == set(STARTED_BY), sorted(set(ACCEPTED) - started - set(STARTED_BY))
+    for where in STARTED_BY.values():
+        module, _, test = where.rpartition("::")
+        text = (ROOT / "tests" / module).read_text() if module else ""
+        assert (f"def {test}(" in text) if module else callable(globals().get(test)), where
+
+
+def ipv6_missing_reason() -> str | None:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+    except OSError as exc:
+        return f"no IPv6 loopback (::1) here: {exc}"
+    return None
 
 
 @pytest.mark.network
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_accepted_variation_plays(name: str, tmp_path: Path) -> None:
+    if name == "ipv6_bus" and (reason := ipv6_missing_reason()) is not None:
+        pytest.skip(reason)
     path = playable(tmp_path, *VARIANTS[name])
-    played(play_bars(path, 1, tmp_path, timeout=90))
+    played(play_bars(path, 1, tmp_path, timeout=90), every_part(path))
 
 
 @pytest.mark.network
 @pytest.mark.slow
-def test_accepted_osc_output_plays_into_its_synth(tmp_path: Path) -> None:
-    """An osc output with its osc_port: the notes arrive at a UDP socket standing in for the synth."""
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_accepted_osc_output_plays_into_its_synth(host: str, tmp_path: Path) -> None:
+    """An osc output with its osc_port (the synth's host an address or a name): the notes arrive at a
+    UDP socket standing in for the synth."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as synth:
         synth.bind(("127.0.0.1", 0))
         synth.settimeout(0.2)
         port = synth.getsockname()[1]
-        path = playable(
-            tmp_path, at("agents.0.output", {"type": "osc", "host": "127.0.0.1", "osc_port": port})
-        )
+        path = playable(tmp_path, at("agents.0.output", {"type": "osc", "host": host, "osc_port": port}))
         played(play_bars(path, 1, tmp_path, timeout=90))
         got = []
         with contextlib.suppress(TimeoutError):
@@ -549,6 +595,43 @@ def test_accepted_mqtt_bus_plays(tmp_path: Path, mosquitto: Any) -> None:
 
 @pytest.mark.network
 @pytest.mark.slow
+def test_accepted_virtual_midi_output_plays(tmp_path: Path, jack_server: Any) -> None:
+    """A virtual MIDI port needs a MIDI system to create it in (here JACK's dummy driver)."""
+    path = playable(tmp_path, ACCEPTED["virtual_midi_output"])
+    played(play_bars(path, 1, tmp_path, timeout=90), every_part(path))
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_accepted_host_names_on_one_machine_play_over_mqtt(tmp_path: Path, mosquitto: Any) -> None:
+    """Two `--host` launchers on one machine, clock sync through the broker: both halves play."""
+    path = playable(
+        tmp_path,
+        ACCEPTED["two_host_names_one_machine_mqtt_bus_sync"],
+        at("bus.mqtt", {"host": mosquitto.host, "port": mosquitto.port}),
+    )
+    band_report = tmp_path / "report-band.json"
+    band = subprocess.Popen(
+        [sys.executable, str(ROOT / "run_ensemble.py"), str(path), "--host", "band", "--quiet",
+         "--report", str(band_report)],
+        cwd=ROOT, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        stage = play_bars(path, 2, tmp_path, "--host", "stage", timeout=90)
+        if band.poll() is None:  # agent-only launchers play on until stopped
+            band.send_signal(signal.SIGTERM)
+        _, err = band.communicate(timeout=30)
+        assert band.returncode == 0, err
+    finally:
+        if band.poll() is None:
+            band.kill()
+            band.wait()
+    played(stage, ("melody",))
+    played(json.loads(band_report.read_text()), ("bass", "piano", "drums"))
+
+
+@pytest.mark.network
+@pytest.mark.slow
 def test_a_launch_names_a_taken_port(tmp_path: Path) -> None:
     """What only the machine can say (a port another program holds) stops the launch, not --check."""
     path = playable(tmp_path)
@@ -562,6 +645,43 @@ def test_a_launch_names_a_taken_port(tmp_path: Path) -> None:
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith(f"error: {path}: bus.osc.base_port: cannot listen on UDP 127.0.0.1:{taken}"), line
     assert "agent piano" in line
+
+
+# -- the shipped multi-host example: --check on the band machine ---------------------------------------
+MULTIHOST = ROOT / "ensembles" / "multihost.yaml"
+
+
+def _check_lines(path: Path, *flags: str) -> tuple[int, list[str]]:
+    """--check's exit status and lines, less the one a `cpu` install gives for the file's MIDI ports."""
+    proc = run_launcher([str(path), "--check", *flags], timeout=60)
+    lines = [ln for ln in proc.stderr.strip().splitlines() if "MIDI ports need the 'midi' extra" not in ln]
+    return proc.returncode, lines
+
+
+@pytest.mark.parametrize("host", [None, "band"])
+@pytest.mark.parametrize("conductor_at", ["127.0.0.1", None], ids=["loopback", "left_out"])
+def test_check_refuses_the_shipped_multihost_file_with_a_loopback_conductor(
+    tmp_path: Path, conductor_at: str | None, host: str | None
+) -> None:
+    """ensembles/multihost.yaml as a user might leave it: conductor.address at loopback (or not given,
+    so the default 127.0.0.1), checked on the band machine or with every host. The band's agents would
+    ping their own machine and play on an unsynchronised clock, so --check says so, naming the field."""
+    flags = ["--host", host] if host else []
+    data = yaml.safe_load(MULTIHOST.read_text())
+    shipped = tmp_path / "shipped.yaml"
+    shipped.write_text(yaml.safe_dump(data, sort_keys=False))
+    rc, lines = _check_lines(shipped, *flags)
+    assert lines == [], lines  # the file as shipped passes (on a `cpu` install, but for its MIDI ports)
+    if conductor_at is None:
+        del data["conductor"]["address"]
+    else:
+        data["conductor"]["address"] = conductor_at
+    broken = tmp_path / "band.yaml"
+    broken.write_text(yaml.safe_dump(data, sort_keys=False))
+    rc, lines = _check_lines(broken, *flags)
+    assert rc == 1
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: {broken}: conductor.address: 127.0.0.1 is a loopback address"), lines
 
 
 # -- several machines: two launchers in two network namespaces -------------------------------------------

@@ -286,6 +286,14 @@ def test_maxpat_displays_beat_ticks() -> None:
         assert any(src == [unpack, outlet] for src, _ in PATCH.lines), f"unpack outlet {outlet} shows nothing"
 
 
+def test_default_yaml_sends_beat_ticks_to_the_shipped_surfaces_port() -> None:
+    """Out of the box, the patch's and the layout's beat display show something: default.yaml sends
+    the ticks and status to the port the patch's [udpreceive] listens on (without a reply_port they go
+    back to the surface's own source port, where neither listens)."""
+    (rcv,) = PATCH.named("udpreceive")
+    assert ENSEMBLE.control.reply_port == int(PATCH.text(rcv)[1]) == REPLY_PORT
+
+
 # -- TouchOSC specifics ----------------------------------------------------------------------------------
 def load_build() -> ModuleType:
     spec = importlib.util.spec_from_file_location("touchosc_build", TOUCHOSC / "build.py")

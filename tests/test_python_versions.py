@@ -1,5 +1,6 @@
 """The README's two steps, install and play, on every other Python the project claims that this
-machine has: a venv per version, `pip install -e '.[cpu]'`, then the default ensemble for 2 bars.
+machine has: a venv per version, `pip install -e '.[cpu]'`, then the default ensemble for 2 bars, played
+from a copy of the checkout's tracked files (what a fresh clone has).
 
 WHY: the test suite runs on one interpreter, so a dependency without a wheel for another one (a
 compiled MIDI backend on 3.13, say) or syntax a newer Python alone accepts goes unnoticed until a
@@ -137,6 +138,22 @@ def test_this_interpreter_is_claimed() -> None:
     assert claimed_versions()[0] == re.search(r'requires-python = ">=(3\.\d+)"', PYPROJECT.read_text())[1]
 
 
+def fresh_clone(dest: Path) -> Path:
+    """What a clone of this checkout holds: its tracked files (as they are now), nothing ignored or
+    untracked, so a run there fails where a file the run needs was never committed."""
+    try:
+        listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True,
+                                check=True, timeout=60).stdout
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"not a git checkout, so what a clone holds is unknown: {exc}")
+    for name in filter(None, listed.decode().split("\0")):
+        src = ROOT / name
+        if src.is_file():  # a tracked file deleted in the working tree is not in the clone either
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
 @pytest.mark.slow
 @pytest.mark.pythons
 @pytest.mark.parametrize("version", OTHERS)
@@ -147,10 +164,18 @@ def test_readme_install_and_default_ensemble(
     if isinstance(exe, tuple):
         (pytest.skip if exe[0] == "skip" else pytest.fail)(exe[1])
     assert isinstance(exe, Path)
+    clone = fresh_clone(tmp_path / "clone")
+    # The venv's editable install points at this checkout; run from the clone, its own files come first.
+    names = ("protocol", "agents", "conductor", "launcher")
+    show = f"import {', '.join(names)}\nfor p in ({', '.join(names)}):\n    print(p.__file__)"
+    where = subprocess.run([str(exe), "-c", show], cwd=clone, env=clean_env(), capture_output=True, text=True,
+                           timeout=60)  # fmt: skip
+    files = where.stdout.split()
+    assert len(files) == len(names) and all(Path(f).is_relative_to(clone) for f in files), where
     report, record = tmp_path / "report.json", tmp_path / "out.mid"
     argv = [str(exe), "run_ensemble.py", "ensembles/default.yaml", "--bars", "2", "--quiet",
             "--record", str(record), "--report", str(report)]
-    proc = subprocess.run(argv, cwd=ROOT, env=clean_env(), capture_output=True, text=True,
+    proc = subprocess.run(argv, cwd=clone, env=clean_env(), capture_output=True, text=True,
                           timeout=RUN_TIMEOUT_S)
     assert proc.returncode == 0, f"Python {version}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
     data = json.loads(report.read_text())
@@ -158,7 +183,7 @@ def test_readme_install_and_default_ensemble(
     assert {p["role"] for p in data["parts"].values()} >= {"agent", "human"}
     assert record.stat().st_size > 0
     # The `cpu` install has no compiled MIDI backend, and a MIDI port says so in one line.
-    ports = subprocess.run([str(exe), "run_ensemble.py", "--list-ports", "ensembles/default.yaml"], cwd=ROOT,
+    ports = subprocess.run([str(exe), "run_ensemble.py", "--list-ports", "ensembles/default.yaml"], cwd=clone,
                            env=clean_env(), capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     if ports.returncode == 1:
         assert ports.stderr.strip().startswith("error: --list-ports: MIDI ports need the 'midi' extra")

@@ -19,6 +19,7 @@ import yaml
 from pythonosc.osc_message_builder import OscMessageBuilder
 from support.ensembles import ROOT, read_json, run_launcher, wait_for, write_ensemble
 
+import launcher.plot
 from conductor.recorder import Recorder
 from launcher.plot import PlotError, chords_as_played, plot_piano_roll, read_plans, read_tracks
 from launcher.render import RenderError, render_wav
@@ -182,7 +183,9 @@ def test_plot_without_chords_and_with_a_bad_plan(session: Path, tmp_path: Path, 
         plot_piano_roll(session, tmp_path / "b.png", "C | Hm7", 4, True, "C")
 
 
-def test_the_chord_lane_is_the_plan_as_played(tmp_path: Path, matplotlib: Any) -> None:
+def test_the_chord_lane_is_the_plan_as_played(
+    tmp_path: Path, matplotlib: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Plans recorded at the beats they took effect win over the YAML's; a conductor restart keeps them."""
     journal = tmp_path / "s.mid.journal"
     rec = Recorder([("melody", 0, 73)])
@@ -201,8 +204,18 @@ def test_the_chord_lane_is_the_plan_as_played(tmp_path: Path, matplotlib: Any) -
     # Bar 2 of the new plan from beat 6 on: indexed by the absolute beat, as the agents index it.
     assert played == [(0.0, 4.0, "C"), (4.0, 6.0, "G7"), (6.0, 8.0, "Dm"), (8.0, 12.0, "Am"),
                       (12.0, 16.0, "Dm")]  # fmt: skip
+    drawn: list[list[str]] = []
+    draw = launcher.plot._draw_chords
+
+    def spy(ax: Any, lane: list[tuple[float, ChordPlan]], bpb: int, end: float) -> None:
+        drawn.append([plan.to_text() for _, plan in lane])
+        draw(ax, lane, bpb, end)
+
+    monkeypatch.setattr(launcher.plot, "_draw_chords", spy)
+    # The YAML's plan ("E | E | E") is what the user passes; the lane draws the recorded ones.
     png = plot_piano_roll(tmp_path / "s.mid", tmp_path / "s.png", "E | E | E", 4, True, "C")
     assert png_size(png) == (1600, 900)
+    assert drawn == [["C | G7", "Am | Dm"]], drawn
 
 
 def osc(address: str, *args: tuple[str, Any]) -> bytes:
