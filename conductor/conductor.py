@@ -31,12 +31,12 @@ from conductor.control import (
 from conductor.human import FileHuman, LiveHuman, MidiInput, read_midi_notes
 from conductor.link import LinkBridge
 from conductor.listener import Heard, Listener
-from conductor.substitution import SubstitutionHearing
 from conductor.midi_clock import MidiClockOut
 from conductor.recorder import Recorder
 from conductor.roles import LATE_OK_S, RoleFollower, commit_lead
 from conductor.state import MIN_CHANGE_LEAD_S, ConductorState, Mix
 from conductor.status_json import StatusJson, agent_fields, bar_and_beat
+from conductor.substitution import SubstitutionHearing
 from conductor.tempo_follow import TempoFollower
 from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import Ensemble

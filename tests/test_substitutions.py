@@ -59,7 +59,8 @@ def test_the_default_tune_over_its_own_chart_is_played_as_written() -> None:
     passing notes, so nothing is substituted."""
     data = yaml.safe_load((ENSEMBLES / "default.yaml").read_text())
     plan = ChordPlan.parse(data["chords"], key=data["key"])
-    tune = [(n.start, n.duration, n.pitch) for n in read_midi_notes(ENSEMBLES / data["human"]["source"]["path"])]
+    melody = read_midi_notes(ENSEMBLES / data["human"]["source"]["path"])
+    tune = [(n.start, n.duration, n.pitch) for n in melody]
     assert len(tune) > 20
     assert hear(tune, 64, plan) == [None] * 64
 
