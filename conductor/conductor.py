@@ -36,6 +36,7 @@ from conductor.recorder import Recorder
 from conductor.roles import LATE_OK_S, RoleFollower, commit_lead
 from conductor.state import MIN_CHANGE_LEAD_S, ConductorState, Mix
 from conductor.status_json import StatusJson, agent_fields, bar_and_beat
+from conductor.substitution import SubstitutionHearing
 from conductor.tempo_follow import TempoFollower
 from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import Ensemble
@@ -125,6 +126,8 @@ class Conductor:
         self.ending_beats = ending_beats(ens)
         # Fed every human note whether or not the plan follows, so `/chords follow` takes effect at once.
         self.listener = Listener(beats_per_bar=ens.meter, key=ens.key)
+        # what the player changes in a written plan (conductor/substitution.py), from the same notes
+        self.substitutions = SubstitutionHearing(beats_per_bar=ens.meter) if ens.substitutions else None
         self.heard: Heard | None = None
         self.roles = RoleFollower(ens)  # which part the player takes, and who makes room (conductor/roles.py)
         # Fed every onset whether or not it follows, so `/follow_tempo 1` locks on at once.
@@ -429,6 +432,13 @@ class Conductor:
             self.following_tempo = self.state.follow_tempo and not self.ens.conductor.link.enabled
             self.save_state()  # a restarted conductor keeps following (or not) as it was told
             return
+        if ctl.param == "substitutions" and not ctl.target:
+            on = bool(ctl.value)
+            self.substitutions = SubstitutionHearing(beats_per_bar=self.ens.meter) if on else None
+            for msg in [] if on else self.state.unsubstitute():
+                self.recorder.plan(self.state.timeline.beat_at(self.clock()), msg)
+                await self._publish(msg)
+            return
         now = self.clock()
         was_playing = self.state.timeline.playing
         changed = self.state.apply(ctl, now)
@@ -564,11 +574,16 @@ class Conductor:
             await self._publish(note)
 
     async def _follow(self, beat: int) -> None:
-        """Decide the heard chord and key at this beat onset; publish them as the plan if they changed."""
+        """Decide the heard chord and key at this beat onset and publish them as the plan if they changed;
+        on a written plan, the chord the player substitutes for the written one (or the chart again)."""
         self.heard = self.listener.decide(float(beat))
-        if self.heard is None:
+        if self.substitutions is not None and not self.state.following:
+            sub = self.substitutions.decide(self.listener, self.state.chart, float(beat))
+            changed = self.state.substitute(sub, float(beat), self.ens.meter)
+        elif self.heard is None:
             return
-        changed = self.state.follow(self.heard.chord, self.heard.key)
+        else:
+            changed = self.state.follow(self.heard.chord, self.heard.key)
         for msg in changed:
             self.recorder.plan(float(beat), msg)
             await self._publish(msg)

@@ -252,6 +252,10 @@ class Listener:
         bass = min(n.pitch for n in sounding) if sounding else None
         return w, bass
 
+    def sounding_pitch_classes(self, t: float) -> set[int]:
+        """What the player sounds at beat `t`, as pitch classes."""
+        return {n.pitch % 12 for n in self._sounding(t)}
+
     def _sounding(self, t: float) -> list[_Note]:
         return [n for n in self._notes if n.start <= t + 1e-9 and (n.end is None or n.end > t + 1e-9)]
 

@@ -15,6 +15,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from conductor.substitution import Substitution
 from protocol.ensemble import AgentConfig
 from protocol.harmony import ChordPlan
 from protocol.instruments import DYNAMICS
@@ -66,6 +67,15 @@ class ConductorState:
     following: bool = False  # the plan is the chord and key heard from the player
     written: ChordPlan | None = None  # the written plan, kept while following, back on `chords plan`
     follow_tempo: bool | None = None  # set by /follow_tempo (None: as the YAML says)
+    # the written plan while a chord of it is replaced by the one the player plays (conductor/
+    # substitution.py), until the beat that chord's span ends
+    unsubstituted: ChordPlan | None = None
+    substituted_until: float = -math.inf
+
+    @property
+    def chart(self) -> ChordPlan:
+        """The plan as written (or as last edited), without a substitution the player made."""
+        return self.unsubstituted or self.plan
 
     # -- messages ---------------------------------------------------------------------------------
     def plan_message(self) -> PlanState:
@@ -130,8 +140,13 @@ class ConductorState:
                 return []
             self.timeline = self._stop(now)
             return [self.timeline]
+        undone = p in ("chords", "plan", "bar") and self.unsubstituted is not None
+        if undone:
+            # an edit or a switch applies to the plan as written, not to the player's substitution
+            self.plan, self.unsubstituted = self.chart, None
+            self.plan_epoch += 1
         if p == "chords":
-            return self._set_following(str(v))
+            return self._set_following(str(v)) or ([self.plan_message()] if undone else [])
         if p in ("plan", "bar") and self.following:
             # editing the written plan means playing it: following stops, the edit applies to it
             self.following, self.plan, self.written = False, self.written or self.plan, None
@@ -186,6 +201,40 @@ class ConductorState:
         self.plan_epoch += 1
         return [self.plan_message()]
 
+    def substitute(self, sub: Substitution | None, beat: float, beats_per_bar: int) -> list[PlanState]:
+        """At a beat onset of a written plan: the player's substitution (or None) over the chart, and
+        the chart as written again once a substitution's span is over."""
+        if self.following:
+            return []
+        changed = False
+        if self.unsubstituted is not None and beat >= self.substituted_until:
+            self.plan, self.unsubstituted = self.unsubstituted, None
+            changed = True
+        if sub is not None:
+            chart = self.chart
+            bar_number = math.floor(sub.span.start_beat / beats_per_bar)
+            index = bar_number % len(chart.bars) if chart.loop else bar_number
+            bar = list(chart.bars[index])
+            slot = round((sub.span.start_beat - bar_number * beats_per_bar) * len(bar) / beats_per_bar)
+            bar[slot] = sub.symbol
+            plan = chart.with_bar(index, tuple(bar))
+            if plan != self.plan:
+                self.plan, self.unsubstituted = plan, chart
+                self.substituted_until = sub.span.end_beat
+                changed = True
+        if not changed:
+            return []
+        self.plan_epoch += 1
+        return [self.plan_message()]
+
+    def unsubstitute(self) -> list[PlanState]:
+        """The chart as written again at once (substitutions turned off)."""
+        if self.unsubstituted is None:
+            return []
+        self.plan, self.unsubstituted = self.unsubstituted, None
+        self.plan_epoch += 1
+        return [self.plan_message()]
+
     def _apply_agent(self, ctl: Control) -> list[Any]:
         pats = _osc_patterns(ctl.target)
         targets = [a for a in self.agents if any(fnmatchcase(a, pat) for pat in pats)]
@@ -213,7 +262,7 @@ class ConductorState:
         """Atomic write: a conductor killed mid-write must still find the previous state."""
         data = {
             "timeline": {k: getattr(self.timeline, k) for k in self.timeline.__dataclass_fields__},
-            "plan": _plan_json(self.plan),
+            "plan": _plan_json(self.chart),  # a restart plays on as written
             "following": self.following,
             "follow_tempo": self.follow_tempo,
             "written": None if self.written is None else _plan_json(self.written),

@@ -78,6 +78,9 @@ CONTROLS: tuple[ControlSpec, ...] = (
     ControlSpec("plan", "ensemble", "text", None, None, "Replace the chord plan: `Dm7 G7 | Cmaj7 | ...`."),
     ControlSpec("bar", "ensemble", "bar", None, None, "Replace one bar: number (1 = first), chords."),
     ControlSpec("chords", "ensemble", "text", None, None, "`follow` the player's chords and key, or `plan`."),
+    ControlSpec("substitutions", "ensemble", "bool", None, None,
+                "On a written plan, play the chord the player holds against a written one (1), or the "
+                "plan as written (0)."),
     ControlSpec("mute", "agent", "bool", None, None, "Silence an agent (1) or let it play (0)."),
     ControlSpec("solo", "agent", "bool", None, None, "Only soloed agents play while any is soloed."),
     ControlSpec.ranged("temperature", "agent", "Sampling temperature of the agent's model."),

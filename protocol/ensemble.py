@@ -382,6 +382,9 @@ class Ensemble(Strict):
     # a written plan (`Dm7 G7 | Cmaj7`), or `follow`: the conductor follows the player's chords and
     # key. Left out, it follows too (starting on the key's tonic chord); see `follows_chords`.
     chords: str = "C"
+    # a written plan is played as the player plays it: a chord the player holds against the written
+    # one (an E-flat over C, a B-flat) replaces it until the written chord's span ends
+    substitutions: bool = True
     loop: bool = True
     bus: BusConfig = BusConfig()
     control: ControlConfig = ControlConfig()

@@ -2716,6 +2716,42 @@
 					],
 					"text": "/barcelona/demo/follow_tempo 0"
 				}
+			},
+			{
+				"box": {
+					"id": "obj-230",
+					"maxclass": "message",
+					"numinlets": 2,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						630.0,
+						200.0,
+						200.0,
+						22.0
+					],
+					"text": "/barcelona/demo/substitutions 1"
+				}
+			},
+			{
+				"box": {
+					"id": "obj-231",
+					"maxclass": "message",
+					"numinlets": 2,
+					"numoutlets": 1,
+					"outlettype": [
+						""
+					],
+					"patching_rect": [
+						630.0,
+						230.0,
+						200.0,
+						22.0
+					],
+					"text": "/barcelona/demo/substitutions 0"
+				}
 			}
 		],
 		"lines": [
@@ -4017,6 +4053,30 @@
 					],
 					"source": [
 						"obj-229",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-9",
+						0
+					],
+					"source": [
+						"obj-230",
+						0
+					]
+				}
+			},
+			{
+				"patchline": {
+					"destination": [
+						"obj-9",
+						0
+					],
+					"source": [
+						"obj-231",
 						0
 					]
 				}
