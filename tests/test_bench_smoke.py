@@ -31,10 +31,12 @@ HELPERS = {
     "fanout_paths.py": "the note paths and receiver processes of fanout",
     "fuzz_packets.py": "hostile packet generators and the receivers' decoders for fuzz",
     "link_peers.py": "an Ableton Link peer that bad_network starts inside its namespaces",
+    "note_taps.py": "every note heard on the bus, for faults",
     "percentiles.py": "the p50/p99/max summary",
     "procs.py": "child-process hygiene and a private broker",
     "rig_clocks.py": "beat clocks read from launchers in a namespace rig, for bad_network",
     "skytnt_reference.py": "SkyTNT's own generate loop that model_speed races against",
+    "soak_setup.py": "the fault soak's YAML, JACK capture and agent processes",
 }
 
 
