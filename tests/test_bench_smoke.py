@@ -30,6 +30,7 @@ HELPERS = {
     "ensemble_procs.py": "starts and stops an ensemble's processes on free ports",
     "fanout_paths.py": "the note paths and receiver processes of fanout",
     "fuzz_packets.py": "hostile packet generators and the receivers' decoders for fuzz",
+    "fuzz_targets.py": "the ensemble fuzz aims at and each receiver's count of what it refused",
     "link_peers.py": "an Ableton Link peer that bad_network starts inside its namespaces",
     "note_taps.py": "every note heard on the bus, for faults",
     "percentiles.py": "the p50/p99/max summary",
