@@ -34,6 +34,8 @@ HELPERS = {
     "fuzz_targets.py": "the ensemble fuzz aims at and each receiver's count of what it refused",
     "key_following.py": "a melody modulating from key to key, for listening",
     "link_peers.py": "an Ableton Link peer that bad_network starts inside its namespaces",
+    "model_folders.py": "the model folders model_speed times, random exports cached",
+    "model_runs.py": "our runtime's loop, a re-plan and an agent, as model_speed times them",
     "note_taps.py": "every note heard on the bus, for faults",
     "percentiles.py": "the p50/p99/max summary",
     "procs.py": "child-process hygiene and a private broker",
