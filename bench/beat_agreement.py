@@ -63,7 +63,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # also runnable as `python bench/beat_agreement.py`
     sys.path.insert(0, str(ROOT))
 
-# free_port, free_udp_block and read_json are re-exported: bench/faults.py imports them from here.
+# free_port, free_udp_block and read_json are re-exported: bench/faults.py and bench/soak_setup.py
+# import them from here.
 from bench.beat_clocks import START_S, Poller, TempoChange, analyse  # noqa: E402
 from bench.beat_clocks import read_json as read_json  # noqa: E402
 from bench.ensemble_procs import HOST, Child, stop_all, write_ensemble  # noqa: E402

@@ -2,7 +2,7 @@
 
 WHY apart from the bench: starting, watching and stopping the conductor and agents (and finding
 free ports for their bus and control surface) is the same whatever is measured; the bench itself
-only decides what to sample and when to change tempo. bench/faults.py uses the port helpers too.
+only decides what to sample and when to change tempo. bench/soak_setup.py uses the port helpers too.
 """
 
 from __future__ import annotations

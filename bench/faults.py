@@ -38,136 +38,27 @@ import contextlib
 import json
 import os
 import random
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # also runnable as `python bench/faults.py`
     sys.path.insert(0, str(ROOT))
 
-from bench.beat_agreement import free_port, free_udp_block, read_json  # noqa: E402
-from protocol import codec  # noqa: E402
+from bench.beat_agreement import read_json  # noqa: E402
+from bench.note_taps import MqttNotes, OscNotes  # noqa: E402
+from bench.soak_setup import agent_pid, pid_alive, start_jack, write_yaml  # noqa: E402
 from protocol.messages import Note  # noqa: E402
 from protocol.timeline import LocalTimeMap, Timeline  # noqa: E402
 
-HOST = "127.0.0.1"
-CAPTURE = "soakcap"
 SAMPLE_S = 0.02
 START_TIMEOUT_S = 30.0
-
-
-# -- listening to the notes on the bus --------------------------------------------------------------
-class MqttNotes:
-    """Every note published on the broker, with its arrival time; reconnects after a broker restart."""
-
-    def __init__(self, port: int, ensemble: str) -> None:
-        import paho.mqtt.client as paho
-
-        self.ensemble, self.lock = ensemble, threading.Lock()
-        self.items: list[tuple[float, Note]] = []
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"soak-tap-{os.getpid()}")
-        self.client.reconnect_delay_set(min_delay=0.05, max_delay=0.5)  # type: ignore[arg-type]
-        self.client.on_connect = lambda c, *_: c.subscribe(f"barcelona/{ensemble}/note/+", 0)
-        self.client.on_message = self._on_message
-        self.client.connect(HOST, port, keepalive=5)
-        self.client.loop_start()
-
-    def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
-        with contextlib.suppress(codec.DecodeError, TypeError, ValueError):
-            note = codec.from_mqtt(self.ensemble, msg.topic, msg.payload)
-            with self.lock:
-                self.items.append((time.monotonic(), note))
-
-    def notes(self, source: str, after: float) -> list[tuple[float, Note]]:
-        with self.lock:
-            return [(t, n) for t, n in self.items if t > after and n.source == source]
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
-class OscNotes:
-    """The OSC bus copies every message to its monitor port; the tests' BusMonitor decodes them."""
-
-    def __init__(self, port: int, ensemble: str) -> None:
-        from tests.support.monitor import BusMonitor
-
-        self.mon = BusMonitor(ensemble, port)
-
-    def notes(self, source: str, after: float) -> list[tuple[float, Note]]:
-        return [(t, n) for t, n in self.mon.of(Note) if t > after and n.source == source]
-
-    def close(self) -> None:
-        self.mon.close()
-
-
-# -- processes ------------------------------------------------------------------------------------
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def agent_pid(launcher: int, name: str) -> int | None:
-    """The live process of agent `name` (argv: python -m agents YAML NAME ...)."""
-    for pid in children(launcher):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-            state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
-        except OSError:
-            continue
-        if state != "Z" and "agents" in argv and argv[argv.index("agents") + 2] == name:
-            return pid
-    return None
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def write_yaml(
-    work: Path, transport: str, broker_port: int | None, jack: bool
-) -> tuple[Path, dict[str, Any]]:
-    source = ROOT / "ensembles" / "default.yaml"
-    data = yaml.safe_load(source.read_text())
-    data["bus"] = {"transport": transport, "osc": {"base_port": free_udp_block(len(data["agents"]) + 2),
-                                                   "monitor_port": free_port()}}  # fmt: skip
-    if transport == "mqtt":
-        data["bus"]["mqtt"] = {"host": HOST, "port": broker_port}
-    data["control"] = {**data["control"], "listen": HOST, "port": free_port(), "allow": ["127.0.0.1/32"]}
-    data["human"]["source"]["path"] = str((source.parent / data["human"]["source"]["path"]).resolve())
-    if jack:
-        for agent in data["agents"]:
-            agent["output"] = {"type": "midi", "port": f"{CAPTURE}:in", "api": "jack"}
-    path = work / "ensemble.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path, data
-
-
-def start_jack() -> tuple[Any, Any] | None:
-    """A private dummy-driver jackd and a capture port, or None when jackd is not installed."""
-    if shutil.which("jackd") is None or shutil.which("jack_lsp") is None:
-        return None
-    from tests.support.jack import JackServer, MidiCapture
-
-    server = JackServer.start()
-    os.environ.update({"JACK_DEFAULT_SERVER": server.name, "JACK_NO_START_SERVER": "1"})
-    return server, MidiCapture(client_name=CAPTURE)
 
 
 # -- measuring --------------------------------------------------------------------------------------

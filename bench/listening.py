@@ -40,12 +40,12 @@ import argparse
 import itertools
 import json
 import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.chorale_truth import Chorale, load_chorales
+from bench.key_following import MODULATIONS, key_follow
 from conductor.listener import Listener, Params, best_chord
 
 GOALS = {"all.root": 0.90, "all.root_quality": 0.80, "sb.root": 0.78, "key_bars": 1.0}
@@ -71,153 +71,6 @@ CONDITIONS = {
 }
 
 
-@dataclass(frozen=True)
-class Chorale:
-    name: str
-    voices: list[list[tuple[float, float, int]]]  # per part (S A T B): (start, duration, pitch)
-    truth: list[tuple[float, int, str]]  # per beat onset: (beat, root pc, template quality or "other")
-    beats_per_bar: int
-
-
-# -- ground truth ----------------------------------------------------------------------------------
-def _quality(rn: Any) -> str:
-    if rn.isDominantSeventh():
-        return "7"
-    if rn.isDiminishedSeventh():
-        return "dim7"
-    if rn.isHalfDiminishedSeventh():
-        return "m7b5"
-    if rn.isSeventh():
-        return "maj7" if rn.isMajorTriad() or rn.semitonesFromChordStep(3) == 4 else "m7"
-    for test, q in (
-        ("isMajorTriad", ""),
-        ("isMinorTriad", "m"),
-        ("isDiminishedTriad", "dim"),
-        ("isAugmentedTriad", "aug"),
-    ):
-        if getattr(rn, test)():
-            return q
-    # a triad with an added seventh in inversion spelling etc: fall back on its third and fifth
-    third, fifth = rn.semitonesFromChordStep(3), rn.semitonesFromChordStep(5)
-    return {(4, 7): "", (3, 7): "m", (3, 6): "dim", (4, 8): "aug"}.get((third, fifth), "other")
-
-
-def _load_one(index: int) -> tuple[Chorale | None, str]:
-    from music21 import converter, corpus
-
-    path = corpus.getWork(f"bach/choraleAnalyses/riemenschneider{index:03d}.rntxt")
-    header = Path(str(path)).read_text(encoding="utf-8", errors="replace")
-    bwv = next(line.split(":", 1)[1].strip() for line in header.splitlines() if line.startswith("BWV:"))
-    work = bwv.replace("(2).12", ".12-2").rstrip("s")
-    name = f"riemenschneider{index:03d} (BWV {bwv})"
-    try:
-        found = corpus.getWork(f"bach/bwv{work}")
-        found = next(p for p in found if str(p).endswith(".mxl")) if isinstance(found, list) else found
-        score = corpus.parse(found)
-    except Exception as exc:
-        return None, f"{name}: no score bwv{work} in the corpus ({exc})"
-    analysis = converter.parse(str(path), format="romanText")
-    parts = list(score.parts)
-    if len(parts) != 4:
-        return None, f"{name}: score has {len(parts)} parts, not SATB"
-    s_measures = {m.number: m for m in parts[0].getElementsByClass("Measure")}
-    a_measures = {m.number: m for m in analysis.parts[0].getElementsByClass("Measure")}
-    if max(s_measures) != max(a_measures):
-        return None, f"{name}: analysis has {max(a_measures)} bars, score {max(s_measures)}"
-    ts = score.recurse().getElementsByClass("TimeSignature").first()
-    bpb = round(ts.barDuration.quarterLength) if ts is not None else 4
-    voices = []
-    for part in parts:
-        notes = []
-        for n in part.stripTies().flatten().notes:
-            for p in n.pitches:
-                notes.append((float(n.offset), float(n.quarterLength), int(p.midi)))
-        voices.append(sorted(notes))
-    rns = list(analysis.flatten().getElementsByClass("RomanNumeral"))
-    # Map analysis offsets onto the score's through bar 1 (pickup bars are padded differently); where
-    # that does not line up, try a few beats either way and a transposition (some corpus scores are
-    # not in the key the analysis was written in), keeping the best fit and saying so.
-    bar1 = float(s_measures[1].offset) - float(a_measures[1].offset)
-    best = max(
-        (
-            (*_align(rns, voices, bar1 + dt, dp), dt, dp)
-            for dt in (0, -1, 1, -2, 2, -3, 3)
-            for dp in range(12)
-        ),
-        key=lambda x: (round(x[1], 3), -abs(x[2]), -min(x[3], 12 - x[3])),
-    )
-    truth, agreement, dt, dp = best
-    how = ""
-    if dt:
-        how += f", analysis moved {dt:+d} beats"
-    if dp:
-        how += f", analysis transposed {dp:+d} semitones"
-    if agreement < 0.8:
-        return (
-            None,
-            f"{name}: analysis does not line up with the score "
-            f"({agreement:.2f} of sounding notes are chord tones at best)",
-        )
-    return Chorale(
-        name, voices, truth, bpb
-    ), f"{name}: used ({agreement:.2f} of sounding notes are chord tones{how})"
-
-
-def _align(
-    rns: list[Any], voices: list[list[tuple[float, float, int]]], shift: float, transpose: int
-) -> tuple[list[tuple[float, int, str]], float]:
-    """Per-beat truth under one alignment, and the share of sounding notes that are its chord tones."""
-    spans = [(float(r.offset) + shift, float(r.quarterLength), r) for r in rns]
-    end = max(s + d for v in voices for s, d, _ in v)
-    truth: list[tuple[float, int, str]] = []
-    covered = total = 0
-    t = 0.0
-    while t < end:
-        here = [r for s, d, r in spans if s <= t + 1e-6 < s + d]
-        sounding = [p for v in voices for s, d, p in v if s <= t + 1e-6 < s + d]
-        if here and sounding:
-            rn = here[-1]
-            tones = {(p.pitchClass + transpose) % 12 for p in rn.pitches}
-            covered += sum(p % 12 in tones for p in sounding)
-            total += len(sounding)
-            truth.append((t, (rn.root().pitchClass + transpose) % 12, _quality(rn)))
-        t += 1.0
-    return truth, covered / total if total else 0.0
-
-
-def load_chorales(limit: int | None = None) -> tuple[list[Chorale], list[str]]:
-    """Parse (or read the cached parse of) the analysed chorales; music21 parsing takes a while."""
-    import music21
-
-    cache = Path(tempfile.gettempdir()) / f"barcelona-listening-{music21.__version__}.json"
-    if cache.exists():
-        data = json.loads(cache.read_text())
-        chorales = [
-            Chorale(
-                c["name"],
-                [[tuple(n) for n in v] for v in c["voices"]],
-                [tuple(x) for x in c["truth"]],
-                c["beats_per_bar"],
-            )
-            for c in data["chorales"]
-        ]
-        notes = data["notes"]
-    else:
-        chorales, notes = [], []
-        for i in range(1, 21):
-            c, note = _load_one(i)
-            notes.append(note)
-            if c is not None:
-                chorales.append(c)
-            if limit and len(chorales) >= limit:  # a smoke run parses only what it uses, caches nothing
-                return chorales, notes
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"chorales": [asdict(c) for c in chorales], "notes": notes}))
-        tmp.replace(cache)
-    return (chorales[:limit] if limit else chorales), notes
-
-
-# -- running the listener ----------------------------------------------------------------------------
 def _events(notes: list[tuple[float, float, int]]) -> list[tuple[float, int, int]]:
     """(beat, 0=off/1=on, pitch), note-offs first at the same beat so a repeated pitch re-sounds."""
     ev = [(s, 1, p) for s, _, p in notes] + [(s + d, 0, p) for s, d, p in notes]
@@ -292,83 +145,6 @@ def _totals(counts: list[dict[str, list[int]]]) -> dict[str, dict[str, float]]:
             "beats": n,
         }
     return out
-
-
-# -- key following -----------------------------------------------------------------------------------
-# An eighth-note melody outlining I IV V I in C major, two bars per chord (scale degrees as semitones).
-_MELODY_C = [
-    [0, 4, 7, 4, 12, 11, 9, 7, 5, 4, 2, 4, 0, 2, 4, 5],
-    [5, 9, 12, 9, 5, 4, 2, 0, 9, 7, 5, 4, 2, 4, 5, 9],
-    [7, 11, 14, 11, 7, 5, 2, 5, 11, 9, 7, 5, 2, 0, 11, 2],
-    [0, 4, 7, 12, 11, 7, 4, 2, 0, 2, 4, 7, 4, 2, 0, 0],
-]
-
-
-def key_follow_bars(
-    from_tonic: int, to_tonic: int, minor_from: bool = False, minor_to: bool = False
-) -> float:
-    """Bars after the modulation until the followed key is the new one for good (inf if never)."""
-    return key_follow(from_tonic, to_tonic, minor_from, minor_to)["settled"]
-
-
-def key_follow(
-    from_tonic: int, to_tonic: int, minor_from: bool = False, minor_to: bool = False
-) -> dict[str, float]:
-    """Key following over an 8-bar melody then the same melody in the new key.
-
-    `first`: bars after the modulation until the new key is first followed; `settled`: until it is
-    followed for good (inf if it never settles); `held`: the share of beats after the modulation's
-    first bar heard in the new key; `steady`: the share of beats of the first melody, after its first
-    bar, heard in its own key.
-    """
-
-    def melody(tonic: int, minor: bool) -> list[int]:
-        flat = [d for bar in _MELODY_C for d in bar]
-        if minor:  # the natural minor melody with its leading tone raised (harmonic minor)
-            flat = [d - 1 if d % 12 in (4, 9) else d for d in flat]
-        return [60 + tonic + d for d in flat]
-
-    from conductor.listener import key_name
-
-    bpb = 4
-    first, second = melody(from_tonic, minor_from), melody(to_tonic, minor_to)
-    pitches = first + second
-    listener = Listener(beats_per_bar=bpb)
-    change = len(first) * 0.5
-    target = key_name(to_tonic, minor_to)
-    keys: list[tuple[float, str]] = []
-    for i, p in enumerate(pitches):
-        beat = i * 0.5
-        if beat == int(beat):
-            heard = listener.decide(beat)
-            keys.append((beat, heard.key if heard else ""))
-        listener.note(beat, 0.5, p, 80)
-    settled = first_seen = None
-    for beat, key in keys:
-        if beat < change:
-            continue
-        if key == target and first_seen is None:
-            first_seen = beat
-        if key == target and settled is None:
-            settled = beat
-        elif key != target:
-            settled = None
-    after = [k for b, k in keys if b >= change + bpb]
-    own = [k for b, k in keys if bpb <= b < change]
-    return {
-        "first": (first_seen - change) / bpb if first_seen is not None else float("inf"),
-        "settled": (settled - change) / bpb if settled is not None else float("inf"),
-        "held": sum(k == target for k in after) / len(after),
-        "steady": sum(k == key_name(from_tonic, minor_from) for k in own) / len(own),
-    }
-
-
-MODULATIONS = [
-    ("C -> Eb", 0, 3, False, False),
-    ("C -> G", 0, 7, False, False),
-    ("C -> Am", 0, 9, False, True),
-    ("Eb -> E", 3, 4, False, False),
-]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,8 @@ from typing import Any
 
 import yaml
 
-from conductor.roles import PlayedNote, RoleFollower, bar_roles, commit_lead, early_roles
+from conductor.bar_parts import PlayedNote, bar_roles, early_roles
+from conductor.roles import RoleFollower, commit_lead
 from protocol.ensemble import Ensemble, parse_ensemble
 from protocol.messages import HeldNote, Note
 

@@ -1,1 +1,3 @@
-"""The launcher's parts: supervision lives in run_ensemble.py, the live display here."""
+"""The launcher's parts: run_ensemble.py is its command line; the processes it starts
+(processes.py), their supervision (supervisor.py), the run's report (report.py), the checks before
+a launch (check.py) and the live display (status.py) live here."""

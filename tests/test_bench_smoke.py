@@ -27,14 +27,21 @@ SMOKE_TIMEOUT_S = 240.0  # a smoke takes seconds; this only bounds a hung one on
 HELPERS = {
     "__init__.py": "package marker",
     "beat_clocks.py": "samples and compares agents' beat clocks for beat_agreement",
+    "chorale_truth.py": "Bach chorales and their analysed chords, the ground truth of listening",
     "ensemble_procs.py": "starts and stops an ensemble's processes on free ports",
     "fanout_paths.py": "the note paths and receiver processes of fanout",
     "fuzz_packets.py": "hostile packet generators and the receivers' decoders for fuzz",
+    "fuzz_targets.py": "the ensemble fuzz aims at and each receiver's count of what it refused",
+    "key_following.py": "a melody modulating from key to key, for listening",
     "link_peers.py": "an Ableton Link peer that bad_network starts inside its namespaces",
+    "model_folders.py": "the model folders model_speed times, random exports cached",
+    "model_runs.py": "our runtime's loop, a re-plan and an agent, as model_speed times them",
+    "note_taps.py": "every note heard on the bus, for faults",
     "percentiles.py": "the p50/p99/max summary",
     "procs.py": "child-process hygiene and a private broker",
     "rig_clocks.py": "beat clocks read from launchers in a namespace rig, for bad_network",
     "skytnt_reference.py": "SkyTNT's own generate loop that model_speed races against",
+    "soak_setup.py": "the fault soak's YAML, JACK capture and agent processes",
 }
 
 

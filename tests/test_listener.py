@@ -88,7 +88,7 @@ def test_a_melody_outlining_e_flat_major_is_heard_in_e_flat_within_two_bars() ->
 
 
 def test_a_modulation_is_followed_within_a_bar() -> None:
-    from bench.listening import key_follow_bars
+    from bench.key_following import key_follow_bars
 
     assert key_follow_bars(0, 3) <= 1.0  # C major melody, then the same in E-flat
 
@@ -100,7 +100,7 @@ def test_a_modulation_is_followed_within_a_bar() -> None:
 def test_the_new_key_is_held_once_followed(name: str, a: int, b: int, minor_b: bool) -> None:
     """Followed within a bar and a half, then held: a melody that dwells on a few notes of the new
     key must not send the band wandering through its neighbours (E heard as B, A, C#m in turn)."""
-    from bench.listening import key_follow
+    from bench.key_following import key_follow
 
     result = key_follow(a, b, minor_to=minor_b)
     assert result["settled"] <= 1.5, (name, result)

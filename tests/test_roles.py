@@ -11,16 +11,9 @@ import yaml
 
 from agents.yielding import Yielding
 from bench.roles import STYLES, per_bar, reactions
-from conductor.roles import (
-    TURN_BEATS,
-    PlayedNote,
-    RoleFollower,
-    RoleRecognizer,
-    bar_roles,
-    commit_lead,
-    early_roles,
-    first_free_bar_line,
-)
+from conductor.bar_parts import PlayedNote, bar_roles, early_roles
+from conductor.role_recognizer import RoleRecognizer
+from conductor.roles import TURN_BEATS, RoleFollower, commit_lead, first_free_bar_line
 from launcher.check import check_file
 from protocol.codec import from_mqtt, from_osc, mqtt_topic, to_msgpack, to_osc
 from protocol.ensemble import EnsembleError, parse_ensemble
