@@ -124,3 +124,36 @@ def test_a_player_below_the_parts_middle_is_no_tune_and_other_roles_have_none() 
     melody = replace(COMP, role="melody")
     assert pitch_keep(melody, 3, PITCHES, 0, _sounding((1, 76))) is not None  # only the unison
     assert room(melody, 77, (55, 79), [(1, 76)], [], (0, 4, 7)) == 77
+
+
+def test_a_comping_part_keeps_under_the_tune_it_has_just_heard_while_the_tune_rests() -> None:
+    """Nothing of the tune sounds at the slot (the tune rests, or its next note is not played yet):
+    the notes of the last bar still set the ceiling."""
+    empty = (np.array([], dtype=int), np.array([], dtype=int), np.array([], dtype=int))
+    assert pitch_keep(COMP, 3, PITCHES, 0, empty) is None
+    keep = pitch_keep(COMP, 3, PITCHES, 0, empty, np.array([79, 74]))
+    assert keep is not None and PITCHES[keep].max() == 74 - TUNE_STEP - 1
+    assert room(COMP, 76, (55, 79), [], [], (0, 4, 7), recent_tune=[74]) == 64
+    assert room(COMP, 76, (55, 79), [], [], (0, 4, 7)) == 76
+    assert room(COMP, 76, (55, 79), [], [], (0, 4, 7), recent_tune=[50]) == 76  # no tune: a bass line
+
+
+def test_the_default_pianos_right_hand_stays_under_the_tune() -> None:
+    """default.yaml in-process, 16 bars, two seeds: the piano's notes that sound above a note of the
+    tune sounding at the same moment, as a listener hears a right hand over the melody (3 % of them
+    when only the tune's sounding note set the ceiling)."""
+    import yaml
+    from support.busy_band import play
+    from support.inprocess import ENSEMBLES
+
+    above = total = 0
+    for seed in (1, 2):
+        data = yaml.safe_load((ENSEMBLES / "default.yaml").read_text())
+        data["seed"] = seed
+        band, _ = play(data, ENSEMBLES, 16, busy=False)
+        tune = band.recorded("melody")
+        for s, d, p, _ in band.recorded("piano"):
+            total += 1
+            above += any(ts < s + d - 1e-6 and s < ts + td - 1e-6 and p > tp for ts, td, tp, _ in tune)
+    assert total > 300
+    assert above <= 0.01 * total, (above, total)

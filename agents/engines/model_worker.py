@@ -572,9 +572,25 @@ class Planner:
             own = [n.pitch for n in out if abs(n.start_beat - start) < 1e-9]
             chord = self.plan.chord_at(start, self.bpb)
             moved = room(self.voicing, note.pitch, self.cfg.pitch_range, others, own,
-                         () if chord is None else chord.tones)
+                         () if chord is None else chord.tones, self._recent_tune(start))
             if moved is not None:
                 out.append(note if moved == note.pitch else replace(note, pitch=moved))
+        return out
+
+    def _recent_tune(self, beat: float) -> list[int]:
+        """The pitches of the player's tune heard in the bar before ``beat`` (a comping part keeps
+        under them), from the context and from the notes not yet in it."""
+        v = self.voicing
+        if v.role != "comp" or not v.tune_tracks:
+            return []
+        from agents.model.voicing import TUNE_MEMORY_BEATS
+
+        slot = self.context.slot_of(beat)
+        out = [int(p) for p in self.context.pitches_between(
+            slot - round(16 * TUNE_MEMORY_BEATS), slot, v.tune_tracks)]
+        lo = beat - TUNE_MEMORY_BEATS
+        out += [n.pitch for _, n in self.player if n.track in v.tune_tracks
+                and n.start_beat <= beat + 1e-9 and n.start_beat + n.duration_beats > lo]
         return out
 
     def _others_sounding(self, beat: float) -> list[tuple[int, int]]:

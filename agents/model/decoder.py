@@ -46,11 +46,12 @@ from agents.model.decode_params import DecodeParams
 from agents.model.live_context import _RANKS, LiveContext, LiveNote
 from agents.model.runtime import ModelRuntime
 from agents.model.sampling import MODES, Sampler
-from agents.model.voicing import Voicing, pitch_keep
+from agents.model.voicing import TUNE_MEMORY_BEATS, Voicing, pitch_keep
 from protocol.harmony import Chord, PitchRole, pitch_class_roles
 
 __all__ = ["DecodeParams", "Generator", "is_strong_beat"]
 
+TUNE_MEMORY_SLOTS = round(16 * TUNE_MEMORY_BEATS)
 ChordAt = Callable[[float], "Chord | None"]  # the chord sounding at a beat (None: no bias)
 _MAX_DELTA = 127  # largest time1 value: beats a single event can jump
 _MIN_DENSITY = 1e-3  # what density 0 plays as (see _density_bias)
@@ -261,7 +262,10 @@ class Generator:
                     bias = self._pitch_bias(chord_at(beat), strength, params.bass and strong)
                 if param == "pitch" and self.voicing is not None:
                     slot = end16 + 16 * t1 + int(row[2] - self._time2[0])
-                    keep = pitch_keep(self.voicing, self.track, self._pitches, slot, ctx.sounding(slot))
+                    v = self.voicing
+                    recent = ctx.pitches_between(slot - TUNE_MEMORY_SLOTS, slot, v.tune_tracks) if (
+                        v.tune_tracks and v.role == "comp") else None
+                    keep = pitch_keep(v, self.track, self._pitches, slot, ctx.sounding(slot), recent)
                     if keep is not None:
                         allowed = allowed[keep]
                         bias = None if bias is None else bias[keep]

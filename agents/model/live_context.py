@@ -215,6 +215,18 @@ class LiveContext:
         return (hit[:, 3] - self._track_base, hit[:, self._cols["pitch"]] - self.vocab.param_base["pitch"],
                 starts[on].copy())
 
+    def pitches_between(self, lo: int, hi: int, tracks: frozenset[int]) -> np.ndarray:
+        """Pitches of the notes of ``tracks`` that sound at some slot in [``lo``, ``hi``]: the tune
+        a comping part has just heard (agents/model/voicing.py)."""
+        p, n = self._n_prefix, self._n
+        rows = self._rows[p:n]
+        starts = self._slot[p:n]
+        dur = rows[:, self._cols["duration"]] - self.vocab.param_base["duration"]
+        track = rows[:, 3] - self._track_base
+        on = (rows[:, 0] == self._note_id) & (starts <= hi) & (starts + np.maximum(dur, 1) > lo)
+        on &= np.isin(track, list(tracks))
+        return rows[on, self._cols["pitch"]] - self.vocab.param_base["pitch"]
+
     def notes_owned_at(self, slot: int, owner: int) -> int:
         """How many notes ``owner`` starts at ``slot`` (a chord's size so far)."""
         p, n = self._n_prefix, self._n

@@ -10,8 +10,12 @@ with any model:
 - a comping chord stays within the hand's span (the widest interval between its notes);
 - no pitch another part sounds at that moment, unless the part may double (`doubling: true`);
 - the bass stays below every other agent's sounding note; the other agents stay above the bass's;
-- a comping part stays below the player's tune: under the note the player sounds, when that note lies
-  above the middle of the part's range (a player down in the bass register is no tune to keep under).
+- a comping part stays below the player's tune: under the notes of it that sounded in the last bar
+  (``TUNE_MEMORY_BEATS``) or sound now, those above the middle of the part's range (a player down in
+  the bass register is no tune to keep under). The tune's next note is not known when the part draws
+  its own a beat or two ahead, so the register the tune has just been in stands for it: under the
+  sounding note alone, a piano's right hand climbed over the tune whenever the tune stepped down or
+  rested.
 
 When the rules leave nothing (a melody held exactly where the bass would go), the unison rule and
 the register rules give way in that order: the note still sounds, in range, on the chord.
@@ -19,6 +23,7 @@ the register rules give way in that order: the note still sounds, in range, on t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -26,6 +31,7 @@ import numpy as np
 
 # a comping part keeps this far under the tune's note, so the tune's next step down is no unison
 TUNE_STEP = 2
+TUNE_MEMORY_BEATS = 4.0  # how far back the tune's notes set the comping's ceiling: a bar of 4/4
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,22 +49,27 @@ class Voicing:
     tune_tracks: frozenset[int] = frozenset()  # the player's: a comping part keeps under its tune
 
 
-def _tune_ceiling(v: Voicing, tracks: np.ndarray, sounds: np.ndarray, middle: float) -> int | None:
-    """The lowest tune note sounding above ``middle``, which a comping part keeps under."""
+def _tune_ceiling(v: Voicing, tracks: np.ndarray, sounds: np.ndarray, middle: float,
+                  recent: np.ndarray | None = None) -> int | None:
+    """The lowest tune note above ``middle``, sounding or ``recent``, which a comping part keeps under."""
     if v.role != "comp" or not v.tune_tracks:
         return None
     tune = sounds[_table(v.tune_tracks)[tracks]]
+    if recent is not None and len(recent):
+        tune = np.concatenate((tune, recent))
     tune = tune[tune > middle]
     return int(tune.min()) if len(tune) else None
 
 
 def pitch_keep(v: Voicing, track: int, pitches: np.ndarray, slot: int,
-               sounding: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray | None:
+               sounding: tuple[np.ndarray, np.ndarray, np.ndarray],
+               recent_tune: np.ndarray | None = None) -> np.ndarray | None:
     """Which of ``pitches`` (the part's range, ascending) the part may start at ``slot``; None when
-    the rules take nothing away (the usual case: no allocation). Runs once per drawn pitch, so the
+    the rules take nothing away (the usual case: no allocation). ``recent_tune``: the pitches of the
+    tune's notes that sounded in the last ``TUNE_MEMORY_BEATS``. Runs once per drawn pitch, so the
     set tests are 128-entry tables, not ``np.isin``."""
     tracks, sounds, starts = sounding
-    if len(tracks) == 0:
+    if len(tracks) == 0 and (recent_tune is None or not len(recent_tune)):
         return None
     own = tracks == track
     others = ~own
@@ -68,7 +79,7 @@ def pitch_keep(v: Voicing, track: int, pitches: np.ndarray, slot: int,
     chord = sounds[own & (starts == slot)]
     if v.span and len(chord):
         keep &= (pitches >= int(chord.max()) - v.span) & (pitches <= int(chord.min()) + v.span)
-    if not others.any():
+    if not others.any() and (recent_tune is None or not len(recent_tune)):
         return None if keep.all() else keep
     other_tracks, other_sounds = tracks[others], sounds[others]
     register = np.ones(len(pitches), dtype=bool)
@@ -80,7 +91,8 @@ def pitch_keep(v: Voicing, track: int, pitches: np.ndarray, slot: int,
         below = other_sounds[_table(v.bass_tracks)[other_tracks]]
         if len(below):
             register = pitches > int(below.max())
-        ceiling = _tune_ceiling(v, other_tracks, other_sounds, (int(pitches[0]) + int(pitches[-1])) / 2)
+        ceiling = _tune_ceiling(v, other_tracks, other_sounds, (int(pitches[0]) + int(pitches[-1])) / 2,
+                                recent_tune)
         if ceiling is not None:
             register = register & (pitches < ceiling - TUNE_STEP)
     unison = np.ones(len(pitches), dtype=bool)
@@ -106,12 +118,13 @@ def _table(tracks: frozenset[int]) -> np.ndarray:
 
 
 def room(v: Voicing, pitch: int, pitch_range: tuple[int, int], others: list[tuple[int, int]],
-         own: list[int], chord_tones: tuple[int, ...] | list[int]) -> int | None:
-    """Where a committed note goes given what the other parts sound at its start: ``pitch`` itself
-    when it breaks no rule, else the same pitch class an octave away, else the nearest free chord
-    tone (in range, on the right side of the bass), else None: no room for it."""
+         own: list[int], chord_tones: Sequence[int], recent_tune: Sequence[int] = ()) -> int | None:
+    """Where a committed note goes given what the other parts sound at its start (and the tune's
+    notes of the last bar, ``recent_tune``): ``pitch`` itself when it breaks no rule, else the same
+    pitch class an octave away, else the nearest free chord tone (in range, on the right side of the
+    bass), else None: no room for it."""
     lo, hi = pitch_range
-    if not others and pitch not in own:
+    if not others and not recent_tune and pitch not in own:
         return pitch
     taken = set(own) if v.doubling else set(own) | {p for _, p in others}
     floor, ceiling = lo, hi
@@ -123,7 +136,8 @@ def room(v: Voicing, pitch: int, pitch_range: tuple[int, int], others: list[tupl
         bass = [p for t, p in others if t in v.bass_tracks]
         if bass:
             floor = max(floor, max(bass) + 1)
-        tune = [p for t, p in others if t in v.tune_tracks and p > (lo + hi) / 2] if v.role == "comp" else []
+        tune = [p for t, p in others if t in v.tune_tracks] + list(recent_tune) if v.role == "comp" else []
+        tune = [p for p in tune if p > (lo + hi) / 2]
         if tune and min(tune) - TUNE_STEP - 1 >= floor:
             ceiling = min(ceiling, min(tune) - TUNE_STEP - 1)
 
