@@ -606,16 +606,23 @@ def jitter_ms(ticks: list[tuple[float, int, int]], period_s: float, bpb: int) ->
 def test_twenty_thousand_senders_leave_the_display_table_bounded_and_the_beat_steady(tmp_path: Path) -> None:
     """Every new source port of an allowed host used to become a display for good: 20,000 of them
     made every beat cost 40,000 sends. Now the table holds the documented number, and the beat ticks'
-    jitter with 20,000 senders behind it stays within twice the jitter measured just before (with a
-    floor of two tick-loop periods, the scheduler's own resolution on a busy machine)."""
+    jitter with 20,000 senders behind it stays within twice the normal jitter: that of a second,
+    unflooded conductor, measured over the same seconds (so a machine busier then than a moment
+    before cannot pass for the flood's cost). The floor is one tick-loop period: a tick goes out at
+    the loop's first turn after its beat, so a display sees the beat only to within that period, and
+    the normal jitter can come out near zero when the loop's period happens to divide the beat."""
     cap = int(enforced()["max_displays"])
     tempo = 240.0
-    cond = ConductorProc(tmp_path, {"tempo": tempo, "control": {"reply_port": None}})
-    display = TickListener(cond.control)
+    overrides = {"tempo": tempo, "control": {"reply_port": None}}
+    (tmp_path / "flooded").mkdir()
+    (tmp_path / "normal").mkdir()
+    cond = ConductorProc(tmp_path / "flooded", overrides)
+    reference = ConductorProc(tmp_path / "normal", overrides)
+    display, beside = TickListener(cond.control), TickListener(reference.control)
     period, bpb = 60.0 / tempo, cond.cfg.meter
     try:
         display.hello()
-        normal = jitter_ms(display.collect(40, 30), period, bpb)
+        beside.hello()
         sent, port = 0, 20000
         while sent < 20000 and port < 65536:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -643,14 +650,21 @@ def test_twenty_thousand_senders_leave_the_display_table_bounded_and_the_beat_st
 
         wait_for(counted, 120, "the conductor handling all 20,000 senders", every=2.0)
         display.hello()  # the flood pushed it out as the oldest sender; a patch's hello brings it back
-        loaded = jitter_ms(display.collect(40, 30), period, bpb)
+        ticks = display.collect(40, 30)
+        loaded = jitter_ms(ticks, period, bpb)
+        meanwhile = [t for t in list(beside.ticks) if ticks[0][0] <= t[0] <= ticks[-1][0]]
+        normal = jitter_ms(meanwhile, period, bpb)
         s = cond.stats()
         assert s["displays"] == cap and s["playing"], s
     finally:
         display.close()
-        cond.stop()
-    floor = 2 * TICK_S * 1000
-    print(f"beat-tick jitter p95: {normal:.2f} ms before, {loaded:.2f} ms with 20,000 senders")
+        beside.close()
+        try:
+            cond.stop()
+        finally:
+            reference.stop()
+    floor = TICK_S * 1000
+    print(f"beat-tick jitter p95: {loaded:.2f} ms with 20,000 senders, {normal:.2f} ms unflooded meanwhile")
     assert loaded <= 2 * max(normal, floor), (normal, loaded)
 
 
