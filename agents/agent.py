@@ -549,6 +549,8 @@ class Agent:
                 (Counter(b.invalid) + Counter(b.transport_invalid()) for b in (self.bus, self.sync_bus) if b),
                 Counter(),
             )),
+            # datagrams refused on their sender address before parsing (docs/security.md), by sender
+            "refused": dict(sum((Counter(b.refused) for b in (self.bus, self.sync_bus) if b), Counter())),
             "priority": self.scheduler.priority if self.scheduler else "none",
             "loop_priority": self.loop_priority,
             "engine": self.cfg.engine.type,

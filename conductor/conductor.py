@@ -212,12 +212,12 @@ class Conductor:
 
     async def _serve(self, surface: Any) -> None:
         async with (
-            open_bus(self.ens, "conductor", network=self.network) as bus,
+            open_bus(self.ens, "conductor", network=self.network, refused=self.allow.refused) as bus,
             surface,
             contextlib.AsyncExitStack() as stack,
         ):
             self.bus, self.surface = bus, surface
-            sync_bus = open_sync_bus(self.ens, "conductor", network=self.network)
+            sync_bus = open_sync_bus(self.ens, "conductor", network=self.network, refused=self.allow.refused)
             if sync_bus is not None:
                 self.sync_bus = await stack.enter_async_context(sync_bus)
             # Supervised: a loop that raises ends the process (LoopFailedError, a restart keeps the state)

@@ -9,18 +9,19 @@ only, and at most MAX_DISPLAYS of them: every display costs two sends a beat on 
 
 from __future__ import annotations
 
-import ipaddress
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+# Re-exported: the control port's allowlist is the bus ports' one (protocol/allowlist.py).
+from protocol.allowlist import MAX_REFUSED_HOSTS as MAX_REFUSED_HOSTS
+from protocol.allowlist import Allowlist as Allowlist
 from protocol.codec import OSC_ROOT
 from protocol.controls import BY_NAME
 from protocol.messages import Control
 
 HUMAN_NOTE = "human/note"
 MAX_DISPLAYS = 32  # a stage has a handful of surfaces; docs/security.md states this number
-MAX_REFUSED_HOSTS = 256  # per-address refusal counts kept; later strangers are counted under "other"
 
 
 def exposure_warning(port: int, allow: Sequence[str]) -> str:
@@ -70,30 +71,6 @@ def parse_control(ensemble: str, address: str, args: Sequence[Any]) -> Control:
     except (TypeError, ValueError) as exc:
         raise ControlError(f"bad_value.{name}", str(exc)) from exc
     return Control(name, value, target)
-
-
-class Allowlist:
-    """Networks that may steer; everything else is refused and counted per address.
-
-    Per-address counts stop growing new keys at MAX_REFUSED_HOSTS (the rest go under "other"), so a
-    sweep of spoofed sources cannot grow the conductor's memory or its status message without bound.
-    """
-
-    def __init__(self, networks: Sequence[str]) -> None:
-        self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
-        self.refused: Counter[str] = Counter()
-
-    def allows(self, host: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            ok = False
-        else:
-            ok = any(ip in net for net in self.networks)
-        if not ok:
-            key = host if host in self.refused or len(self.refused) < MAX_REFUSED_HOSTS else "other"
-            self.refused[key] += 1
-        return ok
 
 
 class Displays:

@@ -3,7 +3,9 @@
 Processes see one interface whichever transport the ensemble uses: `publish(msg)` and an async
 stream of `(msg, sender)`. OSC is brokerless (each process sends to the ensemble's fixed peer list);
 MQTT goes through mosquitto with retained state topics and a last will. Bad packets never reach the
-caller: they are dropped, counted under a precise reason and logged once per reason.
+caller: they are dropped, counted under a precise reason and logged once per reason. An OSC bus port
+takes datagrams only from the ensemble's own addresses and `control.allow` (`bus_senders`); the rest
+are refused on their sender address before they are parsed, and counted per sender.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from protocol import codec
+from protocol.allowlist import Allowlist
 from protocol.ensemble import Ensemble
 
 if TYPE_CHECKING:
@@ -23,6 +26,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("barcelona.bus")
 
 CONNECT_WAIT_S = 5.0
+# What a process on this machine sends from to a port on a loopback address (the kernel's source for
+# 127.0.0.0/8 is 127.0.0.1): the monitor, a test's or bench's socket, a surface on the same laptop.
+LOOPBACK = ("127.0.0.1", "::1")
 
 
 class Bus:
@@ -47,9 +53,19 @@ class Bus:
         return sum(self.invalid.values()) + sum(self.transport_invalid().values())
 
     def transport_invalid(self) -> dict[str, int]:
-        """Packets the transport itself refused (not OSC at all, oversize…), by reason."""
+        """Packets the transport itself refused (not OSC at all, oversize…), by reason; a stranger's,
+        turned away on its sender address before parsing, under `refused`."""
         stats = getattr(getattr(self, "_transport", None), "stats", None)
-        return dict(getattr(stats, "invalid", None) or {})
+        reasons = dict(getattr(stats, "invalid", None) or {})
+        if refused := getattr(stats, "refused", 0):
+            reasons["refused"] = reasons.get("refused", 0) + refused
+        return reasons
+
+    @property
+    def refused(self) -> dict[str, int]:
+        """Datagrams refused on their sender address, by sender (none over MQTT: the broker's ACL
+        decides who may publish, docs/security.md)."""
+        return {}
 
     async def __aenter__(self) -> Bus:
         raise NotImplementedError
@@ -76,15 +92,22 @@ class OscBus(Bus):
         peers: Sequence[tuple[str, int]],
         setting: str = "listen",
         network: MemoryNetwork | None = None,
+        allow: Allowlist | None = None,
     ) -> None:
         super().__init__(ensemble)
         from protocol.transport_osc import OscTransport
 
+        self._allow = allow  # checked on each datagram's sender before the transport parses it
+        accept = None if allow is None else allow.allows
         self._transport: OscTransport
         if network is not None:  # the same bus on an in-memory loopback (protocol/bus_memory.py)
-            self._transport = network.transport(listen, list(peers), setting=setting)
+            self._transport = network.transport(listen, list(peers), setting=setting, accept=accept)
         else:
-            self._transport = OscTransport(listen, list(peers), setting=setting)
+            self._transport = OscTransport(listen, list(peers), setting=setting, accept=accept)
+
+    @property
+    def refused(self) -> dict[str, int]:
+        return {} if self._allow is None else dict(self._allow.refused)
 
     @property
     def raw(self) -> Any:
@@ -182,30 +205,54 @@ class MqttBus(Bus):
             yield msg, packet.topic, packet.received_at
 
 
-def open_sync_bus(ens: Ensemble, who: str, *, network: MemoryNetwork | None = None) -> OscBus | None:
+def bus_senders(ens: Ensemble) -> list[str]:
+    """Who may send to an OSC bus port (the bus itself, or the sync port beside an MQTT bus): this
+    machine's loopback, the conductor's and every agent's `address`, and the `control.allow`
+    networks (a surface may send `Control` messages to the conductor's bus port; the conductor
+    holds those to `control.allow` again once decoded). Each process sends from the address its
+    bus socket is bound to, which the schema makes an IP literal, so no name is looked up here."""
+    own = [*LOOPBACK, ens.conductor.address, *(a.address for a in ens.agents)]
+    return list(dict.fromkeys([*own, *ens.control.allow]))
+
+
+def _osc_bus(ens: Ensemble, who: str, peers: Sequence[tuple[str, int]], network: MemoryNetwork | None,
+             refused: Counter[str] | None) -> OscBus:
+    allow = Allowlist(bus_senders(ens), refused)
+    return OscBus(ens.name, ens.osc_endpoint(who), peers, setting=_port_field(ens, who), network=network,
+                  allow=allow)
+
+
+def open_sync_bus(
+    ens: Ensemble, who: str, *, network: MemoryNetwork | None = None, refused: Counter[str] | None = None
+) -> OscBus | None:
     """The UDP endpoint that carries clock-sync pings beside an MQTT bus (`bus.sync: udp`), or None
     when the bus itself carries them. It listens on the process's OSC address (`osc_endpoint`), the
-    same one an OSC bus would use, and has no peers: pings name the conductor, pongs their sender.
-    On an in-memory `network` the bus is OSC whatever the YAML says, so it carries the pings too."""
+    same one an OSC bus would use, takes datagrams from the same senders, and has no peers: pings
+    name the conductor, pongs their sender. On an in-memory `network` the bus is OSC whatever the
+    YAML says, so it carries the pings too. `refused` as for `open_bus`."""
     if ens.bus.transport != "mqtt" or ens.bus.sync != "udp" or network is not None:
         return None
-    return OscBus(ens.name, ens.osc_endpoint(who), [], setting=_port_field(ens, who))
+    return _osc_bus(ens, who, [], None, refused)
 
 
 def open_bus(
-    ens: Ensemble, who: str, *, will: Any | None = None, network: MemoryNetwork | None = None
+    ens: Ensemble,
+    who: str,
+    *,
+    will: Any | None = None,
+    network: MemoryNetwork | None = None,
+    refused: Counter[str] | None = None,
 ) -> Bus:
     """The bus for one process of an ensemble; `who` is 'conductor', an agent name or 'monitor'.
 
     With `network` (tests, in-process runs; never the YAML) it is the OSC bus on that in-memory
-    loopback, at the addresses the YAML's OSC bus would use, whichever transport the YAML names."""
-    if network is not None:
-        return OscBus(ens.name, ens.osc_endpoint(who), ens.osc_peers(who), setting=_port_field(ens, who),
-                      network=network)
-    if ens.bus.transport == "mqtt":
+    loopback, at the addresses the YAML's OSC bus would use, whichever transport the YAML names.
+    An OSC bus counts the strangers it refuses per sender in `refused` when given (the conductor
+    passes its control port's table, so its stats name a stranger once, whichever port it tried)."""
+    if network is None and ens.bus.transport == "mqtt":
         client_id = f"barcelona-{ens.name}-{who}-{int(time.time() * 1000) % 100000}"
         return MqttBus(ens.name, ens.bus.mqtt, client_id, will, sync_for=None if who == "monitor" else who)
-    return OscBus(ens.name, ens.osc_endpoint(who), ens.osc_peers(who), setting=_port_field(ens, who))
+    return _osc_bus(ens, who, ens.osc_peers(who), network, refused)
 
 
 def _port_field(ens: Ensemble, who: str) -> str:

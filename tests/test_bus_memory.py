@@ -5,12 +5,13 @@ as a UDP socket, for ensembles run in one event loop. The real transports keep t
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 import pytest
 
 from protocol import codec
-from protocol.bus import OscBus, open_bus, open_sync_bus
+from protocol.bus import OscBus, bus_senders, open_bus, open_sync_bus
 from protocol.bus_memory import MemoryNetwork
 from protocol.ensemble import parse_ensemble
 from protocol.messages import Control, HeldNote, Note, NoteAck, PlanState, SyncPing
@@ -92,6 +93,35 @@ def test_garbage_and_strangers_are_counted_as_a_socket_counts_them() -> None:
     assert invalid == {"not_osc": 1}
     assert refused == 1
     assert bus_invalid == {"foreign_address": 1, "note.arity": 1}
+
+
+def test_a_bus_refuses_senders_its_ensemble_does_not_name_before_parsing() -> None:
+    """A bus port takes datagrams from loopback, the conductor's and agents' addresses and
+    `control.allow`; a stranger's, valid or not, are refused unread and counted per sender, in the
+    table the caller gives (the conductor gives its control port's: one count per stranger)."""
+    ens = parse_ensemble({"name": ENS, "control": {"allow": ["10.1.0.0/16"]},
+                          "agents": [{"name": "bass", "instrument": "bass", "address": "127.0.0.3"}]})
+    assert bus_senders(ens) == ["127.0.0.1", "::1", "127.0.0.3", "10.1.0.0/16"]
+    net, table = MemoryNetwork(), Counter({"10.9.9.9": 2})  # a stranger the control port refused
+    port = ens.osc_endpoint("conductor")
+
+    async def main() -> tuple[list[Any], dict[str, int], dict[str, int], dict[str, int]]:
+        async with open_bus(ens, "conductor", network=net, refused=table) as bus, \
+                net.transport(("127.0.0.2", 6000)) as stranger, net.transport(("127.0.0.3", 6000)) as band, \
+                net.transport(("10.1.2.3", 6000)) as surface:
+            reader = asyncio.create_task(drain(bus, 2))
+            for msg in MESSAGES:
+                stranger.send(*codec.to_osc(ENS, msg), to=port)
+            stranger.send_raw(b"not osc at all", to=port)
+            band.send(*codec.to_osc(ENS, MESSAGES[2]), to=port)
+            surface.send(*codec.to_osc(ENS, MESSAGES[-1]), to=port)
+            got = await reader
+            return got, bus.refused, bus.transport_invalid(), dict(bus.invalid)
+
+    got, refused, transport, invalid = run(main())
+    assert [m for m, _, _ in got] == [MESSAGES[2], MESSAGES[-1]]
+    assert refused == dict(table) == {"10.9.9.9": 2, "127.0.0.2": len(MESSAGES) + 1}
+    assert transport == {"refused": len(MESSAGES) + 1} and invalid == {}  # nothing reached a decoder
 
 
 def test_an_address_taken_is_refused_naming_the_setting() -> None:

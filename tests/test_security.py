@@ -7,6 +7,7 @@ credentials, TLS and a broker ACL decide who may publish what.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import re
@@ -30,6 +31,7 @@ from support.ensembles import DEFAULT, ROOT, read_json, run_launcher, wait_for, 
 from support.netns import NetRig, netns_missing_reason
 
 from bench.fuzz import Ensemble
+from bench.fuzz_packets import SAMPLES
 from conductor.conductor import TICK_S
 from conductor.control import (
     MAX_DISPLAYS,
@@ -42,7 +44,7 @@ from conductor.control import (
 from protocol import codec
 from protocol.controls import BY_NAME
 from protocol.ensemble import load_ensemble
-from protocol.messages import Control
+from protocol.messages import AgentStatus, Control
 from protocol.timeline import Timeline
 
 ENS = "demo"
@@ -380,8 +382,9 @@ def enforced() -> dict[str, str]:
 
 def test_the_documented_limits_are_the_codes() -> None:
     rules = enforced()
-    assert set(rules) == {"refused_before_parse", "bus_control_refused", "max_displays", "max_refused_hosts",
-                          "listen_every_interface", "listen_refused"}, rules  # fmt: skip
+    assert set(rules) == {"refused_before_parse", "bus_refused_before_parse", "bus_control_refused",
+                          "max_displays", "max_refused_hosts", "listen_every_interface",
+                          "listen_refused"}, rules  # fmt: skip
     assert int(rules["max_displays"]) == MAX_DISPLAYS
     assert int(rules["max_refused_hosts"]) == MAX_REFUSED_HOSTS
     allow = Allowlist(["127.0.0.1/32"])
@@ -461,10 +464,8 @@ GARBAGE = [
 def test_a_strangers_packets_are_refused_before_they_are_parsed(tmp_path: Path) -> None:
     """From 127.0.0.2 (outside 127.0.0.1/32): garbage and well-formed controls to the control port are
     all counted as refused and none as malformed; the same garbage from the allowed address is counted
-    as malformed, so the malformed counter is not just stuck. On the bus port, as documented, a
-    stranger's Control is refused after decoding and its garbage is counted as malformed."""
-    rules = enforced()
-    assert rules["refused_before_parse"] == "yes" and rules["bus_control_refused"] == "yes"
+    as malformed, so the malformed counter is not just stuck. (The bus ports: the next test.)"""
+    assert enforced()["refused_before_parse"] == "yes"
     stranger, friend = sender("127.0.0.2"), sender("127.0.0.1")
     cond = ConductorProc(tmp_path, {}, "--no-autostart")
     valid = [osc(f"/barcelona/{ENS}/tempo", ("f", 60.0)), osc(f"/barcelona/{ENS}/stop"), osc("/play"),
@@ -485,18 +486,74 @@ def test_a_strangers_packets_are_refused_before_they_are_parsed(tmp_path: Path) 
         s = cond.stats()
         assert s["invalid_reasons"]["refused"] == len(hostile) and s["displays"] == 1
         assert sum(v for k, v in s["invalid_reasons"].items() if k != "refused") == len(GARBAGE)
-        bus = ("127.0.0.1", cond.cfg.bus.osc.base_port)
-        stranger.sendto(codec_osc(Control("tempo", 60.0)), bus)
-        stranger.sendto(b"not osc at all", bus)
-        refused = lambda: cond.stats().get("refused", {}).get("127.0.0.2")  # noqa: E731
-        wait_for(lambda: refused() == len(hostile) + 1, 15, "the bus refusal")
-        wait_for(lambda: cond.stats()["invalid_messages"] == 2 * len(hostile) - len(valid) * 10 + 2, 15,
-                 "the bus's garbage counted as malformed")  # fmt: skip
-        assert cond.stats()["tempo"] == cond.cfg.tempo
     finally:
         stranger.close()
         friend.close()
         cond.stop()
+
+
+def malformed(stats: dict[str, Any]) -> int:
+    """What a process's decoders counted: every reason but `refused` (a sender turned away unread)."""
+    return sum(v for k, v in stats.get("invalid_reasons", {}).items() if k != "refused")
+
+
+BAND_HOST = "127.0.0.3"  # the agent's address: a host the bus takes, outside control.allow
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_a_strangers_packets_to_the_bus_ports_are_refused_before_they_are_parsed(tmp_path: Path) -> None:
+    """A playing OSC-bus ensemble (the conductor on 127.0.0.1, bass on 127.0.0.3). From 127.0.0.2,
+    which neither the bus nor `control.allow` names: well-formed bus messages (a stop and a tempo as
+    `Control`, a timeline, a plan, a mute, a clock ping, a farewell for bass) and garbage, to the
+    conductor's and the agent's bus ports. Each is counted as refused under the stranger's address,
+    none among the malformed (the decoders never saw them), the ping gets no pong and nothing
+    changes. The same garbage from loopback is counted as malformed, so those counters are not
+    stuck; a `Control` from the band's own host is decoded, then refused (it plays, not steers)."""
+    rules = enforced()
+    assert rules["bus_refused_before_parse"] == "yes" and rules["bus_control_refused"] == "yes"
+    path = write_ensemble(tmp_path, {"agents": [{**agents_named("bass")[0], "address": BAND_HOST}]})
+    cfg = load_ensemble(path)
+    to_conductor, to_agent = cfg.osc_endpoint("conductor"), cfg.osc_endpoint("bass")
+    farewell = dataclasses.replace(next(m for m in SAMPLES if isinstance(m, AgentStatus)), agent="bass",
+                                   state="gone")  # fmt: skip
+    valid = [codec_osc(m) for m in (*SAMPLES, farewell, Control("stop", 1.0), Control("tempo", 60.0))]
+    hostile = valid + GARBAGE
+    ens = Ensemble(path, tmp_path / "stats", ("bass",))
+    stranger, friend, band = sender("127.0.0.2"), sender("127.0.0.1"), sender(BAND_HOST)
+    try:
+        ens.start()
+        before, notes = ens.snapshot(), ens.agent("bass").get("notes", 0)
+        cond_malformed, agent_malformed = malformed(ens.conductor()), malformed(ens.agent("bass"))
+        for d in hostile:
+            stranger.sendto(d, to_conductor)
+            stranger.sendto(d, to_agent)
+        counted = {"127.0.0.2": len(hostile)}
+        wait_for(lambda: ens.conductor().get("refused") == counted, 15, "the conductor's refusals")
+        wait_for(lambda: ens.agent("bass").get("refused") == counted, 15, "the agent's refusals")
+        stranger.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            stranger.recv(65536)  # the ping was never read, so never answered
+        wait_for(lambda: ens.agent("bass").get("notes", 0) > notes + 4, 15, "the band playing on")
+        cond, agent = ens.conductor(), ens.agent("bass")
+        assert ens.snapshot() == before
+        assert malformed(cond) == cond_malformed and malformed(agent) == agent_malformed
+        assert cond["invalid_reasons"]["refused"] == agent["invalid_reasons"]["refused"] == len(hostile)
+        assert cond["roster"] == ["bass"] and not cond["ended_by"], cond
+
+        for d in GARBAGE:
+            friend.sendto(d, to_agent)
+        wait_for(lambda: malformed(ens.agent("bass")) == agent_malformed + len(GARBAGE), 15,
+                 "loopback's garbage counted as malformed")  # fmt: skip
+        band.sendto(codec_osc(Control("tempo", 60.0)), to_conductor)
+        wait_for(lambda: ens.conductor()["refused"].get(BAND_HOST) == 1, 15, "the band host's Control")
+        assert ens.snapshot() == before and ens.agent("bass")["refused"] == counted
+        rc, err = ens.stop()
+    finally:
+        for s in (stranger, friend, band):
+            s.close()
+        ens.stop()
+    assert rc == 0 and "Traceback" not in err, err[-3000:]
 
 
 class TickListener:
@@ -549,16 +606,23 @@ def jitter_ms(ticks: list[tuple[float, int, int]], period_s: float, bpb: int) ->
 def test_twenty_thousand_senders_leave_the_display_table_bounded_and_the_beat_steady(tmp_path: Path) -> None:
     """Every new source port of an allowed host used to become a display for good: 20,000 of them
     made every beat cost 40,000 sends. Now the table holds the documented number, and the beat ticks'
-    jitter with 20,000 senders behind it stays within twice the jitter measured just before (with a
-    floor of two tick-loop periods, the scheduler's own resolution on a busy machine)."""
+    jitter with 20,000 senders behind it stays within twice the normal jitter: that of a second,
+    unflooded conductor, measured over the same seconds (so a machine busier then than a moment
+    before cannot pass for the flood's cost). The floor is one tick-loop period: a tick goes out at
+    the loop's first turn after its beat, so a display sees the beat only to within that period, and
+    the normal jitter can come out near zero when the loop's period happens to divide the beat."""
     cap = int(enforced()["max_displays"])
     tempo = 240.0
-    cond = ConductorProc(tmp_path, {"tempo": tempo, "control": {"reply_port": None}})
-    display = TickListener(cond.control)
+    overrides = {"tempo": tempo, "control": {"reply_port": None}}
+    (tmp_path / "flooded").mkdir()
+    (tmp_path / "normal").mkdir()
+    cond = ConductorProc(tmp_path / "flooded", overrides)
+    reference = ConductorProc(tmp_path / "normal", overrides)
+    display, beside = TickListener(cond.control), TickListener(reference.control)
     period, bpb = 60.0 / tempo, cond.cfg.meter
     try:
         display.hello()
-        normal = jitter_ms(display.collect(40, 30), period, bpb)
+        beside.hello()
         sent, port = 0, 20000
         while sent < 20000 and port < 65536:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -586,14 +650,21 @@ def test_twenty_thousand_senders_leave_the_display_table_bounded_and_the_beat_st
 
         wait_for(counted, 120, "the conductor handling all 20,000 senders", every=2.0)
         display.hello()  # the flood pushed it out as the oldest sender; a patch's hello brings it back
-        loaded = jitter_ms(display.collect(40, 30), period, bpb)
+        ticks = display.collect(40, 30)
+        loaded = jitter_ms(ticks, period, bpb)
+        meanwhile = [t for t in list(beside.ticks) if ticks[0][0] <= t[0] <= ticks[-1][0]]
+        normal = jitter_ms(meanwhile, period, bpb)
         s = cond.stats()
         assert s["displays"] == cap and s["playing"], s
     finally:
         display.close()
-        cond.stop()
-    floor = 2 * TICK_S * 1000
-    print(f"beat-tick jitter p95: {normal:.2f} ms before, {loaded:.2f} ms with 20,000 senders")
+        beside.close()
+        try:
+            cond.stop()
+        finally:
+            reference.stop()
+    floor = TICK_S * 1000
+    print(f"beat-tick jitter p95: {loaded:.2f} ms with 20,000 senders, {normal:.2f} ms unflooded meanwhile")
     assert loaded <= 2 * max(normal, floor), (normal, loaded)
 
 
