@@ -12,7 +12,9 @@ Which notes count is a matter of musical time alone, so a busy machine plays the
 idle one. A window is drawn again after each of the player's note-ons, from the first beat its
 re-plan can reach (``lag`` beats after the note: the commit distance, the part's turn and the
 re-plan's lead); so the notes that start up to ``lag`` beats before a window are all heard by the
-time it is drawn for the last time, and no later one counts.
+time it is drawn for the last time, and no later one counts. A note heard only at its note-off (its
+note-on lost, or a bridge that sends whole notes) re-plans the part later: it counts from the window
+that re-plan begins, as the model's context takes it, on a busy machine as on an idle one.
 """
 
 from __future__ import annotations
@@ -65,16 +67,20 @@ class TuneActivity:
             raise ValueError(f"lag_beats: must be a finite number >= 0, got {lag_beats}")
         self.lag = lag_beats
         self.strength = strength
-        self._onsets: set[int] = set()  # in 1/64 beats: a chord's notes are one onset
+        # onset in 1/64 beats (a chord's notes are one onset) -> the first window that may count it
+        self._onsets: dict[int, float] = {}
 
-    def add(self, start_beat: float) -> None:
-        """A note of the tune, at its note-on or (if that was not heard) at its note-off: once either way."""
+    def add(self, start_beat: float, from_beat: float = -math.inf) -> None:
+        """A note of the tune, at its note-on or (if that was not heard) at its note-off: once either
+        way. ``from_beat``: the first window the part draws with the note in its context (its re-plan
+        beat); a window before it never counts the note, however late it was drawn on this machine."""
         if not math.isfinite(start_beat) or self.strength == 0.0:
             return
-        self._onsets.add(round(start_beat * 64))
+        key = round(start_beat * 64)
+        self._onsets[key] = min(self._onsets.get(key, math.inf), from_beat)
         if len(self._onsets) > _KEEP:
             for t in sorted(self._onsets)[: len(self._onsets) - _KEEP]:
-                self._onsets.discard(t)
+                del self._onsets[t]
 
     def factor(self, window_beat: float) -> float:
         """The density factor for the window that starts at ``window_beat``."""
@@ -82,5 +88,5 @@ class TuneActivity:
             return 1.0
         hi = round((window_beat - self.lag) * 64)
         lo = hi - round(SPAN_BEATS * 64)
-        recent = sum(1 for t in self._onsets if lo <= t < hi)
+        recent = sum(1 for t, first in self._onsets.items() if lo <= t < hi and first <= window_beat)
         return density_factor(recent, strength=self.strength)

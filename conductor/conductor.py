@@ -127,7 +127,8 @@ class Conductor:
         # Fed every human note whether or not the plan follows, so `/chords follow` takes effect at once.
         self.listener = Listener(beats_per_bar=ens.meter, key=ens.key)
         # what the player changes in a written plan (conductor/substitution.py), from the same notes
-        self.substitutions = SubstitutionHearing(beats_per_bar=ens.meter) if ens.substitutions else None
+        heard = ens.substitutions if self.state.substitutions is None else self.state.substitutions
+        self.substitutions = SubstitutionHearing(beats_per_bar=ens.meter) if heard else None
         self.heard: Heard | None = None
         self.roles = RoleFollower(ens)  # which part the player takes, and who makes room (conductor/roles.py)
         # Fed every onset whether or not it follows, so `/follow_tempo 1` locks on at once.
@@ -434,10 +435,12 @@ class Conductor:
             return
         if ctl.param == "substitutions" and not ctl.target:
             on = bool(ctl.value)
+            self.state.substitutions = on
             self.substitutions = SubstitutionHearing(beats_per_bar=self.ens.meter) if on else None
             for msg in [] if on else self.state.unsubstitute():
                 self.recorder.plan(self.state.timeline.beat_at(self.clock()), msg)
                 await self._publish(msg)
+            self.save_state()  # a restarted conductor keeps hearing them (or not) as it was told
             return
         now = self.clock()
         was_playing = self.state.timeline.playing
@@ -578,8 +581,14 @@ class Conductor:
         on a written plan, the chord the player substitutes for the written one (or the chart again)."""
         self.heard = self.listener.decide(float(beat))
         if self.substitutions is not None and not self.state.following:
-            sub = self.substitutions.decide(self.listener, self.state.chart, float(beat))
-            changed = self.state.substitute(sub, float(beat), self.ens.meter)
+            chart, t = self.state.chart, float(beat)
+            sub = self.substitutions.decide(self.listener, chart, t)
+            if sub is None and self.substitutions.contradicted(self.listener, self.state.plan, chart, t):
+                changed = self.state.unsubstitute()
+            else:
+                # and half a beat for the agents' re-plan to reach past the notes they have committed
+                lead = commit_lead(self.ens, self.state.timeline.tempo_at_beat(t)) + 0.5
+                changed = self.state.substitute(sub, t, self.ens.meter, lead)
         elif self.heard is None:
             return
         else:

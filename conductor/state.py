@@ -71,6 +71,10 @@ class ConductorState:
     # substitution.py), until the beat that chord's span ends
     unsubstituted: ChordPlan | None = None
     substituted_until: float = -math.inf
+    # the chart's chord after the substitute is the same chord of it (a one-chord vamp): the chart
+    # must be back before the agents commit that chord, not when it starts
+    substituted_vamp: bool = False
+    substitutions: bool | None = None  # set by /substitutions (None: as the YAML says)
 
     @property
     def chart(self) -> ChordPlan:
@@ -140,13 +144,23 @@ class ConductorState:
                 return []
             self.timeline = self._stop(now)
             return [self.timeline]
-        undone = p in ("chords", "plan", "bar") and self.unsubstituted is not None
-        if undone:
-            # an edit or a switch applies to the plan as written, not to the player's substitution
+        if p in ("chords", "plan", "bar") and self.unsubstituted is not None:
+            # an edit or a switch applies to the plan as written, not to the player's substitution;
+            # a refused one leaves the substitution as it was (the agents still play it)
+            kept = (self.plan, self.unsubstituted, self.plan_epoch)
             self.plan, self.unsubstituted = self.chart, None
             self.plan_epoch += 1
+            try:
+                return self._apply_plan(p, v) or [self.plan_message()]
+            except Exception:
+                self.plan, self.unsubstituted, self.plan_epoch = kept
+                raise
+        return self._apply_plan(p, v)
+
+    def _apply_plan(self, p: str, v: float | str) -> list[Any]:
+        """`/chords`, `/plan` and `/bar`: the messages that changed (raises on a refused edit)."""
         if p == "chords":
-            return self._set_following(str(v)) or ([self.plan_message()] if undone else [])
+            return self._set_following(str(v))
         if p in ("plan", "bar") and self.following:
             # editing the written plan means playing it: following stops, the edit applies to it
             self.following, self.plan, self.written = False, self.written or self.plan, None
@@ -201,31 +215,43 @@ class ConductorState:
         self.plan_epoch += 1
         return [self.plan_message()]
 
-    def substitute(self, sub: Substitution | None, beat: float, beats_per_bar: int) -> list[PlanState]:
+    def substitute(self, sub: Substitution | None, beat: float, beats_per_bar: int,
+                   lead: float = 0.0) -> list[PlanState]:
         """At a beat onset of a written plan: the player's substitution (or None) over the chart, and
-        the chart as written again once a substitution's span is over."""
+        the chart as written again once a substitution's span is over. ``lead``: how far ahead the
+        agents commit, in beats (a vamp's chart must be back that far ahead of its next chord)."""
         if self.following:
             return []
         changed = False
-        if self.unsubstituted is not None and beat >= self.substituted_until:
+        ends = self.substituted_until - (lead if self.substituted_vamp else 0.0)
+        if self.unsubstituted is not None and beat >= ends:
             self.plan, self.unsubstituted = self.unsubstituted, None
             changed = True
-        if sub is not None:
+        if sub is not None and sub.span.end_beat - (lead if self._slot(sub.span.end_beat, beats_per_bar)
+                                                    == self._slot(sub.span.start_beat, beats_per_bar)
+                                                    else 0.0) > beat:
             chart = self.chart
-            bar_number = math.floor(sub.span.start_beat / beats_per_bar)
-            index = bar_number % len(chart.bars) if chart.loop else bar_number
+            index, slot = self._slot(sub.span.start_beat, beats_per_bar)
             bar = list(chart.bars[index])
-            slot = round((sub.span.start_beat - bar_number * beats_per_bar) * len(bar) / beats_per_bar)
             bar[slot] = sub.symbol
             plan = chart.with_bar(index, tuple(bar))
             if plan != self.plan:
                 self.plan, self.unsubstituted = plan, chart
                 self.substituted_until = sub.span.end_beat
+                self.substituted_vamp = self._slot(sub.span.end_beat, beats_per_bar) == (index, slot)
                 changed = True
         if not changed:
             return []
         self.plan_epoch += 1
         return [self.plan_message()]
+
+    def _slot(self, beat: float, beats_per_bar: int) -> tuple[int, int]:
+        """(bar index, chord index in the bar) of the chart at ``beat``."""
+        chart = self.chart
+        bar_number = math.floor(beat / beats_per_bar)
+        index = bar_number % len(chart.bars) if chart.loop else min(bar_number, len(chart.bars) - 1)
+        width = beats_per_bar / len(chart.bars[index])
+        return index, min(int((beat - bar_number * beats_per_bar) / width), len(chart.bars[index]) - 1)
 
     def unsubstitute(self) -> list[PlanState]:
         """The chart as written again at once (substitutions turned off)."""
@@ -265,6 +291,7 @@ class ConductorState:
             "plan": _plan_json(self.chart),  # a restart plays on as written
             "following": self.following,
             "follow_tempo": self.follow_tempo,
+            "substitutions": self.substitutions,
             "written": None if self.written is None else _plan_json(self.written),
             "plan_epoch": self.plan_epoch,
             "params_epoch": self.params_epoch,
@@ -288,6 +315,8 @@ class ConductorState:
         state.following = bool(data.get("following", False))
         follow_tempo = data.get("follow_tempo")
         state.follow_tempo = None if follow_tempo is None else bool(follow_tempo)
+        substitutions = data.get("substitutions")
+        state.substitutions = None if substitutions is None else bool(substitutions)
         w = data.get("written")
         state.written = None if w is None else ChordPlan.parse(w["text"], loop=w["loop"], key=w["key"])
         state.timeline = replace(state.timeline, epoch=state.timeline.epoch + 1)

@@ -14,8 +14,9 @@ onset, plus the decayed recent past):
 - the same chord wins at ``persist`` beat onsets in a row, so a passing or neighbour note on one beat
   (the fourth over a tonic on beat 3 of a tune) never moves the band.
 
-The substitute lasts to the end of the written chord's span; the written chord after it is played as
-written.
+The substitute lasts to the end of the written chord's span, or until the player sounds a note that
+clashes with the substitute and fits the chart (a suspension resolving: F over C heard as Csus4 gives
+way to the chart's C when the F falls to E); the written chord after it is played as written.
 """
 
 from __future__ import annotations
@@ -65,6 +66,16 @@ class SubstitutionHearing:
         if self._count < self.persist or span is None:
             return None
         return Substitution(span, chord_name(heard[0], heard[1], written.key))
+
+    def contradicted(self, listener: Listener, played: ChordPlan, chart: ChordPlan, t: float) -> bool:
+        """Whether the player now sounds a note that clashes with the substitute being played at ``t``
+        and fits the chart's chord there: the substitution is over."""
+        now, written = played.chord_at(t, self.beats_per_bar), chart.chord_at(t, self.beats_per_bar)
+        if now is None or written is None or now == written:
+            return False
+        against, fits = pitch_class_roles(now), pitch_class_roles(written)
+        return any(against[pc] is PitchRole.AVOID and fits[pc] is not PitchRole.AVOID
+                   for pc in listener.sounding_pitch_classes(t))
 
     def _heard(self, listener: Listener, span: ChordSpan, t: float) -> tuple[int, str] | None:
         roles = pitch_class_roles(span.chord)

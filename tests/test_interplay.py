@@ -42,6 +42,16 @@ def test_only_notes_a_lag_before_the_window_count() -> None:
     assert tune.factor(6.0) < before
 
 
+def test_a_note_counts_from_the_window_its_replan_begins() -> None:
+    """A note heard only at its note-off re-plans the part from a later beat: windows before it never
+    count it, however late this machine drew them."""
+    tune = TuneActivity(lag_beats=1.0, strength=1.0)
+    for beat in range(8):
+        tune.add(beat / 2, from_beat=6.0)
+    assert tune.factor(5.0) == 1.0
+    assert tune.factor(6.0) < 1.0
+
+
 def test_chord_notes_are_one_onset() -> None:
     one, chord = TuneActivity(0.0, 1.0), TuneActivity(0.0, 1.0)
     for beat in range(8):

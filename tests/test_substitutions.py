@@ -89,8 +89,11 @@ def test_a_substitution_replaces_one_chord_of_the_chart_and_ends_with_its_span()
 def test_an_edit_during_a_substitution_applies_to_the_chart(tmp_path: Path) -> None:
     s = state()
     s.substitute(sub(0.0, "Cm"), 1.0, 4)
+    s.substitutions = False  # as /substitutions 0 leaves it
     s.save(tmp_path / "state.json")
-    assert ConductorState.load(tmp_path / "state.json", ()).plan == CHART  # a restart plays the chart
+    restarted = ConductorState.load(tmp_path / "state.json", ())
+    assert restarted.plan == CHART  # a restart plays the chart
+    assert restarted.substitutions is False
     [msg] = s.apply(Control("bar", "2 D7", ""), 0.0)
     assert msg.text == "C | D7 | Am | F"
 
@@ -162,3 +165,46 @@ def test_substitutions_switched_off_live_bring_the_chart_back_at_once(tmp_path: 
     after = [m.text for t, m in plans if t > off_at[0]]
     assert after and set(after) == {"C | C"}
     assert band.conductor.substitutions is None
+
+
+def test_a_refused_edit_during_a_substitution_leaves_it_playing() -> None:
+    s = state()
+    [sub_msg] = s.substitute(sub(0.0, "Cm"), 1.0, 4)
+    for param, value in (("chords", "sideways"), ("plan", "C | H7"), ("bar", "99 F")):
+        with pytest.raises(ValueError):
+            s.apply(Control(param, value, ""), 0.0)
+        assert s.plan_message() == sub_msg  # what the agents hold, and what the state says
+        assert s.chart == CHART
+    [back] = s.substitute(None, 4.0, 4)
+    assert back.text == CHART.to_text()
+
+
+def band_under(tmp_path: Path, chords: str, tune: list[tuple[float, float, int]],
+               bars: int) -> InProcessEnsemble:
+    data = patterns_data()
+    data["chords"] = chords
+    write_player(tmp_path / "player.mid", tune)
+    data["human"] = {**data["human"], "source": {"type": "file", "path": str(tmp_path / "player.mid"),
+                                                 "loop": False}}
+    band = InProcessEnsemble(ensemble(data), tmp_path, bars=bars)
+    band.play()
+    return band
+
+
+def test_in_a_one_chord_vamp_the_chart_is_back_by_the_next_downbeat(tmp_path: Path) -> None:
+    """A vamp's next chord is the same chord of the chart: the substitute must give way before the
+    agents commit it, not when it starts."""
+    band = band_under(tmp_path, "C", [(8.0, 4.0, 63), (8.0, 4.0, 67), (12.0, 4.0, 64)], 5)
+    piano = [(p.beat, p.pitch % 12) for p in band.played("piano")]
+    assert 3 in {pc for b, pc in piano if 9 <= b < 12}, piano  # the substitute was played
+    assert {pc for b, pc in piano if 12 <= b < 16} == {0, 4, 7}, piano
+
+
+def test_a_suspension_resolving_ends_the_substitute(tmp_path: Path) -> None:
+    """An F held over C for two beats is heard as Csus4; when it falls to E the chart's C is back at
+    once, not at the end of the bar."""
+    band = band_under(tmp_path, "C | C", [(8.0, 2.0, 77), (10.0, 2.0, 76)], 4)
+    plans = [(beat, m.text) for beat, m in band.conductor.recorder.plans]  # as played, by beat
+    sus = next(b for b, text in plans if text == "Csus4 | C")
+    back = next(b for b, text in plans if b > sus and text == "C | C")
+    assert sus == 9.0 and back == 10.0, plans  # not at the bar's end, beat 12
