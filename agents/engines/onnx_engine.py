@@ -34,7 +34,7 @@ from agents.engines.model_protocol import (
     StepFailed,
     Stop,
 )
-from agents.engines.model_worker import WorkerConfig, key_signature, resolve_model
+from agents.engines.worker_config import WorkerConfig, key_signature, resolve_model
 from agents.voices import learnt_voices, model_channels, part_roles
 from protocol.ensemble import AgentConfig, Ensemble
 from protocol.harmony import ChordPlan
