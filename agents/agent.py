@@ -4,24 +4,27 @@ Threads: the asyncio loop (bus, clock sync, planning, heartbeats) and the schedu
 (the only caller of the output). Everything on the bus is in beats; beats become this process's
 seconds only inside the scheduler, through a `LocalTimeMap` replaced whenever the timeline or the
 clock-offset estimate changes.
+
+Beside it: what it does with what the bus brings (agents/agent_bus.py), its heartbeat and stats file
+(agents/agent_reports.py), and the output its YAML section opens (agents/agent_output.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from agents.agent_bus import AgentBus
+from agents.agent_output import output_spec
+from agents.agent_reports import AgentReports, load_previous_stats, ping_target
 from agents.arrangement import commit_distance, commit_offset
-from agents.conductor_clock import UNSYNCED, ConductorClock, inherited_offset_ms
+from agents.conductor_clock import ConductorClock
 from agents.engines import Engine, PlanContext, make_engine
 from agents.faults import PlanFault
 from agents.loop_scheduler import LoopScheduler
@@ -41,20 +44,9 @@ from protocol.form import (
     ending_voicing,
     final_chord,
 )
-from protocol.harmony import Chord, ChordError, ChordPlan
-from protocol.messages import (
-    AgentParams,
-    AgentStatus,
-    HeldNote,
-    Note,
-    NoteAck,
-    NoteAgain,
-    PlanState,
-    RoleState,
-    SyncPong,
-)
-from protocol.mix import CC_PAN, CC_VOLUME, dynamics_velocity, pan_cc
-from protocol.process import write_json_atomic
+from protocol.harmony import Chord, ChordPlan
+from protocol.messages import AgentParams, Note, SyncPong
+from protocol.mix import dynamics_velocity
 from protocol.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realtime, set_switch_interval
 from protocol.tasks import TaskGroup
 from protocol.timeline import LocalTimeMap, Timeline
@@ -64,9 +56,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("barcelona.agent")
 
-HEARTBEAT_S = 0.25
 PLAN_TICK_S = 0.01
-STATS_EVERY_S = 0.5
 ENDING_ACCENT = 8  # the final downbeat a little above the part's level, as beat 1 is
 COUNT_IN = "count-in"  # the scheduler tag of the count-in's clicks
 # A note that could only start this late (an agent stalled: a machine swapping, a process stopped) is
@@ -75,7 +65,7 @@ COUNT_IN = "count-in"  # the scheduler tag of the count-in's clicks
 DROP_LATE_S = 0.25
 
 
-class Agent:
+class Agent(AgentBus, AgentReports):
     """`clock` and `network` put the agent in one event loop with the conductor and other agents
     (tests; protocol/virtual_time.py): `clock` is that loop's virtual clock, and then the notes are
     timed by the loop's timers instead of the timing thread, the output is stamped on that clock,
@@ -122,10 +112,10 @@ class Agent:
         self.loop_priority = "normal"
         self._shut = False
         self._stopping = asyncio.Event()
-        self.previous = self._load_previous_stats()
+        self.previous = load_previous_stats(stats_path)
         self.conductor_clock = ConductorClock(
             name, self.cfg.host == ens.conductor.host, self.previous.pop("offset_ms", None),
-            target=self._ping_target(),
+            target=ping_target(ens),
         )
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -146,7 +136,8 @@ class Agent:
             ready = await asyncio.to_thread(wait_ready)
             log.info("%s: model ready on %s (%s KV cache, context of up to %s events)", self.name,
                      ready.providers, ready.cache_mode, ready.max_events)
-        self.output = make_output(self._output_spec(), where=f"agents.{self.name}.output",
+        spec = output_spec(self.cfg, self.name, self.base_dir, self.params, clicks=self._clicks)
+        self.output = make_output(spec, where=f"agents.{self.name}.output",
                                   clock=self.clock if self.in_loop else None)
         try:
             self.output.open()
@@ -192,29 +183,6 @@ class Agent:
         finally:
             self.shutdown()
 
-    def _output_spec(self) -> dict[str, Any]:
-        """The schema's output section in the form the output factory reads."""
-        o = self.cfg.output
-        spec: dict[str, Any] = {
-            "type": o.type,
-            "name": f"barcelona-{self.name}",
-            "channels": sorted({self.cfg.channel, *([DRUM_CHANNEL] if self._clicks else [])}),
-            "programs": {self.cfg.channel: self.cfg.program},
-            # The part's place in the mix, set once its program is: whatever the synth had before
-            # (another song's fader) would otherwise stay.
-            "controls": {self.cfg.channel: {CC_VOLUME: self.params.volume, CC_PAN: pan_cc(self.params.pan)}},
-        }
-        if o.type == "midi":
-            spec.update(port=o.port, virtual=o.virtual, api=o.api, client_name=f"barcelona-{self.name}")
-        elif o.type == "osc":
-            spec.update(host=o.host, port=o.osc_port or 57120, address=o.address, timetag=o.timetag)
-        elif o.type == "fluidsynth":
-            soundfont = o.soundfont
-            if soundfont and not Path(soundfont).is_absolute():
-                soundfont = str(self.base_dir / soundfont)
-            spec.update(soundfont=soundfont, gain=o.gain, audio_driver=o.audio_driver)
-        return spec
-
     def shutdown(self) -> None:
         """Release every sounding note whatever happened; idempotent, safe from a signal path."""
         if self._shut:
@@ -243,109 +211,7 @@ class Agent:
             return t
         return out.release(ev.note, due=ev.due)
 
-    # -- bus ----------------------------------------------------------------------------------------
-    async def _receive(self, bus: Bus, only: type | None = None) -> None:
-        """Handle what `bus` brings; with `only`, anything else is refused and counted (the sync port
-        beside an MQTT bus answers pongs, not a stranger's timeline)."""
-        async for msg, _sender, received_at in bus.messages():
-            if only is not None and not isinstance(msg, only):
-                bus.reject(ValueError(f"sync port: {type(msg).__name__} is not a {only.__name__}"))
-                continue
-            try:
-                self._handle(msg, received_at)
-            except (ChordError, ValueError, TypeError) as exc:
-                self.invalid_local += 1
-                log.warning("%s: rejected %s: %s", self.name, type(msg).__name__, exc)
-
-    def _handle(self, msg: Any, received_at: float) -> None:
-        if isinstance(msg, (Timeline, NoteAck)):
-            self.unacked.heard_conductor(received_at)
-        if isinstance(msg, NoteAck):
-            if msg.agent == self.name:
-                self.unacked.ack(msg.keys())
-        elif isinstance(msg, Timeline):
-            self._on_timeline(msg)
-        elif isinstance(msg, SyncPong):
-            if msg.agent == self.name and self.conductor_clock.on_pong(msg, received_at):
-                self._retime()
-        elif isinstance(msg, PlanState):
-            if msg.epoch != self.plan_epoch:
-                self.plan = ChordPlan.parse(msg.text, loop=msg.loop, key=msg.key)
-                self.plan_epoch = msg.epoch
-        elif isinstance(msg, AgentParams):
-            if msg.agent == self.name and msg.epoch != self.params_epoch:
-                before = self.params
-                self.params, self.params_epoch = msg, msg.epoch
-                self._apply_mix(before, msg)
-        elif isinstance(msg, RoleState):  # the player took (or left) this part: agents/yielding.py
-            self.yielding.update(msg)
-        elif isinstance(msg, Note):
-            if msg.source != self.name:
-                self._heard_player(msg)
-                tl = self.timeline
-                # the final chord (or anything from the end on) is no part's to answer: heard by a
-                # model that committed past it long ago, it would only be a note heard too late
-                if tl is None or tl.stop_beat <= 0.0 or msg.start_beat < tl.stop_beat:
-                    self.engine.hear(msg)
-        elif isinstance(msg, HeldNote):
-            self._heard_player(msg)
-            hear_held = getattr(self.engine, "hear_held", None)  # engines that listen to the player
-            if hear_held is not None and msg.source != self.name:
-                hear_held(msg)
-
-    def _heard_player(self, note: Note | HeldNote) -> None:
-        human = self.ens.human
-        if human is not None and note.source == human.name and (
-                self._player_last is None or note.start_beat >= self._player_last[0]):
-            self._player_last = (note.start_beat, note.pitch)
-
-    def _ending_range(self, chord: Chord) -> tuple[int, int]:
-        """Where this part may voice the final chord: under the note the player ends on (the chord
-        tone nearest their last note, as the conductor ends a replayed player), so the last thing
-        heard has no part doubling the player's top note; the part's own range where that leaves
-        less than an octave, and for the bass and drums, which sit under everything anyway."""
-        low, high = self.cfg.range
-        human = self.ens.human
-        if human is None or self._player_last is None or self.cfg.role in ("bass", "drums"):
-            return low, high
-        top = ending_voicing("melody", human.range, 1, chord, self._player_last[1])
-        ceiling = min(high, top[0] - 1) if top else high
-        return (low, ceiling) if ceiling - low >= 12 else (low, high)
-
-    def _apply_mix(self, before: AgentParams, now: AgentParams) -> None:
-        """A volume or pan change goes to the synth at once, not with the next note: a fader moves
-        the sound that is ringing. (The output's lock makes this safe beside the timing thread.)"""
-        out = self.output
-        if out is None or not out.is_open:
-            return
-        try:
-            if now.volume != before.volume:
-                out.control_change(self.cfg.channel, CC_VOLUME, now.volume)
-            if pan_cc(now.pan) != pan_cc(before.pan):
-                out.control_change(self.cfg.channel, CC_PAN, pan_cc(now.pan))
-        except OutputError as exc:  # closing under us at shutdown, or the synth went away
-            log.warning("%s: mix change not sent: %s", self.name, exc)
-
-    def _on_timeline(self, tl: Timeline) -> None:
-        cur = self.timeline
-        if cur is not None and tl.epoch < cur.epoch:
-            # A restarted conductor with no saved state counts from 0 again: follow it once it insists.
-            self.stale += 1
-            if self.stale < 3:
-                return
-        self.stale = 0
-        if cur is not None and tl == cur:
-            return
-        was_playing = cur is not None and cur.playing
-        self.timeline = tl
-        if was_playing and not tl.playing and self.scheduler is not None:
-            self.scheduler.clear()
-            self.committed_until = None
-        if tl.playing and not was_playing:
-            self.committed_until = None
-            self._cut_for = self._ended_for = None
-        self._retime()
-
+    # -- beats to this process's seconds ----------------------------------------------------------
     def offset_s(self) -> float:
         return self.conductor_clock.offset_s()
 
@@ -365,21 +231,6 @@ class Agent:
         bus = self.sync_bus or self.bus
         conductor = self.ens.osc_endpoint("conductor") if bus.transport_name == "osc" else None
         await self.conductor_clock.ping_loop(lambda ping: bus.publish(ping, to=conductor), self.clock)
-
-    async def _heartbeat_loop(self) -> None:
-        """Heartbeats, and with each the notes the recorder has not acknowledged (agents/unacked.py)."""
-        assert self.bus is not None
-        conductor = self.ens.osc_endpoint("conductor") if self.bus.transport_name == "osc" else None
-        while True:
-            await self.bus.publish(self._status("playing" if self._playing() else "ready"))
-            for note in self.unacked.due(self.clock()):
-                await self.bus.publish(NoteAgain.of(note), to=conductor)
-            await asyncio.sleep(HEARTBEAT_S)
-
-    async def _stats_loop(self) -> None:
-        while True:
-            await asyncio.sleep(STATS_EVERY_S)
-            self.write_stats()
 
     async def _plan_loop(self, fault: PlanFault | None = None) -> None:
         while True:
@@ -478,122 +329,15 @@ class Agent:
             self.unacked.add(note, self.clock())  # the recording must not miss the last chord either
             await self.bus.publish(note)
 
-    # -- status and stats ---------------------------------------------------------------------------
-    def _ping_target(self) -> str:
-        """Where this agent's clock pings go, as its `unsynced` warning names it."""
-        bus = self.ens.bus
-        if bus.transport == "mqtt" and bus.sync == "bus":
-            return f"{self.ens.conductor.address} (through the broker at {bus.mqtt.host}:{bus.mqtt.port})"
-        host, port = self.ens.osc_endpoint("conductor")
-        return f"{host}:{port} (udp)"
-
-    def _status(self, state: str) -> AgentStatus:
-        """The heartbeat. An agent out of sync says `unsynced` instead of ready/playing: it may be
-        playing, but on a clock nobody has checked, and that is what a display must show."""
-        if state != "gone" and self.conductor_clock.state == UNSYNCED:
-            state = UNSYNCED
-        self.seq += 1
-        st = self.scheduler.stats() if self.scheduler else {"late_count": 0, "p50": 0.0}
-        lookahead = 0.0
-        tm = self._timemap()
-        if tm is not None and tm.timeline.playing and self.committed_until is not None:
-            lookahead = self.committed_until - tm.beat_at(self.clock())
-        return AgentStatus(
-            agent=self.name,
-            seq=self.seq % 2**31,
-            state=state,
-            pid=os.getpid(),
-            notes=self.notes_sent + self.previous.get("notes", 0),
-            late_notes=int(st["late_count"]) + self.previous.get("late_notes", 0),
-            invalid=self.invalid_total(),
-            load=0.0,
-            lookahead_beats=max(-1e6, min(1e6, lookahead)),
-            latency_ms=float(st["p50"]),
-            offset_ms=self.conductor_clock.sync.offset_s * 1000.0,
-            rtt_ms=min(1e6, self.conductor_clock.rtt_s() * 1000.0),
-        )
-
-    def invalid_total(self) -> int:
-        bus = sum(b.invalid_total for b in (self.bus, self.sync_bus) if b is not None)
-        return bus + self.invalid_local + self.previous.get("invalid_messages", 0)
-
-    def stats(self) -> dict[str, Any]:
-        st = (
-            self.scheduler.stats()
-            if self.scheduler
-            else {"p50": 0.0, "p99": 0.0, "max": 0.0, "late_count": 0}
-        )
-        return {
-            "role": "agent",
-            "pid": os.getpid(),
-            "notes": self.notes_sent + self.previous.get("notes", 0),
-            "committed": self.notes_committed,
-            "late_notes": int(st["late_count"]) + self.previous.get("late_notes", 0),
-            "dropped_late": int(st.get("dropped", 0)) + self.previous.get("dropped_late", 0),
-            "timing_ms": {k: round(float(st.get(k, 0.0)), 4) for k in ("p50", "p99", "max", "onset_max")},
-            "sync": {
-                "offset_ms": round(self.offset_s() * 1000.0, 4),
-                "estimated_offset_ms": round(self.conductor_clock.sync.offset_s * 1000.0, 4),
-                "rtt_ms": round(self.conductor_clock.rtt_s() * 1000.0, 4),
-                # syncing (no pong yet), synced, or unsynced (no pong for UNSYNCED_AFTER_S)
-                "state": self.conductor_clock.state,
-                "unsynced_s": round(self.conductor_clock.unsynced_total_s(self.clock()), 3),
-                "pings_to": self.conductor_clock.target,
-                # Where the pings go: "udp" straight to the conductor, "broker" through MQTT.
-                "via": "broker" if self.ens.bus.transport == "mqtt" and self.ens.bus.sync == "bus" else "udp",
-            },
-            # notes not yet acknowledged by the recorder, sent again, and lost to the bound (none, we hope)
-            "recording": self.unacked.stats(),
-            "invalid_messages": self.invalid_total(),
-            "invalid_reasons": dict(sum(
-                (Counter(b.invalid) + Counter(b.transport_invalid()) for b in (self.bus, self.sync_bus) if b),
-                Counter(),
-            )),
-            # datagrams refused on their sender address before parsing (docs/security.md), by sender
-            "refused": dict(sum((Counter(b.refused) for b in (self.bus, self.sync_bus) if b), Counter())),
-            "priority": self.scheduler.priority if self.scheduler else "none",
-            "loop_priority": self.loop_priority,
-            "engine": self.cfg.engine.type,
-            "providers": list(getattr(self.engine, "providers", ())),
-            "model_events": getattr(self.engine, "events", 0),
-            "replans": getattr(self.engine, "replans", 0),
-            # beats the model had not drawn when they were due (the part played their chords only)
-            "behind_beats": getattr(self.engine, "behind_beats", 0),
-            # other parts' notes heard after the turn they counted in (the band did not keep up)
-            "late_heard": getattr(self.engine, "late_heard", 0),
-            "model_load": round(float(getattr(self.engine, "load", 0.0)), 3),
-            "stuck_notes": self.stuck_notes,
-            "yielding": self.yielding.stats(),
-            "timemap": self._timemap_dict(),
-            "sounding": self.output.sounding() if self.output else 0,
-            "updated": time.time(),
-        }
-
-    def _timemap_dict(self) -> dict[str, Any] | None:
-        """This agent's own beat clock (timeline + offset), so tools can compare agents' beats."""
-        if self.timeline is None:
-            return None
-        return {
-            "timeline": {k: getattr(self.timeline, k) for k in self.timeline.__dataclass_fields__},
-            "offset_s": self.offset_s(),
-        }
-
-    def write_stats(self) -> None:
-        if self.stats_path is None:
-            return
-        write_json_atomic(self.stats_path, self.stats())
-
-    def _load_previous_stats(self) -> dict[str, Any]:
-        """A restarted agent continues its predecessor's counts so the report covers the whole run."""
-        if self.stats_path is None or not self.stats_path.exists():
-            return {}
-        try:
-            data = json.loads(self.stats_path.read_text())
-        except (OSError, ValueError):
-            return {}
-        counts: dict[str, Any] = {k: int(data.get(k, 0)) for k in ("notes", "late_notes", "dropped_late",
-                                                                    "invalid_messages")}
-        offset_ms = inherited_offset_ms(data)
-        if offset_ms is not None:
-            counts["offset_ms"] = offset_ms
-        return counts
+    def _ending_range(self, chord: Chord) -> tuple[int, int]:
+        """Where this part may voice the final chord: under the note the player ends on (the chord
+        tone nearest their last note, as the conductor ends a replayed player), so the last thing
+        heard has no part doubling the player's top note; the part's own range where that leaves
+        less than an octave, and for the bass and drums, which sit under everything anyway."""
+        low, high = self.cfg.range
+        human = self.ens.human
+        if human is None or self._player_last is None or self.cfg.role in ("bass", "drums"):
+            return low, high
+        top = ending_voicing("melody", human.range, 1, chord, self._player_last[1])
+        ceiling = min(high, top[0] - 1) if top else high
+        return (low, ceiling) if ceiling - low >= 12 else (low, high)

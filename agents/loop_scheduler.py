@@ -15,7 +15,7 @@ import asyncio
 import math
 from collections.abc import Callable
 
-from agents.scheduler import CoreQueries, SchedulerCore, SendFn, TimeMap
+from agents.scheduler_core import CoreQueries, SchedulerCore, SendFn, TimeMap
 from protocol.messages import Note
 from protocol.realtime import PRIORITY_NORMAL
 

@@ -6,7 +6,7 @@ time, so whole performances render as fast as the CPU allows through the code pa
 
 from __future__ import annotations
 
-from agents.scheduler import CoreQueries, SchedulerCore, SendFn, TimeMap
+from agents.scheduler_core import CoreQueries, SchedulerCore, SendFn, TimeMap
 from protocol.messages import Note
 from protocol.realtime import PRIORITY_NORMAL
 from protocol.virtual_time import ManualClock

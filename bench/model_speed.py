@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from agents.engines.model_worker import DEFAULT_CONTEXT_EVENTS, context_events
+from agents.engines.worker_config import DEFAULT_CONTEXT_EVENTS, context_events
 from agents.model.decoder import DecodeParams
 from agents.model.runtime import ModelRuntime
 from bench.model_folders import int8_folder, model_folder

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from support.models import TINY
 
-from agents.engines.model_worker import DEFAULT_CONTEXT_EVENTS, Planner, WorkerConfig, context_events
+from agents.engines.model_worker import Planner
+from agents.engines.worker_config import DEFAULT_CONTEXT_EVENTS, WorkerConfig, context_events
 from agents.model.model_config import CONFIG_FILE, ModelLoadError
 from protocol.ensemble import parse_ensemble
 

@@ -205,9 +205,10 @@ def test_masks_hold_over_many_events_with_late_human_notes() -> None:
     assert (ctx.owners == TRACK).sum() + (ctx.owners == HUMAN).sum() == len(ctx) - ctx.n_prefix
 
 
-def chord_tone_fraction(strength: float, bass: bool = False, on: str = "any") -> tuple[float, float]:
+def chord_tone_fraction(strength: float, bass: bool = False, on: str = "any",
+                        plan_text: str = "Dm7 | G7 | Cmaj7 | A7") -> tuple[float, float]:
     """The chord-tone and root fractions of 150 notes (``on``: of those on strong or weak beats)."""
-    plan = ChordPlan.parse("Dm7 | G7 | Cmaj7 | A7")
+    plan = ChordPlan.parse(plan_text)
     gen, _, _ = make(seed=21, pitch_range=(36, 84))
     params = DecodeParams(chord_bias=strength, bass=bass)
     tones = roots = n = 0
@@ -217,7 +218,10 @@ def chord_tone_fraction(strength: float, bass: bool = False, on: str = "any") ->
             continue  # a rejected draw: no note
         assert note is not None
         strong = is_strong_beat(note.start_beat, 4)
-        if on != "any" and strong != (on == "strong"):
+        if on == "weak beat":  # on a beat that is not a strong one
+            if strong or note.start_beat % 1:
+                continue
+        elif on != "any" and strong != (on == "strong"):
             continue
         n += 1
         chord = plan.chord_at(note.start_beat, 4)
@@ -243,6 +247,15 @@ def test_a_bass_leans_to_the_root_on_strong_beats_and_moves_between_them() -> No
           f"weak: {weak_plain:.2f} -> bass {weak_bass:.2f}")
     assert strong_bass > strong_plain + 0.2
     assert weak_bass < weak_plain + 0.1
+
+
+def test_a_bass_leans_to_the_root_where_a_chord_begins_between_the_strong_beats() -> None:
+    """One chord a beat: beats 2 and 4 begin a chord too, and the bass states it there."""
+    plan = "Dm7 G7 Cmaj7 A7 | Em7 A7 Dm7 G7"
+    _, plain = chord_tone_fraction(4.0, on="weak beat", plan_text=plan)
+    _, bass = chord_tone_fraction(4.0, bass=True, on="weak beat", plan_text=plan)
+    print(f"root fraction off the strong beats, a chord a beat: {plain:.2f} -> bass {bass:.2f}")
+    assert bass > plain + 0.2
 
 
 def test_chord_bias_is_full_on_strong_beats_and_a_share_elsewhere() -> None:

@@ -34,7 +34,7 @@ from agents.engines.model_protocol import (
     StepFailed,
     Stop,
 )
-from agents.engines.model_worker import WorkerConfig, key_signature, resolve_model
+from agents.engines.worker_config import WorkerConfig, key_signature, resolve_model
 from agents.voices import learnt_voices, model_channels, part_roles
 from protocol.ensemble import AgentConfig, Ensemble
 from protocol.harmony import ChordPlan
@@ -154,7 +154,7 @@ class OnnxEngine:
         forkable = sys.platform == "linux" and threading.active_count() == 1
         ctx = mp.get_context("fork") if forkable else mp.get_context("spawn")  # typed by the literal
         self.conn, child = ctx.Pipe()
-        # The model process ends with this one however it ends (model_worker.serve says how). A
+        # The model process ends with this one however it ends (model_process.serve says how). A
         # forked child is handed our end of the pipe to close; a spawned one never had it.
         agent_end = self.conn if ctx.get_start_method() == "fork" else None
         self.proc = ctx.Process(

@@ -6,27 +6,8 @@ each token position gets an allowed-id mask before sampling (event type, own tra
 pitch range, and time tokens that never place the event before the end of the context or before the
 commit point), so no post-filter or retry is needed.
 
-Harmony enters the same way (docs/harmony.md): once a note's time tokens are drawn its beat is known, so
-the pitch logits get a bias from the chord at that beat: ``+s`` chord tones, ``+s/2`` tensions,
-``-s`` avoid notes, nothing under N.C.; a bass part adds ``+s`` on the chord's bass pitch class and
-``+s/2`` on its root when a slash chord separates them, on the strong beats only: there a bass states
-the chord, and between them it moves (with the lean on every onset the shipped model's bass repeated
-its previous pitch on half its notes, where a chorale bass does on 6 %). Biases are logit offsets
-added before the temperature (they scale with it, like the logits).
-
-The strength is metrical: ``s`` is ``chord_bias`` in full on a strong beat (beat 1, and the middle of
-an even bar, as analysis/metrics.py judges them) and ``chord_bias * weak_beat_bias`` anywhere else.
-Tonal lines put chord tones on strong beats and move between them by step on the weak ones (passing
-and neighbour tones); a full bias on every onset makes such a note ``e ** (2 s)`` times less likely
-than a chord tone (about 3000 at ``chord_bias`` 4), so weak beats get a share of it, 0.5 by default
-(about 55). The share is the decoder's, not an ensemble setting: the quality bench found the
-agents' pitch-class entropy much the same from 0.3 to 1 (docs/harmony.md), so it is a musical default
-rather than a tuned one.
-
-Density ``d`` biases the time tokens: each beat of delay after the end of the context multiplies an
-onset's odds by ``d ** -1`` (time1 gets ``-ln(d) * beats``, time2 ``-ln(d) * sixteenths / 16``), so
-``d > 1`` plays denser, ``d < 1`` sparser, ``d == 1`` leaves the model alone. Velocity and duration
-are never touched.
+Harmony and density enter the same way, as logit offsets on the pitch and time tokens once the
+tokens before them say where the note falls (agents/model/decode_bias.py says how much, and why).
 
 The runtime is fed lazily: ``step`` first brings the KV cache in line with the context (``sync``),
 then samples. A late event inserted into the context only costs a rollback to the first changed row
@@ -37,25 +18,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
 
 import numpy as np
 
 from agents.model.checks import finite, int_in
+from agents.model.decode_bias import ChordBias, DensityBias, is_strong_beat
 from agents.model.decode_params import DecodeParams
 from agents.model.live_context import _RANKS, LiveContext, LiveNote
 from agents.model.runtime import ModelRuntime
 from agents.model.sampling import MODES, Sampler
 from agents.model.voicing import TUNE_MEMORY_BEATS, Voicing, pitch_keep
-from protocol.harmony import Chord, PitchRole, pitch_class_roles
+from protocol.harmony import Chord
 
 __all__ = ["DecodeParams", "Generator", "is_strong_beat"]
 
 TUNE_MEMORY_SLOTS = round(16 * TUNE_MEMORY_BEATS)
 ChordAt = Callable[[float], "Chord | None"]  # the chord sounding at a beat (None: no bias)
 _MAX_DELTA = 127  # largest time1 value: beats a single event can jump
-_MIN_DENSITY = 1e-3  # what density 0 plays as (see _density_bias)
-_BIAS_CACHE_SIZE = 64
 RESTRIKES_TO_CLOSE = 4  # re-strikes of one slot in a row before it closes (see Generator.step)
 ONSET_GRIDS = (1, 2, 4, 8, 16)  # onset grids in time2 steps (1/16 beat) that divide a beat
 
@@ -152,8 +131,8 @@ class Generator:
             # for a hundred beats over everything that follows.
             steps = max(1, round(16 * finite("max_duration_beats", max_duration_beats)))
             self._static["duration"] = self._static["duration"][: steps + 1]
-        self._chord_bias: dict[tuple[Chord, float, bool], np.ndarray | None] = {}
-        self._density: tuple[float, np.ndarray, np.ndarray] | None = None
+        self._pitch_bias = ChordBias(self._pitch_pc)
+        self._density_bias = DensityBias(_MAX_DELTA)
         self._probe = np.array([vocab.event_ids["note"], self._time1[0], self._time2[0], 0, 0, 0, 0, 0])
         self._skip_forced = sampling == "fast"
         if onset_grid not in ONSET_GRIDS:
@@ -259,7 +238,11 @@ class Generator:
                     beat = ctx.origin_beat + slot / 16
                     strong = is_strong_beat(beat, ctx.bar_beats)
                     strength = params.chord_bias * (1.0 if strong else params.weak_beat_bias)
-                    bias = self._pitch_bias(chord_at(beat), strength, params.bass and strong)
+                    chord = chord_at(beat)
+                    # a bass states the chord where the bar's strong beats are, and where a chord
+                    # begins between them (one chord a beat); it moves everywhere else
+                    lean = params.bass and (strong or chord != chord_at(beat - 1 / 16))
+                    bias = self._pitch_bias(chord, strength, lean)
                 if param == "pitch" and self.voicing is not None:
                     slot = end16 + 16 * t1 + int(row[2] - self._time2[0])
                     v = self.voicing
@@ -364,55 +347,3 @@ class Generator:
                 "the context's last event: one time1 token cannot reach it"
             )
         return lowest
-
-    def _density_bias(self, density: float, which: Literal[1, 2], start: int) -> np.ndarray | None:
-        if density == 1.0:
-            return None
-        if self._density is None or self._density[0] != density:
-            # density 0 is the sparsest the part plays: the longest waits as likely as a
-            # density of 1/1000 makes them, not a certainty (an infinite bias)
-            scale = -math.log(max(density, _MIN_DENSITY))
-            self._density = (
-                density,
-                (scale * np.arange(_MAX_DELTA + 1)).astype(np.float32),
-                (scale * np.arange(16) / 16).astype(np.float32),
-            )
-        return self._density[which][start:]
-
-    def _pitch_bias(self, chord: Chord | None, strength: float, bass: bool) -> np.ndarray | None:
-        """Bias over the allowed pitches, built once per (chord, strength, bass) and kept."""
-        if chord is None or strength == 0:
-            return None
-        key = (chord, strength, bass)
-        if key in self._chord_bias:
-            return self._chord_bias[key]
-        s = strength
-        role_bias = {
-            PitchRole.CHORD_TONE: s,
-            PitchRole.TENSION: s / 2,
-            PitchRole.AVOID: -s,
-            PitchRole.FREE: 0.0,
-        }
-        per_pc = np.array([role_bias[r] for r in pitch_class_roles(chord)], np.float32)
-        if bass and not chord.is_no_chord:
-            per_pc[chord.bass] += s
-            if chord.root != chord.bass:
-                per_pc[chord.root] += s / 2
-        bias = per_pc[self._pitch_pc] if per_pc.any() else None
-        if len(self._chord_bias) >= _BIAS_CACHE_SIZE:
-            self._chord_bias.clear()
-        self._chord_bias[key] = bias
-        return bias
-
-
-def is_strong_beat(beat: float, bar_beats: int) -> bool:
-    """Beat 1 of a bar, or the middle of an even bar of more than two beats (beat 3 in 4/4): where a
-    listener hears the harmony, so where the chord bias applies in full. The same rule as
-    analysis/metrics.py's, which the quality bench judges by (a note up to one 1/16-beat slot either
-    side counts: it is heard on the beat); restated so the agent does not import the analysis package."""
-    pos = beat % bar_beats
-    tol = 1 / 16 + 1e-9
-    strong = pos <= tol or pos >= bar_beats - tol
-    if bar_beats % 2 == 0 and bar_beats > 2:
-        strong = strong or abs(pos - bar_beats / 2) <= tol
-    return strong

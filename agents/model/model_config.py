@@ -64,7 +64,7 @@ class TokenizerConfig:
     optimise_midi: bool
     config_name: str | None
     # events per training window, where the exporter recorded it (ours do; SkyTNT's configs do not):
-    # how much context the model ever learnt to use, so an agent need not keep more (model_worker.py)
+    # how much context the model ever learnt to use, so an agent need not keep more (worker_config.py)
     train_window: int | None = None
 
 

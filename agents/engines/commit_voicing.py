@@ -1,0 +1,126 @@
+"""A part's notes as it plays them at the commit: voiced within its polyphony and dynamics, then moved
+off the pitches the other parts sound (the Planner's commit, agents/engines/model_worker.py).
+
+Plain functions of what the Planner holds at that moment, so what a commit sends is a function of
+the plan, the context and the notes heard, nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from agents.engines.worker_config import WorkerConfig
+from agents.model.live_context import LiveContext
+from agents.model.voicing import Voicing
+from protocol.messages import Note
+
+
+def voice(out: list[Any], limit: float, cfg: WorkerConfig, *, planned: list[Any], held_ends: list[float],
+          level_at: Callable[[float], int]) -> list[Note]:
+    """The committed notes as the part plays them: never more sounding at once than its
+    polyphony (when a new note or chord would overflow it, the held notes that would end soonest
+    end there, as a player lifts a finger or a horn takes a breath; a note reaching past
+    ``limit``, the end of the plan drawn so far, ends there, since a later note there is not
+    known yet), and at the velocity the part gives that beat (agents/dynamics.py). They leave
+    here as the part's `Note`s, the value the agent schedules and the band hears.
+
+    ``planned`` is what stays uncommitted, ``held_ends`` the ends of the notes committed before,
+    ``level_at`` the part's level at a beat (it follows the player's)."""
+    from agents.dynamics import velocity
+
+    if not out:
+        return []
+    ends = [n.start_beat + n.duration_beats for n in out]
+    held = [(end, -1) for end in held_ends if end > out[0].start_beat]  # committed before
+    onsets = sorted({n.start_beat for n in out} | {n.start_beat for n in planned})
+    mine = sorted(range(len(out)), key=lambda i: out[i].start_beat)
+    poly = cfg.polyphony
+    k = 0
+    for t in onsets:
+        chord = sum(1 for n in out if abs(n.start_beat - t) < 1e-9) + sum(
+            1 for n in planned if abs(n.start_beat - t) < 1e-9)
+        while k < len(mine) and out[mine[k]].start_beat < t - 1e-9:
+            held.append((ends[mine[k]], mine[k]))
+            k += 1
+        held = [(e, i) for e, i in held if e > t + 1e-9]
+        overflow = len(held) + chord - poly
+        for _end, i in sorted(held, key=lambda h: (h[1] < 0, h[0])):  # this batch's first, soonest end
+            if overflow <= 0:
+                break
+            if i >= 0:
+                ends[i] = t
+                overflow -= 1
+        held = [(ends[i] if i >= 0 else e, i) for e, i in held if (ends[i] if i >= 0 else e) > t + 1e-9]
+    notes = []
+    bpb = cfg.beats_per_bar
+    for n, end in zip(out, ends, strict=True):
+        end = min(end, max(limit, n.start_beat + 1 / 16))
+        level = level_at(n.start_beat)
+        v = velocity(n.start_beat, n.pitch, beats_per_bar=bpb, level=level,
+                     role=cfg.role, seed=cfg.seed)
+        notes.append(Note(n.start_beat, max(1 / 16, end - n.start_beat), n.pitch, max(1, v),
+                          cfg.channel, cfg.source))
+    return notes
+
+
+def make_room(notes: list[Note], voicing: Voicing, cfg: WorkerConfig, plan: Any,
+              sounding: Callable[[float], list[tuple[int, int]]],
+              recent_tune: Callable[[float], list[int]] = lambda beat: []) -> list[Note]:
+    """Move a committed note off a pitch another part sounds at its start (unless the part may
+    double), and off the wrong side of the bass: to the same pitch class an octave away if the
+    range allows, else to the nearest chord tone that is free; a note with no room is dropped.
+    ``sounding`` gives (track, pitch) of the other parts' notes at a beat (`others_sounding`),
+    ``recent_tune`` the pitches of the tune's last bar before it (`recent_tune`)."""
+    from agents.model.voicing import room
+
+    out: list[Note] = []
+    for note in notes:
+        start = note.start_beat
+        others = sounding(start)
+        own = [n.pitch for n in out if abs(n.start_beat - start) < 1e-9]
+        chord = plan.chord_at(start, cfg.beats_per_bar)
+        moved = room(voicing, note.pitch, cfg.pitch_range, others, own,
+                     () if chord is None else chord.tones, recent_tune(start))
+        if moved is not None:
+            out.append(note if moved == note.pitch else replace(note, pitch=moved))
+    return out
+
+
+def others_sounding(beat: float, context: LiveContext, skip: frozenset[int] | set[int],
+                    heard: list[tuple[float, Any]], player: list[tuple[float, Any]],
+                    heard_by: Callable[[Any, float], bool]) -> list[tuple[int, int]]:
+    """(track, pitch) of the other parts' notes sounding at ``beat``, in the context or heard and not
+    yet in it (``heard``: another agent's, counted only if ``heard_by`` says this commit may take
+    them; ``player``: the player's); tracks in ``skip`` (drums, this part) left out."""
+    slot = context.slot_of(beat)
+    tracks, pitches, _ = context.sounding(slot)
+    out = [(int(t), int(p)) for t, p in zip(tracks, pitches, strict=True) if int(t) not in skip]
+    for _, note in heard:
+        start = note.start_beat
+        if (note.track not in skip and start <= beat + 1e-9 < start + note.duration_beats
+                and heard_by(note, beat)):
+            out.append((note.track, note.pitch))
+    for _, note in player:
+        start = note.start_beat
+        if note.track not in skip and start <= beat + 1e-9 < start + note.duration_beats:
+            out.append((note.track, note.pitch))
+    return out
+
+
+def recent_tune(beat: float, voicing: Voicing, context: LiveContext,
+                player: list[tuple[float, Any]]) -> list[int]:
+    """The pitches of the player's tune heard in the bar before ``beat`` (a comping part keeps under
+    them: agents/model/voicing.py), from the context and from the player's notes not yet in it."""
+    if voicing.role != "comp" or not voicing.tune_tracks:
+        return []
+    from agents.model.voicing import TUNE_MEMORY_BEATS
+
+    slot = context.slot_of(beat)
+    out = [int(p) for p in context.pitches_between(
+        slot - round(16 * TUNE_MEMORY_BEATS), slot, voicing.tune_tracks)]
+    lo = beat - TUNE_MEMORY_BEATS
+    out += [n.pitch for _, n in player if n.track in voicing.tune_tracks
+            and n.start_beat <= beat + 1e-9 and n.start_beat + n.duration_beats > lo]
+    return out
