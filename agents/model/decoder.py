@@ -66,6 +66,7 @@ class Generator:
         max_duration_beats: float | None = None,
         onset_grid: int = 1,
         voicing: Voicing | None = None,
+        fold_range: bool = True,
     ) -> None:
         """``owner`` tags this agent's rows in the context (default: the track), so
         ``context.truncate_after(beat, owner)`` drops only its own plan. ``keep_order`` restricts
@@ -73,7 +74,10 @@ class Generator:
         and closes a slot once the model strikes again a note it already holds there (see step).
         ``onset_grid`` (1/16-beat steps, dividing a beat) keeps onsets on that grid: 8 plays on
         eighths, the rhythm a chorale's or a folk tune's parts keep; 1 leaves the model alone.
-        ``voicing`` applies the band's rules (agents/model/voicing.py) to every note drawn."""
+        ``voicing`` applies the band's rules (agents/model/voicing.py) to every note drawn.
+        ``fold_range`` plays the model's odds for a pitch outside ``pitch_range`` on the in-range
+        pitch of its class nearest it (`fold_targets`); off, they are masked away, as SkyTNT's own
+        loop does (the tests that reproduce it token for token turn it off)."""
         if sampling not in MODES:
             raise ValueError(f"sampling must be one of {MODES}, got {sampling!r}")
         vocab = context.vocab
@@ -101,7 +105,7 @@ class Generator:
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
         self.runtime, self.context, self.vocab = runtime, context, vocab
-        self.sampling, self.keep_order = sampling, keep_order
+        self.sampling, self.keep_order, self.fold_range = sampling, keep_order, fold_range
         self.sampler = Sampler(vocab.vocab_size, seed=seed, mode=sampling, rng=rng)
         self.last_row = np.zeros(8, np.int64)  # tokens of the latest draw (a re-strike's: up to its pitch)
         self.restruck = False  # was the latest draw a re-strike, dropped at its pitch? (see step)
@@ -124,6 +128,8 @@ class Generator:
             else:
                 self._static[param] = block(param)
         self._pitches = np.arange(lo, hi + 1)
+        self._pitch_block = block("pitch")
+        self._fold = fold_targets(lo, hi)
         self._pitch_pc = self._pitches % 12
         self.voicing = voicing
         if max_duration_beats is not None:
@@ -252,7 +258,7 @@ class Generator:
                     if keep is not None:
                         allowed = allowed[keep]
                         bias = None if bias is None else bias[keep]
-            row[i] = self._pick(i, allowed, params, bias)
+            row[i] = self._pick(i, allowed, params, bias, fold=param == "pitch" and self.fold_range)
             if param == "time2" and before_beat is not None:
                 self.spilled = ctx.slot_of_next(row) >= ctx.slot_of(before_beat)
                 if self.spilled:
@@ -278,16 +284,35 @@ class Generator:
         self._rollback_to(change)
         return None if change.row is None else ctx.note_at(change.row)
 
-    def _pick(self, j: int, allowed: np.ndarray, params: DecodeParams, bias: np.ndarray | None) -> int:
+    def _pick(self, j: int, allowed: np.ndarray, params: DecodeParams, bias: np.ndarray | None,
+              fold: bool = False) -> int:
         if self._skip_forced and len(allowed) == 1:
             return self.sampler.forced(int(allowed[0]))
         rt = self.runtime
         logits = rt.token_logits(self.last_row[:j], temperature=params.temperature)[0]
         probs = rt.probs
+        if fold:
+            # the model's wish for a pitch outside the part's range, played an octave (or more) in
+            folded = self._fold_bias(logits)[allowed - self._pitch_block[0] - self.pitch_range[0]]
+            bias = folded if bias is None else bias + folded
         return self.sampler.sample(
             logits, allowed, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
             bias=bias, probs=None if probs is None else probs[0],
         )
+
+    def _fold_bias(self, logits: np.ndarray) -> np.ndarray:
+        """Per in-range pitch: the log of the model's odds for it and for every pitch of its class
+        outside the range that folds onto it, minus its own log odds (a logit bias)."""
+        raw = logits[self._pitch_block].astype(np.float64)
+        top = raw.max()
+        odds = np.exp(raw - top)
+        n = len(self._pitches)
+        valid = self._fold >= 0
+        mass = np.bincount(self._fold[valid], weights=odds[valid], minlength=n)
+        own = odds[self.pitch_range[0]: self.pitch_range[1] + 1]
+        with np.errstate(divide="ignore"):
+            out = np.log(mass) - np.log(own)
+        return np.where(np.isfinite(out), out, 0.0).astype(np.float32)
 
     def _closed_time1_bias(
         self, i: int, t1: int, t2: int, params: DecodeParams, bias: np.ndarray | None, n: int
@@ -347,3 +372,23 @@ class Generator:
                 "the context's last event: one time1 token cannot reach it"
             )
         return lowest
+
+
+def fold_targets(lo: int, hi: int) -> np.ndarray:
+    """For each MIDI pitch, the index in [lo, hi] it folds onto: itself when in range, else the
+    nearest in-range pitch of its class; -1 when the range holds no pitch of its class.
+
+    WHY: a model that learnt a part in another register (a SkyTNT export's trumpet, the shipped
+    model's voice for a channel it never saw) puts much of its odds outside the part's range. Masked
+    away, the rest piles onto the range's edge (a six-part band's sax sat on its top note); folded,
+    the part plays the pitch the model wanted, an octave in.
+    """
+    out = np.full(128, -1, np.int64)
+    for q in range(128):
+        if lo <= q <= hi:
+            out[q] = q - lo
+            continue
+        same = [p for p in range(lo, hi + 1) if p % 12 == q % 12]
+        if same:
+            out[q] = min(same, key=lambda p: abs(p - q)) - lo
+    return out
