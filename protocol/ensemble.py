@@ -204,7 +204,7 @@ class EngineConfig(Strict):
     max_rest_beats: Annotated[int, Field(ge=0, le=127)] = 4
     max_note_beats: Annotated[float, Field(gt=0, le=127)] = 8.0
     # events of context the model sees (the oldest quarter goes when full); unset: 1.5 x the model's
-    # training window where its config.json records one, else 1024 (agents/engines/model_worker.py)
+    # training window where its config.json records one, else 1024 (agents/engines/worker_config.py)
     context_events: Annotated[int, Field(ge=32, le=4096)] | None = None
     # onsets only on multiples of this many beats (1, 1/2, 1/4, 1/8, 1/16); unset: the model's 1/16
     grid: float | None = None
