@@ -115,11 +115,11 @@ def recent_tune(beat: float, voicing: Voicing, context: LiveContext,
     them: agents/model/voicing.py), from the context and from the player's notes not yet in it."""
     if voicing.role != "comp" or not voicing.tune_tracks:
         return []
-    from agents.model.voicing import TUNE_MEMORY_BEATS
+    from agents.model.voicing import TUNE_MEMORY_BEATS, TUNE_MEMORY_SLOTS, track_table
 
     slot = context.slot_of(beat)
     out = [int(p) for p in context.pitches_between(
-        slot - round(16 * TUNE_MEMORY_BEATS), slot, voicing.tune_tracks)]
+        slot - TUNE_MEMORY_SLOTS, slot, track_table(voicing.tune_tracks))]
     lo = beat - TUNE_MEMORY_BEATS
     out += [n.pitch for _, n in player if n.track in voicing.tune_tracks
             and n.start_beat <= beat + 1e-9 and n.start_beat + n.duration_beats > lo]

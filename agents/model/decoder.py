@@ -27,12 +27,11 @@ from agents.model.decode_params import DecodeParams
 from agents.model.live_context import _RANKS, LiveContext, LiveNote
 from agents.model.runtime import ModelRuntime
 from agents.model.sampling import MODES, Sampler
-from agents.model.voicing import TUNE_MEMORY_BEATS, Voicing, pitch_keep
+from agents.model.voicing import TUNE_MEMORY_SLOTS, Voicing, pitch_keep, track_table
 from protocol.harmony import Chord
 
 __all__ = ["DecodeParams", "Generator", "is_strong_beat"]
 
-TUNE_MEMORY_SLOTS = round(16 * TUNE_MEMORY_BEATS)
 ChordAt = Callable[[float], "Chord | None"]  # the chord sounding at a beat (None: no bias)
 _MAX_DELTA = 127  # largest time1 value: beats a single event can jump
 RESTRIKES_TO_CLOSE = 4  # re-strikes of one slot in a row before it closes (see Generator.step)
@@ -252,8 +251,10 @@ class Generator:
                 if param == "pitch" and self.voicing is not None:
                     slot = end16 + 16 * t1 + int(row[2] - self._time2[0])
                     v = self.voicing
-                    recent = ctx.pitches_between(slot - TUNE_MEMORY_SLOTS, slot, v.tune_tracks) if (
-                        v.tune_tracks and v.role == "comp") else None
+                    recent = None
+                    if v.tune_tracks and v.role == "comp":
+                        tune = track_table(v.tune_tracks)
+                        recent = ctx.pitches_between(slot - TUNE_MEMORY_SLOTS, slot, tune)
                     keep = pitch_keep(v, self.track, self._pitches, slot, ctx.sounding(slot), recent)
                     if keep is not None:
                         allowed = allowed[keep]

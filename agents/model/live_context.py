@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
@@ -216,9 +215,10 @@ class LiveContext:
         return (hit[:, 3] - self._track_base, hit[:, self._cols["pitch"]] - self.vocab.param_base["pitch"],
                 starts[on].copy())
 
-    def pitches_between(self, lo: int, hi: int, tracks: frozenset[int]) -> np.ndarray:
-        """Pitches of the notes of ``tracks`` that sound at some slot in [``lo``, ``hi``]: the tune
-        a comping part has just heard (agents/model/voicing.py)."""
+    def pitches_between(self, lo: int, hi: int, tracks: np.ndarray) -> np.ndarray:
+        """Pitches of the notes of the tracks marked in ``tracks`` (a 128-entry table,
+        agents/model/voicing.py's track_table) that sound at some slot in [``lo``, ``hi``]: the tune a
+        comping part has just heard."""
         p, n = self._n_prefix, self._n
         slots = self._slot[p:n]
         # rows are in time order: only those that start by ``hi`` can sound in the stretch
@@ -226,7 +226,7 @@ class LiveContext:
         starts = slots[: len(rows)]
         dur = rows[:, self._cols["duration"]] - self.vocab.param_base["duration"]
         on = (rows[:, 0] == self._note_id) & (starts + np.maximum(dur, 1) > lo)
-        on &= _track_table(tracks)[np.clip(rows[:, 3] - self._track_base, 0, 127)]
+        on &= tracks[np.clip(rows[:, 3] - self._track_base, 0, 127)]
         return rows[on, self._cols["pitch"]] - self.vocab.param_base["pitch"]
 
     def notes_owned_at(self, slot: int, owner: int) -> int:
@@ -411,11 +411,3 @@ class LiveContext:
             self._anchor_beat = first_beat - first_beat % self.bar_beats
             self._retime(p)
         return drop
-
-
-@lru_cache(maxsize=16)
-def _track_table(tracks: frozenset[int]) -> np.ndarray:
-    """A 128-entry lookup of track numbers (np.isin per drawn pitch cost a comping part 4 % of its time)."""
-    table = np.zeros(128, dtype=bool)
-    table[[t for t in tracks if 0 <= t < 128]] = True
-    return table

@@ -32,6 +32,7 @@ import numpy as np
 # a comping part keeps this far under the tune's note, so the tune's next step down is no unison
 TUNE_STEP = 2
 TUNE_MEMORY_BEATS = 4.0  # how far back the tune's notes set the comping's ceiling: a bar of 4/4
+TUNE_MEMORY_SLOTS = round(16 * TUNE_MEMORY_BEATS)  # the same in the context's 1/16-beat slots
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,7 @@ def _tune_ceiling(v: Voicing, tracks: np.ndarray, sounds: np.ndarray, middle: fl
     """The lowest tune note above ``middle``, sounding or ``recent``, which a comping part keeps under."""
     if v.role != "comp" or not v.tune_tracks:
         return None
-    tune = sounds[_table(v.tune_tracks)[tracks]]
+    tune = sounds[track_table(v.tune_tracks)[tracks]]
     if recent is not None and len(recent):
         tune = np.concatenate((tune, recent))
     tune = tune[tune > middle]
@@ -84,11 +85,11 @@ def pitch_keep(v: Voicing, track: int, pitches: np.ndarray, slot: int,
     other_tracks, other_sounds = tracks[others], sounds[others]
     register = np.ones(len(pitches), dtype=bool)
     if v.role == "bass":
-        above = other_sounds[_table(v.agent_tracks)[other_tracks]]
+        above = other_sounds[track_table(v.agent_tracks)[other_tracks]]
         if len(above):
             register = pitches < int(above.min())
     elif v.role in ("comp", "melody"):
-        below = other_sounds[_table(v.bass_tracks)[other_tracks]]
+        below = other_sounds[track_table(v.bass_tracks)[other_tracks]]
         if len(below):
             register = pitches > int(below.max())
         ceiling = _tune_ceiling(v, other_tracks, other_sounds, (int(pitches[0]) + int(pitches[-1])) / 2,
@@ -110,7 +111,7 @@ def pitch_keep(v: Voicing, track: int, pitches: np.ndarray, slot: int,
 
 
 @lru_cache(maxsize=64)
-def _table(tracks: frozenset[int]) -> np.ndarray:
+def track_table(tracks: frozenset[int]) -> np.ndarray:
     """A lookup of track numbers (all below 128): table[track] is True for members; kept, read only."""
     table = np.zeros(128, dtype=bool)
     table[list(tracks)] = True
