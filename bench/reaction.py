@@ -46,14 +46,18 @@ def config(role: str, seed: int) -> WorkerConfig:
                         role="comp", polyphony=4, commit_offset=0.4)
 
 
-def perform(cfg: WorkerConfig, extra: tuple[float, int] | None) -> list[Note]:
-    """Everything the part commits over the piece; ``extra`` (beat, pitch) is one more player note."""
-    planner = Planner(cfg)
-    melody = sorted(MELODY + ([(extra[0], 0.5, extra[1], 100)] if extra else []))
+def perform(cfg: WorkerConfig, extra: tuple[float, int] | None, *,
+            tune: list[tuple[float, float, int, int]] = MELODY, bars: int = BARS,
+            planner: Planner | None = None) -> list[Note]:
+    """Everything the part commits over ``bars`` bars of the player's ``tune`` ((start, length,
+    pitch, velocity) in beats); ``extra`` (beat, pitch) is one more player note. ``planner``: one
+    set up by the caller (made from ``cfg`` when not given)."""
+    planner = Planner(cfg) if planner is None else planner
+    melody = sorted(tune + ([(extra[0], 0.5, extra[1], 100)] if extra else []))
     ends = sorted(melody, key=lambda n: n[0] + n[1])
     committed: list[Note] = []
     on = off = 0
-    for i in range(int(4 * BARS / STEP)):
+    for i in range(int(4 * bars / STEP)):
         now = i * STEP
         while on < len(melody) and melody[on][0] <= now:
             s, _, p, v = melody[on]

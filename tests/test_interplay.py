@@ -6,7 +6,7 @@ import pytest
 
 from agents.engines.model_worker import Planner
 from agents.interplay import THINNEST, TuneActivity, density_factor, onset_grid
-from bench.reaction import COMMIT_BEATS, STEP, config
+from bench.reaction import config, perform
 from protocol.messages import Note
 
 BARS = 8
@@ -63,26 +63,12 @@ def test_chord_notes_are_one_onset() -> None:
 
 def comping(tune: list[tuple[float, float, int]], *, interplay: bool = True, seed: int = 5) -> list[Note]:
     """A comping part's notes over BARS bars under ``tune`` ((start, length, pitch) in beats), its
-    Planner driven as the agent drives it."""
-    planner = Planner(config("comp", seed=seed))
+    Planner driven as the agent drives it (bench/reaction.py)."""
+    cfg = config("comp", seed=seed)
+    planner = Planner(cfg)
     if not interplay:
         planner.tune.strength = 0.0
-    ends = sorted(tune, key=lambda n: n[0] + n[1])
-    notes: list[Note] = []
-    on = off = 0
-    for i in range(int(4 * BARS / STEP)):
-        now = i * STEP
-        while on < len(tune) and tune[on][0] <= now:
-            planner.hear_held("melody", tune[on][0], tune[on][2], 90, 0)
-            on += 1
-        while off < len(ends) and sum(ends[off][:2]) <= now:
-            s, d, p = ends[off]
-            planner.hear("melody", s, d, p, 90, 0)
-            off += 1
-        notes += planner.commit(now, now + COMMIT_BEATS)
-        while planner.wants_work():
-            planner.work()
-    return notes
+    return perform(cfg, None, tune=[(s, d, p, 90) for s, d, p in tune], bars=BARS, planner=planner)
 
 
 def run(beats: float, step: float) -> list[tuple[float, float, int]]:
