@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from agents.model.runtime import ModelRuntime
 from agents.model.sampling import Sampler
 from agents.model.vocab import VOCAB_V2 as V
 from bench.skytnt_reference import softmax
+from protocol.harmony import Chord
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACK, CHANNEL, HUMAN, PITCHES = 2, 1, 1, (36, 84)
@@ -133,13 +135,11 @@ def fidelity(fp32: ModelRuntime, int8: ModelRuntime, rows: np.ndarray, start: in
 STEADY_EVENTS = 600  # from a prompt filling 3/4 of the window: the context trims at least once
 
 
-def run_agent(rt: ModelRuntime, n: int, prompt_notes: int = 128, window: int = 4096) -> tuple[float, float]:
-    """(events per CPU-second, share of them still in the context at the end) of a Generator set up
-    as ensembles/default.yaml's piano (its range, chord plan, chord_bias, temperature and onset grid,
-    the agent's own order rule) on a context of at most `window` events, trimmed as an agent's is. CPU
-    time of this thread, not wall time: on a shared machine it leaves out the time another process
-    held the core. The share tells progress from churn: an event that replaced an identical note at
-    its slot cost as much as any other and added nothing."""
+def piano_generator(rt: ModelRuntime, prompt_notes: int = 128, window: int = 4096, seed: int = SEED
+                    ) -> tuple[Generator, LiveContext, DecodeParams, Callable[[float], Chord | None]]:
+    """A Generator set up as ensembles/default.yaml's piano (its range, chord plan, chord_bias,
+    temperature and onset grid, the agent's own order rule) on a context of at most `window` events
+    after a human part of `prompt_notes` notes, synced to `rt`: (generator, context, params, chord_at)."""
     import yaml
 
     from protocol.harmony import ChordPlan
@@ -150,14 +150,24 @@ def run_agent(rt: ModelRuntime, n: int, prompt_notes: int = 128, window: int = 4
     rt.reset()
     ctx = human_context(prompt_notes, max_events=window)
     e = piano["engine"]
-    gen = Generator(rt, ctx, track=TRACK, channel=CHANNEL, pitch_range=tuple(piano["range"]), seed=SEED,
+    gen = Generator(rt, ctx, track=TRACK, channel=CHANNEL, pitch_range=tuple(piano["range"]), seed=seed,
                     max_duration_beats=8.0, onset_grid=round(16 * e.get("grid", 1 / 16)))
     gen.sync()
     p = DecodeParams(temperature=e.get("temperature", 1.0), chord_bias=e.get("chord_bias", 0.0))
+    return gen, ctx, p, lambda beat: plan.chord_at(beat, bpb)
+
+
+def run_agent(rt: ModelRuntime, n: int, prompt_notes: int = 128, window: int = 4096) -> tuple[float, float]:
+    """(events per CPU-second, share of them still in the context at the end) of `piano_generator`
+    on a context of at most `window` events, trimmed as an agent's is. CPU time of this thread, not
+    wall time: on a shared machine it leaves out the time another process held the core. The share
+    tells progress from churn: an event that replaced an identical note at its slot cost as much as
+    any other and added nothing."""
+    gen, ctx, p, chord_at = piano_generator(rt, prompt_notes, window)
     placed = 0
     t0 = time.thread_time()
     for _ in range(n):
         before = len(ctx)
-        gen.step(p, lambda beat: plan.chord_at(beat, bpb))
+        gen.step(p, chord_at)
         placed += len(ctx) != before  # grew, or trimmed after growing; a re-strike leaves it as it was
     return n / (time.thread_time() - t0), placed / n

@@ -56,6 +56,7 @@ import onnxruntime as ort
 from agents.engines.worker_config import DEFAULT_CONTEXT_EVENTS, context_events
 from agents.model.decoder import DecodeParams
 from agents.model.runtime import ModelRuntime
+from bench import shared_speed
 from bench.model_folders import int8_folder, model_folder
 from bench.model_runs import (
     CHANNEL,
@@ -193,6 +194,19 @@ def print_table(results: dict) -> None:
                   f"top-1 agree {f['top1_agreement']:.3f}")
 
 
+def shared_run(smoke: bool, quick: bool) -> dict:
+    """Agents sharing one model process against one alone (bench/shared_speed.py): on the medium
+    export's int8 copy, where a call reads 230 MB of weights; the lean test fixture for a smoke."""
+    core = min(os.sched_getaffinity(0))
+    if smoke:
+        lean = shared_speed.ROOT / "tests" / "fixtures" / "models" / "tiny_v2_lean"
+        return shared_speed.bench(lean, [1, 2], 1, 4, 8, 128, core)
+    folder = int8_folder(model_folder("medium"))
+    if quick:
+        return shared_speed.bench(folder, [2, 4], 1, 10, 64, 1024, core)
+    return shared_speed.bench(folder, [1, 2, 4], 3, 40, 128, 1024, core)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny + medium at short length (< 2 minutes)")
@@ -203,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="subset to run")
     ap.add_argument("--baseline", type=Path, metavar="FOLDER",
                     help="also time the agent on this model folder, interleaved with the shipped one")
+    ap.add_argument("--no-shared", action="store_true",
+                    help="leave out agents sharing one model process (bench/shared_speed.py)")
     args = ap.parse_args(argv)
     if args.smoke:  # the models already on disk: nothing to export or quantise
         plan = {"tiny": (8, 1, 16, 2, False), "shipped": (8, 1, 16, 2, False)}
@@ -221,7 +237,12 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         results["models"][name] = bench_model(name, n, rounds, prompt_notes, reps, int8, args.baseline)
         print(f"{name}: done in {time.perf_counter() - t0:.0f} s", flush=True)
+    if not args.no_shared:
+        results["shared"] = shared_run(args.smoke, args.quick)
     print_table(results)
+    if "shared" in results:
+        print()
+        shared_speed.print_table(results["shared"])
     print("\nCPU time of the bench's thread; ORT intra-op threads: 1 per session (agents share 2 cores); "
           "medians over interleaved rounds; speedup = median of per-round ratios; event 0 (prompt "
           "prefill) excluded.")

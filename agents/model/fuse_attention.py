@@ -211,7 +211,8 @@ def _add_probs(model: Any) -> bool:
     graph = model.graph
     if any(port.name in (PROBS, TEMPERATURE) for port in (*graph.input, *graph.output)):
         return False
-    graph.input.append(helper.make_tensor_value_info(TEMPERATURE, TensorProto.FLOAT, []))
+    # no declared shape: a scalar for one runtime, (batch, 1, 1) for a shared model's rows, each its own
+    graph.input.append(helper.make_tensor_value_info(TEMPERATURE, TensorProto.FLOAT, None))
     graph.node.append(helper.make_node("Div", ["y", TEMPERATURE], ["y.scaled"]))
     graph.node.append(helper.make_node("Softmax", ["y.scaled"], [PROBS], axis=-1))
     y = next(o for o in graph.output if o.name == "y")

@@ -16,9 +16,15 @@ import onnxruntime as ort
 from agents.model.fuse_attention import SEQLENS, TOTAL_LENGTH
 from agents.model.model_config import StackShape
 
-__all__ = ["Binding", "KVCache", "SharedKVCache"]
+__all__ = ["Binding", "KVCache", "SharedKVCache", "past_names"]
 
 _MEMO_LIMIT = 512  # (half, length) cache views kept wrapped as OrtValues, per cache
+
+
+def past_names(stack: StackShape) -> list[str]:
+    """The graph's cache inputs, layer by layer, key then value; each present is named 'present.' for
+    'past_key_values.'."""
+    return [f"past_key_values.{i}.{kv}" for i in range(stack.layers) for kv in ("key", "value")]
 
 
 class Binding:
@@ -57,7 +63,7 @@ class KVCache:
     and it is bound as the next past, so a GPU cache never crosses to the host."""
 
     def __init__(self, stack: StackShape, batch: int, capacity: int, device: str | None) -> None:
-        self.past = [f"past_key_values.{i}.{kv}" for i in range(stack.layers) for kv in ("key", "value")]
+        self.past = past_names(stack)
         self.present = [f"present.{i}.{kv}" for i in range(stack.layers) for kv in ("key", "value")]
         self.b, self.h, self.d, self.capacity = batch, stack.heads, stack.head_dim, capacity
         self.device = device  # None: host double buffers
@@ -139,13 +145,21 @@ class SharedKVCache:
     the length (what lies beyond it is overwritten by the next call). The two length inputs live in
     arrays bound once and changed in place, like every other buffer here. Same interface as KVCache."""
 
-    def __init__(self, stack: StackShape, batch: int, capacity: int) -> None:
-        self.past = [f"past_key_values.{i}.{kv}" for i in range(stack.layers) for kv in ("key", "value")]
+    def __init__(self, stack: StackShape, batch: int, capacity: int,
+                 buffers: list[np.ndarray] | None = None) -> None:
+        """`buffers`, one (batch, heads, >= capacity, head_dim) array per tensor, are someone else's
+        memory to use (a shared model's pool rows); by default the cache allocates its own."""
+        self.past = past_names(stack)
         self.present = [f"present.{i}.{kv}" for i in range(stack.layers) for kv in ("key", "value")]
         self.capacity = capacity
         self.length = 0
         wrap = ort.OrtValue.ortvalue_from_numpy
-        self._buf = [np.zeros((batch, stack.heads, capacity, stack.head_dim), np.float32) for _ in self.past]
+        if buffers is None:
+            shape = (batch, stack.heads, capacity, stack.head_dim)
+            buffers = [np.zeros(shape, np.float32) for _ in self.past]
+        elif len(buffers) != len(self.past) or any(b.shape[2] < capacity for b in buffers):
+            raise ValueError(f"buffers: need {len(self.past)} arrays of >= {capacity} positions")
+        self._buf = buffers
         self._values = [wrap(b) for b in self._buf]
         self._seqlens = np.zeros(batch, np.int32)  # valid length - 1, per batch row
         self._total = np.zeros((), np.int32)

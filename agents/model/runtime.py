@@ -65,13 +65,16 @@ class ModelRuntime:
 
     def __init__(self, folder: str | Path, *, providers: Sequence[str] | None = None,
                  intra_op_threads: int = 1, batch_size: int = 1, max_events: int = 4096,
-                 cache_mode: str | None = None) -> None:
+                 cache_mode: str | None = None, sessions: Sessions | None = None,
+                 cache_buffers: tuple[list[np.ndarray], list[np.ndarray]] | None = None) -> None:
         """intra_op_threads defaults to 1: agents share two cores with a timing thread, and ORT's
         spinning worker threads would steal it. cache_mode overrides the choice made from the graphs
         and the provider that actually runs: 'shared' (CPU, lean exports: fuse_attention.py's
         in-place cache, the default where it applies), 'buffers' (the exported graphs on host double
         buffers, the CPU default otherwise), 'ortvalues' (ORT-allocated, the CUDA default); tests use it
-        to cover every mode on CPU."""
+        to cover every mode on CPU. `sessions` and `cache_buffers` are a shared model's
+        (agents/model/shared_model.py): its rewritten sessions, and this runtime's rows of its base and
+        token cache pools; with them the cache mode is 'shared' and nothing is opened here."""
         if intra_op_threads < 1 or batch_size < 1 or max_events < 1:
             raise ValueError("intra_op_threads, batch_size and max_events must be >= 1, got "
                              f"{intra_op_threads}, {batch_size}, {max_events}")
@@ -83,8 +86,11 @@ class ModelRuntime:
         chosen = choose_providers(providers)
         self._opts, self._chosen, self._paths = opts, chosen, (base_path, token_path)
         self._reference: Sessions | None = None
-        fused = (fused_sessions(base_path, token_path, opts, chosen, batch_size)
-                 if cache_mode in (None, "shared") else None)
+        if sessions is not None:
+            fused: Sessions | None = sessions
+        else:
+            fused = (fused_sessions(base_path, token_path, opts, chosen, batch_size)
+                     if cache_mode in (None, "shared") else None)
         if cache_mode == "shared" and fused is None:
             raise ValueError(shared_cache_refusal(folder))
         if fused is not None:
@@ -125,8 +131,11 @@ class ModelRuntime:
         self._base_x: dict[int, tuple[np.ndarray, ort.OrtValue]] = {}  # per chunk size, like the above
         if self.info.kv_cache:
             if cache_mode == "shared":
-                self._base_kv: KVCache | SharedKVCache = SharedKVCache(self.info.base, b, max_events)
-                self._token_kv: KVCache | SharedKVCache = SharedKVCache(self.info.token, b, 1 + MAX_TOKEN_SEQ)
+                base_buf, token_buf = cache_buffers if cache_buffers is not None else (None, None)
+                self._base_kv: KVCache | SharedKVCache = SharedKVCache(self.info.base, b, max_events,
+                                                                       base_buf)
+                self._token_kv: KVCache | SharedKVCache = SharedKVCache(self.info.token, b,
+                                                                        1 + MAX_TOKEN_SEQ, token_buf)
             else:
                 self._base_kv = KVCache(self.info.base, b, max_events, device)
                 self._token_kv = KVCache(self.info.token, b, 1 + MAX_TOKEN_SEQ, device)
@@ -232,9 +241,19 @@ class ModelRuntime:
         bind.input("x", x_value)
         bind.output("hidden", hidden_value)
         self._base_kv.bind(bind, n)
-        self._base.run_with_iobinding(bind.io)
+        self._run_base(n)
         self._base_kv.commit(bind, 1, n)
         self._last_hidden[...] = hidden[:, -1:]
+
+    def _run_base(self, n: int) -> None:
+        """Run the base model on what _prefill_chunk bound: `n` new events. A shared model's runtime
+        hands the call to its batcher instead (agents/model/shared_model.py)."""
+        self._base.run_with_iobinding(self._base_bind.io)
+
+    def _run_token(self, new: int, from_hidden: bool) -> None:
+        """Run the token model on what token_logits bound: `new` positions, the first the event's
+        hidden state when `from_hidden`. Overridden like _run_base."""
+        self._token.run_with_iobinding(self._token_bind.io)
 
     def rollback(self, length: int) -> None:
         """Keep the first `length` events: the cut for inserting a late event, then re-feed from there."""
@@ -354,7 +373,7 @@ class ModelRuntime:
         y, y_value = (self._logits, self._logits_value) if last_only else self._y_value(new)
         bind.output("y", y_value)
         kv.bind(bind, new)
-        self._token.run_with_iobinding(bind.io)
+        self._run_token(new, keep < 0)
         kv.commit(bind, 1, new)
         if not last_only:
             self._logits[:, 0] = y[:, -1]
