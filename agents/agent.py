@@ -72,7 +72,8 @@ class Agent(AgentBus, AgentReports):
     and a model draws in the loop's thread; `network` is the in-memory bus (protocol/bus_memory.py)."""
 
     def __init__(self, ens: Ensemble, name: str, *, base_dir: Path, stats_path: Path | None = None,
-                 clock: Callable[[], float] | None = None, network: MemoryNetwork | None = None) -> None:
+                 clock: Callable[[], float] | None = None, network: MemoryNetwork | None = None,
+                 model_host: str | None = None) -> None:
         self.ens = ens
         self.cfg: AgentConfig = ens.agent(name)
         self.name = name
@@ -81,7 +82,8 @@ class Agent(AgentBus, AgentReports):
         self.clock = time.monotonic if clock is None else clock
         self.in_loop = clock is not None
         self.network = network
-        self.engine: Engine = make_engine(ens, self.cfg, base_dir, in_process=self.in_loop)
+        self.engine: Engine = make_engine(ens, self.cfg, base_dir, in_process=self.in_loop,
+                                          model_host=model_host)
         self.timeline: Timeline | None = None
         self.plan: ChordPlan | None = None
         self.plan_epoch = -1

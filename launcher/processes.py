@@ -1,4 +1,5 @@
-"""The processes a launch starts on this host: the conductor and the agents the YAML places here.
+"""The processes a launch starts on this host: the conductor, the agents the YAML places here, and a
+model process for each model file several of them share (engine.share).
 
 Each is a `Child` the supervisor (launcher/supervisor.py) starts, watches and restarts; each dies
 with the launcher (`die_with_parent`), and each writes its live stats to its own file in the run's
@@ -11,9 +12,11 @@ import argparse
 import functools
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,10 +44,12 @@ class Child:
     started: list[float] = field(default_factory=list)
     start_failures: int = 0  # exits with an error soon after starting, in a row
     stuck_before: int = 0  # notes earlier instances of this part reported stuck at their exit
+    env: dict[str, str] = field(default_factory=dict)  # beside the launcher's own environment
 
     def start(self) -> None:
         env = {
             **os.environ,
+            **self.env,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
         # A child gets SIGTERM (and so releases its notes) if the launcher itself is killed.
@@ -68,22 +73,42 @@ class Child:
             return {}
 
 
+def model_hosts(ens: Ensemble, args: argparse.Namespace,
+                run_dir: Path) -> tuple[list[Child], dict[str, Child]]:
+    """One shared model process per model file that this host's agents with engine.share use (two or
+    more of them), and which one each such agent joins."""
+    from agents.engines.model_host import KEY_ENV, shared_groups
+
+    mine = {a.name for a in ens.agents if args.host is None or a.host == args.host}
+    hosts, joins = [], {}
+    env = {KEY_ENV: secrets.token_hex(16)}
+    for i, group in enumerate(shared_groups(ens, args.ensemble.resolve().parent, mine)):
+        address = run_dir / f"model-{i}.sock"
+        if len(str(address)) > 100:  # a Unix socket's path has room for 107 bytes
+            address = Path(tempfile.mkdtemp(prefix="barcelona-")) / f"model-{i}.sock"
+        names = ",".join(a.name for a in group)
+        stats = run_dir / f"model-{i}.json"
+        argv = [sys.executable, "-m", "agents.engines.model_host", str(args.ensemble.resolve()), "--agents",
+                names, "--address", str(address), "--stats", str(stats), "--log-level", args.log_level]
+        host = Child(f"model-{i}", "model", argv, stats, env=env)
+        hosts.append(host)
+        joins.update({a.name: host for a in group})
+    return hosts, joins
+
+
 def plan_children(ens: Ensemble, args: argparse.Namespace, run_dir: Path) -> list[Child]:
     py = sys.executable
     yaml_path = str(args.ensemble.resolve())
     common = ["--log-level", args.log_level]
-    children = []
+    children, joins = model_hosts(ens, args, run_dir)
     for a in ens.agents:
         if args.host is None or a.host == args.host:
             stats = run_dir / f"agent-{a.name}.json"
-            children.append(
-                Child(
-                    a.name,
-                    "agent",
-                    [py, "-m", "agents", yaml_path, a.name, "--stats", str(stats), *common],
-                    stats,
-                )
-            )
+            argv = [py, "-m", "agents", yaml_path, a.name, "--stats", str(stats), *common]
+            host = joins.get(a.name)
+            if host is not None:
+                argv += ["--model-host", host.argv[host.argv.index("--address") + 1]]
+            children.append(Child(a.name, "agent", argv, stats, env=host.env if host else {}))
     if args.host is None or ens.conductor.host == args.host:
         stats = run_dir / "conductor.json"
         argv = [

@@ -59,6 +59,9 @@ def run_report(launcher: Launcher) -> dict[str, Any]:
             "invalid_messages": 0,
             "restarts": 0,
         }
+    # the shared model processes (engine.share): whom each serves, how well its calls batched, its memory
+    models = {c.name: {**{k: v for k, v in c.read_stats().items() if k != "agents"}, "restarts": c.restarts}
+              for c in launcher.children if c.role == "model"}
     return {
         "ensemble": launcher.ens.name,
         "bus": launcher.ens.bus.transport,
@@ -69,6 +72,7 @@ def run_report(launcher: Launcher) -> dict[str, Any]:
         # Agents out of sync at the end: playing on a clock no pong has checked (docs/multihost.md).
         "unsynced": sorted(n for n, p in parts.items() if p["sync"].get("state") == "unsynced"),
         "parts": parts,
+        **({"model_processes": models} if models else {}),
         "conductor": {
             **{
                 k: cond.get(k)

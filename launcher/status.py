@@ -97,7 +97,7 @@ class StatusDisplay:
         for c in self.launcher.children:
             if c.role == "conductor":
                 cond = c.read_stats()
-            else:
+            elif c.role == "agent":
                 agents.append((c.name, c.read_stats(), c.restarts, c.alive))
         return cond, agents
 

@@ -44,7 +44,8 @@ class Launcher:
         # Orphans of a dead child (a model process whose agent was SIGKILLed) become ours to end
         # and reap, rather than init's to keep for ever with this launcher's stdout open.
         become_subreaper()
-        for c in sorted(self.children, key=lambda c: c.role != "agent"):
+        # shared model processes first (their agents join them), the conductor last
+        for c in sorted(self.children, key=lambda c: ("model", "agent", "conductor").index(c.role)):
             c.start()
         conductor = next((c for c in self.children if c.role == "conductor"), None)
         display = None if self.args.quiet else _make_display(self)
@@ -68,7 +69,7 @@ class Launcher:
                     conductor.restarts += 1
                     conductor.start()
                 for c in self.children:
-                    if c.role == "agent" and not c.alive and not self.stopping:
+                    if c.role in ("agent", "model") and not c.alive and not self.stopping:
                         code = c.proc.returncode if c.proc else None
                         self.reap_orphans()
                         c.ended()
@@ -76,7 +77,8 @@ class Launcher:
                             rc = 1
                             self.stopping = True
                             break
-                        print(f"agent {c.name} exited with {code}; restarting it", file=sys.stderr)
+                        # a shared model process's agents lose it too: they restart and join the new one
+                        print(f"{c.role} {c.name} exited with {code}; restarting it", file=sys.stderr)
                         c.restarts += 1
                         c.start()
                 if display is not None:
@@ -99,7 +101,7 @@ class Launcher:
         lived = time.monotonic() - c.started[-1] if c.started else 0.0
         c.start_failures = c.start_failures + 1 if code == 1 and lived < START_FAILURE_S else 0
         if c.start_failures >= 3:
-            who = "conductor" if c.role == "conductor" else f"agent {c.name}"
+            who = "conductor" if c.role == "conductor" else f"{c.role} {c.name}"
             print(f"{who} keeps failing at start; giving up (its error is above)", file=sys.stderr)
             self.ended_by = f"giving up: {who} keeps failing at start"
             return True

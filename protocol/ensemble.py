@@ -212,6 +212,9 @@ class EngineConfig(Strict):
     # int8: a float32 export is quantised once at load into a cache folder (the user's files are only
     # read) and its agreement with float32 logged (agents/model/int8_cache.py)
     quantize: Literal["none", "int8"] = "none"
+    # share: agents with the same model file and quantize run it in one model process, their decode
+    # steps batched (agents/engines/model_host.py); for big models, where each step reads 100s of MB
+    share: bool = False
     # type: drums
     style: DrumStyle = "rock"
     phrase_bars: Literal[4, 8] = 4
@@ -227,6 +230,8 @@ class EngineConfig(Strict):
 
     @model_validator(mode="after")
     def _model_given(self) -> EngineConfig:
+        if self.share and self.type != "onnx":
+            raise ValueError(f"share: only an onnx engine has a model to share (type is {self.type})")
         if self.type == "onnx" and self.model is None:
             return self.model_copy(update={"model": "default"})
         return self

@@ -34,8 +34,10 @@ class Engine(Protocol):
         ...
 
 
-def make_engine(ens: Ensemble, cfg: AgentConfig, base_dir: Path, *, in_process: bool = False) -> Engine:
-    """`in_process`: an engine with a model draws it in the caller's thread (virtual time only)."""
+def make_engine(ens: Ensemble, cfg: AgentConfig, base_dir: Path, *, in_process: bool = False,
+                model_host: str | None = None) -> Engine:
+    """`in_process`: an engine with a model draws it in the caller's thread (virtual time only).
+    `model_host`: the socket of the shared model process an `onnx` engine with share joins."""
     if cfg.engine.type == "pattern":
         from agents.engines.pattern import PatternEngine
 
@@ -47,5 +49,5 @@ def make_engine(ens: Ensemble, cfg: AgentConfig, base_dir: Path, *, in_process: 
     if cfg.engine.type == "onnx":
         from agents.engines.onnx_engine import OnnxEngine
 
-        return OnnxEngine(ens, cfg, base_dir, in_process=in_process)
+        return OnnxEngine(ens, cfg, base_dir, in_process=in_process, model_host=model_host)
     raise ValueError(f"engine.type: {cfg.engine.type!r} is not available in this build")

@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from agents.engines.model_protocol import (
@@ -92,8 +93,18 @@ def serve(
     if planner.model_note:
         log.warning("%s", planner.model_note)
     conn.send(ready_message(planner))
+    answer(conn, planner, parent_pid)
+
+
+def answer(conn: Connection, planner: Planner, parent_pid: int | None = None,
+           drawing: Callable[[], contextlib.AbstractContextManager[object]] | None = None) -> None:
+    """Answer the agent's messages at once and draw while there are none, until it stops or goes.
+
+    `drawing` brackets each stretch of drawing: a shared model (model_host.py) batches the calls of
+    the agents drawing at the same time, and waits for no agent that is not."""
     busy_s = 0.0
     t0 = time.perf_counter()
+    bracket = drawing if drawing is not None else contextlib.nullcontext
 
     def waiting() -> bool:
         """A message waits: the window pauses so a commit is answered at once (Planner.work)."""
@@ -108,12 +119,13 @@ def serve(
                 msg = conn.recv()
                 if isinstance(msg, Stop):
                     return
-                answer = handle(planner, msg, busy_s / max(1e-6, time.perf_counter() - t0))
-                if answer is not None:
-                    conn.send(answer)
+                reply = handle(planner, msg, busy_s / max(1e-6, time.perf_counter() - t0))
+                if reply is not None:
+                    conn.send(reply)
             if planner.wants_work():
                 s = time.perf_counter()
-                planner.work(interrupt=waiting)
+                with bracket():
+                    planner.work(interrupt=waiting)
                 busy_s += time.perf_counter() - s
         except (EOFError, ConnectionError, KeyboardInterrupt):  # the agent's end closed: it is gone
             return

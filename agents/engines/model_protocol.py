@@ -6,7 +6,8 @@ tuples read by index so that a field added on one side is a type error on the ot
 played at the wrong pitch; and notes cross as `protocol.messages.Note`, the value the bus carries,
 so a note keeps one shape from the bus through the model and back to the scheduler.
 
-Agent → model: `Hear`, `Held`, `CommitWindow`, `PlanChange`, `ParamsChange`, `Stop`.
+Agent → model: `Join` first where the model is shared (agents/engines/model_host.py), then `Hear`,
+`Held`, `CommitWindow`, `PlanChange`, `ParamsChange`, `Stop`.
 Model → agent: `Ready` or `Failed` once at start, `Committed` for every `CommitWindow`, and
 `StepFailed` when one step went wrong but the part plays on.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agents.engines.worker_config import WorkerConfig
 from protocol.harmony import ChordPlan
 from protocol.messages import HeldNote, Note
 
@@ -25,6 +27,7 @@ __all__ = [
     "Failed",
     "Hear",
     "Held",
+    "Join",
     "ModelMessage",
     "ParamsChange",
     "PlanChange",
@@ -35,6 +38,13 @@ __all__ = [
 
 
 # -- agent → model ------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Join:
+    """An agent's part, to a shared model process: what a model process of its own is started with."""
+
+    cfg: WorkerConfig
+
+
 @dataclass(frozen=True, slots=True)
 class Hear:
     """A whole note of another part, or the player's at its note-off (its length now known)."""

@@ -21,7 +21,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents.engines.commit_voicing import make_room, others_sounding, recent_tune, voice
 from agents.engines.plan_timing import (
@@ -40,6 +40,9 @@ from agents.interplay import ROLE_STRENGTH, TuneActivity, onset_grid
 from protocol.harmony import ChordPlan
 from protocol.messages import Note
 from protocol.rules import RULES
+
+if TYPE_CHECKING:
+    from agents.model.runtime import ModelRuntime
 
 # WorkerConfig and resolve_model are imported from here by the engine and the launcher's checks
 __all__ = ["Planner", "WorkerConfig", "resolve_model"]
@@ -77,7 +80,9 @@ class Planner(PlannerHearing):
     chord; a melody rests), and the model resumes after them. ``behind_beats`` counts them.
     """
 
-    def __init__(self, cfg: WorkerConfig) -> None:
+    def __init__(self, cfg: WorkerConfig, runtime: Callable[[str, int], ModelRuntime] | None = None) -> None:
+        """`runtime(folder, max_events)` makes the model's runtime (a shared model's, model_host.py);
+        by default the Planner opens the folder itself."""
         from agents.model.decoder import DecodeParams, Generator
         from agents.model.live_context import LiveContext
         from agents.model.prompt import setup_prefix
@@ -93,8 +98,8 @@ class Planner(PlannerHearing):
             folder, figures = int8_model(model)
             model, self.model_note = str(folder), describe(folder, figures)
         self.max_events = context_events(model, cfg.max_events)
-        self.runtime = ModelRuntime(model, intra_op_threads=cfg.intra_op_threads,
-                                    max_events=self.max_events)
+        self.runtime = (ModelRuntime(model, intra_op_threads=cfg.intra_op_threads, max_events=self.max_events)
+                        if runtime is None else runtime(model, self.max_events))
         version = self.runtime.info.tokenizer_version
         prefix = setup_prefix(
             version,

@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+from multiprocessing.connection import Client, Connection
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from agents.engines.model_protocol import (
     Failed,
     Hear,
     Held,
+    Join,
     ParamsChange,
     PlanChange,
     Ready,
@@ -43,6 +45,7 @@ from protocol.messages import HeldNote, Note
 log = logging.getLogger("barcelona.engine")
 
 READY_TIMEOUT_S = 60.0
+JOIN_TIMEOUT_S = 30.0  # a shared model process that is starting, or restarting after a crash
 QUANTIZE_TIMEOUT_S = 1800.0
 
 
@@ -69,11 +72,34 @@ class EngineError(RuntimeError):
     """The model process could not start (missing model, bad export); the message says which."""
 
 
+def join_model_host(address: str, cfg: WorkerConfig, timeout: float = JOIN_TIMEOUT_S) -> Connection:
+    """A connection to the shared model process at `address`, after sending it this part (`Join`).
+    The launcher starts that process first, but it may still be starting, or restarting after a
+    crash: tried again until `timeout`."""
+    from agents.engines.model_host import KEY_ENV
+
+    key = os.environ.get(KEY_ENV, "").encode() or None
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = Client(address, family="AF_UNIX", authkey=key)
+            break
+        except (OSError, EOFError) as exc:
+            if time.monotonic() > deadline:
+                raise EngineError(f"engine.share: no shared model process answers at {address} "
+                                  f"({exc})") from exc
+            time.sleep(0.1)
+    conn.send(Join(cfg))
+    return conn
+
+
 class OnnxEngine:
     """`in_process`: the model draws in this thread (agents/engines/inline_model.py), for an agent
-    on virtual time; otherwise in its own process, as every performance runs it."""
+    on virtual time; `model_host`: in the shared model process at that socket (engine.share,
+    agents/engines/model_host.py); otherwise in its own process, as every performance runs it."""
 
-    def __init__(self, ens: Ensemble, cfg: AgentConfig, base_dir: Path, *, in_process: bool = False) -> None:
+    def __init__(self, ens: Ensemble, cfg: AgentConfig, base_dir: Path, *, in_process: bool = False,
+                 model_host: str | None = None) -> None:
         self.cfg = cfg
         parts = ens.parts()
         plan = ChordPlan.parse(ens.plan_text, loop=ens.loop, key=ens.key)
@@ -132,7 +158,13 @@ class OnnxEngine:
             from agents.engines.inline_model import InlineModel
 
             self.conn: Any = InlineModel(self.worker_cfg)
+        elif model_host is not None and cfg.engine.share:
+            self.conn = join_model_host(model_host, self.worker_cfg)
         else:
+            if cfg.engine.share:
+                log.info("%s: engine.share, but no shared model process was started (an agent run on its "
+                         "own, or the only one on its model): loading the model in a process of its own",
+                         cfg.name)
             self._start_process(cfg)
         self.ready: Ready | None = None
         self.pending: list[Note] = []
@@ -209,16 +241,21 @@ class OnnxEngine:
         return out
 
     def _drain(self) -> None:
-        while self.conn.poll(0):
-            msg = self.conn.recv()
-            if isinstance(msg, Committed):
-                self.pending.extend(msg.notes)
-                self.events, self.replans = msg.events, msg.replans
-                self.load, self.behind_beats = msg.load, msg.behind_beats
-                self.late_heard = msg.late_heard
-            elif isinstance(msg, StepFailed):
-                self.warnings += 1
-                log.warning("%s model: %s", self.cfg.name, msg.reason)
+        try:
+            while self.conn.poll(0):
+                self._take(self.conn.recv())
+        except (EOFError, OSError) as exc:  # a shared model process that died ends its connections
+            raise EngineError(f"{self.cfg.name}: the model process is gone ({exc or 'closed'})") from exc
+
+    def _take(self, msg: object) -> None:
+        if isinstance(msg, Committed):
+            self.pending.extend(msg.notes)
+            self.events, self.replans = msg.events, msg.replans
+            self.load, self.behind_beats = msg.load, msg.behind_beats
+            self.late_heard = msg.late_heard
+        elif isinstance(msg, StepFailed):
+            self.warnings += 1
+            log.warning("%s model: %s", self.cfg.name, msg.reason)
 
     def _send(self, msg: AgentMessage) -> None:
         try:

@@ -172,9 +172,9 @@ class SlotRuntime(ModelRuntime):
     """One agent's runtime on a shared model: its own context and caches (rows of the model's pools);
     its calls go through the model's batcher. Use from one thread, like any ModelRuntime."""
 
-    def __init__(self, model: SharedModel, slot: int) -> None:
+    def __init__(self, model: SharedModel, slot: int, max_events: int) -> None:
         self.slot, self._shared = slot, model
-        super().__init__(model.folder, max_events=model.max_events, sessions=model.sessions,
+        super().__init__(model.folder, max_events=max_events, sessions=model.sessions,
                          cache_buffers=model.pool_rows(slot))
 
     def _run_base(self, n: int) -> None:
@@ -251,15 +251,20 @@ class SharedModel:
         """Slot `slot`'s own rows of the base and token pools, as (1, heads, capacity, head_dim) views."""
         return ([p[slot : slot + 1] for p in self._base_pool], [p[slot : slot + 1] for p in self._token_pool])
 
-    def runtime(self) -> SlotRuntime:
-        """A runtime on a free slot; ValueError when every slot is taken."""
+    def runtime(self, max_events: int | None = None) -> SlotRuntime:
+        """A runtime on a free slot, keeping at most `max_events` (by default the pools' capacity);
+        ValueError when every slot is taken or the context would not fit."""
+        if max_events is None:
+            max_events = self.max_events
+        if not 1 <= max_events <= self.max_events:
+            raise ValueError(f"max_events: {max_events} does not fit the shared model's {self.max_events}")
         with self._lock:
             free = next((s for s in range(self.slots) if s not in self._runtimes), None)
             if free is None:
                 raise ValueError(f"the shared model {self.folder} serves {self.slots} agents, all taken")
             self._runtimes[free] = rt = SlotRuntime.__new__(SlotRuntime)
         try:
-            SlotRuntime.__init__(rt, self, free)
+            SlotRuntime.__init__(rt, self, free, max_events)
         except BaseException:
             self.release(rt)
             raise
