@@ -32,7 +32,7 @@ from support.netns import NetRig, netns_missing_reason
 
 from bench.fuzz import Ensemble
 from bench.fuzz_packets import SAMPLES
-from conductor.conductor import TICK_S
+from conductor.beat_loop import TICK_S
 from conductor.control import (
     MAX_DISPLAYS,
     MAX_REFUSED_HOSTS,
