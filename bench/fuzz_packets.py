@@ -32,8 +32,9 @@ from protocol.messages import (
     SyncPing,
     SyncPong,
 )
+from protocol.osc_wire import MalformedDatagramError, decode_datagram, encode_bundle
 from protocol.timeline import Timeline
-from protocol.transport_osc import MAX_UDP_PAYLOAD, MalformedDatagramError, decode_datagram, encode_bundle
+from protocol.transport_osc import MAX_UDP_PAYLOAD
 
 SAMPLES: tuple[Any, ...] = (
     Timeline(3, 97.5, 12.25, 1234.5678901234, 3, True, 140.0, 16.0),
