@@ -21,18 +21,9 @@ from pythonosc.parsing import osc_types
 
 from conductor.control import HUMAN_NOTE, parse_control, strip_prefix
 from protocol import codec
-from protocol.messages import (
-    AgentParams,
-    AgentStatus,
-    BeatTick,
-    Control,
-    Note,
-    PlanState,
-    Roster,
-    SyncPing,
-    SyncPong,
-)
+from protocol.messages import AgentParams, Control, Note, PlanState, SyncPing, SyncPong
 from protocol.osc_wire import MalformedDatagramError, decode_datagram, encode_bundle
+from protocol.status_messages import AgentStatus, BeatTick, Roster
 from protocol.timeline import Timeline
 from protocol.transport_osc import MAX_UDP_PAYLOAD
 

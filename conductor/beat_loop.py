@@ -17,7 +17,8 @@ from conductor.status_json import bar_and_beat
 from conductor.tempo_follow import TempoFollower
 from protocol.form import final_chord
 from protocol.harmony import Chord
-from protocol.messages import BeatTick, Note
+from protocol.messages import Note
+from protocol.status_messages import BeatTick
 
 if TYPE_CHECKING:
     from conductor.control import Displays

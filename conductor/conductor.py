@@ -43,9 +43,10 @@ from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import Ensemble
 from protocol.form import ending_beats
 from protocol.harmony import ChordPlan
-from protocol.messages import AgentStatus, Note
+from protocol.messages import Note
 from protocol.process import write_json_atomic
 from protocol.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realtime
+from protocol.status_messages import AgentStatus
 from protocol.tasks import LoopFailedError, TaskGroup
 from protocol.timeline import Timeline
 

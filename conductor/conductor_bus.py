@@ -9,7 +9,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from protocol.harmony import ChordError
-from protocol.messages import AgentStatus, Control, Note, NoteAck, NoteAgain, SyncPing, SyncPong, note_key
+from protocol.messages import Control, Note, NoteAck, NoteAgain, SyncPing, SyncPong, note_key
+from protocol.status_messages import AgentStatus
 
 if TYPE_CHECKING:
     from conductor.control import Allowlist

@@ -44,7 +44,8 @@ from conductor.control import (
 from protocol import codec
 from protocol.controls import BY_NAME
 from protocol.ensemble import load_ensemble
-from protocol.messages import AgentStatus, Control
+from protocol.messages import Control
+from protocol.status_messages import AgentStatus
 from protocol.timeline import Timeline
 
 ENS = "demo"
