@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agents.conductor_clock import UNSYNCED, ConductorClock, inherited_offset_ms
-from protocol.messages import AgentStatus, NoteAgain
+from protocol.messages import NoteAgain
 from protocol.process import write_json_atomic
+from protocol.status_messages import AgentStatus
 
 if TYPE_CHECKING:
     from agents.engines import Engine

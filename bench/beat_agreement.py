@@ -71,7 +71,7 @@ from bench.ensemble_procs import HOST, Child, stop_all, write_ensemble  # noqa: 
 from bench.ensemble_procs import free_port as free_port  # noqa: E402
 from bench.ensemble_procs import free_udp_block as free_udp_block  # noqa: E402
 from bench.procs import StopRequestedError, make_broker, on_sigterm  # noqa: E402
-from protocol.transport_osc import encode_message  # noqa: E402
+from protocol.osc_wire import encode_message  # noqa: E402
 
 GOAL_P99_MS = 0.01
 LINK_P99_MS = 0.009

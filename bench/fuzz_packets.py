@@ -21,19 +21,11 @@ from pythonosc.parsing import osc_types
 
 from conductor.control import HUMAN_NOTE, parse_control, strip_prefix
 from protocol import codec
-from protocol.messages import (
-    AgentParams,
-    AgentStatus,
-    BeatTick,
-    Control,
-    Note,
-    PlanState,
-    Roster,
-    SyncPing,
-    SyncPong,
-)
+from protocol.messages import AgentParams, Control, Note, PlanState, SyncPing, SyncPong
+from protocol.osc_wire import MalformedDatagramError, decode_datagram, encode_bundle
+from protocol.status_messages import AgentStatus, BeatTick, Roster
 from protocol.timeline import Timeline
-from protocol.transport_osc import MAX_UDP_PAYLOAD, MalformedDatagramError, decode_datagram, encode_bundle
+from protocol.transport_osc import MAX_UDP_PAYLOAD
 
 SAMPLES: tuple[Any, ...] = (
     Timeline(3, 97.5, 12.25, 1234.5678901234, 3, True, 140.0, 16.0),

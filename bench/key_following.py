@@ -42,7 +42,7 @@ def key_follow(
             flat = [d - 1 if d % 12 in (4, 9) else d for d in flat]
         return [60 + tonic + d for d in flat]
 
-    from conductor.listener import key_name
+    from conductor.harmony_match import key_name
 
     bpb = 4
     first, second = melody(from_tonic, minor_from), melody(to_tonic, minor_to)

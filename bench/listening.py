@@ -46,7 +46,9 @@ from typing import Any
 
 from bench.chorale_truth import Chorale, load_chorales
 from bench.key_following import MODULATIONS, key_follow
-from conductor.listener import Listener, Params, best_chord
+from conductor.harmony_match import best_chord
+from conductor.listener import Listener
+from conductor.listener_params import Params
 
 GOALS = {"all.root": 0.90, "all.root_quality": 0.80, "sb.root": 0.78, "key_bars": 1.0}
 FAMILY = {

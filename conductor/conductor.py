@@ -3,6 +3,11 @@ listens to the control surface and the human; records the session.
 
 State messages are re-sent several times a second and on every change, so a lost UDP packet or a
 late joiner costs at most one period. Heavy work never happens here: the loop must answer pings at once.
+
+This module starts, runs, broadcasts and stops; its other jobs are mixins of `Conductor`, each in its
+own module: what the bus brings (conductor/conductor_bus.py), the controls
+(conductor/control_handling.py), the player's notes (conductor/player_input.py) and the beat
+(conductor/beat_loop.py).
 """
 
 from __future__ import annotations
@@ -19,46 +24,29 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conductor.control import (
-    HUMAN_NOTE,
-    Allowlist,
-    ControlError,
-    Displays,
-    exposure_warning,
-    parse_control,
-    strip_prefix,
-)
-from conductor.human import FileHuman, LiveHuman, MidiInput, read_midi_notes
+from conductor.beat_loop import BeatLoop
+from conductor.conductor_bus import ConductorBus
+from conductor.control import Allowlist, Displays, exposure_warning
+from conductor.control_handling import ControlHandling
+from conductor.human import FileHuman, LiveHuman, MidiInput
 from conductor.link import LinkBridge
 from conductor.listener import Heard, Listener
 from conductor.midi_clock import MidiClockOut
+from conductor.player_input import PlayerInput
 from conductor.recorder import Recorder
-from conductor.roles import LATE_OK_S, RoleFollower, commit_lead
-from conductor.state import MIN_CHANGE_LEAD_S, ConductorState, Mix
+from conductor.roles import RoleFollower, commit_lead
+from conductor.state import ConductorState, Mix
 from conductor.status_json import StatusJson, agent_fields, bar_and_beat
 from conductor.substitution import SubstitutionHearing
 from conductor.tempo_follow import TempoFollower
 from protocol.bus import Bus, open_bus, open_sync_bus
 from protocol.ensemble import Ensemble
-from protocol.form import ending_beats, ending_voicing, final_chord
-from protocol.harmony import Chord, ChordError, ChordPlan
-from protocol.messages import (
-    AgentParams,
-    AgentStatus,
-    BeatTick,
-    Control,
-    HeldNote,
-    Note,
-    NoteAck,
-    NoteAgain,
-    PlanState,
-    SyncPing,
-    SyncPong,
-    note_key,
-)
-from protocol.mix import CC_PAN, CC_VOLUME, pan_cc
+from protocol.form import ending_beats
+from protocol.harmony import ChordPlan
+from protocol.messages import Note
 from protocol.process import write_json_atomic
 from protocol.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realtime
+from protocol.status_messages import AgentStatus
 from protocol.tasks import LoopFailedError, TaskGroup
 from protocol.timeline import Timeline
 
@@ -70,15 +58,11 @@ log = logging.getLogger("barcelona.conductor")
 TIMELINE_EVERY_S = 0.2
 STATE_EVERY_S = 1.0
 ROSTER_TIMEOUT_S = 1.5
-TICK_S = 0.005
-# The transport stops this long after the final chord's release, so each agent's note-offs go out
-# at their beat rather than being forced by the stop a moment early.
-RELEASE_MARGIN_S = 0.05
 CLICK_MARGIN_S = 0.1
 START_MARGIN_BEATS = 0.5  # beat 0's time reaches the agents this much before the earliest commit turn
 
 
-class Conductor:
+class Conductor(ConductorBus, ControlHandling, PlayerInput, BeatLoop):
     """`clock` and `network` put the conductor in one event loop with its agents (tests;
     protocol/virtual_time.py): `clock` is that loop's virtual clock, `network` the in-memory bus and
     control surface (protocol/bus_memory.py)."""
@@ -170,20 +154,6 @@ class Conductor:
         self.status_json = StatusJson(self.clock)
         self.ended_by = ""  # who ended a --bars run early (a stop control's sender); see _end_run
         self._setup_human()
-
-    def _setup_human(self) -> None:
-        h = self.ens.human
-        if h is None or h.source.type == "none":
-            return
-        if h.source.type == "file":
-            path = Path(h.source.path or "")
-            path = path if path.is_absolute() else self.base_dir / path
-            notes = read_midi_notes(path, h.source.transpose)
-            self.human_file = FileHuman(notes, h.name, h.channel, self.ens.meter, h.source.loop)
-        else:
-            self.human_live = LiveHuman(h.name, h.channel)
-            if h.source.type == "midi":
-                self.midi_in = MidiInput(h.source.port, h.source.api)
 
     # -- main -------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -338,316 +308,6 @@ class Conductor:
                 await self._publish_state()
             else:
                 await self._publish(self.state.timeline)
-
-    async def _ack_notes(self) -> None:
-        """Tell each agent which of its notes the recording holds (it sends the others again)."""
-        assert self.bus is not None
-        pending, self.to_ack = self.to_ack, {}
-        for agent, keys in pending.items():
-            to = self.ens.osc_endpoint(agent) if self.bus.transport_name == "osc" else None
-            for ack in NoteAck.pack(agent, keys):
-                await self.bus.publish(ack, to=to)
-
-    def _record(self, note: Note) -> None:
-        """An agent's note, first sent or sent again: kept once, acknowledged every time it comes."""
-        self.recorder.add(note)
-        if note.source in self.state.agents:
-            self.to_ack.setdefault(note.source, []).append(note_key(note.start_beat, note.pitch))
-
-    # -- bus receive --------------------------------------------------------------------------------
-    async def _answer_ping(self, bus: Bus, ping: SyncPing, sender: Any, received_at: float) -> None:
-        """Pong with the ping's arrival time and, stamped last, the reply's own (NTP's t2 and t3)."""
-        pong = SyncPong(ping.agent, ping.seq, ping.t_local, received_at, self.clock())
-        await bus.publish(pong, to=sender if isinstance(sender, tuple) else None)
-
-    async def _sync_serve(self, sync_bus: Bus) -> None:
-        """Answer the pings that come straight over UDP beside an MQTT bus (`bus.sync: udp`)."""
-        async for msg, sender, received_at in sync_bus.messages():
-            if isinstance(msg, SyncPing):
-                await self._answer_ping(sync_bus, msg, sender, received_at)
-            else:
-                sync_bus.reject(ValueError(f"sync port: {type(msg).__name__} is not a ping"))
-
-    async def _receive(self) -> None:
-        assert self.bus is not None
-        async for msg, sender, received_at in self.bus.messages():
-            if isinstance(msg, SyncPing):
-                await self._answer_ping(self.bus, msg, sender, received_at)
-            elif isinstance(msg, AgentStatus):
-                if msg.state == "gone":
-                    self.state.heard.pop(msg.agent, None)
-                    self.state.roster_epoch += 1
-                elif msg.agent in self.state.agents:
-                    joined = self.state.heartbeat(msg.agent, self.clock())
-                    previous = self.agent_status.get(msg.agent)
-                    if joined or (previous is not None and previous.pid != msg.pid):
-                        # New or restarted (a new pid within the roster timeout): send state at once
-                        # rather than let it wait for the next periodic broadcast.
-                        await self._publish_state()
-                self.agent_status[msg.agent] = msg
-            elif isinstance(msg, Note):
-                self._record(msg)
-            elif isinstance(msg, NoteAgain):
-                self._record(msg.note())
-            elif isinstance(msg, Control):
-                # A remote surface over MQTT (the broker's ACL decides who may publish control). Over
-                # OSC the bus port is as reachable as the control port: the same allowlist applies.
-                if isinstance(sender, tuple) and not self.allow.allows(sender[0]):
-                    self._count("refused")
-                    continue
-                try:
-                    by = f"{sender[0]}:{sender[1]}" if isinstance(sender, tuple) else str(sender)
-                    await self.apply(msg, by=f"the bus ({by})")
-                except (ChordError, ValueError, TypeError) as exc:
-                    self._count(f"rejected.{type(exc).__name__}")
-                    log.warning("control %s refused: %s", msg, exc)
-
-    # -- the control surface ------------------------------------------------------------------------
-    async def _surface_loop(self) -> None:
-        async for packet in self.surface.incoming():  # strangers never get here: the transport refused them
-            self.displays.add((packet.sender[0], self.ens.control.reply_port or packet.sender[1]))
-            try:
-                await self._on_surface(packet.address, list(packet.args), packet.sender)
-            except (ControlError, ChordError, ValueError, TypeError) as exc:
-                reason = exc.reason if isinstance(exc, ControlError) else f"rejected.{type(exc).__name__}"
-                if reason not in self.control_invalid:  # log a reason once; the count keeps the rest
-                    log.warning("control %s refused: %s", packet.address[:120], str(exc)[:200])
-                self._count(reason)
-
-    def _count(self, reason: str) -> None:
-        self.control_invalid[reason] = self.control_invalid.get(reason, 0) + 1
-
-    async def _on_surface(self, address: str, args: list[Any], sender: tuple[str, int] = ("", 0)) -> None:
-        if strip_prefix(self.ens.name, address) == HUMAN_NOTE:
-            await self._human_osc(args)
-            return
-        ctl = parse_control(self.ens.name, address, args)
-        await self.apply(ctl, by=f"the control surface ({sender[0]}:{sender[1]})")
-
-    async def apply(self, ctl: Control, by: str = "") -> None:
-        """Apply a checked control; `by` names its sender for the log and the report."""
-        if self.link.takes_control(ctl):  # following Link: a tempo change goes to the session
-            return
-        if ctl.param == "follow_tempo" and not ctl.target:
-            self.state.follow_tempo = bool(ctl.value)
-            self.following_tempo = self.state.follow_tempo and not self.ens.conductor.link.enabled
-            self.save_state()  # a restarted conductor keeps following (or not) as it was told
-            return
-        if ctl.param == "substitutions" and not ctl.target:
-            on = bool(ctl.value)
-            self.state.substitutions = on
-            self.substitutions = SubstitutionHearing(beats_per_bar=self.ens.meter) if on else None
-            for msg in [] if on else self.state.unsubstitute():
-                self.recorder.plan(self.state.timeline.beat_at(self.clock()), msg)
-                await self._publish(msg)
-            self.save_state()  # a restarted conductor keeps hearing them (or not) as it was told
-            return
-        now = self.clock()
-        was_playing = self.state.timeline.playing
-        changed = self.state.apply(ctl, now)
-        if self.state.timeline.playing != was_playing:
-            self.tempo_follower = TempoFollower()  # a new start: the old pulse says nothing of it
-        for msg in changed:
-            if isinstance(msg, Timeline) and msg.next_tempo_bpm > 0:
-                self.recorder.tempo(msg.change_beat, msg.next_tempo_bpm)
-            if isinstance(msg, AgentParams) and ctl.param in ("volume", "pan"):
-                self._record_mix(msg.agent, self.state.timeline.beat_at(now))
-            if isinstance(msg, PlanState):  # agents play it from now: the recording says so for --plot
-                self.recorder.plan(self.state.timeline.beat_at(now), msg)
-            await self._publish(msg)
-        if changed:
-            self.save_state()
-        if self.bars is not None and ctl.param == "stop" and not ctl.target and float(ctl.value) > 0:
-            self._end_run(f"/stop from {by or 'a control'}")
-
-    def _record_mix(self, agent: str, beat: float) -> None:
-        """The part's volume and pan into its track, so a render of the recording is mixed as heard."""
-        m = self.state.mix[agent]
-        self.recorder.control(agent, beat, CC_VOLUME, m.volume)
-        self.recorder.control(agent, beat, CC_PAN, pan_cc(m.pan))
-
-    async def _human_osc(self, args: list[Any]) -> None:
-        if self.human_live is None:
-            raise ControlError("no_live_human", "the ensemble's human source is not osc")
-        if len(args) < 2:
-            raise ControlError("bad_value.human_note", "needs pitch and velocity")
-        beat = self.state.timeline.beat_at(self.clock())
-        note = self.human_live.note_on(args[0], args[1], beat)
-        if note is not None:
-            await self._human_note(note)
-        await self._human_held(args[0], args[1], beat)
-
-    @property
-    def human_notes(self) -> int:
-        """The human's notes played, counted in the recording: a restarted conductor's journal has its
-        predecessor's too, so the count covers the whole run (the bridge plays every note it keeps)."""
-        h = self.ens.human
-        return 0 if h is None else self.recorder.count(h.name, self.end_beat)
-
-    async def _human_held(self, pitch: Any, velocity: Any, beat: float) -> None:
-        """A note-on from the player: the band hears it now (HeldNote); the Note follows at note-off."""
-        h = self.ens.human
-        if h is None or self.human_live is None or int(pitch) not in self.human_live.held:
-            return  # a note-off (velocity 0), or a note the bridge refused
-        held = HeldNote(beat, int(pitch), int(velocity), h.channel, h.name)
-        self.listener.note_on(held.pitch, held.velocity, beat)
-        self.roles.note_on(held)
-        self._onset(beat)
-        await self._publish(held)
-
-    def _onset(self, beat: float) -> None:
-        tl = self.state.timeline
-        if tl.playing:  # a player warming up before the start is not the tempo the band will play
-            self.tempo_follower.onset(tl.time_at(beat), tl)
-
-    async def _human_note(self, note: Note) -> None:
-        self.human_last = note
-        self.listener.note(note.start_beat, note.duration_beats, note.pitch, note.velocity)
-        self.roles.note(note)
-        self.recorder.add(note)
-        await self._publish(note)
-
-    # -- the beat: human replay, display ticks, the end of a --bars run -----------------------------
-    async def _tick_loop(self) -> None:
-        while True:
-            await asyncio.sleep(TICK_S)
-            tl = self.state.timeline
-            if not tl.playing:
-                continue
-            now = self.clock()
-            beat = tl.beat_at(now)
-            if self.human_file is not None:
-                for held in self.human_file.started(beat):
-                    self.listener.note_on(held.pitch, held.velocity, held.start_beat)
-                    self.roles.note_on(held)
-                    self._onset(held.start_beat)
-                    await self._publish(held)
-                for note in self.human_file.due(beat):
-                    if tl.stop_beat > 0.0 and note.end_beat > tl.stop_beat:
-                        if note.start_beat >= tl.stop_beat:
-                            continue  # the replayed player stops with the band at the final downbeat
-                        note = replace(note, duration_beats=tl.stop_beat - note.start_beat)
-                    await self._human_note(note)
-                if 0.0 < tl.stop_beat <= beat and self.human_ended_for != tl.stop_beat:
-                    self.human_ended_for = tl.stop_beat
-                    await self._human_ending(tl)
-            if self.midi_in is not None and self.human_live is not None:
-                await self._drain_midi_in(tl)
-            whole = math.floor(beat)
-            if whole != self.last_beat_tick and beat >= 0:
-                self.last_beat_tick = whole
-                if not self._ending_near(whole, tl):
-                    await self._follow(whole)
-                    await self._follow_tempo(whole, now)
-                await self._beat_tick(whole, tl)
-            # who yields: judged at each bar line and part-way through a bar (conductor/roles.py)
-            bps = tl.tempo_at_beat(beat) / 60.0
-            for msg in self.roles.at_beat(beat, commit_lead(self.ens, bps * 60.0), LATE_OK_S * bps):
-                await self._publish(msg)
-            if tl.stop_beat > 0.0 and now >= tl.time_at(tl.stop_beat + self.ending_beats) + RELEASE_MARGIN_S:
-                # The held chord has been released: the transport stops, and a --bars run is over.
-                self.state.timeline = tl.stopped(now)
-                self.tempo_follower = TempoFollower()
-                if self.bars is not None:
-                    self.end_beat = tl.stop_beat + self.ending_beats
-                    self.finished.set()
-                    return
-                await self._publish(self.state.timeline)
-                self.save_state()
-
-    def _ending_near(self, beat: float, tl: Timeline) -> bool:
-        """From a commit horizon before the final downbeat the harmony is the final chord's: agents
-        voice it from the plan they hold then, so a followed plan must not move under them."""
-        if tl.stop_beat <= 0.0:
-            return False
-        timing = self.ens.timing
-        lead = max(timing.commit_beats, timing.latency_ms / 1000.0 * tl.tempo_at_beat(beat) / 60.0)
-        return beat + lead + 1.0 >= tl.stop_beat
-
-    async def _human_ending(self, tl: Timeline) -> None:
-        """The replayed player ends with the band, as the player it stands in for would: the chord
-        tone nearest its last note, held with the others. (A live player plays what they play.)"""
-        h = self.ens.human
-        if h is None or self.ending_beats <= 0.0 or self.human_last is None:
-            return
-        chord = final_chord(self.state.plan, tl.stop_beat, tl.beats_per_bar)
-        for pitch in ending_voicing(self.roles.ending_role(), h.range, 1, chord, self.human_last.pitch):
-            note = Note(tl.stop_beat, self.ending_beats, pitch, self.human_last.velocity, h.channel, h.name)
-            self.recorder.add(note)  # not to the listener: the form's note, not the player's
-            await self._publish(note)
-
-    async def _follow(self, beat: int) -> None:
-        """Decide the heard chord and key at this beat onset and publish them as the plan if they changed;
-        on a written plan, the chord the player substitutes for the written one (or the chart again)."""
-        self.heard = self.listener.decide(float(beat))
-        if self.substitutions is not None and not self.state.following:
-            chart, t = self.state.chart, float(beat)
-            sub = self.substitutions.decide(self.listener, chart, t)
-            if sub is None and self.substitutions.contradicted(self.listener, self.state.plan, chart, t):
-                changed = self.state.unsubstitute()
-            else:
-                # and half a beat for the agents' re-plan to reach past the notes they have committed
-                lead = commit_lead(self.ens, self.state.timeline.tempo_at_beat(t)) + 0.5
-                changed = self.state.substitute(sub, t, self.ens.meter, lead)
-        elif self.heard is None:
-            return
-        else:
-            changed = self.state.follow(self.heard.chord, self.heard.key)
-        for msg in changed:
-            self.recorder.plan(float(beat), msg)
-            await self._publish(msg)
-        if changed:
-            self.save_state()
-
-    async def _follow_tempo(self, beat: int, now: float) -> None:
-        """At a beat's onset: the player's tempo from the first whole beat every agent can still
-        hear it in time (the next one, or later at a fast tempo or a long latency)."""
-        tl = self.state.timeline.settled(now)
-        at = float(beat + 1)
-        while tl.time_at(at) - now < self.state.latency_s + MIN_CHANGE_LEAD_S and at < beat + 8:
-            at += 1.0
-        tempo = self.tempo_follower.decide(beat, tl, at=at)
-        if tempo is None or not self.following_tempo:
-            return
-        if tl.next_tempo_bpm > 0 and tl.change_beat > beat:
-            return  # a change on its way (a /tempo to its bar line, or the last one followed) stands
-        self.state.timeline = tl.with_tempo(tempo, at, now)
-        self.recorder.tempo(at, tempo)
-        await self._publish(self.state.timeline)
-
-    async def _drain_midi_in(self, tl: Timeline) -> None:
-        assert self.midi_in is not None and self.human_live is not None
-        while not self.midi_in.queue.empty():
-            t, msg = self.midi_in.queue.get_nowait()
-            beat = tl.beat_at(t)
-            note = None
-            if msg.type == "note_on":
-                note = self.human_live.note_on(msg.note, msg.velocity, beat)
-            elif msg.type == "note_off":
-                note = self.human_live.note_off(msg.note, beat)
-            if note is not None:
-                await self._human_note(note)
-            if msg.type == "note_on":
-                await self._human_held(msg.note, msg.velocity, beat)
-
-    async def _beat_tick(self, beat: int, tl: Timeline) -> None:
-        if 0.0 < tl.stop_beat <= beat:  # the held ending: show the chord the band holds
-            chord: Chord | None = final_chord(self.state.plan, tl.stop_beat, tl.beats_per_bar)
-        else:
-            chord = self.state.plan.chord_at(beat, tl.beats_per_bar)
-        tick = BeatTick(
-            *bar_and_beat(beat, tl.beats_per_bar),
-            chord.symbol if chord else "",
-            tl.tempo_at_beat(beat),
-        )
-        await self._publish(tick)
-        await self._publish(status := self.status_json.message(self.stats()))
-        if self.displays and self.surface is not None:
-            from protocol.codec import to_osc
-
-            for address, targs in (to_osc(self.ens.name, tick), to_osc(self.ens.name, status)):
-                for display in self.displays:
-                    self.surface.send(address, targs, to=display)
 
     # -- stats and persistence ----------------------------------------------------------------------
     async def _stats_loop(self) -> None:

@@ -20,74 +20,24 @@ the band's harmony, and a real change costs at most one beat.
 Key: Krumhansl–Schmuckler profiles correlated with an exponentially decaying pitch-class histogram
 (half-life of a few beats, so a modulation is followed within a bar), with its own margin against
 flicker.
+
+The templates and profiles, and the scores of one vector against them, are
+conductor/harmony_match.py's; this module adds what a vector alone cannot: time, the priors and the
+hysteresis. Its tuning is conductor/listener_params.py's `Params`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from conductor.chord_prior import bass_prior, bass_weight, key_prior
+from conductor.harmony_match import TEMPLATES, chord_name, key_correlations, key_name, template_scores
+from conductor.listener_params import Params
 from protocol.harmony import ChordPlan
-
-# Templates: symbol suffix (as protocol.harmony parses it) -> intervals above the root.
-# fmt: off
-TEMPLATES: dict[str, tuple[int, ...]] = {
-    "": (0, 4, 7), "m": (0, 3, 7), "7": (0, 4, 7, 10), "maj7": (0, 4, 7, 11), "m7": (0, 3, 7, 10),
-    "dim": (0, 3, 6), "m7b5": (0, 3, 6, 10), "dim7": (0, 3, 6, 9), "sus4": (0, 5, 7), "aug": (0, 4, 8),
-}
-# A small prior per quality: where two templates explain the notes equally, the commoner one wins
-# (a bare third and fifth are a triad, not a seventh chord missing its seventh).
-PRIOR: dict[str, float] = {
-    "": 0.06, "m": 0.05, "7": 0.03, "maj7": 0.0, "m7": 0.0, "dim": 0.02, "m7b5": 0.0, "dim7": 0.0,
-    "sus4": -0.03, "aug": -0.05,
-}
-# Krumhansl–Kessler probe-tone profiles (Krumhansl 1990), tonic first.
-KS_MAJOR = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
-KS_MINOR = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
-# fmt: on
-FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
-SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-_SHARP_KEYS = {7, 2, 9, 4, 11, 6}  # G D A E B F# major tonics: their chords are spelled with sharps
 
 _MAJOR_SCALE = frozenset({0, 2, 4, 5, 7, 9, 11})
 _MINOR_SCALE = frozenset({0, 2, 3, 5, 7, 8, 10, 11})  # natural minor with the raised leading tone
-
-
-@dataclass(frozen=True, slots=True)
-class Params:
-    """The listener's tuning; defaults were chosen on bench/listening.py (Bach chorales)."""
-
-    sounding: float = 1.0  # weight of a note sounding at the onset
-    memory: float = 0.1  # weight of the recent past, per beat of sounding, before decay
-    half_life: float = 1.0  # beats: how fast the past fades for chords
-    window: float = 4.0  # beats of past considered for chords
-    offbeat: float = 0.6  # metre: a note starting off the beat counts this much
-    missing: float = 0.8  # penalty per template tone nobody plays
-    bass_root: float = 0.3  # bonus when the lowest sounding note is the root
-    bass_tone: float = 0.1  # the plain matcher's smaller bonus when it is another chord tone
-    # the listener's bonus by the lowest note's place in the chord (chord_prior.bass_prior)
-    bass_third: float = 0.2  # a first inversion is common
-    bass_fifth: float = 0.0  # a six-four is rare
-    bass_seventh: float = 0.1
-    diatonic: float = 0.25  # prior for the commonest chords of the followed key
-    bass_low: int = 55  # MIDI: a lowest note at or below G3 votes in full as a bass...
-    bass_high: int = 67  # ...fading to no vote at G4: an alto or a melody alone is no bass
-    function: float = 0.5  # how much rarer functions (iii, vii°) get less of it (chord_prior.key_prior)
-    margin: float = 0.15  # a new chord must beat the current one by this much to win at once
-    margin_one: float = 0.8  # ...and by this much when a single new pitch class is all that calls for it
-    persist: int = 2  # ...or stay best this many decisions in a row
-    key_half_life: float = 16.0  # beats: the profile match's memory
-    key_scale_half_life: float = 2.0  # beats: the memory of notes outside a key's scale
-    key_outside: float = 2.0  # penalty for the share of recent weight outside a key's scale
-    key_margin: float = 0.04  # score a new key must gain over the current one
-    key_persist: int = 2
-    key_minor: float = 0.05  # K-S favours minor keys on short melodies: a major key wins a near tie
-    key_modulation: float = 0.1  # share of recent notes outside the old key's scale that means a new one
-    key_lookback: float = 2.0  # beats before a modulation the new key's memory starts
-    key_switch_margin: float = 0.3  # score a key must gain over one whose scale still fits
-    key_no_leading_tone: float = 0.1  # penalty for a minor key whose raised seventh is not heard
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,75 +58,10 @@ class _Note:
     velocity: int
 
 
-def key_name(tonic: int, minor: bool) -> str:
-    """A key as ChordPlan.key spells it: `Eb`, `F#m`; flats except where a sharp key is usual."""
-    sharp = (tonic if not minor else (tonic + 3) % 12) in _SHARP_KEYS
-    return (SHARP_NAMES if sharp else FLAT_NAMES)[tonic] + ("m" if minor else "")
-
-
-def chord_name(root: int, quality: str, key: str = "C") -> str:
-    """A chord symbol spelled for the key it sounds in (`D#` in E major, `Eb` in B-flat)."""
-    names = SHARP_NAMES if "#" in key or key.rstrip("m") in ("G", "D", "A", "E", "B") else FLAT_NAMES
-    return names[root] + quality
-
-
-def template_scores(
-    weights: Sequence[float], bass: int | None, params: Params = Params()
-) -> dict[tuple[int, str], float]:
-    """Pardo–Birmingham scores of every (root, quality) for a pitch-class weight vector.
-
-    Weights are normalised to sum 1, so the margin and priors mean the same with one note or ten.
-    """
-    total = sum(weights)
-    if total <= 0:
-        return {}
-    w = [x / total for x in weights]
-    peak = max(w)
-    out: dict[tuple[int, str], float] = {}
-    for quality, intervals in TEMPLATES.items():
-        for root in range(12):
-            pcs = [(root + i) % 12 for i in intervals]
-            explained = sum(w[pc] for pc in pcs)
-            # a tone counts as missing in proportion to how far it is below the loudest pitch class
-            missing = sum(max(0.0, 1.0 - w[pc] / (0.25 * peak)) for pc in pcs) / len(pcs)
-            score = explained - (1.0 - explained) - params.missing * missing + PRIOR[quality]
-            if bass is not None:
-                score += params.bass_root if bass == root else params.bass_tone if bass in pcs else 0.0
-            out[(root, quality)] = score
-    return out
-
-
-def best_chord(
-    weights: Sequence[float], bass: int | None = None, params: Params = Params()
-) -> tuple[int, str] | None:
-    """The plain matcher: best template for one vector, no memory, no key, no hysteresis."""
-    scores = template_scores(weights, bass, params)
-    if not scores:
-        return None
-    return max(scores, key=lambda rq: (scores[rq], weights[rq[0]]))
-
-
 def _relatives(a: tuple[int, bool], b: tuple[int, bool]) -> bool:
     """A major key and its relative minor: one scale, told apart by the profile alone."""
     (ta, ma), (tb, mb) = a, b
     return ma != mb and (ta + (3 if ma else 9)) % 12 == tb
-
-
-def key_correlations(hist: Sequence[float]) -> dict[tuple[int, bool], float]:
-    """Pearson correlation of a pitch-class histogram with all 24 rotated K–S profiles."""
-    n = 12
-    mh = sum(hist) / n
-    dh = [h - mh for h in hist]
-    sh = math.sqrt(sum(d * d for d in dh))
-    out: dict[tuple[int, bool], float] = {}
-    for minor, prof in ((False, KS_MAJOR), (True, KS_MINOR)):
-        mp = sum(prof) / n
-        dp = [p - mp for p in prof]
-        sp = math.sqrt(sum(d * d for d in dp))
-        for tonic in range(12):
-            num = sum(dh[(tonic + i) % 12] * dp[i] for i in range(n))
-            out[(tonic, minor)] = num / (sh * sp) if sh > 0 else 0.0
-    return out
 
 
 @dataclass
@@ -397,11 +282,3 @@ class Listener:
 def _vel(velocity: int) -> float:
     """Louder notes count a little more; a ghost note counts half."""
     return 0.5 + 0.5 * min(127, max(1, velocity)) / 100.0
-
-
-def pitch_classes(pitches: Iterable[int]) -> list[float]:
-    """A plain count vector, for callers (the bench's baseline) that weigh notes themselves."""
-    w = [0.0] * 12
-    for p in pitches:
-        w[p % 12] += 1.0
-    return w

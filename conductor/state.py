@@ -19,8 +19,9 @@ from conductor.substitution import Substitution
 from protocol.ensemble import AgentConfig
 from protocol.harmony import ChordPlan
 from protocol.instruments import DYNAMICS
-from protocol.messages import AgentParams, Control, PlanState, Roster
+from protocol.messages import AgentParams, Control, PlanState
 from protocol.mix import DEFAULT_DYNAMICS, DEFAULT_PAN, DEFAULT_VOLUME, dynamics_velocity
+from protocol.status_messages import Roster
 from protocol.timeline import Timeline
 
 MIN_CHANGE_LEAD_S = 0.1

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from typing import Any
 
-from protocol.messages import MAX_STATUS_JSON, AgentStatus, EnsembleStatus
+from protocol.status_messages import MAX_STATUS_JSON, AgentStatus, EnsembleStatus
 
 RATE_WINDOW_S = 5.0
 

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from conductor.listener import TEMPLATES, Listener, Params, chord_name, template_scores
+from conductor.harmony_match import TEMPLATES, chord_name, template_scores
+from conductor.listener import Listener
+from conductor.listener_params import Params
 from protocol.harmony import ChordPlan, ChordSpan, PitchRole, pitch_class_roles
 
 __all__ = ["Substitution", "SubstitutionHearing"]

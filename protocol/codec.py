@@ -16,20 +16,17 @@ import msgpack
 
 from protocol.messages import (
     AgentParams,
-    AgentStatus,
-    BeatTick,
     Control,
-    EnsembleStatus,
     HeldNote,
     Note,
     NoteAck,
     NoteAgain,
     PlanState,
     RoleState,
-    Roster,
     SyncPing,
     SyncPong,
 )
+from protocol.status_messages import AgentStatus, BeatTick, EnsembleStatus, Roster
 from protocol.timeline import Timeline
 
 OSC_ROOT = "/barcelona"

@@ -3,10 +3,11 @@
 aiomqtt gives one connection per ``async with Client``; a band cannot stop when the broker restarts.
 So a reconnect loop (``mqtt-connection``, jittered exponential backoff) makes a fresh client per
 connection (which sets the last will every time) and renews subscriptions before ``connected``.
-QoS >= 1 goes through a bounded, ordered outbox (``mqtt-outbox``), so a plan or control change made
-while the link is down is sent when it returns; a queued retained message replaces an older one on
-its topic (only the latest state matters). QoS 0 (notes) goes at once or is dropped and counted: a
-late note is worse than none. Keepalive and dead-link detection run in paho's misc loop.
+QoS >= 1 goes through a bounded, ordered outbox (protocol/mqtt_outbox.py, sent by ``mqtt-outbox``),
+so a plan or control change made while the link is down is sent when it returns; a queued retained
+message replaces an older one on its topic (only the latest state matters). QoS 0 (notes) goes at
+once or is dropped and counted: a late note is worse than none. Keepalive and dead-link detection
+run in paho's misc loop.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import random
 import re
 import socket
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import aiomqtt
+
+from protocol.mqtt_outbox import MqttOutbox, Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +94,6 @@ class MqttStats:
     last_error: str | None = None
 
 
-class _Outgoing(NamedTuple):
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-
-
 def _check(qos: int, topic: str = "/") -> None:
     if qos not in (0, 1, 2):
         raise ValueError(f"qos must be 0, 1 or 2, got {qos!r}")
@@ -140,17 +134,14 @@ class MqttTransport:
         self._host, self._port, self._client_id = host, int(port), client_id
         self._username, self._password = username, password
         self._tls, self._keepalive, self._will = tls, keepalive, will
-        self._outbox: deque[_Outgoing] = deque()
-        self._outbox_limit, self._max_payload = outbox_limit, max_payload
+        self._outbox = MqttOutbox(outbox_limit)
+        self._max_payload = max_payload
         self._backoff = backoff  # (first retry delay, cap), jittered to 50-100 %
         self._op_timeout, self._flush_timeout, self._clock = op_timeout, flush_timeout, clock
         self._subscriptions: dict[str, int] = {}
         self._queue: asyncio.Queue[MqttPacket | None] = asyncio.Queue(maxsize=max_incoming)
         self._client: aiomqtt.Client | None = None
         self._connected, self._closing = asyncio.Event(), asyncio.Event()
-        self._outbox_ready, self._outbox_empty = asyncio.Event(), asyncio.Event()
-        self._outbox_empty.set()
-        self._warned_full = False
         self._fatal: MqttAuthError | None = None
         self._task: asyncio.Task[None] | None = None
         self.stats = MqttStats()
@@ -203,7 +194,7 @@ class MqttTransport:
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until every queued QoS >= 1 message has been acknowledged by the broker."""
-        await asyncio.wait_for(self._outbox_empty.wait(), timeout)
+        await asyncio.wait_for(self._outbox.wait_empty(), timeout)
 
     async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> bool:
         """Returns False if dropped (QoS 0, no link). QoS >= 1 is queued and sent in order: see ``flush``."""
@@ -223,27 +214,8 @@ class MqttTransport:
                 self.stats.last_error = str(exc)
             self.stats.dropped += 1
             return False
-        self._enqueue(_Outgoing(topic, bytes(payload), qos, retain))
+        self.stats.dropped += self._outbox.put(Outgoing(topic, bytes(payload), qos, retain))
         return True
-
-    def _enqueue(self, item: _Outgoing, *, front: bool = False) -> None:
-        if item.retain:
-            stale = [queued for queued in self._outbox if queued.retain and queued.topic == item.topic]
-            if front and stale:
-                return  # a newer state for this topic is already queued; the failed one is obsolete
-            for queued in stale:
-                self._outbox.remove(queued)
-        (self._outbox.appendleft if front else self._outbox.append)(item)
-        while len(self._outbox) > self._outbox_limit:
-            self._outbox.popleft()
-            self.stats.dropped += 1
-            if not self._warned_full:
-                self._warned_full = True
-                log.warning(
-                    "MQTT outbox full (%d): dropping the oldest; counted in stats", self._outbox_limit
-                )
-        self._outbox_empty.clear()
-        self._outbox_ready.set()
 
     async def subscribe(self, topic_filter: str, qos: int = 0) -> None:
         """Subscribe now if connected, and again after every reconnect."""
@@ -378,16 +350,12 @@ class MqttTransport:
 
     async def _outbox_loop(self, client: aiomqtt.Client) -> None:
         while True:
-            if not self._outbox:
-                self._outbox_empty.set()
-                self._outbox_ready.clear()
-                await self._outbox_ready.wait()
-                continue
-            item = self._outbox.popleft()
+            item = await self._outbox.next()
             try:
                 await client.publish(*item, timeout=self._op_timeout)
             except (aiomqtt.MqttError, asyncio.CancelledError):
-                self._enqueue(item, front=True)  # at-least-once: resend after reconnect
+                # at-least-once: resend after reconnect
+                self.stats.dropped += self._outbox.put(item, front=True)
                 raise
             self.stats.published += 1
 

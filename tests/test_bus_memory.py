@@ -180,7 +180,7 @@ def test_open_bus_takes_the_network_only_when_given_one() -> None:
 
 def test_the_wire_is_the_codec_s() -> None:
     """What the receiver decodes is what the codec encodes, byte for byte through the OSC encoder."""
-    from protocol.transport_osc import decode_datagram, encode_message
+    from protocol.osc_wire import decode_datagram, encode_message
 
     for msg in MESSAGES:
         address, args = codec.to_osc(ENS, msg)

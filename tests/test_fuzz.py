@@ -34,8 +34,8 @@ from protocol.controls import BY_NAME
 from protocol.ensemble import EnsembleError, parse_ensemble
 from protocol.harmony import ChordError, ChordPlan, parse_chord
 from protocol.messages import AgentParams, PlanState
+from protocol.osc_wire import MAX_ARRAY_DEPTH, MalformedDatagramError, decode_datagram
 from protocol.timeline import Timeline
-from protocol.transport_osc import MAX_ARRAY_DEPTH, MalformedDatagramError, decode_datagram
 
 ENS = "demo"
 FAST = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

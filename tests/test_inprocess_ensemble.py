@@ -16,7 +16,8 @@ from support.inprocess import ENSEMBLES, InProcessEnsemble, Played, ensemble, mi
 from agents.engines.onnx_engine import OnnxEngine
 from conductor.human import read_midi_notes
 from protocol.harmony import ChordPlan
-from protocol.messages import AgentParams, BeatTick, Note, PlanState
+from protocol.messages import AgentParams, Note, PlanState
+from protocol.status_messages import BeatTick
 from protocol.timeline import Timeline
 
 MELODY = ENSEMBLES / "melodies" / "ode_to_joy.mid"

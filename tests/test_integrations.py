@@ -28,7 +28,8 @@ from conductor.control import parse_control
 from protocol.codec import BY_CLASS, osc_address
 from protocol.controls import CONTROLS
 from protocol.ensemble import load_ensemble, parse_ensemble
-from protocol.messages import BeatTick, Control
+from protocol.messages import Control
+from protocol.status_messages import BeatTick
 
 ROOT = Path(__file__).resolve().parent.parent
 MAXPAT = ROOT / "integrations" / "max" / "barcelona.maxpat"

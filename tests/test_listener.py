@@ -13,7 +13,9 @@ from support.net_fixtures import free_port
 from test_control_surface import notes_by_track
 
 from conductor.control import parse_control
-from conductor.listener import TEMPLATES, Listener, Params, chord_name
+from conductor.harmony_match import TEMPLATES, chord_name
+from conductor.listener import Listener
+from conductor.listener_params import Params
 from conductor.state import ConductorState
 from protocol.ensemble import parse_ensemble
 from protocol.harmony import ChordPlan, parse_chord

@@ -7,7 +7,9 @@ from dataclasses import replace
 import pytest
 
 from conductor.chord_prior import bass_prior, bass_weight, key_prior
-from conductor.listener import TEMPLATES, Listener, Params
+from conductor.harmony_match import TEMPLATES
+from conductor.listener import Listener
+from conductor.listener_params import Params
 
 # The lowest note's vote before it knew inversions: the root, or any other chord tone a little;
 # and every diatonic chord the same prior.

@@ -11,17 +11,8 @@ from hypothesis import strategies as st
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from protocol import codec
-from protocol.messages import (
-    AgentParams,
-    AgentStatus,
-    BeatTick,
-    Control,
-    Note,
-    PlanState,
-    Roster,
-    SyncPing,
-    SyncPong,
-)
+from protocol.messages import AgentParams, Control, Note, PlanState, SyncPing, SyncPong
+from protocol.status_messages import AgentStatus, BeatTick, Roster
 from protocol.timeline import Timeline
 
 ENS = "demo"

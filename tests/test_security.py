@@ -32,7 +32,7 @@ from support.netns import NetRig, netns_missing_reason
 
 from bench.fuzz import Ensemble
 from bench.fuzz_packets import SAMPLES
-from conductor.conductor import TICK_S
+from conductor.beat_loop import TICK_S
 from conductor.control import (
     MAX_DISPLAYS,
     MAX_REFUSED_HOSTS,
@@ -44,7 +44,8 @@ from conductor.control import (
 from protocol import codec
 from protocol.controls import BY_NAME
 from protocol.ensemble import load_ensemble
-from protocol.messages import AgentStatus, Control
+from protocol.messages import Control
+from protocol.status_messages import AgentStatus
 from protocol.timeline import Timeline
 
 ENS = "demo"

@@ -23,7 +23,7 @@ from support.net_fixtures import free_port
 from conductor.status_json import StatusJson, bar_and_beat
 from launcher.plot import bar_ticks
 from protocol import codec
-from protocol.messages import MAX_STATUS_JSON, AgentStatus, BeatTick, EnsembleStatus
+from protocol.status_messages import MAX_STATUS_JSON, AgentStatus, BeatTick, EnsembleStatus
 
 ENS = "demo"
 

@@ -21,15 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.broker import Mosquitto
 
+from protocol.osc_wire import MalformedDatagramError, decode_datagram, encode_bundle, encode_message
 from protocol.transport_mqtt import MqttAuthError, MqttPacket, MqttTransport, TlsConfig
-from protocol.transport_osc import (
-    MalformedDatagramError,
-    OscPacket,
-    OscTransport,
-    decode_datagram,
-    encode_bundle,
-    encode_message,
-)
+from protocol.transport_osc import OscPacket, OscTransport
 
 T = TypeVar("T")
 LOOPBACK = "127.0.0.1"

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents.model.checks import int_in
+from agents.model.live_context_sounding import LiveContextSounding
 from agents.model.vocab import BOS_ID, ROW_WIDTH, Vocab, vocab_for
 
 _RANKS = {"time_signature": 0, "key_signature": 1, "set_tempo": 2, "patch_change": 3,
@@ -79,8 +80,9 @@ class Change:
         return self.trimmed > 0
 
 
-class LiveContext:
-    """Rolling multi-part context; rows live in one preallocated contiguous int64 buffer."""
+class LiveContext(LiveContextSounding):
+    """Rolling multi-part context; rows live in one preallocated contiguous int64 buffer. What sounds
+    in it (for the decoder and the voicing rules) is agents/model/live_context_sounding.py's."""
 
     def __init__(self, version: str = "v2", *, max_events: int = 4096, trim_to: int | None = None,
                  prefix: np.ndarray | None = None, origin_beat: float = 0.0, bar_beats: int = 4) -> None:
@@ -184,58 +186,6 @@ class LiveContext:
         c = self._cols
         return LiveNote(start, max(1, ev[c["duration"]]) / 16, ev[c["pitch"]], ev[c["velocity"]],
                         ev[c["channel"]], ev[3])
-
-    def is_restrike(self, row: np.ndarray) -> bool:
-        """Whether a generated note row would land on a note of its own (track, channel, pitch) at its
-        own slot, which add_row would replace in place: the part striking again a note it already
-        plays there. Only the tokens up to the pitch are read, so a decoder can ask before drawing
-        the velocity and duration."""
-        note_key = self._note_key_of(row)
-        p, n = self._n_prefix, self._n
-        if note_key < 0 or n == p:
-            return False
-        slot = self.slot_of_next(row)
-        if slot > self._slot[n - 1]:
-            return False  # after every row: the usual case for a part that keeps its own order
-        slots = self._slot[p:n]  # sorted: the rows at one slot are one run
-        lo = p + int(np.searchsorted(slots, slot, side="left"))
-        hi = p + int(np.searchsorted(slots, slot, side="right"))
-        return bool((self._note_key[lo:hi] == note_key).any())
-
-    def sounding(self, slot: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(track, pitch, start slot) of every note that sounds at ``slot``: started at or before it
-        and not yet ended. The voicing rules read it: what the other parts sound where a new note
-        would start, and what this part already holds there."""
-        p, n = self._n_prefix, self._n
-        rows = self._rows[p:n]
-        starts = self._slot[p:n]
-        dur = rows[:, self._cols["duration"]] - self.vocab.param_base["duration"]
-        on = (rows[:, 0] == self._note_id) & (starts <= slot) & (starts + np.maximum(dur, 1) > slot)
-        hit = rows[on]
-        return (hit[:, 3] - self._track_base, hit[:, self._cols["pitch"]] - self.vocab.param_base["pitch"],
-                starts[on].copy())
-
-    def pitches_between(self, lo: int, hi: int, tracks: np.ndarray) -> np.ndarray:
-        """Pitches of the notes of the tracks marked in ``tracks`` (a 128-entry table,
-        agents/model/voicing.py's track_table) that sound at some slot in [``lo``, ``hi``]: the tune a
-        comping part has just heard."""
-        p, n = self._n_prefix, self._n
-        slots = self._slot[p:n]
-        # rows are in time order: only those that start by ``hi`` can sound in the stretch
-        rows = self._rows[p:p + int(np.searchsorted(slots, hi, side="right"))]
-        starts = slots[: len(rows)]
-        dur = rows[:, self._cols["duration"]] - self.vocab.param_base["duration"]
-        on = (rows[:, 0] == self._note_id) & (starts + np.maximum(dur, 1) > lo)
-        on &= tracks[np.clip(rows[:, 3] - self._track_base, 0, 127)]
-        return rows[on, self._cols["pitch"]] - self.vocab.param_base["pitch"]
-
-    def notes_owned_at(self, slot: int, owner: int) -> int:
-        """How many notes ``owner`` starts at ``slot`` (a chord's size so far)."""
-        p, n = self._n_prefix, self._n
-        slots = self._slot[p:n]
-        lo = p + int(np.searchsorted(slots, slot, side="left"))
-        hi = p + int(np.searchsorted(slots, slot, side="right"))
-        return int(((self._owner[lo:hi] == owner) & (self._rows[lo:hi, 0] == self._note_id)).sum())
 
     # ---- mutation -----------------------------------------------------------------------------
     def add_note(self, note: LiveNote, owner: int = 0) -> Change:
