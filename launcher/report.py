@@ -39,6 +39,11 @@ def run_report(launcher: Launcher) -> dict[str, Any]:
             "priority": s.get("priority", "none"),
             "stuck_notes": c.stuck_before + int(s.get("stuck_notes", 0)),
         }
+        if s.get("engine") == "onnx":
+            # the model's own account: events drawn, re-plans, beats it had not drawn when they were
+            # due (the part played only their chords), others' notes heard after their turn
+            parts[c.name]["model"] = {k: s.get(k, 0) for k in ("model_events", "replans", "behind_beats",
+                                                              "late_heard", "providers")}
         if cond:
             # What the recording holds of this part (every note it committed), beside what it
             # played: equal unless notes were lost on the way (the agent sends unacknowledged ones
@@ -97,4 +102,6 @@ def print_summary(report: dict[str, Any]) -> None:
             f"  {name:<10} {p['role']:<6} notes {p['notes']:>5}  late {p['late_notes']:>3}  "
             f"timing p50 {t['p50']:.3f} p99 {t['p99']:.3f} max {t['max']:.3f} ms  restarts {p['restarts']}"
             + (f"  left out late {p['dropped_late']}" if p.get("dropped_late") else "")
+            + (f"  model behind {p['model']['behind_beats']} beats" if (p.get("model") or {}).get(
+                "behind_beats") else "")
         )

@@ -74,3 +74,24 @@ def test_an_agent_plays_the_int8_copy(tmp_path: Path, monkeypatch: pytest.Monkey
         while planner.wants_work():
             planner.work()
     assert notes
+
+
+def test_metadata_is_read_without_loading_the_graph(tmp_path: Path) -> None:
+    """is_int8 reads an export's metadata by skipping the graph (onnx.load would hold a medium export's
+    1.6 GB to read a few strings): the same properties as onnx.load gives, and none from a file that
+    is not ONNX."""
+    import onnx
+
+    from agents.model.model_config import onnx_metadata
+
+    root = Path(__file__).parent / "fixtures" / "models"
+    shipped = Path(__file__).parents[1] / "models" / "default"
+    files = [*root.glob("*/onnx/*.onnx"), *shipped.glob("onnx/*.onnx")]
+    assert len(files) >= 6
+    for f in files:
+        expected = {p.key: p.value for p in onnx.load(str(f), load_external_data=False).metadata_props}
+        assert onnx_metadata(f) == expected, f
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\xff" * 64)
+    assert onnx_metadata(junk) == {}
+    assert onnx_metadata(tmp_path / "missing.onnx") == {}

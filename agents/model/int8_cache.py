@@ -26,7 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.model.model_config import BASE_FILE, CONFIG_FILE, TOKEN_FILE, model_paths, read_tokenizer_config
+from agents.model.model_config import (
+    BASE_FILE,
+    CONFIG_FILE,
+    TOKEN_FILE,
+    model_paths,
+    onnx_metadata,
+    read_tokenizer_config,
+)
 from agents.model.quantize import RECIPE
 
 AGREEMENT_FILE = "int8_agreement.json"
@@ -45,13 +52,10 @@ def cache_root() -> Path:
 
 def is_int8(folder: Path) -> bool:
     """Whether an export's graphs already carry int8 weights (our exporter's --int8 records it)."""
-    import onnx
-
     from agents.model.quantize import QUANT_KEY
 
     _, base, _ = model_paths(folder)
-    props = {p.key: p.value for p in onnx.load(str(base), load_external_data=False).metadata_props}
-    return QUANT_KEY in props
+    return QUANT_KEY in onnx_metadata(base)
 
 
 def fingerprint(folder: Path) -> str:

@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 CONFIG_FILE = "config.json"
 BASE_FILE = "onnx/model_base.onnx"
@@ -188,3 +188,68 @@ def inspect_graphs(folder: Path, tok: TokenizerConfig, base_in: list[Any], base_
     legacy = StackShape(0, 0, 0)
     return ModelInfo(folder, tok.version, tok.optimise_midi, tok.config_name, vocab, n_embd, kv,
                      base or legacy, token or legacy)
+
+
+_METADATA_FIELD = 14  # ModelProto.metadata_props (onnx.proto): repeated StringStringEntryProto
+
+
+def onnx_metadata(path: Path) -> dict[str, str]:
+    """An ONNX file's metadata_props, read by skipping over everything else in the file.
+
+    onnx.load reads the whole graph, weights included: 1.6 GB of memory for a medium SkyTNT export,
+    on every load, only to read a few strings. A ModelProto is a sequence of tagged fields, so the
+    graph (one length-delimited field) can be seeked past. A file that is not a protobuf gives {}."""
+    def varint(f: BinaryIO) -> int | None:
+        shift = value = 0
+        while True:
+            b = f.read(1)
+            if not b:
+                return None
+            value |= (b[0] & 0x7F) << shift
+            if b[0] < 0x80:
+                return value
+            shift += 7
+            if shift > 63:
+                return None
+
+    def entry(data: bytes) -> tuple[str, str]:
+        fields: dict[int, str] = {}
+        i = 0
+        while i < len(data):
+            key, i = data[i], i + 1  # keys 1 and 2 (length-delimited): one byte each
+            n = shift = 0
+            while True:
+                b, i = data[i], i + 1
+                n |= (b & 0x7F) << shift
+                shift += 7
+                if b < 0x80:
+                    break
+            fields[key >> 3], i = data[i : i + n].decode("utf-8", "replace"), i + n
+        return fields.get(1, ""), fields.get(2, "")
+
+    props: dict[str, str] = {}
+    try:
+        with path.open("rb") as f:
+            while (key := varint(f)) is not None:
+                field, wire = key >> 3, key & 7
+                if wire == 0:
+                    if varint(f) is None:
+                        break
+                elif wire == 1:
+                    f.seek(8, 1)
+                elif wire == 5:
+                    f.seek(4, 1)
+                elif wire == 2:
+                    n = varint(f)
+                    if n is None:
+                        break
+                    if field == _METADATA_FIELD:
+                        k, v = entry(f.read(n))
+                        props[k] = v
+                    else:
+                        f.seek(n, 1)
+                else:
+                    return {}
+    except (OSError, IndexError):
+        return {}
+    return props
