@@ -77,7 +77,12 @@ class ModelHost:
         self.folder = model
         windows = [context_events(model, a.engine.context_events) for a in agents]
         self.names = {a.name for a in agents}
-        self.model = SharedModel(model, slots=len(agents), max_events=max(windows))
+        # as many ORT threads as the model processes it stands in for had between them (one each), up
+        # to the cores: on two cores one thread serves two parts fewer events a second than two
+        # processes (bench/medium_ensemble.py: the piano's notes came late on the medium export)
+        self.threads = max(1, min(len(agents), os.cpu_count() or 1))
+        self.model = SharedModel(model, slots=len(agents), max_events=max(windows),
+                                 intra_op_threads=self.threads)
         self.connected: dict[str, float] = {}  # agent name -> when it joined
         self.joins = 0
         self._lock = threading.Lock()
@@ -131,6 +136,7 @@ class ModelHost:
         with self._lock:
             connected = sorted(self.connected)
         return {"model": self.source, "runs": self.folder, "slots": self.model.slots, "agents": connected,
+                "threads": self.threads,
                 "joins": self.joins, "providers": list(self.model.sessions[0].get_providers()),
                 "calls": dict(st.calls), "mean_rows": {k: round(st.mean_batch(k), 2) for k in st.calls},
                 "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
