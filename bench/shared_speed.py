@@ -8,8 +8,10 @@ the same export, interleaved round by round in one run:
   with its own seed and context, drawing in its own thread; their one-position calls batched.
 
 Reported: the events all agents drew per CPU-second of the process, its ratio to ``alone``, the
-batcher's mean rows per call, and the process's peak resident memory (K separate processes would
-hold K times ``alone``'s). On the shipped model the weights are small and the per-call Python work
+batcher's mean rows per call, the process's peak resident memory (K separate processes would
+hold K times ``alone``'s), and a re-plan's wall time: a player's note lands 2 beats back in agent
+0's context, which rolls back, re-feeds and draws its first new event while the others draw on.
+On the shipped model the weights are small and the per-call Python work
 dominates, so sharing pays on big models (``--model medium``), where a call reads hundreds of MB.
 
     .venv/bin/python -m bench.shared_speed [--model medium|small|shipped|PATH] [--int8] [--smoke]
@@ -18,6 +20,7 @@ dominates, so sharing pays on big models (``--model medium``), where a call read
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -28,12 +31,14 @@ import threading
 import time
 from pathlib import Path
 
+from agents.model.live_context import LiveNote
 from agents.model.runtime import ModelRuntime
 from agents.model.shared_model import BatchStats, SharedModel
 from bench.model_folders import int8_folder, model_folder
-from bench.model_runs import SEED, piano_generator
+from bench.model_runs import HUMAN, SEED, piano_generator
 
 ROOT = Path(__file__).resolve().parent.parent
+REPLAN_REPS = 7
 
 
 def resolve(name: str, int8: bool) -> Path:
@@ -74,13 +79,47 @@ def child(folder: Path, agents: int, events: int, prompt_notes: int, window: int
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
     if errors:
         raise errors[0]
+    replans = replan_ms(shared, runtimes, setups, REPLAN_REPS)
     out = {"agents": len(runtimes), "events": events * len(runtimes), "cpu_s": cpu, "wall_s": wall,
+           "replan_ms": statistics.median(replans), "replan_max_ms": max(replans),
            "events_per_cpu_s": events * len(runtimes) / cpu,
            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if shared is not None:
         st = shared.batcher.stats
         out["mean_rows"] = {k: round(st.mean_batch(k), 2) for k in ("base", "token")}
     return out
+
+
+def replan_ms(shared: SharedModel | None, runtimes: list, setups: list, reps: int) -> list[float]:
+    """Wall milliseconds from a player's note landing 2 beats back in agent 0's context to its first
+    new event (roll back, re-feed, draw), while every other agent keeps drawing."""
+    stop = threading.Event()
+
+    def draw(i: int) -> None:
+        gen, _ctx, p, chord_at = setups[i]
+        with shared.drawing(runtimes[i]) if shared else contextlib.nullcontext():  # type: ignore[arg-type]
+            while not stop.is_set():
+                gen.step(p, chord_at)
+
+    others = [threading.Thread(target=draw, args=(i,)) for i in range(1, len(runtimes))]
+    for t in others:
+        t.start()
+    gen, ctx, p, chord_at = setups[0]
+    times = []
+    try:
+        with shared.drawing(runtimes[0]) if shared else contextlib.nullcontext():  # type: ignore[arg-type]
+            for k in range(reps):
+                end = ctx.beat_of_row(len(ctx) - 1)
+                t0 = time.perf_counter()
+                gen.apply(ctx.add_note(LiveNote(end - 2.0, 0.25, 60 + k % 12, 100, 0, HUMAN), owner=HUMAN))
+                gen.sync()
+                gen.step(p, chord_at)
+                times.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        stop.set()
+        for t in others:
+            t.join()
+    return times
 
 
 def run_child(folder: Path, agents: int, events: int, prompt_notes: int, window: int, core: int) -> dict:
@@ -107,6 +146,8 @@ def bench(folder: Path, counts: list[int], rounds: int, events: int, prompt_note
     table: dict[str, dict] = {}
     for name, rs in runs.items():
         table[name] = {"events_per_cpu_s": statistics.median(x["events_per_cpu_s"] for x in rs),
+                       "replan_ms": statistics.median(x["replan_ms"] for x in rs),
+                       "replan_max_ms": max(x["replan_max_ms"] for x in rs),
                        "max_rss_mb": statistics.median(x["max_rss_mb"] for x in rs),
                        "mean_rows": rs[-1].get("mean_rows")}
     alone = table["alone"]
@@ -123,11 +164,15 @@ def bench(folder: Path, counts: list[int], rounds: int, events: int, prompt_note
 
 def print_table(res: dict) -> None:
     print(f"{res['model']}: one core, {res['events_per_agent']} events per agent, window {res['window']}")
-    print(f"{'arrangement':12s} {'events/CPU-s':>13s} {'vs alone':>9s} {'MB':>7s} {'vs x1':>6s}  mean rows")
+    print(f"{'arrangement':12s} {'events/CPU-s':>13s} {'vs alone':>9s} {'MB':>7s} {'vs x1':>6s} "
+          f"{'re-plan ms':>10s} {'max':>6s}  mean rows")
     for name, row in res["arrangements"].items():
         x1 = row.get("memory_vs_shared_x1")
         print(f"{name:12s} {row['events_per_cpu_s']:13.1f} {row['speed_vs_alone']:8.2f}x "
-              f"{row['max_rss_mb']:7.0f} {'' if x1 is None else f'{x1:5.2f}x':>6s}  {row['mean_rows'] or ''}")
+              f"{row['max_rss_mb']:7.0f} {'' if x1 is None else f'{x1:5.2f}x':>6s} {row['replan_ms']:10.1f} "
+              f"{row['replan_max_ms']:6.1f}  {row['mean_rows'] or ''}")
+    print("re-plan: wall time from a player's note 2 beats back to agent 0's first new event, the other "
+          "agents drawing meanwhile (one core)")
 
 
 def main(argv: list[str] | None = None) -> int:
