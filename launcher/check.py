@@ -17,15 +17,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from launcher.file_checks import file_problems
 from protocol.ensemble import Ensemble, EnsembleError, load_ensemble
 from protocol.midi_backend import midi_ports_error
 
 __all__ = ["Binding", "bindings", "check_ensemble", "check_file", "check_ports_free"]
 
-ROOT = Path(__file__).resolve().parents[1]  # the launcher starts every child here (run_ensemble.py)
 RESOLVE_WAIT_S = 3.0
 MAX_PORT = 65535
-_RELATIVE = " (a relative path is taken from the YAML's folder)"
 
 
 @dataclass(frozen=True)
@@ -235,101 +234,6 @@ def structural_problems(ens: Ensemble) -> list[str]:
     return out
 
 
-# -- the filesystem ------------------------------------------------------------------------------------
-def _readable(path: Path) -> str | None:
-    """Why `path` cannot be read as a file, or None."""
-    try:
-        with path.open("rb") as fh:
-            fh.read(1)
-    except IsADirectoryError:
-        return f"{path} is a folder, not a file"
-    except FileNotFoundError:
-        return f"no such file: {path}"
-    except OSError as exc:
-        return f"cannot read {path}: {exc.strerror or exc}"
-    return None
-
-
-def _file_problems(ens: Ensemble, yaml_dir: Path, host: str | None) -> Iterator[str]:
-    here = host is None or ens.conductor.host == host  # the conductor replays the human's file
-    h = ens.human
-    if here and h is not None and h.source.type == "file":
-        from conductor.human import read_midi_notes
-
-        path = Path(h.source.path or "").expanduser()
-        path = path if path.is_absolute() else yaml_dir / path
-        why = _readable(path)
-        if why is not None:
-            hint = "" if Path(h.source.path or "").is_absolute() else _RELATIVE
-            yield f"human.source.path: {why}{hint}"
-        else:
-            try:
-                read_midi_notes(path, h.source.transpose)
-            except ValueError as exc:
-                yield str(exc)
-    for i, a in enumerate(ens.agents):
-        if host is not None and a.host != host:
-            continue
-        if a.engine.type == "onnx":
-            from agents.engines.model_worker import resolve_model
-            from agents.model.model_config import ModelLoadError, model_paths, read_tokenizer_config
-
-            folder = resolve_model(a.engine.model, yaml_dir)
-            try:
-                config, base, token = model_paths(folder)
-                read_tokenizer_config(config)
-            except ModelLoadError as exc:
-                yield f"agents.{i}.engine.model: {exc}"
-            else:
-                for onnx in (base, token):
-                    why = _readable(Path(onnx))
-                    if why is not None:
-                        yield f"agents.{i}.engine.model: {why}"
-                        break
-        if a.output.type == "fluidsynth":
-            yield from _fluid_problems(i, a.output.soundfont, yaml_dir)
-    tls = ens.bus.mqtt.tls if ens.bus.transport == "mqtt" else None
-    if tls is not None:
-        for name in ("ca_file", "cert_file", "key_file"):
-            value = getattr(tls, name)
-            if value is None:
-                continue
-            path = Path(value)
-            # the processes open it from their working folder, the repository's root
-            why = _readable(path if path.is_absolute() else ROOT / path)
-            if why is not None:
-                yield f"bus.mqtt.tls.{name}: {why}"
-        if (tls.cert_file is None) != (tls.key_file is None):
-            missing = "key_file" if tls.key_file is None else "cert_file"
-            yield f"bus.mqtt.tls.{missing}: cert_file and key_file go together; give both or neither"
-
-
-def _fluid_problems(i: int, soundfont: str | None, yaml_dir: Path) -> Iterator[str]:
-    from agents.outputs.base import OutputError
-    from agents.outputs.fluid import find_soundfont
-
-    path: Path | None = None
-    if soundfont:
-        path = Path(soundfont).expanduser()
-        path = path if path.is_absolute() else yaml_dir / path
-        why = _readable(path)
-        if why is not None:
-            yield f"agents.{i}.output.soundfont: {why}{'' if Path(soundfont).is_absolute() else _RELATIVE}"
-            return
-    try:
-        find_soundfont(path)
-    except OutputError as exc:
-        yield f"agents.{i}.output.{exc}"
-        return
-    try:
-        import fluidsynth  # noqa: F401 - the library loads here, as the output will at start
-    except ImportError as exc:
-        yield (
-            f"agents.{i}.output.type: fluidsynth needs pyfluidsynth and the FluidSynth library "
-            f"(the `fluidsynth` extra, apt install libfluidsynth3): {exc}"
-        )
-
-
 # -- the network -------------------------------------------------------------------------------------
 def _resolve(name: str) -> str | None:
     """Why `name` does not resolve, or None. A lookup that hangs (no DNS) counts as failed after a while."""
@@ -372,7 +276,7 @@ def check_ensemble(ens: Ensemble, yaml_path: Path, host: str | None = None) -> l
     that exists only on the band's machine is no problem on the stage laptop."""
     yaml_dir = yaml_path.resolve().parent
     problems = structural_problems(ens)
-    problems += _file_problems(ens, yaml_dir, host)
+    problems += file_problems(ens, yaml_dir, host)
     problems += _network_problems(ens, host)
     midi = midi_ports_error(ens, host)  # MIDI ports on an install without the `midi` extra
     problems += [midi] if midi else []

@@ -118,8 +118,8 @@ def test_shared_cache_waits_for_an_onnxruntime_that_gets_it_right(monkeypatch: p
     clear refusal when asked for the shared cache."""
     import agents.model.sessions as sessions_module
 
-    assert sessions_module._version("1.20.1") == (1, 20)
-    assert sessions_module._version("1.21.0.dev20250101") == (1, 21)
+    assert sessions_module.version_tuple("1.20.1") == (1, 20)
+    assert sessions_module.version_tuple("1.21.0.dev20250101") == (1, 21)
     monkeypatch.setattr(sessions_module.ort, "__version__", "1.19.2")
     assert ModelRuntime(LEAN).cache_mode == "buffers"
     with pytest.raises(ValueError, match=r"onnxruntime >= 1\.20"):

@@ -7,6 +7,7 @@ On tiny_v2_lean in float32, where a row's result does not depend on its batch pa
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ from support.models import LEAN, TINY, TOL, random_rows
 
 from agents.model.runtime import ModelRuntime
 from agents.model.shared_model import SharedModel
+
+ROOT = Path(__file__).resolve().parents[1]
 
 Op = tuple[str, object]
 
@@ -126,3 +129,26 @@ def test_a_model_that_cannot_share_says_why() -> None:
     """A TorchScript export (a user's SkyTNT files) has no graph the shared cache can run."""
     with pytest.raises(ValueError, match="a shared model needs a lean export"):
         SharedModel(TINY, slots=2, max_events=16)
+
+
+def test_check_names_a_share_that_cannot_run(tmp_path: Path) -> None:
+    """--check (and every launch) refuses engine.share on a model the shared process cannot run (a
+    TorchScript export, as SkyTNT's exporter writes) and on an engine with no model, naming the field."""
+    import yaml
+
+    from launcher.check import check_file
+
+    data = yaml.safe_load((ROOT / "ensembles" / "default.yaml").read_text())
+    data["human"]["source"]["path"] = str(ROOT / "ensembles" / data["human"]["source"]["path"])
+    data["agents"][0]["engine"].update(model=str(TINY), share=True)
+    path = tmp_path / "plain.yaml"
+    path.write_text(yaml.safe_dump(data))
+    _, problems = check_file(path)
+    assert [p for p in problems if "agents.0.engine.share: " in p and "not a lean export" in p], problems
+    data["agents"][0]["engine"].update(model=str(LEAN))
+    path.write_text(yaml.safe_dump(data))
+    assert check_file(path)[1] == []
+    data["agents"][2]["engine"]["share"] = True  # the drums
+    path.write_text(yaml.safe_dump(data))
+    _, problems = check_file(path)
+    assert any("agents.2.engine" in p and "only an onnx engine has a model to share" in p for p in problems)

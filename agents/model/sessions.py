@@ -17,7 +17,7 @@ from agents.model.fuse_attention import fuse_shared_cache
 from agents.model.model_config import ModelLoadError
 
 __all__ = ["CPU", "CUDA", "SHARED_CACHE_ORT", "Sessions", "choose_providers", "fused_sessions",
-           "open_session", "session_options", "shared_cache_refusal"]
+           "open_session", "session_options", "shared_cache_refusal", "version_tuple"]
 
 log = logging.getLogger(__name__)
 CUDA = "CUDAExecutionProvider"
@@ -65,7 +65,7 @@ def fused_sessions(base: Path, token: Path, opts: ort.SessionOptions, providers:
     broken is left for open_session to report."""
     if providers[0] != CPU or batch_size != 1:
         return None
-    if _version(ort.__version__) < SHARED_CACHE_ORT:
+    if version_tuple(ort.__version__) < SHARED_CACHE_ORT:
         # 1.17 has no float32 kernel; 1.19 loads one that gets continued prompts wrong (logits off by
         # up to 10 on the fixtures); 1.20 and later match the exported graphs
         log.info("onnxruntime %s: the shared KV cache needs %s or later; running the graphs as exported",
@@ -95,7 +95,7 @@ def shared_cache_refusal(folder: str | Path) -> str:
             f"run on it here{missing} (see agents/model/fuse_attention.py)")
 
 
-def _version(text: str) -> tuple[int, ...]:
+def version_tuple(text: str) -> tuple[int, ...]:
     """(major, minor) of a version string such as '1.20.1' or '1.21.0.dev20250101'."""
     parts = []
     for piece in text.split(".")[:2]:

@@ -44,14 +44,39 @@ from agents.model.model_config import (
     StackShape,
     inspect_graphs,
     model_paths,
+    onnx_metadata,
     read_tokenizer_config,
 )
-from agents.model.runtime import ModelRuntime
-from agents.model.sessions import CPU, fused_sessions, session_options, shared_cache_refusal
+from agents.model.runtime import ROTARY_KEY, ModelRuntime
+from agents.model.sessions import (
+    CPU,
+    SHARED_CACHE_ORT,
+    fused_sessions,
+    session_options,
+    shared_cache_refusal,
+    version_tuple,
+)
 
-__all__ = ["BatchStats", "Batcher", "SharedModel", "SlotRuntime"]
+__all__ = ["BatchStats", "Batcher", "SharedModel", "SlotRuntime", "share_refusal"]
 
 TOKEN_CAPACITY = 1 + MAX_TOKEN_SEQ  # the token cache: the event's hidden state and its tokens
+
+
+def share_refusal(folder: str | Path) -> str | None:
+    """Why the model in `folder` cannot be shared here, or None; reads no weights (for --check)."""
+    _, base, _ = model_paths(folder)
+    if ROTARY_KEY not in onnx_metadata(base):
+        return (f"{folder} is not a lean export (one a TorchScript exporter such as SkyTNT's wrote); "
+                "export it lean from its checkpoint to share it: python -m training --export-only "
+                "--init model.ckpt --out FOLDER (the train extra)")
+    if version_tuple(ort.__version__) < SHARED_CACHE_ORT:
+        return (f"onnxruntime {ort.__version__} has no GroupQueryAttention the shared model can use; "
+                f"it needs {'.'.join(map(str, SHARED_CACHE_ORT))} or later")
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        return "the onnx package is not installed (pip install onnx): the shared model rewrites the graphs"
+    return None
 
 
 @dataclass
