@@ -33,6 +33,11 @@ shapes: 12 x 1024, 16 heads, ffn 4096; token model 3 layers, 4 heads), random we
 our exporter (its default lean graphs) and cached under ~/.cache/barcelona/bench/ (the medium export
 is ~940 MB). ``tiny`` is a plain TorchScript export, so it also shows a user's SkyTNT export's path.
 
+Beside them (``--no-shared`` leaves them out): agents sharing one model process against one alone on
+the medium export's int8 copy (bench/shared_speed.py), and, in a full run, ensembles/default.yaml with
+bass and piano on the medium export, each part in its own model process and both in one
+(bench/medium_ensemble.py).
+
 ``--baseline FOLDER`` also plays the agent on another model folder (e.g. a plain export of the same
 weights: ``training.export.export_model(..., lean=False)``, or an older copy of models/default) in the same
 rounds, interleaved, and reports the ratio: on a shared machine only side-by-side ratios compare.
@@ -56,7 +61,7 @@ import onnxruntime as ort
 from agents.engines.worker_config import DEFAULT_CONTEXT_EVENTS, context_events
 from agents.model.decoder import DecodeParams
 from agents.model.runtime import ModelRuntime
-from bench import shared_speed
+from bench import medium_ensemble, shared_speed
 from bench.model_folders import int8_folder, model_folder
 from bench.model_runs import (
     CHANNEL,
@@ -218,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline", type=Path, metavar="FOLDER",
                     help="also time the agent on this model folder, interleaved with the shipped one")
     ap.add_argument("--no-shared", action="store_true",
-                    help="leave out agents sharing one model process (bench/shared_speed.py)")
+                    help="leave out agents sharing one model process (bench/shared_speed.py) and the "
+                         "default ensemble on the medium export (bench/medium_ensemble.py)")
     args = ap.parse_args(argv)
     if args.smoke:  # the models already on disk: nothing to export or quantise
         plan = {"tiny": (8, 1, 16, 2, False), "shipped": (8, 1, 16, 2, False)}
@@ -239,10 +245,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: done in {time.perf_counter() - t0:.0f} s", flush=True)
     if not args.no_shared:
         results["shared"] = shared_run(args.smoke, args.quick)
+        if not (args.smoke or args.quick):  # the band on the medium export: minutes of real time
+            results["ensemble"] = medium_ensemble.bench(model_folder("medium"), "int8", 16)
     print_table(results)
     if "shared" in results:
         print()
         shared_speed.print_table(results["shared"])
+    if "ensemble" in results:
+        print()
+        medium_ensemble.print_table(results["ensemble"])
     print("\nCPU time of the bench's thread; ORT intra-op threads: 1 per session (agents share 2 cores); "
           "medians over interleaved rounds; speedup = median of per-round ratios; event 0 (prompt "
           "prefill) excluded.")
