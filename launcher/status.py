@@ -114,6 +114,19 @@ class StatusDisplay:
         where = f"bar {cond.get('bar', '-')}  beat {beat % meter + 1:3.1f}/{meter}  {chord}"
         return f"{where}  {tempo:.1f} BPM{lock}"
 
+    def _models(self) -> str:
+        """The shared model processes (engine.share): whom each serves, how its calls batch, its memory."""
+        out = []
+        for c in self.launcher.children:
+            if c.role == "model":
+                s = c.read_stats()
+                providers = ",".join(p.removesuffix("ExecutionProvider") for p in s.get("providers", []))
+                rows = (s.get("mean_rows") or {}).get("base", 0.0)
+                out.append(f"{c.name} ({', '.join(s.get('agents', [])) or 'starting'}): {providers or '-'}, "
+                           f"{rows:.2f} agents per step, {s.get('max_rss_mb', 0):.0f} MB"
+                           + (f", restarts {c.restarts}" if c.restarts else ""))
+        return "  ".join(out)
+
     def _table(self) -> Any:
         from rich.table import Table
 
@@ -126,7 +139,7 @@ class StatusDisplay:
             f"bus {ens.bus.transport}: {bus_health(cond, len(ens.agents))}" + (f"  {link}" if link else "")
             + (f"\n{roles}" if roles else "")
         )
-        table = Table(title=title)
+        table = Table(title=title, caption=self._models() or None)
         for col in (
             "part",
             "state",
@@ -179,8 +192,9 @@ class StatusDisplay:
         link = link_text(cond)
         health = bus_health(cond, len(self.launcher.ens.agents))
         roles = roles_text(cond)
+        models = self._models()
         return (f"{self._where(cond)} | {' | '.join(parts)} | bus {health}" + (f" | {link}" if link else "")
-                + (f" | {roles}" if roles else ""))
+                + (f" | {roles}" if roles else "") + (f" | {models}" if models else ""))
 
     def update(self) -> None:
         now = time.monotonic()

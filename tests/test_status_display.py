@@ -124,3 +124,17 @@ def test_the_parts_the_player_took_show_in_the_title_the_state_and_the_line() ->
     assert line.endswith("| player bass (auto)  yielded bass")
     launcher.children[0].stats = {**COND, "roles": {**roles, "player": [], "yielded": []}}
     assert "player - (auto)  yielded -" in display.line()
+
+
+def test_a_shared_model_process_shows_whom_it_serves_and_is_not_a_part() -> None:
+    """engine.share's model process: under the table and in the line, never a row of its own."""
+    launcher = FakeLauncher()
+    launcher.children.append(FakeChild("model-0", "model", {
+        "agents": ["bass", "piano"], "providers": ["CPUExecutionProvider"], "mean_rows": {"base": 1.42},
+        "max_rss_mb": 775.2}, restarts=1))
+    display = StatusDisplay(launcher, interactive=False)
+    text = "model-0 (bass, piano): CPU, 1.42 agents per step, 775 MB, restarts 1"
+    assert text in display.line()
+    table = render(display)
+    assert text in table
+    assert not any(row.startswith("│ model-0") for row in table.splitlines())
