@@ -1,58 +1,72 @@
 """The ensemble YAML schema: one pydantic model that every process validates its own part against.
 
+Each role owns its settings: the agents' parts, engines and outputs in protocol/agent_config.py, the
+conductor's player, control surface and clocks in protocol/conductor_config.py. This module composes
+them with what every process shares (the bus and the timing) into `Ensemble`, whose rules span
+sections, and re-exports them so that one import serves every reader of the file.
+
 A bad file must stop the launcher with one line naming the field (`agents.1.channel: ...`), never a
 traceback, so `load_ensemble` turns pydantic's report into `EnsembleError` with that line.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
+from pydantic import Field, ValidationError, model_validator
+
+from protocol.agent_config import AgentConfig, DrumStyle, Dynamic, EngineConfig, Hit, OutputConfig, PartConfig
+from protocol.conductor_config import (
+    AUTO_ROLE,
+    NO_ROLE,
+    ConductorConfig,
+    ControlConfig,
+    HumanConfig,
+    HumanSource,
+    LinkConfig,
+    MidiClockConfig,
 )
+from protocol.config_fields import Channel, IpLiteral, MidiApi, Name, Pitch, Port, Strict, ranged
 
-from protocol.mix import DEFAULT_DYNAMICS, DEFAULT_PAN, DEFAULT_VOLUME
-from protocol.rules import RULES
-
-
-def ranged(name: str) -> Any:
-    """The schema bound of a tunable number, read from the one rule table (protocol/rules.py)."""
-    lo, hi = RULES[name].bounds
-    return Field(ge=lo, le=hi)
-
-
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-Channel = Annotated[int, ranged("channel")]
-Pitch = Annotated[int, ranged("pitch")]
-Port = Annotated[int, Field(ge=1, le=65535)]
-
-
-def _ip_literal(value: str) -> str:
-    """Bus and control sockets bind and send to IP literals only (protocol/transport_osc.py): a name
-    would need a DNS lookup in the timing path, so it is refused here rather than at start-up."""
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IP address (write e.g. 127.0.0.1 or 192.168.1.20)") from None
-    return value
-
-
-IpLiteral = Annotated[str, AfterValidator(_ip_literal)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+__all__ = [
+    "AUTO_ROLE",
+    "FOLLOW",
+    "NO_ROLE",
+    "AgentConfig",
+    "BusConfig",
+    "Channel",
+    "ConductorConfig",
+    "ControlConfig",
+    "DrumStyle",
+    "DuplicateKeyError",
+    "Dynamic",
+    "EngineConfig",
+    "Ensemble",
+    "EnsembleError",
+    "Hit",
+    "HumanConfig",
+    "HumanSource",
+    "IpLiteral",
+    "LinkConfig",
+    "MidiApi",
+    "MidiClockConfig",
+    "MqttBusConfig",
+    "Name",
+    "OscBusConfig",
+    "OutputConfig",
+    "PartConfig",
+    "Pitch",
+    "Port",
+    "Strict",
+    "TimingConfig",
+    "TlsConfig",
+    "load_ensemble",
+    "parse_ensemble",
+    "ranged",
+]
 
 
 class OscBusConfig(Strict):
@@ -91,45 +105,6 @@ class BusConfig(Strict):
     mqtt: MqttBusConfig = MqttBusConfig()
 
 
-class ControlConfig(Strict):
-    """The OSC control surface: Max/MSP and TouchOSC steer the ensemble here.
-
-    `listen` is one IP address, or the word `any` for every interface. The wildcard addresses
-    themselves (`0.0.0.0`, `::`) are refused: a port every host on the network can reach should be
-    asked for in words, and the conductor warns when it is.
-    """
-
-    listen: str = "127.0.0.1"  # an IP literal or `any`: checked by _listen
-    port: Port = 57300
-    allow: tuple[str, ...] = ("127.0.0.1/32",)
-    reply_port: Port | None = None
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        if value == "any":
-            return value
-        try:
-            ip = ipaddress.ip_address(value)
-        except ValueError:
-            raise ValueError(f"{value!r} is not an IP address (or `any` for every interface)") from None
-        if ip.is_unspecified:
-            raise ValueError(f"{value} listens on every interface: write `listen: any` to mean that")
-        return value
-
-    @property
-    def bind_host(self) -> str:
-        """The address to bind: `any` is IPv4's wildcard (the surfaces on a stage speak IPv4)."""
-        return "0.0.0.0" if self.listen == "any" else self.listen
-
-    @field_validator("allow")
-    @classmethod
-    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for net in value:
-            ipaddress.ip_network(net, strict=False)
-        return value
-
-
 class TimingConfig(Strict):
     latency_ms: Annotated[float, Field(ge=5, le=2000)] = 150.0
     commit_beats: Annotated[float, Field(gt=0, le=8)] = 1.0
@@ -141,236 +116,6 @@ class TimingConfig(Strict):
     # how long every part holds the final chord at the end of a --bars run or a /stop; unset: one bar
     ending_beats: Annotated[float, Field(ge=0, le=32)] | None = None
     realtime: bool = True
-
-
-class OutputConfig(Strict):
-    """Where a part sounds: a MIDI port, an OSC synth host, built-in fluidsynth, or nowhere."""
-
-    type: Literal["null", "midi", "osc", "fluidsynth"] = "null"
-    port: str | None = None
-    virtual: bool = False
-    api: Literal["auto", "jack", "alsa", "coremidi"] = "auto"
-    host: str = "127.0.0.1"
-    osc_port: Port | None = None
-    address: str = "/note"
-    timetag: bool = True
-    soundfont: str | None = None
-    gain: Annotated[float, Field(ge=0, le=10)] = 1.0
-    audio_driver: str | None = None
-
-    @field_validator("type", mode="before")
-    @classmethod
-    def _yaml_null(cls, value: Any) -> Any:
-        """`type: null` in YAML reads as None; the user meant the null output."""
-        return "null" if value is None else value
-
-    @model_validator(mode="after")
-    def _complete(self) -> OutputConfig:
-        """An output that would fail to open (or, for osc, play into a port nobody listens on)."""
-        if self.type == "midi" and not self.virtual and not self.port:
-            raise ValueError("port: a midi output needs a port (see --list-ports) or virtual: true")
-        if self.type == "osc" and self.osc_port is None:
-            raise ValueError("osc_port: an osc output needs the UDP port its synth listens on")
-        return self
-
-
-class Hit(Strict):
-    """One rhythm step: where in the bar, how long, and (for drums) which pitch."""
-
-    beat: Annotated[float, Field(ge=0, le=32)]
-    duration: Annotated[float, Field(gt=0, le=32)] = 0.5
-    pitch: Pitch | None = None
-    velocity: Annotated[int, Field(ge=1, le=127)] = 90
-
-
-DrumStyle = Literal["rock", "pop", "funk", "jazz", "shuffle", "bossa", "waltz", "ballad"]
-
-
-class EngineConfig(Strict):
-    """`pattern`: voices the chord plan on a rhythm (no model). `onnx`: a SkyTNT-format model.
-    `drums`: a drummer's grooves by `style`, varied bar to bar, with a fill ending every
-    `phrase_bars` bars and before the chord plan loops (docs/drums.md)."""
-
-    type: Literal["pattern", "onnx", "drums"] = "pattern"
-    voicing: Literal["root", "root_fifth", "chord", "arpeggio", "drums"] = "chord"
-    rhythm: tuple[Hit, ...] = (Hit(beat=0, duration=1.0), Hit(beat=2, duration=1.0))
-    model: str | None = None
-    temperature: Annotated[float, ranged("temperature")] = 1.0
-    top_p: Annotated[float, ranged("top_p")] = 0.98
-    top_k: Annotated[int, ranged("top_k")] = 20
-    density: Annotated[float, ranged("density")] = 1.0
-    chord_bias: Annotated[float, ranged("chord_bias")] = 2.0
-    bass: bool = False
-    max_rest_beats: Annotated[int, Field(ge=0, le=127)] = 4
-    max_note_beats: Annotated[float, Field(gt=0, le=127)] = 8.0
-    # events of context the model sees (the oldest quarter goes when full); unset: 1.5 x the model's
-    # training window where its config.json records one, else 1024 (agents/engines/worker_config.py)
-    context_events: Annotated[int, Field(ge=32, le=4096)] | None = None
-    # onsets only on multiples of this many beats (1, 1/2, 1/4, 1/8, 1/16); unset: the model's 1/16
-    grid: float | None = None
-    seed: int | None = None
-    # int8: a float32 export is quantised once at load into a cache folder (the user's files are only
-    # read) and its agreement with float32 logged (agents/model/int8_cache.py)
-    quantize: Literal["none", "int8"] = "none"
-    # share: agents with the same model file and quantize run it in one model process, their decode
-    # steps batched (agents/engines/model_host.py); for big models, where each step reads 100s of MB
-    share: bool = False
-    # type: drums
-    style: DrumStyle = "rock"
-    phrase_bars: Literal[4, 8] = 4
-    fills: bool = True
-
-    @field_validator("grid")
-    @classmethod
-    def _grid_divides_a_beat(cls, value: float | None) -> float | None:
-        if value is not None and value not in (1, 0.5, 0.25, 0.125, 0.0625):
-            raise ValueError(f"must split a beat into 1, 2, 4, 8 or 16 (1, 0.5, 0.25, 0.125 or 0.0625), "
-                             f"got {value}")
-        return value
-
-    @model_validator(mode="after")
-    def _model_given(self) -> EngineConfig:
-        if self.share and self.type != "onnx":
-            raise ValueError(f"share: only an onnx engine has a model to share (type is {self.type})")
-        if self.type == "onnx" and self.model is None:
-            return self.model_copy(update={"model": "default"})
-        return self
-
-
-class PartConfig(Strict):
-    name: Name
-    channel: Channel = 0
-    program: Annotated[int, ranged("program")] = 0
-    range: tuple[Pitch, Pitch] = (36, 96)
-    host: Name = "local"
-    address: IpLiteral = "127.0.0.1"
-    output: OutputConfig = OutputConfig()
-    # another part on the same MIDI channel is refused unless this part says it shares the channel
-    # (their notes and controllers mix on one channel: a doubling on purpose, never by accident)
-    share_channel: bool = False
-
-    @field_validator("range")
-    @classmethod
-    def _ordered(cls, value: tuple[int, int]) -> tuple[int, int]:
-        if value[0] > value[1]:
-            raise ValueError(f"low {value[0]} is above high {value[1]}")
-        return value
-
-
-class HumanSource(Strict):
-    """`file`: a MIDI file replayed as the human; `midi`: a MIDI input port; `osc`: notes over OSC."""
-
-    type: Literal["file", "midi", "osc", "none"] = "none"
-    path: str | None = None
-    port: str | None = None
-    api: Literal["auto", "jack", "alsa", "coremidi"] = "auto"
-    loop: bool = True
-    transpose: Annotated[int, Field(ge=-48, le=48)] = 0
-
-    @model_validator(mode="after")
-    def _needs(self) -> HumanSource:
-        if self.type == "file" and not self.path:
-            raise ValueError("path: a file source needs a path to a MIDI file")
-        return self
-
-
-AUTO_ROLE = "auto"  # `human.role: auto`: the conductor hears which part the player plays
-NO_ROLE = "none"  # `human.role: none`: every agent plays whatever the player does
-
-
-class HumanConfig(PartConfig):
-    """The player. `role` says which part the player takes, so the agent playing it makes room:
-    `auto` (heard from what the player plays: bass line, comping chords, melody, drums), a role
-    (`bass`, `comp`, `melody`, `drums`) or an agent's name (that part, whenever the player plays),
-    or `none`. An agent yields at a bar line and comes back `return_bars` bars after the player
-    left its part (docs/roles.md)."""
-
-    source: HumanSource = HumanSource()
-    role: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = AUTO_ROLE
-    return_bars: Annotated[int, Field(ge=1, le=64)] = 2
-
-
-Dynamic = Literal["pp", "p", "mp", "mf", "f", "ff"] | Annotated[int, ranged("dynamics")]
-
-
-class AgentConfig(PartConfig):
-    """An agent's part. `instrument` (protocol/instruments.py) fills program, range, polyphony and
-    role where the YAML leaves them out; without one the role is guessed from channel and range.
-    `doubling: true` lets the part sound a pitch another part sounds at the same moment (unisons are
-    otherwise voiced away). `volume` and `pan` are sent as CC7/CC10 at start; `dynamics` is the
-    part's level, the centre its accents and phrases move around."""
-
-    engine: EngineConfig = EngineConfig()
-    instrument: str | None = None
-    role: Literal["bass", "comp", "melody", "drums"] | None = None
-    polyphony: Annotated[int, Field(ge=1, le=16)] | None = None
-    doubling: bool = False
-    dynamics: Dynamic = DEFAULT_DYNAMICS
-    volume: Annotated[int, ranged("volume")] = DEFAULT_VOLUME
-    pan: Annotated[float, ranged("pan")] = DEFAULT_PAN
-
-    @field_validator("instrument")
-    @classmethod
-    def _known_instrument(cls, value: str | None) -> str | None:
-        if value is not None:
-            from protocol.instruments import instrument
-
-            instrument(value)
-        return value
-
-    @model_validator(mode="after")
-    def _instrument_defaults(self) -> AgentConfig:
-        from protocol.instruments import guess_role, instrument
-
-        given = self.model_fields_set
-        update: dict[str, Any] = {}
-        if self.instrument is not None:
-            inst = instrument(self.instrument)
-            if "program" not in given:
-                update["program"] = inst.program
-            if "range" not in given:
-                update["range"] = inst.range
-            if "channel" not in given and inst.channel is not None:
-                update["channel"] = inst.channel
-            role, polyphony = inst.role, inst.polyphony
-        else:
-            role = guess_role(self.channel, self.range, self.engine.bass)
-            polyphony = 1 if role == "bass" else (8 if role == "drums" else 4)
-        if self.role is None:
-            update["role"] = role
-        if self.polyphony is None:
-            update["polyphony"] = polyphony
-        return self.model_copy(update=update) if update else self
-
-
-class MidiClockConfig(Strict):
-    """MIDI clock out (24 ppqn, Start/Continue/Stop, Song Position) for drum machines and DAWs."""
-
-    port: str | None = None
-    virtual: bool = False
-    api: Literal["auto", "jack", "alsa", "coremidi"] = "auto"
-
-    @model_validator(mode="after")
-    def _needs_port(self) -> MidiClockConfig:
-        if not self.virtual and not self.port:
-            raise ValueError("port: name the MIDI port to send clock to, or set virtual: true")
-        return self
-
-
-class LinkConfig(Strict):
-    """Ableton Link (the `link` extra): `follow` takes the session's tempo and phase, `lead` sets them."""
-
-    enabled: bool = False
-    mode: Literal["follow", "lead"] = "follow"
-    quantum: Annotated[float, Field(gt=0, le=32)] = 4.0
-    join_wait_s: Annotated[float, Field(ge=0, le=30)] = 2.0
-
-
-class ConductorConfig(Strict):
-    host: Name = "local"
-    address: IpLiteral = "127.0.0.1"
-    midi_clock: MidiClockConfig | None = None
-    link: LinkConfig = LinkConfig()
 
 
 FOLLOW = "follow"  # `chords: follow`: the plan is what the conductor hears the player play
