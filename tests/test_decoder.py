@@ -396,3 +396,44 @@ def test_onset_grid_keeps_every_onset_on_it() -> None:
     assert closed >= 3
     with pytest.raises(ValueError, match="onset_grid"):
         make(onset_grid=3)
+
+
+def test_own_time_rejects_a_time_the_model_gives_a_later_part_and_adds_nothing() -> None:
+    """own_time: the model draws when the next note of the whole band falls; where it names a later
+    track first there, this part does not play then, so the draw is rejected (``elsewhere``) and the
+    context is left as it was. Without it the part takes that time (every part played the band's
+    onsets: the shipped model's bass in eighths and sixteenths)."""
+    params = DecodeParams()
+    gen, ctx, _ = make(seed=3, own_time=True)  # track 2 of the 128 the model can name
+    ctx.add_note(LiveNote(0.0, 1.0, 60, 90, 0, HUMAN), owner=HUMAN)
+    rejected = placed = 0
+    for _ in range(60):
+        before = len(ctx)
+        gen.step(params)
+        if gen.elsewhere:
+            rejected += 1
+            assert len(ctx) == before
+        elif len(ctx) != before:
+            placed += 1
+    assert rejected and placed
+    plain, pctx, _ = make(seed=3)
+    pctx.add_note(LiveNote(0.0, 1.0, 60, 90, 0, HUMAN), owner=HUMAN)
+    for _ in range(20):
+        plain.step(params)
+        assert not plain.elsewhere
+
+
+def test_own_time_asks_only_where_the_stream_keeps_skytnts_order() -> None:
+    """At a slot where a later track's note already sits (or before any note: the setup rows name every
+    track at the start), the model expects only later tracks there, which says nothing about this
+    part: no rejection there. After the last event, or at its slot behind an earlier track, it asks."""
+    gen, ctx, _ = make(own_time=True)  # track 2
+    row = np.array([V.event_ids["note"], V.param_base["time1"], V.param_base["time2"], 0, 0, 0, 0, 0])
+    assert not gen._ordered(row)  # no event yet
+    ctx.add_note(LiveNote(1.0, 1.0, 60, 90, 0, 3), owner=3)  # track 3 at beat 1
+    assert not gen._ordered(row)  # time1 0, time2 0: beat 1, behind track 3
+    row[2] = V.param_base["time2"] + 8
+    assert gen._ordered(row)  # beat 1.5: after it
+    ctx.add_note(LiveNote(2.0, 1.0, 62, 90, 0, 1), owner=1)  # track 1 at beat 2
+    row[1], row[2] = V.param_base["time1"], V.param_base["time2"]
+    assert gen._ordered(row)  # beat 2, behind an earlier track

@@ -14,6 +14,7 @@ import pytest
 from support.inprocess import ENSEMBLES, InProcessEnsemble, Played, ensemble, mixed_data, patterns_data
 
 from agents.engines.onnx_engine import OnnxEngine
+from agents.engines.plan_timing import REPLAN_LEAD_BEATS, ceil_quarter
 from conductor.human import read_midi_notes
 from protocol.harmony import ChordPlan
 from protocol.messages import AgentParams, Note, PlanState
@@ -227,11 +228,12 @@ def test_the_players_note_makes_the_model_part_replan() -> None:
     assert heard.recorded("melody") == [(pytest.approx(8.0, abs=0.01), pytest.approx(1.0, abs=0.01), 64, 100)]
     held = [m for _, m in heard.messages(Note) if m.source == "melody"]
     assert len(held) == 1
-    # committed one beat ahead, redrawn from REPLAN_LEAD_BEATS past that: beat 10 at the earliest
-    before = [(p.beat, p.pitch) for p in alone.played("bass") if p.beat < 10.0]
-    assert before and before == [(p.beat, p.pitch) for p in heard.played("bass") if p.beat < 10.0]
-    after = [(p.beat, p.pitch) for p in alone.played("bass") if 10.0 <= p.beat < END]
-    assert after != [(p.beat, p.pitch) for p in heard.played("bass") if 10.0 <= p.beat < END]
+    # committed one beat ahead, redrawn from the first quarter REPLAN_LEAD_BEATS past that: 9.25
+    redraw = ceil_quarter(8 + 1.0 + REPLAN_LEAD_BEATS)
+    before = [(p.beat, p.pitch) for p in alone.played("bass") if p.beat < redraw]
+    assert before and before == [(p.beat, p.pitch) for p in heard.played("bass") if p.beat < redraw]
+    after = [(p.beat, p.pitch) for p in alone.played("bass") if redraw <= p.beat < END]
+    assert after != [(p.beat, p.pitch) for p in heard.played("bass") if redraw <= p.beat < END]
     assert heard.agents["bass"].engine.replans > alone.agents["bass"].engine.replans  # type: ignore[attr-defined]
 
 

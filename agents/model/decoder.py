@@ -66,6 +66,7 @@ class Generator:
         onset_grid: int = 1,
         voicing: Voicing | None = None,
         fold_range: bool = True,
+        own_time: bool = False,
     ) -> None:
         """``owner`` tags this agent's rows in the context (default: the track), so
         ``context.truncate_after(beat, owner)`` drops only its own plan. ``keep_order`` restricts
@@ -76,7 +77,9 @@ class Generator:
         ``voicing`` applies the band's rules (agents/model/voicing.py) to every note drawn.
         ``fold_range`` plays the model's odds for a pitch outside ``pitch_range`` on the in-range
         pitch of its class nearest it (`fold_targets`); off, they are masked away, as SkyTNT's own
-        loop does (the tests that reproduce it token for token turn it off)."""
+        loop does (the tests that reproduce it token for token turn it off).
+        ``own_time`` keeps a note's time only where the model could have this part play first: see
+        `elsewhere`."""
         if sampling not in MODES:
             raise ValueError(f"sampling must be one of {MODES}, got {sampling!r}")
         vocab = context.vocab
@@ -109,12 +112,21 @@ class Generator:
         self.last_row = np.zeros(8, np.int64)  # tokens of the latest draw (a re-strike's: up to its pitch)
         self.restruck = False  # was the latest draw a re-strike, dropped at its pitch? (see step)
         self.spilled = False  # did the latest draw fall at or after ``before_beat``? (see step)
+        # Was the latest draw's time another part's? The time tokens come before the track, so the
+        # model draws when the next note of the whole band falls, and a part that forced its own
+        # track there played every other part's onsets too (a bass in continuous eighths and
+        # sixteenths under a chorale). SkyTNT's order puts the parts that sound at one moment by
+        # track, so where the model names a later track first, this part does not play then; that
+        # time is rejected and the next step draws again from the same context.
+        self.elsewhere = False
+        self.own_time = own_time
 
         def block(param: str) -> np.ndarray:
             base = vocab.param_base[param]
             return np.arange(base, base + vocab.param_size[param], dtype=np.int64)
 
         self._time1, self._time2 = block("time1"), block("time2")
+        self._tracks = block("track")
         events = ["note"] + ["patch_change"] * allow_patch + ["control_change"] * allow_cc
         self._event_ids = np.array(sorted(vocab.event_ids[e] for e in events), np.int64)
         fixed = {"track": self.track, "channel": self.channel}
@@ -211,6 +223,7 @@ class Generator:
             raise TypeError(f"params must be DecodeParams, got {type(params).__name__}")
         self.sync()
         ctx, vocab, row = self.context, self.vocab, self.last_row
+        self.elsewhere = False
         row[:] = 0
         row[0] = self._pick(0, self._event_ids, params, None)
         name = vocab.event_names[int(row[0])]
@@ -260,6 +273,11 @@ class Generator:
                         allowed = allowed[keep]
                         bias = None if bias is None else bias[keep]
             row[i] = self._pick(i, allowed, params, bias, fold=param == "pitch" and self.fold_range)
+            if param == "track" and self.own_time and name == "note" and self._ordered(row):
+                if int(self._pick(i, self._tracks, params, None)) - self._tracks[0] > self.track:
+                    self.elsewhere = True
+                    return None
+                row[i] = self._static["track"][0]
             if param == "time2" and before_beat is not None:
                 self.spilled = ctx.slot_of_next(row) >= ctx.slot_of(before_beat)
                 if self.spilled:
@@ -284,6 +302,18 @@ class Generator:
         change = ctx.add_row(row, self.owner)
         self._rollback_to(change)
         return None if change.row is None else ctx.note_at(change.row)
+
+    def _ordered(self, row: np.ndarray) -> bool:
+        """Does the track the model names first at this draw's time say whether this part plays
+        then? Only where the stream up to it keeps SkyTNT's order: the draw lies after the last
+        event, or at its slot with that event's track not above this part's. Where it does not (the
+        setup rows at a piece's start, or a later part's note already at that slot), the model
+        expects only later tracks there and would shut the part out of that moment."""
+        last = self.context.last_event()
+        if last is None:
+            return False
+        slot = self.context.slot_of_next(row)
+        return slot > last[0] or (slot == last[0] and last[1] <= self.track)
 
     def _pick(self, j: int, allowed: np.ndarray, params: DecodeParams, bias: np.ndarray | None,
               fold: bool = False) -> int:

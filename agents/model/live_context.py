@@ -161,6 +161,12 @@ class LiveContext(LiveContextSounding):
         start = self.beat_of_row(index)
         return self._row_to_note(self._rows[index], start)
 
+    def last_event(self) -> tuple[int, int] | None:
+        """(slot, track) of the stream's last event row, or None before the first."""
+        if self._n == self._n_prefix:
+            return None
+        return int(self._slot[self._n - 1]), int(self._rows[self._n - 1][3]) - self._track_base
+
     # ---- decoding generated rows --------------------------------------------------------------
     def _end_beat(self) -> int:
         return int(self._slot[self._n - 1]) // 16 if self._n > self._n_prefix else self._anchor_beat
