@@ -103,7 +103,7 @@ def test_a_machine_that_cannot_keep_up_keeps_the_downbeats() -> None:
     starved_planner = Planner(config())
     starved = perform(starved_planner, None, step=3.0)  # it reads the clock every three beats
     assert idle_planner.behind_beats == 0
-    assert starved_planner.behind_beats >= BARS  # a beat a bar or more
+    assert starved_planner.behind_beats >= 2  # it fell behind, more than once
     assert 0 < len(starved) < len(idle)
     # every strong beat the model had not drawn in time still sounds: the fallback plays it
     starts = {round(n.start_beat, 6) for n in starved}

@@ -35,6 +35,10 @@ __all__ = ["DecodeParams", "Generator", "is_strong_beat"]
 ChordAt = Callable[[float], "Chord | None"]  # the chord sounding at a beat (None: no bias)
 _MAX_DELTA = 127  # largest time1 value: beats a single event can jump
 RESTRIKES_TO_CLOSE = 4  # re-strikes of one slot in a row before it closes (see Generator.step)
+# Times given to other parts that are rejected in a row before the next is kept (Generator.elsewhere):
+# a model that expects a part which never plays (muted, resting, or only named in the setup) would
+# otherwise leave this one silent for as long as it keeps expecting it.
+ELSEWHERE_TRIES = 8
 ONSET_GRIDS = (1, 2, 4, 8, 16)  # onset grids in time2 steps (1/16 beat) that divide a beat
 
 
@@ -120,6 +124,8 @@ class Generator:
         # time is rejected and the next step draws again from the same context.
         self.elsewhere = False
         self.own_time = own_time
+        self._elsewhere_run = 0  # times rejected in a row (see ELSEWHERE_TRIES)
+        self._after_slot = -1  # the latest rejected time: this part's next note comes after it
 
         def block(param: str) -> np.ndarray:
             base = vocab.param_base[param]
@@ -184,12 +190,14 @@ class Generator:
         A change from outside (a note heard, a plan dropped) also reopens a closed slot: the model
         may have something new to say there now."""
         self._closed_slot, self._restrikes = -1, 0
+        self._elsewhere_run, self._after_slot = 0, -1
         self._rollback_to(change)
 
     def new_window(self) -> None:
         """Forget the re-strike bookkeeping of the last window: a window drawn from a given context
         and seed then draws the same whatever came before it."""
         self._closed_slot, self._restrikes = -1, 0
+        self._elsewhere_run, self._after_slot = 0, -1
 
     def _rollback_to(self, change: object) -> None:
         first = getattr(change, "first_row", None)
@@ -200,6 +208,24 @@ class Generator:
 
     # ---- sampling ---------------------------------------------------------------------------------
     def step(
+        self,
+        params: DecodeParams,
+        chord_at: ChordAt | None = None,
+        *,
+        not_before_beat: float | None = None,
+        max_rest_beats: int | None = None,
+        before_beat: float | None = None,
+    ) -> LiveNote | None:
+        """Sample one event of this agent's part (see _draw). A draw that ends any other way than at a
+        time given to another part (``elsewhere``) starts the next one afresh from the commit point."""
+        try:
+            return self._draw(params, chord_at, not_before_beat=not_before_beat,
+                              max_rest_beats=max_rest_beats, before_beat=before_beat)
+        finally:
+            if not self.elsewhere:
+                self._elsewhere_run, self._after_slot = 0, -1
+
+    def _draw(
         self,
         params: DecodeParams,
         chord_at: ChordAt | None = None,
@@ -274,7 +300,10 @@ class Generator:
                         bias = None if bias is None else bias[keep]
             row[i] = self._pick(i, allowed, params, bias, fold=param == "pitch" and self.fold_range)
             if param == "track" and self.own_time and name == "note" and self._ordered(row):
-                if int(self._pick(i, self._tracks, params, None)) - self._tracks[0] > self.track:
+                named = int(self._pick(i, self._tracks, params, None)) - self._tracks[0]
+                if named > self.track and self._elsewhere_run < ELSEWHERE_TRIES:
+                    self._elsewhere_run += 1
+                    self._after_slot = ctx.slot_of_next(row)  # not then: the next draw comes later
                     self.elsewhere = True
                     return None
                 row[i] = self._static["track"][0]
@@ -391,6 +420,8 @@ class Generator:
             lowest = max(lowest, last_slot if (self.track, rank) >= last_key else last_slot + 1)
         if not_before_beat is not None:
             lowest = max(lowest, ctx.slot_of(finite("not_before_beat", not_before_beat)))
+        if (self._after_slot + 1) // 16 - end16 // 16 <= _MAX_DELTA:  # in one time token's reach
+            lowest = max(lowest, self._after_slot + 1)
         g = self.onset_grid
         lowest = -(-lowest // g) * g  # the first slot on the part's onset grid
         if self.voicing is not None:
