@@ -404,7 +404,7 @@ def test_own_time_rejects_a_time_the_model_gives_a_later_part_and_adds_nothing()
     context is left as it was. Without it the part takes that time (every part played the band's
     onsets: the shipped model's bass in eighths and sixteenths)."""
     params = DecodeParams()
-    gen, ctx, _ = make(seed=3, own_time=True)  # track 2 of the 128 the model can name
+    gen, ctx, _ = make(seed=3, own_time=(1, 2, 3, 4, 5))  # track 2 of a band of five
     ctx.add_note(LiveNote(0.0, 1.0, 60, 90, 0, HUMAN), owner=HUMAN)
     rejected = placed = 0
     for _ in range(60):
@@ -421,13 +421,18 @@ def test_own_time_rejects_a_time_the_model_gives_a_later_part_and_adds_nothing()
     for _ in range(20):
         plain.step(params)
         assert not plain.elsewhere
+    duo, dctx, _ = make(seed=3, own_time=(1, 2))  # only the player's track below: never another's time
+    dctx.add_note(LiveNote(0.0, 1.0, 60, 90, 0, HUMAN), owner=HUMAN)
+    for _ in range(20):
+        duo.step(params)
+        assert not duo.elsewhere
 
 
 def test_own_time_asks_only_where_the_stream_keeps_skytnts_order() -> None:
     """At a slot where a later track's note already sits (or before any note: the setup rows name every
     track at the start), the model expects only later tracks there, which says nothing about this
     part: no rejection there. After the last event, or at its slot behind an earlier track, it asks."""
-    gen, ctx, _ = make(own_time=True)  # track 2
+    gen, ctx, _ = make(own_time=(1, 2, 3))  # track 2
     row = np.array([V.event_ids["note"], V.param_base["time1"], V.param_base["time2"], 0, 0, 0, 0, 0])
     assert not gen._ordered(row)  # no event yet
     ctx.add_note(LiveNote(1.0, 1.0, 60, 90, 0, 3), owner=3)  # track 3 at beat 1

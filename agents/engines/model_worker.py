@@ -122,7 +122,7 @@ class Planner(PlannerHearing):
             max_duration_beats=cfg.max_note_beats,
             onset_grid=cfg.onset_grid,
             voicing=self.voicing if cfg.role != "drums" else None,
-            own_time=True,
+            own_time=tuple(t for t, _ in cfg.tracks.values()),
         )
         self._Params = DecodeParams
         self.plan = cfg.plan if cfg.plan is not None else ChordPlan.parse(

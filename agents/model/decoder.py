@@ -17,7 +17,7 @@ and a re-feed of the rows after it, done by the next ``step``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -70,7 +70,7 @@ class Generator:
         onset_grid: int = 1,
         voicing: Voicing | None = None,
         fold_range: bool = True,
-        own_time: bool = False,
+        own_time: Sequence[int] = (),
     ) -> None:
         """``owner`` tags this agent's rows in the context (default: the track), so
         ``context.truncate_after(beat, owner)`` drops only its own plan. ``keep_order`` restricts
@@ -82,8 +82,8 @@ class Generator:
         ``fold_range`` plays the model's odds for a pitch outside ``pitch_range`` on the in-range
         pitch of its class nearest it (`fold_targets`); off, they are masked away, as SkyTNT's own
         loop does (the tests that reproduce it token for token turn it off).
-        ``own_time`` keeps a note's time only where the model could have this part play first: see
-        `elsewhere`."""
+        ``own_time``, the tracks of the band's parts (this one's among them), keeps a note's time only
+        where the model could have this part play first among them: see `elsewhere`. Empty: off."""
         if sampling not in MODES:
             raise ValueError(f"sampling must be one of {MODES}, got {sampling!r}")
         vocab = context.vocab
@@ -123,7 +123,7 @@ class Generator:
         # track, so where the model names a later track first, this part does not play then; that
         # time is rejected and the next step draws again from the same context.
         self.elsewhere = False
-        self.own_time = own_time
+        self.own_time = bool(own_time)
         self._elsewhere_run = 0  # times rejected in a row (see ELSEWHERE_TRIES)
         self._after_slot = -1  # the latest rejected time: this part's next note comes after it
 
@@ -132,7 +132,10 @@ class Generator:
             return np.arange(base, base + vocab.param_size[param], dtype=np.int64)
 
         self._time1, self._time2 = block("time1"), block("time2")
-        self._tracks = block("track")
+        # the tracks of the parts that play: the model's odds for a track no part has are no one's time
+        top = vocab.param_size["track"] - 1
+        band = sorted({int_in("own_time", t, 0, top) for t in (*own_time, self.track)})
+        self._tracks = vocab.param_base["track"] + np.array(band, np.int64)
         events = ["note"] + ["patch_change"] * allow_patch + ["control_change"] * allow_cc
         self._event_ids = np.array(sorted(vocab.event_ids[e] for e in events), np.int64)
         fixed = {"track": self.track, "channel": self.channel}
@@ -300,7 +303,7 @@ class Generator:
                         bias = None if bias is None else bias[keep]
             row[i] = self._pick(i, allowed, params, bias, fold=param == "pitch" and self.fold_range)
             if param == "track" and self.own_time and name == "note" and self._ordered(row):
-                named = int(self._pick(i, self._tracks, params, None)) - self._tracks[0]
+                named = int(self._pick(i, self._tracks, params, None)) - vocab.param_base["track"]
                 if named > self.track and self._elsewhere_run < ELSEWHERE_TRIES:
                     self._elsewhere_run += 1
                     self._after_slot = ctx.slot_of_next(row)  # not then: the next draw comes later
