@@ -219,24 +219,6 @@ class Generator:
         max_rest_beats: int | None = None,
         before_beat: float | None = None,
     ) -> LiveNote | None:
-        """Sample one event of this agent's part (see _draw). A draw that ends any other way than at a
-        time given to another part (``elsewhere``) starts the next one afresh from the commit point."""
-        try:
-            return self._draw(params, chord_at, not_before_beat=not_before_beat,
-                              max_rest_beats=max_rest_beats, before_beat=before_beat)
-        finally:
-            if not self.elsewhere:
-                self._elsewhere_run, self._after_slot = 0, -1
-
-    def _draw(
-        self,
-        params: DecodeParams,
-        chord_at: ChordAt | None = None,
-        *,
-        not_before_beat: float | None = None,
-        max_rest_beats: int | None = None,
-        before_beat: float | None = None,
-    ) -> LiveNote | None:
         """Sample one event of this agent's part, add it to the context (as ``owner``) and return it
         as a note (None for a patch/control change, when the context could not place it, or for a
         re-strike of a note the part already plays at that slot, which changes nothing).
@@ -252,6 +234,8 @@ class Generator:
             raise TypeError(f"params must be DecodeParams, got {type(params).__name__}")
         self.sync()
         ctx, vocab, row = self.context, self.vocab, self.last_row
+        if not self.elsewhere:  # the last draw ended otherwise than at another part's time: afresh
+            self._elsewhere_run, self._after_slot = 0, -1
         self.elsewhere = False
         row[:] = 0
         row[0] = self._pick(0, self._event_ids, params, None)
