@@ -20,7 +20,7 @@ import numpy as np
 from agents.lateness import LatenessStats
 from agents.scheduler_core import EventKind, ScheduledEvent, SchedulerCore, SendFn, TimeMap
 from protocol.messages import Note
-from protocol.realtime import DEFAULT_RT_PRIORITY, PRIORITY_NORMAL, request_realtime
+from protocol.realtime import DEFAULT_RT_PRIORITY, PRIORITY_NORMAL, request_realtime, spin_yield
 
 # The core's names are imported from here too (tests, bench/timing.py): this module is the scheduler.
 __all__ = [
@@ -160,6 +160,7 @@ class Scheduler:
         self._priority = request_realtime(self._rt_priority) if self._realtime else PRIORITY_NORMAL
         self._ready.set()
         core, cond, clock, spin, send = self._core, self._cond, self._clock, self._spin_s, self._send
+        give_way = spin_yield()
         while True:
             with cond:
                 if self._stopping:
@@ -178,6 +179,6 @@ class Scheduler:
                 # lateness of the default ensemble's parts (0.09 to 0.04 ms).
                 batch = core.pop_due(max(clock(), due))
             while clock() < due:  # the last fraction of a millisecond, outside the lock
-                pass
+                give_way()  # to another part's timing thread due at the same moment
             core.deliver(batch, send, clock)
         core.deliver(offs, send, clock)
