@@ -29,8 +29,9 @@ from agents.engines import Engine, PlanContext, make_engine
 from agents.faults import PlanFault
 from agents.loop_scheduler import LoopScheduler
 from agents.outputs import Output, OutputError
+from agents.outputs.burst import SendResult
 from agents.outputs.factory import make_output
-from agents.scheduler import ScheduledEvent, Scheduler
+from agents.scheduler import Dispatch, ScheduledEvent, Scheduler
 from agents.unacked import Unacked
 from agents.yielding import Yielding
 from protocol.bus import Bus, open_bus, open_sync_bus
@@ -149,7 +150,7 @@ class Agent(AgentBus, AgentReports):
             self.scheduler = LoopScheduler(self._send, clock=self.clock)
         else:
             self.scheduler = Scheduler(self._send, clock=self.clock, realtime=self.ens.timing.realtime,
-                                       drop_after_s=DROP_LATE_S)
+                                       drop_after_s=DROP_LATE_S, prepare=self._prepare)
         self.scheduler.start()
         will = self._status("gone")
         try:
@@ -212,6 +213,20 @@ class Agent(AgentBus, AgentReports):
                 self.notes_sent += 1
             return t
         return out.release(ev.note, due=ev.due)
+
+    def _prepare(self, events: list[ScheduledEvent]) -> Dispatch:
+        """A beat's events made ready before it, written together at it (agents/outputs/burst.py)."""
+        out = self.output
+        assert out is not None  # opened before the scheduler starts, closed after it stops
+        burst = out.prepare([(ev.kind == "on", ev.note, ev.due) for ev in events])
+
+        def write() -> list[SendResult]:
+            results = out.send(burst)
+            self.notes_sent += sum(1 for ev, r in zip(events, results, strict=True) if ev.kind == "on"
+                                   and ev.tag is not COUNT_IN and not isinstance(r, Exception))
+            return results
+
+        return write
 
     # -- beats to this process's seconds ----------------------------------------------------------
     def offset_s(self) -> float:
