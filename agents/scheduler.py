@@ -204,4 +204,5 @@ class Scheduler:
                 core.deliver(batch, send, clock)
             else:
                 core.dispatch(batch, ready)
+            give_way()  # the part sharing this core, due now too, sends before this thread goes back to sleep
         core.deliver(offs, send, clock)
