@@ -131,8 +131,11 @@ class Agent(AgentBus, AgentReports):
         if self.ens.timing.realtime and not self.in_loop:
             # The loop thread shares the GIL with the timing thread: if it were preempted while holding
             # it, the timing thread would wait however high its own priority. It is light (the model
-            # runs in another process), so it runs just below the timing thread.
-            self.loop_priority = request_realtime(DEFAULT_RT_PRIORITY - 1)
+            # runs in another process), so it runs at the timing threads' priority: one step below,
+            # the other parts' timing threads, spinning at the beats they all share, kept it off
+            # both cores while it held this process's GIL, and this part's note waited 0.2-2 ms
+            # (docs/timing.md); at the same priority their spin's sched_yield lets it finish.
+            self.loop_priority = request_realtime(DEFAULT_RT_PRIORITY)
         wait_ready = getattr(self.engine, "wait_ready", None)
         if wait_ready is not None:
             # Join the roster only once the model can play: a half-loaded agent would rest its first bars.
