@@ -61,7 +61,10 @@ class Scheduler:
     GIL (or this class's lock) and busy cores preempt it, the timing thread waits until the CPU
     scheduler runs that thread again, milliseconds on a loaded machine (bench/timing.py: p99 tens of
     ms with a model thread in-process, 0.05 ms with the model in a sibling process). So keep only
-    light threads in the timing thread's process, and give them SCHED_FIFO below this one.
+    light threads in the timing thread's process, and give them SCHED_FIFO at this one's priority:
+    the spin's `sched_yield` (`protocol.realtime.spin_yield`) reaches threads of its own priority
+    only, and other processes' timing threads spinning at the same beat must not keep a thread that
+    holds this process's GIL off the cores (docs/timing.md).
     """
 
     def __init__(self, send: SendFn, *, clock: Callable[[], float] = time.monotonic, realtime: bool = True,

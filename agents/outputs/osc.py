@@ -2,7 +2,9 @@
 
 With ``timetag=True`` every message travels in a bundle stamped with its due time, so the host can
 play it sample-accurately and the agent may send it early (``schedules_ahead``): network jitter is
-then absorbed by the host's scheduler instead of ours.
+then absorbed by the host's scheduler instead of ours. A beat's notes sent together (`Output.send`)
+share one bundle, one datagram; without timetags each note stays a plain message, as hosts that
+take no bundles expect.
 """
 
 from __future__ import annotations
