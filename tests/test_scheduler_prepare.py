@@ -9,6 +9,7 @@ import time
 from agents.outputs import NullOutput
 from agents.scheduler import Dispatch, ScheduledEvent, Scheduler, SchedulerCore
 from protocol.messages import Note
+from protocol.realtime import spin_yield
 
 
 class Tempo:
@@ -79,3 +80,11 @@ def test_an_output_that_cannot_prepare_or_write_is_counted_and_the_clock_goes_on
     assert abs(stats["max"] - 0.2) < 1e-6  # 0.2 ms: the reported write time minus the due time
     core.dispatch([], lambda: [1.0])  # an output that answers for events it was not given
     assert core.stats()["send_errors"] == 3
+
+
+def test_the_spin_step_returns_at_once_when_no_other_thread_waits_for_the_core() -> None:
+    step = spin_yield()
+    start = time.perf_counter()
+    for _ in range(1000):
+        step()
+    assert time.perf_counter() - start < 1.0  # a system call, not a sleep
