@@ -5,7 +5,9 @@ we told it last, so the output, not the caller, remembers which notes are soundi
 silences them on close. Subclasses carry four kinds of message (note-on, note-off, controller,
 program) to their transport, each as its own call with its fields: MIDI bytes are made only for a
 transport that carries MIDI bytes (a MIDI port, the null output's record), in the default hooks
-here, never for an OSC host or FluidSynth, which would only take them apart again.
+here, never for an OSC host or FluidSynth, which would only take them apart again. The timing
+thread sends a beat's notes as a burst (agents/outputs/burst.py): `_writes` makes a transport's
+messages ready before their due time, so at it only the writes are left.
 """
 
 from __future__ import annotations
