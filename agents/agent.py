@@ -29,8 +29,9 @@ from agents.engines import Engine, PlanContext, make_engine
 from agents.faults import PlanFault
 from agents.loop_scheduler import LoopScheduler
 from agents.outputs import Output, OutputError
+from agents.outputs.burst import SendResult
 from agents.outputs.factory import make_output
-from agents.scheduler import ScheduledEvent, Scheduler
+from agents.scheduler import Dispatch, ScheduledEvent, Scheduler
 from agents.unacked import Unacked
 from agents.yielding import Yielding
 from protocol.bus import Bus, open_bus, open_sync_bus
@@ -130,8 +131,11 @@ class Agent(AgentBus, AgentReports):
         if self.ens.timing.realtime and not self.in_loop:
             # The loop thread shares the GIL with the timing thread: if it were preempted while holding
             # it, the timing thread would wait however high its own priority. It is light (the model
-            # runs in another process), so it runs just below the timing thread.
-            self.loop_priority = request_realtime(DEFAULT_RT_PRIORITY - 1)
+            # runs in another process), so it runs at the timing threads' priority: one step below,
+            # the other parts' timing threads, spinning at the beats they all share, kept it off
+            # both cores while it held this process's GIL, and this part's note waited 0.2-2 ms
+            # (docs/timing.md); at the same priority their spin's sched_yield lets it finish.
+            self.loop_priority = request_realtime(DEFAULT_RT_PRIORITY)
         wait_ready = getattr(self.engine, "wait_ready", None)
         if wait_ready is not None:
             # Join the roster only once the model can play: a half-loaded agent would rest its first bars.
@@ -149,7 +153,7 @@ class Agent(AgentBus, AgentReports):
             self.scheduler = LoopScheduler(self._send, clock=self.clock)
         else:
             self.scheduler = Scheduler(self._send, clock=self.clock, realtime=self.ens.timing.realtime,
-                                       drop_after_s=DROP_LATE_S)
+                                       drop_after_s=DROP_LATE_S, prepare=self._prepare)
         self.scheduler.start()
         will = self._status("gone")
         try:
@@ -212,6 +216,20 @@ class Agent(AgentBus, AgentReports):
                 self.notes_sent += 1
             return t
         return out.release(ev.note, due=ev.due)
+
+    def _prepare(self, events: list[ScheduledEvent]) -> Dispatch:
+        """A beat's events made ready before it, written together at it (agents/outputs/burst.py)."""
+        out = self.output
+        assert out is not None  # opened before the scheduler starts, closed after it stops
+        burst = out.prepare([(ev.kind == "on", ev.note, ev.due) for ev in events])
+
+        def write() -> list[SendResult]:
+            results = out.send(burst)
+            self.notes_sent += sum(1 for ev, r in zip(events, results, strict=True) if ev.kind == "on"
+                                   and ev.tag is not COUNT_IN and not isinstance(r, Exception))
+            return results
+
+        return write
 
     # -- beats to this process's seconds ----------------------------------------------------------
     def offset_s(self) -> float:

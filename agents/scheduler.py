@@ -18,14 +18,24 @@ from collections.abc import Callable
 import numpy as np
 
 from agents.lateness import LatenessStats
-from agents.scheduler_core import EventKind, ScheduledEvent, SchedulerCore, SendFn, TimeMap
+from agents.scheduler_core import (
+    Dispatch,
+    EventKind,
+    PrepareFn,
+    ScheduledEvent,
+    SchedulerCore,
+    SendFn,
+    TimeMap,
+)
 from protocol.messages import Note
-from protocol.realtime import DEFAULT_RT_PRIORITY, PRIORITY_NORMAL, request_realtime
+from protocol.realtime import DEFAULT_RT_PRIORITY, PRIORITY_NORMAL, request_realtime, spin_yield
 
 # The core's names are imported from here too (tests, bench/timing.py): this module is the scheduler.
 __all__ = [
+    "Dispatch",
     "EventKind",
     "LatenessStats",
+    "PrepareFn",
     "ScheduledEvent",
     "Scheduler",
     "SchedulerCore",
@@ -35,7 +45,11 @@ __all__ = [
 
 
 class Scheduler:
-    """Realtime driver: one daemon timing thread is the only caller of `send`.
+    """Realtime driver: one daemon timing thread is the only caller of `send` (and of `prepare`).
+
+    With `prepare`, each batch of due events is made ready before the spin and written at the due
+    time by the one call it returns (agents/outputs/burst.py); `send` then carries only the
+    note-offs of a stop, which have no due time.
 
     Sleeping on a Condition (not polling) lets an earlier note or a new
     TimeMap wake the thread at once; the last `spin_s` is spun because a wake-up from a timed wait can
@@ -47,15 +61,20 @@ class Scheduler:
     GIL (or this class's lock) and busy cores preempt it, the timing thread waits until the CPU
     scheduler runs that thread again, milliseconds on a loaded machine (bench/timing.py: p99 tens of
     ms with a model thread in-process, 0.05 ms with the model in a sibling process). So keep only
-    light threads in the timing thread's process, and give them SCHED_FIFO below this one.
+    light threads in the timing thread's process, and give them SCHED_FIFO at this one's priority:
+    the spin's `sched_yield` (`protocol.realtime.spin_yield`) reaches threads of its own priority
+    only, and other processes' timing threads spinning at the same beat must not keep a thread that
+    holds this process's GIL off the cores (docs/timing.md).
     """
 
     def __init__(self, send: SendFn, *, clock: Callable[[], float] = time.monotonic, realtime: bool = True,
                  rt_priority: int = DEFAULT_RT_PRIORITY, spin_s: float = 0.0005, late_ms: float = 5.0,
-                 drop_after_s: float | None = None, stats_capacity: int = 65536) -> None:
+                 drop_after_s: float | None = None, stats_capacity: int = 65536,
+                 prepare: PrepareFn | None = None) -> None:
         if spin_s < 0.0:
             raise ValueError(f"spin_s: must be >= 0, got {spin_s}")
         self._send = send
+        self._prepare = prepare
         self._clock = clock
         self._realtime = realtime
         self._rt_priority = rt_priority
@@ -160,6 +179,8 @@ class Scheduler:
         self._priority = request_realtime(self._rt_priority) if self._realtime else PRIORITY_NORMAL
         self._ready.set()
         core, cond, clock, spin, send = self._core, self._cond, self._clock, self._spin_s, self._send
+        prepare = self._prepare
+        give_way = spin_yield()
         while True:
             with cond:
                 if self._stopping:
@@ -177,7 +198,14 @@ class Scheduler:
                 # copies) then lies before the due time instead of after it, which halved the median
                 # lateness of the default ensemble's parts (0.09 to 0.04 ms).
                 batch = core.pop_due(max(clock(), due))
+            # Outside the lock, as the sends are: the output's work for the batch, all of it but the
+            # writes, is done before the due time too (agents/outputs/burst.py).
+            ready: Dispatch | None = core.prepare(batch, prepare) if prepare is not None else None
             while clock() < due:  # the last fraction of a millisecond, outside the lock
-                pass
-            core.deliver(batch, send, clock)
+                give_way()  # to another part's timing thread due at the same moment
+            if ready is None:
+                core.deliver(batch, send, clock)
+            else:
+                core.dispatch(batch, ready)
+            give_way()  # the part sharing this core, due now too, sends before this thread goes back to sleep
         core.deliver(offs, send, clock)

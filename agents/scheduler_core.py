@@ -26,7 +26,7 @@ import heapq
 import itertools
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal, Protocol
 
@@ -37,8 +37,10 @@ from protocol.messages import Note
 
 __all__ = [
     "CoreQueries",
+    "Dispatch",
     "EventKind",
     "LatenessStats",
+    "PrepareFn",
     "ScheduledEvent",
     "SchedulerCore",
     "SendFn",
@@ -91,6 +93,15 @@ class ScheduledEvent:
 SendFn = Callable[[ScheduledEvent], float | None]
 """Called from the timing thread only. May return the time it actually sent (local seconds); None
 means "now", read just before the call."""
+
+
+Dispatch = Callable[[], Sequence[float | Exception]]
+"""Writes events made ready before their due time; per event, the time it actually went out (local
+seconds, read right after the write that carried it) or the exception that kept it in."""
+
+PrepareFn = Callable[[list[ScheduledEvent]], Dispatch]
+"""Called from the timing thread only, before the events' due time: does all of their output work
+but the write (agents/outputs/burst.py) and returns the write."""
 
 
 @dataclass(slots=True)
@@ -260,17 +271,33 @@ class SchedulerCore:
             try:
                 r = send(ev)
             except Exception as exc:
-                self.send_errors += 1
-                if type(exc) not in self._error_types:
-                    self._error_types.add(type(exc))
-                    log.exception("output failed on %s (further %s errors only counted)", ev,
-                                  type(exc).__name__)
+                self._failed(ev, exc)
                 continue
-            if ev.due is not None:
-                late = (t if r is None else r) - ev.due
-                self.lateness.add(late)
-                if ev.kind == "on" and late > self.onset_max_s:
-                    self.onset_max_s = late
+            self._sent(ev, t if r is None else r)
+
+    def prepare(self, events: list[ScheduledEvent], prepare: PrepareFn) -> Dispatch:
+        """The first of `deliver`'s two steps for a batch: `prepare` before the due time. An output
+        that cannot prepare (closed under us) fails each event when the write would have gone."""
+        try:
+            return prepare(events)
+        except Exception as exc:
+            failure = exc
+            return lambda: [failure] * len(events)
+
+    def dispatch(self, events: list[ScheduledEvent], dispatch: Dispatch) -> None:
+        """The second step, at the due time: write, and record each event's lateness from the time
+        it actually went out."""
+        try:
+            results = dispatch()
+            if len(results) != len(events):
+                raise ValueError(f"an output answered {len(results)} results for {len(events)} events")
+        except Exception as exc:
+            results = [exc] * len(events)
+        for ev, r in zip(events, results, strict=True):  # lengths checked above
+            if isinstance(r, Exception):
+                self._failed(ev, r)
+            else:
+                self._sent(ev, r)
 
     def stats(self) -> dict[str, float | int]:
         s = self.lateness.summary()
@@ -292,6 +319,20 @@ class SchedulerCore:
     def _playing(self) -> bool:
         tm = self._timemap
         return tm is not None and getattr(tm, "playing", True) is not False
+
+    def _sent(self, ev: ScheduledEvent, sent: float) -> None:
+        if ev.due is not None:
+            late = sent - ev.due
+            self.lateness.add(late)
+            if ev.kind == "on" and late > self.onset_max_s:
+                self.onset_max_s = late
+
+    def _failed(self, ev: ScheduledEvent, exc: Exception) -> None:
+        self.send_errors += 1
+        if type(exc) not in self._error_types:
+            self._error_types.add(type(exc))
+            log.error("output failed on %s (further %s errors only counted)", ev, type(exc).__name__,
+                      exc_info=exc)
 
     def _release_sounding(self) -> None:
         for nid in [nid for nid, n in self._notes.items() if n.started]:

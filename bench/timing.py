@@ -138,9 +138,10 @@ def agent_main(cfg: AgentConfig, conn: Connection) -> None:
         load.start()
     if cfg.scenario.load == "process" and cfg.scenario.fifo:
         # With the model in its own process, every thread left here is light: the intake (this planner)
-        # runs SCHED_FIFO just below the timing thread, so no normal-priority thread can be preempted
-        # while holding the GIL or the scheduler's lock that the timing thread then waits for.
-        request_realtime(DEFAULT_RT_PRIORITY - 1)
+        # runs SCHED_FIFO at the timing thread's priority, as an agent's loop thread does, so no
+        # normal-priority thread can be preempted while holding the GIL or the scheduler's lock that
+        # the timing thread then waits for, and the other agents' spins yield to it (docs/timing.md).
+        request_realtime(DEFAULT_RT_PRIORITY)
     rng = random.Random(1000 + cfg.index)
     spb = 60.0 / cfg.tempo_bpm
     end_beat = cfg.seconds / spb

@@ -11,10 +11,12 @@ interpreter's switch interval would change the behaviour of every other thread i
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 
 __all__ = [
     "DEFAULT_RT_PRIORITY",
@@ -24,6 +26,7 @@ __all__ = [
     "drop_realtime",
     "request_realtime",
     "set_switch_interval",
+    "spin_yield",
 ]
 
 log = logging.getLogger(__name__)
@@ -118,3 +121,36 @@ def set_switch_interval(seconds: float | None = DEFAULT_SWITCH_INTERVAL_S) -> fl
             raise ValueError(f"seconds: switch interval must be > 0, got {seconds!r}")
         sys.setswitchinterval(seconds)
     return previous
+
+
+def _gil_holding_sched_yield() -> Callable[[], object] | None:
+    """libc's sched_yield called through ctypes.PyDLL, which keeps the GIL over the call (CDLL would
+    release it, and retaking it could cost a switch interval); None where there is no such symbol."""
+    if not hasattr(os, "sched_yield"):
+        return None
+    try:
+        fn: Callable[[], object] = ctypes.PyDLL(None).sched_yield
+    except (OSError, AttributeError, TypeError):
+        return None
+    return fn
+
+
+def _no_yield() -> None:
+    """The spin's step where the CPU cannot be offered: spin plainly."""
+
+
+_YIELD = _gil_holding_sched_yield()
+
+
+def spin_yield() -> Callable[[], object]:
+    """The step of a timing thread's last-moment spin: offer the CPU to other realtime threads.
+
+    Each agent's timing thread spins the last half millisecond before a note at SCHED_FIFO, and the
+    parts of an ensemble play on the same beats: three spinners on two cores left the third waiting
+    for a core until one of the others had finished spinning and sending, 0.2 to 0.6 ms after its
+    due time (docs/timing.md). A FIFO thread is never time-sliced, so it has to give the core away:
+    sched_yield hands it to a runnable thread of the same priority (another part's timing thread)
+    and returns at once when there is none. The GIL is kept over the call, so no thread of this
+    process can take it in the last moments before the send.
+    """
+    return _YIELD if _YIELD is not None else _no_yield

@@ -5,7 +5,9 @@ we told it last, so the output, not the caller, remembers which notes are soundi
 silences them on close. Subclasses carry four kinds of message (note-on, note-off, controller,
 program) to their transport, each as its own call with its fields: MIDI bytes are made only for a
 transport that carries MIDI bytes (a MIDI port, the null output's record), in the default hooks
-here, never for an OSC host or FluidSynth, which would only take them apart again.
+here, never for an OSC host or FluidSynth, which would only take them apart again. The timing
+thread sends a beat's notes as a burst (agents/outputs/burst.py): `_writes` makes a transport's
+messages ready before their due time, so at it only the writes are left.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from numbers import Integral
 from types import TracebackType
 from typing import TypeVar
 
+from agents.outputs.burst import BurstSender, Message, Write
 from protocol.messages import Note
 
 __all__ = [
@@ -34,6 +38,7 @@ __all__ = [
     "OutputClosedError",
     "OutputError",
     "check_int",
+    "midi_bytes",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,6 +74,12 @@ def check_int(name: str, value: object, low: int, high: int) -> int:
     return number
 
 
+def midi_bytes(message: Message) -> tuple[int, int, int]:
+    """A burst's note message as MIDI bytes (a note-off as NOTE_OFF, velocity 0)."""
+    on, channel, pitch, velocity, _ = message
+    return (NOTE_ON | channel, pitch, velocity) if on else (NOTE_OFF | channel, pitch, 0)
+
+
 def _check_due(due: object) -> float | None:
     if due is None:
         return None
@@ -77,7 +88,7 @@ def _check_due(due: object) -> float | None:
     return float(due)
 
 
-class Output:
+class Output(BurstSender):
     """Base for every synth output: validation, locking, the ledger of sounding notes, panic on close.
 
     Lifecycle: construct, ``open()`` (or ``with``), send, ``close()``. Opening silences the output's
@@ -148,6 +159,13 @@ class Output:
     def _program(self, channel: int, program: int) -> None:
         """Select a program on the transport."""
         self._send((PROGRAM_CHANGE | channel, program), None)
+
+    def _writes(self, messages: list[Message]) -> list[Write]:
+        """The writes that carry a burst's messages, with all their work but the write itself done
+        now, before the due time. This default, one call of the message hooks per message, is right
+        for any transport; a transport overrides it to make its bytes (or its bundle) here."""
+        return [(partial(self._note_on, ch, k, vel, due) if on else partial(self._note_off, ch, k, due), 1)
+                for on, ch, k, vel, due in messages]
 
     def _send(self, message: tuple[int, ...], due: float | None) -> None:
         """Deliver one raw MIDI message (status with channel, then data bytes): the one hook a

@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agents.outputs.base import Clock, Output, OutputError, check_int
+from agents.outputs.burst import Message, Write
 
 __all__ = ["DEFAULT_SOUNDFONTS", "FluidSynthOutput", "find_soundfont"]
 
@@ -127,6 +129,12 @@ class FluidSynthOutput(Output):
 
     def _note_off(self, channel: int, pitch: int, due: float | None) -> None:
         self._synth.noteoff(channel, pitch)
+
+    def _writes(self, messages: list[Message]) -> list[Write]:
+        """Bound to the synth's own calls now, so the due time costs only the call into FluidSynth."""
+        synth = self._synth
+        return [(partial(synth.noteon, ch, pitch, vel) if on else partial(synth.noteoff, ch, pitch), 1)
+                for on, ch, pitch, vel, _ in messages]
 
     def _control(self, channel: int, control: int, value: int, due: float | None) -> None:
         self._synth.cc(channel, control, value)

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 from typing import Literal
 
 from protocol.midi_backend import load_rtmidi
@@ -31,7 +32,9 @@ from agents.outputs.base import (  # noqa: E402
     Clock,
     Output,
     OutputError,
+    midi_bytes,
 )
+from agents.outputs.burst import Message, Write  # noqa: E402
 from protocol.midi_ports import MidiPortError, candidate_apis, open_port  # noqa: E402
 
 __all__ = ["Api", "MidiPortOutput", "PortNotFoundError", "available_apis", "list_ports"]
@@ -189,6 +192,14 @@ class MidiPortOutput(Output):
         if self.api_name == "jack" and _is_release(message):
             self._releases.pop(message, None)  # re-insert: the dict keeps send order for the repeat
             self._releases[message] = time.perf_counter()
+
+    def _writes(self, messages: list[Message]) -> list[Write]:
+        """The MIDI bytes made now, so at the due time each write is the port's own call; on JACK
+        through `_send`, which also notes the releases to repeat at close."""
+        assert self._midi is not None
+        if self.api_name == "jack":
+            return [(partial(self._send, midi_bytes(m), None), 1) for m in messages]
+        return [(partial(self._midi.send_message, list(midi_bytes(m))), 1) for m in messages]
 
     def _close_transport(self) -> None:
         if self._midi is None:

@@ -7,8 +7,10 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
-from agents.outputs.base import NOTE_OFF, NOTE_ON, Clock, Output
+from agents.outputs.base import NOTE_OFF, NOTE_ON, Clock, Output, midi_bytes
+from agents.outputs.burst import Message, Write
 
 __all__ = ["NullOutput", "Sent"]
 
@@ -58,6 +60,10 @@ class NullOutput(Output):
     def _send(self, message: tuple[int, ...], due: float | None) -> None:
         self._sent.append(Sent(message, due, self._clock()))
         self._changed.notify_all()
+
+    def _writes(self, messages: list[Message]) -> list[Write]:
+        """The bytes made now; at the due time each write only records its message."""
+        return [(partial(self._send, midi_bytes(m), m[4]), 1) for m in messages]
 
     @property
     def sent(self) -> list[Sent]:

@@ -2,7 +2,9 @@
 
 With ``timetag=True`` every message travels in a bundle stamped with its due time, so the host can
 play it sample-accurately and the agent may send it early (``schedules_ahead``): network jitter is
-then absorbed by the host's scheduler instead of ours.
+then absorbed by the host's scheduler instead of ours. A beat's notes sent together (`Output.send`)
+share one bundle, one datagram; without timetags each note stays a plain message, as hosts that
+take no bundles expect.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import errno
 import socket
 import time
 from collections.abc import Iterable, Mapping
+from functools import partial
+from itertools import groupby
 from typing import Any
 
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
@@ -18,6 +22,7 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from agents.outputs.base import Clock, Output, OutputError, check_int
+from agents.outputs.burst import Message, Write
 
 __all__ = ["OscOutput", "wall_time_of"]
 
@@ -113,19 +118,37 @@ class OscOutput(Output):
     def _program(self, channel: int, program: int) -> None:
         self._deliver(self._message(self.program_address, channel + self.channel_base, program), None)
 
+    def _writes(self, messages: list[Message]) -> list[Write]:
+        """Datagrams made now, so at the due time each write is one `send`. With timetags, the
+        messages due at one moment travel in one bundle stamped with it."""
+        oscs = [(self._message(self.note_address, ch + self.channel_base, pitch, vel if on else 0), due)
+                for on, ch, pitch, vel, due in messages]
+        if not self.timetag:
+            return [(partial(self._write, osc.dgram), 1) for osc, _ in oscs]
+        writes: list[Write] = []
+        for due, same in groupby(oscs, key=lambda pair: pair[1]):
+            contents = [osc for osc, _ in same]
+            writes.append((partial(self._write, self._bundle(contents, due)), len(contents)))
+        return writes
+
     def _deliver(self, osc: OscMessage, due: float | None) -> None:
+        self._write(self._bundle([osc], due) if self.timetag else osc.dgram)
+
+    def _bundle(self, contents: list[OscMessage], due: float | None) -> bytes:
+        # python-osc annotates the timestamp as int, but its own docstring and write_date take the
+        # float system time this passes.
+        bundle = OscBundleBuilder(
+            IMMEDIATELY if due is None else wall_time_of(due, self._clock)  # type: ignore[arg-type]
+        )
+        for osc in contents:
+            bundle.add_content(osc)
+        dgram: bytes = bundle.build().dgram
+        return dgram
+
+    def _write(self, dgram: bytes) -> None:
         assert self._sock is not None
         try:
-            if self.timetag:
-                # python-osc annotates the timestamp as int, but its own docstring and write_date take
-                # the float system time this passes.
-                bundle = OscBundleBuilder(
-                    IMMEDIATELY if due is None else wall_time_of(due, self._clock)  # type: ignore[arg-type]
-                )
-                bundle.add_content(osc)
-                self._sock.send(bundle.build().dgram)
-            else:
-                self._sock.send(osc.dgram)
+            self._sock.send(dgram)
         except OSError as exc:  # the kernel's word on an earlier datagram: name where it went
             hint = "; is the synth listening there?" if exc.errno == errno.ECONNREFUSED else ""
             raise OutputError(f"OSC output {self.host}:{self.port}: {exc.strerror or exc}{hint}") from None
