@@ -152,3 +152,34 @@ def test_check_names_a_share_that_cannot_run(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(data))
     _, problems = check_file(path)
     assert any("agents.2.engine" in p and "only an onnx engine has a model to share" in p for p in problems)
+
+
+def test_an_agent_joining_while_others_play_rides_along_until_it_is_ready() -> None:
+    """A restarted agent takes its slot (its runtime is still being made, loading its prompt) while
+    the others' batched calls span its row: they run, and its row counts as empty."""
+    from agents.model.shared_model import SlotRuntime
+
+    model = SharedModel(LEAN, slots=3, max_events=32)
+    first = model.runtime()
+    model._runtimes[1] = SlotRuntime.__new__(SlotRuntime)  # claimed, not yet made
+    last = model.runtime()
+    assert (first.slot, last.slot) == (0, 2)
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def agent(rt: ModelRuntime, seed: int) -> None:
+        try:
+            with model.drawing(rt):  # type: ignore[arg-type]
+                start.wait(timeout=10)
+                play(rt, script(np.random.default_rng(seed), 6, 3, None), [])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=agent, args=(rt, s)) for s, rt in ((4, first), (5, last))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+        assert not t.is_alive()
+    assert not errors, errors
+    assert model.batcher.stats.mean_batch("base") > 1.2

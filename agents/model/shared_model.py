@@ -337,8 +337,10 @@ class SharedModel:
         """Each row's valid length after the call, less one (GroupQueryAttention's seqlens_k); a row
         with no call of its own keeps its length and writes into the spare positions after it."""
         for s in range(lo, lo + g.rows):
+            # a slot with no runtime, or one still being made (an agent joining while others play),
+            # holds nothing yet: its row writes from position 0
             other = self._runtimes.get(s)
-            kv = None if other is None else (other._base_kv if kind == "base" else other._token_kv)
+            kv = getattr(other, "_base_kv" if kind == "base" else "_token_kv", None)
             g.seqlens[s - lo] = (0 if kv is None else kv.length) + new - 1
         for rt in rts:
             kv = rt._base_kv if kind == "base" else rt._token_kv
