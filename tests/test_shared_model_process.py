@@ -65,7 +65,7 @@ def test_two_agents_play_from_one_model_process_and_faults_stay_contained(tmp_pa
         assert not [k for k in children(agent_pid(proc.pid, "bass")) if alive(k)]  # no model of its own
         stats = wait_for(lambda: (s := host_stats(stats_dir)).get("agents") == list(SHARING) and s, 10,
                          "the model process to report both agents")
-        assert stats["slots"] == 2 and stats["joins"] == 2
+        assert stats["slots"] == 3 and stats["joins"] == 2  # a spare for a restart's overlap
 
         # 1. an agent dies: the other plays on from the same model process; the restart joins again
         piano = agent_pid(proc.pid, "piano")

@@ -81,7 +81,8 @@ class ModelHost:
         # to the cores: on two cores one thread serves two parts fewer events a second than two
         # processes (bench/medium_ensemble.py: the piano's notes came late on the medium export)
         self.threads = max(1, min(len(agents), os.cpu_count() or 1))
-        self.model = SharedModel(model, slots=len(agents), max_events=max(windows),
+        # one slot more than agents: a restarted agent joins before its old connection has closed
+        self.model = SharedModel(model, slots=len(agents) + 1, max_events=max(windows),
                                  intra_op_threads=self.threads)
         self.connected: dict[str, float] = {}  # agent name -> when it joined
         self.joins = 0
