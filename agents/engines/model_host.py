@@ -61,19 +61,15 @@ class ModelHost:
     """The shared model and the agents connected to it, one thread each."""
 
     def __init__(self, ens: Ensemble, agents: list[AgentConfig], base_dir: Path) -> None:
+        from agents.model.int8_cache import folder_to_load
         from agents.model.shared_model import SharedModel
 
         keys = {share_key(a, base_dir) for a in agents}
         if len(keys) != 1:
             raise ValueError(f"--agents: {', '.join(a.name for a in agents)} do not use one model file")
         (model, quantize), = keys
-        self.note = ""
         self.source = model
-        if quantize == "int8":
-            from agents.model.int8_cache import describe, int8_model
-
-            folder, figures = int8_model(model)
-            model, self.note = str(folder), describe(folder, figures)
+        model, self.note = folder_to_load(model, quantize)
         self.folder = model
         windows = [context_events(model, a.engine.context_events) for a in agents]
         self.names = {a.name for a in agents}

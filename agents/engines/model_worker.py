@@ -84,19 +84,13 @@ class Planner(PlannerHearing):
         """`runtime(folder, max_events)` makes the model's runtime (a shared model's, model_host.py);
         by default the Planner opens the folder itself."""
         from agents.model.decoder import DecodeParams, Generator
+        from agents.model.int8_cache import folder_to_load
         from agents.model.live_context import LiveContext
         from agents.model.prompt import setup_prefix
         from agents.model.runtime import ModelRuntime
-        from protocol.harmony import ChordPlan
 
         self.cfg = cfg
-        self.model_note = ""
-        model = cfg.model
-        if cfg.quantize == "int8":
-            from agents.model.int8_cache import describe, int8_model
-
-            folder, figures = int8_model(model)
-            model, self.model_note = str(folder), describe(folder, figures)
+        model, self.model_note = folder_to_load(cfg.model, cfg.quantize)
         self.max_events = context_events(model, cfg.max_events)
         self.runtime = (ModelRuntime(model, intra_op_threads=cfg.intra_op_threads, max_events=self.max_events)
                         if runtime is None else runtime(model, self.max_events))

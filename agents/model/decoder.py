@@ -16,7 +16,6 @@ and a re-feed of the rows after it, done by the next ``step``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -25,6 +24,7 @@ from agents.model.checks import finite, int_in
 from agents.model.decode_bias import ChordBias, DensityBias, is_strong_beat
 from agents.model.decode_params import DecodeParams
 from agents.model.live_context import _RANKS, LiveContext, LiveNote
+from agents.model.onset_rules import MAX_DELTA, OnsetRules
 from agents.model.runtime import ModelRuntime
 from agents.model.sampling import MODES, Sampler
 from agents.model.voicing import TUNE_MEMORY_SLOTS, Voicing, pitch_keep, track_table
@@ -33,7 +33,6 @@ from protocol.harmony import Chord
 __all__ = ["DecodeParams", "Generator", "is_strong_beat"]
 
 ChordAt = Callable[[float], "Chord | None"]  # the chord sounding at a beat (None: no bias)
-_MAX_DELTA = 127  # largest time1 value: beats a single event can jump
 RESTRIKES_TO_CLOSE = 4  # re-strikes of one slot in a row before it closes (see Generator.step)
 # Times given to other parts that are rejected in a row before the next is kept (Generator.elsewhere):
 # a model that expects a part which never plays (muted, resting, or only named in the setup) would
@@ -42,7 +41,7 @@ ELSEWHERE_TRIES = 8
 ONSET_GRIDS = (1, 2, 4, 8, 16)  # onset grids in time2 steps (1/16 beat) that divide a beat
 
 
-class Generator:
+class Generator(OnsetRules):
     """Samples this agent's next event, one at a time, from a runtime that mirrors a LiveContext.
 
     ``sampling="skytnt"`` runs the token model at every position and samples with SkyTNT's own
@@ -158,7 +157,7 @@ class Generator:
             steps = max(1, round(16 * finite("max_duration_beats", max_duration_beats)))
             self._static["duration"] = self._static["duration"][: steps + 1]
         self._pitch_bias = ChordBias(self._pitch_pc)
-        self._density_bias = DensityBias(_MAX_DELTA)
+        self._density_bias = DensityBias(MAX_DELTA)
         self._probe = np.array([vocab.event_ids["note"], self._time1[0], self._time2[0], 0, 0, 0, 0, 0])
         self._skip_forced = sampling == "fast"
         if onset_grid not in ONSET_GRIDS:
@@ -319,18 +318,6 @@ class Generator:
         self._rollback_to(change)
         return None if change.row is None else ctx.note_at(change.row)
 
-    def _ordered(self, row: np.ndarray) -> bool:
-        """Does the track the model names first at this draw's time say whether this part plays
-        then? Only where the stream up to it keeps SkyTNT's order: the draw lies after the last
-        event, or at its slot with that event's track not above this part's. Where it does not (the
-        setup rows at a piece's start, or a later part's note already at that slot), the model
-        expects only later tracks there and would shut the part out of that moment."""
-        last = self.context.last_event()
-        if last is None:
-            return False
-        slot = self.context.slot_of_next(row)
-        return slot > last[0] or (slot == last[0] and last[1] <= self.track)
-
     def _pick(self, j: int, allowed: np.ndarray, params: DecodeParams, bias: np.ndarray | None,
               fold: bool = False) -> int:
         if self._skip_forced and len(allowed) == 1:
@@ -360,67 +347,6 @@ class Generator:
         with np.errstate(divide="ignore"):
             out = np.log(mass) - np.log(own)
         return np.where(np.isfinite(out), out, 0.0).astype(np.float32)
-
-    def _closed_time1_bias(
-        self, i: int, t1: int, t2: int, params: DecodeParams, bias: np.ndarray | None, n: int
-    ) -> np.ndarray:
-        """The time1 bias that takes the closed slot (time1 = t1, the earliest allowed, at index 0;
-        time2 = t2) out of the distribution: time1 = 0 keeps only the odds of a later onset (on the
-        part's grid) in that beat.
-
-        So the next event follows the model's own P(time | not that slot), as rejecting every draw
-        at the slot would, for one extra token call, and not P(a later sixteenth | same beat),
-        which cramming it into the beat would give (off-beat onsets the model did not want)."""
-        out = np.zeros(n, np.float32) if bias is None else bias.astype(np.float32, copy=True)
-        g = self.onset_grid
-        if t2 + g > 15:
-            out[0] = -np.inf  # no later onset in that beat
-            return out
-        probe = self.last_row[: i + 1].copy()
-        probe[i] = self._time1[t1]
-        # the agent's temperature, though only the raw logits are read here: a rewritten token graph
-        # then keeps its temperature input instead of switching it back and forth
-        logits = self.runtime.token_logits(probe, temperature=params.temperature)[0]
-        logits = logits[self._time2[t2::g]].astype(np.float64)
-        density = self._density_bias(params.density, 2, t2)
-        if density is not None:
-            logits += density[::g]
-        logits /= params.temperature
-        p = np.exp(logits - logits.max())
-        later = float(p[1:].sum() / p.sum())
-        out[0] += math.log(later) if later > 0 else -np.inf
-        return out
-
-    def _min_slot(self, rank: int, end16: int, not_before_beat: float | None) -> int:
-        """Earliest slot the new event may take: after the last row in sort order, and at or after
-        the commit point."""
-        ctx = self.context
-        lowest = end16
-        last = len(ctx) - 1
-        if self.keep_order and last >= ctx.n_prefix:
-            last_slot = ctx.slot_of(ctx.beat_of_row(last))
-            last_row = ctx.rows[last]
-            last_key = (
-                int(last_row[3]) - self.vocab.param_base["track"],
-                _RANKS[self.vocab.event_names[int(last_row[0])]],
-            )
-            lowest = max(lowest, last_slot if (self.track, rank) >= last_key else last_slot + 1)
-        if not_before_beat is not None:
-            lowest = max(lowest, ctx.slot_of(finite("not_before_beat", not_before_beat)))
-        if (self._after_slot + 1) // 16 - end16 // 16 <= _MAX_DELTA:  # in one time token's reach
-            lowest = max(lowest, self._after_slot + 1)
-        g = self.onset_grid
-        lowest = -(-lowest // g) * g  # the first slot on the part's onset grid
-        if self.voicing is not None:
-            # a slot holding as many of this part's notes as it has hands (or one, for a horn) is full
-            while ctx.notes_owned_at(lowest, self.owner) >= self.voicing.polyphony:
-                lowest += g
-        if lowest // 16 - end16 // 16 > _MAX_DELTA:
-            raise ValueError(
-                f"not_before_beat {not_before_beat} is more than {_MAX_DELTA} beats after "
-                "the context's last event: one time1 token cannot reach it"
-            )
-        return lowest
 
 
 def fold_targets(lo: int, hi: int) -> np.ndarray:

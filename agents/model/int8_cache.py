@@ -158,3 +158,12 @@ def describe(folder: Path, figures: dict[str, float]) -> str:
     note = "" if agree >= MIN_AGREEMENT else f" (below {MIN_AGREEMENT:.0%}: it plays noticeably differently)"
     return (f"int8 copy {folder}: same top token as float32 at {agree:.1%} of "
             f"{figures['positions']:.0f} positions of a chorale, mean KL {figures['mean_kl']:.4f}{note}")
+
+
+def folder_to_load(model: str, quantize: str) -> tuple[str, str]:
+    """The folder an agent loads for `model` at `quantize` ("none" or "int8"), and the line to log
+    about it ("" for none): the int8 copy is made and measured on first use."""
+    if quantize != "int8":
+        return model, ""
+    folder, figures = int8_model(model)
+    return str(folder), describe(folder, figures)

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from agents.model.checks import token_batch
 from agents.model.fuse_attention import PROBS, TEMPERATURE
 from agents.model.kv_cache import Binding, KVCache, SharedKVCache
 from agents.model.model_config import (
@@ -177,31 +178,17 @@ class ModelRuntime:
     def device(self) -> str:
         return "cuda" if self.providers[0] == CUDA else "cpu"
 
-    def _as_batch(self, rows: np.ndarray, ndim_one: int, field: str) -> np.ndarray:
-        a = np.asarray(rows)
-        if a.size == 0:
-            a = a.astype(np.int64)  # `[]` arrives as float64
-        if a.ndim == ndim_one:
-            a = a[None]
-        if a.ndim != ndim_one + 1 or a.shape[0] not in (1, self.batch_size):
-            raise ValueError(f"{field}: expected shape {'(N, 8)' if ndim_one == 2 else '(j,)'} or with a "
-                             f"leading batch of {self.batch_size}, got {a.shape}")
-        if not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"{field}: token ids must be integers, got {a.dtype}")
-        if a.size and (a.min() < 0 or a.max() >= self.info.vocab_size):
-            raise ValueError(f"{field}: token ids must lie in 0..{self.info.vocab_size - 1}")
-        return np.ascontiguousarray(np.broadcast_to(a, (self.batch_size, *a.shape[1:])), dtype=np.int64)
-
     def prefill(self, rows: np.ndarray) -> None:
         """Append event rows, (8,), (N, 8) or (batch, N, 8), to the context and the base cache in one call."""
         rows = np.asarray(rows)
         if rows.dtype == np.int64 and rows.ndim == 2 and self.batch_size == 1 and rows.flags.c_contiguous:
-            # the decoder's case, checked with two reductions instead of _as_batch's dozen calls
+            # the decoder's case, checked with two reductions instead of token_batch's dozen calls
             if rows.size and (rows.min() < 0 or rows.max() >= self.info.vocab_size):
                 raise ValueError(f"rows: token ids must lie in 0..{self.info.vocab_size - 1}")
             x = rows[None]
         else:
-            x = self._as_batch(rows[None] if rows.ndim == 1 else rows, 2, "rows")
+            x = token_batch(rows[None] if rows.ndim == 1 else rows, 2, "rows", self.batch_size,
+                            self.info.vocab_size)
         n = x.shape[1]
         if x.shape[2] != MAX_TOKEN_SEQ:
             raise ValueError(f"rows: each event needs {MAX_TOKEN_SEQ} token ids, got {x.shape[2]}")
@@ -287,7 +274,7 @@ class ModelRuntime:
         most 7 ids, and comparing it with the cached one is then ~1 µs instead of several numpy calls."""
         a = prefix
         if not (type(a) is np.ndarray and a.dtype == np.int64 and a.ndim == 1 and self.batch_size == 1):
-            return self._as_batch(prefix, 1, "prefix").tolist()
+            return token_batch(prefix, 1, "prefix", self.batch_size, self.info.vocab_size).tolist()
         if (p := a.tolist()) and (min(p) < 0 or max(p) >= self.info.vocab_size):
             raise ValueError(f"prefix: token ids must lie in 0..{self.info.vocab_size - 1}")
         return [p]
@@ -384,8 +371,8 @@ class ModelRuntime:
     def full_logits(self, rows: np.ndarray, prefix: np.ndarray) -> np.ndarray:
         """The same logits as prefill(rows) then token_logits(prefix), computed from scratch with no
         cache and no binding: the reference the cached path is tested against."""
-        x = self._as_batch(rows, 2, "rows")
-        p = self._as_batch(prefix, 1, "prefix")
+        x = token_batch(rows, 2, "rows", self.batch_size, self.info.vocab_size)
+        p = token_batch(prefix, 1, "prefix", self.batch_size, self.info.vocab_size)
         b = self.batch_size
         base, token = self._exported_sessions()
         if not self.info.kv_cache:
