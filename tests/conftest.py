@@ -13,6 +13,7 @@ pytest_plugins = [
     "support.net_fixtures",
     "support.broker_fixtures",
     "support.jack_fixtures",
+    "support.output_fixtures",
 ]
 
 # Property tests draw the same examples on every run unless HYPOTHESIS_PROFILE=explore: a CI run is

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import socket
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,7 @@ import pytest
 from pythonosc.osc_message import OscMessage
 from support.jack import CONTROL_CHANGE, JackServer, MidiCapture
 
-from agents.outputs import FluidSynthOutput, MidiPortOutput, NullOutput, OscOutput, OutputError, make_output
-from agents.outputs.fluid import find_soundfont
+from agents.outputs import FluidSynthOutput, MidiPortOutput, NullOutput, OscOutput, make_output
 from conductor.control import ControlError, parse_control
 from conductor.recorder import Recorder
 from conductor.state import ConductorState, Mix
@@ -140,15 +138,6 @@ def test_a_bad_control_names_the_field() -> None:
         make_output({"type": "null", "controls": [7, 90]})
 
 
-@pytest.fixture
-def osc_listener(udp_port: Callable[[], int]) -> Iterator[tuple[socket.socket, int]]:
-    port = udp_port()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", port))
-        sock.settimeout(2.0)
-        yield sock, port
-
-
 @pytest.mark.network
 def test_osc_output_sends_volume_and_pan_after_the_program(osc_listener: tuple[socket.socket, int]) -> None:
     sock, port = osc_listener
@@ -169,15 +158,6 @@ def test_midi_output_sends_volume_and_pan_after_the_program(jack_server: JackSer
         sent = [c.message for c in cap.received]
     program = sent.index((0xC3, 33))
     assert sent[program + 1 : program + 3] == [(0xB3, CC_VOLUME, 90), (0xB3, CC_PAN, 20)]
-
-
-@pytest.fixture
-def soundfont() -> str:
-    pytest.importorskip("fluidsynth", reason="pyfluidsynth or libfluidsynth not installed")
-    try:
-        return str(find_soundfont())
-    except OutputError as exc:
-        pytest.skip(f"no GM soundfont: {exc}")
 
 
 def _rendered(soundfont: str, volume: int, pan: float) -> np.ndarray:

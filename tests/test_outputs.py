@@ -24,7 +24,6 @@ from agents.outputs import (
     OutputError,
     PortNotFoundError,
     available_apis,
-    find_soundfont,
     list_ports,
     make_output,
     wall_time_of,
@@ -167,15 +166,6 @@ def test_factory_builds_a_midi_output(capture: MidiCapture) -> None:
 # ---- OSC ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def osc_listener(udp_port: Callable[[], int]) -> Iterator[tuple[socket.socket, int]]:
-    port = udp_port()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", port))
-        sock.settimeout(2.0)
-        yield sock, port
-
-
 def drain(sock: socket.socket, count: int) -> list[bytes]:
     return [sock.recv(65536) for _ in range(count)]
 
@@ -246,15 +236,6 @@ def test_osc_carries_programs_and_controllers_without_making_midi_bytes(
 
 
 # ---- FluidSynth -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def soundfont() -> str:
-    pytest.importorskip("fluidsynth", reason="pyfluidsynth or libfluidsynth not installed")
-    try:
-        return str(find_soundfont())
-    except OutputError as exc:
-        pytest.skip(f"no GM soundfont: {exc}")
 
 
 def test_fluidsynth_renders_a_note(soundfont: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterator
 
 import pytest
 from pythonosc.osc_bundle import OscBundle
@@ -18,8 +17,6 @@ from agents.outputs import (
     NullOutput,
     OscOutput,
     OutputClosedError,
-    OutputError,
-    find_soundfont,
 )
 from agents.outputs.burst import BurstItem
 from protocol.messages import Note
@@ -95,15 +92,6 @@ def test_a_burst_prepared_before_a_close_is_refused_and_nothing_is_left_sounding
         out.prepare([(True, note(60), None)])
 
 
-@pytest.fixture
-def osc_listener(udp_port: Callable[[], int]) -> Iterator[tuple[socket.socket, int]]:
-    port = udp_port()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", port))
-        sock.settimeout(2.0)
-        yield sock, port
-
-
 @pytest.mark.network
 def test_osc_with_timetags_sends_the_events_due_at_one_moment_in_one_bundle(
     osc_listener: tuple[socket.socket, int],
@@ -151,15 +139,6 @@ def test_a_midi_port_gets_the_same_bytes_from_a_burst(jack_server: object) -> No
             (0x90, 60, 90), (0x90, 64, 90), (0x90, 67, 90), (0x80, 60, 0), (0x80, 64, 0), (0x80, 67, 0),
         ]
         assert capture.stuck_notes() == set()
-
-
-@pytest.fixture
-def soundfont() -> str:
-    pytest.importorskip("fluidsynth", reason="pyfluidsynth or libfluidsynth not installed")
-    try:
-        return str(find_soundfont())
-    except OutputError as exc:
-        pytest.skip(f"no GM soundfont: {exc}")
 
 
 def test_fluidsynth_sounds_a_burst_and_releases_it(soundfont: str) -> None:

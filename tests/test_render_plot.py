@@ -76,17 +76,6 @@ def session(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def soundfont() -> str:
-    pytest.importorskip("fluidsynth", reason="pyfluidsynth or libfluidsynth not installed")
-    from agents.outputs import OutputError, find_soundfont
-
-    try:
-        return str(find_soundfont())
-    except OutputError as exc:
-        pytest.skip(f"no GM soundfont: {exc}")
-
-
-@pytest.fixture
 def matplotlib() -> Any:
     return pytest.importorskip("matplotlib", reason="matplotlib not installed: pip install -e '.[plot]'")
 
