@@ -17,6 +17,7 @@ import contextlib
 import logging
 import math
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -56,6 +57,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("barcelona.conductor")
 
 TIMELINE_EVERY_S = 0.2
+# How long the conductor may take to wind down once its run is over (the loops cancelled, the bus's
+# last messages flushed): past this it saves what it holds and exits, with every thread's stack on
+# stderr, rather than leaving a launcher (and a script waiting on it) hanging.
+SHUTDOWN_GRACE_S = 10.0
 STATE_EVERY_S = 1.0
 ROSTER_TIMEOUT_S = 1.5
 CLICK_MARGIN_S = 0.1
@@ -209,10 +214,30 @@ class Conductor(ConductorBus, ControlHandling, PlayerInput, BeatLoop):
                     # is heard at once.
                     loops.start(self._start_when_ready(), "start", may_end=True)
                 await loops.wait(self.finished)
+                if not self.in_loop:
+                    self._exit_if_stuck()
             # Make sure every agent hears the stop even if one packet is lost.
             for _ in range(3):
                 await bus.publish(self.state.timeline)
                 await asyncio.sleep(0.02)
+
+    def _exit_if_stuck(self) -> None:
+        """Arm a timer (a thread: a stuck event loop cannot run it) that ends the process if winding
+        down outlasts SHUTDOWN_GRACE_S, after saving the recording and the state as close() would."""
+        def expire() -> None:
+            import faulthandler
+            import sys
+
+            print(f"error: conductor: stopping took longer than {SHUTDOWN_GRACE_S:.0f} s; saving and "
+                  "exiting (every thread's stack follows)", file=sys.stderr, flush=True)
+            faulthandler.dump_traceback(all_threads=True)
+            with contextlib.suppress(Exception):
+                self.close()
+            os._exit(0)
+
+        timer = threading.Timer(SHUTDOWN_GRACE_S, expire)
+        timer.daemon = True
+        timer.start()
 
     def stop(self) -> None:
         """Ctrl-C or SIGTERM: the recording ends now. The agents stop with us, so notes they committed
