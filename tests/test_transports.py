@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.broker import Mosquitto
+from support.until import until
 
 from protocol.osc_wire import MalformedDatagramError, decode_datagram, encode_bundle, encode_message
 from protocol.transport_mqtt import MqttAuthError, MqttPacket, MqttTransport, TlsConfig
@@ -45,14 +46,6 @@ def asynctest(timeout: float = 30.0) -> Callable[[AsyncTest], Callable[..., None
         return run
 
     return wrap
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.002)
 
 
 async def next_packet(it: AsyncIterator[T], timeout: float = 5.0) -> T:
@@ -259,7 +252,7 @@ async def main() -> None:
             if t.stats.connects != seen:
                 seen = t.stats.connects
                 print("connected", seen, flush=True)
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # a poll step: the test ends this loop with a SIGKILL
 
 asyncio.run(main())
 """
