@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from support.until import until
 
 from agents.agent import Agent
 from agents.conductor_clock import (
@@ -102,8 +103,7 @@ def test_ping_loop_keeps_pinging_while_unsynced() -> None:
 
     async def run() -> None:
         task = asyncio.create_task(clock.ping_loop(publish, tick))
-        while len(sent) < 200:
-            await asyncio.sleep(0.001)
+        await until(lambda: len(sent) >= 200, 10.0, "the ping loop's 200th ping", every=0.001)
         task.cancel()
 
     asyncio.run(run())
