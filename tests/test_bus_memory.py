@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from support.until import until
 
 from protocol import codec
 from protocol.bus import OscBus, bus_senders, open_bus, open_sync_bus
@@ -46,8 +47,8 @@ def test_every_message_arrives_whole_at_every_peer_and_not_at_the_sender() -> No
             for msg in MESSAGES:
                 await a.publish(msg)
             got_b, got_c = await drain(b, len(MESSAGES)), await drain(c, len(MESSAGES))
-            await asyncio.sleep(0.1)
-            return got_b, got_c, a.received
+            await asyncio.sleep(0.1)  # an echo's chance to land: no arrival to wait on (virtual time)
+            return got_b, got_c, a.raw.stats.datagrams_in
 
     got_b, got_c, echoed = run(main(), clock)
     assert [m for m, _, _ in got_b] == MESSAGES == [m for m, _, _ in got_c]
@@ -66,8 +67,8 @@ def test_to_reaches_one_peer_and_a_datagram_to_nobody_is_lost() -> None:
             await a.publish(MESSAGES[2], to=C)
             await a.publish(MESSAGES[2], to=("127.0.0.1", 5999))
             await drain(c, 1)
-            await asyncio.sleep(0)
-            return b.received, c.received
+            await asyncio.sleep(0)  # a turn of the loop for a stray datagram to land: nothing to wait on
+            return b.raw.stats.datagrams_in, c.received
 
     assert run(main()) == (0, 1)
     assert net.lost == 1
@@ -85,7 +86,8 @@ def test_garbage_and_strangers_are_counted_as_a_socket_counts_them() -> None:
             stranger.send("/barcelona/demo/control", [("s", "mute"), ("d", 1.0), ("s", "bass")])
             a.send("/barcelona/other/control", [("s", "tempo"), ("d", 90.0), ("s", "")], to=C)
             a.send("/barcelona/demo/note", [("d", 1.0)], to=C)
-            await asyncio.sleep(0.01)
+            await until(lambda: guarded.stats.datagrams_in == 2 and sum(c.invalid.values()) == 2, 1.0,
+                        "the four datagrams to be taken in at B and decoded (and refused) at C")
             reader.cancel()
             return dict(guarded.stats.invalid), guarded.stats.refused, dict(c.invalid)
 
@@ -157,7 +159,7 @@ def test_latency_delays_each_datagram_on_the_loops_clock() -> None:
     async def main() -> list[float]:
         async with OscBus(ENS, A, [B], network=net) as a, OscBus(ENS, B, [], network=net) as b:
             await a.publish(MESSAGES[2])
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.001)  # the second send 1 ms later on the virtual clock: what is checked
             await a.publish(MESSAGES[3])
             return [t for _, _, t in await drain(b, 2)]
 
