@@ -35,7 +35,7 @@ def test_an_hour_of_sleeping_takes_no_time_and_wakes_in_order() -> None:
 
     async def sleeper(name: str, period: float, n: int) -> None:
         for _ in range(n):
-            await asyncio.sleep(period)
+            await asyncio.sleep(period)  # virtual sleeps are what is under test
             woke.append((name, clock()))
 
     async def main() -> None:
@@ -58,7 +58,7 @@ def test_a_timer_fires_exactly_at_its_time() -> None:
         loop = asyncio.get_running_loop()
         for when in (1000.25, 1003.0, 1001.125):
             loop.call_at(when, lambda: fired.append(clock()))
-        await asyncio.sleep(5.0)
+        await asyncio.sleep(5.0)  # virtual time runs past the timers under test
 
     run(main(), clock)
     assert fired == [1000.25, 1001.125, 1003.0]
@@ -69,7 +69,7 @@ def test_wait_for_times_out_on_virtual_time() -> None:
         loop = asyncio.get_running_loop()
         start = loop.time()
         with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.sleep(60.0), 2.5)
+            await asyncio.wait_for(asyncio.sleep(60.0), 2.5)  # a sleep outlasting the timeout under test
         return loop.time() - start
 
     assert run(main()) == pytest.approx(2.5)
@@ -113,14 +113,14 @@ def test_tasks_left_running_are_cancelled_at_the_end() -> None:
 
     async def forever() -> None:
         try:
-            await asyncio.sleep(1e6)
+            await asyncio.sleep(1e6)  # still asleep when the run ends: the task to cancel
         except asyncio.CancelledError:
             cancelled.append(True)
             raise
 
     async def main() -> None:
         asyncio.get_running_loop().create_task(forever())
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # the run ends (virtually) 1 s on, forever() still asleep
 
     run(main())
     assert cancelled == [True]
@@ -149,7 +149,7 @@ def test_the_loop_driver_sends_what_the_offline_driver_sends_when_it_sends_it() 
         sched.set_timemap(Tempo(120.0, t0=1000.5))
         for start, dur, pitch in NOTES:
             sched.schedule(Note(start, dur, pitch, 100, 0, "test"))
-        await asyncio.sleep(10.0)
+        await asyncio.sleep(10.0)  # virtual time runs past every note, as advance(10.0) does below
         return sched
 
     sched = run(main(), clock)
@@ -176,11 +176,11 @@ def test_a_new_timemap_retimes_what_waits_and_stop_releases_what_sounds() -> Non
         sched.set_timemap(Tempo(60.0, t0=1000.0))
         sched.schedule(Note(1.0, 4.0, 60, 100, 0, "test"))  # on at 1001, off at 1005 at 60 BPM
         sched.schedule(Note(3.0, 1.0, 62, 100, 0, "test"))
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(1.5)  # to virtual 1001.5: note 60 on, note 62 still waiting
         sched.set_timemap(Tempo(120.0, t0=1000.0))  # beat 3 is now at 1001.5: due at once
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # to 1001.6: the retimed note has gone; the stop comes then
         sched.stop(flush=True)  # the held note ends now
-        await asyncio.sleep(10.0)
+        await asyncio.sleep(10.0)  # virtual time runs on: nothing more may be sent
 
     run(main(), clock)
     sent = [(kind, pitch) for _, kind, pitch, _ in cap.sent]
