@@ -25,6 +25,7 @@ from protocol import codec
 from protocol.bus_memory import MemoryNetwork, MemoryTransport
 from protocol.ensemble import Ensemble, parse_ensemble
 from protocol.virtual_time import ManualClock, run
+from support.until import until
 
 ENSEMBLES = Path(__file__).resolve().parents[2] / "ensembles"
 START_S = 1000.0  # the virtual clock's start: a monotonic clock is never near 0 either
@@ -152,10 +153,19 @@ class InProcessEnsemble:
         """The conductor's beat now (frozen while stopped)."""
         return self.conductor.state.timeline.beat_at(self.clock())
 
-    async def until_beat(self, beat: float) -> None:
-        """Return once the conductor's timeline has reached `beat`."""
-        while not (self.conductor.state.timeline.playing and self.beat() >= beat):
-            await asyncio.sleep(0.001)
+    async def until_beat(self, beat: float, timeout: float = 600.0) -> None:
+        """Return once the conductor's timeline has reached `beat`, looking each virtual millisecond (a
+        control sent next lands within 1 ms of it); fail if the run ends first, or after `timeout`
+        virtual seconds (a transport left stopped), rather than poll for ever."""
+
+        def reached() -> bool:
+            if self.conductor.state.timeline.playing and self.beat() >= beat:
+                return True
+            if self.conductor.finished.is_set():
+                raise AssertionError(f"the run ended at beat {self.beat():.2f}, before beat {beat}")
+            return False
+
+        await until(reached, timeout, f"the conductor's beat {beat}", every=0.001)
 
     def control(self, address: str, *args: Any) -> None:
         """Send one OSC control from the surface, as TouchOSC would (the conductor's allowlist, parser
