@@ -85,7 +85,7 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, every: float = 
         value = cond()
         if value:
             return value
-        time.sleep(every)
+        time.sleep(every)  # a poll step: the loop above is bounded by the deadline
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 

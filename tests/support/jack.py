@@ -32,7 +32,7 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, interva
     while not condition():
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
-        time.sleep(interval)
+        time.sleep(interval)  # a poll step: the loop above is bounded by the deadline
 
 
 @dataclass
@@ -192,7 +192,7 @@ class MidiCapture:
         while not self._stop.is_set():
             event = self._midi.get_message()
             if event is None:
-                time.sleep(self.POLL_S)
+                time.sleep(self.POLL_S)  # rtmidi has no blocking read: a poll step until close()
                 continue
             arrived = time.perf_counter()
             self._stamp = arrived if self._stamp is None else self._stamp + float(event[1])

@@ -51,7 +51,7 @@ async def main(args: argparse.Namespace) -> None:
             t1 = time.monotonic()
             sample = {"t": (t0 + t1) / 2, "beat": beat, "tempo": link.tempo, "peers": link.num_peers}
             print(json.dumps(sample), flush=True)
-            await asyncio.sleep(args.every)
+            await asyncio.sleep(args.every)  # pacing the samples: one line each `--every` s
     finally:
         reader.cancel()
         link.enabled = False
