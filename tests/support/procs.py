@@ -1,7 +1,10 @@
-"""Looking at the launcher's child processes from a test, through /proc (Linux)."""
+"""Looking at the launcher's child processes from a test, through /proc (Linux): who they are, and
+which sockets they hold."""
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 
@@ -32,3 +35,50 @@ def alive(pid: int) -> bool:
 def child_running(pid: int, needle: str) -> list[int]:
     """The launcher's children whose command line contains `needle` (e.g. ' bass ')."""
     return [k for k in children(pid) if needle in cmdline(k) + " "]
+
+
+def descendants(pid: int) -> list[int]:
+    out, todo = [pid], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            kids = [
+                int(k)
+                for t in Path(f"/proc/{p}/task").iterdir()
+                for k in (t / "children").read_text().split()
+            ]
+        except OSError:
+            continue
+        out += kids
+        todo += kids
+    return out
+
+
+def _ip(hex_addr: str) -> str:
+    raw = bytes.fromhex(hex_addr)
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw[::-1])
+    return socket.inet_ntop(socket.AF_INET6, b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4)))
+
+
+def listening(pids: list[int]) -> set[tuple[str, str, int]]:
+    """(protocol, address, port) of every bound UDP socket and listening TCP socket the processes hold,
+    read from /proc in each process's own network namespace (what `ss -lunp`/`ss -ltnp` show)."""
+    found = set()
+    for pid in pids:
+        try:
+            inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")
+                      if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")}  # fmt: skip
+            tables = {
+                proto: Path(f"/proc/{pid}/net/{proto}").read_text()
+                for proto in ("udp", "udp6", "tcp", "tcp6")
+            }
+        except OSError:
+            continue  # the process ended meanwhile
+        for proto, table in tables.items():
+            for line in table.splitlines()[1:]:
+                f = line.split()
+                hex_ip, hex_port = f[1].split(":")
+                if f[9] in inodes and int(hex_port, 16) and (proto.startswith("udp") or f[3] == "0A"):
+                    found.add((proto, _ip(hex_ip), int(hex_port, 16)))
+    return found
