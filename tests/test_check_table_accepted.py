@@ -113,7 +113,7 @@ VARIANTS: dict[str, list[Edit]] = {
 # each (so that nothing --check accepts is left unstarted).
 STARTED_BY = {
     "two_hosts_with_network_addresses": "test_accepted_two_host_file_plays_on_both",
-    "two_hosts_over_mqtt": "test_multihost.py::test_mqtt_ensemble_across_four_hosts",
+    "two_hosts_over_mqtt": "test_multihost_ensemble.py::test_mqtt_ensemble_across_four_hosts",
     "two_host_names_one_machine_mqtt_bus_sync": "test_accepted_host_names_on_one_machine_play_over_mqtt",
     "osc_output_on_a_named_host": "test_accepted_osc_output_plays_into_its_synth",
     "virtual_midi_output": "test_accepted_virtual_midi_output_plays",
