@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+import threading
 from pathlib import Path
+
+import pytest
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl and /proc are Linux's")
 
 
 def children(pid: int) -> list[int]:
@@ -82,3 +88,36 @@ def listening(pids: list[int]) -> set[tuple[str, str, int]]:
                 if f[9] in inodes and int(hex_port, 16) and (proto.startswith("udp") or f[3] == "0A"):
                     found.add((proto, _ip(hex_ip), int(hex_port, 16)))
     return found
+
+
+class Census:
+    """Every process seen under a launcher during a run, polled from /proc (pid -> (ppid, cmdline))."""
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.seen: dict[int, tuple[int, str]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            todo = [self.root]
+            while todo:
+                parent = todo.pop()
+                for k in children(parent):
+                    # Read again each poll: a child caught between fork and exec still shows its
+                    # parent's command line.
+                    line = cmdline(k)
+                    if line or k not in self.seen:
+                        self.seen[k] = (parent, line)
+                    todo.append(k)
+            self._stop.wait(0.01)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+    def alive(self) -> list[str]:
+        """The processes seen that still run (with the command line seen: not a reused pid)."""
+        return [f"{p} ({c[1][:80]})" for p, c in self.seen.items() if alive(p) and cmdline(p) == c[1]]
