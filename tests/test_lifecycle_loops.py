@@ -42,12 +42,12 @@ def test_task_group_ends_on_the_first_loop_that_raises_and_names_it() -> None:
 
         async def forever() -> None:
             try:
-                await asyncio.sleep(3600)
+                await asyncio.sleep(3600)  # a sleep: a loop that runs until it is cancelled
             finally:
                 cancelled.set()
 
         async def fails() -> None:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # a sleep: it fails a moment in, while the other loops run
             raise KeyError("bar 3")
 
         async def done_at_once() -> None:  # a task allowed to end (nothing to do) is not a failure
@@ -74,7 +74,7 @@ def test_a_loop_that_ends_when_it_should_run_on_is_a_failure() -> None:
 
     async def main() -> str:
         async def stream_ended() -> None:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # a sleep: a receive loop that runs a moment, then its stream ends
 
         async with TaskGroup() as tg:
             tg.start(stream_ended(), "receive")
@@ -89,7 +89,7 @@ def test_task_group_returns_on_stop_and_cancels_its_loops() -> None:
     async def main() -> bool:
         stop = asyncio.Event()
         async with TaskGroup() as tg:
-            task = tg.start(asyncio.sleep(3600), "stats")
+            task = tg.start(asyncio.sleep(3600), "stats")  # a sleep: a loop that runs until stopped
             asyncio.get_running_loop().call_later(0.01, stop.set)
             await asyncio.wait_for(tg.wait(stop), 5)
         return task.cancelled()
@@ -110,7 +110,11 @@ def test_a_conductor_loop_that_raises_ends_the_conductor_with_its_state_saved(tm
                      wait_agents_s=0.0)  # fmt: skip
 
     async def broken() -> None:
-        await asyncio.sleep(0.3)
+        """Raises once the conductor plays (the state a restart must resume from), within 5 s."""
+        deadline = asyncio.get_running_loop().time() + 5.0
+        while not cond.state.timeline.playing:
+            assert asyncio.get_running_loop().time() < deadline, "the conductor never started playing"
+            await asyncio.sleep(0.01)  # the poll interval of a wait with a deadline
         raise ZeroDivisionError("tempo 0")
 
     cond._broadcast_loop = broken  # type: ignore[method-assign]

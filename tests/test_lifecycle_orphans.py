@@ -96,8 +96,18 @@ def test_serve_ends_when_the_agent_end_of_the_pipe_closes_mid_generation() -> No
         assert isinstance(conn.recv(), Ready)
         conn.send(CommitWindow(0.0, 1.0))
         conn.send(CommitWindow(0.0, 1.5))  # now it generates towards the horizon, step after step
-        assert conn.poll(10) and isinstance(conn.recv(), Committed)
-        time.sleep(0.3)  # well into generating
+        assert conn.poll(10)
+        first = conn.recv()
+        assert isinstance(first, Committed)
+
+        def generating() -> bool:
+            """Its event count grew since the first answer: it is drawing, step after step."""
+            conn.send(CommitWindow(0.0, 1.5))  # answered at once, between two generation steps
+            assert conn.poll(10), "the model process stopped answering"
+            reply = conn.recv()
+            return isinstance(reply, Committed) and reply.events > first.events
+
+        wait_for(generating, 10, "the model to be well into generating", every=0.05)
         assert proc.is_alive()
         closed = time.monotonic()
         conn.close()
@@ -169,12 +179,12 @@ def test_reap_orphans_ends_an_adopted_grandchild_but_leaves_a_daemon(tmp_path: P
     left by a killed agent would): the caller's `$(...)` returns. One that made itself a daemon
     (setsid, as a JACK server a client auto-starts does) is left running."""
     script, shell, pids = tmp_path / "sub.py", tmp_path / "jobs.sh", tmp_path / "pids"
-    daemon = "import os, time; os.setsid(); time.sleep(60)"
+    daemon = "import os, time; os.setsid(); time.sleep(60)"  # a sleep: the daemon just has to keep running
     # Both background jobs outlive the shell; the first keeps the script's stdout (the test's pipe).
     shell.write_text(f"trap '' TERM\nsleep 60 &\necho $! > {pids}\n"
                      f"{sys.executable} -c '{daemon}' >/dev/null 2>&1 &\necho $! >> {pids}\n")  # fmt: skip
     script.write_text(
-        "import pathlib, subprocess, sys, time\n"
+        "import os, pathlib, subprocess, sys, time\n"
         "from protocol.process import become_subreaper, child_pids, reap_orphans\n"
         "assert become_subreaper()\n"
         f"subprocess.run(['sh', '{shell}'], check=True)\n"
@@ -182,7 +192,9 @@ def test_reap_orphans_ends_an_adopted_grandchild_but_leaves_a_daemon(tmp_path: P
         "deadline = time.monotonic() + 5\n"
         "while not {orphan, daemon} <= set(child_pids()) and time.monotonic() < deadline:\n"
         "    time.sleep(0.01)\n"
-        "time.sleep(0.5)  # the daemon's setsid\n"
+        "deadline = time.monotonic() + 5\n"
+        "while os.getsid(daemon) != daemon and time.monotonic() < deadline:  # the daemon's setsid\n"
+        "    time.sleep(0.01)\n"
         "adopted = {orphan, daemon} <= set(child_pids())\n"
         "print(orphan, daemon, adopted, reap_orphans(set()), orphan in child_pids(), flush=True)\n"
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -86,7 +87,8 @@ def test_without_bars_stop_pauses_and_play_resumes(tmp_path: Path) -> None:
         wait_for(lambda: cond().get("playing") and cond().get("beat", 0) >= 1, 60, "the ensemble to play")
         _stop(control)
         wait_for(lambda: cond().get("playing") is False, 5, "the stop")
-        time.sleep(1.0)  # long enough for an ended run to have exited
+        with pytest.raises(subprocess.TimeoutExpired):  # an ended run would have exited within 1 s
+            proc.wait(timeout=1.0)
         assert proc.poll() is None and cond()["playing"] is False
         b = OscMessageBuilder("/barcelona/demo/play")
         b.add_arg(1.0, "f")
