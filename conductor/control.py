@@ -78,7 +78,7 @@ class Displays:
 
     WHY bounded: every new UDP source port of an allowed host would otherwise be a subscriber for
     the rest of the show, and each one costs two sends on the conductor's loop every beat, so one
-    host cycling through ports could make the beat itself late (tests/test_security.py floods it
+    host cycling through ports could make the beat itself late (tests/test_security_limits.py floods it
     with 20,000). A sender is refreshed each time it sends, so a surface that keeps talking stays;
     the one heard from longest ago is dropped first.
     """

@@ -2,7 +2,7 @@
 
 WHY: an agent that pings the wrong address hears nothing, keeps offset 0 and round trip 0, and would
 otherwise look perfectly in time. These drive ConductorClock by hand with a fake time source; the
-real run with a wrong `conductor.address` is in test_multihost.py.
+real run with a wrong `conductor.address` is in test_multihost_shipped.py.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import mido
 import yaml
 
 from bench.ensemble_procs import free_udp_block
@@ -94,3 +95,41 @@ def read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+
+
+def start_launcher(yaml_path: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """run_ensemble.py with its stdout on a pipe, as `out=$(python run_ensemble.py ...)` has it."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "run_ensemble.py"), str(yaml_path), "--quiet", *extra],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def finish_launcher(proc: subprocess.Popen[str], timeout: float = 15.0) -> tuple[str, str]:
+    """Wait for a launcher and for EOF on its stdout: a process left holding it would hang here."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate(timeout=10)
+        what = f"the launcher, or a process it left, kept stdout open for {timeout} s"
+        raise AssertionError(f"{what}\n{err}") from None
+    return out, err
+
+
+def recorded_onsets(path: Path, track: str) -> list[float]:
+    """The beats at which a recorded MIDI file's track strikes a note."""
+    mid = mido.MidiFile(str(path))
+    for t in mid.tracks:
+        if any(m.type == "track_name" and m.name == track for m in t):
+            beats, now = [], 0
+            for m in t:
+                now += m.time
+                if m.type == "note_on" and m.velocity > 0:
+                    beats.append(now / mid.ticks_per_beat)
+            return beats
+    raise AssertionError(f"no track {track} in {path}")
