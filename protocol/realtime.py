@@ -21,9 +21,12 @@ from collections.abc import Callable
 __all__ = [
     "DEFAULT_RT_PRIORITY",
     "DEFAULT_SWITCH_INTERVAL_S",
+    "MODEL_NICE_WITHOUT_FIFO",
     "PRIORITY_FIFO",
     "PRIORITY_NORMAL",
     "drop_realtime",
+    "fifo_permitted",
+    "model_niceness",
     "request_realtime",
     "set_switch_interval",
     "spin_yield",
@@ -154,3 +157,41 @@ def spin_yield() -> Callable[[], object]:
     process can take it in the last moments before the send.
     """
     return _YIELD if _YIELD is not None else _no_yield
+
+
+def fifo_permitted() -> bool:
+    """Whether this process's threads may take SCHED_FIFO (root, CAP_SYS_NICE or an rtprio limit):
+    tried on the calling thread and put back at once, since no limit tells it as surely."""
+    if not all(hasattr(os, f) for f in ("sched_getscheduler", "sched_setscheduler", "SCHED_FIFO")):
+        return False
+    tid = threading.get_native_id()
+    try:
+        policy, param = os.sched_getscheduler(tid), os.sched_getparam(tid)
+    except OSError:
+        return False
+    if policy == os.SCHED_FIFO:
+        return True
+    try:
+        os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(os.sched_get_priority_min(os.SCHED_FIFO)))
+    except OSError:
+        return False
+    os.sched_setscheduler(tid, policy, param)
+    return True
+
+
+# How far a model process steps back where the processes that keep time cannot take SCHED_FIFO.
+MODEL_NICE_WITHOUT_FIFO = 5
+
+
+def model_niceness(realtime: bool) -> int:
+    """The nice value for a model process, whose drawing is the bulk of an ensemble's CPU.
+
+    Where the agents' timing and loop threads run at SCHED_FIFO they pre-empt any normal process,
+    so a model process has nothing to give way to, and stepping back would only hand its CPU to
+    whatever else the machine runs: niced by 5, the band's five model processes beside two
+    CPU-bound processes on two cores answered commits late, the parts heard each other's notes
+    after their turn and played 90-95 % of their idle notes (docs/band.md). Where there is no
+    SCHED_FIFO (no rtprio limit, `timing.realtime: false`), the timing threads are normal threads
+    too, and the models step back for them.
+    """
+    return 0 if realtime and fifo_permitted() else MODEL_NICE_WITHOUT_FIFO

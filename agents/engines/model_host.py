@@ -35,6 +35,7 @@ from agents.engines.model_worker import Planner
 from agents.engines.worker_config import context_events, resolve_model
 from protocol.ensemble import AgentConfig, Ensemble, EnsembleError, load_ensemble
 from protocol.process import setup_logging
+from protocol.realtime import model_niceness
 
 log = logging.getLogger("barcelona.model")
 
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stats is not None:
         threading.Thread(target=write_stats, args=(host, args.stats), daemon=True).start()
     with contextlib.suppress(OSError, AttributeError):
-        os.nice(5)  # like any model process: the processes that keep time come first
+        os.nice(model_niceness(ens.timing.realtime))  # as any model process (protocol/realtime.py)
     while True:
         try:
             conn = listener.accept()

@@ -83,8 +83,9 @@ def serve(
         die_with_parent(signal.SIGKILL, parent_pid)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s model %(levelname)s %(message)s")
     with contextlib.suppress(OSError, AttributeError):
-        # The model yields the CPU to the processes that keep time (agents' outputs, the conductor).
-        os.nice(5)
+        # Where the processes that keep time have no SCHED_FIFO, the model yields the CPU to them
+        # (protocol.realtime.model_niceness; the agent decides, since it knows).
+        os.nice(cfg.nice)
     try:
         planner = Planner(cfg)
     except Exception as exc:  # a missing model file, a bad export: one line back to the agent

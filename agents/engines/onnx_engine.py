@@ -8,6 +8,7 @@ the part rests rather than the clock stalling.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing as mp
 import os
@@ -41,6 +42,7 @@ from agents.voices import learnt_voices, model_channels, part_roles
 from protocol.ensemble import AgentConfig, Ensemble
 from protocol.harmony import ChordPlan
 from protocol.messages import HeldNote, Note
+from protocol.realtime import model_niceness
 
 log = logging.getLogger("barcelona.engine")
 
@@ -165,7 +167,7 @@ class OnnxEngine:
                 log.info("%s: engine.share, but no shared model process was started (an agent run on its "
                          "own, or the only one on its model): loading the model in a process of its own",
                          cfg.name)
-            self._start_process(cfg)
+            self._start_process(cfg, ens.timing.realtime)
         self.ready: Ready | None = None
         self.pending: list[Note] = []
         self.events = 0
@@ -180,7 +182,7 @@ class OnnxEngine:
         self._params: ParamsChange | None = ParamsChange(
             False, e.temperature, e.top_p, e.top_k, e.density, level_velocity(cfg.dynamics))
 
-    def _start_process(self, cfg: AgentConfig) -> None:
+    def _start_process(self, cfg: AgentConfig, realtime: bool) -> None:
         # Fork while the agent has no threads yet (it is built before the loop and the timing thread
         # start): the model process then skips a fresh interpreter's imports. Spawn anywhere else.
         forkable = sys.platform == "linux" and threading.active_count() == 1
@@ -189,9 +191,10 @@ class OnnxEngine:
         # The model process ends with this one however it ends (model_process.serve says how). A
         # forked child is handed our end of the pipe to close; a spawned one never had it.
         agent_end = self.conn if ctx.get_start_method() == "fork" else None
+        worker_cfg = dataclasses.replace(self.worker_cfg, nice=model_niceness(realtime))
         self.proc = ctx.Process(
             target=model_process,
-            args=(child, self.worker_cfg, os.getpid(), agent_end),
+            args=(child, worker_cfg, os.getpid(), agent_end),
             name=f"model-{cfg.name}",
             daemon=True,
         )

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from protocol.realtime import MODEL_NICE_WITHOUT_FIFO
+
 if TYPE_CHECKING:
     from agents.model.voicing import Voicing
 
@@ -63,6 +65,9 @@ class WorkerConfig:
     turns: tuple[tuple[int, float], ...] = ()
     # the channel the model hears and draws this part on (agents/voices.py); None: `channel`
     model_channel: int | None = None
+    # the model process's nice value (protocol.realtime.model_niceness): 0 where the processes that
+    # keep time run at SCHED_FIFO, else it steps back for them
+    nice: int = MODEL_NICE_WITHOUT_FIFO
 
     @property
     def voice(self) -> int:
