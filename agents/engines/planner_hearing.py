@@ -136,10 +136,11 @@ class PlannerHearing:
             frontier = self._beat_after(at, self.cfg.horizon_beats)
             self._admit_others(frontier - self.cfg.horizon_beats - self.cfg.commit_offset - OTHERS_GATE_BEATS)
             self.replan(first)
-        if self.generated_until >= first:
-            self.generator.apply(self.context.add_note(note, owner=note.track))
-        else:
-            self.player.append((first, note))
+        # from the window at `first` on, never sooner, however far this machine has drawn: put in the
+        # context at once where the windows had reached `first`, a re-plan that then redrew the
+        # windows before it heard the note in them, while a slower machine, which had not drawn
+        # that far, did not (two runs of one seed parted at beat 49, every part from there on)
+        self.player.append((first, note))
 
     def _beat_after(self, at: float, lead: float) -> float:
         """The first quarter beat at least ``lead`` after the commit point as it was when beat ``at``
