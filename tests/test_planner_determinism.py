@@ -16,8 +16,9 @@ commit the same notes.
 
 from __future__ import annotations
 
+import hashlib
 import random
-from itertools import pairwise
+from itertools import accumulate, pairwise
 from pathlib import Path
 
 from agents.engines.model_worker import Planner, WorkerConfig
@@ -27,6 +28,11 @@ BARS = 8
 STEP = 0.05  # beats between clock messages (the agent's 10 ms tick is ~0.02 beat at 120 BPM)
 MELODY = [(b + 0.0, 1.0, 72 - (b % 5), 90) for b in range(0, 4 * BARS, 2)]  # a half-note line
 PIANO = [(b + 0.0, 1.0, p, 80) for b in range(0, 4 * BARS) for p in (60, 64, 67)]
+# a tune as a replayed file sends it: dotted rhythms, each note 95 % of its value, so its note-offs
+# (which correct the lengths of the held notes) fall between the quarter beats
+VALUES = [1.0, 1.0, 1.0, 1.0, 1.5, 0.5, 2.0] * (BARS // 2)  # two bars: quarters, a dotted quarter, a half
+DOTTED = [(end - value, 0.95 * value, 72 - i % 5, 90)
+          for i, (end, value) in enumerate(zip(accumulate(VALUES), VALUES, strict=True))]
 
 
 def config(**over: object) -> WorkerConfig:
@@ -143,15 +149,15 @@ def test_a_drummers_kick_is_no_pitch_the_bass_must_stay_under() -> None:
     assert len(on_beat) >= 2 * BARS  # the bass still plays on the beats the kick plays
 
 
-def perform_as_the_agent(planner: Planner, seed: int) -> list[tuple]:
+def perform_as_the_agent(planner: Planner, seed: int, tune: list[tuple] = MELODY) -> list[tuple]:
     """Drive the Planner as a real agent does, with one run's timing: a clock tick every 10-15 ms
     (0.02-0.03 beat at 120 BPM) from a random phase, each clock message the window from the last
     commit point to now + the commit distance (agents/agent.py), the player's note-ons and note-offs
     read up to 10 ms before or 25 ms after the tick that crosses their beat (the conductor's tick,
     the bus and the agent's loop each add a few milliseconds), the piano's notes as it commits them."""
     rng = random.Random(seed)
-    player = sorted([(s + rng.uniform(-0.02, 0.05), ("held", s, p, v)) for s, _, p, v in MELODY]
-                    + [(s + d + rng.uniform(-0.02, 0.05), ("note", s, d, p, v)) for s, d, p, v in MELODY])
+    player = sorted([(s + rng.uniform(-0.02, 0.05), ("held", s, p, v)) for s, _, p, v in tune]
+                    + [(s + d + rng.uniform(-0.02, 0.05), ("note", s, d, p, v)) for s, d, p, v in tune])
     committed: list[tuple] = []
     heard = heard_piano = 0
     now = -1.0 + rng.uniform(0.0, 0.02)  # the count-in's first tick
@@ -182,3 +188,34 @@ def test_the_clocks_ticks_and_the_messages_jitter_change_no_note() -> None:
     runs = [perform_as_the_agent(Planner(config()), seed) for seed in (1, 2, 3)]
     assert len(runs[0]) > 4 * BARS
     assert runs[0] == runs[1] == runs[2]
+
+
+def windows_drawn(planner: Planner) -> dict[float, str]:
+    """Per window, a digest of the context the model drew its last drawing of it from."""
+    seen: dict[float, str] = {}
+    start = planner.generator.new_window
+
+    def new_window() -> None:
+        seen[planner.generated_until] = hashlib.sha1(planner.context.rows.tobytes()).hexdigest()
+        start()
+
+    planner.generator.new_window = new_window  # type: ignore[method-assign]
+    return seen
+
+
+def test_a_held_notes_length_reaches_the_same_windows_whatever_the_ticks() -> None:
+    """The note-off of a note the part heard at its note-on corrects its length from a window fixed
+    in beats. A machine whose ticks had let it draw that window before the note-off arrived put the
+    correction in at once, and a re-plan for the player's next note then redrew the windows before
+    it with the correction, where a machine whose ticks fell otherwise redrew them without: the same
+    window drawn from two contexts (a part that commits after another, at its turn, hit it on most
+    tick phases; as real processes the band played 44-70 % of its notes differently from beat 49)."""
+    drawn = []
+    for seed in (1, 2, 3, 4):
+        planner = Planner(config(commit_offset=0.4))
+        seen = windows_drawn(planner)
+        perform_as_the_agent(planner, seed, DOTTED)
+        drawn.append(seen)
+    assert len(drawn[0]) > 4 * BARS
+    for other in drawn[1:]:
+        assert other == drawn[0]
