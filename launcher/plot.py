@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,7 +72,10 @@ def read_tracks(midi_path: str | os.PathLike[str]) -> tuple[list[Track], int | N
     meter: int | None = None
     for index, raw in enumerate(mid.tracks):
         track = Track(name=f"track {index}")
-        held: dict[tuple[int, int], tuple[int, int]] = {}  # (channel, pitch) -> (on tick, velocity)
+        # (channel, pitch) -> the (on tick, velocity) of its sounding notes, oldest first: a note-off
+        # ends the oldest, so a pitch struck again on the tick its last note ends (the note-on may
+        # come first in the file) is two notes, not one lost and one a tick long
+        held: dict[tuple[int, int], deque[tuple[int, int]]] = defaultdict(deque)
         tick = 0
         for msg in raw:
             tick += msg.time
@@ -80,13 +84,15 @@ def read_tracks(midi_path: str | os.PathLike[str]) -> tuple[list[Track], int | N
             elif msg.type == "time_signature" and meter is None:
                 meter = msg.numerator
             elif msg.type == "note_on" and msg.velocity > 0:
-                held[(msg.channel, msg.note)] = (tick, msg.velocity)
+                held[(msg.channel, msg.note)].append((tick, msg.velocity))
                 track.channel = msg.channel if track.channel is None else track.channel
-            elif msg.type in ("note_off", "note_on") and (msg.channel, msg.note) in held:
-                on, velocity = held.pop((msg.channel, msg.note))
+            elif msg.type in ("note_off", "note_on") and held[(msg.channel, msg.note)]:
+                on, velocity = held[(msg.channel, msg.note)].popleft()
                 track.notes.append((on / ppq, max(tick - on, 1) / ppq, msg.note, velocity))
-        for (_channel, pitch), (on, velocity) in held.items():  # never released: draw to the track's end
-            track.notes.append((on / ppq, max(tick - on, 1) / ppq, pitch, velocity))
+        for (_channel, pitch), notes in held.items():  # never released: drawn to the track's end
+            for on, velocity in notes:
+                track.notes.append((on / ppq, max(tick - on, 1) / ppq, pitch, velocity))
+        track.notes.sort()
         if track.notes:
             tracks.append(track)
     return tracks, meter
