@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ import pytest
 import yaml
 from pythonosc.osc_message_builder import OscMessageBuilder
 from support.broker import Mosquitto
-from support.ensembles import ROOT, read_json, wait_for, write_ensemble
+from support.ensembles import read_json, start_launcher, wait_for, write_ensemble
 from support.jack import JackServer, MidiCapture
 from support.monitor import BusMonitor
 from support.net_fixtures import free_port
@@ -47,18 +46,6 @@ GRID = 0.5  # every onset of the default ensemble's patterns is on a half beat
 def _role_pids(launcher: int, role: str) -> list[int]:
     """Children of the launcher started as `python -m <role>` (conductor or agents)."""
     return [k for k in children(launcher) if f" -m {role} " in cmdline(k) and alive(k)]
-
-
-def _start(yaml_path: Path, *extra: str, new_session: bool = False) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "run_ensemble.py"), str(yaml_path), "--quiet", *extra],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ},
-        start_new_session=new_session,
-    )
 
 
 def _finish(proc: subprocess.Popen[str]) -> str:
@@ -111,7 +98,7 @@ def test_sigkilled_conductor_agents_keep_time_and_the_restart_resumes_everything
     prefix = "/barcelona/demo"
     rec, rep = tmp_path / "out.mid", tmp_path / "report.json"
     mon = BusMonitor("demo", monitor_port)
-    proc = _start(yaml_path, "--bars", "12", "--record", str(rec), "--report", str(rep),
+    proc = start_launcher(yaml_path, "--bars", "12", "--record", str(rec), "--report", str(rep),
                   "--stats-dir", str(tmp_path / "stats"))  # fmt: skip
     stopped = False
     try:
@@ -204,7 +191,7 @@ class NoteTap:
         self.client.on_message = self._on_message
         self.client.connect(host, port, keepalive=5)
         self.client.subscribe(f"barcelona/{ensemble}/note/+", 0)
-        self.client.loop_start()
+        self.client.loopstart_launcher()
 
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         note = codec.from_mqtt(self.ensemble, msg.topic, msg.payload)
@@ -237,7 +224,7 @@ def test_broker_restart_agents_play_through_and_lose_no_control(tmp_path: Path, 
     )
     control = int(yaml.safe_load(yaml_path.read_text())["control"]["port"])
     stats_dir, rep = tmp_path / "stats", tmp_path / "report.json"
-    proc = _start(yaml_path, "--stats-dir", str(stats_dir), "--report", str(rep))
+    proc = start_launcher(yaml_path, "--stats-dir", str(stats_dir), "--report", str(rep))
     tap: NoteTap | None = None
     try:
         wait_for(lambda: all(s.get("notes", 0) >= 2 for s in _agent_stats(stats_dir).values()), 30,
@@ -339,7 +326,7 @@ def test_stop_signal_ends_every_child_within_two_seconds_with_no_stuck_note(
     tail: list[tuple[int, ...]] = []
     with MidiCapture(client_name=client) as cap:
         # Its own session, as a terminal gives a job its own process group: Ctrl-C reaches them all.
-        proc = _start(yaml_path, "--report", str(rep), new_session=True)
+        proc = start_launcher(yaml_path, "--report", str(rep), new_session=True)
         try:
             wait_for(lambda: cap.stuck_notes(), 30, "a piano chord sounding at the capture port")
             kids = children(proc.pid)

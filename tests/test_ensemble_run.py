@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import mido
 import pytest
-from support.ensembles import ROOT, play_bars, wait_for, write_ensemble
+from support.ensembles import play_bars, start_launcher, wait_for, write_ensemble
 from support.monitor import BusMonitor
 from support.net_fixtures import free_port
 from support.procs import alive, children, cmdline
@@ -64,22 +62,11 @@ def test_pattern_ensemble_plays_records_and_reports(tmp_path: Path) -> None:
     assert bass["notes"] + bass["dropped_late"] == counts["bass"]
 
 
-def _start(yaml_path: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "run_ensemble.py"), str(yaml_path), "--quiet", *extra],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ},
-    )
-
-
 def test_sigterm_stops_every_process_within_two_seconds(tmp_path: Path) -> None:
     monitor_port = free_port()
     yaml_path = write_ensemble(tmp_path, {"bus": {"osc": {"monitor_port": monitor_port}}})
     mon = BusMonitor("demo", monitor_port)
-    proc = _start(yaml_path, "--report", str(tmp_path / "r.json"))
+    proc = start_launcher(yaml_path, "--report", str(tmp_path / "r.json"))
     try:
         mon.wait(lambda: len(mon.notes("piano")) >= 3, 30, "piano notes on the bus")
         kids = children(proc.pid)
@@ -106,7 +93,7 @@ def test_a_killed_agent_is_restarted_and_plays_on(tmp_path: Path) -> None:
     monitor_port = free_port()
     yaml_path = write_ensemble(tmp_path, {"bus": {"osc": {"monitor_port": monitor_port}}})
     mon = BusMonitor("demo", monitor_port)
-    proc = _start(yaml_path, "--bars", "12", "--report", str(tmp_path / "r.json"))
+    proc = start_launcher(yaml_path, "--bars", "12", "--report", str(tmp_path / "r.json"))
     try:
         mon.wait(lambda: len(mon.notes("bass")) >= 2, 30, "bass notes on the bus")
         bass = [k for k in children(proc.pid) if " bass " in cmdline(k) + " "]

@@ -23,14 +23,13 @@ from typing import Any
 
 import pytest
 import yaml
-from support.ensembles import read_json, wait_for, write_ensemble
+from support.ensembles import read_json, recorded_notes, wait_for, write_ensemble
 from support.multihost import (
     MIN_BEAT_SAMPLES,
     MQTT_PORT,
     BeatSampler,
     launch,
     log_tail,
-    recorded_notes,
     start_broker,
 )
 from support.netns import NetRig, netns_missing_reason

@@ -18,14 +18,13 @@ from typing import Any
 
 import pytest
 import yaml
-from support.ensembles import ROOT, read_json, wait_for
+from support.ensembles import ROOT, read_json, recorded_notes, wait_for
 from support.jack import MidiCapture
 from support.multihost import (
     MIN_BEAT_SAMPLES,
     BeatSampler,
     launch,
     log_tail,
-    recorded_notes,
     start_broker,
 )
 from support.netns import NetRig, netns_missing_reason

@@ -22,7 +22,7 @@ from typing import Any
 import mido
 import pytest
 from support.broker import Mosquitto
-from support.ensembles import ROOT, read_json, wait_for, write_ensemble
+from support.ensembles import ROOT, read_json, recorded_notes, wait_for, write_ensemble
 from support.procs import alive, children, cmdline
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
@@ -42,15 +42,6 @@ def start(yaml_path: Path, tmp: Path, bars: int) -> subprocess.Popen[str]:
 
 def agent_stats(tmp: Path) -> dict[str, dict[str, Any]]:
     return {a: read_json(tmp / "stats" / f"agent-{a}.json") for a in AGENTS}
-
-
-def recorded_notes(path: Path) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for track in mido.MidiFile(str(path)).tracks:
-        names = [m.name for m in track if m.type == "track_name"]
-        if names:
-            counts[names[0]] = sum(1 for m in track if m.type == "note_on" and m.velocity > 0)
-    return counts
 
 
 def max_onset(path: Path, part: str) -> int:

@@ -97,8 +97,20 @@ def read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def start_launcher(yaml_path: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """run_ensemble.py with its stdout on a pipe, as `out=$(python run_ensemble.py ...)` has it."""
+def recorded_notes(path: Path) -> dict[str, int]:
+    """Per part (track name), how many note-ons a recording holds."""
+    counts: dict[str, int] = {}
+    for track in mido.MidiFile(str(path)).tracks:
+        names = [m.name for m in track if m.type == "track_name"]
+        if names:
+            counts[names[0]] = sum(1 for m in track if m.type == "note_on" and m.velocity > 0)
+    return counts
+
+
+def start_launcher(yaml_path: Path, *extra: str, env: dict[str, str] | None = None,
+                   new_session: bool = False) -> subprocess.Popen[str]:
+    """run_ensemble.py with its stdout on a pipe, as `out=$(python run_ensemble.py ...)` has it;
+    ``new_session``: in a process group of its own, as a terminal's job is."""
     return subprocess.Popen(
         [sys.executable, str(ROOT / "run_ensemble.py"), str(yaml_path), "--quiet", *extra],
         cwd=ROOT,
@@ -106,6 +118,7 @@ def start_launcher(yaml_path: Path, *extra: str, env: dict[str, str] | None = No
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **(env or {})},
+        start_new_session=new_session,
     )
 
 

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import mido
 import pytest
 
 from protocol.timeline import Timeline
@@ -42,15 +41,6 @@ def launch(rig: NetRig, host: str, yaml_path: Path, tmp: Path, *extra: str) -> s
 def log_tail(tmp: Path, host: str, n: int = 3000) -> str:
     path = tmp / f"{host}.log"
     return f"--- {host} log ---\n" + (path.read_text(errors="replace")[-n:] if path.exists() else "(none)")
-
-
-def recorded_notes(path: Path) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for track in mido.MidiFile(str(path)).tracks:
-        names = [m.name for m in track if m.type == "track_name"]
-        if names:
-            counts[names[0]] = sum(1 for m in track if m.type == "note_on" and m.velocity > 0)
-    return counts
 
 
 def percentile(values: list[float], q: float) -> float:
