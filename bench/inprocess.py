@@ -37,10 +37,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # also runnable as `python bench/inprocess.py`
     sys.path.insert(0, str(ROOT))
+if str(ROOT / "tests") not in sys.path:  # the in-process ensemble is the tests' (tests/support)
+    sys.path.insert(0, str(ROOT / "tests"))
 
 
 def in_process(data: dict[str, Any], bars: int) -> dict[str, Any]:
-    from tests.support.inprocess import ENSEMBLES, InProcessEnsemble, ensemble
+    from support.inprocess import ENSEMBLES, InProcessEnsemble, ensemble
 
     t0 = time.perf_counter()
     band = InProcessEnsemble(ensemble(data), ENSEMBLES, bars=bars)
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args(argv)
     bars, rounds = (2, 1) if args.smoke else (args.bars, 1 if args.quick else args.rounds)
-    from tests.support.inprocess import mixed_data, patterns_data
+    from support.inprocess import mixed_data, patterns_data
 
     rows: dict[str, list[dict[str, Any]]] = {"in-process": [], "in-process, no model": [], "launcher": []}
     with tempfile.TemporaryDirectory(prefix="bench-inprocess-") as tmp:

@@ -191,7 +191,7 @@ class NoteTap:
         self.client.on_message = self._on_message
         self.client.connect(host, port, keepalive=5)
         self.client.subscribe(f"barcelona/{ensemble}/note/+", 0)
-        self.client.loopstart_launcher()
+        self.client.loop_start()
 
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         note = codec.from_mqtt(self.ensemble, msg.topic, msg.payload)

@@ -155,5 +155,5 @@ def test_the_default_pianos_right_hand_stays_under_the_tune() -> None:
         for s, d, p, _ in band.recorded("piano"):
             total += 1
             above += any(ts < s + d - 1e-6 and s < ts + td - 1e-6 and p > tp for ts, td, tp, _ in tune)
-    assert total > 300
+    assert total > 200  # it played: some six notes a bar or more
     assert above <= 0.01 * total, (above, total)
