@@ -205,3 +205,43 @@ def test_own_time_asks_only_where_the_stream_keeps_skytnts_order() -> None:
     ctx.add_note(LiveNote(2.0, 1.0, 62, 90, 0, 1), owner=1)  # track 1 at beat 2
     row[1], row[2] = V.param_base["time1"], V.param_base["time2"]
     assert gen._ordered(row)  # beat 2, behind an earlier track
+
+
+def test_an_onset_the_rules_push_inside_a_beat_keeps_the_models_odds() -> None:
+    """A commit point inside a beat (or a slot closed to re-strikes, or one the model gave a later
+    track) lets the part's next onset start only there. The model's odds of that beat still hold its
+    wish for the slots before; masking the beat's own position to the rest of it crammed that wish
+    into the first free slot (the default piano put an eighth on nearly every off-beat). Drawn now as
+    rejecting every earlier onset would: the share of notes on the first free eighth is the model's
+    own P(that slot | not before it), measured here from the model's logits, and not the crammed one."""
+    params = DecodeParams(top_p=1.0, top_k=0, density=4.0, temperature=0.7)  # a busy part: onsets soon
+    gen, ctx, rt = make(seed=5, onset_grid=8)
+    ctx.add_note(LiveNote(0.0, 1.0, 60, 90, 0, HUMAN), owner=HUMAN)
+    gen.sync()
+    # the odds of the next note's time after the player's note at beat 0 (slot 0), as the sampler
+    # takes them: the density's bias on the raw logits, then the temperature
+    scale = -np.log(params.density)
+    note = np.array([V.event_ids["note"]])
+    l1 = rt.token_logits(note)[0][gen._time1].astype(np.float64) + scale * np.arange(len(gen._time1))
+    l2 = rt.token_logits(np.array([note[0], gen._time1[0]]))[0][gen._time2[::8]].astype(np.float64)
+    p1 = _softmax(l1 / params.temperature)
+    p2 = _softmax((l2 + scale * np.array([0, 0.5])) / params.temperature)
+    # a commit point at beat 0.5: slot 8 of beat 0 (time1 = 0, time2 = 8) is the first allowed
+    own = p1[0] * p2[1] / (p1[0] * p2[1] + p1[1:].sum())
+    crammed = p1[0]  # all of beat 0's odds on its one free eighth
+    assert crammed - own > 0.1, (crammed, own, "the model must want beat 0's downbeat, or this shows nothing")
+    drawn = first = 0
+    for _ in range(400):
+        got = gen.step(params, not_before_beat=0.5)
+        if got is None:
+            continue
+        drawn += 1
+        first += got.start_beat == 0.5
+        gen.apply(ctx.truncate_after(0.5, owner=TRACK))
+    assert drawn >= 300
+    assert abs(first / drawn - own) < 0.07, (first / drawn, own, crammed)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    p = np.exp(x - x.max())
+    return p / p.sum()

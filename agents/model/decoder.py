@@ -244,6 +244,11 @@ class Generator(OnsetRules):
         t1_min = min_slot // 16 - end16 // 16
         closed = self.keep_order and name == "note" and self._closed_slot == min_slot and (
             self._restrikes >= RESTRIKES_TO_CLOSE)
+        first = min_slot % 16 + self.onset_grid * closed  # the first time2 the rules allow at t1_min
+        # where the model's own order lets the part go in that beat: up to the last event's slot the
+        # model places nothing, so a first slot there takes nothing from it
+        last = ctx.last_event()
+        pushed_from = 0 if last is None or last[0] // 16 != min_slot // 16 else last[0] % 16
         t1 = 0
         for i, param in enumerate(vocab.events[name], start=1):
             bias = None
@@ -252,12 +257,12 @@ class Generator(OnsetRules):
                 allowed = self._time1[t1_min:t1_max]
                 bias = self._density_bias(params.density, 1, t1_min)
                 bias = None if bias is None else bias[: len(allowed)]
-                if closed:
-                    bias = self._closed_time1_bias(i, t1_min, min_slot % 16, params, bias, len(allowed))
+                if first > pushed_from:
+                    bias = self._time1_bias_from(i, t1_min, first, params, bias, len(allowed))
             elif param == "time2":
                 t1 = int(row[i - 1] - self._time1[0])
                 g = self.onset_grid
-                t2_min = min(16 - g, min_slot % 16 + g * closed) if t1 == t1_min else 0
+                t2_min = min(16 - g, first) if t1 == t1_min else 0
                 allowed = self._time2[t2_min::g]
                 bias = self._density_bias(params.density, 2, t2_min)
                 bias = None if bias is None or g == 1 else bias[::g]
@@ -307,7 +312,7 @@ class Generator(OnsetRules):
                 # first few rejections stay just that (closing at once skewed the rhythm: groove
                 # consistency -15 %); after RESTRIKES_TO_CLOSE in a row the slot is closed, and the
                 # next note is drawn as if every draw at this slot had been rejected
-                # (_closed_time1_bias).
+                # (OnsetRules._time1_bias_from).
                 slot = ctx.slot_of_next(row)
                 self._restrikes = self._restrikes + 1 if slot == self._closed_slot else 1
                 self._closed_slot = slot

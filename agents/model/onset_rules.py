@@ -59,34 +59,40 @@ class OnsetRules:
         slot = self.context.slot_of_next(row)
         return slot > last[0] or (slot == last[0] and last[1] <= self.track)
 
-    def _closed_time1_bias(
-        self, i: int, t1: int, t2: int, params: DecodeParams, bias: np.ndarray | None, n: int
+    def _time1_bias_from(
+        self, i: int, t1: int, first: int, params: DecodeParams, bias: np.ndarray | None, n: int
     ) -> np.ndarray:
-        """The time1 bias that takes the closed slot (time1 = t1, the earliest allowed, at index 0;
-        time2 = t2) out of the distribution: time1 = 0 keeps only the odds of a later onset (on the
-        part's grid) in that beat.
+        """The time1 bias that keeps, for time1 = t1 (the earliest allowed, at index 0), only the odds
+        of an onset at or after time2 = ``first`` (on the part's grid) in that beat.
 
-        So the next event follows the model's own P(time | not that slot), as rejecting every draw
-        at the slot would, for one extra token call, and not P(a later sixteenth | same beat),
-        which cramming it into the beat would give (off-beat onsets the model did not want)."""
+        The rules can start a part's next onset inside a beat the model may have wanted earlier: a
+        slot closed to re-strikes, a slot the model gave a later track (the piano's next note comes
+        after the fourth chorale voice the model expects there), or a commit point inside the beat.
+        The model's odds of time1 = t1 still hold its wish for the slots before ``first``; drawn as
+        they are, they would be crammed into the rest of the beat (time2 is masked to it), an
+        off-beat onset the model did not want: the default piano put an eighth on every off-beat.
+        With this the next event follows the model's own P(time | not before ``first``), as
+        rejecting every earlier draw would, for one extra token call."""
         out = np.zeros(n, np.float32) if bias is None else bias.astype(np.float32, copy=True)
         g = self.onset_grid
-        if t2 + g > 15:
-            out[0] = -np.inf  # no later onset in that beat
+        if first > 16 - g:
+            out[0] = -np.inf  # no onset left on the grid in that beat
             return out
         probe = self.last_row[: i + 1].copy()
         probe[i] = self._time1[t1]
         # the agent's temperature, though only the raw logits are read here: a rewritten token graph
         # then keeps its temperature input instead of switching it back and forth
         logits = self.runtime.token_logits(probe, temperature=params.temperature)[0]
-        logits = logits[self._time2[t2::g]].astype(np.float64)
-        density = self._density_bias(params.density, 2, t2)
+        logits = logits[self._time2[0::g]].astype(np.float64)
+        density = self._density_bias(params.density, 2, 0)
         if density is not None:
             logits += density[::g]
         logits /= params.temperature
         p = np.exp(logits - logits.max())
-        later = float(p[1:].sum() / p.sum())
-        out[0] += math.log(later) if later > 0 else -np.inf
+        later = float(p[first // g:].sum() / p.sum())
+        # the sampler adds a bias to the raw logits before the temperature: times the temperature,
+        # the tempered odds of that beat are multiplied by ``later`` itself
+        out[0] += params.temperature * math.log(later) if later > 0 else -np.inf
         return out
 
     def _min_slot(self, rank: int, end16: int, not_before_beat: float | None) -> int:
