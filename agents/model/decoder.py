@@ -265,7 +265,7 @@ class Generator(OnsetRules):
                 t2_min = min(16 - g, first) if t1 == t1_min else 0
                 allowed = self._time2[t2_min::g]
                 bias = self._density_bias(params.density, 2, t2_min)
-                bias = None if bias is None or g == 1 else bias[::g]
+                bias = None if bias is None else bias[::g]
             else:
                 allowed = self._static[param]
                 if param == "pitch" and params.chord_bias > 0 and chord_at is not None:
