@@ -3,8 +3,9 @@
 The decoder (agents/model/decoder.py) masks a note's time tokens with these rules before it samples
 them: after the stream's last row in SkyTNT's order (time, then track), at or after the commit point
 and past a time the model gave another part, on the part's onset grid, in a slot the part still has a
-hand free for, and, once a slot is closed to re-strikes, with that slot's odds taken out. Kept apart
-from the sampling loop because each is a rule about musical time, tested on its own.
+hand free for, and, where these start it inside a beat (a slot closed to re-strikes among them), with
+the odds of that beat's earlier slots taken out. Kept apart from the sampling loop because each is a
+rule about musical time, tested on its own.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class OnsetRules:
         after the fourth chorale voice the model expects there), or a commit point inside the beat.
         The model's odds of time1 = t1 still hold its wish for the slots before ``first``; drawn as
         they are, they would be crammed into the rest of the beat (time2 is masked to it), an
-        off-beat onset the model did not want: the default piano put an eighth on every off-beat.
+        off-beat onset the model did not want: every re-plan put a note on its first slot, and the
+        band's horns played eighths almost throughout.
         With this the next event follows the model's own P(time | not before ``first``), as
         rejecting every earlier draw would, for one extra token call."""
         out = np.zeros(n, np.float32) if bias is None else bias.astype(np.float32, copy=True)
