@@ -247,7 +247,7 @@ class Generator(OnsetRules):
         first = min_slot % 16 + self.onset_grid * closed  # the first time2 the rules allow at t1_min
         # where the model's own order lets the part go in that beat: up to the last event's slot the
         # model places nothing, so a first slot there takes nothing from it
-        last = ctx.last_event()
+        last = ctx.last_event() if first else None
         pushed_from = 0 if last is None or last[0] // 16 != min_slot // 16 else last[0] % 16
         t1 = 0
         for i, param in enumerate(vocab.events[name], start=1):
