@@ -83,6 +83,10 @@ class EngineConfig(Strict):
     context_events: Annotated[int, Field(ge=32, le=4096)] | None = None
     # onsets only on multiples of this many beats (1, 1/2, 1/4, 1/8, 1/16); unset: the model's 1/16
     grid: float | None = None
+    # a comping part's chords: this many notes under each of the model's notes on a beat, the model's
+    # on top (agents/engines/comp_chords.py); unset: 3 for a comping part (at most its polyphony),
+    # 1 (the model's line alone) for any other
+    chord_notes: Annotated[int, Field(ge=1, le=8)] | None = None
     seed: int | None = None
     # int8: a float32 export is quantised once at load into a cache folder (the user's files are only
     # read) and its agreement with float32 logged (agents/model/int8_cache.py)

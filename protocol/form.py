@@ -109,7 +109,7 @@ def _nearest(pc: int, ref: int, low: int, high: int) -> list[int]:
     return [min(pitches, key=lambda p: abs(p - ref))] if pitches else []
 
 
-def _chosen_tones(chord: Chord, voices: int) -> list[int]:
+def chosen_tones(chord: Chord, voices: int) -> list[int]:
     """The pitch classes to hold when `voices` cannot take them all: the fifth goes first (it adds
     the least colour), then a slash bass (the bass part sounds it), then the highest extensions."""
     tones = list(dict.fromkeys(chord.tones))
@@ -127,7 +127,7 @@ def _chosen_tones(chord: Chord, voices: int) -> list[int]:
 def close_voicing(chord: Chord, low: int, high: int, voices: int) -> list[int]:
     """At most `voices` chord tones stacked within an octave, the voicing whose middle lies nearest
     the middle of low..high; fewer tones where the range is too narrow to hold them all."""
-    tones = _chosen_tones(chord, max(1, voices))
+    tones = chosen_tones(chord, max(1, voices))
     centre = (low + high) / 2
     while tones:
         best: list[int] | None = None

@@ -24,6 +24,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from agents.engines.commit_voicing import make_room, others_sounding, recent_tune, voice
+from agents.engines.comp_chords import fill_chords
 from agents.engines.plan_timing import (
     FIRST_BEAT_MARGIN,
     MAX_STEPS_PER_WINDOW,
@@ -288,9 +289,17 @@ class Planner(PlannerHearing):
         voiced = voice(out, limit, self.cfg, planned=self.planned, held_ends=self.held_ends,
                        level_at=lambda beat: self.player_dynamics.level(beat, self.level, self.bpb))
         skip = self.voicing.drum_tracks | {self.cfg.track}
-        notes = make_room(voiced, self.voicing, self.cfg, self.plan, lambda beat: others_sounding(
-            beat, self.context, skip, self.others, self.player, self._heard_by),
-            lambda beat: recent_tune(beat, self.voicing, self.context, self.player))
+
+        def sounding(beat: float) -> list[tuple[int, int]]:
+            return others_sounding(beat, self.context, skip, self.others, self.player, self._heard_by)
+
+        notes = make_room(voiced, self.voicing, self.cfg, self.plan, sounding,
+                          lambda beat: recent_tune(beat, self.voicing, self.context, self.player))
+        notes = fill_chords(notes, size=self.cfg.chord_notes, polyphony=self.cfg.polyphony,
+                            pitch_range=self.cfg.pitch_range, span=self.cfg.span, voicing=self.voicing,
+                            plan=self.plan, beats_per_bar=self.cfg.beats_per_bar,
+                            later=[n.start_beat for n in self.planned], held_ends=self.held_ends,
+                            sounding=sounding)
         if notes:
             first = notes[0].start_beat
             self.held_ends = [e for e in self.held_ends if e > first] + [n.end_beat for n in notes]

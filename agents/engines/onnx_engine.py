@@ -70,6 +70,18 @@ def longest_note(cfg: AgentConfig) -> float:
     return inst.lengths[1]
 
 
+COMP_CHORD_NOTES = 3  # a comping part's chord under the model's note: a right hand's triad
+
+
+def chord_notes(cfg: AgentConfig) -> int:
+    """engine.chord_notes where the YAML sets it, else a triad for a comping part and the model's
+    line alone for a bass, a melody or drums; never more than the part's polyphony."""
+    wanted = cfg.engine.chord_notes
+    if wanted is None:
+        wanted = COMP_CHORD_NOTES if cfg.role == "comp" else 1
+    return max(1, min(wanted, cfg.polyphony or 4))
+
+
 class EngineError(RuntimeError):
     """The model process could not start (missing model, bad export); the message says which."""
 
@@ -144,6 +156,7 @@ class OnnxEngine:
             onset_grid=1 if e.grid is None else round(16 * e.grid),
             role=cfg.role or "comp",
             polyphony=cfg.polyphony or 4,
+            chord_notes=chord_notes(cfg),
             span=instrument_span(cfg),
             doubling=cfg.doubling,
             roles=tuple((tracks[name][0], role) for name, role in everyone.items()),

@@ -49,6 +49,7 @@ class WorkerConfig:
     intra_op_threads: int = 1
     role: str = "comp"  # protocol/instruments.py roles: the voicing rules and velocities follow it
     polyphony: int = 4
+    chord_notes: int = 1  # a comping part's chord under each model note on a beat (comp_chords.py)
     span: int = 0
     doubling: bool = False
     roles: tuple[tuple[int, str], ...] = ()  # (track, role) of every part
