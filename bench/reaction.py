@@ -7,7 +7,10 @@ conductor sends it). The Planner is deterministic for a seed, so everything the 
 before it heard the extra note is the same in both runs; the first committed note that differs is
 the part's reaction, and its start minus ``b`` is the reaction time in beats. The goal: within one
 beat plus the commit window (the beat the part commits ahead, plus its turn in the ensemble's
-stagger), at p90 over many notes. Notes the part would not change at all are counted apart.
+stagger), at p90 over many notes. Notes the part would not change at all are counted apart. A
+second line counts only what a listener hears change (another onset, pitch or length, or a velocity
+step of 5 or more): the part follows the player's dynamics, and a louder note moves later
+velocities by 1 or 2, which the first line counts as an answer.
 
     .venv/bin/python -m bench.reaction [--json PATH] [--smoke] [--notes 40] [--seed 1]
 """
@@ -43,7 +46,7 @@ def config(role: str, seed: int) -> WorkerConfig:
         return WorkerConfig(**common, track=2, channel=1, pitch_range=(36, 55), bass=True, onset_grid=8,
                             role="bass", polyphony=1)
     return WorkerConfig(**common, track=3, channel=2, pitch_range=(48, 84), bass=False, onset_grid=4,
-                        role="comp", polyphony=4, commit_offset=0.4)
+                        role="comp", polyphony=4, chord_notes=3, commit_offset=0.4)
 
 
 def perform(cfg: WorkerConfig, extra: tuple[float, int] | None, *,
@@ -73,10 +76,22 @@ def perform(cfg: WorkerConfig, extra: tuple[float, int] | None, *,
     return sorted(committed, key=lambda n: (n.start_beat, n.pitch))
 
 
-def reaction(base: list[Note], changed: list[Note], at: float) -> float | None:
-    """Beats from ``at`` to the first note that differs, or None if the part played the same."""
+AUDIBLE_VELOCITY = 5  # the least velocity step a listener takes for a change (accents differ by 5-15)
+
+
+def audible(a: Note, b: Note) -> bool:
+    """Whether two notes at one place in two runs sound different: another onset, pitch or length,
+    or a velocity step of AUDIBLE_VELOCITY or more (a part following the player's louder note by 1
+    is a change no one hears)."""
+    return ((a.start_beat, a.pitch, a.duration_beats) != (b.start_beat, b.pitch, b.duration_beats)
+            or abs(a.velocity - b.velocity) >= AUDIBLE_VELOCITY)
+
+
+def reaction(base: list[Note], changed: list[Note], at: float, *, heard: bool = False) -> float | None:
+    """Beats from ``at`` to the first note that differs (``heard``: audibly), or None if the part
+    played the same."""
     for a, b in zip(base, changed, strict=False):
-        if a != b:
+        if (audible(a, b) if heard else a != b):
             return min(a.start_beat, b.start_beat) - at
     if len(base) != len(changed):
         longer = base if len(base) > len(changed) else changed
@@ -99,19 +114,25 @@ def main(argv: list[str] | None = None) -> int:
         window = COMMIT_BEATS + cfg.commit_offset
         base = perform(cfg, None)
         times: list[float] = []
+        heard: list[float] = []
         unchanged = 0
         for _ in range(n):
             at = rng.randrange(8 * 4, (4 * BARS - 4) * 4) / 4  # on a sixteenth, from bar 3 on
             pitch = rng.choice([61, 63, 66, 68, 70, 73, 75])  # outside C major: a note that asks an answer
-            r = reaction(base, perform(cfg, (at, pitch)), at)
+            changed = perform(cfg, (at, pitch))
+            r = reaction(base, changed, at)
             if r is None:
                 unchanged += 1
             else:
                 times.append(r)
+            h = reaction(base, changed, at, heard=True)
+            if h is not None:
+                heard.append(h)
         rows[role] = {"notes": n, "changed": len(times), "unchanged": unchanged,
                       "p50_beats": percentile(times, 0.5), "p90_beats": percentile(times, 0.9),
                       "max_beats": max(times) if times else float("nan"), "goal_beats": 1.0 + window,
-                      "commit_window_beats": window}
+                      "commit_window_beats": window, "audible_p50_beats": percentile(heard, 0.5),
+                      "audible_p90_beats": percentile(heard, 0.9), "audible_unchanged": n - len(heard)}
     print(f"reaction from the player's note-on to the first changed agent note ({n} notes per part, "
           "shipped model, 120 BPM)")
     for role, r in rows.items():
@@ -119,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
               f" beats   goal <= {r['goal_beats']:.2f}"
               f" (1 beat + commit window {r['commit_window_beats']:.2f})"
               f"   unchanged {r['unchanged']}/{r['notes']}")
+        print(f"  {'':6s} audibly (onset, pitch, length or velocity by {AUDIBLE_VELOCITY}+): "
+              f"p50 {r['audible_p50_beats']:.2f}  p90 {r['audible_p90_beats']:.2f}"
+              f"   unchanged {r['audible_unchanged']}/{r['notes']}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0
