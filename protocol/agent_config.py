@@ -83,9 +83,9 @@ class EngineConfig(Strict):
     context_events: Annotated[int, Field(ge=32, le=4096)] | None = None
     # onsets only on multiples of this many beats (1, 1/2, 1/4, 1/8, 1/16); unset: the model's 1/16
     grid: float | None = None
-    # a comping part's chords: this many notes under each of the model's notes on a beat, the model's
-    # on top (agents/engines/comp_chords.py); unset: 3 for a comping part (at most its polyphony),
-    # 1 (the model's line alone) for any other
+    # a comping part's chords: this many notes under the model's notes on strong beats and chord
+    # changes, the model's on top (agents/engines/comp_chords.py); unset: 3 (at most the polyphony);
+    # 1: the model's line alone. Only a comping part takes more than 1
     chord_notes: Annotated[int, Field(ge=1, le=8)] | None = None
     seed: int | None = None
     # int8: a float32 export is quantised once at load into a cache folder (the user's files are only
@@ -187,4 +187,8 @@ class AgentConfig(PartConfig):
             update["role"] = role
         if self.polyphony is None:
             update["polyphony"] = polyphony
+        final = update.get("role", self.role)
+        if (self.engine.chord_notes or 1) > 1 and final != "comp":
+            raise ValueError(f"engine.chord_notes: only a comping part plays chords under its line "
+                             f"(this part's role is {final})")
         return self.model_copy(update=update) if update else self

@@ -148,6 +148,7 @@ class Planner(PlannerHearing):
         self.now_beat: float | None = None
         self.generated_until = -math.inf  # every own onset before this beat is drawn
         self.held_ends: list[float] = []  # ends of committed notes that may still sound
+        self.held_notes: list[Note] = []  # and the notes themselves (a chord under the line avoids them)
         self.others: list[tuple[float, Any]] = []  # heard notes of other agents, not yet in context
         self.turns = dict(cfg.turns)  # track -> the beats that part commits ahead of the commit point
         self.gated = -math.inf  # the others' notes before this beat are in the context
@@ -298,11 +299,12 @@ class Planner(PlannerHearing):
         notes = fill_chords(notes, size=self.cfg.chord_notes, polyphony=self.cfg.polyphony,
                             pitch_range=self.cfg.pitch_range, span=self.cfg.span, voicing=self.voicing,
                             plan=self.plan, beats_per_bar=self.cfg.beats_per_bar,
-                            later=[n.start_beat for n in self.planned], held_ends=self.held_ends,
+                            later=self.planned, held=self.held_notes,
                             sounding=sounding)
         if notes:
             first = notes[0].start_beat
             self.held_ends = [e for e in self.held_ends if e > first] + [n.end_beat for n in notes]
+            self.held_notes = [n for n in self.held_notes if n.end_beat > first] + notes
         return notes
 
     def wants_work(self) -> bool:

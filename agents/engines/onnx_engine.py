@@ -74,11 +74,12 @@ COMP_CHORD_NOTES = 3  # a comping part's chord under the model's note: a right h
 
 
 def chord_notes(cfg: AgentConfig) -> int:
-    """engine.chord_notes where the YAML sets it, else a triad for a comping part and the model's
-    line alone for a bass, a melody or drums; never more than the part's polyphony."""
-    wanted = cfg.engine.chord_notes
-    if wanted is None:
-        wanted = COMP_CHORD_NOTES if cfg.role == "comp" else 1
+    """A comping part's chord size: engine.chord_notes where the YAML sets it, else a triad; never
+    more than its polyphony. A bass, a melody or drums plays the model's line alone (the schema
+    refuses `chord_notes` above 1 there: a chord under a horn's note is no part of the instrument)."""
+    if cfg.role != "comp":
+        return 1
+    wanted = COMP_CHORD_NOTES if cfg.engine.chord_notes is None else cfg.engine.chord_notes
     return max(1, min(wanted, cfg.polyphony or 4))
 
 
