@@ -78,6 +78,13 @@ def test_a_chord_change_on_a_weak_beat_is_voiced_and_its_slash_bass_left_to_the_
     assert pitches_at(out, 1.0) == [64]  # C written again on beat 2 is no change
     # E7/G# (bar 4, beats 16-18) under E4: D and B, no G# beside the bass's
     assert pitches_at(fill([note(16.0, 64)]), 16.0) == [59, 62, 64]
+    # under D4 the nearest tone below would be the G#: it is skipped for the B
+    assert pitches_at(fill([note(16.0, 62)]), 16.0) == [52, 59, 62]
+    # the same chord under another name is no change
+    plan = ChordPlan.parse("C CM G7 C", loop=True, key="C")
+    out = fill_chords([note(1.0, 64)], size=3, polyphony=4, pitch_range=(48, 79), span=16, voicing=COMP,
+                      plan=plan, beats_per_bar=4, later=(), held=(), sounding=lambda beat: [])
+    assert pitches_at(out, 1.0) == [64]
 
 
 def test_the_chord_keeps_off_other_parts_pitches_and_above_the_bass() -> None:
@@ -86,6 +93,12 @@ def test_the_chord_keeps_off_other_parts_pitches_and_above_the_bass() -> None:
     # the bass sounds G3: nothing of the chord goes to it or under it
     out = pitches_at(fill([note(0.0, 64)], others=((BASS, 55),)), 0.0)
     assert out == [60, 64] and min(out) > 55
+    # nor under an A3 of the bass, though G3 is free
+    assert pitches_at(fill([note(0.0, 64)], others=((BASS, 57),)), 0.0) == [60, 64]
+    # and within the hand: a span of 8 semitones under E4 leaves room for C4 only
+    out = fill_chords([note(0.0, 64)], size=3, polyphony=4, pitch_range=(48, 79), span=8, voicing=COMP,
+                      plan=PLAN, beats_per_bar=4, later=(), held=(), sounding=lambda beat: [])
+    assert pitches_at(out, 0.0) == [60, 64]
     # unless the part may double
     doubling = Voicing(role="comp", doubling=True, bass_tracks=frozenset({BASS}))
     assert pitches_at(fill([note(0.0, 64)], others=((5, 60),), voicing=doubling), 0.0) == [55, 60, 64]

@@ -31,7 +31,7 @@ from typing import Any
 from agents.engines.strong_beats import is_strong_beat
 from agents.model.voicing import Voicing
 from protocol.form import chosen_tones
-from protocol.harmony import ChordPlan
+from protocol.harmony import Chord, ChordPlan
 from protocol.messages import Note
 
 INNER_SOFTER = 6  # velocity units the chord's lower notes sit under its top: the top voice sings
@@ -84,9 +84,10 @@ def _under(group: list[Note], size: int, pitch_range: tuple[int, int], span: int
     start = group[0].start_beat
     if len(group) >= size or abs(start - round(start)) > ON_BEAT:
         return []
-    harmony = plan.chord_span_at(start, beats_per_bar)
-    change = (harmony is not None and abs(harmony.start_beat - start) < ON_BEAT
-              and plan.chord_at(start - 1 / 16, beats_per_bar) != harmony.chord)
+    harmony = plan.chord_span_at(float(round(start)), beats_per_bar)  # a hair before a beat is on it
+    before = plan.chord_at(round(start) - 1 / 16, beats_per_bar)
+    change = (harmony is not None and abs(harmony.start_beat - round(start)) < ON_BEAT
+              and (before is None or _sound(before) != _sound(harmony.chord)))
     if harmony is None or not (change or is_strong_beat(start, beats_per_bar)):
         return []
     chord = harmony.chord
@@ -116,3 +117,7 @@ def _under(group: list[Note], size: int, pitch_range: tuple[int, int], span: int
                                  velocity=max(1, top.velocity - INNER_SOFTER)))
     return added
 
+
+def _sound(chord: Chord) -> tuple[int, int, tuple[int, ...]]:
+    """What a chord sounds, whatever its symbol: `C` written again as `CM` is no change."""
+    return chord.root, chord.bass, chord.tones
