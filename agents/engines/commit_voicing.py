@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from agents.engines.comp_chords import fill_chords
 from agents.engines.worker_config import WorkerConfig
 from agents.model.live_context import LiveContext
 from agents.model.voicing import Voicing
@@ -63,6 +64,21 @@ def voice(out: list[Any], limit: float, cfg: WorkerConfig, *, planned: list[Any]
         notes.append(Note(n.start_beat, max(1 / 16, end - n.start_beat), n.pitch, max(1, v),
                           cfg.channel, cfg.source))
     return notes
+
+
+def as_played(out: list[Any], limit: float, cfg: WorkerConfig, voicing: Voicing, plan: Any, *,
+              planned: list[Any], held: list[Note], level_at: Callable[[float], int],
+              sounding: Callable[[float], list[tuple[int, int]]],
+              recent: Callable[[float], list[int]]) -> list[Note]:
+    """A commit's drawn notes as the part plays them: voiced within its polyphony and dynamics
+    (`voice`), moved off the other parts' pitches (`make_room`), and for a comping part given its
+    chords under the line (agents/engines/comp_chords.py). ``held`` are the part's notes committed
+    before that may still sound, ``planned`` what stays uncommitted."""
+    voiced = voice(out, limit, cfg, planned=planned, held_ends=[n.end_beat for n in held], level_at=level_at)
+    notes = make_room(voiced, voicing, cfg, plan, sounding, recent)
+    return fill_chords(notes, size=cfg.chord_notes, polyphony=cfg.polyphony, pitch_range=cfg.pitch_range,
+                       span=cfg.span, voicing=voicing, plan=plan, beats_per_bar=cfg.beats_per_bar,
+                       later=planned, held=held, sounding=sounding)
 
 
 def make_room(notes: list[Note], voicing: Voicing, cfg: WorkerConfig, plan: Any,

@@ -23,8 +23,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from agents.engines.commit_voicing import make_room, others_sounding, recent_tune, voice
-from agents.engines.comp_chords import fill_chords
+from agents.engines.commit_voicing import as_played, others_sounding, recent_tune
 from agents.engines.plan_timing import (
     FIRST_BEAT_MARGIN,
     MAX_STEPS_PER_WINDOW,
@@ -147,8 +146,7 @@ class Planner(PlannerHearing):
         self.committed_until = -math.inf
         self.now_beat: float | None = None
         self.generated_until = -math.inf  # every own onset before this beat is drawn
-        self.held_ends: list[float] = []  # ends of committed notes that may still sound
-        self.held_notes: list[Note] = []  # and the notes themselves (a chord under the line avoids them)
+        self.held_notes: list[Note] = []  # committed notes that may still sound
         self.others: list[tuple[float, Any]] = []  # heard notes of other agents, not yet in context
         self.turns = dict(cfg.turns)  # track -> the beats that part commits ahead of the commit point
         self.gated = -math.inf  # the others' notes before this beat are in the context
@@ -287,23 +285,15 @@ class Planner(PlannerHearing):
                 keep.append(n)
         self.planned = keep
         self.committed_until = max(self.committed_until, until)
-        voiced = voice(out, limit, self.cfg, planned=self.planned, held_ends=self.held_ends,
-                       level_at=lambda beat: self.player_dynamics.level(beat, self.level, self.bpb))
         skip = self.voicing.drum_tracks | {self.cfg.track}
-
-        def sounding(beat: float) -> list[tuple[int, int]]:
-            return others_sounding(beat, self.context, skip, self.others, self.player, self._heard_by)
-
-        notes = make_room(voiced, self.voicing, self.cfg, self.plan, sounding,
-                          lambda beat: recent_tune(beat, self.voicing, self.context, self.player))
-        notes = fill_chords(notes, size=self.cfg.chord_notes, polyphony=self.cfg.polyphony,
-                            pitch_range=self.cfg.pitch_range, span=self.cfg.span, voicing=self.voicing,
-                            plan=self.plan, beats_per_bar=self.cfg.beats_per_bar,
-                            later=self.planned, held=self.held_notes,
-                            sounding=sounding)
+        notes = as_played(
+            out, limit, self.cfg, self.voicing, self.plan, planned=self.planned, held=self.held_notes,
+            level_at=lambda beat: self.player_dynamics.level(beat, self.level, self.bpb),
+            sounding=lambda beat: others_sounding(beat, self.context, skip, self.others, self.player,
+                                                  self._heard_by),
+            recent=lambda beat: recent_tune(beat, self.voicing, self.context, self.player))
         if notes:
             first = notes[0].start_beat
-            self.held_ends = [e for e in self.held_ends if e > first] + [n.end_beat for n in notes]
             self.held_notes = [n for n in self.held_notes if n.end_beat > first] + notes
         return notes
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from agents.model.decoder import Generator
     from agents.model.live_context import LiveContext
     from agents.model.voicing import Voicing
+    from protocol.messages import Note
 
 log = logging.getLogger("barcelona.model")
 
@@ -45,7 +46,7 @@ class PlannerHearing:
     player_dynamics: PlayerDynamics
     committed_until: float
     generated_until: float
-    held_ends: list[float]
+    held_notes: list[Note]
     others: list[tuple[float, Any]]
     turns: dict[int, float]
     gated: float
@@ -165,8 +166,8 @@ class PlannerHearing:
             restart = float(math.ceil(self.committed_until + REPLAN_LEAD_BEATS - 1e-9))
         else:
             restart = self._beat_after(at, REPLAN_LEAD_BEATS)
-        if self.cfg.polyphony == 1 and self.held_ends:
-            restart = max(restart, ceil_quarter(max(self.held_ends)))
+        if self.cfg.polyphony == 1 and self.held_notes:
+            restart = max(restart, ceil_quarter(max(n.end_beat for n in self.held_notes)))
         return restart
 
     def _admit_others(self, before: float) -> None:
