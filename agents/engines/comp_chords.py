@@ -53,7 +53,7 @@ def fill_chords(notes: list[Note], *, size: int, polyphony: int, pitch_range: tu
     if size < 2 or plan is None or not notes:
         return notes
     starts = sorted({n.start_beat for n in [*notes, *later]})
-    mine = list(held) + list(notes)
+    mine = [*held, *notes]  # a chord's notes end by the part's next onset: they never ring into it
     out: list[Note] = []
     i = 0
     while i < len(notes):
@@ -69,7 +69,6 @@ def fill_chords(notes: list[Note], *, size: int, polyphony: int, pitch_range: tu
         room = polyphony - 1 - len(ringing)
         added = _under(group, min(size, room), pitch_range, span or HAND_SPAN, voicing,
                        plan, beats_per_bar, starts, set(ringing), sounding)
-        mine += added
         out += group + added
         i = j
     return sorted(out, key=lambda n: (n.start_beat, n.pitch))
