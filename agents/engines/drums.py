@@ -63,7 +63,8 @@ class DrumsEngine:
         while the bar is being played never changes it halfway."""
         key = (bar, dynamics)
         if key not in self._levels:
-            self._levels[key] = self.player_dynamics.level(bar * bpb, dynamics, bpb) / level_velocity("mf")
+            level = self.player_dynamics.level(bar * bpb, dynamics, bpb, "drums")
+            self._levels[key] = level / level_velocity("mf")
             while len(self._levels) > 64:
                 self._levels.pop(next(iter(self._levels)))
         return self._levels[key]

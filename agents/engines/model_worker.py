@@ -288,7 +288,7 @@ class Planner(PlannerHearing):
         skip = self.voicing.drum_tracks | {self.cfg.track}
         notes = as_played(
             out, limit, self.cfg, self.voicing, self.plan, planned=self.planned, held=self.held_notes,
-            level_at=lambda beat: self.player_dynamics.level(beat, self.level, self.bpb),
+            level_at=lambda beat: self.player_dynamics.level(beat, self.level, self.bpb, self.cfg.role),
             sounding=lambda beat: others_sounding(beat, self.context, skip, self.others, self.player,
                                                   self._heard_by),
             recent=lambda beat: recent_tune(beat, self.voicing, self.context, self.player))
