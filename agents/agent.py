@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING
 from agents.agent_bus import AgentBus
 from agents.agent_output import output_spec
 from agents.agent_reports import AgentReports, load_previous_stats, ping_target
-from agents.arrangement import commit_distance, commit_offset
+from agents.arrangement import commit_distance, commit_offset, ending_pitches
 from agents.conductor_clock import ConductorClock
 from agents.engines import Engine, PlanContext, make_engine
+from agents.engines.plan_timing import HEARD_GUARD_BEATS
 from agents.faults import PlanFault
 from agents.loop_scheduler import LoopScheduler
 from agents.outputs import Output, OutputError
@@ -42,10 +43,9 @@ from protocol.form import (
     count_in_clicks,
     count_in_player,
     ending_beats,
-    ending_voicing,
     final_chord,
 )
-from protocol.harmony import Chord, ChordPlan
+from protocol.harmony import ChordPlan
 from protocol.messages import AgentParams, Note, SyncPong
 from protocol.mix import dynamics_velocity
 from protocol.realtime import DEFAULT_RT_PRIORITY, drop_realtime, request_realtime, set_switch_interval
@@ -97,8 +97,7 @@ class Agent(AgentBus, AgentReports):
         self._clicks = count_in_player(ens) == name
         self._cut_for: float | None = None
         self._ended_for: float | None = None
-        self._last_pitch: int | None = None
-        self._player_last: tuple[float, int] | None = None  # (start, pitch) of the player's latest note
+        self._player_recent: dict[float, int] = {}  # the player's latest notes: start -> pitch
         self.notes_sent = 0
         self.notes_committed = 0
         self.invalid_local = 0
@@ -316,7 +315,6 @@ class Agent(AgentBus, AgentReports):
                 continue
             self.scheduler.schedule(note)
             self.notes_committed += 1
-            self._last_pitch = note.pitch
             self.unacked.add(note, self.clock())
             await self.bus.publish(note)
 
@@ -341,23 +339,16 @@ class Agent(AgentBus, AgentReports):
         channel = self.cfg.channel
         cfg = self.cfg
         assert cfg.role is not None  # the schema fills it from the instrument, or guesses it
-        for pitch in ending_voicing(cfg.role, self._ending_range(chord), cfg.polyphony or 1, chord,
-                                    self._last_pitch):
+        # The player's note that every agent has surely heard when it commits the ending, a turn
+        # before its commit point reaches the downbeat: a later one may or may not have arrived yet
+        # (one run voiced the chord under an E, another under the D that came a beat later).
+        tempo = self.timeline.tempo_bpm if self.timeline is not None else float(self.ens.tempo)
+        heard_by = stop - commit_distance(self.ens, tempo)
+        heard = [start for start in self._player_recent if start <= heard_by - HEARD_GUARD_BEATS + 1e-9]
+        player_last = self._player_recent[max(heard)] if heard else None
+        for pitch in ending_pitches(self.ens, cfg, chord, player_last):
             note = Note(stop, hold, pitch, velocity, channel, self.name)
             self.scheduler.schedule(note)
             self.notes_committed += 1
             self.unacked.add(note, self.clock())  # the recording must not miss the last chord either
             await self.bus.publish(note)
-
-    def _ending_range(self, chord: Chord) -> tuple[int, int]:
-        """Where this part may voice the final chord: under the note the player ends on (the chord
-        tone nearest their last note, as the conductor ends a replayed player), so the last thing
-        heard has no part doubling the player's top note; the part's own range where that leaves
-        less than an octave, and for the bass and drums, which sit under everything anyway."""
-        low, high = self.cfg.range
-        human = self.ens.human
-        if human is None or self._player_last is None or self.cfg.role in ("bass", "drums"):
-            return low, high
-        top = ending_voicing("melody", human.range, 1, chord, self._player_last[1])
-        ceiling = min(high, top[0] - 1) if top else high
-        return (low, ceiling) if ceiling - low >= 12 else (low, high)

@@ -54,7 +54,7 @@ class AgentBus:
     committed_until: float | None
     invalid_local: int
     stale: int
-    _player_last: tuple[float, int] | None
+    _player_recent: dict[float, int]
     _cut_for: float | None
     _ended_for: float | None
 
@@ -111,10 +111,13 @@ class AgentBus:
                 hear_held(msg)
 
     def _heard_player(self, note: Note | HeldNote) -> None:
+        """Keep the player's latest notes by start: the final chord is voiced under the note the
+        player ends on (agents/arrangement.py)."""
         human = self.ens.human
-        if human is not None and note.source == human.name and (
-                self._player_last is None or note.start_beat >= self._player_last[0]):
-            self._player_last = (note.start_beat, note.pitch)
+        if human is not None and note.source == human.name:
+            self._player_recent[note.start_beat] = note.pitch
+            while len(self._player_recent) > 16:
+                del self._player_recent[min(self._player_recent)]
 
     def _on_timeline(self, tl: Timeline) -> None:
         cur = self.timeline

@@ -10,6 +10,8 @@ and the decoder's voicing rules keep the bass lowest note by note instead).
 from __future__ import annotations
 
 from protocol.ensemble import AgentConfig, Ensemble
+from protocol.form import ending_voicing
+from protocol.harmony import Chord
 
 MIN_BASS_SPAN = 18  # semitones a bass line needs: an octave and a half
 
@@ -74,3 +76,43 @@ def commit_offset(ens: Ensemble, cfg: AgentConfig) -> float:
                  if ranges[j][0] <= ranges[i][1] and ranges[i][0] <= ranges[j][1]]
         steps[i] = 1 + max(later) if later else 0
     return COMMIT_STEP_BEATS * steps[names.index(cfg.name)]
+
+
+def ending_range(ens: Ensemble, cfg: AgentConfig, chord: Chord, player_last: int | None) -> tuple[int, int]:
+    """Where a part may voice the final chord: under the note the player ends on (the chord tone
+    nearest their last note, ``player_last``, as the conductor ends a replayed player), so the last
+    thing heard has no part doubling the player's top note or over it; the part's own range where
+    that leaves less than an octave for a chord (a fifth for a melody part's one note), and for the
+    bass and drums, which sit under everything anyway."""
+    low, high = cfg.range
+    human = ens.human
+    if human is None or player_last is None or cfg.role in ("bass", "drums"):
+        return low, high
+    top = ending_voicing("melody", human.range, 1, chord, player_last)
+    ceiling = min(high, top[0] - 1) if top else high
+    room = 7 if cfg.role == "melody" else 12
+    return (low, ceiling) if ceiling - low >= room else (low, high)
+
+
+def ending_pitches(ens: Ensemble, cfg: AgentConfig, chord: Chord, player_last: int | None) -> list[int]:
+    """This part's share of the final chord (protocol.form.ending_voicing), with no pitch another
+    part holds. Each agent voices its own share, so the parts agree the way they agree on their
+    ranges: every pitched part voices it in the YAML's order, the bass and the comping parts first,
+    each keeping off the pitches of those before it and off the player's last note
+    (``player_last``), which every agent works out alike. A melody part holds the chord tone nearest
+    the upper third of its reach, not the one nearest its own last note, which the others cannot
+    know. Without this, a piano and a guitar voicing the chord in the middle of overlapping ranges
+    ended on the same C, and the two horns on one A."""
+    taken: set[int] = set()
+    if ens.human is not None and player_last is not None:
+        taken.update(ending_voicing("melody", ens.human.range, 1, chord, player_last))
+    pitched = [a for a in ens.agents if (a.role or "comp") != "drums"]
+    pitched.sort(key=lambda a: (a.role or "comp") == "melody")  # stable: the YAML's order within
+    for part in pitched:
+        pitches = ending_voicing(part.role or "comp", ending_range(ens, part, chord, player_last),
+                                 part.polyphony or 1, chord, None, frozenset(taken))
+        if part.name == cfg.name:
+            return pitches
+        taken.update(pitches)
+    return ending_voicing(cfg.role or "comp", ending_range(ens, cfg, chord, player_last), cfg.polyphony or 1,
+                          chord, None, frozenset(taken))

@@ -9,6 +9,7 @@ holds, so the conductor and each agent agree on the final chord and its length w
 
 from __future__ import annotations
 
+import itertools
 import math
 
 from protocol.ensemble import Ensemble
@@ -80,12 +81,14 @@ def final_chord(plan: ChordPlan, stop_beat: float, beats_per_bar: int) -> Chord:
 
 # -- the final chord, part by part ---------------------------------------------------------------
 def ending_voicing(
-    role: Role, pitch_range: tuple[int, int], polyphony: int, chord: Chord, last_pitch: int | None = None
+    role: Role, pitch_range: tuple[int, int], polyphony: int, chord: Chord, last_pitch: int | None = None,
+    avoid: frozenset[int] = frozenset(),
 ) -> list[int]:
     """The pitches a part holds at the end, ascending, all inside `pitch_range`: the bass the chord's
     bass note low; a comping part a close voicing in the middle of its range, no more notes than it
     can hold; a melody part one chord tone, the one nearest where its line was (`last_pitch`); the
-    drums a kick with a crash."""
+    drums a kick with a crash. A comping or melody part keeps off the pitches in `avoid` (the other
+    parts' share of the chord: a unison there is two players on one key) where its range allows."""
     low, high = pitch_range
     if role == "drums":
         return [KICK, CRASH]
@@ -98,9 +101,12 @@ def ending_voicing(
         pitches = [p for p in range(low, high + 1) if p % 12 in chord.tones]
         if not pitches:
             return []
-        # The nearest chord tone; on a tie the root, then the lower one (a line settles down).
-        return [min(pitches, key=lambda p: (abs(p - ref), p % 12 != chord.root, p))]
-    return close_voicing(chord, low, high, polyphony)
+        if all(p in avoid for p in pitches):  # the others hold every chord tone in reach: its ninth
+            calm = {(chord.root + 2) % 12, (chord.root + 9) % 12} & set(chord.tensions)  # or sixth
+            pitches += [p for p in range(low, high + 1) if p % 12 in calm and p not in avoid]
+        # The nearest free chord tone; on a tie the root, then the lower one (a line settles down).
+        return [min(pitches, key=lambda p: (p in avoid, abs(p - ref), p % 12 != chord.root, p))]
+    return close_voicing(chord, low, high, polyphony, avoid)
 
 
 def _nearest(pc: int, ref: int, low: int, high: int) -> list[int]:
@@ -124,31 +130,49 @@ def chosen_tones(chord: Chord, voices: int) -> list[int]:
     return tones
 
 
-def close_voicing(chord: Chord, low: int, high: int, voices: int) -> list[int]:
+def close_voicing(chord: Chord, low: int, high: int, voices: int,
+                  avoid: frozenset[int] = frozenset()) -> list[int]:
     """At most `voices` chord tones stacked within an octave, the voicing whose middle lies nearest
-    the middle of low..high; fewer tones where the range is too narrow to hold them all."""
-    tones = chosen_tones(chord, max(1, voices))
+    the middle of low..high; fewer tones where the range is too narrow to hold them all. With
+    `avoid` (the pitches other parts hold), the nearest voicing that sounds none of them, with fewer
+    tones (down to two, the fifth going first) if no full one can: a thinner chord, not a unison."""
     centre = (low + high) / 2
+    if avoid:
+        everything = list(dict.fromkeys(chord.tones))
+        for n in range(min(max(1, voices), len(everything)), 1, -1):
+            first = chosen_tones(chord, n)  # the usual choice, then any n of the tones
+            others = [list(c) for c in itertools.combinations(everything, n) if set(c) != set(first)]
+            for tones in [first, *others]:
+                free = [s for s in _stacks(tones, low, high) if not avoid.intersection(s)]
+                if free:
+                    return min(free, key=lambda s: _off_centre(s, centre))
+    tones = chosen_tones(chord, max(1, voices))
     while tones:
-        best: list[int] | None = None
-        for bottom_pc in tones:  # each inversion, its tones in the octave above its bottom
-            order = sorted(tones, key=lambda pc: (pc - bottom_pc) % 12)
-            for bottom in range(low, high + 1):
-                if bottom % 12 != order[0]:
-                    continue
-                stack = [bottom]
-                for pc in order[1:]:
-                    stack.append(stack[-1] + ((pc - stack[-1]) % 12 or 12))
-                if stack[-1] > high:
-                    break
-                if best is None or _off_centre(stack, centre) < _off_centre(best, centre):
-                    best = stack
-        if best is not None:
-            return best
+        stacks = _stacks(tones, low, high)
+        if stacks:
+            return min(stacks, key=lambda s: _off_centre(s, centre))
         tones = tones[:-1]
     # A range narrower than an octave may miss the root: hold the chord tone nearest its middle.
     fits = [p for p in range(low, high + 1) if p % 12 in chord.tones]
     return [min(fits, key=lambda p: abs(p - centre))] if fits else []
+
+
+def _stacks(tones: list[int], low: int, high: int) -> list[list[int]]:
+    """Every close voicing of `tones` in low..high: each inversion, its tones in the octave above its
+    bottom, at each octave, lowest first."""
+    out = []
+    for bottom_pc in tones:
+        order = sorted(tones, key=lambda pc: (pc - bottom_pc) % 12)
+        for bottom in range(low, high + 1):
+            if bottom % 12 != order[0]:
+                continue
+            stack = [bottom]
+            for pc in order[1:]:
+                stack.append(stack[-1] + ((pc - stack[-1]) % 12 or 12))
+            if stack[-1] > high:
+                break
+            out.append(stack)
+    return out
 
 
 def _off_centre(stack: list[int], centre: float) -> float:

@@ -21,7 +21,7 @@ from support.net_fixtures import free_port
 
 from agents.offline_scheduler import OfflineScheduler
 from agents.scheduler import ScheduledEvent
-from protocol.ensemble import parse_ensemble
+from protocol.ensemble import load_ensemble, parse_ensemble
 from protocol.form import (
     CLOSED_HAT,
     CRASH,
@@ -77,6 +77,32 @@ def test_each_role_holds_its_share() -> None:
     comp = ending_voicing("comp", (48, 76), 4, parse_chord("G7"))
     assert {p % 12 for p in comp} == {7, 11, 2, 5}
     assert len(ending_voicing("comp", (48, 76), 2, parse_chord("G7"))) == 2  # its polyphony
+
+
+def test_a_part_keeps_off_the_pitches_the_others_end_on() -> None:
+    c = parse_chord("C")
+    alone = ending_voicing("comp", (55, 72), 3, c)
+    beside = ending_voicing("comp", (55, 72), 3, c, avoid=frozenset(alone[:1]))
+    assert {p % 12 for p in beside} == {0, 4, 7} and alone[0] not in beside
+    assert ending_voicing("melody", (58, 79), 1, c, last_pitch=74, avoid=frozenset({72})) == [76]
+    # every chord tone in reach taken: the ninth, not a unison (and not the sharp eleventh)
+    assert ending_voicing("melody", (60, 67), 1, c, last_pitch=66, avoid=frozenset({60, 64, 67})) == [62]
+
+
+def test_the_band_ends_with_no_two_parts_on_one_key() -> None:
+    """Each agent voices its own share of the final chord; the band's piano and guitar, voicing it in
+    the middle of overlapping ranges, ended on the same C, and a horn on the piano's G."""
+    from agents.arrangement import ending_pitches
+
+    ens = load_ensemble(ROOT / "ensembles" / "band.yaml")
+    for symbol, player_last in itertools.product(("C", "G7", "Am7", "F"), (72, 76, 79)):
+        chord = parse_chord(symbol)
+        held = {a.name: ending_pitches(ens, a, chord, player_last)
+                for a in ens.agents if a.role != "drums"}
+        pitches = [p for ps in held.values() for p in ps]
+        assert len(pitches) == len(set(pitches)), (symbol, held)
+        assert all(p < player_last for p in pitches), (symbol, held)  # under the player's last note
+        assert all(p % 12 in (*chord.tones, *chord.tensions) for p in pitches), (symbol, held)
 
 
 def test_count_in_clicks_each_beat_with_beat_one_accented() -> None:
