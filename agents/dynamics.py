@@ -29,6 +29,9 @@ PHRASE_BARS = 4
 ACCENTS = {"bar": 14.0, "middle": 7.0, "beat": 0.0, "eighth": -10.0, "finer": -14.0}
 # the bass and comping lean on the downbeat; a melody's accents are a little lighter (its line shapes it)
 ROLE_ACCENT = {"bass": 1.0, "comp": 1.0, "melody": 0.9, "drums": 1.0}
+# a horn shapes its phrase more than the rhythm section does: its background swells toward the
+# phrase's peak and falls back at its end
+ROLE_PHRASE = {"melody": 2.0}
 SPREAD = 6.0  # +- velocity units of seeded spread
 
 
@@ -68,7 +71,8 @@ def velocity(beat: float, pitch: int, *, beats_per_bar: int, level: int, role: s
              seed: int = 0) -> int:
     """The velocity of a note starting at ``beat`` in a part at ``level``."""
     accent = ACCENTS[metric_position(beat, beats_per_bar)] * ROLE_ACCENT.get(role, 1.0)
-    v = level + accent + phrase_shape(beat, beats_per_bar) + spread(seed, beat, pitch)
+    phrase = phrase_shape(beat, beats_per_bar) * ROLE_PHRASE.get(role, 1.0)
+    v = level + accent + phrase + spread(seed, beat, pitch)
     return max(1, min(127, round(v)))
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["ROLE_STRENGTH", "TuneActivity", "density_factor", "onset_grid"]
+__all__ = ["ROLE_STEADY", "ROLE_STRENGTH", "STEADY_RATE", "TuneActivity", "density_factor", "onset_grid"]
 
 SPAN_BEATS = 4.0  # the stretch of the tune a part listens to: a bar of 4/4
 # the onset rate (distinct onsets per beat) up to which a part plays its own density: a tune in quarters
@@ -31,16 +31,20 @@ EXPONENT = 0.3  # how steeply the density follows the rate: sixteenths (rate 4) 
 # how far each role follows: the bass keeps the time, so it leans half as far; a melody part plays
 # around the tune as a second voice, comping thins and fills in full
 ROLE_STRENGTH = {"comp": 1.0, "melody": 1.0, "bass": 0.5, "drums": 0.0}
+# A horn beside the tune plays a background to it: it thins from a tune of one note a bar, so under a
+# tune in quarters it plays two thirds of its density, on the beat, and it plays in full only where
+# the tune rests
+ROLE_STEADY = {"melody": 0.25}
 _KEEP = 512
 
 
-def density_factor(onsets: int, *, strength: float = 1.0) -> float:
+def density_factor(onsets: int, *, strength: float = 1.0, steady: float = STEADY_RATE) -> float:
     """The share of its density a part plays beside ``onsets`` distinct onsets of the tune in the last
-    SPAN_BEATS."""
+    SPAN_BEATS; ``steady``: the tune's onsets a beat up to which it plays in full."""
     rate = onsets / SPAN_BEATS
-    if rate <= STEADY_RATE:
+    if rate <= steady:
         return 1.0
-    return float(max(THINNEST, (rate / STEADY_RATE) ** -EXPONENT) ** strength)
+    return float(max(THINNEST, (rate / steady) ** -EXPONENT) ** strength)
 
 
 # Under a busy tune a part also moves to longer values: its onsets go to eighths below this factor,
@@ -62,11 +66,12 @@ def onset_grid(base: int, factor: float) -> int:
 class TuneActivity:
     """The onsets of the player's tune that a part has taken in, by musical time."""
 
-    def __init__(self, lag_beats: float, strength: float) -> None:
+    def __init__(self, lag_beats: float, strength: float, steady: float = STEADY_RATE) -> None:
         if not math.isfinite(lag_beats) or lag_beats < 0:
             raise ValueError(f"lag_beats: must be a finite number >= 0, got {lag_beats}")
         self.lag = lag_beats
         self.strength = strength
+        self.steady = steady
         # onset in 1/64 beats (a chord's notes are one onset) -> the first window that may count it
         self._onsets: dict[int, float] = {}
 
@@ -89,4 +94,4 @@ class TuneActivity:
         hi = round((window_beat - self.lag) * 64)
         lo = hi - round(SPAN_BEATS * 64)
         recent = sum(1 for t, first in self._onsets.items() if lo <= t < hi and first <= window_beat)
-        return density_factor(recent, strength=self.strength)
+        return density_factor(recent, strength=self.strength, steady=self.steady)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agents.engines.model_worker import Planner
-from agents.interplay import THINNEST, TuneActivity, density_factor, onset_grid
+from agents.interplay import ROLE_STEADY, THINNEST, TuneActivity, density_factor, onset_grid
 from bench.reaction import config, perform
 from protocol.messages import Note
 
@@ -24,6 +24,16 @@ def test_a_busy_tune_moves_the_part_to_longer_values() -> None:
     assert onset_grid(4, density_factor(8)) == 8  # eighths in the tune: the part on eighths
     assert onset_grid(4, density_factor(16)) == 16  # sixteenths: on the beat
     assert onset_grid(16, density_factor(8)) == 16  # never finer than the part's own
+
+
+def test_a_horn_beside_the_tune_plays_a_background() -> None:
+    """Under a tune in quarters a comping part plays its own density; a horn (a melody part) thins,
+    to the beat, and plays in full only where the tune rests."""
+    steady = ROLE_STEADY["melody"]
+    assert density_factor(4) == 1.0  # four onsets in the bar listened to: quarters
+    horn = density_factor(4, steady=steady)
+    assert THINNEST <= horn < 0.72 and onset_grid(4, horn) == 16  # on the beat
+    assert density_factor(1, steady=steady) == density_factor(0, steady=steady) == 1.0
 
 
 def test_the_bass_leans_half_as_far() -> None:

@@ -121,9 +121,17 @@ def test_a_comping_part_keeps_under_the_players_tune() -> None:
 def test_a_player_below_the_parts_middle_is_no_tune_and_other_roles_have_none() -> None:
     assert pitch_keep(COMP, 3, PITCHES, 0, _sounding((1, 50))) is None
     assert room(COMP, 76, (55, 79), [(1, 50)], [], (0, 4, 7)) == 76
-    melody = replace(COMP, role="melody")
-    assert pitch_keep(melody, 3, PITCHES, 0, _sounding((1, 76))) is not None  # only the unison
-    assert room(melody, 77, (55, 79), [(1, 76)], [], (0, 4, 7)) == 77
+    bass = replace(COMP, role="bass")
+    assert pitch_keep(bass, 3, PITCHES, 0, _sounding((1, 76))) is not None  # only the unison
+    assert room(bass, 77, (55, 79), [(1, 76)], [], (0, 4, 7)) == 77
+
+
+def test_a_horn_beside_the_tune_keeps_under_it() -> None:
+    """A melody part beside the player's tune plays a second voice under it, not a line over it."""
+    horn = replace(COMP, role="melody", polyphony=1)
+    keep = pitch_keep(horn, 3, PITCHES, 0, _sounding((1, 76)))
+    assert keep is not None and PITCHES[keep].max() == 76 - TUNE_STEP - 1
+    assert room(horn, 77, (55, 79), [(1, 76)], [], (0, 4, 7)) == 65  # an octave down, under the tune
 
 
 def test_a_comping_part_keeps_under_the_tune_it_has_just_heard_while_the_tune_rests() -> None:

@@ -36,7 +36,7 @@ from agents.engines.plan_timing import (
 from agents.engines.planner_hearing import PlannerHearing
 from agents.engines.strong_beats import fallback_notes, is_strong_beat, strong_beat_chord
 from agents.engines.worker_config import WorkerConfig, context_events, part_voicing, resolve_model
-from agents.interplay import ROLE_STRENGTH, TuneActivity, onset_grid
+from agents.interplay import ROLE_STEADY, ROLE_STRENGTH, STEADY_RATE, TuneActivity, onset_grid
 from protocol.harmony import ChordPlan
 from protocol.messages import Note
 from protocol.rules import RULES
@@ -139,7 +139,8 @@ class Planner(PlannerHearing):
         # and the quarter-beat grid re-plans start on (see agents/interplay.py)
         self.tune = TuneActivity(
             cfg.commit_beats + cfg.commit_offset + REPLAN_LEAD_BEATS + 0.25,
-            ROLE_STRENGTH.get(cfg.role, 0.0) if self.voicing.tune_tracks else 0.0)
+            ROLE_STRENGTH.get(cfg.role, 0.0) if self.voicing.tune_tracks else 0.0,
+            ROLE_STEADY.get(cfg.role, STEADY_RATE))
         self.window_params = self.params  # the params the window being drawn was drawn with
         self.muted = False
         self.planned: list[Any] = []  # uncommitted own LiveNotes, in generation (= time) order
@@ -291,6 +292,8 @@ class Planner(PlannerHearing):
             level_at=lambda beat: self.player_dynamics.level(beat, self.level, self.bpb, self.cfg.role),
             sounding=lambda beat: others_sounding(beat, self.context, skip, self.others, self.player,
                                                   self._heard_by),
+            during=lambda beat, until: others_sounding(beat, self.context, skip, self.others, self.player,
+                                                       self._heard_by, until),
             recent=lambda beat: recent_tune(beat, self.voicing, self.context, self.player))
         if notes:
             first = notes[0].start_beat

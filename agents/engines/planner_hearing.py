@@ -203,6 +203,7 @@ class PlannerHearing:
             return True
         if note.track in self.voicing.drum_tracks:
             return False  # no pitch a commit avoids
-        first = max(note.start_beat, note.start_beat + self.cfg.commit_offset
-                    - self.turns.get(note.track, 0.0) + HEARD_GUARD_BEATS)
+        # a commit counts it from here on: at beats where it sounds, and before its start for a
+        # note of this part that would still sound then (commit_voicing.others_sounding)
+        first = note.start_beat + self.cfg.commit_offset - self.turns.get(note.track, 0.0) + HEARD_GUARD_BEATS
         return first < min(note.start_beat + note.duration_beats, self.committed_until) - 1e-9

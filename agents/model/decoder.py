@@ -27,7 +27,7 @@ from agents.model.live_context import _RANKS, LiveContext, LiveNote
 from agents.model.onset_rules import MAX_DELTA, OnsetRules
 from agents.model.runtime import ModelRuntime
 from agents.model.sampling import MODES, Sampler
-from agents.model.voicing import TUNE_MEMORY_SLOTS, Voicing, pitch_keep, track_table
+from agents.model.voicing import TUNE_MEMORY_SLOTS, UNDER_TUNE, Voicing, pitch_keep, track_table
 from protocol.harmony import Chord
 
 __all__ = ["DecodeParams", "Generator", "is_strong_beat"]
@@ -282,7 +282,7 @@ class Generator(OnsetRules):
                     slot = end16 + 16 * t1 + int(row[2] - self._time2[0])
                     v = self.voicing
                     recent = None
-                    if v.tune_tracks and v.role == "comp":
+                    if v.tune_tracks and v.role in UNDER_TUNE:
                         tune = track_table(v.tune_tracks)
                         recent = ctx.pitches_between(slot - TUNE_MEMORY_SLOTS, slot, tune)
                     keep = pitch_keep(v, self.track, self._pitches, slot, ctx.sounding(slot), recent)

@@ -65,6 +65,18 @@ class LiveContextSounding:
         return (hit[:, 3] - self._track_base, hit[:, self._cols["pitch"]] - self.vocab.param_base["pitch"],
                 starts[on].copy())
 
+    def starting_between(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(track, pitch, start slot) of every note that starts after slot ``lo`` and before ``hi``:
+        what the other parts will strike while a note of this part that starts at ``lo`` sounds."""
+        p, n = self._n_prefix, self._n
+        slots = self._slot[p:n]
+        a = p + int(np.searchsorted(slots, lo, side="right"))
+        b = p + int(np.searchsorted(slots, hi, side="left"))
+        rows = self._rows[a:b]
+        on = rows[:, 0] == self._note_id
+        pitches = rows[on, self._cols["pitch"]] - self.vocab.param_base["pitch"]
+        return rows[on, 3] - self._track_base, pitches, self._slot[a:b][on].copy()
+
     def pitches_between(self, lo: int, hi: int, tracks: np.ndarray) -> np.ndarray:
         """Pitches of the notes of the tracks marked in ``tracks`` (a 128-entry table,
         agents/model/voicing.py's track_table) that sound at some slot in [``lo``, ``hi``]: the tune a

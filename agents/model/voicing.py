@@ -33,6 +33,9 @@ import numpy as np
 TUNE_STEP = 2
 TUNE_MEMORY_BEATS = 4.0  # how far back the tune's notes set the comping's ceiling: a bar of 4/4
 TUNE_MEMORY_SLOTS = round(16 * TUNE_MEMORY_BEATS)  # the same in the context's 1/16-beat slots
+# the roles that keep under the player's tune: comping, and a horn beside it, whose line over the
+# tune (or on its very notes) buries it, where a second voice under it accompanies it
+UNDER_TUNE = frozenset({"comp", "melody"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +55,8 @@ class Voicing:
 
 def _tune_ceiling(v: Voicing, tracks: np.ndarray, sounds: np.ndarray, middle: float,
                   recent: np.ndarray | None = None) -> int | None:
-    """The lowest tune note above ``middle``, sounding or ``recent``, which a comping part keeps under."""
-    if v.role != "comp" or not v.tune_tracks:
+    """The lowest tune note above ``middle``, sounding or ``recent``, which the part keeps under."""
+    if v.role not in UNDER_TUNE or not v.tune_tracks:
         return None
     tune = sounds[track_table(v.tune_tracks)[tracks]]
     if recent is not None and len(recent):
@@ -137,7 +140,8 @@ def room(v: Voicing, pitch: int, pitch_range: tuple[int, int], others: list[tupl
         bass = [p for t, p in others if t in v.bass_tracks]
         if bass:
             floor = max(floor, max(bass) + 1)
-        tune = [p for t, p in others if t in v.tune_tracks] + list(recent_tune) if v.role == "comp" else []
+        under_tune = v.role in UNDER_TUNE
+        tune = [p for t, p in others if t in v.tune_tracks] + list(recent_tune) if under_tune else []
         tune = [p for p in tune if p > (lo + hi) / 2]
         if tune and min(tune) - TUNE_STEP - 1 >= floor:
             ceiling = min(ceiling, min(tune) - TUNE_STEP - 1)
