@@ -62,8 +62,19 @@ def voice(out: list[Any], limit: float, cfg: WorkerConfig, *, planned: list[Any]
         nxt = next((s for s, p in again if p == n.pitch and s > n.start_beat + 1e-9), None)
         if nxt is not None and nxt < ends[i]:
             ends[i] = nxt
-    notes = []
+    # and a note that runs into the part's next onset ends a little before it (agents/articulation.py)
+    from agents.articulation import sounding_length
+
     bpb = cfg.beats_per_bar
+    starts = sorted({n.start_beat for n in [*out, *planned]})
+    for i, n in enumerate(out):
+        nxt = next((s for s in starts if s > n.start_beat + 1e-9), None)
+        if nxt is not None and ends[i] >= nxt - 1e-9:
+            together = sum(1 for m in out if abs(m.start_beat - n.start_beat) < 1e-9)
+            ends[i] = n.start_beat + sounding_length(cfg.role, n.start_beat, nxt - n.start_beat,
+                                                     beats_per_bar=bpb, seed=cfg.seed, pitch=n.pitch,
+                                                     together=together)
+    notes = []
     for n, end in zip(out, ends, strict=True):
         end = min(end, max(limit, n.start_beat + 1 / 16))
         level = level_at(n.start_beat)
