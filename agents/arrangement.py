@@ -97,12 +97,15 @@ def ending_range(ens: Ensemble, cfg: AgentConfig, chord: Chord, player_last: int
 def ending_pitches(ens: Ensemble, cfg: AgentConfig, chord: Chord, player_last: int | None) -> list[int]:
     """This part's share of the final chord (protocol.form.ending_voicing), with no pitch another
     part holds. Each agent voices its own share, so the parts agree the way they agree on their
-    ranges: every pitched part voices it in the YAML's order, the bass and the comping parts first,
-    each keeping off the pitches of those before it and off the player's last note
-    (``player_last``), which every agent works out alike. A melody part holds the chord tone nearest
-    the upper third of its reach, not the one nearest its own last note, which the others cannot
-    know. Without this, a piano and a guitar voicing the chord in the middle of overlapping ranges
-    ended on the same C, and the two horns on one A."""
+    ranges: every pitched part voices it, the bass and the comping parts first, then the melody
+    parts, each in the YAML's order, keeping off the pitches of those before it and off the player's
+    last note (``player_last``), which every agent works out alike. A comping part plays a thinner
+    chord rather than a unison. A melody part (a horn) holds a free chord tone near the upper third
+    of its reach, not the one nearest its own last note, which the others cannot know; where the
+    comping parts hold every chord tone in its reach, it doubles one of theirs, as a horn section
+    doubles the piano, rather than add a colour the chord does not have. Without this, a piano and a
+    guitar voicing the chord in the middle of overlapping ranges ended on the same C, and the two
+    horns on one A."""
     taken: set[int] = set()
     if ens.human is not None and player_last is not None:
         taken.update(ending_voicing("melody", ens.human.range, 1, chord, player_last))

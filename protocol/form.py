@@ -101,9 +101,6 @@ def ending_voicing(
         pitches = [p for p in range(low, high + 1) if p % 12 in chord.tones]
         if not pitches:
             return []
-        if all(p in avoid for p in pitches):  # the others hold every chord tone in reach: its ninth
-            calm = {(chord.root + 2) % 12, (chord.root + 9) % 12} & set(chord.tensions)  # or sixth
-            pitches += [p for p in range(low, high + 1) if p % 12 in calm and p not in avoid]
         # The nearest free chord tone; on a tie the root, then the lower one (a line settles down).
         return [min(pitches, key=lambda p: (p in avoid, abs(p - ref), p % 12 != chord.root, p))]
     return close_voicing(chord, low, high, polyphony, avoid)
@@ -135,11 +132,11 @@ def close_voicing(chord: Chord, low: int, high: int, voices: int,
     """At most `voices` chord tones stacked within an octave, the voicing whose middle lies nearest
     the middle of low..high; fewer tones where the range is too narrow to hold them all. With
     `avoid` (the pitches other parts hold), the nearest voicing that sounds none of them, with fewer
-    tones (down to two, the fifth going first) if no full one can: a thinner chord, not a unison."""
+    tones (down to one, the fifth going first) if no full one can: a thinner chord, not a unison."""
     centre = (low + high) / 2
     if avoid:
         everything = list(dict.fromkeys(chord.tones))
-        for n in range(min(max(1, voices), len(everything)), 1, -1):
+        for n in range(min(max(1, voices), len(everything)), 0, -1):
             first = chosen_tones(chord, n)  # the usual choice, then any n of the tones
             others = [list(c) for c in itertools.combinations(everything, n) if set(c) != set(first)]
             for tones in [first, *others]:
