@@ -75,6 +75,13 @@ class TuneActivity:
         # onset in 1/64 beats (a chord's notes are one onset) -> the first window that may count it
         self._onsets: dict[int, float] = {}
 
+    @classmethod
+    def for_role(cls, role: str, lag_beats: float, *, beside_tune: bool) -> TuneActivity:
+        """A part's listener: how far its role follows the tune and from what rate it thins; a part
+        with no tune beside it (no player, or a player heard on another part) follows nothing."""
+        return cls(lag_beats, ROLE_STRENGTH.get(role, 0.0) if beside_tune else 0.0,
+                   ROLE_STEADY.get(role, STEADY_RATE))
+
     def add(self, start_beat: float, from_beat: float = -math.inf) -> None:
         """A note of the tune, at its note-on or (if that was not heard) at its note-off: once either
         way. ``from_beat``: the first window the part draws with the note in its context (its re-plan

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, NamedTuple
 
+from agents.articulation import sounding_length
 from agents.engines.comp_chords import fill_chords
 from agents.engines.worker_config import WorkerConfig
 from agents.model.live_context import LiveContext
@@ -63,8 +64,6 @@ def voice(out: list[Any], limit: float, cfg: WorkerConfig, *, planned: list[Any]
         if nxt is not None and nxt < ends[i]:
             ends[i] = nxt
     # and a note that runs into the part's next onset ends a little before it (agents/articulation.py)
-    from agents.articulation import sounding_length
-
     bpb = cfg.beats_per_bar
     starts = sorted({n.start_beat for n in [*out, *planned]})
     for i, n in enumerate(out):

@@ -36,7 +36,7 @@ from agents.engines.plan_timing import (
 from agents.engines.planner_hearing import PlannerHearing
 from agents.engines.strong_beats import fallback_notes, is_strong_beat, strong_beat_chord
 from agents.engines.worker_config import WorkerConfig, context_events, part_voicing, resolve_model
-from agents.interplay import ROLE_STEADY, ROLE_STRENGTH, STEADY_RATE, TuneActivity, onset_grid
+from agents.interplay import TuneActivity, onset_grid
 from protocol.harmony import ChordPlan
 from protocol.messages import Note
 from protocol.rules import RULES
@@ -132,15 +132,12 @@ class Planner(PlannerHearing):
         )
         self.level = cfg.dynamics
         from agents.dynamics import PlayerDynamics
-
         self.player_dynamics = PlayerDynamics()  # the player's level, which the part's follows
         # how busy the player's tune is, which the part's density follows (agents/interplay.py);
         # only beside a tune, as with the ceiling under it. Its lag: the commit distance, the re-plan lead
         # and the quarter-beat grid re-plans start on (see agents/interplay.py)
-        self.tune = TuneActivity(
-            cfg.commit_beats + cfg.commit_offset + REPLAN_LEAD_BEATS + 0.25,
-            ROLE_STRENGTH.get(cfg.role, 0.0) if self.voicing.tune_tracks else 0.0,
-            ROLE_STEADY.get(cfg.role, STEADY_RATE))
+        lag = cfg.commit_beats + cfg.commit_offset + REPLAN_LEAD_BEATS + 0.25
+        self.tune = TuneActivity.for_role(cfg.role, lag, beside_tune=bool(self.voicing.tune_tracks))
         self.window_params = self.params  # the params the window being drawn was drawn with
         self.muted = False
         self.planned: list[Any] = []  # uncommitted own LiveNotes, in generation (= time) order
@@ -287,13 +284,14 @@ class Planner(PlannerHearing):
         self.planned = keep
         self.committed_until = max(self.committed_until, until)
         skip = self.voicing.drum_tracks | {self.cfg.track}
+
+        def heard(beat: float, until: float | None = None) -> list[tuple[int, int]]:
+            return others_sounding(beat, self.context, skip, self.others, self.player, self._heard_by, until)
+
         notes = as_played(
             out, limit, self.cfg, self.voicing, self.plan, planned=self.planned, held=self.held_notes,
             level_at=lambda beat: self.player_dynamics.level(beat, self.level, self.bpb, self.cfg.role),
-            sounding=lambda beat: others_sounding(beat, self.context, skip, self.others, self.player,
-                                                  self._heard_by),
-            during=lambda beat, until: others_sounding(beat, self.context, skip, self.others, self.player,
-                                                       self._heard_by, until),
+            sounding=heard, during=heard,
             recent=lambda beat: recent_tune(beat, self.voicing, self.context, self.player))
         if notes:
             first = notes[0].start_beat
