@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log-level", default="WARNING")
     ap.add_argument("--model-host", metavar="SOCKET",
                     help="the shared model process to join (engine.share; the launcher starts it)")
+    ap.add_argument("--output-host", metavar="SOCKET",
+                    help="the machine's output process that plays the part (the launcher starts it)")
     args = ap.parse_args(argv)
     setup_logging(f"agent:{args.name}", args.log_level)
     try:
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     freeze_heap()  # after the imports (protocol/process.py says why)
 
     agent = Agent(ens, args.name, base_dir=args.ensemble.resolve().parent, stats_path=args.stats,
-                  model_host=args.model_host)
+                  model_host=args.model_host, output_host=args.output_host)
 
     async def run() -> None:
         install_stop_signals(asyncio.get_running_loop(), agent.request_stop)

@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agents.agent_bus import AgentBus
 from agents.agent_output import output_spec
@@ -29,6 +30,7 @@ from agents.engines import Engine, PlanContext, make_engine
 from agents.engines.plan_timing import HEARD_GUARD_BEATS
 from agents.faults import PlanFault
 from agents.loop_scheduler import LoopScheduler
+from agents.output_link import KEY_ENV, HostedScheduler, OutputLink
 from agents.outputs import Output, OutputError
 from agents.outputs.burst import SendResult
 from agents.outputs.factory import make_output
@@ -74,7 +76,7 @@ class Agent(AgentBus, AgentReports):
 
     def __init__(self, ens: Ensemble, name: str, *, base_dir: Path, stats_path: Path | None = None,
                  clock: Callable[[], float] | None = None, network: MemoryNetwork | None = None,
-                 model_host: str | None = None) -> None:
+                 model_host: str | None = None, output_host: str | None = None) -> None:
         self.ens = ens
         self.cfg: AgentConfig = ens.agent(name)
         self.name = name
@@ -103,8 +105,10 @@ class Agent(AgentBus, AgentReports):
         self.invalid_local = 0
         self.stale = 0
         self.seq = 0
-        self.output: Output | None = None
-        self.scheduler: Scheduler | LoopScheduler | None = None
+        # The machine's output host (agents/output_host.py) plays the part when the launcher started one.
+        self.output_host = None if self.in_loop else output_host
+        self.output: Output | OutputLink | None = None
+        self.scheduler: Scheduler | LoopScheduler | HostedScheduler | None = None
         self.bus: Bus | None = None
         self.sync_bus: Bus | None = None  # UDP pings beside an MQTT bus (bus.sync: udp)
         self.stuck_notes = 0
@@ -127,7 +131,7 @@ class Agent(AgentBus, AgentReports):
     async def run(self) -> None:
         fault = PlanFault.from_env(self.name)  # a test hook (agents/faults.py); None unless set
         set_switch_interval(0.0005)
-        if self.ens.timing.realtime and not self.in_loop:
+        if self.ens.timing.realtime and not self.in_loop and self.output_host is None:
             # The loop thread shares the GIL with the timing thread: if it were preempted while holding
             # it, the timing thread would wait however high its own priority. It is light (the model
             # runs in another process), so it runs at the timing threads' priority: one step below,
@@ -142,17 +146,24 @@ class Agent(AgentBus, AgentReports):
             log.info("%s: model ready on %s (%s KV cache, context of up to %s events)", self.name,
                      ready.providers, ready.cache_mode, ready.max_events)
         spec = output_spec(self.cfg, self.name, self.base_dir, self.params, clicks=self._clicks)
-        self.output = make_output(spec, where=f"agents.{self.name}.output",
-                                  clock=self.clock if self.in_loop else None)
-        try:
-            self.output.open()
-        except OutputError as exc:  # one line naming the part's output and what it could not open
-            raise OutputError(f"agents.{self.name}.output ({self.cfg.output.type}): {exc}") from None
-        if self.in_loop:
-            self.scheduler = LoopScheduler(self._send, clock=self.clock)
+        link: OutputLink | None = None
+        if self.output_host is not None:
+            try:
+                link = await asyncio.to_thread(
+                    OutputLink.connect, self.output_host, os.environ.get(KEY_ENV, "").encode() or None,
+                    self.name, spec, drop_after_s=DROP_LATE_S)
+            except OutputError as exc:
+                raise OutputError(f"agents.{self.name}.output ({self.cfg.output.type}): {exc}") from None
+            link.on_written = self._count_onsets
+            link.start_reading()
+            self.output, self.scheduler = link, HostedScheduler(link)
         else:
-            self.scheduler = Scheduler(self._send, clock=self.clock, realtime=self.ens.timing.realtime,
-                                       drop_after_s=DROP_LATE_S, prepare=self._prepare)
+            self.output = self._open_output(spec)
+            if self.in_loop:
+                self.scheduler = LoopScheduler(self._send, clock=self.clock)
+            else:
+                self.scheduler = Scheduler(self._send, clock=self.clock, realtime=self.ens.timing.realtime,
+                                           drop_after_s=DROP_LATE_S, prepare=self._prepare)
         self.scheduler.start()
         will = self._status("gone")
         try:
@@ -175,6 +186,8 @@ class Agent(AgentBus, AgentReports):
                         loops.start(self._heartbeat_loop(), "heartbeat")
                         loops.start(self._plan_loop(fault), "plan")
                         loops.start(self._stats_loop(), "stats")
+                        if link is not None:
+                            loops.start(link.watch(), "output host")
                         try:
                             await loops.wait(self._stopping)
                         finally:
@@ -187,6 +200,15 @@ class Agent(AgentBus, AgentReports):
                         await asyncio.wait_for(bus.publish(self._status("gone")), 0.3)
         finally:
             self.shutdown()
+
+    def _open_output(self, spec: dict[str, Any]) -> Output:
+        out = make_output(spec, where=f"agents.{self.name}.output",
+                          clock=self.clock if self.in_loop else None)
+        try:
+            out.open()
+        except OutputError as exc:  # one line naming the part's output and what it could not open
+            raise OutputError(f"agents.{self.name}.output ({self.cfg.output.type}): {exc}") from None
+        return out
 
     def shutdown(self) -> None:
         """Release every sounding note whatever happened; idempotent, safe from a signal path."""
@@ -207,7 +229,7 @@ class Agent(AgentBus, AgentReports):
     # -- output (timing thread) ---------------------------------------------------------------------
     def _send(self, ev: ScheduledEvent) -> float | None:
         out = self.output
-        if out is None:
+        if not isinstance(out, Output):  # none yet, or the output host plays the part
             return None
         if ev.kind == "on":
             t = out.play(ev.note, due=ev.due)
@@ -219,16 +241,20 @@ class Agent(AgentBus, AgentReports):
     def _prepare(self, events: list[ScheduledEvent]) -> Dispatch:
         """A beat's events made ready before it, written together at it (agents/outputs/burst.py)."""
         out = self.output
-        assert out is not None  # opened before the scheduler starts, closed after it stops
+        assert isinstance(out, Output)  # opened before the scheduler starts, closed after it stops
         burst = out.prepare([(ev.kind == "on", ev.note, ev.due) for ev in events])
 
         def write() -> list[SendResult]:
             results = out.send(burst)
-            self.notes_sent += sum(1 for ev, r in zip(events, results, strict=True) if ev.kind == "on"
-                                   and ev.tag is not COUNT_IN and not isinstance(r, Exception))
+            self._count_onsets(sum(1 for ev, r in zip(events, results, strict=True) if ev.kind == "on"
+                                   and ev.tag is not COUNT_IN and not isinstance(r, Exception)))
             return results
 
         return write
+
+    def _count_onsets(self, onsets: int) -> None:
+        """The part's own notes that started (the count-in's clicks are not the part's)."""
+        self.notes_sent += onsets
 
     # -- beats to this process's seconds ----------------------------------------------------------
     def offset_s(self) -> float:

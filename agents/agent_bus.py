@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from agents.conductor_clock import ConductorClock
     from agents.engines import Engine
     from agents.loop_scheduler import LoopScheduler
+    from agents.output_link import HostedScheduler, OutputLink
     from agents.outputs import Output
     from agents.scheduler import Scheduler
     from agents.unacked import Unacked
@@ -41,8 +42,8 @@ class AgentBus:
     cfg: AgentConfig
     name: str
     engine: Engine
-    output: Output | None
-    scheduler: Scheduler | LoopScheduler | None
+    output: Output | OutputLink | None
+    scheduler: Scheduler | LoopScheduler | HostedScheduler | None
     conductor_clock: ConductorClock
     unacked: Unacked
     yielding: Yielding

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from agents.output_link import OutputLink
 from agents.outputs import Output, OutputError
 from protocol.ensemble import AgentConfig
 from protocol.form import DRUM_CHANNEL
@@ -42,7 +43,8 @@ def output_spec(cfg: AgentConfig, name: str, base_dir: Path, params: AgentParams
     return spec
 
 
-def send_mix(out: Output | None, channel: int, before: AgentParams, now: AgentParams, name: str) -> None:
+def send_mix(out: Output | OutputLink | None, channel: int, before: AgentParams, now: AgentParams,
+             name: str) -> None:
     """A volume or pan change goes to the synth at once, not with the next note: a fader moves
     the sound that is ringing. (The output's lock makes this safe beside the timing thread.)"""
     if out is None or not out.is_open:

@@ -20,6 +20,7 @@ from protocol.status_messages import AgentStatus
 if TYPE_CHECKING:
     from agents.engines import Engine
     from agents.loop_scheduler import LoopScheduler
+    from agents.output_link import HostedScheduler, OutputLink
     from agents.outputs import Output
     from agents.scheduler import Scheduler
     from agents.unacked import Unacked
@@ -43,8 +44,8 @@ class AgentReports:
     stats_path: Path | None
     previous: dict[str, Any]
     engine: Engine
-    output: Output | None
-    scheduler: Scheduler | LoopScheduler | None
+    output: Output | OutputLink | None
+    scheduler: Scheduler | LoopScheduler | HostedScheduler | None
     bus: Bus | None
     sync_bus: Bus | None
     conductor_clock: ConductorClock

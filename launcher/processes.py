@@ -1,5 +1,6 @@
-"""The processes a launch starts on this host: the conductor, the agents the YAML places here, and a
-model process for each model file several of them share (engine.share).
+"""The processes a launch starts on this host: the conductor, the agents the YAML places here, a
+model process for each model file several of them share (engine.share), and the output process that
+writes every part of this host at its moment (timing.output_host).
 
 Each is a `Child` the supervisor (launcher/supervisor.py) starts, watches and restarts; each dies
 with the launcher (`die_with_parent`), and each writes its live stats to its own file in the run's
@@ -83,9 +84,7 @@ def model_hosts(ens: Ensemble, args: argparse.Namespace,
     hosts, joins = [], {}
     env = {KEY_ENV: secrets.token_hex(16)}
     for i, group in enumerate(shared_groups(ens, args.ensemble.resolve().parent, mine)):
-        address = run_dir / f"model-{i}.sock"
-        if len(str(address)) > 100:  # a Unix socket's path has room for 107 bytes
-            address = Path(tempfile.mkdtemp(prefix="barcelona-")) / f"model-{i}.sock"
+        address = socket_path(run_dir, f"model-{i}.sock")
         names = ",".join(a.name for a in group)
         stats = run_dir / f"model-{i}.json"
         argv = [sys.executable, "-m", "agents.engines.model_host", str(args.ensemble.resolve()), "--agents",
@@ -96,19 +95,51 @@ def model_hosts(ens: Ensemble, args: argparse.Namespace,
     return hosts, joins
 
 
+def socket_path(run_dir: Path, name: str) -> Path:
+    """A Unix socket in the run's directory, or in a new temporary one where that path is too long."""
+    address = run_dir / name
+    if len(str(address)) > 100:  # a Unix socket's path has room for 107 bytes
+        address = Path(tempfile.mkdtemp(prefix="barcelona-")) / name
+    return address
+
+
+def output_host(ens: Ensemble, args: argparse.Namespace, run_dir: Path) -> Child | None:
+    """The process that writes every part this launcher starts (agents/output_host.py), unless the
+    YAML asks each agent to time its own notes (`timing.output_host: false`)."""
+    from agents.output_link import KEY_ENV
+
+    if not ens.timing.output_host or not any(args.host is None or a.host == args.host for a in ens.agents):
+        return None
+    stats = run_dir / "outputs.json"
+    address = socket_path(run_dir, "outputs.sock")
+    argv = [sys.executable, "-m", "agents.output_host", "--address", str(address), "--stats", str(stats),
+            "--log-level", args.log_level]
+    if not ens.timing.realtime:
+        argv.append("--no-realtime")
+    return Child("outputs", "outputs", argv, stats, env={KEY_ENV: secrets.token_hex(16)})
+
+
 def plan_children(ens: Ensemble, args: argparse.Namespace, run_dir: Path) -> list[Child]:
     py = sys.executable
     yaml_path = str(args.ensemble.resolve())
     common = ["--log-level", args.log_level]
     children, joins = model_hosts(ens, args, run_dir)
+    outputs = output_host(ens, args, run_dir)
+    if outputs is not None:
+        children.append(outputs)
     for a in ens.agents:
         if args.host is None or a.host == args.host:
             stats = run_dir / f"agent-{a.name}.json"
             argv = [py, "-m", "agents", yaml_path, a.name, "--stats", str(stats), *common]
+            env: dict[str, str] = {}
             host = joins.get(a.name)
             if host is not None:
                 argv += ["--model-host", host.argv[host.argv.index("--address") + 1]]
-            children.append(Child(a.name, "agent", argv, stats, env=host.env if host else {}))
+                env.update(host.env)
+            if outputs is not None:
+                argv += ["--output-host", outputs.argv[outputs.argv.index("--address") + 1]]
+                env.update(outputs.env)
+            children.append(Child(a.name, "agent", argv, stats, env=env))
     if args.host is None or ens.conductor.host == args.host:
         stats = run_dir / "conductor.json"
         argv = [

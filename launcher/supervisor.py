@@ -44,8 +44,9 @@ class Launcher:
         # Orphans of a dead child (a model process whose agent was SIGKILLed) become ours to end
         # and reap, rather than init's to keep for ever with this launcher's stdout open.
         become_subreaper()
-        # shared model processes first (their agents join them), the conductor last
-        for c in sorted(self.children, key=lambda c: ("model", "agent", "conductor").index(c.role)):
+        # shared model and output processes first (their agents join them), the conductor last
+        order = ("model", "outputs", "agent", "conductor")
+        for c in sorted(self.children, key=lambda c: order.index(c.role)):
             c.start()
         conductor = next((c for c in self.children if c.role == "conductor"), None)
         display = None if self.args.quiet else _make_display(self)
@@ -69,7 +70,7 @@ class Launcher:
                     conductor.restarts += 1
                     conductor.start()
                 for c in self.children:
-                    if c.role in ("agent", "model") and not c.alive and not self.stopping:
+                    if c.role in ("agent", "model", "outputs") and not c.alive and not self.stopping:
                         code = c.proc.returncode if c.proc else None
                         self.reap_orphans()
                         c.ended()
@@ -77,7 +78,8 @@ class Launcher:
                             rc = 1
                             self.stopping = True
                             break
-                        # a shared model process's agents lose it too: they restart and join the new one
+                        # a shared model or output process's agents lose it too: they restart and join
+                        # the new one
                         print(f"{c.role} {c.name} exited with {code}; restarting it", file=sys.stderr)
                         c.restarts += 1
                         c.start()

@@ -116,6 +116,9 @@ class TimingConfig(Strict):
     # how long every part holds the final chord at the end of a --bars run or a /stop; unset: one bar
     ending_beats: Annotated[float, Field(ge=0, le=32)] | None = None
     realtime: bool = True
+    # one process on each machine writes every part the launcher starts there, at its moment
+    # (agents/output_host.py); false: each agent times its own notes in a thread of its own
+    output_host: bool = True
 
 
 FOLLOW = "follow"  # `chords: follow`: the plan is what the conductor hears the player play

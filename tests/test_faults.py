@@ -64,3 +64,55 @@ def test_sigkilled_agent_mid_note_is_silenced_and_plays_on(tmp_path: Path, jack_
                 proc.kill()
         assert cap.stuck_notes() == set()
     assert released < 10
+
+
+def test_a_sigkilled_output_host_mid_note_is_silenced_and_every_part_plays_on(
+    tmp_path: Path, jack_server: JackServer
+) -> None:
+    """The machine's one writer (agents/output_host.py) killed with the chord sounding: its agents end
+    with it, the launcher restarts them all, and the part's channel is silenced as the new host
+    opens it, before it plays again."""
+    yaml_path = write_ensemble(
+        tmp_path,
+        {
+            "agents": [
+                {
+                    "name": "pads",
+                    "channel": 3,
+                    "range": [48, 76],
+                    "engine": {
+                        "type": "pattern",
+                        "voicing": "chord",
+                        "rhythm": [{"beat": 0, "duration": 3.9}],
+                    },
+                    "output": {"type": "midi", "port": "hcap:in", "api": "jack"},
+                }
+            ],
+        },
+    )
+    with MidiCapture(client_name="hcap") as cap:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "run_ensemble.py"), str(yaml_path), "--bars", "8", "--quiet"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for(lambda: cap.stuck_notes(), 30, "a sounding chord")
+            [host] = [k for k in children(proc.pid) if "agents.output_host" in cmdline(k)]
+            os.kill(host, signal.SIGKILL)
+            killed = time.perf_counter()
+            held = cap.stuck_notes()
+            assert held, "the chord should still be sounding at the kill"
+            wait_for(lambda: not (cap.stuck_notes() & held), 15, "the chord to be released")
+            wait_for(
+                lambda: [c for c in cap.notes_on() if c.time > killed], 20, "the part to play again"
+            )
+            assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+            err = proc.stderr.read() if proc.stderr else ""
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert cap.stuck_notes() == set()
+    assert "outputs outputs exited" in err and "restarting it" in err, err

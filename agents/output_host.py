@@ -1,0 +1,394 @@
+"""`python -m agents.output_host --address SOCKET`: one process that writes every local part's notes
+at their moments (the launcher starts one per machine; `timing.output_host`).
+
+Why one: each part's own timing thread woke at the beats every part shares and spun the last half
+millisecond at SCHED_FIFO, beside the others; with three parts on two cores one of them waited for a
+core, and each waited for its own agent's loop whenever that held the process's lock on the
+interpreter (docs/timing.md). Here a single thread writes every part's batch of a moment one after
+the other, warm, and does nothing else near a due time: it reads the agents' messages only while
+the next due time is further off than its spin, so no other Python work of its own can hold it up.
+
+An agent hands over each note as it commits it, and every change of its beat clock
+(agents/output_link.py); the host keeps the part's queue (the `SchedulerCore` an agent's own timing
+thread would run) and its synth output (its ledger of sounding notes, all-notes-off at open and
+close), and sends the part's timing statistics back for its heartbeat and the report. A part whose
+agent goes, however it goes (SIGKILL included: its connection closes), is released and closed here
+at once: no stuck note. This process ending ends every connection; each
+agent then ends too (its notes released here first) and the launcher restarts them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import queue
+import select
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from multiprocessing.connection import Connection, Listener, wait
+from pathlib import Path
+from typing import Any
+
+from agents.output_link import KEY_ENV
+from agents.output_messages import (
+    Clear,
+    Close,
+    Closed,
+    Control,
+    CutAt,
+    Open,
+    Opened,
+    Schedule,
+    SetTimeMap,
+    Stats,
+    Written,
+)
+from agents.outputs import Output
+from agents.outputs.factory import make_output
+from agents.scheduler_core import Dispatch, ScheduledEvent, SchedulerCore
+from protocol.process import freeze_heap, setup_logging, write_json_atomic
+from protocol.realtime import DEFAULT_RT_PRIORITY, request_realtime, spin_yield
+
+__all__ = ["KEY_ENV", "OutputHost", "main"]
+
+log = logging.getLogger("barcelona.outputs")
+
+# The last stretch before a due time is spun: a timed wait wakes late, now and then by a millisecond
+# or more on a busy machine. An agent's own timing thread spins 0.5 ms, since three of them on two
+# cores must not hold a core each for long; one thread alone can spin longer (docs/timing.md has
+# the default ensemble's figures at 0.5 and 2 ms).
+SPIN_S = 0.002
+REHEARSE_S = 80e-6  # how long before the first write of a moment its batches are prepared again
+IDLE_S = 0.5  # the longest wait with nothing due: stats, and a stop request
+STATS_PERIOD_S = 0.5
+QUIET_S = 0.005  # statistics are sent only when the next due time is at least this far off
+WAIT_GRAIN_S = 0.002  # `wait`'s timeout is in whole milliseconds, rounded up
+STOP_GRACE_S = 1.0  # under the launcher's grace before it kills
+JOIN_S = 10.0  # how long a new connection has to say which part it is
+
+
+@dataclass(eq=False)
+class _Part:
+    name: str
+    conn: Connection
+    output: Output
+    core: SchedulerCore
+    next_stats: float = 0.0
+
+
+class OutputHost:
+    """The parts connected to this machine's output process, and the one loop that writes for them.
+
+    `run` is the writing loop, on the thread that called it; connections are accepted and outputs
+    opened on other threads (`serve`), since opening a synth (a soundfont, a port) takes far longer
+    than the time between two beats, and a part that restarts must not hold up the others.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, spin_s: float = SPIN_S) -> None:
+        self._clock = clock
+        self._spin_s = spin_s
+        self._parts: dict[Connection, _Part] = {}
+        self._joined: queue.SimpleQueue[_Part] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._stopping = False
+        self._stop_by = 0.0
+        self.priority = "normal"
+        self.written = 0
+
+    # -- from any thread -----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """End the loop once every part has closed (their agents are stopping too: the launcher
+        stops everyone at once), or after `STOP_GRACE_S`, closing whatever is left."""
+        self._stop_by = self._clock() + STOP_GRACE_S
+        self._stopping = True
+        self._wake()
+
+    def serve(self, listener: Listener) -> None:
+        """Accept agents for ever: each one's output is opened on a thread of its own, then handed to
+        the writing loop."""
+        while not self._stopping:
+            try:
+                conn = listener.accept()
+            except (OSError, EOFError) as exc:  # a client that failed authentication, or went at once
+                if self._stopping:
+                    return
+                log.warning("output host: a connection failed (%s)", exc)
+                continue
+            threading.Thread(target=self._join, args=(conn,), daemon=True).start()
+
+    def _join(self, conn: Connection) -> None:
+        try:
+            if not conn.poll(JOIN_S):
+                raise EOFError(f"no Open within {JOIN_S:g} s")
+            msg = conn.recv()
+            if not isinstance(msg, Open):
+                raise EOFError(f"expected Open, got {type(msg).__name__}")
+        except (OSError, EOFError) as exc:
+            log.warning("output host: a part did not open (%s)", exc)
+            conn.close()
+            return
+        try:
+            out = make_output(msg.spec, where=f"agents.{msg.part}.output")
+            out.open()
+            core = SchedulerCore(late_ms=msg.late_ms, drop_after_s=msg.drop_after_s)
+        except Exception as exc:  # one line back to the agent, which ends with it
+            with contextlib.suppress(OSError):
+                conn.send(Opened(self.priority, f"{type(exc).__name__}: {exc}"))
+            conn.close()
+            return
+        try:
+            conn.send(Opened(self.priority))
+        except OSError:
+            out.close()
+            conn.close()
+            return
+        self._joined.put(_Part(msg.part, conn, out, core))
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"x")
+
+    # -- the writing loop -----------------------------------------------------------------------------
+    def run(self, stats: Path | None = None, *, realtime: bool = True) -> None:
+        """Write every part's notes at their due times until `stop`; then close every output."""
+        if realtime:
+            self.priority = request_realtime(DEFAULT_RT_PRIORITY)
+        clock, spin = self._clock, self._spin_s
+        next_stats = 0.0
+        try:
+            while self._parts or not self._stopping:
+                now = clock()
+                if self._stopping and now > self._stop_by:
+                    break
+                due = self._next_due()
+                if due is not None and due - now <= spin:
+                    self._write_due(now)
+                    continue
+                if due is not None and due - now <= spin + WAIT_GRAIN_S:
+                    # The last stretch is slept, not waited on the connections: `wait` counts whole
+                    # milliseconds, rounded up, and would wake past the spin. A message that comes
+                    # meanwhile is read after the writes.
+                    time.sleep(due - now - spin)
+                    continue
+                if due is None or due - now > QUIET_S:
+                    self._quiet_work(now, stats if now >= next_stats else None)
+                    if stats is not None and now >= next_stats:
+                        next_stats = now + STATS_PERIOD_S
+                timeout = IDLE_S if due is None else min(IDLE_S, due - now - spin - WAIT_GRAIN_S)
+                for r in wait([*self._parts, self._wake_r], timeout):
+                    if r == self._wake_r:
+                        os.read(self._wake_r, 4096)
+                        self._take_joined()
+                    else:
+                        assert isinstance(r, Connection)
+                        self._read(r)
+        finally:
+            for part in list(self._parts.values()):
+                self._drop(part)
+
+    def _next_due(self) -> float | None:
+        dues = [d for d in (p.core.next_due() for p in self._parts.values()) if d is not None]
+        return min(dues) if dues else None
+
+    def _take_joined(self) -> None:
+        while True:
+            try:
+                part = self._joined.get_nowait()
+            except queue.Empty:
+                return
+            for old in [p for p in self._parts.values() if p.name == part.name]:
+                self._drop(old)  # the agent was restarted: the old one is gone
+            self._parts[part.conn] = part
+            log.info("output host: %s joined (%s)", part.name, part.output.name)
+
+    def _read(self, conn: Connection) -> None:
+        part = self._parts.get(conn)
+        if part is None:
+            return
+        core = part.core
+        try:
+            while conn.poll():
+                msg = conn.recv()
+                if isinstance(msg, Schedule):
+                    core.schedule(msg.note, msg.tag)
+                elif isinstance(msg, SetTimeMap):
+                    core.set_timemap(msg.timemap)
+                elif isinstance(msg, CutAt):
+                    core.cut_at(msg.beat)
+                elif isinstance(msg, Clear):
+                    core.clear()
+                elif isinstance(msg, Control):
+                    part.output.control_change(msg.channel, msg.control, msg.value)
+                elif isinstance(msg, Close):
+                    self._deliver(part, core.flush())
+                    part.output.close()
+                    conn.send(Closed(core.stats(), part.output.sounding()))
+                    self._drop(part)
+                    return
+                else:
+                    log.warning("output host: %s sent a %s; ignored", part.name, type(msg).__name__)
+        except (OSError, EOFError):  # the agent went, however it went: its notes end now
+            self._drop(part)
+        except Exception as exc:  # a value the queue or the output refused: the part plays on
+            log.warning("output host: %s: %s", part.name, exc)
+
+    def _drop(self, part: _Part) -> None:
+        if self._parts.pop(part.conn, None) is None and not part.output.is_open:
+            return
+        try:
+            self._deliver(part, part.core.flush())
+            part.output.close()
+        except Exception:
+            log.exception("output host: %s: closing its output failed", part.name)
+        part.conn.close()
+
+    def _deliver(self, part: _Part, events: list[ScheduledEvent]) -> None:
+        """Send now, one by one: the note-offs of a stop, which have no due time."""
+        out = part.output
+
+        def send(ev: ScheduledEvent) -> float:
+            return out.play(ev.note, due=ev.due) if ev.kind == "on" else out.release(ev.note, due=ev.due)
+
+        if events and out.is_open:
+            part.core.deliver(events, send, self._clock)
+
+    def _write_due(self, now: float) -> None:
+        """Every part's events due within the spin, made ready now and written at their moment, one
+        part after the other; then each part hears what went out."""
+        clock, spin = self._clock, self._spin_s
+        ready: list[tuple[float, _Part, list[ScheduledEvent], Dispatch]] = []
+        for part in self._parts.values():
+            events = part.core.pop_due(now + spin)
+            if not events:
+                continue
+            forced = [ev for ev in events if ev.due is None]
+            if forced:  # note-offs of a stop: at once
+                self._deliver(part, forced)
+                events = [ev for ev in events if ev.due is not None]
+            for due, group in _by_due(events):
+                ready.append((due, part, group, part.core.prepare(group, _prepare_for(part.output))))
+        ready.sort(key=lambda r: r[0])
+        give_way = spin_yield()
+        if ready:
+            # The batches made ready once more just before the first is due: the output's lock, its
+            # ledger and its message code are then warm when the writes come (after a sleep and a
+            # spin, the first write of a moment took 0.04 ms at the median, 0.03 ms after this).
+            # Preparing writes nothing, so the second preparation simply replaces the first.
+            first = ready[0][0]
+            while clock() < first - REHEARSE_S:
+                give_way()
+            ready = [(due, part, group, part.core.prepare(group, _prepare_for(part.output)))
+                     for due, part, group, _ in ready]
+        written: list[tuple[_Part, list[ScheduledEvent], Sequence[float | Exception] | Exception]] = []
+        for due, part, group, dispatch in ready:
+            while clock() < due:
+                give_way()
+            try:
+                results: Sequence[float | Exception] | Exception = dispatch()
+            except Exception as exc:
+                results = exc
+            written.append((part, group, results))
+        # The bookkeeping after every part's writes, so no part waits for another's.
+        onsets: dict[_Part, int] = {}
+        for part, group, results in written:
+            part.core.dispatch(group, partial(_result, results))
+            self.written += len(group)
+            onsets[part] = onsets.get(part, 0) + sum(1 for ev in group if ev.kind == "on" and ev.tag is None)
+        for part, n in onsets.items():
+            self._answer(part, Written(n, part.output.sounding()))
+
+    def _quiet_work(self, now: float, stats: Path | None) -> None:
+        """What waits for a moment with nothing due: each part's statistics, the host's stats file."""
+        for part in list(self._parts.values()):
+            if now >= part.next_stats:
+                part.next_stats = now + STATS_PERIOD_S
+                self._answer(part, Stats(part.core.stats(), part.output.sounding()))
+        if stats is not None:
+            with contextlib.suppress(OSError):
+                write_json_atomic(stats, self.stats())
+
+    def _answer(self, part: _Part, msg: Written | Stats) -> None:
+        if not _room_to_send(part.conn):
+            log.warning("output host: %s stopped reading; its notes are released", part.name)
+            self._drop(part)
+            return
+        try:
+            part.conn.send(msg)
+        except OSError:
+            self._drop(part)
+
+    def output(self, part: str) -> Output | None:
+        """The output a connected part plays through (diagnostics and tests)."""
+        return next((p.output for p in list(self._parts.values()) if p.name == part), None)
+
+    def stats(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "priority": self.priority, "written": self.written,
+                "parts": sorted(p.name for p in self._parts.values())}
+
+
+def _result(results: Sequence[float | Exception] | Exception) -> Sequence[float | Exception]:
+    """A batch's outcome as `SchedulerCore.dispatch` takes it: the write's results, or its failure."""
+    if isinstance(results, Exception):
+        raise results
+    return results
+
+
+def _by_due(events: list[ScheduledEvent]) -> list[tuple[float, list[ScheduledEvent]]]:
+    groups: dict[float, list[ScheduledEvent]] = {}
+    for ev in events:
+        assert ev.due is not None
+        groups.setdefault(ev.due, []).append(ev)
+    return list(groups.items())
+
+
+def _prepare_for(out: Output) -> Callable[[list[ScheduledEvent]], Dispatch]:
+    def prepare(events: list[ScheduledEvent]) -> Dispatch:
+        burst = out.prepare([(ev.kind == "on", ev.note, ev.due) for ev in events])
+        return lambda: out.send(burst)
+
+    return prepare
+
+
+def _room_to_send(conn: Connection) -> bool:
+    """Whether the connection takes a small message now: an agent that stopped reading (a stopped
+    process) must not stall every other part's writes behind a full socket."""
+    try:
+        _, writable, _ = select.select([], [conn.fileno()], [], 0)
+    except (OSError, ValueError):
+        return False
+    return bool(writable)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m agents.output_host", description=__doc__.split("\n")[0])
+    ap.add_argument("--address", required=True, help="the Unix socket path the agents connect to")
+    ap.add_argument("--stats", type=Path, help="write live stats JSON here (the launcher reads it)")
+    ap.add_argument("--no-realtime", action="store_true", help="stay at normal priority (timing.realtime)")
+    ap.add_argument("--log-level", default="WARNING")
+    args = ap.parse_args(argv)
+    setup_logging("output-host", args.log_level)
+    key = os.environ.get(KEY_ENV, "").encode() or None
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(args.address)  # a socket left by a process that was killed
+    listener = Listener(args.address, family="AF_UNIX", authkey=key)
+    freeze_heap()  # after the imports (protocol/process.py says why)
+    host = OutputHost()
+    signal.signal(signal.SIGTERM, lambda *_: host.stop())
+    signal.signal(signal.SIGINT, lambda *_: host.stop())
+    # Before the writing thread asks for SCHED_FIFO, so the accepting thread stays a normal one.
+    threading.Thread(target=host.serve, args=(listener,), daemon=True).start()
+    host.run(args.stats, realtime=not args.no_realtime)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
