@@ -13,8 +13,15 @@ timing thread does. The difference is priority inversion on the GIL: a normal-pr
 holds the GIL (or the scheduler's lock) and is preempted by the busy cores keeps a SCHED_FIFO timing
 thread waiting for as long as the CPU scheduler keeps it off the CPU.
 
-Lateness is what the scheduler itself records: the local monotonic time just before `send` minus the
-due time. The goal: p99 <= 0.5 ms and max <= 2 ms with 4 agents busy on 2 cores.
+Parts of a band play on the same beats, so the last two rows put every agent's notes on one shared
+grid ("on the beat") instead of each at its own offset, and compare each agent's own timing thread
+with one output process that writes every agent's notes (agents/output_host.py, as the launcher
+starts it: "writer" host). There the pooled row takes the worst agent's p99 (the output process
+sends each part's statistics, not its samples).
+
+Lateness is what the scheduler itself records: the local monotonic time right after the write that
+carried an event, minus its due time (a beat's events are made ready before it, as an agent's output
+makes them, agents/outputs/burst.py). The goal: p99 <= 0.5 ms and max <= 2 ms with 4 agents busy on 2 cores.
 
     .venv/bin/python -m bench.timing [--smoke] [--seconds 4] [--json out.json]
 """
@@ -28,8 +35,10 @@ import os
 import platform
 import random
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 
@@ -47,6 +56,8 @@ class Scenario:
     load: str  # "none", "thread" (in each agent process) or "process" (a sibling process per agent)
     fifo: bool
     switch_s: float
+    on_beat: bool = False  # every agent's notes on one shared grid, as a band's parts play
+    writer: str = "agent"  # "agent": each its own timing thread; "host": one output process for all
 
 
 def scenarios(n_agents: int) -> list[Scenario]:
@@ -59,6 +70,8 @@ def scenarios(n_agents: int) -> list[Scenario]:
         Scenario(f"{n_agents} busy", n_agents, "thread", False, DEFAULT_SWITCH_S),
         Scenario(f"{n_agents} busy", n_agents, "process", True, 0.0005),
         Scenario(f"{n_agents} busy", n_agents, "process", False, 0.0005),
+        Scenario(f"{n_agents} busy", n_agents, "process", True, 0.0005, on_beat=True),
+        Scenario(f"{n_agents} busy", n_agents, "process", True, 0.0005, on_beat=True, writer="host"),
     ]
 
 
@@ -72,6 +85,7 @@ class AgentConfig:
     grid_beats: float
     spin_s: float
     python_s: float
+    host: str = ""  # the output process's socket, for writer "host"
 
 
 class _Map:
@@ -115,9 +129,11 @@ def _load(stop: threading.Event, counter: list[int], seed: int, python_s: float)
 
 def agent_main(cfg: AgentConfig, conn: Connection) -> None:
     """Body of one agent process; sends back its lateness samples and what priority it got."""
+    from agents.output_link import HostedScheduler, OutputLink
     from agents.scheduler import ScheduledEvent, Scheduler
     from protocol.messages import Note
     from protocol.realtime import DEFAULT_RT_PRIORITY, request_realtime, set_switch_interval
+    from protocol.timeline import LocalTimeMap, Timeline
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cfg.cores)
@@ -126,11 +142,39 @@ def agent_main(cfg: AgentConfig, conn: Connection) -> None:
     def send(ev: ScheduledEvent) -> None:
         bytes(((0x90 if ev.kind == "on" else 0x80) | ev.channel, ev.pitch, ev.velocity))
 
-    sched = Scheduler(send, realtime=cfg.scenario.fifo, spin_s=cfg.spin_s, stats_capacity=1 << 18)
+    def prepare(events: list[ScheduledEvent]) -> Callable[[], list[float]]:
+        """As an agent's output does (agents/outputs/burst.py): the bytes made before the due time,
+        each event's time read after its write, so this and the output process measure alike."""
+        messages = [bytes(((0x90 if ev.kind == "on" else 0x80) | ev.channel, ev.pitch, ev.velocity))
+                    for ev in events]
+
+        def write() -> list[float]:
+            sent = []
+            for m in messages:
+                sink.append(m)
+                sent.append(time.monotonic())
+            sink.clear()
+            return sent
+
+        return write
+
+    sink: list[bytes] = []
+    hosted = cfg.scenario.writer == "host"
+    sched: Scheduler | HostedScheduler
+    link = None
+    if hosted:
+        link = OutputLink.connect(cfg.host, None, f"bench{cfg.index}", {"type": "null", "channels": [0]})
+        sched = HostedScheduler(link)
+    else:
+        sched = Scheduler(send, realtime=cfg.scenario.fifo, spin_s=cfg.spin_s, stats_capacity=1 << 18,
+                          prepare=prepare)
     sched.start()
     conn.send("ready")
     t_start: float = conn.recv()  # shared by all processes: CLOCK_MONOTONIC is system-wide
-    sched.set_timemap(_Map(t_start, cfg.tempo_bpm))
+    if hosted:
+        sched.set_timemap(LocalTimeMap(Timeline(1, cfg.tempo_bpm, 0.0, t_start, playing=True)))
+    else:
+        sched.set_timemap(_Map(t_start, cfg.tempo_bpm))
     stop, counter = threading.Event(), [0]
     load = None
     if cfg.scenario.load == "thread":
@@ -149,23 +193,31 @@ def agent_main(cfg: AgentConfig, conn: Connection) -> None:
     while True:  # the planner: commit notes up to `lookahead` seconds ahead, like plan/commit
         horizon = (time.monotonic() + lookahead - t_start) / spb
         while k * cfg.grid_beats < min(horizon, end_beat):
-            start = k * cfg.grid_beats + rng.uniform(0.0, cfg.grid_beats / 2)
+            offset = 0.0 if cfg.scenario.on_beat else rng.uniform(0.0, cfg.grid_beats / 2)
+            start = k * cfg.grid_beats + offset
             sched.schedule(Note(start, cfg.grid_beats / 4, 60 + k % 24, 100, cfg.index % 16, "bench"))
             k += 1
         if k * cfg.grid_beats >= end_beat:
             break
         stop.wait(0.05)
-    while sched.pending() > 0 and time.monotonic() < t_start + cfg.seconds + 2.0:
-        stop.wait(0.05)
+    if isinstance(sched, Scheduler):
+        while sched.pending() > 0 and time.monotonic() < t_start + cfg.seconds + 2.0:
+            stop.wait(0.05)
+    else:  # the output process holds the queue: the last note ends a grid step after the last beat
+        stop.wait(max(0.0, t_start + cfg.seconds + 0.3 - time.monotonic()))
     stop.set()
     if load is not None:
         load.join()
     sched.stop()
+    if link is not None:
+        link.close()  # the part's last statistics come back with the close
     busy_s = max(time.monotonic() - t_start, 1e-9)
+    stats = sched.stats()
     conn.send({
         "priority": sched.priority,
-        "lateness_ms": sched.lateness_ms().tolist(),
-        "late_count": sched.stats()["late_count"],
+        "lateness_ms": sched.lateness_ms().tolist() if isinstance(sched, Scheduler) else [],
+        "stats": stats,
+        "late_count": stats["late_count"],
         "load_steps_per_s": counter[0] / busy_s,
     })
     conn.close()
@@ -184,13 +236,37 @@ def load_main(cfg: AgentConfig, conn: Connection) -> None:
     conn.close()
 
 
+def host_main(address: str, cores: tuple[int, ...], fifo: bool, conn: Connection) -> None:
+    """The machine's output process, as the launcher starts it, pinned with the agents."""
+    from multiprocessing.connection import Listener
+
+    from agents.output_host import OutputHost
+
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cores)
+    listener = Listener(address, family="AF_UNIX")
+    host = OutputHost()
+    threading.Thread(target=host.serve, args=(listener,), daemon=True).start()
+    threading.Thread(target=lambda: (conn.recv(), host.stop()), daemon=True).start()
+    conn.send("ready")
+    host.run(realtime=fifo)
+
+
 def run_scenario(sc: Scenario, cores: tuple[int, ...], seconds: float, spin_s: float,
                  python_s: float) -> dict:
     ctx = mp.get_context("spawn")
     procs, conns = [], []
+    host_conn, address = None, ""
+    if sc.writer == "host":
+        address = os.path.join(tempfile.mkdtemp(prefix="bench-timing-"), "outputs.sock")
+        host_conn, child = ctx.Pipe()
+        host = ctx.Process(target=host_main, args=(address, cores, sc.fifo, child), daemon=True)
+        host.start()
+        host_conn.recv()
+        procs.append(host)
     for i in range(sc.agents):
         parent, child = ctx.Pipe()
-        cfg = AgentConfig(i, sc, cores, seconds, 120.0, 1 / 32, spin_s, python_s)
+        cfg = AgentConfig(i, sc, cores, seconds, 120.0, 1 / 32, spin_s, python_s, address)
         p = ctx.Process(target=agent_main, args=(cfg, child), daemon=True)
         p.start()
         procs.append(p)
@@ -211,15 +287,24 @@ def run_scenario(sc: Scenario, cores: tuple[int, ...], seconds: float, spin_s: f
         c.send(t_start)
     results = [c.recv() for c in conns]
     load_rate = sum(r["load_steps_per_s"] for r in results) + sum(c.recv() for c in load_conns)
+    if host_conn is not None:
+        host_conn.send("stop")
     for p in procs:
         p.join()
-    lat = np.concatenate([np.asarray(r["lateness_ms"]) for r in results])
-    p50, p99, p999 = (float(x) for x in np.percentile(lat, (50, 99, 99.9)))
-    mx = float(lat.max())
+    if sc.writer == "host":  # each part's own statistics: the median part's p50, the worst part's tail
+        p50 = float(np.median([r["stats"]["p50"] for r in results]))
+        p99 = p999 = max(float(r["stats"]["p99"]) for r in results)
+        mx = max(float(r["stats"]["max"]) for r in results)
+        count = sum(int(r["stats"]["count"]) for r in results)
+    else:
+        lat = np.concatenate([np.asarray(r["lateness_ms"]) for r in results])
+        p50, p99, p999 = (float(x) for x in np.percentile(lat, (50, 99, 99.9)))
+        mx = float(lat.max())
+        count = int(lat.size)
     return {
         **asdict(sc),
         "priority": sorted({r["priority"] for r in results}),
-        "count": int(lat.size),
+        "count": count,
         "p50_ms": p50,
         "p99_ms": p99,
         "p99_9_ms": p999,
@@ -241,13 +326,15 @@ def print_table(rows: list[dict]) -> None:
             print(r)
         return
     t = Table(title=f"Output lateness, ms (goal with agents busy: p99 ≤ {GOAL_P99_MS}, max ≤ {GOAL_MAX_MS})")
-    cols = ("agents", "load in", "priority", "switch", "events", "p50", "p99", "p99.9", "max", ">5ms",
+    cols = ("agents", "load in", "notes", "writer", "priority", "switch", "events", "p50", "p99", "p99.9",
+            "max", ">5ms",
             "load/s",
             "goal")
     for col in cols:
         t.add_column(col, justify="right")
     for r in rows:
-        t.add_row(r["name"], r["load"], "/".join(r["priority"]), f"{r['switch_s'] * 1000:g} ms",
+        t.add_row(r["name"], r["load"], "on the beat" if r["on_beat"] else "spread", r["writer"],
+                  "/".join(r["priority"]), f"{r['switch_s'] * 1000:g} ms",
                   str(r["count"]),
                   f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['p99_9_ms']:.3f}", f"{r['max_ms']:.3f}",
                   str(r["late_over_5ms"]), f"{r['load_steps_per_s']:.0f}" if r["agents"] > 1 else "-",
@@ -279,8 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     cores = tuple(available[: args.cores])
     rows = []
     chosen = scenarios(args.agents)
-    if args.smoke:  # the first of each load kind: alone, load in a thread, load in a process
-        chosen = [sc for i, sc in enumerate(chosen) if sc.load not in {s.load for s in chosen[:i]}]
+    if args.smoke:  # the first of each load kind (alone, in a thread, in a process) and of each writer
+        chosen = [sc for i, sc in enumerate(chosen)
+                  if (sc.load, sc.writer) not in {(s.load, s.writer) for s in chosen[:i]}]
     for sc in chosen:
         rows.append(run_scenario(sc, cores, args.seconds, args.spin_ms / 1000.0, args.python_ms / 1000.0))
         print(f"  {sc.name:>8}  load={sc.load:7}  fifo={sc.fifo!s:5}  switch={sc.switch_s * 1000:g} ms: "
