@@ -139,12 +139,6 @@ class Agent(AgentBus, AgentReports):
             # both cores while it held this process's GIL, and this part's note waited 0.2-2 ms
             # (docs/timing.md); at the same priority their spin's sched_yield lets it finish.
             self.loop_priority = request_realtime(DEFAULT_RT_PRIORITY)
-        wait_ready = getattr(self.engine, "wait_ready", None)
-        if wait_ready is not None:
-            # Join the roster only once the model can play: a half-loaded agent would rest its first bars.
-            ready = await asyncio.to_thread(wait_ready)
-            log.info("%s: model ready on %s (%s KV cache, context of up to %s events)", self.name,
-                     ready.providers, ready.cache_mode, ready.max_events)
         spec = output_spec(self.cfg, self.name, self.base_dir, self.params, clicks=self._clicks)
         link: OutputLink | None = None
         if self.output_host is not None:
@@ -165,6 +159,14 @@ class Agent(AgentBus, AgentReports):
                 self.scheduler = Scheduler(self._send, clock=self.clock, realtime=self.ens.timing.realtime,
                                            drop_after_s=DROP_LATE_S, prepare=self._prepare)
         self.scheduler.start()
+        # The output first (it starts by silencing the part's channels: a part restarted after a crash
+        # stops what its last instance left sounding at once, not after its model has loaded).
+        wait_ready = getattr(self.engine, "wait_ready", None)
+        if wait_ready is not None:
+            # Join the roster only once the model can play: a half-loaded agent would rest its first bars.
+            ready = await asyncio.to_thread(wait_ready)
+            log.info("%s: model ready on %s (%s KV cache, context of up to %s events)", self.name,
+                     ready.providers, ready.cache_mode, ready.max_events)
         will = self._status("gone")
         try:
             async with (
@@ -220,10 +222,10 @@ class Agent(AgentBus, AgentReports):
         drop_realtime()
         if self.scheduler is not None:
             self.scheduler.stop(flush=True)
-        self.engine.close()
-        if self.output is not None:
+        if self.output is not None:  # before the model, whose process may take a second to end
             self.output.close()
             self.stuck_notes = self.output.sounding()
+        self.engine.close()
         self.write_stats()
 
     # -- output (timing thread) ---------------------------------------------------------------------

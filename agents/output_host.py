@@ -14,7 +14,8 @@ thread would run) and its synth output (its ledger of sounding notes, all-notes-
 close), and sends the part's timing statistics back for its heartbeat and the report. A part whose
 agent goes, however it goes (SIGKILL included: its connection closes), is released and closed here
 at once: no stuck note. This process ending ends every connection; each
-agent then ends too (its notes released here first) and the launcher restarts them all.
+agent then ends too, and the launcher restarts them all (a stop releases every part's notes here
+first; after a SIGKILL, each part's channels are silenced as the new process opens its output).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from multiprocessing.connection import Connection, Listener, wait
+from multiprocessing.connection import Connection, Listener, answer_challenge, deliver_challenge, wait
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +51,19 @@ from agents.output_messages import (
     Stats,
     Written,
 )
-from agents.outputs import Output
+from agents.outputs import Output, OutputError
 from agents.outputs.factory import make_output
 from agents.scheduler_core import Dispatch, ScheduledEvent, SchedulerCore
 from protocol.process import freeze_heap, setup_logging, write_json_atomic
-from protocol.realtime import DEFAULT_RT_PRIORITY, request_realtime, spin_yield
+from protocol.realtime import (
+    DEFAULT_RT_PRIORITY,
+    DEFAULT_SWITCH_INTERVAL_S,
+    drop_realtime,
+    request_realtime,
+    set_switch_interval,
+    spin_yield,
+)
+from protocol.timeline import LocalTimeMap
 
 __all__ = ["KEY_ENV", "OutputHost", "main"]
 
@@ -68,7 +77,10 @@ SPIN_S = 0.002
 REHEARSE_S = 80e-6  # how long before the first write of a moment its batches are prepared again
 IDLE_S = 0.5  # the longest wait with nothing due: stats, and a stop request
 STATS_PERIOD_S = 0.5
-QUIET_S = 0.005  # statistics are sent only when the next due time is at least this far off
+QUIET_S = 0.02  # statistics are made only when the next due time is at least this far off
+TOGETHER_S = 20e-6  # a part's events this close together go out as one batch
+READ_BATCH = 64  # messages read from one agent before the clock is looked at again
+CLOSE_WAIT_S = 1.0
 WAIT_GRAIN_S = 0.002  # `wait`'s timeout is in whole milliseconds, rounded up
 STOP_GRACE_S = 1.0  # under the launcher's grace before it kills
 JOIN_S = 10.0  # how long a new connection has to say which part it is
@@ -81,6 +93,7 @@ class _Part:
     output: Output
     core: SchedulerCore
     next_stats: float = 0.0
+    onsets: int = 0  # the part's own notes started so far (count-in clicks are not the part's)
 
 
 class OutputHost:
@@ -91,8 +104,12 @@ class OutputHost:
     than the time between two beats, and a part that restarts must not hold up the others.
     """
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic, spin_s: float = SPIN_S) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, spin_s: float = SPIN_S,
+                 key: bytes | None = None) -> None:
         self._clock = clock
+        self._key = key
+        self._ready = threading.Event()  # set once the writing thread knows its priority
+        self._closers: list[threading.Thread] = []
         self._spin_s = spin_s
         self._parts: dict[Connection, _Part] = {}
         self._joined: queue.SimpleQueue[_Part] = queue.SimpleQueue()
@@ -112,12 +129,13 @@ class OutputHost:
         self._wake()
 
     def serve(self, listener: Listener) -> None:
-        """Accept agents for ever: each one's output is opened on a thread of its own, then handed to
-        the writing loop."""
+        """Accept agents for ever: each one is authenticated and its output opened on a thread of its
+        own (so no client, however slow or wrong, holds up another), then handed to the writing loop.
+        `listener` takes no key itself: the handshake is the joining thread's."""
         while not self._stopping:
             try:
                 conn = listener.accept()
-            except (OSError, EOFError) as exc:  # a client that failed authentication, or went at once
+            except Exception as exc:  # a client that went at once: the next one is served all the same
                 if self._stopping:
                     return
                 log.warning("output host: a connection failed (%s)", exc)
@@ -126,22 +144,27 @@ class OutputHost:
 
     def _join(self, conn: Connection) -> None:
         try:
+            if self._key is not None:
+                deliver_challenge(conn, self._key)
+                answer_challenge(conn, self._key)
             if not conn.poll(JOIN_S):
                 raise EOFError(f"no Open within {JOIN_S:g} s")
             msg = conn.recv()
             if not isinstance(msg, Open):
                 raise EOFError(f"expected Open, got {type(msg).__name__}")
-        except (OSError, EOFError) as exc:
+        except Exception as exc:  # a wrong key, a client that went, a message that is not ours
             log.warning("output host: a part did not open (%s)", exc)
             conn.close()
             return
+        self._ready.wait()
         try:
             out = make_output(msg.spec, where=f"agents.{msg.part}.output")
             out.open()
             core = SchedulerCore(late_ms=msg.late_ms, drop_after_s=msg.drop_after_s)
         except Exception as exc:  # one line back to the agent, which ends with it
+            text = str(exc) if isinstance(exc, OutputError) else f"{type(exc).__name__}: {exc}"
             with contextlib.suppress(OSError):
-                conn.send(Opened(self.priority, f"{type(exc).__name__}: {exc}"))
+                conn.send(Opened(self.priority, text))
             conn.close()
             return
         try:
@@ -162,6 +185,7 @@ class OutputHost:
         """Write every part's notes at their due times until `stop`; then close every output."""
         if realtime:
             self.priority = request_realtime(DEFAULT_RT_PRIORITY)
+        self._ready.set()
         clock, spin = self._clock, self._spin_s
         next_stats = 0.0
         try:
@@ -183,6 +207,9 @@ class OutputHost:
                     self._quiet_work(now, stats if now >= next_stats else None)
                     if stats is not None and now >= next_stats:
                         next_stats = now + STATS_PERIOD_S
+                    now = clock()
+                    if due is not None and due - now <= spin + WAIT_GRAIN_S:
+                        continue
                 timeout = IDLE_S if due is None else min(IDLE_S, due - now - spin - WAIT_GRAIN_S)
                 for r in wait([*self._parts, self._wake_r], timeout):
                     if r == self._wake_r:
@@ -192,8 +219,13 @@ class OutputHost:
                         assert isinstance(r, Connection)
                         self._read(r)
         finally:
+            # Whatever is left is closed at normal priority: the exit must not starve the synth or
+            # JACK server that still has to carry its note-offs (protocol/realtime.py).
+            drop_realtime()
             for part in list(self._parts.values()):
-                self._drop(part)
+                self._drop(part, wait=True)
+            for closer in self._closers:
+                closer.join(CLOSE_WAIT_S)
 
     def _next_due(self) -> float | None:
         dues = [d for d in (p.core.next_due() for p in self._parts.values()) if d is not None]
@@ -214,42 +246,70 @@ class OutputHost:
         part = self._parts.get(conn)
         if part is None:
             return
-        core = part.core
-        try:
-            while conn.poll():
-                msg = conn.recv()
-                if isinstance(msg, Schedule):
-                    core.schedule(msg.note, msg.tag)
-                elif isinstance(msg, SetTimeMap):
-                    core.set_timemap(msg.timemap)
-                elif isinstance(msg, CutAt):
-                    core.cut_at(msg.beat)
-                elif isinstance(msg, Clear):
-                    core.clear()
-                elif isinstance(msg, Control):
-                    part.output.control_change(msg.channel, msg.control, msg.value)
-                elif isinstance(msg, Close):
-                    self._deliver(part, core.flush())
-                    part.output.close()
-                    conn.send(Closed(core.stats(), part.output.sounding()))
-                    self._drop(part)
+        for _ in range(READ_BATCH):  # then back to the clock: a flood must not run into a due time
+            try:
+                if not conn.poll():
                     return
-                else:
-                    log.warning("output host: %s sent a %s; ignored", part.name, type(msg).__name__)
-        except (OSError, EOFError):  # the agent went, however it went: its notes end now
-            self._drop(part)
-        except Exception as exc:  # a value the queue or the output refused: the part plays on
-            log.warning("output host: %s: %s", part.name, exc)
+                msg = conn.recv()
+            except Exception:  # the agent went, however it went (or sent what is not ours): its notes end
+                self._drop(part)
+                return
+            try:
+                if self._take(part, msg):
+                    return
+            except Exception as exc:  # a value the queue or the output refused: the part plays on
+                log.warning("output host: %s: %s", part.name, exc)
 
-    def _drop(self, part: _Part) -> None:
-        if self._parts.pop(part.conn, None) is None and not part.output.is_open:
+    def _take(self, part: _Part, msg: object) -> bool:
+        """Carry out one message of the part's agent; True when the part is gone (closed)."""
+        core = part.core
+        if isinstance(msg, Schedule):
+            core.schedule(msg.note, msg.tag)
+        elif isinstance(msg, SetTimeMap):
+            if msg.timemap is not None and not isinstance(msg.timemap, LocalTimeMap):
+                raise TypeError(f"timemap: expected a LocalTimeMap, got {type(msg.timemap).__name__}")
+            core.set_timemap(msg.timemap)
+        elif isinstance(msg, CutAt):
+            core.cut_at(msg.beat)
+        elif isinstance(msg, Clear):
+            core.clear()
+        elif isinstance(msg, Control):
+            part.output.control_change(msg.channel, msg.control, msg.value)
+        elif isinstance(msg, Close):
+            self._drop(part)
+            return True
+        else:
+            log.warning("output host: %s sent a %s; ignored", part.name, type(msg).__name__)
+        return False
+
+    def _drop(self, part: _Part, *, wait: bool = False) -> None:
+        """Release the part's notes now, tell its agent the last statistics if it still listens, and
+        close its output: on another thread unless `wait`, since closing a synth or a JACK port takes
+        tens of milliseconds that the other parts' writes cannot wait."""
+        if self._parts.pop(part.conn, None) is None:
             return
+        out = part.output
         try:
             self._deliver(part, part.core.flush())
-            part.output.close()
         except Exception:
-            log.exception("output host: %s: closing its output failed", part.name)
+            log.exception("output host: %s: releasing its notes failed", part.name)
+        if _room_to_send(part.conn):
+            with contextlib.suppress(OSError, ValueError):
+                part.conn.send(Closed(part.core.stats(), out.sounding(), part.onsets))
         part.conn.close()
+
+        def close() -> None:
+            try:
+                out.close()
+            except Exception:
+                log.exception("output host: %s: closing its output failed", part.name)
+
+        if wait:
+            close()
+        else:
+            closer = threading.Thread(target=close, name=f"close-{part.name}", daemon=True)
+            closer.start()
+            self._closers = [c for c in self._closers if c.is_alive()] + [closer]
 
     def _deliver(self, part: _Part, events: list[ScheduledEvent]) -> None:
         """Send now, one by one: the note-offs of a stop, which have no due time."""
@@ -262,20 +322,27 @@ class OutputHost:
             part.core.deliver(events, send, self._clock)
 
     def _write_due(self, now: float) -> None:
-        """Every part's events due within the spin, made ready now and written at their moment, one
-        part after the other; then each part hears what went out."""
-        clock, spin = self._clock, self._spin_s
+        """Every part's events of the coming moment, made ready before it and written at it, one part
+        after the other; then each part hears what went out. A part's events that fall within
+        `TOGETHER_S` of each other go out as one batch (one preparation against the part's ledger as
+        it stands: two batches of one part prepared before either was written would read a ledger
+        the first had not yet changed)."""
+        clock = self._clock
+        first = self._next_due()
+        if first is None:
+            return
         ready: list[tuple[float, _Part, list[ScheduledEvent], Dispatch]] = []
         for part in self._parts.values():
-            events = part.core.pop_due(now + spin)
+            events = part.core.pop_due(max(now, first) + TOGETHER_S)
             if not events:
                 continue
             forced = [ev for ev in events if ev.due is None]
             if forced:  # note-offs of a stop: at once
                 self._deliver(part, forced)
                 events = [ev for ev in events if ev.due is not None]
-            for due, group in _by_due(events):
-                ready.append((due, part, group, part.core.prepare(group, _prepare_for(part.output))))
+            if events:
+                due = max(ev.due for ev in events if ev.due is not None)
+                ready.append((due, part, events, part.core.prepare(events, _prepare_for(part.output))))
         ready.sort(key=lambda r: r[0])
         give_way = spin_yield()
         if ready:
@@ -283,8 +350,7 @@ class OutputHost:
             # ledger and its message code are then warm when the writes come (after a sleep and a
             # spin, the first write of a moment took 0.04 ms at the median, 0.03 ms after this).
             # Preparing writes nothing, so the second preparation simply replaces the first.
-            first = ready[0][0]
-            while clock() < first - REHEARSE_S:
+            while clock() < ready[0][0] - REHEARSE_S:
                 give_way()
             ready = [(due, part, group, part.core.prepare(group, _prepare_for(part.output)))
                      for due, part, group, _ in ready]
@@ -298,28 +364,30 @@ class OutputHost:
                 results = exc
             written.append((part, group, results))
         # The bookkeeping after every part's writes, so no part waits for another's.
-        onsets: dict[_Part, int] = {}
         for part, group, results in written:
             part.core.dispatch(group, partial(_result, results))
             self.written += len(group)
-            onsets[part] = onsets.get(part, 0) + sum(1 for ev in group if ev.kind == "on" and ev.tag is None)
-        for part, n in onsets.items():
-            self._answer(part, Written(n, part.output.sounding()))
+            if not isinstance(results, Exception):
+                part.onsets += sum(1 for ev, r in zip(group, results, strict=False)
+                                   if ev.kind == "on" and ev.tag is None and not isinstance(r, Exception))
+            self._answer(part, Written(part.onsets, part.output.sounding()))
 
     def _quiet_work(self, now: float, stats: Path | None) -> None:
-        """What waits for a moment with nothing due: each part's statistics, the host's stats file."""
-        for part in list(self._parts.values()):
-            if now >= part.next_stats:
-                part.next_stats = now + STATS_PERIOD_S
-                self._answer(part, Stats(part.core.stats(), part.output.sounding()))
+        """What waits for a moment with nothing due: one part's statistics (the percentiles of a long
+        set take a millisecond or two), the host's stats file."""
+        due = [p for p in self._parts.values() if now >= p.next_stats]
+        if due:
+            part = min(due, key=lambda p: p.next_stats)
+            part.next_stats = now + STATS_PERIOD_S
+            self._answer(part, Stats(part.core.stats(), part.output.sounding(), part.onsets))
         if stats is not None:
             with contextlib.suppress(OSError):
                 write_json_atomic(stats, self.stats())
 
     def _answer(self, part: _Part, msg: Written | Stats) -> None:
+        """Tell the part's agent, unless it is not reading (a stopped process): then this answer is
+        skipped, never waited for (the next one carries the totals), and the other parts play on."""
         if not _room_to_send(part.conn):
-            log.warning("output host: %s stopped reading; its notes are released", part.name)
-            self._drop(part)
             return
         try:
             part.conn.send(msg)
@@ -379,9 +447,10 @@ def main(argv: list[str] | None = None) -> int:
     key = os.environ.get(KEY_ENV, "").encode() or None
     with contextlib.suppress(FileNotFoundError):
         os.unlink(args.address)  # a socket left by a process that was killed
-    listener = Listener(args.address, family="AF_UNIX", authkey=key)
+    set_switch_interval(DEFAULT_SWITCH_INTERVAL_S)  # a joining part's Python yields the GIL soon
+    listener = Listener(args.address, family="AF_UNIX")  # authenticated by the joining thread
     freeze_heap()  # after the imports (protocol/process.py says why)
-    host = OutputHost()
+    host = OutputHost(key=key)
     signal.signal(signal.SIGTERM, lambda *_: host.stop())
     signal.signal(signal.SIGINT, lambda *_: host.stop())
     # Before the writing thread asks for SCHED_FIFO, so the accepting thread stays a normal one.

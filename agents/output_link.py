@@ -17,7 +17,8 @@ import contextlib
 import itertools
 import time
 from collections.abc import Callable
-from multiprocessing.connection import Client, Connection
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Client, Connection, answer_challenge, deliver_challenge
 from typing import Any
 
 from agents.output_messages import (
@@ -56,6 +57,8 @@ class OutputLink:
         self._sounding = 0
         self._open = True
         self._lost: asyncio.Event | None = None
+        self._gone_at = False
+        self._onsets = 0
         self.stats: dict[str, float | int] = {}
         self.on_written: Callable[[int], None] = lambda _onsets: None
 
@@ -67,7 +70,7 @@ class OutputLink:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                conn = Client(address, family="AF_UNIX", authkey=key)
+                conn = Client(address, family="AF_UNIX")  # the handshake below, where it can time out
                 break
             except (FileNotFoundError, ConnectionRefusedError) as exc:
                 if time.monotonic() > deadline:
@@ -76,13 +79,23 @@ class OutputLink:
             except OSError as exc:
                 raise OutputError(f"output host at {address}: {exc}") from None
         try:
+            if key is not None:
+                # The host speaks first; a host that never does (hung, or not ours) is an error here
+                # rather than an agent waiting for ever with its part silent.
+                if not conn.poll(max(0.0, deadline - time.monotonic())):
+                    raise OutputError(f"the output host at {address} did not answer in {timeout_s:g} s")
+                answer_challenge(conn, key)
+                deliver_challenge(conn, key)
             conn.send(Open(part, spec, late_ms, drop_after_s))
             if not conn.poll(timeout_s):
                 raise OutputError(f"the output host at {address} did not answer in {timeout_s:g} s")
             answer = conn.recv()
-        except (OSError, EOFError) as exc:
+        except OutputError:
             conn.close()
-            raise OutputError(f"the output host at {address} closed the connection ({exc})") from None
+            raise
+        except (OSError, EOFError, AuthenticationError) as exc:
+            conn.close()
+            raise OutputError(f"the output host at {address} refused the connection ({exc})") from None
         if not isinstance(answer, Opened) or answer.error:
             conn.close()
             raise OutputError(answer.error if isinstance(answer, Opened) else "the output host answered "
@@ -148,13 +161,21 @@ class OutputLink:
             self._gone()
 
     def _take(self, msg: object) -> None:
-        if isinstance(msg, Written):
+        if isinstance(msg, (Stats, Closed)):
+            self.stats = dict(msg.stats)
+        if isinstance(msg, (Written, Stats, Closed)):
             self._sounding = msg.sounding
-            self.on_written(msg.onsets)
-        elif isinstance(msg, (Stats, Closed)):
-            self.stats, self._sounding = dict(msg.stats), msg.sounding
+            if msg.onsets > self._onsets:
+                self.on_written(msg.onsets - self._onsets)
+                self._onsets = msg.onsets
+
+    @property
+    def lost(self) -> bool:
+        """Whether the host went away under the part (as against a close the agent asked for)."""
+        return self._gone_at
 
     def _gone(self) -> None:
+        self._gone_at = True
         self._stop_reading()
         if self._lost is not None:
             self._lost.set()
@@ -179,7 +200,7 @@ class HostedScheduler:
 
     @property
     def running(self) -> bool:
-        return self._running and self._link.is_open
+        return self._running and self._link.is_open and not self._link.lost
 
     def start(self) -> None:
         self._running = True

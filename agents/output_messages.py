@@ -83,7 +83,8 @@ class Close:
 
 @dataclass(frozen=True, slots=True)
 class Written:
-    """After a batch of the part's went out: how many of its own notes started, how many sound now."""
+    """After a batch of the part's went out: how many of its own notes have started so far (a total,
+    so an answer skipped while the agent was not reading loses nothing), how many sound now."""
 
     onsets: int
     sounding: int
@@ -91,16 +92,18 @@ class Written:
 
 @dataclass(frozen=True, slots=True)
 class Stats:
-    """The part's timing statistics (`SchedulerCore.stats`), sent every half second and at the close."""
+    """The part's timing statistics (`SchedulerCore.stats`), sent every half second or so."""
 
     stats: dict[str, float | int]
     sounding: int
+    onsets: int
 
 
 @dataclass(frozen=True, slots=True)
 class Closed:
-    """The part's last statistics; `sounding`: notes still sounding after the close (stuck: 0 unless
-    the synth failed)."""
+    """The part's last statistics, as its output closes; `sounding`: notes still sounding once its
+    notes were released (stuck: 0 unless the synth failed)."""
 
     stats: dict[str, float | int]
     sounding: int
+    onsets: int

@@ -67,6 +67,8 @@ def run_report(launcher: Launcher) -> dict[str, Any]:
     # the shared model processes (engine.share): whom each serves, how well its calls batched, its memory
     models = {c.name: {**{k: v for k, v in c.read_stats().items() if k != "agents"}, "restarts": c.restarts}
               for c in launcher.children if c.role == "model"}
+    outputs = next(({**c.read_stats(), "restarts": c.restarts}
+                    for c in launcher.children if c.role == "outputs"), None)
     return {
         "ensemble": launcher.ens.name,
         "bus": launcher.ens.bus.transport,
@@ -78,6 +80,8 @@ def run_report(launcher: Launcher) -> dict[str, Any]:
         "unsynced": sorted(n for n, p in parts.items() if p["sync"].get("state") == "unsynced"),
         "parts": parts,
         **({"model_processes": models} if models else {}),
+        # the output process that wrote this host's parts (timing.output_host): its priority, its parts
+        **({"output_process": outputs} if outputs else {}),
         "conductor": {
             **{
                 k: cond.get(k)

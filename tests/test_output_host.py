@@ -27,8 +27,8 @@ def host(tmp_path: Path) -> Iterator[tuple[OutputHost, str]]:
     from multiprocessing.connection import Listener
 
     address = str(tmp_path / "outputs.sock")
-    listener = Listener(address, family="AF_UNIX", authkey=KEY)
-    h = OutputHost()
+    listener = Listener(address, family="AF_UNIX")  # as agents/output_host.py main: the join authenticates
+    h = OutputHost(key=KEY)
     threading.Thread(target=h.serve, args=(listener,), daemon=True).start()
     runner = threading.Thread(target=h.run, kwargs={"realtime": False}, daemon=True)
     runner.start()
@@ -170,3 +170,27 @@ def test_an_output_that_cannot_open_is_one_line_naming_it(host: tuple[OutputHost
 def test_no_host_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="no output host at"):
         OutputLink.connect(str(tmp_path / "none.sock"), KEY, "bass", spec("bass", 1), timeout_s=0.2)
+
+
+def test_a_key_ends_only_when_its_last_overlapping_note_ends(host: tuple[OutputHost, str]) -> None:
+    """Two notes on one key ending a fraction of a millisecond apart go out together: the key's
+    note-off is sent once the second ends (prepared apart, both read a ledger holding two notes,
+    and neither sent it)."""
+    h, address = host
+    link, sched = join(address, "piano", 2)
+    sched.set_timemap(playing_from(time.monotonic() + 0.1))
+    sched.schedule(Note(0.0, 1.0, 60, 80, 2, "piano"))
+    sched.schedule(Note(0.5, 0.5005, 60, 80, 2, "piano"))  # ends 0.25 ms after the first
+    out = output_of(h, "piano")
+    wait_for(lambda: len(out.notes()) == 2, 5, "both notes to start")
+    wait_for(lambda: out.sounding() == 0, 5, "the key to be released")
+    assert [s.message[1] for s in out.sent if s.is_note_off] == [60]
+    link.close()
+
+
+def test_a_wrong_key_is_refused_and_the_next_part_still_joins(host: tuple[OutputHost, str]) -> None:
+    _, address = host
+    with pytest.raises(OutputError, match="refused"):
+        OutputLink.connect(address, b"not-the-key", "bass", spec("bass", 1), timeout_s=2.0)
+    link, _ = join(address, "bass", 1)
+    link.close()
