@@ -17,33 +17,28 @@ from support.procs import children, cmdline
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 
-def test_sigkilled_agent_mid_note_is_silenced_and_plays_on(tmp_path: Path, jack_server: JackServer) -> None:
-    yaml_path = write_ensemble(
-        tmp_path,
-        {
-            "agents": [
-                {
-                    "name": "pads",
-                    "channel": 3,
-                    "range": [48, 76],
-                    "engine": {
-                        "type": "pattern",
-                        "voicing": "chord",
-                        "rhythm": [{"beat": 0, "duration": 3.9}],
-                    },
-                    "output": {"type": "midi", "port": "fcap:in", "api": "jack"},
-                }
-            ],
-        },
+def start_pads(tmp_path: Path, client: str) -> subprocess.Popen[str]:
+    """An 8-bar run of one part holding a chord nearly a whole bar, to the capture port `client`."""
+    pads = {
+        "name": "pads",
+        "channel": 3,
+        "range": [48, 76],
+        "engine": {"type": "pattern", "voicing": "chord", "rhythm": [{"beat": 0, "duration": 3.9}]},
+        "output": {"type": "midi", "port": f"{client}:in", "api": "jack"},
+    }
+    yaml_path = write_ensemble(tmp_path, {"agents": [pads]})
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "run_ensemble.py"), str(yaml_path), "--bars", "8", "--quiet"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
+
+
+def test_sigkilled_agent_mid_note_is_silenced_and_plays_on(tmp_path: Path, jack_server: JackServer) -> None:
     with MidiCapture(client_name="fcap") as cap:
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "run_ensemble.py"), str(yaml_path), "--bars", "8", "--quiet"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start_pads(tmp_path, "fcap")
         try:
             # Wait until chord notes are sounding (on, not yet off), then kill the agent without warning.
             wait_for(lambda: cap.stuck_notes(), 30, "a sounding chord")
@@ -72,32 +67,8 @@ def test_a_sigkilled_output_host_mid_note_is_silenced_and_every_part_plays_on(
     """The machine's one writer (agents/output_host.py) killed with the chord sounding: its agents end
     with it, the launcher restarts them all, and the part's channel is silenced as the new host
     opens it, before it plays again."""
-    yaml_path = write_ensemble(
-        tmp_path,
-        {
-            "agents": [
-                {
-                    "name": "pads",
-                    "channel": 3,
-                    "range": [48, 76],
-                    "engine": {
-                        "type": "pattern",
-                        "voicing": "chord",
-                        "rhythm": [{"beat": 0, "duration": 3.9}],
-                    },
-                    "output": {"type": "midi", "port": "hcap:in", "api": "jack"},
-                }
-            ],
-        },
-    )
     with MidiCapture(client_name="hcap") as cap:
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "run_ensemble.py"), str(yaml_path), "--bars", "8", "--quiet"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start_pads(tmp_path, "hcap")
         try:
             wait_for(lambda: cap.stuck_notes(), 30, "a sounding chord")
             [host] = [k for k in children(proc.pid) if "agents.output_host" in cmdline(k)]
