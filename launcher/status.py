@@ -115,8 +115,15 @@ class StatusDisplay:
         return f"{where}  {tempo:.1f} BPM{lock}"
 
     def _models(self) -> str:
-        """The shared model processes (engine.share): whom each serves, how its calls batch, its memory."""
+        """The shared model processes (engine.share): whom each serves, how its calls batch, its memory;
+        and the output process that writes this host's parts (timing.output_host), at its priority."""
         out = []
+        for c in self.launcher.children:
+            if c.role == "outputs":
+                s = c.read_stats()
+                parts = ", ".join(s.get("parts", [])) or "starting"
+                out.append(f"outputs ({parts}): {s.get('priority', '-')}"
+                           + (f", restarts {c.restarts}" if c.restarts else ""))
         for c in self.launcher.children:
             if c.role == "model":
                 s = c.read_stats()
