@@ -25,35 +25,21 @@ import contextlib
 import logging
 import os
 import queue
-import select
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
-from multiprocessing.connection import Connection, Listener, answer_challenge, deliver_challenge, wait
+from multiprocessing.connection import Connection, Listener, wait
 from pathlib import Path
 from typing import Any
 
 from agents.output_link import KEY_ENV
-from agents.output_messages import (
-    Clear,
-    Close,
-    Closed,
-    Control,
-    CutAt,
-    Open,
-    Opened,
-    Schedule,
-    SetTimeMap,
-    Stats,
-    Written,
-)
-from agents.outputs import Output, OutputError
-from agents.outputs.factory import make_output
-from agents.scheduler_core import Dispatch, ScheduledEvent, SchedulerCore
+from agents.output_messages import Clear, Close, Closed, Control, CutAt, Schedule, SetTimeMap, Stats, Written
+from agents.output_parts import HostedPart, Joiner, room_to_send
+from agents.outputs import Output
+from agents.scheduler_core import Dispatch, ScheduledEvent
 from protocol.process import freeze_heap, setup_logging, write_json_atomic
 from protocol.realtime import (
     DEFAULT_RT_PRIORITY,
@@ -87,36 +73,25 @@ READ_BATCH = 64  # messages read from one agent before the clock is looked at ag
 CLOSE_WAIT_S = 1.0
 WAIT_GRAIN_S = 0.002  # `wait`'s timeout is in whole milliseconds, rounded up
 STOP_GRACE_S = 1.0  # under the launcher's grace before it kills
-JOIN_S = 10.0  # how long a new connection has to say which part it is
-
-
-@dataclass(eq=False)
-class _Part:
-    name: str
-    conn: Connection
-    output: Output
-    core: SchedulerCore
-    next_stats: float = 0.0
-    onsets: int = 0  # the part's own notes started so far (count-in clicks are not the part's)
 
 
 class OutputHost:
     """The parts connected to this machine's output process, and the one loop that writes for them.
 
     `run` is the writing loop, on the thread that called it; connections are accepted and outputs
-    opened on other threads (`serve`), since opening a synth (a soundfont, a port) takes far longer
-    than the time between two beats, and a part that restarts must not hold up the others.
+    opened on other threads (`serve`, agents/output_parts.py), so a part that joins or restarts
+    never holds up the others.
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic, spin_s: float = SPIN_S,
                  key: bytes | None = None) -> None:
         self._clock = clock
-        self._key = key
         self._ready = threading.Event()  # set once the writing thread knows its priority
+        self._joiner = Joiner(key, self._ready, lambda: self.priority, self._join)
         self._closers: list[threading.Thread] = []
         self._spin_s = spin_s
-        self._parts: dict[Connection, _Part] = {}
-        self._joined: queue.SimpleQueue[_Part] = queue.SimpleQueue()
+        self._parts: dict[Connection, HostedPart] = {}
+        self._joined: queue.SimpleQueue[HostedPart] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._stopping = False
@@ -129,55 +104,15 @@ class OutputHost:
         """End the loop once every part has closed (their agents are stopping too: the launcher
         stops everyone at once), or after `STOP_GRACE_S`, closing whatever is left."""
         self._stop_by = self._clock() + STOP_GRACE_S
-        self._stopping = True
+        self._stopping = self._joiner.stopping = True
         self._wake()
 
     def serve(self, listener: Listener) -> None:
-        """Accept agents for ever: each one is authenticated and its output opened on a thread of its
-        own (so no client, however slow or wrong, holds up another), then handed to the writing loop.
-        `listener` takes no key itself: the handshake is the joining thread's."""
-        while not self._stopping:
-            try:
-                conn = listener.accept()
-            except Exception as exc:  # a client that went at once: the next one is served all the same
-                if self._stopping:
-                    return
-                log.warning("output host: a connection failed (%s)", exc)
-                continue
-            threading.Thread(target=self._join, args=(conn,), daemon=True).start()
+        """Accept agents for ever (agents/output_parts.py), each handed to the writing loop."""
+        self._joiner.serve(listener)
 
-    def _join(self, conn: Connection) -> None:
-        try:
-            if self._key is not None:
-                deliver_challenge(conn, self._key)
-                answer_challenge(conn, self._key)
-            if not conn.poll(JOIN_S):
-                raise EOFError(f"no Open within {JOIN_S:g} s")
-            msg = conn.recv()
-            if not isinstance(msg, Open):
-                raise EOFError(f"expected Open, got {type(msg).__name__}")
-        except Exception as exc:  # a wrong key, a client that went, a message that is not ours
-            log.warning("output host: a part did not open (%s)", exc)
-            conn.close()
-            return
-        self._ready.wait()
-        try:
-            out = make_output(msg.spec, where=f"agents.{msg.part}.output")
-            out.open()
-            core = SchedulerCore(late_ms=msg.late_ms, drop_after_s=msg.drop_after_s)
-        except Exception as exc:  # one line back to the agent, which ends with it
-            text = str(exc) if isinstance(exc, OutputError) else f"{type(exc).__name__}: {exc}"
-            with contextlib.suppress(OSError):
-                conn.send(Opened(self.priority, text))
-            conn.close()
-            return
-        try:
-            conn.send(Opened(self.priority))
-        except OSError:
-            out.close()
-            conn.close()
-            return
-        self._joined.put(_Part(msg.part, conn, out, core))
+    def _join(self, part: HostedPart) -> None:
+        self._joined.put(part)
         self._wake()
 
     def _wake(self) -> None:
@@ -264,7 +199,7 @@ class OutputHost:
             except Exception as exc:  # a value the queue or the output refused: the part plays on
                 log.warning("output host: %s: %s", part.name, exc)
 
-    def _take(self, part: _Part, msg: object) -> bool:
+    def _take(self, part: HostedPart, msg: object) -> bool:
         """Carry out one message of the part's agent; True when the part is gone (closed)."""
         core = part.core
         if isinstance(msg, Schedule):
@@ -286,7 +221,7 @@ class OutputHost:
             log.warning("output host: %s sent a %s; ignored", part.name, type(msg).__name__)
         return False
 
-    def _drop(self, part: _Part, *, wait: bool = False) -> None:
+    def _drop(self, part: HostedPart, *, wait: bool = False) -> None:
         """Release the part's notes now, tell its agent the last statistics if it still listens, and
         close its output: on another thread unless `wait`, since closing a synth or a JACK port takes
         tens of milliseconds that the other parts' writes cannot wait."""
@@ -297,7 +232,7 @@ class OutputHost:
             self._deliver(part, part.core.flush())
         except Exception:
             log.exception("output host: %s: releasing its notes failed", part.name)
-        if _room_to_send(part.conn):
+        if room_to_send(part.conn):
             with contextlib.suppress(OSError, ValueError):
                 part.conn.send(Closed(part.core.stats(), out.sounding(), part.onsets))
         part.conn.close()
@@ -315,7 +250,7 @@ class OutputHost:
             closer.start()
             self._closers = [c for c in self._closers if c.is_alive()] + [closer]
 
-    def _deliver(self, part: _Part, events: list[ScheduledEvent]) -> None:
+    def _deliver(self, part: HostedPart, events: list[ScheduledEvent]) -> None:
         """Send now, one by one: the note-offs of a stop, which have no due time."""
         out = part.output
 
@@ -335,7 +270,7 @@ class OutputHost:
         first = self._next_due()
         if first is None:
             return
-        ready: list[tuple[float, _Part, list[ScheduledEvent], Dispatch]] = []
+        ready: list[tuple[float, HostedPart, list[ScheduledEvent], Dispatch]] = []
         for part in self._parts.values():
             events = part.core.pop_due(max(now, first) + TOGETHER_S)
             if not events:
@@ -358,7 +293,7 @@ class OutputHost:
                 give_way()
             ready = [(due, part, group, part.core.prepare(group, _prepare_for(part.output)))
                      for due, part, group, _ in ready]
-        written: list[tuple[_Part, list[ScheduledEvent], Sequence[float | Exception] | Exception]] = []
+        written: list[tuple[HostedPart, list[ScheduledEvent], Sequence[float | Exception] | Exception]] = []
         for due, part, group, dispatch in ready:
             while clock() < due:
                 give_way()
@@ -388,10 +323,10 @@ class OutputHost:
             with contextlib.suppress(OSError):
                 write_json_atomic(stats, self.stats())
 
-    def _answer(self, part: _Part, msg: Written | Stats) -> None:
+    def _answer(self, part: HostedPart, msg: Written | Stats) -> None:
         """Tell the part's agent, unless it is not reading (a stopped process): then this answer is
         skipped, never waited for (the next one carries the totals), and the other parts play on."""
-        if not _room_to_send(part.conn):
+        if not room_to_send(part.conn):
             return
         try:
             part.conn.send(msg)
@@ -414,30 +349,12 @@ def _result(results: Sequence[float | Exception] | Exception) -> Sequence[float 
     return results
 
 
-def _by_due(events: list[ScheduledEvent]) -> list[tuple[float, list[ScheduledEvent]]]:
-    groups: dict[float, list[ScheduledEvent]] = {}
-    for ev in events:
-        assert ev.due is not None
-        groups.setdefault(ev.due, []).append(ev)
-    return list(groups.items())
-
-
 def _prepare_for(out: Output) -> Callable[[list[ScheduledEvent]], Dispatch]:
     def prepare(events: list[ScheduledEvent]) -> Dispatch:
         burst = out.prepare([(ev.kind == "on", ev.note, ev.due) for ev in events])
         return lambda: out.send(burst)
 
     return prepare
-
-
-def _room_to_send(conn: Connection) -> bool:
-    """Whether the connection takes a small message now: an agent that stopped reading (a stopped
-    process) must not stall every other part's writes behind a full socket."""
-    try:
-        _, writable, _ = select.select([], [conn.fileno()], [], 0)
-    except (OSError, ValueError):
-        return False
-    return bool(writable)
 
 
 def main(argv: list[str] | None = None) -> int:
